@@ -1,0 +1,162 @@
+//! Service numbers, grouped as the seeds group them.
+//!
+//! A service number is `group << 8 | index`. Group 0 holds the VMM's own calls
+//! (version, console, exit, reporting, vCPUs); the other groups are the service
+//! families of the two seeds and are filled as those services are implemented.
+//! A number that names no service is answered with [`Status::ENOSYS`](crate::Status::ENOSYS).
+
+/// The families of services.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceGroup {
+    /// The VMM's own calls: version, console, exit, fault reports, vCPUs.
+    Core = 0x00,
+    /// AIX memory management: `init_heap`, `xmalloc`, `xmfree`.
+    AixMemoryManagement = 0x01,
+    /// AIX memory pinning: `pin`, `pinu`, `pincode`, ….
+    AixPinning = 0x02,
+    /// AIX user memory access: `copyin`, `copyout`, `uiomove`, ….
+    AixUserMemoryAccess = 0x03,
+    /// AIX virtual memory management: `vms_create`, `vm_att`, ….
+    AixVirtualMemory = 0x04,
+    /// AIX cross-memory services: `xmattach`, `xmemdma`, ….
+    AixCrossMemory = 0x05,
+    /// DG/UX `memory_allocation(3K)`.
+    DguxMemoryAllocation = 0x06,
+}
+
+impl ServiceGroup {
+    /// The group a raw service number falls in, if any.
+    pub const fn of(number: u64) -> Option<ServiceGroup> {
+        match number >> 8 {
+            0x00 => Some(ServiceGroup::Core),
+            0x01 => Some(ServiceGroup::AixMemoryManagement),
+            0x02 => Some(ServiceGroup::AixPinning),
+            0x03 => Some(ServiceGroup::AixUserMemoryAccess),
+            0x04 => Some(ServiceGroup::AixVirtualMemory),
+            0x05 => Some(ServiceGroup::AixCrossMemory),
+            0x06 => Some(ServiceGroup::DguxMemoryAllocation),
+            _ => None,
+        }
+    }
+}
+
+/// Defines [`Service`] with its numbers, names and one `TryFrom<u64>`.
+macro_rules! services {
+    ($($(#[$doc:meta])* $name:ident = $value:expr, $snake:literal, returns: $returns:literal;)*) => {
+        /// A hypercall service.
+        #[repr(u64)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Service {
+            $($(#[$doc])* $name = $value,)*
+        }
+
+        impl Service {
+            /// Every service, in numeric order; [`Service::index`] indexes it.
+            pub const ALL: &[Service] = &[$(Service::$name,)*];
+
+            /// The name of the guest-library function that makes the call.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Service::$name => $snake,)*
+                }
+            }
+
+            /// Whether the call returns to the caller; `exit`, `panic`,
+            /// exception reports and the end of a vCPU's work do not.
+            pub const fn returns(self) -> bool {
+                match self {
+                    $(Service::$name => $returns,)*
+                }
+            }
+        }
+
+        impl TryFrom<u64> for Service {
+            type Error = u64;
+
+            fn try_from(value: u64) -> Result<Self, u64> {
+                match value {
+                    $(v if v == $value => Ok(Service::$name),)*
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+
+services! {
+    /// Returns [`ABI_VERSION`](crate::ABI_VERSION) as the value.
+    AbiVersion = 0x000, "abi_version", returns: true;
+    /// Does nothing: the cost of a call.
+    Null = 0x001, "null", returns: true;
+    /// `(ptr, len)`: writes bytes to the console; the value is the count written.
+    ConsoleWrite = 0x002, "console_write", returns: true;
+    /// `(code)`: ends the VM; `code` becomes the process exit status.
+    Exit = 0x003, "exit", returns: false;
+    /// `(msg, msg_len, file, file_len, line, column)`: the guest panicked.
+    Panic = 0x004, "panic", returns: false;
+    /// `(vector, error_code, rip, cs, rflags, rsp)`: a CPU exception the
+    /// firmware's vectors caught; the VMM adds CR2.
+    Exception = 0x005, "exception", returns: false;
+    /// `(vcpu, entry, function, argument)`: starts `entry(function, argument)`
+    /// on an idle vCPU with a fresh stack.
+    VcpuStart = 0x006, "vcpu_start", returns: true;
+    /// `(vcpu)`: waits until that vCPU is idle; the value is what its last
+    /// work returned.
+    VcpuWait = 0x007, "vcpu_wait", returns: true;
+    /// `(result)`: the work started on this vCPU is finished; it becomes idle.
+    VcpuDone = 0x008, "vcpu_done", returns: false;
+}
+
+impl Service {
+    /// Number of services; the length of per-service tables.
+    pub const COUNT: usize = Service::ALL.len();
+
+    /// The raw number that travels in `rax`.
+    pub const fn number(self) -> u64 {
+        self as u64
+    }
+
+    /// The group the service belongs to.
+    pub const fn group(self) -> ServiceGroup {
+        match ServiceGroup::of(self.number()) {
+            Some(group) => group,
+            None => panic!("every service number lies in a group"),
+        }
+    }
+
+    /// Position in [`Service::ALL`].
+    pub fn index(self) -> usize {
+        Service::ALL.iter().position(|&s| s == self).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_round_trips_and_has_a_group() {
+        for (i, &service) in Service::ALL.iter().enumerate() {
+            assert_eq!(Service::try_from(service.number()), Ok(service));
+            assert_eq!(service.index(), i);
+            assert_eq!(ServiceGroup::of(service.number()), Some(service.group()));
+        }
+    }
+
+    #[test]
+    fn numbers_outside_every_service_are_refused() {
+        for number in [0x009, 0x0ff, 0x100, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+            assert_eq!(Service::try_from(number), Err(number));
+        }
+        assert_eq!(ServiceGroup::of(0x700), None);
+        assert_eq!(ServiceGroup::of(u64::MAX), None);
+    }
+
+    #[test]
+    fn service_table_is_sorted_and_unique() {
+        for pair in Service::ALL.windows(2) {
+            assert!(pair[0].number() < pair[1].number());
+        }
+    }
+}
