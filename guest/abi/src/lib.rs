@@ -18,12 +18,14 @@
 //! guest-physical and guest-virtual addresses are defined.
 #![no_std]
 
+pub mod boot_info;
 pub mod image;
 pub mod layout;
 pub mod service;
 pub mod status;
 pub mod vcpu;
 
+pub use boot_info::BootInfo;
 pub use image::ImageHeader;
 pub use service::{Service, ServiceGroup};
 pub use status::Status;
