@@ -1,0 +1,309 @@
+//! Loading a guest ELF image.
+//!
+//! linux-loader copies the PT_LOAD segments to their physical addresses; before
+//! that, this module checks every program header against the layout (a guest
+//! image may only occupy the image region, linked at `IMAGE_VA_OFFSET + gpa`,
+//! page-aligned, without overlaps), and afterwards it checks the image header
+//! the firmware puts at [`layout::IMAGE_VA`].
+
+use std::io::Cursor;
+
+use kmemvisor_abi::image::{IMAGE_MAGIC, VECTOR_COUNT, VECTOR_STRIDE};
+use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use kmemvisor_abi::{ABI_MAJOR, ABI_VERSION, ImageHeader};
+use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PF_W, PF_X, PT_LOAD};
+use linux_loader::loader::{KernelLoader, elf::Elf};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::paging::PteFlags;
+
+const ELFCLASS64: u8 = 2;
+const ET_EXEC: u16 = 2;
+const EM_X86_64: u16 = 62;
+
+/// Why a guest image cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// The file is not a 64-bit x86 executable ELF.
+    #[error("Not a static x86-64 ELF executable: {0}")]
+    NotAnExecutable(&'static str),
+    /// A program header breaks the layout.
+    #[error("Segment at {vaddr:#x} (physical {paddr:#x}, {size} bytes) {problem}")]
+    BadSegment {
+        /// The segment's virtual address.
+        vaddr: u64,
+        /// The segment's physical address.
+        paddr: u64,
+        /// The segment's size in memory.
+        size: u64,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// linux-loader could not copy the image.
+    #[error("Cannot copy the image into guest memory")]
+    Copy(#[source] linux_loader::loader::Error),
+    /// The image lacks the firmware's header.
+    #[error("The image has no kmemvisor header at {at:#x}: it was not linked with the kmemvisor firmware")]
+    NoHeader {
+        /// Where the header should be.
+        at: u64,
+    },
+    /// The image was built against another ABI major version.
+    #[error("The image was built for ABI {found_major}.{found_minor}; this kmemvisor speaks ABI {ABI_MAJOR}.x")]
+    AbiMismatch {
+        /// Major version in the image.
+        found_major: u64,
+        /// Minor version in the image.
+        found_minor: u64,
+    },
+    /// The entry point or the vectors are not in executable code.
+    #[error("The {what} at {address:#x} is not in an executable segment")]
+    NotExecutable {
+        /// `entry point` or `exception vectors`.
+        what: &'static str,
+        /// The address.
+        address: u64,
+    },
+}
+
+/// A loaded segment, to be mapped page by page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First guest-virtual address (page aligned).
+    pub va: u64,
+    /// First guest-physical address (page aligned).
+    pub gpa: u64,
+    /// Pages it covers.
+    pub pages: u64,
+    /// Page-table flags from the ELF permissions.
+    pub flags: PteFlags,
+}
+
+/// A loaded image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// The ELF entry point (vCPU 0 starts here).
+    pub entry: u64,
+    /// The address of the firmware's exception vector 0.
+    pub vectors: u64,
+    /// The PT_LOAD segments.
+    pub segments: Vec<Segment>,
+}
+
+impl Image {
+    fn executable(&self, va: u64, len: u64) -> bool {
+        self.segments.iter().any(|s| {
+            !s.flags.contains(PteFlags::NO_EXECUTE) && va >= s.va && va.saturating_add(len) <= s.va + s.pages * PAGE_SIZE
+        })
+    }
+}
+
+fn read<T: ByteValued + Default>(elf: &[u8], offset: u64) -> Option<T> {
+    let mut value = T::default();
+    let start = usize::try_from(offset).ok()?;
+    let bytes = elf.get(start..start.checked_add(std::mem::size_of::<T>())?)?;
+    value.as_mut_slice().copy_from_slice(bytes);
+    Some(value)
+}
+
+/// Checks the program headers of `elf` and returns its segments.
+pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
+    let ehdr: Elf64_Ehdr = read(elf, 0).ok_or(LoaderError::NotAnExecutable("shorter than an ELF header"))?;
+    if ehdr.e_ident[..4] != *b"\x7fELF" {
+        return Err(LoaderError::NotAnExecutable("no ELF magic"));
+    }
+    if ehdr.e_ident[4] != ELFCLASS64 || ehdr.e_machine != EM_X86_64 {
+        return Err(LoaderError::NotAnExecutable("not a 64-bit x86 ELF"));
+    }
+    if ehdr.e_type != ET_EXEC {
+        return Err(LoaderError::NotAnExecutable("not ET_EXEC (link it static, not PIE)"));
+    }
+    if usize::from(ehdr.e_phentsize) != std::mem::size_of::<Elf64_Phdr>() {
+        return Err(LoaderError::NotAnExecutable("unexpected program header size"));
+    }
+    let mut segments: Vec<Segment> = Vec::new();
+    for i in 0..u64::from(ehdr.e_phnum) {
+        let offset = ehdr.e_phoff.checked_add(i * std::mem::size_of::<Elf64_Phdr>() as u64);
+        let phdr: Elf64_Phdr = offset
+            .and_then(|o| read(elf, o))
+            .ok_or(LoaderError::NotAnExecutable("program headers beyond the end of the file"))?;
+        if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
+            continue;
+        }
+        let bad = |problem| LoaderError::BadSegment { vaddr: phdr.p_vaddr, paddr: phdr.p_paddr, size: phdr.p_memsz, problem };
+        let in_file = phdr.p_offset.checked_add(phdr.p_filesz).is_some_and(|end| end <= elf.len() as u64);
+        if phdr.p_filesz > phdr.p_memsz || !in_file {
+            return Err(bad("has file contents beyond the file or its memory size"));
+        }
+        let end = phdr.p_paddr.checked_add(phdr.p_memsz).ok_or(bad("wraps around"))?;
+        if phdr.p_paddr < layout::IMAGE_GPA || end > layout::IMAGE_GPA_END {
+            return Err(bad("lies outside the image region (link with the kmemvisor firmware's linker script)"));
+        }
+        if phdr.p_vaddr != phdr.p_paddr.wrapping_add(layout::IMAGE_VA_OFFSET) {
+            return Err(bad("is not linked at IMAGE_VA_OFFSET + its physical address"));
+        }
+        if phdr.p_paddr % PAGE_SIZE != 0 {
+            return Err(bad("does not start on a page boundary"));
+        }
+        let pages = end.div_ceil(PAGE_SIZE) - phdr.p_paddr / PAGE_SIZE;
+        let overlaps = segments.iter().any(|s| phdr.p_paddr < s.gpa + s.pages * PAGE_SIZE && s.gpa < phdr.p_paddr + pages * PAGE_SIZE);
+        if overlaps {
+            return Err(bad("shares pages with another segment"));
+        }
+        let mut flags = PteFlags::USER;
+        if phdr.p_flags & PF_W != 0 {
+            flags = flags | PteFlags::WRITABLE;
+        }
+        if phdr.p_flags & PF_X == 0 {
+            flags = flags | PteFlags::NO_EXECUTE;
+        }
+        segments.push(Segment { va: phdr.p_vaddr, gpa: phdr.p_paddr, pages, flags });
+    }
+    if segments.is_empty() {
+        return Err(LoaderError::NotAnExecutable("no loadable segment"));
+    }
+    Ok((ehdr, segments))
+}
+
+/// Loads `elf` into `memory` and checks its header.
+pub fn load(memory: &GuestMemoryMmap, elf: &[u8]) -> Result<Image, LoaderError> {
+    let (ehdr, segments) = segments(elf)?;
+    Elf::load(memory, None, &mut Cursor::new(elf), None).map_err(LoaderError::Copy)?;
+    let mut raw = [0u8; 24];
+    let no_header = LoaderError::NoHeader { at: layout::IMAGE_VA };
+    if !segments.iter().any(|s| s.va == layout::IMAGE_VA) {
+        return Err(no_header);
+    }
+    memory.read_slice(&mut raw, GuestAddress(layout::IMAGE_GPA)).map_err(|_| LoaderError::NoHeader { at: layout::IMAGE_VA })?;
+    let header = ImageHeader::parse(&raw);
+    if header.magic != IMAGE_MAGIC {
+        return Err(no_header);
+    }
+    if header.abi_version >> 16 != ABI_VERSION >> 16 {
+        return Err(LoaderError::AbiMismatch { found_major: header.abi_version >> 16, found_minor: header.abi_version & 0xffff });
+    }
+    let image = Image { entry: ehdr.e_entry, vectors: header.vectors, segments };
+    if !image.executable(image.entry, 1) {
+        return Err(LoaderError::NotExecutable { what: "entry point", address: image.entry });
+    }
+    if !image.executable(image.vectors, VECTOR_COUNT as u64 * VECTOR_STRIDE) {
+        return Err(LoaderError::NotExecutable { what: "exception vectors", address: image.vectors });
+    }
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::GuestRam;
+
+    /// A minimal ELF: header, one program header per segment, then contents.
+    fn elf(segments: &[(u64, u64, u32, &[u8])], entry: u64) -> Vec<u8> {
+        let phoff = 64u64;
+        let data_start = phoff + 56 * segments.len() as u64;
+        let mut ehdr = Elf64_Ehdr::default();
+        ehdr.e_ident[..4].copy_from_slice(b"\x7fELF");
+        ehdr.e_ident[4] = ELFCLASS64;
+        ehdr.e_ident[5] = 1;
+        ehdr.e_type = ET_EXEC;
+        ehdr.e_machine = EM_X86_64;
+        ehdr.e_entry = entry;
+        ehdr.e_phoff = phoff;
+        ehdr.e_ehsize = 64;
+        ehdr.e_phentsize = 56;
+        ehdr.e_phnum = segments.len() as u16;
+        let mut out = ehdr.as_slice().to_vec();
+        let mut offset = data_start;
+        for &(paddr, memsz, flags, data) in segments {
+            let phdr = Elf64_Phdr {
+                p_type: PT_LOAD,
+                p_flags: flags,
+                p_offset: offset,
+                p_vaddr: paddr.wrapping_add(layout::IMAGE_VA_OFFSET),
+                p_paddr: paddr,
+                p_filesz: data.len() as u64,
+                p_memsz: memsz,
+                p_align: PAGE_SIZE,
+            };
+            out.extend_from_slice(phdr.as_slice());
+            offset += data.len() as u64;
+        }
+        for &(_, _, _, data) in segments {
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    fn header(abi: u64, vectors: u64) -> Vec<u8> {
+        let mut h = IMAGE_MAGIC.to_vec();
+        h.extend_from_slice(&abi.to_le_bytes());
+        h.extend_from_slice(&vectors.to_le_bytes());
+        h.resize(0x400, 0x90);
+        h
+    }
+
+    const RX: u32 = 5;
+    const RW: u32 = 6;
+
+    #[test]
+    fn a_good_image_loads_with_flags_from_its_permissions() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
+        let data = [7u8; 16];
+        let bytes = elf(&[(layout::IMAGE_GPA, 0x400, RX, &text), (layout::IMAGE_GPA + 0x1000, 0x2800, RW, &data)], layout::IMAGE_VA + 0x300);
+        let image = load(ram.memory(), &bytes).expect("loads");
+        assert_eq!(image.entry, layout::IMAGE_VA + 0x300);
+        assert_eq!(image.vectors, layout::IMAGE_VA + 0x100);
+        assert_eq!(image.segments.len(), 2);
+        assert!(!image.segments[0].flags.contains(PteFlags::NO_EXECUTE));
+        assert!(!image.segments[0].flags.contains(PteFlags::WRITABLE));
+        assert!(image.segments[1].flags.contains(PteFlags::WRITABLE | PteFlags::NO_EXECUTE));
+        assert_eq!(image.segments[1].pages, 3);
+        let mut copied = [0u8; 16];
+        ram.memory().read_slice(&mut copied, GuestAddress(layout::IMAGE_GPA + 0x1000)).expect("read");
+        assert_eq!(copied, data);
+    }
+
+    #[test]
+    fn images_that_break_the_layout_are_refused_before_anything_is_copied() {
+        let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
+        let cases: [(&[(u64, u64, u32, &[u8])], &str); 4] = [
+            (&[(0x1000, 0x400, RX, &text)], "outside the image region"),
+            (&[(layout::IMAGE_GPA_END - 0x1000, 0x2000, RX, &text)], "outside the image region"),
+            (&[(layout::IMAGE_GPA + 0x10, 0x400, RX, &text)], "page boundary"),
+            (&[(layout::IMAGE_GPA, 0x1400, RX, &text), (layout::IMAGE_GPA + 0x1000, 0x10, RW, &[])], "shares pages"),
+        ];
+        for (segments, expected) in cases {
+            let err = super::segments(&elf(segments, layout::IMAGE_VA)).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn headers_and_entry_points_are_checked() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let mut no_magic = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
+        no_magic[0] = b'X';
+        let cases = [
+            (no_magic, layout::IMAGE_VA + 0x300, "no kmemvisor header"),
+            (header(2 << 16, layout::IMAGE_VA + 0x100), layout::IMAGE_VA + 0x300, "ABI 2.0"),
+            (header(ABI_VERSION, layout::IMAGE_VA + 0x100), layout::IMAGE_VA + 0x2000, "entry point"),
+            (header(ABI_VERSION, layout::IMAGE_VA + 0xf00), layout::IMAGE_VA + 0x300, "exception vectors"),
+        ];
+        for (text, entry, expected) in cases {
+            let bytes = elf(&[(layout::IMAGE_GPA, 0x400, RX, &text)], entry);
+            let err = load(ram.memory(), &bytes).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_an_executable() {
+        for bytes in [&b""[..], b"\x7fELF", &[0u8; 64], &[0xffu8; 200]] {
+            assert!(matches!(segments(bytes), Err(LoaderError::NotAnExecutable(_))));
+        }
+        let mut truncated = elf(&[(layout::IMAGE_GPA, 0x400, RX, &[1, 2, 3])], layout::IMAGE_VA);
+        truncated.truncate(100);
+        assert!(segments(&truncated).is_err());
+    }
+}

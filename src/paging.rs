@@ -1,0 +1,333 @@
+//! Guest page tables, built and owned by the VMM.
+//!
+//! x86-64 4-level paging with 4 KiB leaves only, so that every page can carry
+//! its own permissions and cache attributes. Table frames come from the
+//! page-table pool ([`layout::PAGE_TABLES_GPA`]), which is never mapped into the
+//! guest: the guest cannot change its own translations. Because the tables are
+//! the VMM's, a walk of them is also how the VMM reads guest-virtual memory.
+
+use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Bits of a page-table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PteFlags(u64);
+
+impl PteFlags {
+    /// The entry is valid.
+    pub const PRESENT: PteFlags = PteFlags(1 << 0);
+    /// Writes are allowed.
+    pub const WRITABLE: PteFlags = PteFlags(1 << 1);
+    /// CPL3 may access the page.
+    pub const USER: PteFlags = PteFlags(1 << 2);
+    /// Page-level write-through (PWT).
+    pub const WRITE_THROUGH: PteFlags = PteFlags(1 << 3);
+    /// Page-level cache disable (PCD).
+    pub const CACHE_DISABLE: PteFlags = PteFlags(1 << 4);
+    /// Instruction fetches are not allowed (needs EFER.NXE).
+    pub const NO_EXECUTE: PteFlags = PteFlags(1 << 63);
+    /// Flags of intermediate entries: leaves decide permissions.
+    const TABLE: PteFlags = PteFlags(0b111);
+    /// The bits that hold a frame address.
+    const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+    /// No bits.
+    pub const fn empty() -> PteFlags {
+        PteFlags(0)
+    }
+
+    /// Both sets of bits.
+    pub const fn union(self, other: PteFlags) -> PteFlags {
+        PteFlags(self.0 | other.0)
+    }
+
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: PteFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::ops::BitOr for PteFlags {
+    type Output = PteFlags;
+
+    fn bitor(self, other: PteFlags) -> PteFlags {
+        self.union(other)
+    }
+}
+
+/// What went wrong building or walking page tables.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    /// The address is not canonical (bits 63..47 differ).
+    #[error("Address {0:#x} is not canonical")]
+    NotCanonical(u64),
+    /// An address is not page aligned.
+    #[error("Address {0:#x} is not page aligned")]
+    Unaligned(u64),
+    /// The virtual page is mapped already.
+    #[error("Virtual page {0:#x} is mapped already")]
+    AlreadyMapped(u64),
+    /// The page-table pool has no free frame left.
+    #[error("The page-table pool is exhausted")]
+    PoolExhausted,
+    /// A table frame lies outside guest RAM.
+    #[error("Page-table frame {0:#x} is outside guest RAM")]
+    Memory(u64),
+}
+
+/// Hands out the frames of the page-table pool.
+#[derive(Debug)]
+pub struct TablePool {
+    next: u64,
+    end: u64,
+}
+
+impl TablePool {
+    /// The pool at its layout place.
+    pub fn new() -> TablePool {
+        TablePool::with_range(layout::PAGE_TABLES_GPA, layout::PAGE_TABLES_GPA + layout::PAGE_TABLES_SIZE)
+    }
+
+    /// A pool over `[start, end)`.
+    pub fn with_range(start: u64, end: u64) -> TablePool {
+        TablePool { next: start, end }
+    }
+
+    fn allocate(&mut self, memory: &GuestMemoryMmap) -> Result<u64, PagingError> {
+        if self.next >= self.end {
+            return Err(PagingError::PoolExhausted);
+        }
+        let frame = self.next;
+        memory
+            .write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame))
+            .map_err(|_| PagingError::Memory(frame))?;
+        self.next += PAGE_SIZE;
+        Ok(frame)
+    }
+
+    /// Frames handed out so far.
+    pub fn used(&self) -> u64 {
+        (self.next - layout::PAGE_TABLES_GPA) / PAGE_SIZE
+    }
+}
+
+impl Default for TablePool {
+    fn default() -> TablePool {
+        TablePool::new()
+    }
+}
+
+/// A leaf translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// Guest-physical address of the byte.
+    pub gpa: u64,
+    /// The leaf entry's flags.
+    pub flags: PteFlags,
+}
+
+/// One address space: a PML4 and everything below it.
+#[derive(Debug)]
+pub struct AddressSpace {
+    root: u64,
+}
+
+/// Whether bits 63..47 of `va` are all equal.
+pub const fn is_canonical(va: u64) -> bool {
+    let top = (va as i64) >> 47;
+    top == 0 || top == -1
+}
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * level)) & 0x1ff
+}
+
+impl AddressSpace {
+    /// A new, empty address space.
+    pub fn new(memory: &GuestMemoryMmap, pool: &mut TablePool) -> Result<AddressSpace, PagingError> {
+        Ok(AddressSpace { root: pool.allocate(memory)? })
+    }
+
+    /// Guest-physical address of the PML4: the value for CR3.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps the 4 KiB page at `va` to the frame at `gpa`.
+    pub fn map(
+        &self,
+        memory: &GuestMemoryMmap,
+        pool: &mut TablePool,
+        va: u64,
+        gpa: u64,
+        flags: PteFlags,
+    ) -> Result<(), PagingError> {
+        if !is_canonical(va) {
+            return Err(PagingError::NotCanonical(va));
+        }
+        for address in [va, gpa] {
+            if address % PAGE_SIZE != 0 {
+                return Err(PagingError::Unaligned(address));
+            }
+        }
+        let mut table = self.root;
+        for level in (1..4).rev() {
+            let slot = table + 8 * index(va, level);
+            let entry = read_entry(memory, slot)?;
+            table = if entry & PteFlags::PRESENT.0 != 0 {
+                entry & PteFlags::ADDRESS_MASK
+            } else {
+                let next = pool.allocate(memory)?;
+                write_entry(memory, slot, next | PteFlags::TABLE.0)?;
+                next
+            };
+        }
+        let slot = table + 8 * index(va, 0);
+        if read_entry(memory, slot)? & PteFlags::PRESENT.0 != 0 {
+            return Err(PagingError::AlreadyMapped(va));
+        }
+        write_entry(memory, slot, gpa | (flags | PteFlags::PRESENT).0)
+    }
+
+    /// Maps `count` consecutive pages from `va` to consecutive frames from `gpa`.
+    pub fn map_range(
+        &self,
+        memory: &GuestMemoryMmap,
+        pool: &mut TablePool,
+        va: u64,
+        gpa: u64,
+        count: u64,
+        flags: PteFlags,
+    ) -> Result<(), PagingError> {
+        (0..count).try_for_each(|i| self.map(memory, pool, va + i * PAGE_SIZE, gpa + i * PAGE_SIZE, flags))
+    }
+
+    /// Translates `va`, or `None` where nothing is mapped.
+    pub fn translate(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
+        if !is_canonical(va) {
+            return None;
+        }
+        let mut table = self.root;
+        for level in (0..4).rev() {
+            let entry = read_entry(memory, table + 8 * index(va, level)).ok()?;
+            if entry & PteFlags::PRESENT.0 == 0 {
+                return None;
+            }
+            table = entry & PteFlags::ADDRESS_MASK;
+            if level == 0 {
+                let flags = PteFlags(entry & !PteFlags::ADDRESS_MASK);
+                return Some(Translation { gpa: table | (va & (PAGE_SIZE - 1)), flags });
+            }
+        }
+        None
+    }
+}
+
+fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
+    memory.read_obj(GuestAddress(at)).map_err(|_| PagingError::Memory(at))
+}
+
+fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {
+    memory.write_obj(entry, GuestAddress(at)).map_err(|_| PagingError::Memory(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::GuestRam;
+
+    fn setup() -> (GuestRam, TablePool, AddressSpace) {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let mut pool = TablePool::new();
+        let space = AddressSpace::new(ram.memory(), &mut pool).expect("space");
+        (ram, pool, space)
+    }
+
+    #[test]
+    fn a_mapped_page_translates_with_its_flags_and_offset() {
+        let (ram, mut pool, space) = setup();
+        let va = layout::IMAGE_VA;
+        let flags = PteFlags::USER | PteFlags::NO_EXECUTE;
+        space.map(ram.memory(), &mut pool, va, 0x30_0000, flags).expect("map");
+        let t = space.translate(ram.memory(), va + 0x123).expect("mapped");
+        assert_eq!(t.gpa, 0x30_0123);
+        assert!(t.flags.contains(PteFlags::PRESENT | PteFlags::USER | PteFlags::NO_EXECUTE));
+        assert!(!t.flags.contains(PteFlags::WRITABLE));
+        assert_eq!(space.translate(ram.memory(), va + PAGE_SIZE), None);
+        assert_eq!(space.translate(ram.memory(), va - PAGE_SIZE), None);
+    }
+
+    #[test]
+    fn the_walk_is_what_the_cpu_would_see() {
+        let (ram, mut pool, space) = setup();
+        let va = 0xffff_ffff_8020_3000;
+        space.map(ram.memory(), &mut pool, va, 0x0040_5000, PteFlags::WRITABLE).expect("map");
+        // Walk by hand the way the MMU does: PML4 → PDPT → PD → PT.
+        let mut table = space.root();
+        for (level, expected_index) in [(3, 511), (2, 510), (1, 1), (0, 3)] {
+            assert_eq!(index(va, level), expected_index);
+            let entry: u64 = ram.memory().read_obj(GuestAddress(table + 8 * expected_index)).expect("entry");
+            assert_eq!(entry & 1, 1, "level {level} present");
+            if level > 0 {
+                assert_eq!(entry & 0b111, 0b111, "intermediate entries are P|RW|U");
+            }
+            table = entry & PteFlags::ADDRESS_MASK;
+        }
+        assert_eq!(table, 0x0040_5000);
+    }
+
+    #[test]
+    fn tables_are_shared_by_neighbouring_pages() {
+        let (ram, mut pool, space) = setup();
+        space.map_range(ram.memory(), &mut pool, layout::IMAGE_VA, 0x20_0000, 512, PteFlags::USER).expect("map");
+        // One PML4, one PDPT, one PD, one PT for 2 MiB of aligned pages.
+        assert_eq!(pool.used(), 4);
+        for i in [0, 1, 511] {
+            let t = space.translate(ram.memory(), layout::IMAGE_VA + i * PAGE_SIZE).expect("mapped");
+            assert_eq!(t.gpa, 0x20_0000 + i * PAGE_SIZE);
+        }
+    }
+
+    #[test]
+    fn bad_mappings_are_refused() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        assert_eq!(space.map(m, &mut pool, 0x8000_0000_0000, 0, PteFlags::USER), Err(PagingError::NotCanonical(0x8000_0000_0000)));
+        assert_eq!(space.map(m, &mut pool, 0x1001, 0, PteFlags::USER), Err(PagingError::Unaligned(0x1001)));
+        assert_eq!(space.map(m, &mut pool, 0x1000, 0x10, PteFlags::USER), Err(PagingError::Unaligned(0x10)));
+        space.map(m, &mut pool, 0x1000, 0x5000, PteFlags::USER).expect("map");
+        assert_eq!(space.map(m, &mut pool, 0x1000, 0x6000, PteFlags::USER), Err(PagingError::AlreadyMapped(0x1000)));
+        assert_eq!(space.translate(m, 0x1000).map(|t| t.gpa), Some(0x5000));
+    }
+
+    #[test]
+    fn non_canonical_and_unmapped_addresses_do_not_translate() {
+        let (ram, _pool, space) = setup();
+        for va in [0, 0x8000_0000_0000, 0xffff_7fff_ffff_ffff, u64::MAX] {
+            assert_eq!(space.translate(ram.memory(), va), None, "{va:#x}");
+        }
+    }
+
+    #[test]
+    fn an_exhausted_pool_is_an_error_not_a_panic() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let start = layout::PAGE_TABLES_GPA;
+        let mut pool = TablePool::with_range(start, start + 3 * PAGE_SIZE);
+        let space = AddressSpace::new(ram.memory(), &mut pool).expect("space");
+        assert_eq!(space.map(ram.memory(), &mut pool, 0x1000, 0x5000, PteFlags::USER), Err(PagingError::PoolExhausted));
+    }
+
+    #[test]
+    fn canonical_check_matches_the_architecture() {
+        assert!(is_canonical(0));
+        assert!(is_canonical(0x7fff_ffff_ffff));
+        assert!(!is_canonical(0x8000_0000_0000));
+        assert!(is_canonical(0xffff_8000_0000_0000));
+        assert!(!is_canonical(0xfff0_0000_0000_0000));
+    }
+}
