@@ -2,7 +2,12 @@
 //! the kernel memory services of AIX and DG/UX through a hypercall ABI.
 #![doc = include_str!("../docs/BOOT_PATH.md")]
 
+pub mod checker;
+pub mod console;
 pub mod cpu;
+pub mod guest_access;
 pub mod loader;
 pub mod memory;
 pub mod paging;
+pub mod report;
+pub mod stop;

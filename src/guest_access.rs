@@ -1,0 +1,67 @@
+//! Reading guest-virtual memory on the guest's behalf.
+//!
+//! Every pointer a guest passes is translated through the VMM's own page
+//! tables, page by page, and must be mapped for CPL3 — exactly what the guest
+//! itself could read. Nothing outside guest RAM is ever touched: vm-memory
+//! bounds-checks every frame.
+
+use kmemvisor_abi::layout::PAGE_SIZE;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::paging::{AddressSpace, PteFlags};
+
+/// The guest pointer does not lead to readable guest memory.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Guest address {address:#x} is not mapped for the guest")]
+pub struct BadAddress {
+    /// The first address that failed.
+    pub address: u64,
+}
+
+/// Reads `len` bytes at guest-virtual `va` of `space`.
+pub fn read(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, len: usize) -> Result<Vec<u8>, BadAddress> {
+    let mut out = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let address = va.checked_add(done as u64).ok_or(BadAddress { address: va })?;
+        let translation = space
+            .translate(memory, address)
+            .filter(|t| t.flags.contains(PteFlags::USER))
+            .ok_or(BadAddress { address })?;
+        let in_page = (PAGE_SIZE - address % PAGE_SIZE) as usize;
+        let chunk = in_page.min(len - done);
+        memory
+            .read_slice(&mut out[done..done + chunk], GuestAddress(translation.gpa))
+            .map_err(|_| BadAddress { address })?;
+        done += chunk;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::GuestRam;
+    use crate::paging::TablePool;
+    use kmemvisor_abi::layout;
+
+    #[test]
+    fn reads_cross_pages_and_stop_at_unmapped_or_supervisor_pages() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let mut pool = TablePool::new();
+        let space = AddressSpace::new(m, &mut pool).expect("space");
+        let va = 0x40_0000;
+        // Two virtually adjacent pages on frames that are not adjacent.
+        space.map(m, &mut pool, va, 0x50_0000, PteFlags::USER).expect("map");
+        space.map(m, &mut pool, va + PAGE_SIZE, 0x30_0000, PteFlags::USER).expect("map");
+        space.map(m, &mut pool, va + 2 * PAGE_SIZE, 0x60_0000, PteFlags::empty()).expect("map");
+        m.write_slice(b"abc", GuestAddress(0x50_0ffd)).expect("write");
+        m.write_slice(b"def", GuestAddress(0x30_0000)).expect("write");
+        assert_eq!(read(m, &space, va + 0xffd, 6).expect("read"), b"abcdef");
+        assert_eq!(read(m, &space, va + 2 * PAGE_SIZE - 1, 2), Err(BadAddress { address: va + 2 * PAGE_SIZE }));
+        assert_eq!(read(m, &space, 0x1000, 1), Err(BadAddress { address: 0x1000 }));
+        assert_eq!(read(m, &space, u64::MAX, 2), Err(BadAddress { address: u64::MAX }));
+        assert_eq!(read(m, &space, 0x1000, 0).expect("empty read"), b"");
+    }
+}

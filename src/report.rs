@@ -1,0 +1,319 @@
+//! What a run ends with: its cause, the process exit status, and the JSON report.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::checker::Violation;
+
+/// Process exit statuses; `docs/EXIT_STATUS.md` and the README list them.
+pub mod status {
+    /// Highest exit code a guest's own `exit(code)` passes through unchanged.
+    pub const GUEST_CODE_MAX: u8 = 63;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 64;
+    /// The guest finished but violations were recorded.
+    pub const VIOLATIONS: u8 = 65;
+    /// `--strict` stopped the guest at its first violation.
+    pub const STRICT_VIOLATION: u8 = 66;
+    /// The guest panicked.
+    pub const GUEST_PANIC: u8 = 67;
+    /// A CPU exception in the guest.
+    pub const CPU_EXCEPTION: u8 = 68;
+    /// The guest triple-faulted.
+    pub const TRIPLE_FAULT: u8 = 69;
+    /// KVM failed: internal error, emulation failure, failed entry, unexpected exit.
+    pub const VM_FAILURE: u8 = 70;
+    /// `--timeout` expired.
+    pub const TIMEOUT: u8 = 71;
+    /// SIGINT or SIGTERM stopped the run.
+    pub const INTERRUPTED: u8 = 72;
+    /// The VMM could not set the VM up (no /dev/kvm, bad guest image, …).
+    pub const VMM_ERROR: u8 = 73;
+}
+
+/// The general registers and control registers of a vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RegisterDump {
+    /// rip, rsp, rflags, rax, rbx, rcx, rdx, rsi, rdi, rbp, r8–r15.
+    #[serde(serialize_with = "hex_array")]
+    pub gprs: [u64; 18],
+    /// cr0, cr2, cr3, cr4, efer.
+    #[serde(serialize_with = "hex_array")]
+    pub control: [u64; 5],
+}
+
+const GPR_NAMES: [&str; 18] = [
+    "rip", "rsp", "rflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+];
+const CONTROL_NAMES: [&str; 5] = ["cr0", "cr2", "cr3", "cr4", "efer"];
+
+impl RegisterDump {
+    /// The dump of `regs` and `sregs`.
+    pub fn new(regs: &kvm_bindings::kvm_regs, sregs: &kvm_bindings::kvm_sregs) -> RegisterDump {
+        let r = regs;
+        RegisterDump {
+            gprs: [
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+            ],
+            control: [sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer],
+        }
+    }
+
+    /// The stack pointer.
+    pub fn rsp(&self) -> u64 {
+        self.gprs[1]
+    }
+}
+
+impl fmt::Display for RegisterDump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = GPR_NAMES.iter().chain(&CONTROL_NAMES);
+        let values = self.gprs.iter().chain(&self.control);
+        for (i, (name, value)) in names.zip(values).enumerate() {
+            let sep = if i % 4 == 3 { "\n" } else { "  " };
+            write!(f, "{name:>6}={value:#018x}{sep}")?;
+        }
+        Ok(())
+    }
+}
+
+fn hex_array<S: serde::Serializer, const N: usize>(values: &[u64; N], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(values.iter().map(|v| format!("{v:#x}")))
+}
+
+fn hex<S: serde::Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{value:#x}"))
+}
+
+/// Why the guest stopped.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "cause", rename_all = "kebab-case")]
+pub enum ExitCause {
+    /// The guest called `exit(code)`.
+    GuestExit {
+        /// The code it passed.
+        code: u64,
+    },
+    /// `--strict` and a violation.
+    StrictViolation,
+    /// The guest panicked.
+    Panic {
+        /// vCPU that panicked.
+        vcpu: usize,
+        /// The panic message.
+        message: String,
+        /// Source file of the panic.
+        file: String,
+        /// Line in that file.
+        line: u64,
+        /// Column in that line.
+        column: u64,
+    },
+    /// A CPU exception reached the firmware's vectors.
+    Exception {
+        /// vCPU that faulted.
+        vcpu: usize,
+        /// The vector number.
+        vector: u64,
+        /// Its mnemonic (`#PF`).
+        name: &'static str,
+        /// The error code the CPU pushed (0 when it pushes none).
+        #[serde(serialize_with = "hex")]
+        error_code: u64,
+        /// CR2 at the time (the faulting address of a #PF).
+        #[serde(serialize_with = "hex")]
+        cr2: u64,
+        /// The faulting instruction.
+        #[serde(serialize_with = "hex")]
+        rip: u64,
+        /// The stack pointer at the fault.
+        #[serde(serialize_with = "hex")]
+        rsp: u64,
+    },
+    /// The vCPU shut down after a triple fault.
+    TripleFault {
+        /// vCPU that faulted.
+        vcpu: usize,
+        /// Its registers at the shutdown.
+        registers: RegisterDump,
+        /// What the registers suggest (a stack overflow, say).
+        hint: Option<String>,
+    },
+    /// KVM could not go on running the vCPU.
+    VmFailure {
+        /// vCPU concerned.
+        vcpu: usize,
+        /// What KVM reported.
+        what: String,
+        /// Its registers, when they could be read.
+        registers: Option<RegisterDump>,
+    },
+    /// The run took longer than `--timeout`.
+    Timeout {
+        /// The limit in seconds.
+        seconds: f64,
+    },
+    /// A signal asked the VMM to stop.
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+/// Mnemonics of the CPU exception vectors.
+pub fn vector_name(vector: u64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)", "#TS", "#NP", "#SS", "#GP", "#PF", "reserved(15)", "#MF",
+        "#AC", "#MC", "#XM", "#VE", "#CP", "reserved(22)", "reserved(23)", "reserved(24)", "reserved(25)", "reserved(26)",
+        "reserved(27)", "#HV", "#VC", "#SX", "reserved(31)",
+    ];
+    usize::try_from(vector).ok().and_then(|v| NAMES.get(v)).copied().unwrap_or("unknown")
+}
+
+impl ExitCause {
+    /// The process exit status for this cause, given the number of violations.
+    pub fn exit_status(&self, violations: usize) -> u8 {
+        match self {
+            ExitCause::GuestExit { .. } if violations > 0 => status::VIOLATIONS,
+            ExitCause::GuestExit { code } => u8::try_from(*code).unwrap_or(u8::MAX).min(status::GUEST_CODE_MAX),
+            ExitCause::StrictViolation => status::STRICT_VIOLATION,
+            ExitCause::Panic { .. } => status::GUEST_PANIC,
+            ExitCause::Exception { .. } => status::CPU_EXCEPTION,
+            ExitCause::TripleFault { .. } => status::TRIPLE_FAULT,
+            ExitCause::VmFailure { .. } => status::VM_FAILURE,
+            ExitCause::Timeout { .. } => status::TIMEOUT,
+            ExitCause::Interrupted { .. } => status::INTERRUPTED,
+        }
+    }
+}
+
+impl fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitCause::GuestExit { code } => write!(f, "guest exited with code {code}"),
+            ExitCause::StrictViolation => write!(f, "stopped at the first violation (--strict)"),
+            ExitCause::Panic { vcpu, message, file, line, column } => {
+                write!(f, "guest panicked on vCPU {vcpu} at {file}:{line}:{column}: {message}")
+            }
+            ExitCause::Exception { vcpu, vector, name, error_code, cr2, rip, rsp } => write!(
+                f,
+                "CPU exception {name} (vector {vector}) on vCPU {vcpu}: error code {error_code:#x}, CR2 {cr2:#x}, RIP {rip:#x}, RSP {rsp:#x}"
+            ),
+            ExitCause::TripleFault { vcpu, registers, hint } => {
+                write!(f, "triple fault on vCPU {vcpu}")?;
+                if let Some(hint) = hint {
+                    write!(f, " ({hint})")?;
+                }
+                write!(f, "\n{registers}")
+            }
+            ExitCause::VmFailure { vcpu, what, registers } => {
+                write!(f, "KVM failure on vCPU {vcpu}: {what}")?;
+                match registers {
+                    Some(registers) => write!(f, "\n{registers}"),
+                    None => Ok(()),
+                }
+            }
+            ExitCause::Timeout { seconds } => write!(f, "timed out after {seconds} s (--timeout); the vCPUs were stopped"),
+            ExitCause::Interrupted { signal } => write!(f, "interrupted by signal {signal}"),
+        }
+    }
+}
+
+/// The `exit` object of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExitReport {
+    /// The cause and its details.
+    #[serde(flatten)]
+    pub cause: ExitCause,
+    /// The process exit status.
+    pub status: u8,
+    /// The cause in words.
+    pub summary: String,
+}
+
+/// The machine-readable account of one run (`--report FILE`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The kmemvisor version that wrote it.
+    pub kmemvisor_version: &'static str,
+    /// The guest that ran: a bundled name or a path.
+    pub guest: String,
+    /// vCPUs of the VM.
+    pub vcpus: usize,
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    /// How the run ended.
+    pub exit: ExitReport,
+    /// From VM creation to the first guest instruction, in microseconds.
+    pub boot_time_us: u64,
+    /// From the first guest instruction to the end, in microseconds.
+    pub run_time_us: u64,
+    /// Calls per service, by guest-library name (services never called are left out).
+    pub calls: BTreeMap<&'static str, u64>,
+    /// Calls with a number that names no service.
+    pub unknown_calls: u64,
+    /// Every violation, in the order recorded.
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cause_has_its_own_status() {
+        let dump = RegisterDump::default();
+        let causes = [
+            ExitCause::StrictViolation,
+            ExitCause::Panic { vcpu: 0, message: String::new(), file: String::new(), line: 1, column: 1 },
+            ExitCause::Exception { vcpu: 0, vector: 14, name: "#PF", error_code: 0, cr2: 0, rip: 0, rsp: 0 },
+            ExitCause::TripleFault { vcpu: 0, registers: dump, hint: None },
+            ExitCause::VmFailure { vcpu: 0, what: String::new(), registers: None },
+            ExitCause::Timeout { seconds: 1.0 },
+            ExitCause::Interrupted { signal: 2 },
+        ];
+        let mut seen: Vec<u8> = causes.iter().map(|c| c.exit_status(0)).collect();
+        seen.extend([status::USAGE, status::VIOLATIONS, status::VMM_ERROR]);
+        let count = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), count, "statuses collide: {seen:?}");
+        assert!(seen.iter().all(|&s| s > status::GUEST_CODE_MAX));
+    }
+
+    #[test]
+    fn guest_codes_pass_through_and_violations_override_them() {
+        assert_eq!(ExitCause::GuestExit { code: 0 }.exit_status(0), 0);
+        assert_eq!(ExitCause::GuestExit { code: 7 }.exit_status(0), 7);
+        assert_eq!(ExitCause::GuestExit { code: 1000 }.exit_status(0), status::GUEST_CODE_MAX);
+        assert_eq!(ExitCause::GuestExit { code: 0 }.exit_status(2), status::VIOLATIONS);
+        assert_eq!(ExitCause::StrictViolation.exit_status(1), status::STRICT_VIOLATION);
+    }
+
+    #[test]
+    fn vector_names_cover_the_cpu_vectors() {
+        assert_eq!(vector_name(14), "#PF");
+        assert_eq!(vector_name(13), "#GP");
+        assert_eq!(vector_name(8), "#DF");
+        assert_eq!(vector_name(32), "unknown");
+        assert_eq!(vector_name(u64::MAX), "unknown");
+    }
+
+    #[test]
+    fn causes_serialize_with_a_tag_and_hex_addresses() {
+        let cause = ExitCause::Exception { vcpu: 1, vector: 14, name: "#PF", error_code: 6, cr2: 0xdead_0000, rip: 0x10, rsp: 0x20 };
+        let json = serde_json::to_value(&cause).expect("json");
+        assert_eq!(json["cause"], "exception");
+        assert_eq!(json["cr2"], "0xdead0000");
+        assert_eq!(json["name"], "#PF");
+    }
+}
