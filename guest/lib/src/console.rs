@@ -43,7 +43,11 @@ pub struct TruncatingBuffer<const N: usize> {
 impl<const N: usize> TruncatingBuffer<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        TruncatingBuffer { bytes: [0; N], len: 0, truncated: false }
+        TruncatingBuffer {
+            bytes: [0; N],
+            len: 0,
+            truncated: false,
+        }
     }
 
     /// The bytes kept (always whole UTF-8 characters).
@@ -93,7 +97,10 @@ impl<F: FnMut(&[u8]), const N: usize> FlushingBuffer<F, N> {
     /// An empty buffer that flushes into `sink`.
     pub const fn new(sink: F) -> Self {
         const { assert!(N >= 4, "a buffer must hold any character") };
-        FlushingBuffer { buffer: TruncatingBuffer::new(), sink }
+        FlushingBuffer {
+            buffer: TruncatingBuffer::new(),
+            sink,
+        }
     }
 
     /// Hands the collected bytes to the sink, if there are any.
@@ -185,7 +192,7 @@ mod tests {
         let mut chunks: Vec<Vec<u8>> = Vec::new();
         {
             let mut b = FlushingBuffer::<_, 8>::new(|c: &[u8]| chunks.push(c.to_vec()));
-            write!(b, "{}-{}", "hello", 12345).unwrap();
+            write!(b, "hello-{}", 12345).unwrap();
             write!(b, "ééé").unwrap();
             b.flush();
             b.flush();

@@ -1,0 +1,176 @@
+//! Makes 100,000 calls with random service numbers and arguments; checks every reply is a status.
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+
+use kmemvisor_guest::abi::{HYPERCALL_PORT, Service, Status, layout};
+use kmemvisor_guest::{println, vcpu_count, vcpu_id};
+
+kmemvisor_firmware::entry!(main);
+
+/// Calls made.
+const CALLS: u64 = 100_000;
+/// The PRNG seed: the run is the same every time.
+const SEED: u64 = 0x6b6d_656d_7669_736f;
+
+/// xorshift64*: small, fast, good enough to pick test inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Addresses around the regions of the layout (some mapped, some not).
+const NEAR: &[u64] = &[
+    0,
+    layout::USER_START,
+    layout::USER_END,
+    layout::KERNEL_START,
+    layout::STACKS_VA,
+    layout::VCPU_PAGES_VA,
+    layout::SYSTEM_TABLES_VA,
+    layout::BOOT_INFO_VA,
+    layout::IMAGE_VA,
+    layout::IMAGE_VA_OFFSET + layout::IMAGE_GPA_END,
+    layout::DEVICE_WINDOW_GPA,
+];
+
+/// Addresses no page table can map: the null page and non-canonical ones.
+const UNMAPPABLE: &[u64] = &[
+    0,
+    8,
+    layout::PAGE_SIZE,
+    0x0000_8000_0000_0000,
+    0x0000_ffff_ffff_f000,
+    0x7fff_ffff_ffff_ffff,
+    0x8000_0000_0000_0000,
+    0xffff_7fff_ffff_ffff,
+];
+
+fn service_number(rng: &mut Rng) -> u64 {
+    match rng.below(3) {
+        0 => rng.next(),
+        1 => rng.below(0x800),
+        _ => rng.pick(Service::ALL).number(),
+    }
+}
+
+fn argument(rng: &mut Rng) -> u64 {
+    match rng.below(8) {
+        0 | 1 => rng.next(),
+        2 => rng.below(0x100),
+        3 => 0,
+        4 => u64::MAX,
+        5 => rng.pick(UNMAPPABLE) ^ (rng.below(0x1000) & !7),
+        _ => rng
+            .pick(NEAR)
+            .wrapping_add(rng.below(0x4000))
+            .wrapping_sub(0x2000),
+    }
+}
+
+/// Makes the arguments harmless where the service would act on them for real:
+/// the console must not print memory, and no other vCPU may run a random entry.
+fn defuse(number: u64, args: &mut [u64; 6], rng: &mut Rng) {
+    match Service::try_from(number) {
+        Ok(Service::ConsoleWrite) => {
+            if rng.below(2) == 0 {
+                args[1] = 0;
+            } else {
+                args[0] = rng.pick(UNMAPPABLE);
+                if args[0] < layout::PAGE_SIZE {
+                    // Keep the whole range below the first page anyone could map.
+                    args[1] %= layout::USER_START - args[0];
+                }
+            }
+        }
+        Ok(Service::VcpuStart) if args[0] < vcpu_count() && args[0] != vcpu_id() => {
+            args[0] = vcpu_count() + (args[0] & 0xffff);
+        }
+        _ => {}
+    }
+}
+
+/// The hypercall, also checking that the argument registers come back unchanged.
+fn call(number: u64, args: [u64; 6]) -> (u64, u64, bool) {
+    let (status, value): (u64, u64);
+    let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) =
+        (args[0], args[1], args[2], args[3], args[4], args[5]);
+    // SAFETY: `defuse` leaves no argument that makes the VMM touch memory: the
+    // console gets a null or non-canonical pointer or no length; other services
+    // either take no pointers or do not exist.
+    unsafe {
+        asm!(
+            "out dx, eax",
+            inout("rax") number => status,
+            inout("rdx") u64::from(HYPERCALL_PORT) => value,
+            inout("rdi") a0, inout("rsi") a1, inout("rcx") a2,
+            inout("r8") a3, inout("r9") a4, inout("r10") a5,
+            options(nostack, preserves_flags),
+        );
+    }
+    let out = [a0, a1, a2, a3, a4, a5];
+    (status, value, out == args)
+}
+
+fn main() -> u32 {
+    let mut rng = Rng(SEED);
+    let mut counts = [0u64; Status::ALL.len()];
+    let (mut not_status, mut clobbered) = (0u64, 0u64);
+    let mut made = 0u64;
+    while made < CALLS {
+        let number = service_number(&mut rng);
+        if let Ok(service) = Service::try_from(number)
+            && !service.returns()
+        {
+            continue; // exit, panic, exception, vcpu_done end the VM or the vCPU
+        }
+        let mut args = [0u64; 6];
+        args.iter_mut().for_each(|a| *a = argument(&mut rng));
+        defuse(number, &mut args, &mut rng);
+        let (status, _value, preserved) = call(number, args);
+        made += 1;
+        if !preserved {
+            clobbered += 1;
+        }
+        match Status::try_from(status) {
+            Ok(s) => counts[Status::ALL.iter().position(|&t| t == s).unwrap_or(0)] += 1,
+            Err(code) => {
+                if not_status < 10 {
+                    println!("hostile: call {number:#x} answered {code:#x}, which is not a status");
+                }
+                not_status += 1;
+            }
+        }
+    }
+    for (status, &count) in Status::ALL.iter().zip(&counts) {
+        if count > 0 {
+            println!("hostile: {:>6} x {}", count, status.name());
+        }
+    }
+    if clobbered > 0 {
+        println!("hostile: {clobbered} calls changed an argument register");
+    }
+    if not_status > 0 || clobbered > 0 {
+        println!("hostile: {CALLS} calls, {not_status} answered with no status");
+        return 1;
+    }
+    println!("hostile: {CALLS} calls, all answered with a status");
+    0
+}

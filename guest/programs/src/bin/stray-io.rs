@@ -1,0 +1,22 @@
+//! Writes to I/O port 0x80, where no device is: the VMM records a violation; exits 0.
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+
+use kmemvisor_guest::println;
+
+kmemvisor_firmware::entry!(main);
+
+/// The legacy POST-code port; kmemvisor has no device there.
+const STRAY_PORT: u16 = 0x80;
+
+fn main() -> u32 {
+    // SAFETY: an `out` at CPL3 with IOPL=3 touches no guest memory; the VMM
+    // answers a port without a device by recording it and resuming.
+    unsafe {
+        asm!("out dx, al", in("dx") STRAY_PORT, in("al") 0x42u8, options(nomem, nostack, preserves_flags));
+    }
+    println!("stray-io: wrote to port {STRAY_PORT:#x} and carried on");
+    0
+}
