@@ -49,6 +49,8 @@ statuses! {
     EPERM = 1,
     /// No such object.
     ENOENT = 2,
+    /// The call was cut short because the VM is stopping.
+    EINTR = 4,
     /// A hard I/O error.
     EIO = 5,
     /// Out of memory.

@@ -1,0 +1,301 @@
+//! Hypercall decoding and dispatch: plain functions from (vCPU, request) to an
+//! outcome, with no KVM in sight, so that every malformed request is unit-tested.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, Status};
+
+use crate::guest_access;
+use crate::report::{ExitCause, vector_name};
+use crate::state::VmState;
+use crate::vcpu_pool::StartRequest;
+
+/// Largest `console_write` in bytes; longer writes are refused with EINVAL.
+pub const MAX_CONSOLE_WRITE: u64 = 64 * 1024;
+/// Longest panic message or file name read from the guest.
+const MAX_PANIC_TEXT: u64 = 4096;
+
+/// One call as the guest made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The raw service number (rax).
+    pub number: u64,
+    /// rdi, rsi, rcx, r8, r9, r10.
+    pub args: [u64; ARG_COUNT],
+}
+
+impl Request {
+    /// Decodes the registers of a hypercall exit.
+    pub fn from_regs(regs: &kvm_bindings::kvm_regs) -> Request {
+        Request { number: regs.rax, args: [regs.rdi, regs.rsi, regs.rcx, regs.r8, regs.r9, regs.r10] }
+    }
+}
+
+/// What goes back in rax and rdx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// rax.
+    pub status: Status,
+    /// rdx.
+    pub value: u64,
+}
+
+impl Reply {
+    fn ok(value: u64) -> Outcome {
+        Outcome::Reply(Reply { status: Status::OK, value })
+    }
+
+    fn err(status: Status) -> Outcome {
+        Outcome::Reply(Reply { status, value: 0 })
+    }
+}
+
+impl From<Result<u64, Status>> for Outcome {
+    fn from(result: Result<u64, Status>) -> Outcome {
+        match result {
+            Ok(value) => Reply::ok(value),
+            Err(status) => Reply::err(status),
+        }
+    }
+}
+
+/// What the vCPU does after a call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Return to the guest with this reply.
+    Reply(Reply),
+    /// Stop the VM.
+    Stop(ExitCause),
+    /// This (non-boot) vCPU's work is done with this result; it becomes idle.
+    Idle(u64),
+}
+
+/// Calls per service, counted without locks.
+#[derive(Debug)]
+pub struct CallCounts {
+    per_service: [AtomicU64; Service::COUNT],
+    unknown: AtomicU64,
+}
+
+impl Default for CallCounts {
+    fn default() -> CallCounts {
+        CallCounts { per_service: std::array::from_fn(|_| AtomicU64::new(0)), unknown: AtomicU64::new(0) }
+    }
+}
+
+impl CallCounts {
+    /// Calls of each service that was called at least once.
+    pub fn snapshot(&self) -> Vec<(Service, u64)> {
+        Service::ALL
+            .iter()
+            .zip(&self.per_service)
+            .map(|(&s, c)| (s, c.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// Calls with unknown service numbers.
+    pub fn unknown(&self) -> u64 {
+        self.unknown.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `request` from `vcpu`.
+pub fn dispatch(state: &VmState, vcpu: usize, request: Request) -> Outcome {
+    let Ok(service) = Service::try_from(request.number) else {
+        state.calls.unknown.fetch_add(1, Ordering::Relaxed);
+        return Reply::err(Status::ENOSYS);
+    };
+    state.calls.per_service[service.index()].fetch_add(1, Ordering::Relaxed);
+    let [a0, a1, a2, a3, a4, a5] = request.args;
+    match service {
+        Service::AbiVersion => Reply::ok(ABI_VERSION),
+        Service::Null => Reply::ok(0),
+        Service::ConsoleWrite => console_write(state, vcpu, a0, a1).into(),
+        Service::Exit => Outcome::Stop(ExitCause::GuestExit { code: a0 }),
+        Service::Panic => Outcome::Stop(ExitCause::Panic {
+            vcpu,
+            message: guest_text(state, a0, a1),
+            file: guest_text(state, a2, a3),
+            line: a4,
+            column: a5,
+        }),
+        Service::Exception => Outcome::Stop(ExitCause::Exception {
+            vcpu,
+            vector: a0,
+            name: vector_name(a0),
+            error_code: a1,
+            cr2: 0,
+            rip: a2,
+            rsp: a5,
+        }),
+        Service::VcpuStart => {
+            let request = StartRequest { entry: a1, function: a2, argument: a3 };
+            state.vcpus.start(a0, request).map(|()| 0).into()
+        }
+        Service::VcpuWait => state.vcpus.wait(vcpu, a0, &state.stop).into(),
+        Service::VcpuDone if vcpu == 0 => Reply::err(Status::EINVAL),
+        Service::VcpuDone => Outcome::Idle(a0),
+    }
+}
+
+fn console_write(state: &VmState, vcpu: usize, ptr: u64, len: u64) -> Result<u64, Status> {
+    if len > MAX_CONSOLE_WRITE {
+        return Err(Status::EINVAL);
+    }
+    let bytes = guest_access::read(state.ram.memory(), &state.space, ptr, len as usize).map_err(|_| Status::EFAULT)?;
+    state.console.write(vcpu, &bytes);
+    Ok(len)
+}
+
+/// A string from the guest for a report: unreadable parts are said to be so.
+fn guest_text(state: &VmState, ptr: u64, len: u64) -> String {
+    let len = len.min(MAX_PANIC_TEXT) as usize;
+    match guest_access::read(state.ram.memory(), &state.space, ptr, len) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => format!("<unreadable: {e}>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guests;
+    use crate::state::VmConfig;
+    use kmemvisor_abi::layout;
+    use vm_memory::{Bytes, GuestAddress};
+
+    fn state(vcpus: usize) -> VmState {
+        let hello = guests::find("hello").expect("bundled hello");
+        VmState::new(VmConfig { vcpus, ..VmConfig::default() }, hello.elf).expect("state")
+    }
+
+    fn call(state: &VmState, number: u64, args: [u64; 6]) -> Outcome {
+        dispatch(state, 0, Request { number, args })
+    }
+
+    fn flushed(state: &VmState) -> String {
+        let mut out = Vec::new();
+        state.console.flush_to(&mut out).expect("flush");
+        String::from_utf8(out).expect("utf8")
+    }
+
+    /// A guest-virtual address holding `text` (the vCPU 0 stack).
+    fn put(state: &VmState, text: &[u8]) -> u64 {
+        let gpa = layout::stack_gpa(0);
+        state.ram.memory().write_slice(text, GuestAddress(gpa)).expect("write");
+        layout::stack_bottom(0)
+    }
+
+    #[test]
+    fn registers_decode_in_abi_order() {
+        let regs = kvm_bindings::kvm_regs { rax: 1, rdi: 2, rsi: 3, rcx: 4, r8: 5, r9: 6, r10: 7, rdx: 99, ..Default::default() };
+        assert_eq!(Request::from_regs(&regs), Request { number: 1, args: [2, 3, 4, 5, 6, 7] });
+    }
+
+    #[test]
+    fn unknown_services_get_enosys_and_are_counted() {
+        let s = state(1);
+        for number in [0x009, 0x100, 0x6ff, 0x7000, 1 << 40, u64::MAX] {
+            assert_eq!(call(&s, number, [u64::MAX; 6]), Reply::err(Status::ENOSYS), "{number:#x}");
+        }
+        assert_eq!(s.calls.unknown(), 6);
+        assert!(s.calls.snapshot().is_empty());
+    }
+
+    #[test]
+    fn version_and_null_answer_and_are_counted() {
+        let s = state(1);
+        assert_eq!(call(&s, Service::AbiVersion.number(), [0; 6]), Reply::ok(ABI_VERSION));
+        assert_eq!(call(&s, Service::Null.number(), [u64::MAX; 6]), Reply::ok(0));
+        assert_eq!(call(&s, Service::Null.number(), [0; 6]), Reply::ok(0));
+        assert_eq!(s.calls.snapshot(), vec![(Service::AbiVersion, 1), (Service::Null, 2)]);
+    }
+
+    #[test]
+    fn console_write_reads_guest_memory_and_refuses_bad_pointers() {
+        let s = state(1);
+        let ptr = put(&s, b"hello\n");
+        let write = Service::ConsoleWrite.number();
+        assert_eq!(call(&s, write, [ptr, 6, 0, 0, 0, 0]), Reply::ok(6));
+        assert_eq!(flushed(&s), "hello\n");
+        let stack_end = layout::stack_top(0);
+        let bad = [
+            (0, 1, Status::EFAULT),
+            (u64::MAX, 2, Status::EFAULT),
+            (0x8000_0000_0000, 1, Status::EFAULT),
+            (stack_end - 2, 4, Status::EFAULT),
+            (layout::SYSTEM_TABLES_VA, 8, Status::EFAULT),
+            (ptr, MAX_CONSOLE_WRITE + 1, Status::EINVAL),
+            (ptr, u64::MAX, Status::EINVAL),
+        ];
+        for (p, len, status) in bad {
+            assert_eq!(call(&s, write, [p, len, 0, 0, 0, 0]), Reply::err(status), "{p:#x} {len}");
+        }
+        assert_eq!(call(&s, write, [0, 0, 0, 0, 0, 0]), Reply::ok(0), "an empty write needs no memory");
+        assert_eq!(flushed(&s), "");
+    }
+
+    #[test]
+    fn exit_panic_and_exception_stop_the_vm() {
+        let s = state(1);
+        assert_eq!(call(&s, Service::Exit.number(), [3, 0, 0, 0, 0, 0]), Outcome::Stop(ExitCause::GuestExit { code: 3 }));
+        let msg = put(&s, b"boom src/x.rs");
+        let Outcome::Stop(ExitCause::Panic { message, file, line, column, .. }) =
+            call(&s, Service::Panic.number(), [msg, 4, msg + 5, 8, 12, 5])
+        else {
+            panic!("not a panic stop")
+        };
+        assert_eq!((message.as_str(), file.as_str(), line, column), ("boom", "src/x.rs", 12, 5));
+        let Outcome::Stop(ExitCause::Panic { message, .. }) = call(&s, Service::Panic.number(), [0, u64::MAX, 0, 0, 0, 0]) else {
+            panic!("not a panic stop")
+        };
+        assert!(message.starts_with("<unreadable"), "{message}");
+        let Outcome::Stop(ExitCause::Exception { vector, name, error_code, rip, rsp, .. }) =
+            call(&s, Service::Exception.number(), [14, 6, 0x1000, 0x0b, 0x3002, 0x2000])
+        else {
+            panic!("not an exception stop")
+        };
+        assert_eq!((vector, name, error_code, rip, rsp), (14, "#PF", 6, 0x1000, 0x2000));
+    }
+
+    #[test]
+    fn vcpu_calls_check_their_targets() {
+        let s = state(2);
+        let start = Service::VcpuStart.number();
+        let wait = Service::VcpuWait.number();
+        for target in [0, 2, u64::MAX] {
+            assert_eq!(call(&s, start, [target, 1, 2, 3, 0, 0]), Reply::err(Status::EINVAL));
+            assert_eq!(call(&s, wait, [target, 0, 0, 0, 0, 0]), Reply::err(Status::EINVAL));
+        }
+        assert_eq!(call(&s, wait, [1, 0, 0, 0, 0, 0]), Reply::ok(0));
+        assert_eq!(call(&s, start, [1, 1, 2, 3, 0, 0]), Reply::ok(0));
+        assert_eq!(call(&s, start, [1, 1, 2, 3, 0, 0]), Reply::err(Status::EBUSY));
+        assert_eq!(call(&s, Service::VcpuDone.number(), [9, 0, 0, 0, 0, 0]), Reply::err(Status::EINVAL), "vCPU 0 is never done");
+        assert_eq!(dispatch(&s, 1, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }), Outcome::Idle(9));
+    }
+
+    #[test]
+    fn random_requests_never_panic_and_always_answer() {
+        let s = state(2);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let number = match next() % 3 {
+                0 => next(),
+                1 => next() % 0x800,
+                _ => Service::ALL[(next() % Service::COUNT as u64) as usize].number(),
+            };
+            if Service::try_from(number).is_ok_and(|s| s == Service::VcpuWait) {
+                continue; // may block on the vCPU a random start made busy
+            }
+            let args = std::array::from_fn(|_| if next() % 2 == 0 { next() } else { next() % 0x10_0000 });
+            let _ = dispatch(&s, (next() % 2) as usize, Request { number, args });
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Everything the vCPU threads share, built without KVM: guest RAM with the
+//! image loaded, the page tables, the CPU tables, and the run's bookkeeping.
+//!
+//! Being KVM-free, the whole state — and the hypercall dispatch over it — is
+//! unit-tested on machines without /dev/kvm.
+
+use kmemvisor_abi::boot_info::CMDLINE_MAX;
+use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
+use kmemvisor_abi::{MAX_VCPUS, VcpuPage};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::checker::Checker;
+use crate::console::Console;
+use crate::cpu;
+use crate::hypercall::CallCounts;
+use crate::loader::{self, Image, LoaderError};
+use crate::memory::{GuestRam, MemoryError};
+use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
+use crate::stop::Stop;
+use crate::vcpu_pool::VcpuPool;
+
+/// How a VM is configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// Number of vCPUs (1–16).
+    pub vcpus: usize,
+    /// Stop at the first violation.
+    pub strict: bool,
+    /// The guest's command line.
+    pub cmdline: String,
+}
+
+impl Default for VmConfig {
+    fn default() -> VmConfig {
+        VmConfig { memory: layout::DEFAULT_RAM_SIZE, vcpus: 1, strict: false, cmdline: String::new() }
+    }
+}
+
+/// Why the VM could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The vCPU count is out of range.
+    #[error("{0} vCPUs asked for; kmemvisor runs 1 to {MAX_VCPUS}")]
+    VcpuCount(usize),
+    /// The command line does not fit the boot-info page.
+    #[error("The guest command line is {0} bytes; at most {CMDLINE_MAX} fit")]
+    CmdlineTooLong(usize),
+    /// Guest RAM could not be created.
+    #[error("Cannot create guest RAM")]
+    Memory(#[from] MemoryError),
+    /// The image could not be loaded.
+    #[error("Cannot load the guest image")]
+    Loader(#[from] LoaderError),
+    /// The page tables could not be built.
+    #[error("Cannot build the guest page tables")]
+    Paging(#[from] PagingError),
+    /// A fixed region could not be written.
+    #[error("Cannot write the {0} into guest RAM")]
+    Write(&'static str),
+}
+
+/// The state shared by the vCPU threads and the main thread.
+#[derive(Debug)]
+pub struct VmState {
+    /// Guest RAM.
+    pub ram: GuestRam,
+    /// The kernel address space (the only one so far).
+    pub space: AddressSpace,
+    /// The loaded image.
+    pub image: Image,
+    /// The configuration it was built from.
+    pub config: VmConfig,
+    /// The guest console.
+    pub console: Console,
+    /// Calls per service.
+    pub calls: CallCounts,
+    /// Recorded violations.
+    pub checker: Checker,
+    /// What each vCPU is doing.
+    pub vcpus: VcpuPool,
+    /// The stop request.
+    pub stop: Stop,
+}
+
+impl VmState {
+    /// Builds guest RAM, loads `elf` and lays out everything a vCPU needs.
+    pub fn new(config: VmConfig, elf: &[u8]) -> Result<VmState, SetupError> {
+        if !(1..=MAX_VCPUS).contains(&config.vcpus) {
+            return Err(SetupError::VcpuCount(config.vcpus));
+        }
+        if config.cmdline.len() > CMDLINE_MAX {
+            return Err(SetupError::CmdlineTooLong(config.cmdline.len()));
+        }
+        let ram = GuestRam::new(config.memory)?;
+        let image = loader::load(ram.memory(), elf)?;
+        let mut pool = TablePool::new();
+        let space = AddressSpace::new(ram.memory(), &mut pool)?;
+        let memory = ram.memory();
+        let write = |what, bytes: &[u8], gpa| memory.write_slice(bytes, GuestAddress(gpa)).map_err(|_| SetupError::Write(what));
+        let map = |pool: &mut TablePool, va, gpa, pages, flags| space.map_range(memory, pool, va, gpa, pages, flags);
+
+        write("GDT", &cpu::gdt_frame(), layout::GDT_GPA)?;
+        write("IDT", &cpu::idt_frame(image.vectors), layout::IDT_GPA)?;
+        write("boot info", &(config.cmdline.len() as u64).to_le_bytes(), layout::BOOT_INFO_GPA)?;
+        write("boot info", config.cmdline.as_bytes(), layout::BOOT_INFO_GPA + 8)?;
+        // Only the CPU reads the descriptor tables: supervisor pages.
+        map(&mut pool, layout::SYSTEM_TABLES_VA, layout::GDT_GPA, 1, PteFlags::WRITABLE | PteFlags::NO_EXECUTE)?;
+        map(&mut pool, layout::SYSTEM_TABLES_VA + PAGE_SIZE, layout::IDT_GPA, 1, PteFlags::NO_EXECUTE)?;
+        map(&mut pool, layout::BOOT_INFO_VA, layout::BOOT_INFO_GPA, 1, PteFlags::USER | PteFlags::NO_EXECUTE)?;
+        let data = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
+        for n in 0..config.vcpus as u64 {
+            let page = VcpuPage {
+                vcpu_id: n,
+                vcpu_count: config.vcpus as u64,
+                stack_bottom: layout::stack_bottom(n),
+                stack_top: layout::stack_top(n),
+            };
+            let fields = [page.vcpu_id, page.vcpu_count, page.stack_bottom, page.stack_top];
+            let bytes: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
+            write("vCPU page", &bytes, layout::vcpu_page_gpa(n))?;
+            map(&mut pool, layout::vcpu_page_va(n), layout::vcpu_page_gpa(n), 1, data)?;
+            map(&mut pool, layout::stack_bottom(n), layout::stack_gpa(n), STACK_SIZE / PAGE_SIZE, data)?;
+        }
+        for segment in &image.segments {
+            map(&mut pool, segment.va, segment.gpa, segment.pages, segment.flags)?;
+        }
+        Ok(VmState {
+            console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
+            calls: CallCounts::default(),
+            checker: Checker::new(config.strict),
+            vcpus: VcpuPool::new(config.vcpus),
+            stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
+            ram,
+            space,
+            image,
+            config,
+        })
+    }
+}
