@@ -69,8 +69,10 @@ fn env_var(name: &str) -> OsString {
     env::var_os(name).unwrap_or_else(|| fail(&format!("cargo did not set {name}")))
 }
 
+/// Stops the build with `message` (cargo shows this script's stderr).
 fn fail(message: &str) -> ! {
-    panic!("\n\nkmemvisor build.rs: {message}\n\n");
+    eprintln!("\nerror: kmemvisor build.rs: {message}\n");
+    std::process::exit(1);
 }
 
 /// Adds the guest target with rustup when the toolchain lacks it. rustup
