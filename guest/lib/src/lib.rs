@@ -11,7 +11,7 @@
 //!   [`smp`] module for `vcpu_start` / `vcpu_wait`;
 //! - [`print!`] and [`println!`], formatted through a fixed stack buffer;
 //! - [`vcpu_id`] and [`vcpu_count`] from the per-vCPU page (no exit);
-//! - [`args`], the guest's command line from the boot-info page.
+//! - [`args()`], the guest's command line from the boot-info page.
 //!
 //! The pure parts (buffers, the argument splitter) are unit-tested on the host:
 //! `cd guest && cargo test -p kmemvisor-guest --target x86_64-unknown-linux-gnu`.
