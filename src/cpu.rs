@@ -4,8 +4,12 @@
 //! code is emulated on this host, CPL3 runs natively; IOPL 3 lets CPL3 make the
 //! `out` of a hypercall). There is no CPL0 code at all: the IDT's gates lead to
 //! the firmware's vectors through the *user* code segment, so an exception is
-//! delivered at CPL3 on the current stack, without a stack switch. The TSS
-//! exists only because a vCPU needs a valid task register to enter.
+//! delivered at CPL3 on the current stack, without a stack switch.
+//!
+//! The TSS matters for one thing: its I/O permission bitmap. KVM on PVM hosts
+//! runs CPL3 guest code with the hardware IOPL at 0 whatever the guest's RFLAGS
+//! say, so the CPU checks the bitmap for every `out`; an all-zero bitmap lets
+//! every port through there, while VMX/SVM honour IOPL 3 and never look at it.
 
 use kmemvisor_abi::image::{VECTOR_COUNT, VECTOR_STRIDE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
@@ -17,12 +21,15 @@ pub const USER_CODE_SELECTOR: u16 = 0x08 | 3;
 pub const USER_DATA_SELECTOR: u16 = 0x10 | 3;
 /// GDT selector of the TSS (index 3; a 16-byte descriptor).
 pub const TSS_SELECTOR: u16 = 0x18;
-/// Bytes of the GDT: null, code, data, and the two halves of the TSS.
+/// Bytes of the GDT: null, code, data, and the two halves of the TSS descriptor.
 const GDT_SIZE: u64 = 5 * 8;
-/// Offset of the TSS inside the GDT frame.
-const TSS_OFFSET: u64 = 0x100;
-/// Bytes of a 64-bit TSS.
+/// Bytes of a 64-bit TSS without its I/O bitmap.
 const TSS_SIZE: u64 = 104;
+/// Bytes of an I/O permission bitmap for all 65,536 ports, plus the all-ones
+/// byte the CPU requires after it.
+const IO_BITMAP_SIZE: u64 = 65536 / 8 + 1;
+/// The TSS limit: its last byte, the bitmap's terminator.
+const TSS_LIMIT: u64 = TSS_SIZE + IO_BITMAP_SIZE - 1;
 
 /// Access rights of the code segment: present, DPL 3, code, readable, accessed.
 const CODE_ACCESS: u64 = 0xfb;
@@ -56,13 +63,14 @@ fn segment_descriptor(access: u64, flags: u64) -> u64 {
     0xffff | (access << 40) | (0xf << 48) | (flags << 52)
 }
 
-/// The GDT and TSS frame, placed at [`layout::GDT_GPA`] and mapped at
+/// The GDT frame, placed at [`layout::GDT_GPA`] and mapped at
 /// [`layout::SYSTEM_TABLES_VA`].
 pub fn gdt_frame() -> Vec<u8> {
     let mut frame = vec![0u8; PAGE_SIZE as usize];
-    let tss_base = layout::SYSTEM_TABLES_VA + TSS_OFFSET;
-    let tss_low = (TSS_SIZE - 1)
+    let tss_base = layout::TSS_VA;
+    let tss_low = (TSS_LIMIT & 0xffff)
         | ((tss_base & 0xff_ffff) << 16)
+        | (((TSS_LIMIT >> 16) & 0xf) << 48)
         | (0x89 << 40) // present, available 64-bit TSS
         | (((tss_base >> 24) & 0xff) << 56);
     let entries = [
@@ -75,11 +83,17 @@ pub fn gdt_frame() -> Vec<u8> {
     for (i, entry) in entries.iter().enumerate() {
         frame[i * 8..i * 8 + 8].copy_from_slice(&entry.to_le_bytes());
     }
-    // The TSS: all zero but the I/O map base, which points past its end (no
-    // I/O bitmap; IOPL 3 already allows every port).
-    let iomap = (TSS_OFFSET + 102) as usize;
-    frame[iomap..iomap + 2].copy_from_slice(&(TSS_SIZE as u16).to_le_bytes());
     frame
+}
+
+/// The TSS frames, placed at [`layout::TSS_GPA`] and mapped at [`layout::TSS_VA`]:
+/// no stacks (there is no privilege change), and an I/O bitmap that allows
+/// every port (see the module documentation).
+pub fn tss_frames() -> Vec<u8> {
+    let mut frames = vec![0u8; (layout::TSS_FRAMES * PAGE_SIZE) as usize];
+    frames[102..104].copy_from_slice(&(TSS_SIZE as u16).to_le_bytes());
+    frames[TSS_LIMIT as usize] = 0xff;
+    frames
 }
 
 /// The IDT frame: gate `n` leads to `vectors + n * VECTOR_STRIDE` in the user
@@ -126,8 +140,8 @@ pub fn initial_sregs(mut sregs: kvm_sregs, vcpu: u64, cr3: u64) -> kvm_sregs {
     (sregs.ds, sregs.es, sregs.ss, sregs.gs) = (data, data, data, data);
     sregs.fs = segment(USER_DATA_SELECTOR, 0x3, false, layout::vcpu_page_va(vcpu));
     sregs.tr = kvm_segment {
-        base: layout::SYSTEM_TABLES_VA + TSS_OFFSET,
-        limit: (TSS_SIZE - 1) as u32,
+        base: layout::TSS_VA,
+        limit: TSS_LIMIT as u32,
         selector: TSS_SELECTOR,
         type_: 0xb, // busy 64-bit TSS
         present: 1,
@@ -178,15 +192,26 @@ mod tests {
     }
 
     #[test]
-    fn tss_descriptor_points_at_the_tss() {
+    fn tss_descriptor_covers_the_tss_and_its_io_bitmap() {
         let gdt = gdt_frame();
         let (low, high) = (qword(&gdt, 24), qword(&gdt, 32));
         let base = ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | (high << 32);
-        assert_eq!(base, layout::SYSTEM_TABLES_VA + TSS_OFFSET);
-        assert_eq!(low & 0xffff, TSS_SIZE - 1);
+        assert_eq!(base, layout::TSS_VA);
+        let limit = (low & 0xffff) | (((low >> 48) & 0xf) << 16);
+        assert_eq!(limit, TSS_SIZE + 8192);
         assert_eq!((low >> 40) & 0x9f, 0x89);
-        let iomap = u16::from_le_bytes([gdt[TSS_OFFSET as usize + 102], gdt[TSS_OFFSET as usize + 103]]);
-        assert_eq!(iomap as u64, TSS_SIZE);
+    }
+
+    #[test]
+    fn the_io_bitmap_allows_every_port_and_is_terminated() {
+        let tss = tss_frames();
+        let base = u16::from_le_bytes([tss[102], tss[103]]) as usize;
+        assert_eq!(base as u64, TSS_SIZE);
+        for port in [0usize, 0x80, kmemvisor_abi::HYPERCALL_PORT as usize, 0xffff] {
+            assert_eq!(tss[base + port / 8] & (1 << (port % 8)), 0, "port {port:#x}");
+        }
+        assert_eq!(tss[base + 8192], 0xff);
+        assert!(TSS_LIMIT < layout::TSS_FRAMES * PAGE_SIZE);
     }
 
     #[test]

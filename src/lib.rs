@@ -2,16 +2,22 @@
 //! the kernel memory services of AIX and DG/UX through a hypercall ABI.
 #![doc = include_str!("../docs/BOOT_PATH.md")]
 
+pub mod bench;
+pub mod bus;
 pub mod checker;
 pub mod console;
 pub mod cpu;
+pub mod events;
 pub mod guest_access;
 pub mod guests;
 pub mod hypercall;
 pub mod loader;
+pub mod machine;
 pub mod memory;
 pub mod paging;
 pub mod report;
 pub mod state;
 pub mod stop;
+pub mod vcpu;
 pub mod vcpu_pool;
+pub mod vm;

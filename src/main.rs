@@ -1,1 +1,165 @@
-fn main(){}
+//! The `kmemvisor` command: run a guest, list the bundled guests, benchmark.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kmemvisor::guests::{self, BUNDLED};
+use kmemvisor::machine::{self, RunOptions};
+use kmemvisor::memory::parse_size;
+use kmemvisor::report::status;
+use kmemvisor::state::VmConfig;
+use kmemvisor::{bench, report::Report};
+
+const EXIT_STATUSES: &str = "\
+EXIT STATUS:
+   0-63  the guest's own exit(code) (codes above 63 are reported as 63)
+     64  usage error on the command line
+     65  the guest exited, but violations were recorded (see the report)
+     66  --strict stopped the guest at its first violation
+     67  the guest panicked (message and file:line are printed)
+     68  CPU exception in the guest (vector, error code, CR2 and RIP are printed)
+     69  triple fault (registers are printed)
+     70  KVM failure: internal error, emulation failure, failed entry
+     71  --timeout expired
+     72  interrupted by SIGINT or SIGTERM
+     73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)";
+
+/// kmemvisor hosts a small test guest under KVM and serves it the kernel memory
+/// services of AIX and DG/UX through hypercalls, checking every use.
+///
+/// A guest is an ELF built against the kmemvisor guest library and firmware;
+/// kmemvisor carries a set of bundled guests (`kmemvisor list`). Guest console
+/// output goes to stdout, kmemvisor's own messages to stderr. Needs read-write
+/// access to /dev/kvm.
+#[derive(Debug, Parser)]
+#[command(name = "kmemvisor", version, after_help = EXIT_STATUSES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a guest until it exits, faults, or times out.
+    ///
+    /// GUEST is the name of a bundled guest (see `kmemvisor list`) or the path of
+    /// an ELF built against the guest library. Arguments after `--` reach the
+    /// guest as its command line (the guest library's `args()`).
+    #[command(after_help = EXIT_STATUSES)]
+    Run(RunArgs),
+    /// List the bundled guests, one line each.
+    List,
+    /// Measure hypercall cost and boot time against floors measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Bundled guest name or path to a guest ELF.
+    guest: String,
+    /// Guest RAM, e.g. 64M or 1G (a multiple of 2 MiB, 32M to 3G).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    mem: u64,
+    /// Number of vCPUs, 1 to 16; vCPU 0 runs the program, the others run what it starts on them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    vcpus: u8,
+    /// Stop the guest after this many seconds (0: never). Exit status 71.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Write the JSON report of the run to FILE: exit cause and status, calls per
+    /// service, boot and run time, and every violation.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Stop the guest at its first violation (exit status 66).
+    #[arg(long)]
+    strict: bool,
+    /// The guest's command line.
+    #[arg(last = true)]
+    guest_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { status::USAGE } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::List => {
+            for guest in BUNDLED {
+                println!("{:<14} {}", guest.name, guest.summary);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+/// Prints an error with its chain of causes and returns the VMM-error status.
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    let mut message = format!("kmemvisor: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    ExitCode::from(status::VMM_ERROR)
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let elf = match guests::find(&args.guest) {
+        Some(guest) => guest.elf.to_vec(),
+        None => match std::fs::read(&args.guest) {
+            Ok(elf) => elf,
+            Err(e) => {
+                eprintln!("kmemvisor: `{}` is neither a bundled guest (see `kmemvisor list`) nor a readable file: {e}", args.guest);
+                return ExitCode::from(status::USAGE);
+            }
+        },
+    };
+    if !args.timeout.is_finite() || args.timeout < 0.0 {
+        eprintln!("kmemvisor: --timeout takes a number of seconds, not {}", args.timeout);
+        return ExitCode::from(status::USAGE);
+    }
+    let options = RunOptions {
+        name: args.guest.clone(),
+        elf,
+        vm: VmConfig { memory: args.mem, vcpus: usize::from(args.vcpus), strict: args.strict, cmdline: args.guest_args.join(" ") },
+        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        console: Box::new(std::io::stdout()),
+        handle_signals: true,
+    };
+    let outcome = match machine::run(options) {
+        Ok(outcome) => outcome,
+        Err(e) => return fail(&e),
+    };
+    print_summary(&outcome.report);
+    if let Some(path) = &args.report {
+        if let Err(e) = std::fs::write(path, outcome.report.to_json() + "\n") {
+            eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
+            return ExitCode::from(status::VMM_ERROR);
+        }
+    }
+    ExitCode::from(outcome.status)
+}
+
+fn print_summary(report: &Report) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "kmemvisor: {}", report.exit.summary);
+    for v in &report.violations {
+        let _ = writeln!(err, "kmemvisor: violation on vCPU {} at RIP {}: {}: {}", v.vcpu, v.rip, v.service, v.message);
+    }
+    if !report.violations.is_empty() {
+        let _ = writeln!(err, "kmemvisor: {} violation(s)", report.violations.len());
+    }
+}

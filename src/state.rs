@@ -4,6 +4,9 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use kmemvisor_abi::boot_info::CMDLINE_MAX;
 use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
 use kmemvisor_abi::{MAX_VCPUS, VcpuPage};
@@ -82,6 +85,8 @@ pub struct VmState {
     pub vcpus: VcpuPool,
     /// The stop request.
     pub stop: Stop,
+    /// When a vCPU first entered the guest.
+    pub first_entry: OnceLock<Instant>,
 }
 
 impl VmState {
@@ -103,11 +108,13 @@ impl VmState {
 
         write("GDT", &cpu::gdt_frame(), layout::GDT_GPA)?;
         write("IDT", &cpu::idt_frame(image.vectors), layout::IDT_GPA)?;
+        write("TSS", &cpu::tss_frames(), layout::TSS_GPA)?;
         write("boot info", &(config.cmdline.len() as u64).to_le_bytes(), layout::BOOT_INFO_GPA)?;
         write("boot info", config.cmdline.as_bytes(), layout::BOOT_INFO_GPA + 8)?;
         // Only the CPU reads the descriptor tables: supervisor pages.
         map(&mut pool, layout::SYSTEM_TABLES_VA, layout::GDT_GPA, 1, PteFlags::WRITABLE | PteFlags::NO_EXECUTE)?;
         map(&mut pool, layout::SYSTEM_TABLES_VA + PAGE_SIZE, layout::IDT_GPA, 1, PteFlags::NO_EXECUTE)?;
+        map(&mut pool, layout::TSS_VA, layout::TSS_GPA, layout::TSS_FRAMES, PteFlags::NO_EXECUTE)?;
         map(&mut pool, layout::BOOT_INFO_VA, layout::BOOT_INFO_GPA, 1, PteFlags::USER | PteFlags::NO_EXECUTE)?;
         let data = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for n in 0..config.vcpus as u64 {
@@ -132,6 +139,7 @@ impl VmState {
             checker: Checker::new(config.strict),
             vcpus: VcpuPool::new(config.vcpus),
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
+            first_entry: OnceLock::new(),
             ram,
             space,
             image,

@@ -6,6 +6,7 @@
 //! 0x0000_1000  GDT + TSS  ───────────────────────  SYSTEM_TABLES_VA        (U=0: only the CPU reads it)
 //! 0x0000_2000  IDT        ───────────────────────  SYSTEM_TABLES_VA + 4 KiB
 //! 0x0000_3000  boot info  ───────────────────────  BOOT_INFO_VA            (read-only)
+//! 0x0000_4000  TSS + I/O bitmap (3 frames) ──────  TSS_VA                  (U=0)
 //! 0x0001_0000  per-vCPU pages (16) ──────────────  VCPU_PAGES_VA + n * 4 KiB (FS base of vCPU n)
 //! 0x0010_0000  page-table pool (VMM-owned, not mapped in the guest)
 //! 0x0020_0000  guest image (ELF PT_LOAD) ────────  IMAGE_VA = IMAGE_VA_OFFSET + gpa
@@ -28,12 +29,16 @@ pub const PAGE_SHIFT: u32 = 12;
 
 // ---- guest-physical ----
 
-/// The GDT, followed in the same frame by the TSS.
+/// The GDT.
 pub const GDT_GPA: u64 = 0x0000_1000;
 /// The IDT (256 16-byte gates fill the frame).
 pub const IDT_GPA: u64 = 0x0000_2000;
 /// The boot-info page ([`BootInfo`](crate::BootInfo)).
 pub const BOOT_INFO_GPA: u64 = 0x0000_3000;
+/// The TSS and its I/O permission bitmap (three frames).
+pub const TSS_GPA: u64 = 0x0000_4000;
+/// Frames of the TSS and its I/O permission bitmap.
+pub const TSS_FRAMES: u64 = 3;
 /// First per-vCPU page; vCPU `n` has the frame `VCPU_PAGES_GPA + n * PAGE_SIZE`.
 pub const VCPU_PAGES_GPA: u64 = 0x0001_0000;
 /// Frames the VMM builds page tables in.
@@ -79,6 +84,8 @@ pub const VCPU_PAGES_VA: u64 = 0xffff_ffff_7f00_0000;
 pub const SYSTEM_TABLES_VA: u64 = 0xffff_ffff_7ff0_0000;
 /// Where the boot-info page is mapped (read-only).
 pub const BOOT_INFO_VA: u64 = SYSTEM_TABLES_VA + 2 * PAGE_SIZE;
+/// Where the TSS frames are mapped (supervisor-only: the CPU reads its I/O bitmap).
+pub const TSS_VA: u64 = SYSTEM_TABLES_VA + 3 * PAGE_SIZE;
 /// Image virtual address minus image physical address.
 pub const IMAGE_VA_OFFSET: u64 = 0xffff_ffff_8000_0000;
 /// Guest-virtual address of the first byte of the image (its [`ImageHeader`](crate::ImageHeader)).
@@ -126,6 +133,8 @@ mod tests {
             GDT_GPA,
             IDT_GPA,
             BOOT_INFO_GPA,
+            TSS_GPA,
+            TSS_GPA + TSS_FRAMES * PAGE_SIZE,
             VCPU_PAGES_GPA,
             last_vcpu_page_end,
             PAGE_TABLES_GPA,
@@ -168,7 +177,8 @@ mod tests {
             assert!(va >= KERNEL_START && !is_user_address(va));
         }
         assert!(vcpu_page_va(MAX_VCPUS as u64) <= SYSTEM_TABLES_VA);
-        assert!(BOOT_INFO_VA + PAGE_SIZE <= IMAGE_VA);
+        assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
+        assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! One run of a guest: build the VM, start the vCPU threads, serve events on
+//! the main thread until the VM stops, and account for what happened.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+use crate::bus::PortBus;
+use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, StopWatcher, Watchdog};
+use crate::report::{ExitCause, ExitReport, Report};
+use crate::state::{SetupError, VmConfig, VmState};
+use crate::vcpu;
+use crate::vm::{self, KvmError};
+
+/// How long the main loop sleeps between looks at the vCPU threads.
+const POLL_MS: i32 = 50;
+/// How often a stopping VM's vCPUs are kicked until they leave KVM_RUN.
+const KICK_MS: i32 = 5;
+
+/// What to run and how.
+pub struct RunOptions {
+    /// The guest's name in the report (a bundled name or a path).
+    pub name: String,
+    /// The guest ELF image.
+    pub elf: Vec<u8>,
+    /// The VM configuration.
+    pub vm: VmConfig,
+    /// Stop the guest after this long.
+    pub timeout: Option<Duration>,
+    /// Where console lines go.
+    pub console: Box<dyn Write + Send>,
+    /// Turn SIGINT/SIGTERM into a clean stop (for the command line).
+    pub handle_signals: bool,
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The report.
+    pub report: Report,
+    /// The process exit status that goes with it.
+    pub status: u8,
+}
+
+/// Why a run could not happen or be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The VM state could not be built.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// KVM refused something.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// A thread, signalfd, timerfd or eventfd could not be created.
+    #[error("Cannot set up the {0}")]
+    Host(&'static str, #[source] std::io::Error),
+    /// The event loop failed.
+    #[error("The event loop failed: {0:?}")]
+    Events(event_manager::Error),
+}
+
+/// The signal that kicks a vCPU thread out of KVM_RUN.
+fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() -> Result<(), MachineError> {
+    static INSTALL: Once = Once::new();
+    let mut result = Ok(());
+    INSTALL.call_once(|| {
+        result = register_signal_handler(kick_signal(), on_kick)
+            .map_err(|e| MachineError::Host("vCPU kick signal", std::io::Error::from_raw_os_error(e.errno())));
+    });
+    result
+}
+
+type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+fn subscriber(s: impl MutEventSubscriber + Send + 'static) -> Subscriber {
+    Arc::new(Mutex::new(s))
+}
+
+/// Runs a guest to its end.
+pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
+    let created = Instant::now();
+    install_kick_handler()?;
+    let state = Arc::new(VmState::new(options.vm, &options.elf)?);
+    let (vm, vcpu_fds) = vm::create(&state)?;
+    let sink: ConsoleSink = Arc::new(Mutex::new(options.console));
+
+    let mut events: EventManager<Subscriber> = EventManager::new().map_err(MachineError::Events)?;
+    events.add_subscriber(subscriber(ConsoleFlusher::new(state.clone(), sink.clone())));
+    events.add_subscriber(subscriber(StopWatcher::new(state.clone())));
+    if let Some(limit) = options.timeout {
+        let watchdog = Watchdog::new(state.clone(), limit).map_err(|e| MachineError::Host("watchdog timer", e))?;
+        events.add_subscriber(subscriber(watchdog));
+    }
+    let signals = if options.handle_signals {
+        let watcher = subscriber(SignalWatcher::new(state.clone()).map_err(|e| MachineError::Host("signal handling", e))?);
+        events.add_subscriber(watcher.clone());
+        Some(watcher)
+    } else {
+        None
+    };
+
+    let bus = Arc::new(PortBus::default());
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for (id, fd) in vcpu_fds.into_iter().enumerate() {
+        let (shared, bus) = (state.clone(), bus.clone());
+        let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || vcpu::run(id, fd, shared, bus));
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                state.stop.request(ExitCause::VmFailure { vcpu: id, what: format!("cannot start its thread: {e}"), registers: None });
+                break;
+            }
+        }
+    }
+
+    serve(&mut events, &state, &threads)?;
+    for (id, handle) in threads.into_iter().enumerate() {
+        if handle.join().is_err() {
+            state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
+        }
+    }
+    let ended = Instant::now();
+    drop(signals);
+    drop(vm);
+    state.console.close_lines();
+    {
+        let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = state.console.flush_to(&mut **sink);
+    }
+    Ok(account(&state, options.name, created, ended))
+}
+
+/// Serves events until every vCPU thread has ended.
+fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[JoinHandle<()>]) -> Result<(), MachineError> {
+    loop {
+        let stopping = state.stop.is_stopping();
+        events.run_with_timeout(if stopping { KICK_MS } else { POLL_MS }).map_err(MachineError::Events)?;
+        let running: Vec<&JoinHandle<()>> = threads.iter().filter(|t| !t.is_finished()).collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        if running.len() < threads.len() && !state.stop.is_stopping() {
+            // A vCPU thread ends only on a stop; one that ended otherwise failed.
+            state.stop.request(ExitCause::VmFailure { vcpu: 0, what: "a vCPU thread ended unexpectedly".into(), registers: None });
+        }
+        if state.stop.is_stopping() {
+            for thread in running {
+                // A thread between two KVM_RUNs misses the kick; the next round repeats it.
+                let _ = thread.kill(kick_signal());
+            }
+        }
+    }
+}
+
+fn account(state: &VmState, name: String, created: Instant, ended: Instant) -> RunOutcome {
+    let cause = state.stop.cause().unwrap_or(ExitCause::VmFailure { vcpu: 0, what: "the VM stopped without a cause".into(), registers: None });
+    let violations = state.checker.violations();
+    let status = cause.exit_status(violations.len());
+    let first_entry = state.first_entry.get().copied().unwrap_or(ended);
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let report = Report {
+        kmemvisor_version: env!("CARGO_PKG_VERSION"),
+        guest: name,
+        vcpus: state.config.vcpus,
+        memory_bytes: state.ram.size(),
+        exit: ExitReport { summary: cause.to_string(), cause, status },
+        boot_time_us: micros(first_entry.saturating_duration_since(created)),
+        run_time_us: micros(ended.saturating_duration_since(first_entry)),
+        calls: state.calls.snapshot().into_iter().map(|(s, n)| (s.name(), n)).collect(),
+        unknown_calls: state.calls.unknown(),
+        violations,
+    };
+    RunOutcome { report, status }
+}

@@ -1,0 +1,342 @@
+//! The vCPU threads: a small run loop around a pure exit handler.
+//!
+//! [`handle_exit`] decides what an exit means from the exit alone, the port
+//! bus and the shared state; the loop around it only moves registers in and out
+//! of `kvm_run`, so the decisions are unit-tested with made-up exits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kmemvisor_abi::layout;
+use kvm_bindings::{KVM_EXIT_INTERNAL_ERROR, kvm_regs};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use crate::bus::{PortBus, PortDevice};
+use crate::checker::{Verdict, Violation};
+use crate::cpu;
+use crate::hypercall::{self, Outcome, Reply, Request};
+use crate::report::{ExitCause, RegisterDump};
+use crate::state::VmState;
+
+/// An exit, copied out of `kvm_run` so that it can be handled (and tested)
+/// without the vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `out` to `port` of `size` bytes.
+    IoOut {
+        /// The port.
+        port: u16,
+        /// The bytes written, little-endian.
+        data: u32,
+        /// 1, 2 or 4.
+        size: usize,
+    },
+    /// `in` from `port` of `size` bytes.
+    IoIn {
+        /// The port.
+        port: u16,
+        /// 1, 2 or 4.
+        size: usize,
+    },
+    /// A load from a guest-physical address with no RAM or device.
+    MmioRead {
+        /// The address.
+        gpa: u64,
+        /// Bytes read.
+        size: usize,
+    },
+    /// A store to a guest-physical address with no RAM or device.
+    MmioWrite {
+        /// The address.
+        gpa: u64,
+        /// Bytes written.
+        size: usize,
+    },
+    /// The vCPU shut down (triple fault).
+    Shutdown,
+    /// KVM could not go on; `what` says how.
+    Failed(&'static str, u64),
+}
+
+/// What the run loop does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Re-enter the guest.
+    Resume,
+    /// Put the reply in rax/rdx and re-enter.
+    Reply(Reply),
+    /// Complete the `in` with all-ones and re-enter.
+    AllOnes,
+    /// This vCPU's work is done with a result.
+    Idle(u64),
+    /// Stop the VM.
+    Stop(ExitCause),
+    /// Stop the VM with a cause that needs the registers.
+    Fault(Fault),
+}
+
+/// A stop that needs a register dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The vCPU shut down.
+    TripleFault,
+    /// KVM failed.
+    Failed(&'static str, u64),
+}
+
+/// Decides what `exit` of `vcpu` means; `regs` are its registers at the exit.
+pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
+    match exit {
+        Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
+            match hypercall::dispatch(state, vcpu, Request::from_regs(regs)) {
+                Outcome::Reply(reply) => Action::Reply(reply),
+                Outcome::Stop(cause) => Action::Stop(cause),
+                Outcome::Idle(result) => Action::Idle(result),
+            }
+        }
+        Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Null) => Action::Resume,
+        Exit::IoOut { port, data, size } => {
+            let message = format!("`out` of {size} byte(s) to port {port:#x}, where no device is");
+            stray(state, vcpu, regs, "port-io", &[u64::from(port), u64::from(data)], message, Action::Resume)
+        }
+        Exit::IoIn { port, size } => {
+            let message = format!("`in` of {size} byte(s) from port {port:#x}, which no device answers");
+            stray(state, vcpu, regs, "port-io", &[u64::from(port)], message, Action::AllOnes)
+        }
+        Exit::MmioRead { gpa, size } => {
+            let message = format!("load of {size} byte(s) from guest-physical {gpa:#x}, where no RAM or device is");
+            stray(state, vcpu, regs, "mmio", &[gpa], message, Action::AllOnes)
+        }
+        Exit::MmioWrite { gpa, size } => {
+            let message = format!("store of {size} byte(s) to guest-physical {gpa:#x}, where no RAM or device is");
+            stray(state, vcpu, regs, "mmio", &[gpa], message, Action::Resume)
+        }
+        Exit::Shutdown => Action::Fault(Fault::TripleFault),
+        Exit::Failed(what, code) => Action::Fault(Fault::Failed(what, code)),
+    }
+}
+
+fn stray(state: &VmState, vcpu: usize, regs: &kvm_regs, what: &str, args: &[u64], message: String, then: Action) -> Action {
+    match state.checker.record(Violation::new(what, args, vcpu, regs.rip, message)) {
+        Verdict::Continue => then,
+        Verdict::Stop => Action::Stop(ExitCause::StrictViolation),
+    }
+}
+
+/// What a stack pointer in a guard page suggests.
+pub fn stack_hint(rsp: u64) -> Option<String> {
+    (0..kmemvisor_abi::MAX_VCPUS as u64).find_map(|n| {
+        let guard_start = layout::stack_bottom(n) - (layout::STACK_SLOT - layout::STACK_SIZE);
+        // A push at RSP writes just below it: in the guard once RSP is within it or at its top.
+        let overflow = rsp > guard_start && rsp <= layout::stack_bottom(n) + 64;
+        overflow.then(|| format!("RSP {rsp:#x} is in the guard page below vCPU {n}'s stack: a stack overflow"))
+    })
+}
+
+/// Copies the exit out of `kvm_run`.
+fn exit_of(fd: &mut VcpuFd) -> Result<Exit, kvm_ioctls::Error> {
+    let exit = match fd.run()? {
+        VcpuExit::IoOut(port, data) => {
+            let mut bytes = [0u8; 4];
+            let size = data.len().min(4);
+            bytes[..size].copy_from_slice(&data[..size]);
+            Exit::IoOut { port, data: u32::from_le_bytes(bytes), size: data.len() }
+        }
+        VcpuExit::IoIn(port, data) => Exit::IoIn { port, size: data.len() },
+        VcpuExit::MmioRead(gpa, data) => Exit::MmioRead { gpa, size: data.len() },
+        VcpuExit::MmioWrite(gpa, data) => Exit::MmioWrite { gpa, size: data.len() },
+        VcpuExit::Shutdown => Exit::Shutdown,
+        VcpuExit::FailEntry(reason, _) => Exit::Failed("the hardware refused to enter the guest; reason", reason),
+        VcpuExit::InternalError => {
+            let run = fd.get_kvm_run();
+            // SAFETY: with exit_reason KVM_EXIT_INTERNAL_ERROR, `internal` is the union member KVM filled.
+            let suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
+            debug_assert_eq!(run.exit_reason, KVM_EXIT_INTERNAL_ERROR);
+            Exit::Failed("KVM internal error (1 = emulation failure); suberror", u64::from(suberror))
+        }
+        _ => {
+            let reason = fd.get_kvm_run().exit_reason;
+            Exit::Failed("unexpected KVM exit; exit_reason", u64::from(reason))
+        }
+    };
+    Ok(exit)
+}
+
+/// How a stretch of guest execution ended.
+enum Ended {
+    Idle(u64),
+    Stopped,
+}
+
+/// The body of vCPU thread `id`.
+pub fn run(id: usize, mut fd: VcpuFd, state: Arc<VmState>, bus: Arc<PortBus>) {
+    if id == 0 {
+        run_guest(id, &mut fd, &state, &bus);
+        return;
+    }
+    while let Some(start) = state.vcpus.next_start(id, &state.stop) {
+        let regs = cpu::start_regs(start.entry, layout::stack_top(id as u64), start.function, start.argument);
+        fd.sync_regs_mut().regs = regs;
+        fd.set_sync_dirty_reg(SyncReg::Register);
+        match run_guest(id, &mut fd, &state, &bus) {
+            Ended::Idle(result) => state.vcpus.finish(id, result),
+            Ended::Stopped => return,
+        }
+    }
+}
+
+fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ended {
+    let _ = state.first_entry.set(Instant::now());
+    loop {
+        if state.stop.is_stopping() {
+            return Ended::Stopped;
+        }
+        let exit = match exit_of(fd) {
+            Ok(exit) => exit,
+            // A kick (signal) or a spurious wake-up: look at the stop request again.
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) => Exit::Failed("KVM_RUN failed; errno", e.errno() as u64),
+        };
+        let regs = fd.sync_regs_mut().regs;
+        match handle_exit(state, bus, id, exit, &regs) {
+            Action::Resume => {}
+            Action::Reply(reply) => {
+                let regs = &mut fd.sync_regs_mut().regs;
+                regs.rax = reply.status.code();
+                regs.rdx = reply.value;
+                fd.set_sync_dirty_reg(SyncReg::Register);
+            }
+            Action::AllOnes => {
+                if let Some(data) = in_data(fd) {
+                    data.fill(0xff);
+                }
+            }
+            Action::Idle(result) => return Ended::Idle(result),
+            Action::Stop(cause) => {
+                state.stop.request(with_cr2(fd, cause));
+                return Ended::Stopped;
+            }
+            Action::Fault(fault) => {
+                state.stop.request(fault_cause(fd, id, fault));
+                return Ended::Stopped;
+            }
+        }
+    }
+}
+
+/// The data buffer of a pending `in` or MMIO load.
+fn in_data(fd: &mut VcpuFd) -> Option<&mut [u8]> {
+    let run = fd.get_kvm_run();
+    match run.exit_reason {
+        kvm_bindings::KVM_EXIT_IO => {
+            // SAFETY: for KVM_EXIT_IO, `io` is the union member KVM filled.
+            let io = unsafe { run.__bindgen_anon_1.io };
+            let len = usize::from(io.size) * io.count as usize;
+            let offset = usize::try_from(io.data_offset).ok()?;
+            let base = run as *mut kvm_bindings::kvm_run as *mut u8;
+            // SAFETY: KVM places the I/O data at data_offset inside the kvm_run
+            // mapping (one page or more), `len` bytes long; the borrow of `fd`
+            // keeps the mapping alive and unaliased for the slice's lifetime.
+            Some(unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) })
+        }
+        kvm_bindings::KVM_EXIT_MMIO => {
+            // SAFETY: for KVM_EXIT_MMIO, `mmio` is the union member KVM filled.
+            let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
+            let len = (mmio.len as usize).min(mmio.data.len());
+            Some(&mut mmio.data[..len])
+        }
+        _ => None,
+    }
+}
+
+fn with_cr2(fd: &mut VcpuFd, cause: ExitCause) -> ExitCause {
+    match cause {
+        ExitCause::Exception { vcpu, vector, name, error_code, rip, rsp, .. } => {
+            let cr2 = fd.get_sregs().map(|s| s.cr2).unwrap_or(0);
+            ExitCause::Exception { vcpu, vector, name, error_code, cr2, rip, rsp }
+        }
+        other => other,
+    }
+}
+
+fn fault_cause(fd: &mut VcpuFd, vcpu: usize, fault: Fault) -> ExitCause {
+    let registers = match (fd.get_regs(), fd.get_sregs()) {
+        (Ok(regs), Ok(sregs)) => Some(RegisterDump::new(&regs, &sregs)),
+        _ => None,
+    };
+    match fault {
+        Fault::TripleFault => {
+            let registers = registers.unwrap_or_default();
+            ExitCause::TripleFault { vcpu, hint: stack_hint(registers.rsp()), registers }
+        }
+        Fault::Failed(what, code) => ExitCause::VmFailure { vcpu, what: format!("{what} {code:#x}"), registers },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guests;
+    use crate::state::VmConfig;
+    use kmemvisor_abi::{HYPERCALL_PORT, NULL_DEVICE_PORT, Service, Status};
+
+    fn state(strict: bool) -> VmState {
+        let hello = guests::find("hello").expect("bundled hello");
+        VmState::new(VmConfig { strict, ..VmConfig::default() }, hello.elf).expect("state")
+    }
+
+    #[test]
+    fn hypercall_exits_are_dispatched_from_the_registers() {
+        let s = state(false);
+        let regs = kvm_regs { rax: Service::Null.number(), rip: 0x1234, ..Default::default() };
+        let exit = Exit::IoOut { port: HYPERCALL_PORT, data: 1, size: 4 };
+        assert_eq!(handle_exit(&s, &PortBus::default(), 0, exit, &regs), Action::Reply(Reply { status: Status::OK, value: 0 }));
+        let regs = kvm_regs { rax: Service::Exit.number(), rdi: 9, ..Default::default() };
+        assert_eq!(handle_exit(&s, &PortBus::default(), 0, exit, &regs), Action::Stop(ExitCause::GuestExit { code: 9 }));
+    }
+
+    #[test]
+    fn the_null_device_costs_nothing_and_records_nothing() {
+        let s = state(true);
+        let exit = Exit::IoOut { port: NULL_DEVICE_PORT, data: 0, size: 1 };
+        assert_eq!(handle_exit(&s, &PortBus::default(), 0, exit, &kvm_regs::default()), Action::Resume);
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
+    fn stray_accesses_are_violations_and_strict_stops_at_the_first() {
+        let lenient = state(false);
+        let regs = kvm_regs { rip: 0xffff_ffff_8020_1000, ..Default::default() };
+        let bus = PortBus::default();
+        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::IoOut { port: 0x80, data: 0x55, size: 1 }, &regs), Action::Resume);
+        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::IoIn { port: 0x60, size: 1 }, &regs), Action::AllOnes);
+        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::MmioRead { gpa: 0xd000_0000, size: 4 }, &regs), Action::AllOnes);
+        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::MmioWrite { gpa: 0xd000_0000, size: 4 }, &regs), Action::Resume);
+        let violations = lenient.checker.violations();
+        assert_eq!(violations.len(), 4);
+        assert_eq!(violations[0].service, "port-io");
+        assert_eq!(violations[0].rip, "0xffffffff80201000");
+        assert!(violations[0].message.contains("port 0x80"), "{}", violations[0].message);
+        let strict = state(true);
+        let exit = Exit::IoOut { port: 0x80, data: 0, size: 1 };
+        assert_eq!(handle_exit(&strict, &bus, 0, exit, &regs), Action::Stop(ExitCause::StrictViolation));
+    }
+
+    #[test]
+    fn shutdowns_and_failures_ask_for_a_register_dump() {
+        let s = state(false);
+        let bus = PortBus::default();
+        assert_eq!(handle_exit(&s, &bus, 0, Exit::Shutdown, &kvm_regs::default()), Action::Fault(Fault::TripleFault));
+        let failed = Exit::Failed("KVM internal error", 1);
+        assert_eq!(handle_exit(&s, &bus, 0, failed, &kvm_regs::default()), Action::Fault(Fault::Failed("KVM internal error", 1)));
+    }
+
+    #[test]
+    fn stack_overflows_are_recognised_from_rsp() {
+        let guard = layout::stack_bottom(2) - 8;
+        assert!(stack_hint(guard).expect("hint").contains("vCPU 2"));
+        assert!(stack_hint(layout::stack_bottom(0) + 0x800).is_none());
+        assert!(stack_hint(layout::stack_top(0)).is_none(), "the top of one stack is not the guard of the next");
+        assert!(stack_hint(0x1000).is_none());
+    }
+}

@@ -1,0 +1,75 @@
+//! Creating the KVM VM and its vCPUs for a built [`VmState`].
+
+use kmemvisor_abi::layout;
+use kvm_bindings::{KVM_CAP_DISABLE_QUIRKS2, KVM_MAX_CPUID_ENTRIES, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvm_enable_cap, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+
+use crate::cpu;
+use crate::state::VmState;
+
+/// What went wrong talking to KVM.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    /// /dev/kvm could not be opened.
+    #[error("Cannot open /dev/kvm (kmemvisor needs read-write access to /dev/kvm: run as root or join the group that owns it)")]
+    Open(#[source] kvm_ioctls::Error),
+    /// Some KVM call failed.
+    #[error("KVM refused to {0}")]
+    Ioctl(&'static str, #[source] kvm_ioctls::Error),
+    /// Guest RAM has no host mapping.
+    #[error("Guest RAM has no host address")]
+    NoHostAddress,
+}
+
+/// The VM and one fd per vCPU.
+#[derive(Debug)]
+pub struct Vm {
+    /// The VM.
+    pub fd: VmFd,
+    /// Whether KVM_X86_QUIRK_SLOT_ZAP_ALL could be turned off.
+    pub slot_zap_all_disabled: bool,
+}
+
+/// Creates the VM for `state` and its vCPUs, ready to run.
+pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
+    let kvm = Kvm::new().map_err(KvmError::Open)?;
+    let fd = kvm.create_vm().map_err(|e| KvmError::Ioctl("create a VM", e))?;
+    // A memslot change must not throw away every guest mapping (ENVIRONMENT.md).
+    let quirks = fd.check_extension_raw(u64::from(KVM_CAP_DISABLE_QUIRKS2));
+    let slot_zap_all_disabled = quirks > 0 && (quirks as u64) & u64::from(KVM_X86_QUIRK_SLOT_ZAP_ALL) != 0;
+    if slot_zap_all_disabled {
+        let cap = kvm_enable_cap { cap: KVM_CAP_DISABLE_QUIRKS2, args: [u64::from(KVM_X86_QUIRK_SLOT_ZAP_ALL), 0, 0, 0], ..Default::default() };
+        fd.enable_cap(&cap).map_err(|e| KvmError::Ioctl("turn off KVM_X86_QUIRK_SLOT_ZAP_ALL", e))?;
+    }
+    let memory = state.ram.memory();
+    let host = memory.get_host_address(GuestAddress(0)).map_err(|_| KvmError::NoHostAddress)?;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: state.ram.size(),
+        userspace_addr: host as u64,
+    };
+    // SAFETY: the region is guest RAM's own mapping, which `state` keeps alive
+    // for as long as the VM exists (the VM is dropped before the state).
+    unsafe { fd.set_user_memory_region(region) }.map_err(|e| KvmError::Ioctl("register guest RAM", e))?;
+    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::Ioctl("report its CPUID", e))?;
+    let mut vcpus = Vec::with_capacity(state.config.vcpus);
+    for id in 0..state.config.vcpus as u64 {
+        let vcpu = fd.create_vcpu(id).map_err(|e| KvmError::Ioctl("create a vCPU", e))?;
+        vcpu.set_cpuid2(&cpuid).map_err(|e| KvmError::Ioctl("set the CPUID", e))?;
+        let sregs = vcpu.get_sregs().map_err(|e| KvmError::Ioctl("read special registers", e))?;
+        vcpu.set_sregs(&cpu::initial_sregs(sregs, id, state.space.root()))
+            .map_err(|e| KvmError::Ioctl("enter long mode", e))?;
+        if id == 0 {
+            let regs = cpu::start_regs(state.image.entry, layout::stack_top(0), 0, 0);
+            vcpu.set_regs(&regs).map_err(|e| KvmError::Ioctl("set registers", e))?;
+        }
+        let mut vcpu = vcpu;
+        // Hypercall registers travel through kvm_run: no extra ioctl per exit.
+        vcpu.set_sync_valid_reg(SyncReg::Register);
+        vcpus.push(vcpu);
+    }
+    Ok((Vm { fd, slot_zap_all_disabled }, vcpus))
+}
