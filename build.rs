@@ -33,19 +33,8 @@ fn main() {
     let guest_dir = manifest_dir.join("guest");
 
     println!("cargo:rerun-if-changed=build.rs");
-    for path in [
-        "guest/lib",
-        "guest/programs",
-        "guest/abi",
-        "guest/Cargo.toml",
-        "guest/Cargo.lock",
-        "guest/.cargo",
-        "firmware",
-    ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            manifest_dir.join(path).display()
-        );
+    for path in ["guest/lib", "guest/programs", "guest/abi", "guest/Cargo.toml", "guest/Cargo.lock", "guest/.cargo", "firmware"] {
+        println!("cargo:rerun-if-changed={}", manifest_dir.join(path).display());
     }
 
     ensure_target_installed();
@@ -79,10 +68,7 @@ fn fail(message: &str) -> ! {
 /// honours the RUSTUP_TOOLCHAIN that cargo passes, so this is the toolchain
 /// that builds the VMM.
 fn ensure_target_installed() {
-    let installed = match Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-    {
+    let installed = match Command::new("rustup").args(["target", "list", "--installed"]).output() {
         Ok(out) if out.status.success() => out.stdout,
         Ok(out) => fail(&format!(
             "`rustup target list --installed` failed ({}):\n{}\n\
@@ -104,10 +90,7 @@ fn ensure_target_installed() {
         }
         Err(e) => fail(&format!("cannot run rustup: {e}")),
     };
-    if String::from_utf8_lossy(&installed)
-        .lines()
-        .any(|l| l.trim() == GUEST_TARGET)
-    {
+    if String::from_utf8_lossy(&installed).lines().any(|l| l.trim() == GUEST_TARGET) {
         return;
     }
     let status = Command::new("rustup")
@@ -130,11 +113,7 @@ fn sysroot_has_target() -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(GUEST_TARGET)
-        .join("lib")
-        .is_dir()
+    Path::new(&sysroot).join("lib/rustlib").join(GUEST_TARGET).join("lib").is_dir()
 }
 
 /// Whether the nested build must not see an environment variable of ours:
@@ -142,13 +121,7 @@ fn sysroot_has_target() -> bool {
 /// (or where, or for what) the guests are built.
 fn leaks_into_guest_build(name: &str) -> bool {
     const KEEP: &[&str] = &["CARGO_HOME", "CARGO_MAKEFLAGS"];
-    const DROP: &[&str] = &[
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_BOOTSTRAP",
-    ];
+    const DROP: &[&str] = &["RUSTFLAGS", "RUSTDOCFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_BOOTSTRAP"];
     // Every CARGO_* variable: CARGO_ENCODED_RUSTFLAGS, CARGO_BUILD_*,
     // CARGO_TARGET_DIR, CARGO_TARGET_<triple>_*, CARGO_PROFILE_*,
     // CARGO_INCREMENTAL, and what cargo sets for this script (CARGO_PKG_*,
@@ -162,14 +135,7 @@ fn build_guests(guest_dir: &Path, target_dir: &Path) {
     let mut command = Command::new(&cargo);
     command
         .current_dir(guest_dir)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--offline",
-            "-p",
-            GUEST_PACKAGE,
-        ])
+        .args(["build", "--release", "--locked", "--offline", "-p", GUEST_PACKAGE])
         .args(["--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(target_dir)
@@ -184,9 +150,7 @@ fn build_guests(guest_dir: &Path, target_dir: &Path) {
             command.env_remove(name);
         }
     }
-    let status = command
-        .status()
-        .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", Path::new(&cargo).display())));
+    let status = command.status().unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", Path::new(&cargo).display())));
     if !status.success() {
         fail(&format!(
             "building the guests failed ({status}); the cargo output above says why. \
@@ -198,13 +162,10 @@ fn build_guests(guest_dir: &Path, target_dir: &Path) {
 
 /// The guest programs, sorted by name, with their summaries.
 fn programs(bin_dir: &Path) -> Vec<Program> {
-    let entries = fs::read_dir(bin_dir)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", bin_dir.display())));
+    let entries = fs::read_dir(bin_dir).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", bin_dir.display())));
     let mut programs = Vec::new();
     for entry in entries {
-        let path = entry
-            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", bin_dir.display())))
-            .path();
+        let path = entry.unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", bin_dir.display()))).path();
         if path.extension().is_none_or(|ext| ext != "rs") {
             continue;
         }
@@ -212,24 +173,15 @@ fn programs(bin_dir: &Path) -> Vec<Program> {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_else(|| fail(&format!("{} is not named in UTF-8", path.display())));
-        let source = fs::read_to_string(&path)
-            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+        let source = fs::read_to_string(&path).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
         let summary = source
             .lines()
             .next()
             .and_then(|line| line.strip_prefix("//!"))
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                fail(&format!(
-                    "{} must start with a `//!` one-line summary",
-                    path.display()
-                ))
-            });
-        programs.push(Program {
-            name: name.to_owned(),
-            summary,
-        });
+            .unwrap_or_else(|| fail(&format!("{} must start with a `//!` one-line summary", path.display())));
+        programs.push(Program { name: name.to_owned(), summary });
     }
     programs.sort_by(|a, b| a.name.cmp(&b.name));
     programs
@@ -245,17 +197,10 @@ fn bundle_source(programs: &[Program], elf_dir: &Path) -> String {
     for program in programs {
         let elf = elf_dir.join(&program.name);
         if !elf.is_file() {
-            fail(&format!(
-                "the guest build did not produce {}",
-                elf.display()
-            ));
+            fail(&format!("the guest build did not produce {}", elf.display()));
         }
-        let elf = elf.to_str().unwrap_or_else(|| {
-            fail(&format!(
-                "{} is not a UTF-8 path: include_bytes! needs one",
-                elf.display()
-            ))
-        });
+        let elf =
+            elf.to_str().unwrap_or_else(|| fail(&format!("{} is not a UTF-8 path: include_bytes! needs one", elf.display())));
         // `{:?}` of a str is a valid Rust string literal.
         let _ = writeln!(
             source,

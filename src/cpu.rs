@@ -30,6 +30,7 @@ const TSS_SIZE: u64 = 104;
 const IO_BITMAP_SIZE: u64 = 65536 / 8 + 1;
 /// The TSS limit: its last byte, the bitmap's terminator.
 const TSS_LIMIT: u64 = TSS_SIZE + IO_BITMAP_SIZE - 1;
+const _: () = assert!(TSS_LIMIT < layout::TSS_FRAMES * PAGE_SIZE);
 
 /// Access rights of the code segment: present, DPL 3, code, readable, accessed.
 const CODE_ACCESS: u64 = 0xfb;
@@ -73,13 +74,8 @@ pub fn gdt_frame() -> Vec<u8> {
         | (((TSS_LIMIT >> 16) & 0xf) << 48)
         | (0x89 << 40) // present, available 64-bit TSS
         | (((tss_base >> 24) & 0xff) << 56);
-    let entries = [
-        0,
-        segment_descriptor(CODE_ACCESS, CODE_FLAGS),
-        segment_descriptor(DATA_ACCESS, DATA_FLAGS),
-        tss_low,
-        tss_base >> 32,
-    ];
+    let entries =
+        [0, segment_descriptor(CODE_ACCESS, CODE_FLAGS), segment_descriptor(DATA_ACCESS, DATA_FLAGS), tss_low, tss_base >> 32];
     for (i, entry) in entries.iter().enumerate() {
         frame[i * 8..i * 8 + 8].copy_from_slice(&entry.to_le_bytes());
     }
@@ -211,7 +207,6 @@ mod tests {
             assert_eq!(tss[base + port / 8] & (1 << (port % 8)), 0, "port {port:#x}");
         }
         assert_eq!(tss[base + 8192], 0xff);
-        assert!(TSS_LIMIT < layout::TSS_FRAMES * PAGE_SIZE);
     }
 
     #[test]

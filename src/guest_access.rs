@@ -24,15 +24,11 @@ pub fn read(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, len: usize)
     let mut done = 0usize;
     while done < len {
         let address = va.checked_add(done as u64).ok_or(BadAddress { address: va })?;
-        let translation = space
-            .translate(memory, address)
-            .filter(|t| t.flags.contains(PteFlags::USER))
-            .ok_or(BadAddress { address })?;
+        let translation =
+            space.translate(memory, address).filter(|t| t.flags.contains(PteFlags::USER)).ok_or(BadAddress { address })?;
         let in_page = (PAGE_SIZE - address % PAGE_SIZE) as usize;
         let chunk = in_page.min(len - done);
-        memory
-            .read_slice(&mut out[done..done + chunk], GuestAddress(translation.gpa))
-            .map_err(|_| BadAddress { address })?;
+        memory.read_slice(&mut out[done..done + chunk], GuestAddress(translation.gpa)).map_err(|_| BadAddress { address })?;
         done += chunk;
     }
     Ok(out)

@@ -64,8 +64,8 @@ impl From<Result<u64, Status>> for Outcome {
 pub enum Outcome {
     /// Return to the guest with this reply.
     Reply(Reply),
-    /// Stop the VM.
-    Stop(ExitCause),
+    /// Stop the VM (boxed: a cause is large, a reply is two words).
+    Stop(Box<ExitCause>),
     /// This (non-boot) vCPU's work is done with this result; it becomes idle.
     Idle(u64),
 }
@@ -86,12 +86,7 @@ impl Default for CallCounts {
 impl CallCounts {
     /// Calls of each service that was called at least once.
     pub fn snapshot(&self) -> Vec<(Service, u64)> {
-        Service::ALL
-            .iter()
-            .zip(&self.per_service)
-            .map(|(&s, c)| (s, c.load(Ordering::Relaxed)))
-            .filter(|&(_, n)| n > 0)
-            .collect()
+        Service::ALL.iter().zip(&self.per_service).map(|(&s, c)| (s, c.load(Ordering::Relaxed))).filter(|&(_, n)| n > 0).collect()
     }
 
     /// Calls with unknown service numbers.
@@ -112,15 +107,15 @@ pub fn dispatch(state: &VmState, vcpu: usize, request: Request) -> Outcome {
         Service::AbiVersion => Reply::ok(ABI_VERSION),
         Service::Null => Reply::ok(0),
         Service::ConsoleWrite => console_write(state, vcpu, a0, a1).into(),
-        Service::Exit => Outcome::Stop(ExitCause::GuestExit { code: a0 }),
-        Service::Panic => Outcome::Stop(ExitCause::Panic {
+        Service::Exit => Outcome::Stop(Box::new(ExitCause::GuestExit { code: a0 })),
+        Service::Panic => Outcome::Stop(Box::new(ExitCause::Panic {
             vcpu,
             message: guest_text(state, a0, a1),
             file: guest_text(state, a2, a3),
             line: a4,
             column: a5,
-        }),
-        Service::Exception => Outcome::Stop(ExitCause::Exception {
+        })),
+        Service::Exception => Outcome::Stop(Box::new(ExitCause::Exception {
             vcpu,
             vector: a0,
             name: vector_name(a0),
@@ -128,7 +123,7 @@ pub fn dispatch(state: &VmState, vcpu: usize, request: Request) -> Outcome {
             cr2: 0,
             rip: a2,
             rsp: a5,
-        }),
+        })),
         Service::VcpuStart => {
             let request = StartRequest { entry: a1, function: a2, argument: a3 };
             state.vcpus.start(a0, request).map(|()| 0).into()
@@ -239,20 +234,27 @@ mod tests {
     #[test]
     fn exit_panic_and_exception_stop_the_vm() {
         let s = state(1);
-        assert_eq!(call(&s, Service::Exit.number(), [3, 0, 0, 0, 0, 0]), Outcome::Stop(ExitCause::GuestExit { code: 3 }));
+        assert_eq!(
+            call(&s, Service::Exit.number(), [3, 0, 0, 0, 0, 0]),
+            Outcome::Stop(Box::new(ExitCause::GuestExit { code: 3 }))
+        );
         let msg = put(&s, b"boom src/x.rs");
-        let Outcome::Stop(ExitCause::Panic { message, file, line, column, .. }) =
-            call(&s, Service::Panic.number(), [msg, 4, msg + 5, 8, 12, 5])
+        let stop = |outcome| match outcome {
+            Outcome::Stop(cause) => *cause,
+            other => panic!("not a stop: {other:?}"),
+        };
+        let ExitCause::Panic { message, file, line, column, .. } =
+            stop(call(&s, Service::Panic.number(), [msg, 4, msg + 5, 8, 12, 5]))
         else {
             panic!("not a panic stop")
         };
         assert_eq!((message.as_str(), file.as_str(), line, column), ("boom", "src/x.rs", 12, 5));
-        let Outcome::Stop(ExitCause::Panic { message, .. }) = call(&s, Service::Panic.number(), [0, u64::MAX, 0, 0, 0, 0]) else {
+        let ExitCause::Panic { message, .. } = stop(call(&s, Service::Panic.number(), [0, u64::MAX, 0, 0, 0, 0])) else {
             panic!("not a panic stop")
         };
         assert!(message.starts_with("<unreadable"), "{message}");
-        let Outcome::Stop(ExitCause::Exception { vector, name, error_code, rip, rsp, .. }) =
-            call(&s, Service::Exception.number(), [14, 6, 0x1000, 0x0b, 0x3002, 0x2000])
+        let ExitCause::Exception { vector, name, error_code, rip, rsp, .. } =
+            stop(call(&s, Service::Exception.number(), [14, 6, 0x1000, 0x0b, 0x3002, 0x2000]))
         else {
             panic!("not an exception stop")
         };

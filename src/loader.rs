@@ -142,11 +142,12 @@ pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
         if phdr.p_vaddr != phdr.p_paddr.wrapping_add(layout::IMAGE_VA_OFFSET) {
             return Err(bad("is not linked at IMAGE_VA_OFFSET + its physical address"));
         }
-        if phdr.p_paddr % PAGE_SIZE != 0 {
+        if !phdr.p_paddr.is_multiple_of(PAGE_SIZE) {
             return Err(bad("does not start on a page boundary"));
         }
         let pages = end.div_ceil(PAGE_SIZE) - phdr.p_paddr / PAGE_SIZE;
-        let overlaps = segments.iter().any(|s| phdr.p_paddr < s.gpa + s.pages * PAGE_SIZE && s.gpa < phdr.p_paddr + pages * PAGE_SIZE);
+        let overlaps =
+            segments.iter().any(|s| phdr.p_paddr < s.gpa + s.pages * PAGE_SIZE && s.gpa < phdr.p_paddr + pages * PAGE_SIZE);
         if overlaps {
             return Err(bad("shares pages with another segment"));
         }
@@ -250,7 +251,10 @@ mod tests {
         let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
         let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
         let data = [7u8; 16];
-        let bytes = elf(&[(layout::IMAGE_GPA, 0x400, RX, &text), (layout::IMAGE_GPA + 0x1000, 0x2800, RW, &data)], layout::IMAGE_VA + 0x300);
+        let bytes = elf(
+            &[(layout::IMAGE_GPA, 0x400, RX, &text), (layout::IMAGE_GPA + 0x1000, 0x2800, RW, &data)],
+            layout::IMAGE_VA + 0x300,
+        );
         let image = load(ram.memory(), &bytes).expect("loads");
         assert_eq!(image.entry, layout::IMAGE_VA + 0x300);
         assert_eq!(image.vectors, layout::IMAGE_VA + 0x100);
@@ -267,7 +271,8 @@ mod tests {
     #[test]
     fn images_that_break_the_layout_are_refused_before_anything_is_copied() {
         let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
-        let cases: [(&[(u64, u64, u32, &[u8])], &str); 4] = [
+        type Segments<'a> = &'a [(u64, u64, u32, &'a [u8])];
+        let cases: [(Segments, &str); 4] = [
             (&[(0x1000, 0x400, RX, &text)], "outside the image region"),
             (&[(layout::IMAGE_GPA_END - 0x1000, 0x2000, RX, &text)], "outside the image region"),
             (&[(layout::IMAGE_GPA + 0x10, 0x400, RX, &text)], "page boundary"),

@@ -117,7 +117,11 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(e) => {
-                state.stop.request(ExitCause::VmFailure { vcpu: id, what: format!("cannot start its thread: {e}"), registers: None });
+                state.stop.request(ExitCause::VmFailure {
+                    vcpu: id,
+                    what: format!("cannot start its thread: {e}"),
+                    registers: None,
+                });
                 break;
             }
         }
@@ -151,7 +155,11 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Join
         }
         if running.len() < threads.len() && !state.stop.is_stopping() {
             // A vCPU thread ends only on a stop; one that ended otherwise failed.
-            state.stop.request(ExitCause::VmFailure { vcpu: 0, what: "a vCPU thread ended unexpectedly".into(), registers: None });
+            state.stop.request(ExitCause::VmFailure {
+                vcpu: 0,
+                what: "a vCPU thread ended unexpectedly".into(),
+                registers: None,
+            });
         }
         if state.stop.is_stopping() {
             for thread in running {
@@ -163,7 +171,11 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Join
 }
 
 fn account(state: &VmState, name: String, created: Instant, ended: Instant) -> RunOutcome {
-    let cause = state.stop.cause().unwrap_or(ExitCause::VmFailure { vcpu: 0, what: "the VM stopped without a cause".into(), registers: None });
+    let cause = state.stop.cause().unwrap_or(ExitCause::VmFailure {
+        vcpu: 0,
+        what: "the VM stopped without a cause".into(),
+        registers: None,
+    });
     let violations = state.checker.violations();
     let status = cause.exit_status(violations.len());
     let first_entry = state.first_entry.get().copied().unwrap_or(ended);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kmemvisor::guests::{self, BUNDLED};
 use kmemvisor::machine::{self, RunOptions};
-use kmemvisor::memory::parse_size;
+use kmemvisor::memory::{GuestRam, parse_size};
 use kmemvisor::report::status;
 use kmemvisor::state::VmConfig;
 use kmemvisor::{bench, report::Report};
@@ -61,7 +61,7 @@ struct RunArgs {
     /// Bundled guest name or path to a guest ELF.
     guest: String,
     /// Guest RAM, e.g. 64M or 1G (a multiple of 2 MiB, 32M to 3G).
-    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    #[arg(long, default_value = "64M", value_parser = parse_ram_size)]
     mem: u64,
     /// Number of vCPUs, 1 to 16; vCPU 0 runs the program, the others run what it starts on them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
@@ -79,6 +79,12 @@ struct RunArgs {
     /// The guest's command line.
     #[arg(last = true)]
     guest_args: Vec<String>,
+}
+
+fn parse_ram_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    GuestRam::check_size(size).map_err(|e| e.to_string())?;
+    Ok(size)
 }
 
 fn main() -> ExitCode {
@@ -122,7 +128,10 @@ fn run(args: RunArgs) -> ExitCode {
         None => match std::fs::read(&args.guest) {
             Ok(elf) => elf,
             Err(e) => {
-                eprintln!("kmemvisor: `{}` is neither a bundled guest (see `kmemvisor list`) nor a readable file: {e}", args.guest);
+                eprintln!(
+                    "kmemvisor: `{}` is neither a bundled guest (see `kmemvisor list`) nor a readable file: {e}",
+                    args.guest
+                );
                 return ExitCode::from(status::USAGE);
             }
         },
@@ -134,7 +143,12 @@ fn run(args: RunArgs) -> ExitCode {
     let options = RunOptions {
         name: args.guest.clone(),
         elf,
-        vm: VmConfig { memory: args.mem, vcpus: usize::from(args.vcpus), strict: args.strict, cmdline: args.guest_args.join(" ") },
+        vm: VmConfig {
+            memory: args.mem,
+            vcpus: usize::from(args.vcpus),
+            strict: args.strict,
+            cmdline: args.guest_args.join(" "),
+        },
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
         console: Box::new(std::io::stdout()),
         handle_signals: true,
@@ -144,11 +158,11 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     print_summary(&outcome.report);
-    if let Some(path) = &args.report {
-        if let Err(e) = std::fs::write(path, outcome.report.to_json() + "\n") {
-            eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
-            return ExitCode::from(status::VMM_ERROR);
-        }
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, outcome.report.to_json() + "\n")
+    {
+        eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
+        return ExitCode::from(status::VMM_ERROR);
     }
     ExitCode::from(outcome.status)
 }

@@ -40,11 +40,17 @@ pub struct GuestRam {
 }
 
 impl GuestRam {
-    /// Creates `size` bytes of zeroed RAM backed by a fresh memfd.
-    pub fn new(size: u64) -> Result<GuestRam, MemoryError> {
-        if !(MIN_RAM_SIZE..=MAX_RAM_SIZE).contains(&size) || size % (2 << 20) != 0 {
+    /// Checks that the layout allows `size` bytes of RAM.
+    pub fn check_size(size: u64) -> Result<(), MemoryError> {
+        if !(MIN_RAM_SIZE..=MAX_RAM_SIZE).contains(&size) || !size.is_multiple_of(2 << 20) {
             return Err(MemoryError::BadSize { size });
         }
+        Ok(())
+    }
+
+    /// Creates `size` bytes of zeroed RAM backed by a fresh memfd.
+    pub fn new(size: u64) -> Result<GuestRam, MemoryError> {
+        GuestRam::check_size(size)?;
         // SAFETY: the name is a valid NUL-terminated string; the returned fd is checked.
         let fd = unsafe { libc::memfd_create(c"kmemvisor-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {

@@ -103,9 +103,7 @@ impl TablePool {
             return Err(PagingError::PoolExhausted);
         }
         let frame = self.next;
-        memory
-            .write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame))
-            .map_err(|_| PagingError::Memory(frame))?;
+        memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).map_err(|_| PagingError::Memory(frame))?;
         self.next += PAGE_SIZE;
         Ok(frame)
     }
@@ -297,7 +295,10 @@ mod tests {
     fn bad_mappings_are_refused() {
         let (ram, mut pool, space) = setup();
         let m = ram.memory();
-        assert_eq!(space.map(m, &mut pool, 0x8000_0000_0000, 0, PteFlags::USER), Err(PagingError::NotCanonical(0x8000_0000_0000)));
+        assert_eq!(
+            space.map(m, &mut pool, 0x8000_0000_0000, 0, PteFlags::USER),
+            Err(PagingError::NotCanonical(0x8000_0000_0000))
+        );
         assert_eq!(space.map(m, &mut pool, 0x1001, 0, PteFlags::USER), Err(PagingError::Unaligned(0x1001)));
         assert_eq!(space.map(m, &mut pool, 0x1000, 0x10, PteFlags::USER), Err(PagingError::Unaligned(0x10)));
         space.map(m, &mut pool, 0x1000, 0x5000, PteFlags::USER).expect("map");

@@ -55,7 +55,8 @@ impl RegisterDump {
         let r = regs;
         RegisterDump {
             gprs: [
-                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13,
+                r.r14, r.r15,
             ],
             control: [sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer],
         }
@@ -165,9 +166,38 @@ pub enum ExitCause {
 /// Mnemonics of the CPU exception vectors.
 pub fn vector_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)", "#TS", "#NP", "#SS", "#GP", "#PF", "reserved(15)", "#MF",
-        "#AC", "#MC", "#XM", "#VE", "#CP", "reserved(22)", "reserved(23)", "reserved(24)", "reserved(25)", "reserved(26)",
-        "reserved(27)", "#HV", "#VC", "#SX", "reserved(31)",
+        "#DE",
+        "#DB",
+        "NMI",
+        "#BP",
+        "#OF",
+        "#BR",
+        "#UD",
+        "#NM",
+        "#DF",
+        "#MF(9)",
+        "#TS",
+        "#NP",
+        "#SS",
+        "#GP",
+        "#PF",
+        "reserved(15)",
+        "#MF",
+        "#AC",
+        "#MC",
+        "#XM",
+        "#VE",
+        "#CP",
+        "reserved(22)",
+        "reserved(23)",
+        "reserved(24)",
+        "reserved(25)",
+        "reserved(26)",
+        "reserved(27)",
+        "#HV",
+        "#VC",
+        "#SX",
+        "reserved(31)",
     ];
     usize::try_from(vector).ok().and_then(|v| NAMES.get(v)).copied().unwrap_or("unknown")
 }
@@ -310,7 +340,8 @@ mod tests {
 
     #[test]
     fn causes_serialize_with_a_tag_and_hex_addresses() {
-        let cause = ExitCause::Exception { vcpu: 1, vector: 14, name: "#PF", error_code: 6, cr2: 0xdead_0000, rip: 0x10, rsp: 0x20 };
+        let cause =
+            ExitCause::Exception { vcpu: 1, vector: 14, name: "#PF", error_code: 6, cr2: 0xdead_0000, rip: 0x10, rsp: 0x20 };
         let json = serde_json::to_value(&cause).expect("json");
         assert_eq!(json["cause"], "exception");
         assert_eq!(json["cr2"], "0xdead0000");

@@ -90,7 +90,7 @@ pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
             match hypercall::dispatch(state, vcpu, Request::from_regs(regs)) {
                 Outcome::Reply(reply) => Action::Reply(reply),
-                Outcome::Stop(cause) => Action::Stop(cause),
+                Outcome::Stop(cause) => Action::Stop(*cause),
                 Outcome::Idle(result) => Action::Idle(result),
             }
         }

@@ -1,7 +1,9 @@
 //! Creating the KVM VM and its vCPUs for a built [`VmState`].
 
 use kmemvisor_abi::layout;
-use kvm_bindings::{KVM_CAP_DISABLE_QUIRKS2, KVM_MAX_CPUID_ENTRIES, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvm_enable_cap, kvm_userspace_memory_region};
+use kvm_bindings::{
+    KVM_CAP_DISABLE_QUIRKS2, KVM_MAX_CPUID_ENTRIES, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvm_enable_cap, kvm_userspace_memory_region,
+};
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
@@ -39,7 +41,11 @@ pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
     let quirks = fd.check_extension_raw(u64::from(KVM_CAP_DISABLE_QUIRKS2));
     let slot_zap_all_disabled = quirks > 0 && (quirks as u64) & u64::from(KVM_X86_QUIRK_SLOT_ZAP_ALL) != 0;
     if slot_zap_all_disabled {
-        let cap = kvm_enable_cap { cap: KVM_CAP_DISABLE_QUIRKS2, args: [u64::from(KVM_X86_QUIRK_SLOT_ZAP_ALL), 0, 0, 0], ..Default::default() };
+        let cap = kvm_enable_cap {
+            cap: KVM_CAP_DISABLE_QUIRKS2,
+            args: [u64::from(KVM_X86_QUIRK_SLOT_ZAP_ALL), 0, 0, 0],
+            ..Default::default()
+        };
         fd.enable_cap(&cap).map_err(|e| KvmError::Ioctl("turn off KVM_X86_QUIRK_SLOT_ZAP_ALL", e))?;
     }
     let memory = state.ram.memory();
@@ -60,8 +66,7 @@ pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
         let vcpu = fd.create_vcpu(id).map_err(|e| KvmError::Ioctl("create a vCPU", e))?;
         vcpu.set_cpuid2(&cpuid).map_err(|e| KvmError::Ioctl("set the CPUID", e))?;
         let sregs = vcpu.get_sregs().map_err(|e| KvmError::Ioctl("read special registers", e))?;
-        vcpu.set_sregs(&cpu::initial_sregs(sregs, id, state.space.root()))
-            .map_err(|e| KvmError::Ioctl("enter long mode", e))?;
+        vcpu.set_sregs(&cpu::initial_sregs(sregs, id, state.space.root())).map_err(|e| KvmError::Ioctl("enter long mode", e))?;
         if id == 0 {
             let regs = cpu::start_regs(state.image.entry, layout::stack_top(0), 0, 0);
             vcpu.set_regs(&regs).map_err(|e| KvmError::Ioctl("set registers", e))?;

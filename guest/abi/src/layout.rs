@@ -91,6 +91,10 @@ pub const IMAGE_VA_OFFSET: u64 = 0xffff_ffff_8000_0000;
 /// Guest-virtual address of the first byte of the image (its [`ImageHeader`](crate::ImageHeader)).
 pub const IMAGE_VA: u64 = IMAGE_VA_OFFSET + IMAGE_GPA;
 
+// The system pages do not run into each other or into the image.
+const _: () = assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
+const _: () = assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
+
 /// Guest-virtual address of vCPU `n`'s page.
 pub const fn vcpu_page_va(n: u64) -> u64 {
     VCPU_PAGES_VA + n * PAGE_SIZE
@@ -177,8 +181,6 @@ mod tests {
             assert!(va >= KERNEL_START && !is_user_address(va));
         }
         assert!(vcpu_page_va(MAX_VCPUS as u64) <= SYSTEM_TABLES_VA);
-        assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
-        assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
     }
 
     #[test]

@@ -33,19 +33,14 @@ pub fn args() -> Args<'static> {
 /// Splits the first `len` bytes of `cmdline` into words. A length beyond the
 /// buffer is clamped; bytes from the first invalid UTF-8 sequence on are ignored.
 pub fn split_args(cmdline: &[u8], len: u64) -> Args<'_> {
-    let len = usize::try_from(len)
-        .unwrap_or(usize::MAX)
-        .min(cmdline.len())
-        .min(CMDLINE_MAX);
+    let len = usize::try_from(len).unwrap_or(usize::MAX).min(cmdline.len()).min(CMDLINE_MAX);
     let bytes = &cmdline[..len];
     let text = match core::str::from_utf8(bytes) {
         Ok(text) => text,
         // The prefix up to valid_up_to() is valid UTF-8 by definition.
         Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
     };
-    Args {
-        words: text.split(' '),
-    }
+    Args { words: text.split(' ') }
 }
 
 #[cfg(test)]

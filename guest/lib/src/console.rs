@@ -43,11 +43,7 @@ pub struct TruncatingBuffer<const N: usize> {
 impl<const N: usize> TruncatingBuffer<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        TruncatingBuffer {
-            bytes: [0; N],
-            len: 0,
-            truncated: false,
-        }
+        TruncatingBuffer { bytes: [0; N], len: 0, truncated: false }
     }
 
     /// The bytes kept (always whole UTF-8 characters).
@@ -97,10 +93,7 @@ impl<F: FnMut(&[u8]), const N: usize> FlushingBuffer<F, N> {
     /// An empty buffer that flushes into `sink`.
     pub const fn new(sink: F) -> Self {
         const { assert!(N >= 4, "a buffer must hold any character") };
-        FlushingBuffer {
-            buffer: TruncatingBuffer::new(),
-            sink,
-        }
+        FlushingBuffer { buffer: TruncatingBuffer::new(), sink }
     }
 
     /// Hands the collected bytes to the sink, if there are any.

@@ -55,12 +55,7 @@ pub unsafe fn hypercall(number: u64, args: [u64; ARG_COUNT]) -> (u64, u64) {
 pub unsafe fn call(service: Service, args: [u64; ARG_COUNT]) -> Result<u64, Status> {
     // SAFETY: the caller vouches for the arguments.
     let (status, value) = unsafe { hypercall(service.number(), args) };
-    parse_reply(status, value).unwrap_or_else(|code| {
-        panic!(
-            "{} answered {code:#x}, which is not a status",
-            service.name()
-        )
-    })
+    parse_reply(status, value).unwrap_or_else(|code| panic!("{} answered {code:#x}, which is not a status", service.name()))
 }
 
 /// Reads a reply: `Ok(Ok(value))` for [`Status::OK`], `Ok(Err(status))` for any
@@ -79,10 +74,7 @@ mod tests {
     #[test]
     fn replies_parse_into_value_status_or_garbage() {
         assert_eq!(parse_reply(0, 42), Ok(Ok(42)));
-        assert_eq!(
-            parse_reply(Status::EFAULT.code(), 42),
-            Ok(Err(Status::EFAULT))
-        );
+        assert_eq!(parse_reply(Status::EFAULT.code(), 42), Ok(Err(Status::EFAULT)));
         assert_eq!(parse_reply(3, 0), Err(3));
         assert_eq!(parse_reply(u64::MAX, 0), Err(u64::MAX));
     }

@@ -14,11 +14,7 @@ const BAD_ARGS: u32 = 2;
 
 fn main() -> u32 {
     let mut words = args();
-    let (mode, count) = match (
-        words.next(),
-        words.next().map(str::parse::<u64>),
-        words.next(),
-    ) {
+    let (mode, count) = match (words.next(), words.next().map(str::parse::<u64>), words.next()) {
         (Some(mode), Some(Ok(count)), None) => (mode, count),
         _ => return usage(),
     };

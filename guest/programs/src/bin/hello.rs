@@ -8,12 +8,6 @@ kmemvisor_firmware::entry!(main);
 
 fn main() -> u32 {
     let version = abi_version().unwrap_or(0);
-    println!(
-        "Hello from kmemvisor: vCPU {} of {}, ABI v{}.{}",
-        vcpu_id(),
-        vcpu_count(),
-        version >> 16,
-        version & 0xffff
-    );
+    println!("Hello from kmemvisor: vCPU {} of {}, ABI v{}.{}", vcpu_id(), vcpu_count(), version >> 16, version & 0xffff);
     0
 }

@@ -78,10 +78,7 @@ fn argument(rng: &mut Rng) -> u64 {
         3 => 0,
         4 => u64::MAX,
         5 => rng.pick(UNMAPPABLE) ^ (rng.below(0x1000) & !7),
-        _ => rng
-            .pick(NEAR)
-            .wrapping_add(rng.below(0x4000))
-            .wrapping_sub(0x2000),
+        _ => rng.pick(NEAR).wrapping_add(rng.below(0x4000)).wrapping_sub(0x2000),
     }
 }
 
@@ -110,8 +107,7 @@ fn defuse(number: u64, args: &mut [u64; 6], rng: &mut Rng) {
 /// The hypercall, also checking that the argument registers come back unchanged.
 fn call(number: u64, args: [u64; 6]) -> (u64, u64, bool) {
     let (status, value): (u64, u64);
-    let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) =
-        (args[0], args[1], args[2], args[3], args[4], args[5]);
+    let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (args[0], args[1], args[2], args[3], args[4], args[5]);
     // SAFETY: `defuse` leaves no argument that makes the VMM touch memory: the
     // console gets a null or non-canonical pointer or no length; other services
     // either take no pointers or do not exist.

@@ -45,10 +45,7 @@ fn main() -> u32 {
         match smp::wait(k) {
             Ok(got) if got == result(CALLS, k, k) => {}
             Ok(got) => {
-                println!(
-                    "smp: vCPU {k} returned {got:#x}, expected {:#x}",
-                    result(CALLS, k, k)
-                );
+                println!("smp: vCPU {k} returned {got:#x}, expected {:#x}", result(CALLS, k, k));
                 failed = true;
             }
             Err(status) => {

@@ -1,0 +1,80 @@
+//! Shared helpers of the integration tests: they boot real guests under real KVM
+//! by running the `kmemvisor` binary, and read its exit status, output and report.
+// Each test binary compiles this module and uses only some of its helpers.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Whether the KVM tests should run. Without usable /dev/kvm the test fails
+/// and says so, unless `KMEMVISOR_SKIP_KVM=1` asks to skip KVM tests explicitly.
+pub fn kvm_or_skip(test: &str) -> bool {
+    if std::env::var("KMEMVISOR_SKIP_KVM").is_ok_and(|v| v == "1") {
+        eprintln!("{test}: skipped because KMEMVISOR_SKIP_KVM=1");
+        return false;
+    }
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        panic!(
+            "/dev/kvm is missing or unusable ({e}): the KVM integration tests cannot run. \
+             Give this user read-write access to /dev/kvm, or set KMEMVISOR_SKIP_KVM=1 to skip them explicitly."
+        );
+    }
+    true
+}
+
+/// The result of one `kmemvisor` invocation.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<serde_json::Value>,
+}
+
+/// Runs `kmemvisor run GUEST ARGS… --report FILE` and collects everything.
+pub fn run(guest: &str, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let report: PathBuf = dir.path().join("report.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kmemvisor"));
+    command.arg("run").arg(guest).arg("--report").arg(&report);
+    let (options, guest_args) = match args.iter().position(|a| *a == "--") {
+        Some(i) => (&args[..i], &args[i..]),
+        None => (args, &[][..]),
+    };
+    command.args(options).args(guest_args);
+    let output = command.output().expect("kmemvisor runs");
+    let report = std::fs::read_to_string(&report).ok().map(|text| serde_json::from_str(&text).expect("the report is JSON"));
+    finish(output, report)
+}
+
+/// Runs `kmemvisor ARGS…` as is.
+pub fn kmemvisor(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_kmemvisor")).args(args).output().expect("kmemvisor runs");
+    finish(output, None)
+}
+
+fn finish(output: Output, report: Option<serde_json::Value>) -> Run {
+    Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        report,
+    }
+}
+
+impl Run {
+    /// The report, which every completed run writes.
+    pub fn report(&self) -> &serde_json::Value {
+        self.report.as_ref().unwrap_or_else(|| panic!("no report; stderr:\n{}", self.stderr))
+    }
+
+    /// Calls of `service` in the report.
+    pub fn calls(&self, service: &str) -> u64 {
+        self.report()["calls"][service].as_u64().unwrap_or(0)
+    }
+
+    /// Asserts the exit status, showing the output when it differs.
+    pub fn expect_status(&self, status: i32) -> &Run {
+        assert_eq!(self.status, status, "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}

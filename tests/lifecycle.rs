@@ -1,0 +1,149 @@
+//! Every way a guest run can end, under real KVM: each cause, its exit status,
+//! what is printed and what the report says.
+
+mod common;
+
+use common::{kvm_or_skip, run};
+
+#[test]
+fn hello_prints_its_greeting_and_exits_zero() {
+    if !kvm_or_skip("hello") {
+        return;
+    }
+    let r = run("hello", &[]);
+    r.expect_status(0);
+    assert_eq!(r.stdout, "Hello from kmemvisor: vCPU 0 of 1, ABI v1.0\n");
+    assert!(r.stderr.contains("guest exited with code 0"), "{}", r.stderr);
+    let report = r.report();
+    assert_eq!(report["exit"]["cause"], "guest-exit");
+    assert_eq!(report["exit"]["code"], 0);
+    assert_eq!(report["exit"]["status"], 0);
+    assert_eq!(report["guest"], "hello");
+    assert_eq!(report["vcpus"], 1);
+    assert_eq!(report["memory_bytes"], 64 << 20);
+    assert_eq!(r.calls("abi_version"), 1);
+    assert_eq!(r.calls("exit"), 1);
+    assert!(r.calls("console_write") >= 1);
+    assert!(report["boot_time_us"].as_u64().is_some_and(|t| t > 0));
+    assert!(report["run_time_us"].as_u64().is_some());
+    assert_eq!(report["violations"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_page_fault_reports_vector_error_code_cr2_and_rip() {
+    if !kvm_or_skip("page-fault") {
+        return;
+    }
+    let r = run("page-fault", &[]);
+    r.expect_status(68);
+    assert!(r.stdout.contains("page-fault: writing to 0xdead0000"), "{}", r.stdout);
+    assert!(r.stderr.contains("#PF (vector 14)"), "{}", r.stderr);
+    assert!(r.stderr.contains("CR2 0xdead0000"), "{}", r.stderr);
+    let exit = &r.report()["exit"];
+    assert_eq!(exit["cause"], "exception");
+    assert_eq!(exit["vector"], 14);
+    assert_eq!(exit["cr2"], "0xdead0000");
+    // A user-mode write to a page that is not present.
+    assert_eq!(exit["error_code"], "0x6");
+    let rip = exit["rip"].as_str().expect("rip");
+    assert!(rip.starts_with("0xffffffff802"), "the faulting instruction is in the image: {rip}");
+}
+
+#[test]
+fn a_panic_reports_its_message_and_location() {
+    if !kvm_or_skip("panic") {
+        return;
+    }
+    let r = run("panic", &[]);
+    r.expect_status(67);
+    assert!(r.stderr.contains("deliberate panic from the panic guest"), "{}", r.stderr);
+    assert!(r.stderr.contains("panic.rs:8:5"), "{}", r.stderr);
+    let exit = &r.report()["exit"];
+    assert_eq!(exit["cause"], "panic");
+    assert_eq!(exit["message"], "deliberate panic from the panic guest");
+    assert!(exit["file"].as_str().is_some_and(|f| f.ends_with("src/bin/panic.rs")));
+    assert_eq!(exit["line"], 8);
+}
+
+#[test]
+fn a_stack_overflow_triple_faults_and_prints_the_registers() {
+    if !kvm_or_skip("triple-fault") {
+        return;
+    }
+    let r = run("triple-fault", &[]);
+    r.expect_status(69);
+    assert!(r.stderr.contains("triple fault on vCPU 0"), "{}", r.stderr);
+    assert!(r.stderr.contains("a stack overflow"), "{}", r.stderr);
+    for register in ["rip=", "rsp=", "rflags=", "cr2=", "cr3=", "efer="] {
+        assert!(r.stderr.contains(register), "{register} missing:\n{}", r.stderr);
+    }
+    let exit = &r.report()["exit"];
+    assert_eq!(exit["cause"], "triple-fault");
+    assert_eq!(exit["registers"]["gprs"].as_array().map(Vec::len), Some(18));
+}
+
+#[test]
+fn a_runaway_guest_is_stopped_by_the_timeout() {
+    if !kvm_or_skip("runaway") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let r = run("runaway", &["--timeout", "1"]);
+    r.expect_status(71);
+    assert!(started.elapsed().as_secs() < 20, "the timeout did not stop the guest promptly");
+    assert!(r.stdout.contains("spinning forever"), "{}", r.stdout);
+    assert!(r.stderr.contains("timed out after 1 s"), "{}", r.stderr);
+    assert_eq!(r.report()["exit"]["cause"], "timeout");
+}
+
+#[test]
+fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
+    if !kvm_or_skip("stray-io") {
+        return;
+    }
+    let r = run("stray-io", &[]);
+    r.expect_status(65);
+    assert!(r.stdout.contains("carried on"), "the lenient run goes on: {}", r.stdout);
+    let violations = r.report()["violations"].as_array().expect("violations").clone();
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0]["service"], "port-io");
+    assert_eq!(violations[0]["args"][0], "0x80");
+    assert_eq!(violations[0]["vcpu"], 0);
+    assert!(violations[0]["message"].as_str().is_some_and(|m| m.contains("port 0x80")));
+    assert!(violations[0]["rip"].as_str().is_some_and(|rip| rip.starts_with("0xffffffff802")));
+
+    let strict = run("stray-io", &["--strict"]);
+    strict.expect_status(66);
+    assert!(!strict.stdout.contains("carried on"), "strict stops before the guest goes on");
+    assert_eq!(strict.report()["exit"]["cause"], "strict-violation");
+    assert_eq!(strict.report()["violations"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn guest_arguments_reach_the_guest() {
+    if !kvm_or_skip("bench arguments") {
+        return;
+    }
+    let r = run("bench", &["--", "null", "250"]);
+    r.expect_status(0);
+    assert_eq!(r.calls("null"), 250);
+    let bad = run("bench", &["--", "nonsense"]);
+    bad.expect_status(2);
+}
+
+#[test]
+fn any_guest_elf_runs_from_a_path() {
+    if !kvm_or_skip("hello by path") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("my-driver-test.elf");
+    let hello = kmemvisor::guests::find("hello").expect("bundled hello");
+    std::fs::write(&path, hello.elf).expect("write");
+    let path = path.to_str().expect("utf-8 path");
+    let r = run(path, &["--vcpus", "2", "--mem", "128M"]);
+    r.expect_status(0);
+    assert_eq!(r.stdout, "[vcpu 0] Hello from kmemvisor: vCPU 0 of 2, ABI v1.0\n");
+    assert_eq!(r.report()["guest"], path);
+    assert_eq!(r.report()["memory_bytes"], 128 << 20);
+}
