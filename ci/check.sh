@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Everything CI checks, in order of importance: the tests (the README's test
-# command), then formatting and lints of both workspaces, then the guest
-# library's host-side unit tests.
+# Everything CI checks: formatting and lints of both workspaces, the guest
+# library's host-side unit tests, then the README's test command, `cargo test`.
+# It ends with one line totalling every test that ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # a toolchain that is already installed.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-echo "== cargo test"
-cargo test
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 echo "== formatting"
 cargo fmt --check
@@ -21,4 +21,11 @@ cargo clippy --all-targets -- -D warnings
 (cd guest && cargo clippy --release -- -D warnings)
 
 echo "== guest library unit tests (on the host)"
-(cd guest && cargo test -p kmemvisor-guest --target x86_64-unknown-linux-gnu)
+(cd guest && cargo test --lib -p kmemvisor-guest --target x86_64-unknown-linux-gnu) 2>&1 | tee -a "$log"
+
+echo "== cargo test"
+cargo test 2>&1 | tee -a "$log"
+
+passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
+echo "tests: $passed passed, $failed failed"
