@@ -63,9 +63,9 @@ pub enum BenchError {
     /// KVM refused something while booting the bare floor VM.
     #[error("KVM refused to {0} for the bare boot-floor VM")]
     Kvm(&'static str, #[source] kvm_ioctls::Error),
-    /// The floor VM's memory or page tables could not be built.
-    #[error("Cannot build the bare boot-floor VM: {0}")]
-    FloorSetup(String),
+    /// Guest memory or page tables for a measurement could not be built.
+    #[error("Cannot build the guest memory of the {0}: {1}")]
+    GuestMemory(&'static str, String),
     /// The floor VM did not stop at its `out`.
     #[error("The bare boot-floor VM's first exit was {0}, not an `out` to the null device")]
     FloorExit(String),
@@ -87,18 +87,9 @@ pub enum BenchError {
         /// Violations recorded.
         violations: usize,
     },
-    /// The call block could not be read back from guest memory.
-    #[error("The call block could not be read: {0}")]
-    CallBlock(#[from] guest_access::BadAddress),
     /// The JSON file could not be written.
-    #[error("Cannot write {path}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("Cannot write the JSON results to {}", .0.display())]
+    Json(PathBuf, #[source] std::io::Error),
 }
 
 /// Median and 10th percentile of a set of samples.
@@ -149,16 +140,25 @@ struct Comparison {
     baseline: Stats,
     subject: Stats,
     unit: &'static str,
+    /// Ratio of the medians: the judged figure.
     ratio: f64,
+    /// Median of the per-round ratios (each pair measured back to back).
+    paired_ratio: f64,
     target: f64,
     met: bool,
+    baseline_samples: Vec<f64>,
+    subject_samples: Vec<f64>,
 }
 
 impl Comparison {
     fn new(what: &'static str, unit: &'static str, baseline: &[f64], subject: &[f64], target: f64) -> Comparison {
+        let pairs: Vec<f64> = baseline.iter().zip(subject).map(|(b, s)| ratio(*s, *b)).collect();
+        let paired_ratio = percentile(&pairs, 50.0);
+        let (baseline_samples, subject_samples) = (baseline.to_vec(), subject.to_vec());
         let (baseline, subject) = (Stats::of(baseline), Stats::of(subject));
         let ratio = ratio(subject.median, baseline.median);
-        Comparison { what, baseline, subject, unit, ratio, target, met: ratio <= target }
+        let met = ratio <= target;
+        Comparison { what, baseline, subject, unit, ratio, paired_ratio, target, met, baseline_samples, subject_samples }
     }
 }
 
@@ -171,8 +171,8 @@ struct Results {
     hypercall: Comparison,
     transport_ns: TransportFigures,
     boot: Comparison,
-    hello_boot_us: Stats,
-    hello_run_us: Stats,
+    hello_boot_us: Vec<f64>,
+    hello_run_us: Vec<f64>,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -188,11 +188,20 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let hypercall = bench_hypercalls(args)?;
     let transport = bench_transport(args)?;
     let (boot, hello_boot_us, hello_run_us) = bench_boot(args)?;
-    let results = Results { command, rounds: args.rounds, calls: args.calls, hypercall, transport_ns: transport, boot, hello_boot_us, hello_run_us };
+    let results = Results {
+        command,
+        rounds: args.rounds,
+        calls: args.calls,
+        hypercall,
+        transport_ns: transport,
+        boot,
+        hello_boot_us,
+        hello_run_us,
+    };
     print_results(&results);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-        std::fs::write(path, text + "\n").map_err(|source| BenchError::Json { path: path.clone(), source })?;
+        std::fs::write(path, text + "\n").map_err(|e| BenchError::Json(path.clone(), e))?;
     }
     Ok(())
 }
@@ -206,11 +215,20 @@ fn progress(message: &str) {
 fn run_guest(guest: &'static str, cmdline: String, timeout: Duration) -> Result<Report, BenchError> {
     let elf = guests::find(guest).ok_or(BenchError::MissingGuest(guest))?.elf.to_vec();
     let vm = VmConfig { cmdline: cmdline.clone(), ..VmConfig::default() };
-    let options = RunOptions { name: guest.into(), elf, vm, timeout: Some(timeout), console: Box::new(std::io::sink()), handle_signals: false };
+    let options = RunOptions {
+        name: guest.into(),
+        elf,
+        vm,
+        timeout: Some(timeout),
+        console: Box::new(std::io::sink()),
+        handle_signals: false,
+    };
     let report = machine::run(options)?.report;
     match report.exit.cause {
         ExitCause::GuestExit { code: 0 } if report.violations.is_empty() => Ok(report),
-        _ => Err(BenchError::UnexpectedExit { guest, cmdline, summary: report.exit.summary, violations: report.violations.len() }),
+        _ => {
+            Err(BenchError::UnexpectedExit { guest, cmdline, summary: report.exit.summary, violations: report.violations.len() })
+        }
     }
 }
 
@@ -254,8 +272,9 @@ fn bench_transport(args: &BenchArgs) -> Result<TransportFigures, BenchError> {
     let state = VmState::new(VmConfig::default(), hello.elf)?;
     let (memory, space, va) = (state.ram.memory(), &state.space, layout::stack_bottom(0));
     let block: Vec<u8> = (1..=CALL_BLOCK as u8).collect();
-    memory.write_slice(&block, GuestAddress(layout::stack_gpa(0))).map_err(|e| BenchError::FloorSetup(e.to_string()))?;
-    let expected = decode_call_block(&guest_access::read(memory, space, va, CALL_BLOCK)?);
+    let failed = |e: &dyn std::fmt::Display| BenchError::GuestMemory("call-transport measurement", e.to_string());
+    memory.write_slice(&block, GuestAddress(layout::stack_gpa(0))).map_err(|e| failed(&e))?;
+    let expected = decode_call_block(&guest_access::read(memory, space, va, CALL_BLOCK).map_err(|e| failed(&e))?);
     let regs = kvm_regs { rax: expected.number, rdi: 1, rsi: 2, rcx: 3, r8: 4, r9: 5, r10: 6, ..Default::default() };
     let (mut in_registers, mut in_memory) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
@@ -272,7 +291,7 @@ fn bench_transport(args: &BenchArgs) -> Result<TransportFigures, BenchError> {
 
 /// Writes the floor VM's CPU tables and code, builds its page tables; returns CR3.
 fn floor_image(memory: &GuestMemoryMmap) -> Result<u64, BenchError> {
-    let setup = |e: &dyn std::fmt::Display| BenchError::FloorSetup(e.to_string());
+    let setup = |e: &dyn std::fmt::Display| BenchError::GuestMemory("bare boot-floor VM", e.to_string());
     let frames = [
         (cpu::gdt_frame(), layout::GDT_GPA),
         (cpu::idt_frame(FLOOR_CODE.0), layout::IDT_GPA),
@@ -302,10 +321,18 @@ fn floor_boot(kvm: &Kvm) -> Result<f64, BenchError> {
     let start = Instant::now();
     let vm = kvm.create_vm().map_err(kvm_err("create a VM"))?;
     let ranges = [(GuestAddress(0), layout::DEFAULT_RAM_SIZE as usize)];
-    let memory = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| BenchError::FloorSetup(e.to_string()))?;
+    let memory =
+        GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| BenchError::GuestMemory("bare boot-floor VM", e.to_string()))?;
     let root = floor_image(&memory)?;
-    let host = memory.get_host_address(GuestAddress(0)).map_err(|e| BenchError::FloorSetup(e.to_string()))?;
-    let region = kvm_userspace_memory_region { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: layout::DEFAULT_RAM_SIZE, userspace_addr: host as u64 };
+    let host =
+        memory.get_host_address(GuestAddress(0)).map_err(|e| BenchError::GuestMemory("bare boot-floor VM", e.to_string()))?;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: layout::DEFAULT_RAM_SIZE,
+        userspace_addr: host as u64,
+    };
     // SAFETY: the region is `memory`'s own mapping of exactly that size, which
     // is dropped only after the VM and its vCPU (explicit drops below).
     unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("register guest RAM"))?;
@@ -326,7 +353,8 @@ fn floor_boot(kvm: &Kvm) -> Result<f64, BenchError> {
 }
 
 /// 3. `hello` boot-to-exit against the bare KVM boot floor, in µs.
-fn bench_boot(args: &BenchArgs) -> Result<(Comparison, Stats, Stats), BenchError> {
+/// Also returns hello's boot_time and run_time samples.
+fn bench_boot(args: &BenchArgs) -> Result<(Comparison, Vec<f64>, Vec<f64>), BenchError> {
     let kvm = Kvm::new().map_err(|e| BenchError::Kvm("open /dev/kvm", e))?;
     let (mut floor, mut hello, mut boot, mut run) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     progress(&format!("boot: {} rounds of bare floor VM, then hello", args.rounds));
@@ -338,37 +366,49 @@ fn bench_boot(args: &BenchArgs) -> Result<(Comparison, Stats, Stats), BenchError
         hello.push((report.boot_time_us + report.run_time_us) as f64);
     }
     let comparison = Comparison::new("hello boot-to-exit / bare KVM boot", "µs", &floor, &hello, BOOT_TARGET);
-    Ok((comparison, Stats::of(&boot), Stats::of(&run)))
+    Ok((comparison, boot, run))
+}
+
+/// One figure: label, median and p10 in `unit`.
+fn row(label: &str, stats: Stats, unit: &str) {
+    println!("  {label:<36} median {:>9.2} {unit:<7} p10 {:>9.2}", stats.median, stats.p10);
 }
 
 fn comparison_rows(c: &Comparison, baseline: &str, subject: &str) {
-    println!("  {baseline:<34} median {:>9.2} {}   p10 {:>9.2}", c.baseline.median, c.unit, c.baseline.p10);
-    println!("  {subject:<34} median {:>9.2} {}   p10 {:>9.2}", c.subject.median, c.unit, c.subject.p10);
-    println!("  {:<34} {:>16}   target ≤ {}   {}", "ratio (medians)", format_ratio(c.ratio), format_ratio(c.target), verdict(c.ratio, c.target));
+    row(baseline, c.baseline, c.unit);
+    row(subject, c.subject, c.unit);
+    let judged = format!("{}   target ≤ {}   {}", format_ratio(c.ratio), format_ratio(c.target), verdict(c.ratio, c.target));
+    println!("  {:<36} {judged}", "ratio of the medians");
+    println!("  {:<36} {}   (median of the per-round ratios)", "ratio, rounds paired", format_ratio(c.paired_ratio));
 }
 
 fn print_results(r: &Results) {
-    println!("kmemvisor bench — {} interleaved rounds, {} exits per hypercall run", r.rounds, r.calls);
-    println!("\n1. Null hypercall vs raw exit floor (bench guest, per exit)");
+    println!("kmemvisor bench — {} interleaved rounds, {} exits per bench-guest run\n", r.rounds, r.calls);
+    println!("1. Null hypercall vs raw exit floor (bench guest, run_time / exits)");
     comparison_rows(&r.hypercall, "raw `out` to the null device", "null hypercall (full dispatch)");
-    let t = &r.transport_ns;
-    println!("\n2. Call transport: VMM-side decode cost per call (no guest)");
-    println!("  {:<34} median {:>9.2} ns   p10 {:>9.2}", "(a) registers (kvm_run sync regs)", t.registers.median, t.registers.p10);
-    println!("  {:<34} median {:>9.2} ns   p10 {:>9.2}", "(b) 64-byte call block via tables", t.call_block.median, t.call_block.p10);
-    let exit_ns = r.hypercall.baseline.median * 1000.0;
-    println!("  {:<34} median {:>9.2} µs  = (a) {:.4}% / (b) {:.3}% of it", "exit floor (from 1.)", r.hypercall.baseline.median, 100.0 * t.registers.median / exit_ns, 100.0 * t.call_block.median / exit_ns);
+    let (t, exit_ns) = (&r.transport_ns, r.hypercall.baseline.median * 1000.0);
+    println!("\n2. Call transport: VMM-side cost per call to decode a Request (no guest)");
+    row("(a) registers (kvm_regs, sync area)", t.registers, "ns");
+    row("(b) 64-byte call block, page walk", t.call_block, "ns");
+    row("exit floor (from 1.)", r.hypercall.baseline, "µs");
+    let share = |ns: f64| 100.0 * ns / exit_ns;
+    println!("  (a) is {:.4}% and (b) {:.3}% of one exit", share(t.registers.median), share(t.call_block.median));
     println!("  → registers chosen: both are ≪ 1% of an exit; registers need no guest memory write and no translation.");
     println!("\n3. Boot: hello boot-to-exit vs bare KVM (KVM_CREATE_VM → first KVM_EXIT_IO, 64 MiB)");
     comparison_rows(&r.boot, "bare KVM floor", "hello (boot_time + run_time)");
-    println!("  {:<34} median {:>9.2} µs   p10 {:>9.2}", "  hello boot_time (create → 1st insn)", r.hello_boot_us.median, r.hello_boot_us.p10);
-    println!("  {:<34} median {:>9.2} µs   p10 {:>9.2}", "  hello run_time (1st insn → stop)", r.hello_run_us.median, r.hello_run_us.p10);
+    let (boot, run) = (Stats::of(&r.hello_boot_us), Stats::of(&r.hello_run_us));
+    row("  hello boot_time (create → 1st insn)", boot, "µs");
+    row("  hello run_time (1st insn → stop)", run, "µs");
     if !r.boot.met {
-        let (phase, share) = dominant_phase(r.hello_boot_us.median, r.hello_run_us.median);
-        println!("  → target missed; {phase} dominates ({share:.0}% of hello's total)");
+        let (phase, share) = dominant_phase(boot.median, run.median);
+        let alone = format_ratio(ratio(boot.median, r.boot.baseline.median));
+        println!("  → MISS: {phase} dominates ({share:.0}% of hello's median total); boot_time alone is {alone} the floor");
+        println!("    hello run_time per round (µs): {:?}", r.hello_run_us);
     }
-    println!("\nSummary (command: {})", r.command);
+    println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot] {
-        println!("  {:<40} {:>8}  target ≤ {:<6} {}", c.what, format_ratio(c.ratio), format_ratio(c.target), verdict(c.ratio, c.target));
+        let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
+        println!("  {:<40} {ratio:>8}  target ≤ {target:<6} {}", c.what, verdict(c.ratio, c.target));
     }
 }
 
