@@ -232,7 +232,7 @@ fn run_guest(guest: &'static str, cmdline: String, timeout: Duration) -> Result<
     }
 }
 
-/// 1. Null hypercall against the raw exit floor, per exit in µs.
+/// Part 1: null hypercall against the raw exit floor, per exit in µs.
 fn bench_hypercalls(args: &BenchArgs) -> Result<Comparison, BenchError> {
     let timeout = Duration::from_secs(30) + Duration::from_micros(args.calls.saturating_mul(500));
     // Both modes end with one `exit` hypercall: count it as one more exit.
@@ -265,7 +265,7 @@ fn decode_call_block(block: &[u8]) -> Request {
     Request { number: word(0), args }
 }
 
-/// 2. VMM-side decode cost of a call: registers from kvm_run vs a call block in guest memory.
+/// Part 2: VMM-side decode cost of a call: registers from kvm_run vs a call block in guest memory.
 fn bench_transport(args: &BenchArgs) -> Result<TransportFigures, BenchError> {
     progress(&format!("call transport: {} rounds of {} decodes each way", args.rounds, args.iterations));
     let hello = guests::find("hello").ok_or(BenchError::MissingGuest("hello"))?;
@@ -352,8 +352,8 @@ fn floor_boot(kvm: &Kvm) -> Result<f64, BenchError> {
     outcome
 }
 
-/// 3. `hello` boot-to-exit against the bare KVM boot floor, in µs.
-/// Also returns hello's boot_time and run_time samples.
+/// Part 3: `hello` boot-to-exit against the bare KVM boot floor, in µs;
+/// also returns hello's boot_time and run_time samples.
 fn bench_boot(args: &BenchArgs) -> Result<(Comparison, Vec<f64>, Vec<f64>), BenchError> {
     let kvm = Kvm::new().map_err(|e| BenchError::Kvm("open /dev/kvm", e))?;
     let (mut floor, mut hello, mut boot, mut run) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
