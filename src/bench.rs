@@ -371,7 +371,7 @@ fn bench_boot(args: &BenchArgs) -> Result<(Comparison, Vec<f64>, Vec<f64>), Benc
 
 /// One figure: label, median and p10 in `unit`.
 fn row(label: &str, stats: Stats, unit: &str) {
-    println!("  {label:<36} median {:>9.2} {unit:<7} p10 {:>9.2}", stats.median, stats.p10);
+    println!("  {label:<36} median {:>9.2} {unit:<8} p10 {:>9.2}", stats.median, stats.p10);
 }
 
 fn comparison_rows(c: &Comparison, baseline: &str, subject: &str) {
@@ -397,8 +397,8 @@ fn print_results(r: &Results) {
     println!("\n3. Boot: hello boot-to-exit vs bare KVM (KVM_CREATE_VM → first KVM_EXIT_IO, 64 MiB)");
     comparison_rows(&r.boot, "bare KVM floor", "hello (boot_time + run_time)");
     let (boot, run) = (Stats::of(&r.hello_boot_us), Stats::of(&r.hello_run_us));
-    row("  hello boot_time (create → 1st insn)", boot, "µs");
-    row("  hello run_time (1st insn → stop)", run, "µs");
+    row("  boot_time (create → 1st insn)", boot, "µs");
+    row("  run_time (1st insn → stop)", run, "µs");
     if !r.boot.met {
         let (phase, share) = dominant_phase(boot.median, run.median);
         let alone = format_ratio(ratio(boot.median, r.boot.baseline.median));
