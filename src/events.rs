@@ -1,6 +1,6 @@
 //! The VMM's non-vCPU events, run by event-manager on the main thread:
-//! console flushing, the `--timeout` watchdog, SIGINT/SIGTERM, and the stop
-//! request (which the main loop answers by kicking the vCPUs).
+//! console flushing, the `--timeout` watchdog, SIGINT/SIGTERM, and wake-ups
+//! for the stop request and for vCPU threads that end.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
 use crate::report::ExitCause;
@@ -132,25 +133,27 @@ impl Drop for SignalWatcher {
     }
 }
 
-/// Wakes the main loop when a stop is requested (it then kicks the vCPUs).
-pub struct StopWatcher {
-    state: Arc<VmState>,
+/// Wakes the main loop: when a stop is requested (it then kicks the vCPUs)
+/// and when a vCPU thread ends (it then joins the threads without waiting for
+/// its next poll).
+pub struct Wakeup {
+    fd: Arc<EventFd>,
+    what: &'static str,
 }
 
-impl StopWatcher {
-    /// Watches `state`'s stop request.
-    pub fn new(state: Arc<VmState>) -> StopWatcher {
-        StopWatcher { state }
+impl Wakeup {
+    /// Wakes the loop whenever `fd` is written.
+    pub fn new(fd: Arc<EventFd>, what: &'static str) -> Wakeup {
+        Wakeup { fd, what }
     }
 }
 
-impl MutEventSubscriber for StopWatcher {
+impl MutEventSubscriber for Wakeup {
     fn init(&mut self, ops: &mut EventOps) {
-        watch(ops, self.state.stop.wake_fd(), "stop request");
+        watch(ops, &*self.fd, self.what);
     }
 
-    fn process(&mut self, _events: Events, ops: &mut EventOps) {
-        let _ = self.state.stop.wake_fd().read();
-        let _ = ops.remove(Events::new(self.state.stop.wake_fd(), EventSet::IN));
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.fd.read();
     }
 }

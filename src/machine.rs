@@ -7,10 +7,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::bus::PortBus;
-use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, StopWatcher, Watchdog};
+use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
 use crate::report::{ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
 use crate::vcpu;
@@ -96,7 +97,9 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
 
     let mut events: EventManager<Subscriber> = EventManager::new().map_err(MachineError::Events)?;
     events.add_subscriber(subscriber(ConsoleFlusher::new(state.clone(), sink.clone())));
-    events.add_subscriber(subscriber(StopWatcher::new(state.clone())));
+    events.add_subscriber(subscriber(Wakeup::new(state.stop.wake_fd(), "stop request")));
+    let thread_ended = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Host("vCPU thread wake-up", e))?);
+    events.add_subscriber(subscriber(Wakeup::new(thread_ended.clone(), "vCPU thread ends")));
     if let Some(limit) = options.timeout {
         let watchdog = Watchdog::new(state.clone(), limit).map_err(|e| MachineError::Host("watchdog timer", e))?;
         events.add_subscriber(subscriber(watchdog));
@@ -112,8 +115,12 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
     let bus = Arc::new(PortBus::default());
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for (id, fd) in vcpu_fds.into_iter().enumerate() {
-        let (shared, bus) = (state.clone(), bus.clone());
-        let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || vcpu::run(id, fd, shared, bus));
+        let (shared, bus, ended) = (state.clone(), bus.clone(), thread_ended.clone());
+        let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
+            vcpu::run(id, fd, shared, bus);
+            // The main loop joins the threads as soon as the last one ends.
+            let _ = ended.write(1);
+        });
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(e) => {
@@ -135,13 +142,14 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
     }
     let ended = Instant::now();
     drop(signals);
+    let slot_zap_all_quirk_disabled = vm.slot_zap_all_disabled;
     drop(vm);
     state.console.close_lines();
     {
         let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
         let _ = state.console.flush_to(&mut **sink);
     }
-    Ok(account(&state, options.name, created, ended))
+    Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
 }
 
 /// Serves events until every vCPU thread has ended.
@@ -170,7 +178,7 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Join
     }
 }
 
-fn account(state: &VmState, name: String, created: Instant, ended: Instant) -> RunOutcome {
+fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, created: Instant, ended: Instant) -> RunOutcome {
     let cause = state.stop.cause().unwrap_or(ExitCause::VmFailure {
         vcpu: 0,
         what: "the VM stopped without a cause".into(),
@@ -185,6 +193,7 @@ fn account(state: &VmState, name: String, created: Instant, ended: Instant) -> R
         guest: name,
         vcpus: state.config.vcpus,
         memory_bytes: state.ram.size(),
+        slot_zap_all_quirk_disabled,
         exit: ExitReport { summary: cause.to_string(), cause, status },
         boot_time_us: micros(first_entry.saturating_duration_since(created)),
         run_time_us: micros(ended.saturating_duration_since(first_entry)),

@@ -22,7 +22,7 @@ EXIT STATUS:
      67  the guest panicked (message and file:line are printed)
      68  CPU exception in the guest (vector, error code, CR2 and RIP are printed)
      69  triple fault (registers are printed)
-     70  KVM failure: internal error, emulation failure, failed entry
+     70  KVM failure: internal error, emulation failure, failed entry, unexpected exit
      71  --timeout expired
      72  interrupted by SIGINT or SIGTERM
      73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)";

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::checker::Violation;
 
-/// Process exit statuses; `docs/EXIT_STATUS.md` and the README list them.
+/// Process exit statuses; `kmemvisor run --help` and the README list them.
 pub mod status {
     /// Highest exit code a guest's own `exit(code)` passes through unchanged.
     pub const GUEST_CODE_MAX: u8 = 63;
@@ -274,6 +274,9 @@ pub struct Report {
     pub vcpus: usize,
     /// Guest RAM in bytes.
     pub memory_bytes: u64,
+    /// Whether KVM_X86_QUIRK_SLOT_ZAP_ALL is off, so that changing one memslot
+    /// does not make the guest refault all its memory (older kernels lack the switch).
+    pub slot_zap_all_quirk_disabled: bool,
     /// How the run ended.
     pub exit: ExitReport,
     /// From VM creation to the first guest instruction, in microseconds.

@@ -1,7 +1,7 @@
 //! The VM-wide stop request: the first cause wins, everyone is told.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -12,13 +12,13 @@ use crate::report::ExitCause;
 pub struct Stop {
     stopping: AtomicBool,
     cause: Mutex<Option<ExitCause>>,
-    wake: EventFd,
+    wake: Arc<EventFd>,
 }
 
 impl Stop {
     /// Not stopping yet.
     pub fn new() -> std::io::Result<Stop> {
-        Ok(Stop { stopping: AtomicBool::new(false), cause: Mutex::new(None), wake: EventFd::new(EFD_NONBLOCK)? })
+        Ok(Stop { stopping: AtomicBool::new(false), cause: Mutex::new(None), wake: Arc::new(EventFd::new(EFD_NONBLOCK)?) })
     }
 
     /// Asks the VM to stop for `cause`; returns false if another cause came first.
@@ -45,8 +45,8 @@ impl Stop {
     }
 
     /// Readable once a stop is requested (for the main thread's event loop).
-    pub fn wake_fd(&self) -> &EventFd {
-        &self.wake
+    pub fn wake_fd(&self) -> Arc<EventFd> {
+        self.wake.clone()
     }
 }
 

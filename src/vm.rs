@@ -4,6 +4,9 @@ use kmemvisor_abi::layout;
 use kvm_bindings::{
     KVM_CAP_DISABLE_QUIRKS2, KVM_MAX_CPUID_ENTRIES, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvm_enable_cap, kvm_userspace_memory_region,
 };
+use std::sync::OnceLock;
+
+use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
@@ -33,9 +36,26 @@ pub struct Vm {
     pub slot_zap_all_disabled: bool,
 }
 
+/// /dev/kvm and the CPUID it supports: properties of the host, queried once
+/// per process (KVM_GET_SUPPORTED_CPUID alone takes ~0.45 ms on PVM hosts).
+struct Host {
+    kvm: Kvm,
+    cpuid: CpuId,
+}
+
+fn host() -> Result<&'static Host, KvmError> {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    if let Some(host) = HOST.get() {
+        return Ok(host);
+    }
+    let kvm = Kvm::new().map_err(KvmError::Open)?;
+    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::Ioctl("report its CPUID", e))?;
+    Ok(HOST.get_or_init(|| Host { kvm, cpuid }))
+}
+
 /// Creates the VM for `state` and its vCPUs, ready to run.
 pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
-    let kvm = Kvm::new().map_err(KvmError::Open)?;
+    let Host { kvm, cpuid } = host()?;
     let fd = kvm.create_vm().map_err(|e| KvmError::Ioctl("create a VM", e))?;
     // A memslot change must not throw away every guest mapping (ENVIRONMENT.md).
     let quirks = fd.check_extension_raw(u64::from(KVM_CAP_DISABLE_QUIRKS2));
@@ -60,11 +80,10 @@ pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
     // SAFETY: the region is guest RAM's own mapping, which `state` keeps alive
     // for as long as the VM exists (the VM is dropped before the state).
     unsafe { fd.set_user_memory_region(region) }.map_err(|e| KvmError::Ioctl("register guest RAM", e))?;
-    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::Ioctl("report its CPUID", e))?;
     let mut vcpus = Vec::with_capacity(state.config.vcpus);
     for id in 0..state.config.vcpus as u64 {
         let vcpu = fd.create_vcpu(id).map_err(|e| KvmError::Ioctl("create a vCPU", e))?;
-        vcpu.set_cpuid2(&cpuid).map_err(|e| KvmError::Ioctl("set the CPUID", e))?;
+        vcpu.set_cpuid2(cpuid).map_err(|e| KvmError::Ioctl("set the CPUID", e))?;
         let sregs = vcpu.get_sregs().map_err(|e| KvmError::Ioctl("read special registers", e))?;
         vcpu.set_sregs(&cpu::initial_sregs(sregs, id, state.space.root())).map_err(|e| KvmError::Ioctl("enter long mode", e))?;
         if id == 0 {
