@@ -17,6 +17,8 @@
 //!
 //! user address spaces: USER_START .. USER_END (the canonical low half)
 //! kernel:              KERNEL_START .. (the canonical high half)
+//!   WIRED_ARENA_VA     DG/UX wired kernel memory     (ARENA_SIZE)
+//!   UNWIRED_ARENA_VA   DG/UX unwired kernel memory   (ARENA_SIZE)
 //! ```
 //!
 //! The split between user and kernel addresses is the VMM's bookkeeping: the
@@ -74,6 +76,12 @@ pub const USER_START: u64 = 0x0000_0000_0001_0000;
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 /// First kernel address: the bottom of the canonical high half.
 pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+/// Where the VMM places DG/UX wired kernel memory.
+pub const WIRED_ARENA_VA: u64 = 0xffff_c000_0000_0000;
+/// Where the VMM places DG/UX unwired kernel memory.
+pub const UNWIRED_ARENA_VA: u64 = 0xffff_d000_0000_0000;
+/// Virtual size of each arena.
+pub const ARENA_SIZE: u64 = 1 << 40;
 /// Base of the vCPU stack slots.
 pub const STACKS_VA: u64 = 0xffff_ffff_7000_0000;
 /// Virtual size of one vCPU's stack slot: a guard of the stack's size, then the stack.
@@ -173,9 +181,9 @@ mod tests {
 
     #[test]
     fn virtual_regions_are_kernel_and_ordered() {
-        let regions = [STACKS_VA, VCPU_PAGES_VA, SYSTEM_TABLES_VA, IMAGE_VA];
+        let regions = [KERNEL_START, WIRED_ARENA_VA, WIRED_ARENA_VA + ARENA_SIZE, UNWIRED_ARENA_VA, UNWIRED_ARENA_VA + ARENA_SIZE, STACKS_VA, VCPU_PAGES_VA, SYSTEM_TABLES_VA, IMAGE_VA];
         for pair in regions.windows(2) {
-            assert!(pair[0] < pair[1]);
+            assert!(pair[0] <= pair[1]);
         }
         for va in regions {
             assert!(va >= KERNEL_START && !is_user_address(va));

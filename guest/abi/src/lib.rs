@@ -19,6 +19,7 @@
 #![no_std]
 
 pub mod boot_info;
+pub mod dgux;
 pub mod image;
 pub mod layout;
 pub mod service;

@@ -62,8 +62,10 @@ macro_rules! services {
                 }
             }
 
-            /// Whether the call returns to the caller; `exit`, `panic`,
-            /// exception reports and the end of a vCPU's work do not.
+            /// Whether the call always returns to the caller. `exit`,
+            /// `panic`, exception reports and the end of a vCPU's work never
+            /// do; the demand gets do unless memory runs out, when they halt
+            /// the VM as the seed says.
             pub const fn returns(self) -> bool {
                 match self {
                     $(Service::$name => $returns,)*
@@ -106,6 +108,48 @@ services! {
     VcpuWait = 0x007, "vcpu_wait", returns: true;
     /// `(result)`: the work started on this vCPU is finished; it becomes idle.
     VcpuDone = 0x008, "vcpu_done", returns: false;
+
+    /// `(bytes, alignment)`: wired memory; the value is the pointer. When
+    /// memory runs out the VM halts with `VM_PANIC_GET_WIRED_MEMORY`.
+    VmGetWiredMemory = 0x600, "vm_get_wired_memory", returns: false;
+    /// `(bytes, alignment)`: unwired memory; halts with
+    /// `VM_PANIC_GET_UNWIRED_MEMORY` when memory runs out.
+    VmGetUnwiredMemory = 0x601, "vm_get_unwired_memory", returns: false;
+    /// `(bytes, alignment)`: wired memory, or status `ENOMEM` and value
+    /// `VM_INVALID_MEMORY_PTR` when memory runs out.
+    VmPerhapsGetWiredMemory = 0x602, "vm_perhaps_get_wired_memory", returns: true;
+    /// `(bytes, alignment)`: unwired memory, or `ENOMEM` and `VM_INVALID_MEMORY_PTR`.
+    VmPerhapsGetUnwiredMemory = 0x603, "vm_perhaps_get_unwired_memory", returns: true;
+    /// `(memory_ptr, bytes)`: releases wired memory; pointer, size and type
+    /// must be those of the get, else a violation (`EINVAL`, nothing freed).
+    VmReleaseWiredMemory = 0x604, "vm_release_wired_memory", returns: true;
+    /// `(memory_ptr, bytes)`: releases unwired memory, checked the same way.
+    VmReleaseUnwiredMemory = 0x605, "vm_release_unwired_memory", returns: true;
+    /// `(start_ptr, is_user_address, bytes_to_wire, access_requested)`: checks
+    /// access and wires the pages; the status is the seed's.
+    VmCheckAccessAndWireMemory = 0x606, "vm_check_access_and_wire_memory", returns: true;
+    /// `(start_ptr, is_user_address, bytes_to_wire)`: wires the pages (obsolescent).
+    VmWireMemory = 0x607, "vm_wire_memory", returns: true;
+    /// `(start_ptr, is_user_address, bytes_to_unwire)`: unwires the pages;
+    /// below the initial count is a violation (nothing changes).
+    VmUnwireMemory = 0x608, "vm_unwire_memory", returns: true;
+    /// `(start_ptr, is_user_address, bytes_to_unwire, access_performed)`:
+    /// marks referenced (any access) and modified (write access), then unwires.
+    VmMarkAndUnwireMemory = 0x609, "vm_mark_and_unwire_memory", returns: true;
+    /// `(start_ptr, is_user_address, bytes_to_unwire)`: marks referenced and
+    /// modified, then unwires.
+    VmMarkModAndRefAndUnwireMemory = 0x60a, "vm_mark_mod_and_ref_and_unwire_memory", returns: true;
+    /// `(start_ptr, is_user_address, bytes_to_unwire)`: marks referenced, then unwires.
+    VmMarkRefAndUnwireMemory = 0x60b, "vm_mark_ref_and_unwire_memory", returns: true;
+    /// `(logical_address, is_user_address, physical_addr_ptr)`: stores the
+    /// guest-physical address (or `VM_INVALID_PHYSICAL_ADDRESS`) at
+    /// `physical_addr_ptr`; the value is the same address.
+    VmGetPhysicalByteAddress = 0x60c, "vm_get_physical_byte_address", returns: true;
+    /// `(logical_addr, physical_addr, num_bytes, access_mode, sharing,
+    /// control_flags)`: maps guest-physical memory over an unwired allocation.
+    VmMapPhysicalMemory = 0x60d, "vm_map_physical_memory", returns: true;
+    /// `(logical_addr, num_bytes, control_flags)`: undoes `vm_map_physical_memory`.
+    VmUnmapPhysicalMemory = 0x60e, "vm_unmap_physical_memory", returns: true;
 }
 
 impl Service {
