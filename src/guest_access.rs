@@ -18,6 +18,25 @@ pub struct BadAddress {
     pub address: u64,
 }
 
+/// Writes `bytes` at guest-virtual `va` of `space`, which must be mapped
+/// writable for the guest; nothing is written unless all of it is.
+pub fn write(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, bytes: &[u8]) -> Result<(), BadAddress> {
+    let wanted = PteFlags::USER | PteFlags::WRITABLE;
+    let mut chunks = Vec::new();
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let address = va.checked_add(done as u64).ok_or(BadAddress { address: va })?;
+        let translation = space.translate(memory, address).filter(|t| t.flags.contains(wanted)).ok_or(BadAddress { address })?;
+        let chunk = ((PAGE_SIZE - address % PAGE_SIZE) as usize).min(bytes.len() - done);
+        chunks.push((translation.gpa, done, chunk));
+        done += chunk;
+    }
+    for (gpa, from, len) in chunks {
+        memory.write_slice(&bytes[from..from + len], GuestAddress(gpa)).map_err(|_| BadAddress { address: va })?;
+    }
+    Ok(())
+}
+
 /// Reads `len` bytes at guest-virtual `va` of `space`.
 pub fn read(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, len: usize) -> Result<Vec<u8>, BadAddress> {
     let mut out = vec![0u8; len];
@@ -59,5 +78,21 @@ mod tests {
         assert_eq!(read(m, &space, 0x1000, 1), Err(BadAddress { address: 0x1000 }));
         assert_eq!(read(m, &space, u64::MAX, 2), Err(BadAddress { address: u64::MAX }));
         assert_eq!(read(m, &space, 0x1000, 0).expect("empty read"), b"");
+    }
+
+    #[test]
+    fn writes_need_writable_guest_pages_and_are_all_or_nothing() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let mut pool = TablePool::new();
+        let space = AddressSpace::new(m, &mut pool).expect("space");
+        let va = 0x40_0000;
+        space.map(m, &mut pool, va, 0x50_0000, PteFlags::USER | PteFlags::WRITABLE).expect("map");
+        space.map(m, &mut pool, va + PAGE_SIZE, 0x30_0000, PteFlags::USER).expect("map");
+        write(m, &space, va + 8, b"data").expect("writable");
+        assert_eq!(read(m, &space, va + 8, 4).expect("read"), b"data");
+        assert_eq!(write(m, &space, va + PAGE_SIZE - 2, b"span"), Err(BadAddress { address: va + PAGE_SIZE }));
+        assert_eq!(read(m, &space, va + PAGE_SIZE - 2, 2).expect("read"), [0, 0], "nothing of a refused write lands");
+        assert!(write(m, &space, 0, b"x").is_err());
     }
 }

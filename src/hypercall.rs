@@ -3,8 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, Status};
+use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 
+use crate::checker::{Verdict, Violation};
+use crate::dgux;
 use crate::guest_access;
 use crate::report::{ExitCause, vector_name};
 use crate::state::VmState;
@@ -41,12 +43,32 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(value: u64) -> Outcome {
+    /// Status OK with `value`.
+    pub(crate) fn ok(value: u64) -> Outcome {
         Outcome::Reply(Reply { status: Status::OK, value })
     }
 
-    fn err(status: Status) -> Outcome {
+    /// `status` and no value.
+    pub(crate) fn status(status: Status) -> Outcome {
         Outcome::Reply(Reply { status, value: 0 })
+    }
+}
+
+/// Who made a call: for violations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The vCPU.
+    pub vcpu: usize,
+    /// Guest RIP at the exit.
+    pub rip: u64,
+}
+
+/// Records a violation of `service` and answers `status` — or stops the VM
+/// under `--strict`.
+pub fn refuse(state: &VmState, caller: Caller, service: Service, args: &[u64], message: String, status: Status) -> Outcome {
+    match state.checker.record(Violation::new(service.name(), args, caller.vcpu, caller.rip, message)) {
+        Verdict::Continue => Reply::status(status),
+        Verdict::Stop => Outcome::Stop(Box::new(ExitCause::StrictViolation)),
     }
 }
 
@@ -54,7 +76,7 @@ impl From<Result<u64, Status>> for Outcome {
     fn from(result: Result<u64, Status>) -> Outcome {
         match result {
             Ok(value) => Reply::ok(value),
-            Err(status) => Reply::err(status),
+            Err(status) => Reply::status(status),
         }
     }
 }
@@ -95,13 +117,17 @@ impl CallCounts {
     }
 }
 
-/// Serves `request` from `vcpu`.
-pub fn dispatch(state: &VmState, vcpu: usize, request: Request) -> Outcome {
+/// Serves `request` from `caller`.
+pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
     let Ok(service) = Service::try_from(request.number) else {
         state.calls.unknown.fetch_add(1, Ordering::Relaxed);
-        return Reply::err(Status::ENOSYS);
+        return Reply::status(Status::ENOSYS);
     };
     state.calls.per_service[service.index()].fetch_add(1, Ordering::Relaxed);
+    if service.group() == ServiceGroup::DguxMemoryAllocation {
+        return dgux::services::serve(state, caller, service, request.args);
+    }
+    let vcpu = caller.vcpu;
     let [a0, a1, a2, a3, a4, a5] = request.args;
     match service {
         Service::AbiVersion => Reply::ok(ABI_VERSION),
@@ -129,8 +155,9 @@ pub fn dispatch(state: &VmState, vcpu: usize, request: Request) -> Outcome {
             state.vcpus.start(a0, request).map(|()| 0).into()
         }
         Service::VcpuWait => state.vcpus.wait(vcpu, a0, &state.stop).into(),
-        Service::VcpuDone if vcpu == 0 => Reply::err(Status::EINVAL),
+        Service::VcpuDone if vcpu == 0 => Reply::status(Status::EINVAL),
         Service::VcpuDone => Outcome::Idle(a0),
+        _ => Reply::status(Status::ENOSYS),
     }
 }
 
@@ -166,7 +193,7 @@ mod tests {
     }
 
     fn call(state: &VmState, number: u64, args: [u64; 6]) -> Outcome {
-        dispatch(state, 0, Request { number, args })
+        dispatch(state, Caller { vcpu: 0, rip: 0x1000 }, Request { number, args })
     }
 
     fn flushed(state: &VmState) -> String {
@@ -191,10 +218,10 @@ mod tests {
     #[test]
     fn unknown_services_get_enosys_and_are_counted() {
         let s = state(1);
-        for number in [0x009, 0x100, 0x6ff, 0x7000, 1 << 40, u64::MAX] {
-            assert_eq!(call(&s, number, [u64::MAX; 6]), Reply::err(Status::ENOSYS), "{number:#x}");
+        for number in [0x009, 0x100, 0x60f, 0x6ff, 0x7000, 1 << 40, u64::MAX] {
+            assert_eq!(call(&s, number, [u64::MAX; 6]), Reply::status(Status::ENOSYS), "{number:#x}");
         }
-        assert_eq!(s.calls.unknown(), 6);
+        assert_eq!(s.calls.unknown(), 7);
         assert!(s.calls.snapshot().is_empty());
     }
 
@@ -225,7 +252,7 @@ mod tests {
             (ptr, u64::MAX, Status::EINVAL),
         ];
         for (p, len, status) in bad {
-            assert_eq!(call(&s, write, [p, len, 0, 0, 0, 0]), Reply::err(status), "{p:#x} {len}");
+            assert_eq!(call(&s, write, [p, len, 0, 0, 0, 0]), Reply::status(status), "{p:#x} {len}");
         }
         assert_eq!(call(&s, write, [0, 0, 0, 0, 0, 0]), Reply::ok(0), "an empty write needs no memory");
         assert_eq!(flushed(&s), "");
@@ -267,14 +294,21 @@ mod tests {
         let start = Service::VcpuStart.number();
         let wait = Service::VcpuWait.number();
         for target in [0, 2, u64::MAX] {
-            assert_eq!(call(&s, start, [target, 1, 2, 3, 0, 0]), Reply::err(Status::EINVAL));
-            assert_eq!(call(&s, wait, [target, 0, 0, 0, 0, 0]), Reply::err(Status::EINVAL));
+            assert_eq!(call(&s, start, [target, 1, 2, 3, 0, 0]), Reply::status(Status::EINVAL));
+            assert_eq!(call(&s, wait, [target, 0, 0, 0, 0, 0]), Reply::status(Status::EINVAL));
         }
         assert_eq!(call(&s, wait, [1, 0, 0, 0, 0, 0]), Reply::ok(0));
         assert_eq!(call(&s, start, [1, 1, 2, 3, 0, 0]), Reply::ok(0));
-        assert_eq!(call(&s, start, [1, 1, 2, 3, 0, 0]), Reply::err(Status::EBUSY));
-        assert_eq!(call(&s, Service::VcpuDone.number(), [9, 0, 0, 0, 0, 0]), Reply::err(Status::EINVAL), "vCPU 0 is never done");
-        assert_eq!(dispatch(&s, 1, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }), Outcome::Idle(9));
+        assert_eq!(call(&s, start, [1, 1, 2, 3, 0, 0]), Reply::status(Status::EBUSY));
+        assert_eq!(
+            call(&s, Service::VcpuDone.number(), [9, 0, 0, 0, 0, 0]),
+            Reply::status(Status::EINVAL),
+            "vCPU 0 is never done"
+        );
+        assert_eq!(
+            dispatch(&s, Caller { vcpu: 1, rip: 0 }, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }),
+            Outcome::Idle(9)
+        );
     }
 
     #[test]
@@ -297,7 +331,8 @@ mod tests {
                 continue; // may block on the vCPU a random start made busy
             }
             let args = std::array::from_fn(|_| if next() % 2 == 0 { next() } else { next() % 0x10_0000 });
-            let _ = dispatch(&s, (next() % 2) as usize, Request { number, args });
+            let caller = Caller { vcpu: (next() % 2) as usize, rip: next() };
+            let _ = dispatch(&s, caller, Request { number, args });
         }
     }
 }

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
-use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+use vmm_sys_util::signal::{Killable, register_signal_handler};
 
 use crate::bus::PortBus;
+use crate::checker::Violation;
 use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
 use crate::report::{ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
-use crate::vcpu;
+use crate::vcpu::{self, kick_signal};
 use crate::vm::{self, KvmError};
 
 /// How long the main loop sleeps between looks at the vCPU threads.
@@ -62,11 +63,6 @@ pub enum MachineError {
     /// The event loop failed.
     #[error("The event loop failed: {0:?}")]
     Events(event_manager::Error),
-}
-
-/// The signal that kicks a vCPU thread out of KVM_RUN.
-fn kick_signal() -> i32 {
-    SIGRTMIN()
 }
 
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -184,6 +180,13 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         what: "the VM stopped without a cause".into(),
         registers: None,
     });
+    let kernel = state.kernel.lock().unwrap_or_else(|e| e.into_inner());
+    // What a guest that exits by itself leaves behind is misuse too.
+    if matches!(cause, ExitCause::GuestExit { .. }) {
+        for (service, address, vcpu, rip, message) in kernel.leaks() {
+            state.checker.record(Violation::new(service, &[address], vcpu, rip, message));
+        }
+    }
     let violations = state.checker.violations();
     let status = cause.exit_status(violations.len());
     let first_entry = state.first_entry.get().copied().unwrap_or(ended);
@@ -200,6 +203,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         calls: state.calls.snapshot().into_iter().map(|(s, n)| (s.name(), n)).collect(),
         unknown_calls: state.calls.unknown(),
         violations,
+        dgux: kernel.report(),
     };
     RunOutcome { report, status }
 }

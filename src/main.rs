@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kmemvisor::dgux::inject::FailAlloc;
 use kmemvisor::guests::{self, BUNDLED};
 use kmemvisor::machine::{self, RunOptions};
 use kmemvisor::memory::{GuestRam, parse_size};
@@ -25,7 +26,8 @@ EXIT STATUS:
      70  KVM failure: internal error, emulation failure, failed entry, unexpected exit
      71  --timeout expired
      72  interrupted by SIGINT or SIGTERM
-     73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)";
+     73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)
+     74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic";
 
 /// kmemvisor hosts a small test guest under KVM and serves it the kernel memory
 /// services of AIX and DG/UX through hypercalls, checking every use.
@@ -76,6 +78,18 @@ struct RunArgs {
     /// Stop the guest at its first violation (exit status 66).
     #[arg(long)]
     strict: bool,
+    /// Make memory gets fail on purpose, to exercise a driver's failure paths:
+    /// comma-separated `nth=K` (the K-th get fails, counting every get from 1),
+    /// `rate=P` (each get fails with probability P), `seed=S` (the seed of that
+    /// choice: the same seed fails the same gets on one vCPU), `count=N` (at most
+    /// N failures). A failed demand get halts the guest (exit status 74); a
+    /// failed perhaps get returns VM_INVALID_MEMORY_PTR.
+    #[arg(long, value_name = "SPEC", value_parser = FailAlloc::parse)]
+    fail_alloc: Option<FailAlloc>,
+    /// Give multi-page allocations physically contiguous frames. By default
+    /// they are deliberately not contiguous, as the DG/UX page warns drivers.
+    #[arg(long)]
+    contiguous_frames: bool,
     /// The guest's command line.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -148,6 +162,8 @@ fn run(args: RunArgs) -> ExitCode {
             vcpus: usize::from(args.vcpus),
             strict: args.strict,
             cmdline: args.guest_args.join(" "),
+            fail_alloc: args.fail_alloc.unwrap_or_default(),
+            contiguous_frames: args.contiguous_frames,
         },
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
         console: Box::new(std::io::stdout()),

@@ -10,7 +10,7 @@ use std::os::fd::FromRawFd;
 
 use kmemvisor_abi::layout::{MAX_RAM_SIZE, MIN_RAM_SIZE, PAGE_SIZE};
 use vm_memory::mmap::{MmapRegionBuilder, MmapRegionError};
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
 /// What went wrong creating guest RAM.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,26 @@ impl GuestRam {
     }
 }
 
+/// Drops the stage-2 mappings of the guest frame at `gpa` on every vCPU; the
+/// frame's contents stay (they live in the memfd).
+///
+/// The VMM calls this after it changed or removed a guest page-table entry
+/// that pointed at the frame. Writing the entry does not reach KVM: with
+/// shadow paging KVM trusts its copy of write-protected guest page tables,
+/// and with EPT/NPT the vCPUs may hold the old translation in their TLBs. The
+/// MMU notifier behind `MADV_DONTNEED` makes KVM drop every mapping of the
+/// frame and flush the TLBs, so the next access walks the real page tables
+/// again: a removed page faults, a remapped one reaches its new frame.
+pub fn zap_frame(memory: &GuestMemoryMmap, gpa: u64) {
+    let gpa = gpa - gpa % PAGE_SIZE;
+    if let Ok(host) = memory.get_host_address(GuestAddress(gpa)) {
+        // SAFETY: `host` is the start of one page of guest RAM's own shared
+        // mapping; MADV_DONTNEED only drops the page-table entries of that
+        // page (its memfd contents stay) and cannot affect other memory.
+        unsafe { libc::madvise(host.cast(), PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+    }
+}
+
 /// Parses a size such as `64M`, `64MiB`, `1G` or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -135,5 +155,15 @@ mod tests {
         ram.memory().write_obj(0x1122_3344_5566_7788u64, at).expect("write");
         assert_eq!(ram.memory().read_obj::<u64>(at).expect("read"), 0x1122_3344_5566_7788);
         assert!(ram.memory().read_obj::<u64>(GuestAddress(MIN_RAM_SIZE)).is_err());
+    }
+
+    #[test]
+    fn zapping_a_frame_keeps_its_contents() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let at = GuestAddress(0x40_0010);
+        ram.memory().write_obj(0xfeed_u64, at).expect("write");
+        zap_frame(ram.memory(), 0x40_0010);
+        assert_eq!(ram.memory().read_obj::<u64>(at).expect("read"), 0xfeed);
+        zap_frame(ram.memory(), u64::MAX - 5);
     }
 }

@@ -75,9 +75,24 @@ pub enum PagingError {
     /// The page-table pool has no free frame left.
     #[error("The page-table pool is exhausted")]
     PoolExhausted,
+    /// The virtual page is not mapped.
+    #[error("Virtual page {0:#x} is not mapped")]
+    NotMapped(u64),
     /// A table frame lies outside guest RAM.
     #[error("Page-table frame {0:#x} is outside guest RAM")]
     Memory(u64),
+}
+
+/// Where new page-table frames come from.
+pub trait TableFrames {
+    /// A free frame for a page table, or `None` when there is none.
+    fn table_frame(&mut self) -> Option<u64>;
+}
+
+impl TableFrames for crate::frames::FrameAllocator {
+    fn table_frame(&mut self) -> Option<u64> {
+        self.allocate(1).and_then(|frames| frames.first().copied())
+    }
 }
 
 /// Hands out the frames of the page-table pool.
@@ -98,20 +113,26 @@ impl TablePool {
         TablePool { next: start, end }
     }
 
-    fn allocate(&mut self, memory: &GuestMemoryMmap) -> Result<u64, PagingError> {
-        if self.next >= self.end {
-            return Err(PagingError::PoolExhausted);
-        }
-        let frame = self.next;
-        memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).map_err(|_| PagingError::Memory(frame))?;
-        self.next += PAGE_SIZE;
-        Ok(frame)
-    }
-
     /// Frames handed out so far.
     pub fn used(&self) -> u64 {
         (self.next - layout::PAGE_TABLES_GPA) / PAGE_SIZE
     }
+}
+
+impl TableFrames for TablePool {
+    fn table_frame(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += PAGE_SIZE;
+            self.next - PAGE_SIZE
+        })
+    }
+}
+
+/// A zeroed page-table frame from `frames`.
+fn new_table(memory: &GuestMemoryMmap, frames: &mut dyn TableFrames) -> Result<u64, PagingError> {
+    let frame = frames.table_frame().ok_or(PagingError::PoolExhausted)?;
+    memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).map_err(|_| PagingError::Memory(frame))?;
+    Ok(frame)
 }
 
 impl Default for TablePool {
@@ -147,8 +168,8 @@ fn index(va: u64, level: u32) -> u64 {
 
 impl AddressSpace {
     /// A new, empty address space.
-    pub fn new(memory: &GuestMemoryMmap, pool: &mut TablePool) -> Result<AddressSpace, PagingError> {
-        Ok(AddressSpace { root: pool.allocate(memory)? })
+    pub fn new(memory: &GuestMemoryMmap, frames: &mut dyn TableFrames) -> Result<AddressSpace, PagingError> {
+        Ok(AddressSpace { root: new_table(memory, frames)? })
     }
 
     /// Guest-physical address of the PML4: the value for CR3.
@@ -160,7 +181,7 @@ impl AddressSpace {
     pub fn map(
         &self,
         memory: &GuestMemoryMmap,
-        pool: &mut TablePool,
+        frames: &mut dyn TableFrames,
         va: u64,
         gpa: u64,
         flags: PteFlags,
@@ -180,7 +201,7 @@ impl AddressSpace {
             table = if entry & PteFlags::PRESENT.0 != 0 {
                 entry & PteFlags::ADDRESS_MASK
             } else {
-                let next = pool.allocate(memory)?;
+                let next = new_table(memory, frames)?;
                 write_entry(memory, slot, next | PteFlags::TABLE.0)?;
                 next
             };
@@ -196,13 +217,48 @@ impl AddressSpace {
     pub fn map_range(
         &self,
         memory: &GuestMemoryMmap,
-        pool: &mut TablePool,
+        frames: &mut dyn TableFrames,
         va: u64,
         gpa: u64,
         count: u64,
         flags: PteFlags,
     ) -> Result<(), PagingError> {
-        (0..count).try_for_each(|i| self.map(memory, pool, va + i * PAGE_SIZE, gpa + i * PAGE_SIZE, flags))
+        (0..count).try_for_each(|i| self.map(memory, frames, va + i * PAGE_SIZE, gpa + i * PAGE_SIZE, flags))
+    }
+
+    /// The address of the leaf entry of `va`, if its tables exist.
+    fn leaf_slot(&self, memory: &GuestMemoryMmap, va: u64) -> Option<u64> {
+        if !is_canonical(va) {
+            return None;
+        }
+        let mut table = self.root;
+        for level in (1..4).rev() {
+            let entry = read_entry(memory, table + 8 * index(va, level)).ok()?;
+            if entry & PteFlags::PRESENT.0 == 0 {
+                return None;
+            }
+            table = entry & PteFlags::ADDRESS_MASK;
+        }
+        Some(table + 8 * index(va, 0))
+    }
+
+    /// Points the mapped page at `va` to `gpa` with `flags`; the vCPUs must
+    /// flush their TLBs before they see it.
+    pub fn remap(&self, memory: &GuestMemoryMmap, va: u64, gpa: u64, flags: PteFlags) -> Result<(), PagingError> {
+        let slot = self.leaf_slot(memory, va).ok_or(PagingError::NotMapped(va))?;
+        if read_entry(memory, slot)? & PteFlags::PRESENT.0 == 0 {
+            return Err(PagingError::NotMapped(va));
+        }
+        write_entry(memory, slot, (gpa & PteFlags::ADDRESS_MASK) | (flags | PteFlags::PRESENT).0)
+    }
+
+    /// Removes the mapping of the page at `va` and returns what it was; the
+    /// vCPUs must flush their TLBs before the page is really gone for them.
+    pub fn unmap(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
+        let slot = self.leaf_slot(memory, va)?;
+        let old = self.translate(memory, va & !(PAGE_SIZE - 1))?;
+        write_entry(memory, slot, 0).ok()?;
+        Some(old)
     }
 
     /// Translates `va`, or `None` where nothing is mapped.
@@ -304,6 +360,23 @@ mod tests {
         space.map(m, &mut pool, 0x1000, 0x5000, PteFlags::USER).expect("map");
         assert_eq!(space.map(m, &mut pool, 0x1000, 0x6000, PteFlags::USER), Err(PagingError::AlreadyMapped(0x1000)));
         assert_eq!(space.translate(m, 0x1000).map(|t| t.gpa), Some(0x5000));
+    }
+
+    #[test]
+    fn pages_can_be_remapped_and_unmapped() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let va = layout::WIRED_ARENA_VA;
+        space.map(m, &mut pool, va, 0x40_0000, PteFlags::USER | PteFlags::WRITABLE).expect("map");
+        space.remap(m, va, 0x41_0000, PteFlags::USER | PteFlags::CACHE_DISABLE).expect("remap");
+        let t = space.translate(m, va).expect("mapped");
+        assert_eq!(t.gpa, 0x41_0000);
+        assert!(t.flags.contains(PteFlags::CACHE_DISABLE) && !t.flags.contains(PteFlags::WRITABLE));
+        assert_eq!(space.unmap(m, va + 0x10).map(|t| t.gpa), Some(0x41_0000));
+        assert_eq!(space.translate(m, va), None);
+        assert_eq!(space.unmap(m, va), None, "unmapped already");
+        assert_eq!(space.remap(m, va, 0x42_0000, PteFlags::USER), Err(PagingError::NotMapped(va)));
+        assert_eq!(space.remap(m, 0x7000_0000, 0x42_0000, PteFlags::USER), Err(PagingError::NotMapped(0x7000_0000)));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::checker::Violation;
+use crate::dgux::kernel_memory::DgUxReport;
 
 /// Process exit statuses; `kmemvisor run --help` and the README list them.
 pub mod status {
@@ -31,6 +32,8 @@ pub mod status {
     pub const INTERRUPTED: u8 = 72;
     /// The VMM could not set the VM up (no /dev/kvm, bad guest image, …).
     pub const VMM_ERROR: u8 = 73;
+    /// A DG/UX demand get could not allocate: the VM halted (`sc_panic`).
+    pub const DGUX_ABORT: u8 = 74;
 }
 
 /// The general registers and control registers of a vCPU.
@@ -156,6 +159,19 @@ pub enum ExitCause {
         /// The limit in seconds.
         seconds: f64,
     },
+    /// A DG/UX demand get could not allocate, and the kernel halted.
+    DgUxAbort {
+        /// vCPU of the get.
+        vcpu: usize,
+        /// `VM_PANIC_GET_WIRED_MEMORY` or `VM_PANIC_GET_UNWIRED_MEMORY`.
+        code: &'static str,
+        /// The get.
+        service: &'static str,
+        /// Bytes asked for.
+        bytes: u64,
+        /// The alignment code.
+        alignment: u64,
+    },
     /// A signal asked the VMM to stop.
     Interrupted {
         /// The signal number.
@@ -215,6 +231,7 @@ impl ExitCause {
             ExitCause::VmFailure { .. } => status::VM_FAILURE,
             ExitCause::Timeout { .. } => status::TIMEOUT,
             ExitCause::Interrupted { .. } => status::INTERRUPTED,
+            ExitCause::DgUxAbort { .. } => status::DGUX_ABORT,
         }
     }
 }
@@ -247,6 +264,10 @@ impl fmt::Display for ExitCause {
             }
             ExitCause::Timeout { seconds } => write!(f, "timed out after {seconds} s (--timeout); the vCPUs were stopped"),
             ExitCause::Interrupted { signal } => write!(f, "interrupted by signal {signal}"),
+            ExitCause::DgUxAbort { vcpu, code, service, bytes, alignment } => write!(
+                f,
+                "sc_panic({code}) on vCPU {vcpu}: {service}({bytes} bytes, alignment {alignment}) could not be allocated; the kernel halted"
+            ),
         }
     }
 }
@@ -289,6 +310,8 @@ pub struct Report {
     pub unknown_calls: u64,
     /// Every violation, in the order recorded.
     pub violations: Vec<Violation>,
+    /// DG/UX kernel memory at the end of the run.
+    pub dgux: DgUxReport,
 }
 
 impl Report {
@@ -313,6 +336,13 @@ mod tests {
             ExitCause::VmFailure { vcpu: 0, what: String::new(), registers: None },
             ExitCause::Timeout { seconds: 1.0 },
             ExitCause::Interrupted { signal: 2 },
+            ExitCause::DgUxAbort {
+                vcpu: 0,
+                code: "VM_PANIC_GET_WIRED_MEMORY",
+                service: "vm_get_wired_memory",
+                bytes: 1,
+                alignment: 0,
+            },
         ];
         let mut seen: Vec<u8> = causes.iter().map(|c| c.exit_status(0)).collect();
         seen.extend([status::USAGE, status::VIOLATIONS, status::VMM_ERROR]);

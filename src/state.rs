@@ -4,7 +4,7 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use kmemvisor_abi::boot_info::CMDLINE_MAX;
@@ -15,6 +15,8 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::checker::Checker;
 use crate::console::Console;
 use crate::cpu;
+use crate::dgux::inject::FailAlloc;
+use crate::dgux::kernel_memory::KernelMemory;
 use crate::hypercall::CallCounts;
 use crate::loader::{self, Image, LoaderError};
 use crate::memory::{GuestRam, MemoryError};
@@ -23,7 +25,7 @@ use crate::stop::Stop;
 use crate::vcpu_pool::VcpuPool;
 
 /// How a VM is configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VmConfig {
     /// Guest RAM in bytes.
     pub memory: u64,
@@ -33,11 +35,22 @@ pub struct VmConfig {
     pub strict: bool,
     /// The guest's command line.
     pub cmdline: String,
+    /// Gets that fail on purpose (`--fail-alloc`).
+    pub fail_alloc: FailAlloc,
+    /// Hand out physically contiguous frames (`--contiguous-frames`).
+    pub contiguous_frames: bool,
 }
 
 impl Default for VmConfig {
     fn default() -> VmConfig {
-        VmConfig { memory: layout::DEFAULT_RAM_SIZE, vcpus: 1, strict: false, cmdline: String::new() }
+        VmConfig {
+            memory: layout::DEFAULT_RAM_SIZE,
+            vcpus: 1,
+            strict: false,
+            cmdline: String::new(),
+            fail_alloc: FailAlloc::default(),
+            contiguous_frames: false,
+        }
     }
 }
 
@@ -87,6 +100,8 @@ pub struct VmState {
     pub stop: Stop,
     /// When a vCPU first entered the guest.
     pub first_entry: OnceLock<Instant>,
+    /// DG/UX kernel memory.
+    pub kernel: Mutex<KernelMemory>,
 }
 
 impl VmState {
@@ -140,6 +155,8 @@ impl VmState {
             vcpus: VcpuPool::new(config.vcpus),
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
             first_entry: OnceLock::new(),
+            kernel: Mutex::new(KernelMemory::new(config.memory, config.contiguous_frames, config.fail_alloc.clone())),
+
             ram,
             space,
             image,

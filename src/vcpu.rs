@@ -14,7 +14,7 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use crate::bus::{PortBus, PortDevice};
 use crate::checker::{Verdict, Violation};
 use crate::cpu;
-use crate::hypercall::{self, Outcome, Reply, Request};
+use crate::hypercall::{self, Caller, Outcome, Reply, Request};
 use crate::report::{ExitCause, RegisterDump};
 use crate::state::VmState;
 
@@ -88,7 +88,7 @@ pub enum Fault {
 pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
     match exit {
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
-            match hypercall::dispatch(state, vcpu, Request::from_regs(regs)) {
+            match hypercall::dispatch(state, Caller { vcpu, rip: regs.rip }, Request::from_regs(regs)) {
                 Outcome::Reply(reply) => Action::Reply(reply),
                 Outcome::Stop(cause) => Action::Stop(*cause),
                 Outcome::Idle(result) => Action::Idle(result),
@@ -168,19 +168,24 @@ enum Ended {
     Stopped,
 }
 
+/// The signal that kicks a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
 /// The body of vCPU thread `id`.
 pub fn run(id: usize, mut fd: VcpuFd, state: Arc<VmState>, bus: Arc<PortBus>) {
     if id == 0 {
         run_guest(id, &mut fd, &state, &bus);
-        return;
-    }
-    while let Some(start) = state.vcpus.next_start(id, &state.stop) {
-        let regs = cpu::start_regs(start.entry, layout::stack_top(id as u64), start.function, start.argument);
-        fd.sync_regs_mut().regs = regs;
-        fd.set_sync_dirty_reg(SyncReg::Register);
-        match run_guest(id, &mut fd, &state, &bus) {
-            Ended::Idle(result) => state.vcpus.finish(id, result),
-            Ended::Stopped => return,
+    } else {
+        while let Some(start) = state.vcpus.next_start(id, &state.stop) {
+            let regs = cpu::start_regs(start.entry, layout::stack_top(id as u64), start.function, start.argument);
+            fd.sync_regs_mut().regs = regs;
+            fd.set_sync_dirty_reg(SyncReg::Register);
+            match run_guest(id, &mut fd, &state, &bus) {
+                Ended::Idle(result) => state.vcpus.finish(id, result),
+                Ended::Stopped => break,
+            }
         }
     }
 }

@@ -1,0 +1,135 @@
+//! `--fail-alloc`: making gets fail on purpose, reproducibly, so that a
+//! driver's failure paths run.
+
+use std::fmt;
+
+/// Which gets fail: `nth=K` (the K-th get, 1-based), `rate=P` (each get with
+/// probability P, from a PRNG seeded with `seed=S`), at most `count=N` times.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FailAlloc {
+    /// The 1-based get that fails.
+    pub nth: Option<u64>,
+    /// Probability that a get fails.
+    pub rate: f64,
+    /// Seed of the PRNG behind `rate`.
+    pub seed: u64,
+    /// Most failures injected.
+    pub count: Option<u64>,
+}
+
+impl FailAlloc {
+    /// Parses `nth=3,rate=0.5,seed=7,count=2` (any subset, any order).
+    pub fn parse(spec: &str) -> Result<FailAlloc, String> {
+        let mut fail = FailAlloc::default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not KEY=VALUE"))?;
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("`{v}` is not a whole number ({key})"));
+            match key {
+                "nth" => match number(value)? {
+                    0 => return Err("nth counts from 1".into()),
+                    n => fail.nth = Some(n),
+                },
+                "rate" => {
+                    fail.rate = value.parse().map_err(|_| format!("`{value}` is not a number (rate)"))?;
+                    if !(0.0..=1.0).contains(&fail.rate) {
+                        return Err(format!("rate {value} is not between 0 and 1"));
+                    }
+                }
+                "seed" => fail.seed = number(value)?,
+                "count" => fail.count = Some(number(value)?),
+                _ => return Err(format!("unknown key `{key}` (use nth, rate, seed, count)")),
+            }
+        }
+        Ok(fail)
+    }
+}
+
+impl fmt::Display for FailAlloc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nth={:?},rate={},seed={},count={:?}", self.nth, self.rate, self.seed, self.count)
+    }
+}
+
+/// Decides, get by get, whether to fail.
+#[derive(Debug)]
+pub struct Injector {
+    spec: FailAlloc,
+    gets: u64,
+    injected: u64,
+    state: u64,
+}
+
+impl Injector {
+    /// An injector following `spec`.
+    pub fn new(spec: FailAlloc) -> Injector {
+        // splitmix64 of the seed: any seed, 0 included, gives a good start.
+        let mut z = spec.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Injector { spec, gets: 0, injected: 0, state: (z ^ (z >> 31)) | 1 }
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        // xorshift64*: one draw per get, whatever the outcome, so the
+        // sequence depends on the seed and the order of gets only.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        (self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Called once per get: whether this one fails.
+    pub fn should_fail(&mut self) -> bool {
+        self.gets += 1;
+        let draw = self.next_unit();
+        if self.spec.count.is_some_and(|max| self.injected >= max) {
+            return false;
+        }
+        let fail = self.spec.nth == Some(self.gets) || draw < self.spec.rate;
+        self.injected += u64::from(fail);
+        fail
+    }
+
+    /// Failures injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_bad_ones_say_why() {
+        assert_eq!(FailAlloc::parse("").expect("empty"), FailAlloc::default());
+        let f = FailAlloc::parse("nth=3,rate=0.25,seed=7,count=2").expect("full");
+        assert_eq!(f, FailAlloc { nth: Some(3), rate: 0.25, seed: 7, count: Some(2) });
+        for bad in ["nth", "nth=x", "rate=2", "rate=-0.1", "colour=red", "nth=0", "seed=-1"] {
+            assert!(FailAlloc::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nth_fails_exactly_that_get() {
+        let mut injector = Injector::new(FailAlloc { nth: Some(3), ..FailAlloc::default() });
+        let fails: Vec<bool> = (0..5).map(|_| injector.should_fail()).collect();
+        assert_eq!(fails, [false, false, true, false, false]);
+        assert_eq!(injector.injected(), 1);
+    }
+
+    #[test]
+    fn rates_are_reproducible_per_seed_and_capped_by_count() {
+        let run = |seed, count| {
+            let mut injector = Injector::new(FailAlloc { rate: 0.5, seed, count, ..FailAlloc::default() });
+            (0..200).map(|_| injector.should_fail()).collect::<Vec<bool>>()
+        };
+        assert_eq!(run(7, None), run(7, None));
+        assert_ne!(run(7, None), run(8, None));
+        let failures = run(7, None).iter().filter(|&&f| f).count();
+        assert!((60..140).contains(&failures), "{failures} of 200 at rate 0.5");
+        assert_eq!(run(7, Some(4)).iter().filter(|&&f| f).count(), 4);
+        let none = Injector::new(FailAlloc::default());
+        assert_eq!(none.injected(), 0);
+    }
+}

@@ -1,0 +1,573 @@
+//! DG/UX kernel memory: wired and unwired allocations in two arenas, with a
+//! wire count, referenced and modified bits and an optional physical mapping
+//! per page. Every operation checks everything before it changes anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kmemvisor_abi::Status;
+use kmemvisor_abi::dgux::{
+    MAX_WIRE_COUNT, SC_EXECUTE_ACCESS, SC_WRITE_ACCESS, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS, alignment_bytes,
+};
+use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use serde::Serialize;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::arena::Arena;
+use super::inject::{FailAlloc, Injector};
+use crate::frames::FrameAllocator;
+use crate::memory::zap_frame;
+use crate::paging::{AddressSpace, PteFlags};
+
+/// Wired or unwired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Never paged out; pages start with wire count 1.
+    Wired,
+    /// May be paged out; pages start with wire count 0.
+    Unwired,
+}
+
+impl Kind {
+    fn initial_wire_count(self) -> u64 {
+        match self {
+            Kind::Wired => 1,
+            Kind::Unwired => 0,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Wired => "wired",
+            Kind::Unwired => "unwired",
+        })
+    }
+}
+
+/// A live allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// Wired or unwired.
+    pub kind: Kind,
+    /// Bytes asked for.
+    pub bytes: u64,
+    /// The vCPU that made the get.
+    pub vcpu: usize,
+    /// Guest RIP of the get.
+    pub rip: u64,
+}
+
+/// The state of one arena page.
+#[derive(Clone, Copy, Debug)]
+struct Page {
+    /// The page's own frame.
+    frame: u64,
+    /// Live allocations on the page.
+    live: u32,
+    wire_count: u64,
+    initial: u64,
+    referenced: bool,
+    modified: bool,
+    /// The frame `vm_map_physical_memory` put in place of `frame`.
+    physical: Option<u64>,
+}
+
+/// Why a get failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GetError {
+    /// The request itself is wrong (a violation).
+    Refused(String),
+    /// No memory (or an injected failure).
+    OutOfMemory,
+}
+
+/// Why a release was refused: each is a violation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReleaseError {
+    /// No live allocation there.
+    NoAllocation,
+    /// Inside an allocation, not at its start.
+    NotStart {
+        /// Where the allocation starts.
+        start: u64,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The other type.
+    WrongKind {
+        /// The type it was allocated as.
+        actual: Kind,
+    },
+    /// Another byte count.
+    WrongSize {
+        /// The byte count of the get.
+        expected: u64,
+    },
+    /// A page is wired above its initial count.
+    StillWired {
+        /// The page.
+        page: u64,
+        /// Its wire count.
+        count: u64,
+        /// Its initial count.
+        initial: u64,
+    },
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReleaseError::NoAllocation => write!(f, "no live allocation starts there (released already, or never allocated)"),
+            ReleaseError::NotStart { start, bytes } => {
+                write!(f, "the pointer is inside the allocation of {bytes} bytes at {start:#x}, not at its start")
+            }
+            ReleaseError::WrongKind { actual } => write!(f, "the memory was allocated as {actual} memory"),
+            ReleaseError::WrongSize { expected } => write!(f, "expected the {expected} bytes of the get"),
+            ReleaseError::StillWired { page, count, initial } => {
+                write!(f, "page {page:#x} is still wired: wire count {count}, initial {initial}; unwire it first")
+            }
+        }
+    }
+}
+
+/// Why an unwire was refused: each is a violation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnwireError {
+    /// A page of the range is not mapped.
+    NotMapped(u64),
+    /// A page would go below its initial wire count.
+    BelowFloor {
+        /// The page.
+        page: u64,
+        /// Its wire count.
+        count: u64,
+        /// Its initial count.
+        initial: u64,
+    },
+}
+
+impl fmt::Display for UnwireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnwireError::NotMapped(page) => write!(f, "page {page:#x} is not allocated memory"),
+            UnwireError::BelowFloor { page, count, initial } => {
+                write!(f, "unwiring page {page:#x} would take its wire count {count} below its initial count {initial}")
+            }
+        }
+    }
+}
+
+/// What an unwire also marks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Set the referenced bit.
+    pub referenced: bool,
+    /// Set the modified bit.
+    pub modified: bool,
+}
+
+/// A page in the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PageReport {
+    /// Its kernel address.
+    pub va: String,
+    /// The guest-physical address it maps now.
+    pub gpa: String,
+    /// Its wire count.
+    pub wire_count: u64,
+    /// The count it started with.
+    pub initial_wire_count: u64,
+    /// Marked referenced.
+    pub referenced: bool,
+    /// Marked modified.
+    pub modified: bool,
+}
+
+/// The `dgux` object of the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DgUxReport {
+    /// Gets that `--fail-alloc` made fail.
+    pub injected_failures: u64,
+    /// Allocations still live at the end.
+    pub live_allocations: usize,
+    /// Pages with a wire count above the initial one or a mark.
+    pub pages: Vec<PageReport>,
+    /// Bytes of VMM-side bookkeeping (frame allocator and tables).
+    pub bookkeeping_bytes: u64,
+}
+
+/// The first page of `start` and the end of the last page of `start + bytes`.
+pub fn page_span(start: u64, bytes: u64) -> Option<(u64, u64)> {
+    let end = start.checked_add(bytes)?.checked_next_multiple_of(PAGE_SIZE)?;
+    Some((start - start % PAGE_SIZE, end))
+}
+
+fn pages(first: u64, end: u64) -> impl Iterator<Item = u64> {
+    (first..end).step_by(PAGE_SIZE as usize)
+}
+
+/// All DG/UX kernel memory of a VM.
+#[derive(Debug)]
+pub struct KernelMemory {
+    frames: FrameAllocator,
+    wired: Arena,
+    unwired: Arena,
+    allocations: BTreeMap<u64, Allocation>,
+    pages: BTreeMap<u64, Page>,
+    injector: Injector,
+}
+
+impl KernelMemory {
+    /// Kernel memory over the free frames of `ram_size` bytes of RAM.
+    pub fn new(ram_size: u64, contiguous: bool, fail: FailAlloc) -> KernelMemory {
+        KernelMemory {
+            frames: FrameAllocator::new(layout::FREE_RAM_GPA, ram_size, contiguous),
+            wired: Arena::new(layout::WIRED_ARENA_VA, layout::ARENA_SIZE),
+            unwired: Arena::new(layout::UNWIRED_ARENA_VA, layout::ARENA_SIZE),
+            allocations: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            injector: Injector::new(fail),
+        }
+    }
+
+    /// Allocates `bytes` of `kind` memory with an alignment code, zero-filled.
+    pub fn get(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        space: &AddressSpace,
+        kind: Kind,
+        bytes: u64,
+        alignment: u64,
+        caller: (usize, u64),
+    ) -> Result<u64, GetError> {
+        let refuse = |why: String| Err(GetError::Refused(why));
+        if bytes == 0 {
+            return refuse("bytes must be positive".into());
+        }
+        if bytes > u64::from(u32::MAX) {
+            return refuse(format!("{bytes} bytes does not fit the uint32 `bytes`"));
+        }
+        let Some(align) = u32::try_from(alignment).ok().and_then(alignment_bytes) else {
+            return refuse(format!(
+                "{alignment} is not an alignment code (VM_BYTE_ALIGNED .. VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)"
+            ));
+        };
+        if bytes < align {
+            return refuse(format!("{bytes} bytes is less than the alignment of {align} bytes"));
+        }
+        let no_page_cross = alignment == u64::from(VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS);
+        if no_page_cross && bytes > PAGE_SIZE {
+            return refuse(format!("{bytes} bytes cannot fit one page (VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)"));
+        }
+        if self.injector.should_fail() {
+            return Err(GetError::OutOfMemory);
+        }
+        let arena = match kind {
+            Kind::Wired => &mut self.wired,
+            Kind::Unwired => &mut self.unwired,
+        };
+        let va = arena.allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
+        let (first, end) = page_span(va, bytes).ok_or(GetError::OutOfMemory)?;
+        if let Err(e) = self.back_pages(memory, space, kind, first, end) {
+            self.arena(kind).release(va, bytes);
+            return Err(e);
+        }
+        for page in pages(first, end) {
+            if let Some(p) = self.pages.get_mut(&page) {
+                p.live += 1;
+            }
+        }
+        // A page shared with earlier allocations may hold their old bytes.
+        for page in pages(first, end) {
+            let (from, to) = (va.max(page), (va + bytes).min(page + PAGE_SIZE));
+            if let Some(t) = space.translate(memory, from) {
+                let _ = memory.write_slice(&vec![0; (to - from) as usize], GuestAddress(t.gpa));
+            }
+        }
+        self.allocations.insert(va, Allocation { kind, bytes, vcpu: caller.0, rip: caller.1 });
+        Ok(va)
+    }
+
+    fn arena(&mut self, kind: Kind) -> &mut Arena {
+        match kind {
+            Kind::Wired => &mut self.wired,
+            Kind::Unwired => &mut self.unwired,
+        }
+    }
+
+    /// Maps a fresh frame under every page of `[first, end)` that has none.
+    fn back_pages(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        space: &AddressSpace,
+        kind: Kind,
+        first: u64,
+        end: u64,
+    ) -> Result<(), GetError> {
+        let wanted = (end - first) / PAGE_SIZE;
+        // Only the first and last page can exist already; keep a few frames for page tables.
+        if self.frames.free_frames() < wanted.saturating_sub(2) + 4 {
+            return Err(GetError::OutOfMemory);
+        }
+        let new: Vec<u64> = pages(first, end).filter(|p| !self.pages.contains_key(p)).collect();
+        let frames = self.frames.allocate(new.len() as u64).ok_or(GetError::OutOfMemory)?;
+        let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
+        for (i, (&page, &frame)) in new.iter().zip(&frames).enumerate() {
+            let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
+            if !zeroed || space.map(memory, &mut self.frames, page, frame, flags).is_err() {
+                for (&page, &frame) in new.iter().zip(&frames).take(i) {
+                    space.unmap(memory, page);
+                    self.pages.remove(&page);
+                    self.frames.release(frame);
+                }
+                for &frame in &frames[i..] {
+                    self.frames.release(frame);
+                }
+                return Err(GetError::OutOfMemory);
+            }
+            let initial = kind.initial_wire_count();
+            let page_state =
+                Page { frame, live: 0, wire_count: initial, initial, referenced: false, modified: false, physical: None };
+            self.pages.insert(page, page_state);
+        }
+        Ok(())
+    }
+
+    /// Releases the allocation at `ptr`; pages left without a live allocation
+    /// are unmapped, so that touching released memory faults.
+    pub fn release(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        space: &AddressSpace,
+        kind: Kind,
+        ptr: u64,
+        bytes: u64,
+    ) -> Result<(), ReleaseError> {
+        let Some(&allocation) = self.allocations.get(&ptr) else {
+            return Err(match self.containing(ptr) {
+                Some((start, a)) => ReleaseError::NotStart { start, bytes: a.bytes },
+                None => ReleaseError::NoAllocation,
+            });
+        };
+        if allocation.kind != kind {
+            return Err(ReleaseError::WrongKind { actual: allocation.kind });
+        }
+        if allocation.bytes != bytes {
+            return Err(ReleaseError::WrongSize { expected: allocation.bytes });
+        }
+        let (first, end) = page_span(ptr, bytes).ok_or(ReleaseError::NoAllocation)?;
+        for page in pages(first, end) {
+            if let Some(p) = self.pages.get(&page).filter(|p| p.wire_count > p.initial) {
+                return Err(ReleaseError::StillWired { page, count: p.wire_count, initial: p.initial });
+            }
+        }
+        self.allocations.remove(&ptr);
+        self.arena(kind).release(ptr, bytes);
+        for page in pages(first, end) {
+            let Some(p) = self.pages.get_mut(&page) else { continue };
+            p.live -= 1;
+            if p.live == 0 {
+                let (frame, physical) = (p.frame, p.physical);
+                self.pages.remove(&page);
+                space.unmap(memory, page);
+                zap_frame(memory, physical.unwrap_or(frame));
+                self.frames.release(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// The live allocation whose bytes contain `address`.
+    fn containing(&self, address: u64) -> Option<(u64, Allocation)> {
+        let (&start, &a) = self.allocations.range(..=address).next_back()?;
+        (address < start + a.bytes).then_some((start, a))
+    }
+
+    /// The unwired allocation whose pages contain the page at `page`, as (start, end of its pages).
+    fn unwired_span(&self, page: u64) -> Option<(u64, u64)> {
+        let mut best: Option<(u64, u64)> = None;
+        for (&start, a) in self.allocations.range(..page + PAGE_SIZE).rev() {
+            let (first, end) = page_span(start, a.bytes)?;
+            if end <= page {
+                break;
+            }
+            if a.kind == Kind::Unwired && first <= page {
+                best = Some(best.map_or((first, end), |(f, e)| (f.min(first), e.max(end))));
+            }
+        }
+        best
+    }
+
+    /// `vm_check_access_and_wire_memory` on kernel addresses.
+    pub fn wire(&mut self, memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, bytes: u64, access: u64) -> Status {
+        let Some((first, end)) = page_span(start, bytes) else { return Status::VM_EFAULT_INVALID_ADDRESS };
+        if bytes == 0 {
+            return Status::OK;
+        }
+        let mut translations = Vec::new();
+        for page in pages(first, end) {
+            match space.translate(memory, page) {
+                Some(t) => translations.push(t),
+                None => return Status::VM_EFAULT_INVALID_ADDRESS,
+            }
+        }
+        for t in &translations {
+            let denied = (access != 0 && !t.flags.contains(PteFlags::USER))
+                || (access & SC_WRITE_ACCESS != 0 && !t.flags.contains(PteFlags::WRITABLE))
+                || (access & SC_EXECUTE_ACCESS != 0 && t.flags.contains(PteFlags::NO_EXECUTE));
+            if denied {
+                return Status::VM_EFAULT_ACCESS_DENIED;
+            }
+        }
+        if pages(first, end).any(|page| self.pages.get(&page).is_some_and(|p| p.wire_count >= MAX_WIRE_COUNT)) {
+            return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS;
+        }
+        for page in pages(first, end) {
+            if let Some(p) = self.pages.get_mut(&page) {
+                p.wire_count += 1;
+            }
+        }
+        Status::OK
+    }
+
+    /// `vm_unwire_memory` and the mark routines on kernel addresses.
+    pub fn unwire(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        space: &AddressSpace,
+        start: u64,
+        bytes: u64,
+        marks: Marks,
+    ) -> Result<(), UnwireError> {
+        let (first, end) = page_span(start, bytes).ok_or(UnwireError::NotMapped(start))?;
+        for page in pages(first, end) {
+            if space.translate(memory, page).is_none() {
+                return Err(UnwireError::NotMapped(page));
+            }
+            if let Some(p) = self.pages.get(&page).filter(|p| p.wire_count <= p.initial) {
+                return Err(UnwireError::BelowFloor { page, count: p.wire_count, initial: p.initial });
+            }
+        }
+        for page in pages(first, end) {
+            if let Some(p) = self.pages.get_mut(&page) {
+                p.wire_count -= 1;
+                p.referenced |= marks.referenced;
+                p.modified |= marks.modified;
+            }
+        }
+        Ok(())
+    }
+
+    /// `vm_map_physical_memory` for a kernel address (the caller checked
+    /// sharing, sizes, alignment and the address-space bit).
+    pub fn map_physical(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        space: &AddressSpace,
+        logical: u64,
+        physical: u64,
+        bytes: u64,
+        flags: PteFlags,
+        ram_end: u64,
+    ) -> Status {
+        if space.translate(memory, logical).is_none() {
+            return Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED;
+        }
+        let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA };
+        let in_span = logical.checked_add(bytes).is_some_and(|end| end <= span_end);
+        let in_ram = physical >= layout::FREE_RAM_GPA && physical.checked_add(bytes).is_some_and(|end| end <= ram_end);
+        if !in_span || !in_ram {
+            return Status::VM_EINVAL_MMAP_BAD_REGION;
+        }
+        if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_some_and(|p| p.physical.is_some())) {
+            return Status::VM_EINVAL_MMAP_ALREADY_MAPPED;
+        }
+        for (i, page) in pages(logical, logical + bytes).enumerate() {
+            let frame = physical + i as u64 * PAGE_SIZE;
+            if space.remap(memory, page, frame, flags).is_ok()
+                && let Some(p) = self.pages.get_mut(&page)
+            {
+                p.physical = Some(frame);
+                zap_frame(memory, p.frame);
+            }
+        }
+        Status::OK
+    }
+
+    /// `vm_unmap_physical_memory` for a kernel address (the caller checked
+    /// sizes and alignment): the pages get their own frames back, zeroed.
+    pub fn unmap_physical(&mut self, memory: &GuestMemoryMmap, space: &AddressSpace, logical: u64, bytes: u64) -> Status {
+        let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MUNMAP_BAD_REGION };
+        if logical.checked_add(bytes).is_none_or(|end| end > span_end) {
+            return Status::VM_EINVAL_MUNMAP_BAD_REGION;
+        }
+        if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_none_or(|p| p.physical.is_none())) {
+            return Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED;
+        }
+        let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
+        for page in pages(logical, logical + bytes) {
+            if let Some(p) = self.pages.get_mut(&page) {
+                let _ = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(p.frame));
+                if space.remap(memory, page, p.frame, flags).is_ok()
+                    && let Some(old) = p.physical.take()
+                {
+                    zap_frame(memory, old);
+                }
+            }
+        }
+        Status::OK
+    }
+
+    /// Misuse still standing at the end: (service, address, vCPU, RIP, message).
+    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+        let mut leaks: Vec<_> = self
+            .allocations
+            .iter()
+            .map(|(&va, a)| {
+                let service = match a.kind {
+                    Kind::Wired => "vm_get_wired_memory",
+                    Kind::Unwired => "vm_get_unwired_memory",
+                };
+                (
+                    service,
+                    va,
+                    a.vcpu,
+                    a.rip,
+                    format!("{} bytes of {} memory at {va:#x} are still allocated at exit", a.bytes, a.kind),
+                )
+            })
+            .collect();
+        for (&page, p) in self.pages.iter().filter(|(_, p)| p.wire_count > p.initial) {
+            let message = format!("page {page:#x} is still wired at exit: wire count {}, initial {}", p.wire_count, p.initial);
+            leaks.push(("vm_unwire_memory", page, 0, 0, message));
+        }
+        leaks
+    }
+
+    /// The report's `dgux` object.
+    pub fn report(&self) -> DgUxReport {
+        let pages = self
+            .pages
+            .iter()
+            .filter(|(_, p)| p.wire_count != p.initial || p.referenced || p.modified)
+            .map(|(&va, p)| PageReport {
+                va: format!("{va:#x}"),
+                gpa: format!("{:#x}", p.physical.unwrap_or(p.frame)),
+                wire_count: p.wire_count,
+                initial_wire_count: p.initial,
+                referenced: p.referenced,
+                modified: p.modified,
+            })
+            .collect();
+        let per_entry = 64;
+        let tables = (self.allocations.len() + self.pages.len() + self.wired.fragments() + self.unwired.fragments()) * per_entry;
+        DgUxReport {
+            injected_failures: self.injector.injected(),
+            live_allocations: self.allocations.len(),
+            pages,
+            bookkeeping_bytes: self.frames.bookkeeping_bytes() + tables as u64,
+        }
+    }
+}
