@@ -10,6 +10,8 @@
 //!   [`console_write`], [`exit`], [`vcpu_done`], [`report_panic`], and the
 //!   [`smp`] module for `vcpu_start` / `vcpu_wait`;
 //! - [`print!`] and [`println!`], formatted through a fixed stack buffer;
+//! - the [`dgux`] module: DG/UX `memory_allocation(3K)`, one function per
+//!   service (gets, releases, wiring, marking, physical addresses, mapping);
 //! - [`vcpu_id`] and [`vcpu_count`] from the per-vCPU page (no exit);
 //! - [`args()`], the guest's command line from the boot-info page.
 //!
@@ -21,6 +23,7 @@ pub use kmemvisor_abi as abi;
 
 pub mod args;
 pub mod console;
+pub mod dgux;
 pub mod hypercall;
 pub mod smp;
 pub mod vcpu;
