@@ -388,7 +388,7 @@ impl KernelMemory {
     /// The unwired allocation whose pages contain the page at `page`, as (start, end of its pages).
     fn unwired_span(&self, page: u64) -> Option<(u64, u64)> {
         let mut best: Option<(u64, u64)> = None;
-        for (&start, a) in self.allocations.range(..page + PAGE_SIZE).rev() {
+        for (&start, a) in self.allocations.range(..page.saturating_add(PAGE_SIZE)).rev() {
             let (first, end) = page_span(start, a.bytes)?;
             if end <= page {
                 break;

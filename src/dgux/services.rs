@@ -197,3 +197,293 @@ fn unmap_physical(state: &VmState, caller: Caller, service: Service, args: [u64;
     };
     Reply::status(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use kmemvisor_abi::dgux::*;
+    use kmemvisor_abi::layout::{self, PAGE_SIZE};
+    use kmemvisor_abi::{Service, Status};
+    use vm_memory::{Bytes, GuestAddress};
+
+    use crate::guests;
+    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+    use crate::paging::PteFlags;
+    use crate::report::ExitCause;
+    use crate::state::{VmConfig, VmState};
+
+    fn state_with(config: VmConfig) -> VmState {
+        VmState::new(config, guests::find("hello").expect("bundled hello").elf).expect("state")
+    }
+
+    fn state() -> VmState {
+        state_with(VmConfig::default())
+    }
+
+    fn call(s: &VmState, service: Service, args: &[u64]) -> Outcome {
+        let mut all = [0u64; 6];
+        all[..args.len()].copy_from_slice(args);
+        dispatch(s, Caller { vcpu: 0, rip: 0x1234 }, Request { number: service.number(), args: all })
+    }
+
+    fn status(s: &VmState, service: Service, args: &[u64]) -> Status {
+        match call(s, service, args) {
+            Outcome::Reply(reply) => reply.status,
+            other => panic!("{} did not reply: {other:?}", service.name()),
+        }
+    }
+
+    fn get(s: &VmState, service: Service, bytes: u64, alignment: u32) -> u64 {
+        match call(s, service, &[bytes, u64::from(alignment)]) {
+            Outcome::Reply(Reply { status: Status::OK, value }) => value,
+            other => panic!("get of {bytes} failed: {other:?}"),
+        }
+    }
+
+    fn violations(s: &VmState) -> Vec<String> {
+        s.checker.violations().into_iter().map(|v| v.message).collect()
+    }
+
+    #[test]
+    fn every_alignment_is_honoured_and_no_page_cross_never_crosses() {
+        let s = state();
+        for (alignment, align) in [(VM_BYTE_ALIGNED, 1), (VM_WORD_ALIGNED, 4), (VM_DOUBLE_WORD_ALIGNED, 8), (VM_DEFAULT_ALIGNMENT, 8), (VM_PAGE_ALIGNED, 4096)] {
+            let _ = get(&s, Service::VmPerhapsGetWiredMemory, 5, VM_BYTE_ALIGNED);
+            let p = get(&s, Service::VmPerhapsGetWiredMemory, align.max(24), alignment);
+            assert_eq!(p % align, 0, "alignment {alignment}");
+            assert!((layout::WIRED_ARENA_VA..layout::WIRED_ARENA_VA + layout::ARENA_SIZE).contains(&p));
+        }
+        for bytes in [8, 100, 4000, 4096] {
+            let p = get(&s, Service::VmPerhapsGetUnwiredMemory, bytes, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS);
+            assert_eq!(p / PAGE_SIZE, (p + bytes - 1) / PAGE_SIZE, "{bytes} bytes at {p:#x} crosses a page");
+            assert!(p >= layout::UNWIRED_ARENA_VA);
+        }
+        assert!(violations(&s).is_empty());
+    }
+
+    #[test]
+    fn bad_gets_are_refused_with_a_violation_and_no_memory() {
+        let s = state();
+        for (bytes, alignment) in [(0, VM_BYTE_ALIGNED), (100, VM_PAGE_ALIGNED), (2, VM_WORD_ALIGNED), (4097, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS), (16, 6), (1 << 32, VM_BYTE_ALIGNED)] {
+            let reply = call(&s, Service::VmGetWiredMemory, &[bytes, u64::from(alignment)]);
+            assert_eq!(reply, Outcome::Reply(Reply { status: Status::EINVAL, value: VM_INVALID_MEMORY_PTR }), "{bytes} {alignment}");
+        }
+        assert_eq!(violations(&s).len(), 6);
+        assert_eq!(s.kernel.lock().expect("lock").report().live_allocations, 0);
+    }
+
+    #[test]
+    fn running_out_halts_demand_gets_and_fails_perhaps_gets() {
+        let s = state();
+        let huge = 0xf000_0000;
+        let reply = call(&s, Service::VmPerhapsGetUnwiredMemory, &[huge, u64::from(VM_PAGE_ALIGNED)]);
+        assert_eq!(reply, Outcome::Reply(Reply { status: Status::ENOMEM, value: VM_INVALID_MEMORY_PTR }));
+        let Outcome::Stop(cause) = call(&s, Service::VmGetWiredMemory, &[huge, u64::from(VM_PAGE_ALIGNED)]) else {
+            panic!("a demand get that cannot be met must halt")
+        };
+        assert!(matches!(*cause, ExitCause::DgUxAbort { code: "VM_PANIC_GET_WIRED_MEMORY", .. }), "{cause:?}");
+        assert!(violations(&s).is_empty(), "running out is not misuse");
+    }
+
+    #[test]
+    fn injected_failures_follow_the_spec() {
+        let fail_alloc = crate::dgux::inject::FailAlloc { nth: Some(2), ..Default::default() };
+        let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
+        get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
+        let second = call(&s, Service::VmPerhapsGetWiredMemory, &[64, u64::from(VM_DEFAULT_ALIGNMENT)]);
+        assert_eq!(second, Outcome::Reply(Reply { status: Status::ENOMEM, value: 0 }));
+        get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
+        assert_eq!(s.kernel.lock().expect("lock").report().injected_failures, 1);
+    }
+
+    #[test]
+    fn releases_must_match_the_get_exactly() {
+        let s = state();
+        let p = get(&s, Service::VmGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 65]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[p, 64]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p + 8, 56]), Status::EINVAL);
+        let v = violations(&s);
+        assert!(v[0].contains("expected the 64 bytes"), "{}", v[0]);
+        assert!(v[1].contains("allocated as wired"), "{}", v[1]);
+        assert!(v[2].contains("not at its start"), "{}", v[2]);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 64]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 64]), Status::EINVAL, "double release");
+        assert!(violations(&s)[3].contains("no live allocation"));
+    }
+
+    #[test]
+    fn released_pages_are_unmapped_but_shared_pages_stay() {
+        let s = state();
+        let m = s.ram.memory();
+        let page = get(&s, Service::VmGetWiredMemory, 4096, VM_PAGE_ALIGNED);
+        let a = get(&s, Service::VmGetWiredMemory, 32, VM_DEFAULT_ALIGNMENT);
+        let b = get(&s, Service::VmGetWiredMemory, 32, VM_DEFAULT_ALIGNMENT);
+        assert_eq!(a / PAGE_SIZE, b / PAGE_SIZE);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[page, 4096]), Status::OK);
+        assert_eq!(s.space.translate(m, page), None);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[a, 32]), Status::OK);
+        assert!(s.space.translate(m, b).is_some(), "b still lives on the page");
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[b, 32]), Status::OK);
+        assert_eq!(s.space.translate(m, b), None);
+    }
+
+    #[test]
+    fn wire_counts_round_to_pages_and_never_go_below_their_floor() {
+        let s = state();
+        let wired = get(&s, Service::VmGetWiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
+        let unwired = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
+        // Wired memory starts at 1: unwiring it straight away goes below.
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[wired, 0, 1]), Status::EINVAL);
+        // Unwired memory starts at 0: one wire of a byte range crossing the page boundary wires both pages.
+        assert_eq!(status(&s, Service::VmWireMemory, &[unwired + 4000, 0, 200]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[unwired + 4096, 0, 1]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[unwired, 0, 8192]), Status::EINVAL, "page 2 is back at 0");
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[unwired, 0, 1]), Status::OK);
+        assert_eq!(violations(&s).len(), 2);
+        assert!(violations(&s)[0].contains("below its initial count 1"));
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[wired, 1, 1]), Status::VM_STATUS_PROCESS_HAS_NO_VM);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[0x5000, 0, 1]), Status::EINVAL);
+    }
+
+    #[test]
+    fn check_access_answers_each_status() {
+        let s = state();
+        let unwired = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
+        let check = |start, user, bytes, access| status(&s, Service::VmCheckAccessAndWireMemory, &[start, user, bytes, access]);
+        assert_eq!(check(unwired, 0, 100, SC_WRITE_ACCESS), Status::OK);
+        assert_eq!(check(unwired, 1, 100, SC_READ_ACCESS), Status::VM_STATUS_PROCESS_HAS_NO_VM);
+        assert_eq!(check(unwired, 0, 2 * 4096, SC_READ_ACCESS), Status::VM_EFAULT_INVALID_ADDRESS);
+        assert_eq!(check(u64::MAX - 10, 0, 100, SC_READ_ACCESS), Status::VM_EFAULT_INVALID_ADDRESS);
+        assert_eq!(check(s.image.entry, 0, 1, SC_WRITE_ACCESS), Status::VM_EFAULT_ACCESS_DENIED, "code is read-only");
+        assert_eq!(check(unwired, 0, 1, SC_EXECUTE_ACCESS), Status::VM_EFAULT_ACCESS_DENIED, "data is no-execute");
+        assert_eq!(check(layout::SYSTEM_TABLES_VA, 0, 1, SC_READ_ACCESS), Status::VM_EFAULT_ACCESS_DENIED);
+        assert_eq!(check(unwired, 0, 1, 8), Status::EINVAL);
+        assert_eq!(check(unwired, 0, 0, SC_READ_ACCESS), Status::OK, "nothing to wire");
+        for _ in 1..MAX_WIRE_COUNT {
+            assert_eq!(check(unwired, 0, 1, SC_NO_ACCESS), Status::OK);
+        }
+        assert_eq!(check(unwired, 0, 1, SC_READ_ACCESS), Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS);
+    }
+
+    #[test]
+    fn marks_are_set_only_when_the_unwire_is_valid() {
+        let s = state();
+        let p = get(&s, Service::VmGetUnwiredMemory, 3 * 4096, VM_PAGE_ALIGNED);
+        for i in 0..3 {
+            assert_eq!(status(&s, Service::VmWireMemory, &[p + i * 4096, 0, 1]), Status::OK);
+        }
+        assert_eq!(status(&s, Service::VmMarkRefAndUnwireMemory, &[p, 0, 1]), Status::OK);
+        assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[p + 4096, 0, 1]), Status::OK);
+        assert_eq!(status(&s, Service::VmMarkAndUnwireMemory, &[p + 8192, 0, 1, SC_READ_ACCESS]), Status::OK);
+        assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[p, 0, 1]), Status::EINVAL, "below the floor");
+        let pages = s.kernel.lock().expect("lock").report().pages;
+        let marks: Vec<(bool, bool)> = pages.iter().map(|p| (p.referenced, p.modified)).collect();
+        assert_eq!(marks, [(true, false), (true, true), (true, false)]);
+    }
+
+    #[test]
+    fn physical_addresses_are_per_page_and_not_contiguous_by_default() {
+        for (contiguous_frames, expect_contiguous) in [(false, false), (true, true)] {
+            let s = state_with(VmConfig { contiguous_frames, ..VmConfig::default() });
+            let p = get(&s, Service::VmGetWiredMemory, 4 * 4096, VM_PAGE_ALIGNED);
+            let out = get(&s, Service::VmGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
+            let physical: Vec<u64> = (0..4)
+                .map(|i| match call(&s, Service::VmGetPhysicalByteAddress, &[p + i * 4096 + 5, 0, out]) {
+                    Outcome::Reply(Reply { status: Status::OK, value }) => value,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let stored: u64 = s.ram.memory().read_obj(GuestAddress(s.space.translate(s.ram.memory(), out).expect("out").gpa)).expect("read");
+            assert_eq!(stored, physical[3], "the address is stored at the pointer too");
+            assert!(physical.iter().all(|a| a % 4096 == 5 && *a >= layout::FREE_RAM_GPA));
+            let contiguous = physical.windows(2).all(|w| w[1] == w[0] + 4096);
+            assert_eq!(contiguous, expect_contiguous, "{physical:x?}");
+        }
+        let s = state();
+        let out = get(&s, Service::VmGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
+        let invalid = call(&s, Service::VmGetPhysicalByteAddress, &[0xdead_0000, 0, out]);
+        assert_eq!(invalid, Outcome::Reply(Reply { status: Status::OK, value: VM_INVALID_PHYSICAL_ADDRESS }));
+        assert_eq!(status(&s, Service::VmGetPhysicalByteAddress, &[out, 0, 0x10]), Status::EFAULT);
+        assert_eq!(status(&s, Service::VmGetPhysicalByteAddress, &[out, 0, s.image.entry]), Status::EFAULT, "code is read-only");
+    }
+
+    #[test]
+    fn map_physical_checks_in_the_seeds_order_and_sets_cache_bits() {
+        let s = state();
+        let m = s.ram.memory();
+        let data = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
+        let wired = get(&s, Service::VmGetWiredMemory, 4096, VM_PAGE_ALIGNED);
+        let frame = s.space.translate(m, wired).expect("wired").gpa;
+        let kernel = VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK;
+        let map = |l, p, n, sharing, control| status(&s, Service::VmMapPhysicalMemory, &[l, p, n, PROT_READ | PROT_WRITE, sharing, control]);
+        assert_eq!(map(data, frame, 4096, MAP_PRIVATE, kernel), Status::VM_EINVAL_MMAP_UNSUPPORTED);
+        assert_eq!(map(data + 1, frame, 100, MAP_PRIVATE, kernel), Status::VM_EINVAL_MMAP_UNSUPPORTED, "sharing is checked first");
+        assert_eq!(map(data, frame, 0, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BYTES_NOT_MULTIPLE);
+        assert_eq!(map(data, frame, 100, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BYTES_NOT_MULTIPLE);
+        assert_eq!(map(data + 8, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_ADDR_BOUNDARY);
+        assert_eq!(map(data, frame + 8, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_ADDR_BOUNDARY);
+        assert_eq!(map(data, frame, 4096, MAP_SHARED, 0), Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED, "user address");
+        assert_eq!(map(0xdead_0000, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED);
+        assert_eq!(map(wired, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA);
+        assert_eq!(map(layout::stack_bottom(0), frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA);
+        assert_eq!(map(data, frame, 3 * 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION);
+        assert_eq!(map(data, layout::PAGE_TABLES_GPA, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "VMM-owned frames");
+        assert_eq!(map(data, s.ram.size(), 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "beyond RAM");
+        assert!(violations(&s).is_empty(), "every refusal so far is a status");
+
+        // Cache-inhibit by default, write-through on request: read the PTEs back.
+        assert_eq!(map(data, frame, 4096, MAP_SHARED, kernel), Status::OK);
+        assert_eq!(map(data + 4096, frame, 4096, MAP_SHARED, kernel | VM_MMAP_WRITE_THROUGH_MASK), Status::OK);
+        let (first, second) = (s.space.translate(m, data).expect("mapped"), s.space.translate(m, data + 4096).expect("mapped"));
+        assert_eq!((first.gpa, second.gpa), (frame, frame));
+        assert!(first.flags.contains(PteFlags::CACHE_DISABLE) && !first.flags.contains(PteFlags::WRITE_THROUGH));
+        assert!(second.flags.contains(PteFlags::WRITE_THROUGH) && !second.flags.contains(PteFlags::CACHE_DISABLE));
+        assert!(first.flags.contains(PteFlags::WRITABLE | PteFlags::NO_EXECUTE));
+        assert_eq!(map(data, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
+        assert_eq!(map(data, frame, 4096, MAP_SHARED, kernel | 4), Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
+        assert_eq!(violations(&s).len(), 1, "reserved control bits are a violation");
+    }
+
+    #[test]
+    fn unmap_physical_checks_in_the_seeds_order_and_restores_zeroed_pages() {
+        let s = state();
+        let m = s.ram.memory();
+        let data = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
+        let wired = get(&s, Service::VmGetWiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
+        let own = s.space.translate(m, data).expect("own").gpa;
+        m.write_obj(0x5a5a_u64, GuestAddress(own)).expect("write");
+        let frame = s.space.translate(m, wired).expect("wired").gpa;
+        let kernel = VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK;
+        let unmap = |l, n, control| status(&s, Service::VmUnmapPhysicalMemory, &[l, n, control]);
+        assert_eq!(unmap(data, 100, kernel), Status::VM_EINVAL_MUNMAP_BYTES_NOT_MULTIPLE);
+        assert_eq!(unmap(data + 8, 4096, kernel), Status::VM_EINVAL_MUNMAP_BAD_ADDR_BOUNDARY);
+        assert_eq!(unmap(data, 4096, 0), Status::VM_EINVAL_MUNMAP_BAD_REGION, "user address");
+        assert_eq!(unmap(data, 3 * 4096, kernel), Status::VM_EINVAL_MUNMAP_BAD_REGION);
+        assert_eq!(unmap(wired, 4096, kernel), Status::VM_EINVAL_MUNMAP_BAD_REGION);
+        assert_eq!(unmap(data, 4096, kernel), Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
+        assert_eq!(unmap(data, 0, kernel), Status::OK);
+        assert_eq!(unmap(u64::MAX - 4095, 4096, kernel), Status::VM_EINVAL_MUNMAP_BAD_REGION, "the top page of the address space");
+        let map = status(&s, Service::VmMapPhysicalMemory, &[data, frame, 2 * 4096, PROT_READ, MAP_SHARED, 1]);
+        assert_eq!(map, Status::OK);
+        assert!(!s.space.translate(m, data).expect("mapped").flags.contains(PteFlags::WRITABLE), "no PROT_WRITE");
+        assert_eq!(unmap(data + 4096, 4096, kernel), Status::OK, "a part may be unmapped");
+        assert_eq!(unmap(data, 2 * 4096, kernel), Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
+        assert_eq!(unmap(data, 4096, kernel), Status::OK);
+        let back = s.space.translate(m, data).expect("own again");
+        assert_eq!(back.gpa, own);
+        assert_eq!(m.read_obj::<u64>(GuestAddress(own)).expect("read"), 0, "the old contents are discarded");
+        assert!(violations(&s).is_empty());
+    }
+
+    #[test]
+    fn leaks_are_listed_at_exit() {
+        let s = state();
+        let p = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
+        assert_eq!(status(&s, Service::VmWireMemory, &[p, 0, 1]), Status::OK);
+        let leaks = s.kernel.lock().expect("lock").leaks();
+        assert_eq!(leaks.len(), 2);
+        assert_eq!(leaks[0].0, "vm_get_unwired_memory");
+        assert_eq!(leaks[0].3, 0x1234, "the RIP of the get");
+        assert!(leaks[1].4.contains("still wired at exit"));
+    }
+}
