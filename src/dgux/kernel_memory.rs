@@ -46,17 +46,25 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A live allocation.
+/// A live allocation, kept small: there may be very many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Allocation {
-    /// Wired or unwired.
-    pub kind: Kind,
-    /// Bytes asked for.
-    pub bytes: u64,
-    /// The vCPU that made the get.
-    pub vcpu: usize,
     /// Guest RIP of the get.
     pub rip: u64,
+    /// Bytes asked for (`bytes` is a uint32 in the seed).
+    pub bytes: u32,
+    /// The vCPU that made the get.
+    pub vcpu: u16,
+    /// Wired or unwired.
+    pub kind: Kind,
+}
+
+const _: () = assert!(std::mem::size_of::<Allocation>() == 16);
+
+/// Bytes a B-tree map spends per entry of `(K, V)`: the entry and a third more
+/// for partly filled nodes and their links.
+fn tree_bytes<K, V>(entries: usize) -> u64 {
+    (entries * std::mem::size_of::<(K, V)>() * 4 / 3) as u64
 }
 
 /// The state of one arena page.
@@ -286,7 +294,8 @@ impl KernelMemory {
                 let _ = memory.write_slice(&vec![0; (to - from) as usize], GuestAddress(t.gpa));
             }
         }
-        self.allocations.insert(va, Allocation { kind, bytes, vcpu: caller.0, rip: caller.1 });
+        let (bytes, vcpu) = (bytes as u32, u16::try_from(caller.0).unwrap_or(u16::MAX));
+        self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind });
         Ok(va)
     }
 
@@ -347,15 +356,15 @@ impl KernelMemory {
     ) -> Result<(), ReleaseError> {
         let Some(&allocation) = self.allocations.get(&ptr) else {
             return Err(match self.containing(ptr) {
-                Some((start, a)) => ReleaseError::NotStart { start, bytes: a.bytes },
+                Some((start, a)) => ReleaseError::NotStart { start, bytes: u64::from(a.bytes) },
                 None => ReleaseError::NoAllocation,
             });
         };
         if allocation.kind != kind {
             return Err(ReleaseError::WrongKind { actual: allocation.kind });
         }
-        if allocation.bytes != bytes {
-            return Err(ReleaseError::WrongSize { expected: allocation.bytes });
+        if u64::from(allocation.bytes) != bytes {
+            return Err(ReleaseError::WrongSize { expected: u64::from(allocation.bytes) });
         }
         let (first, end) = page_span(ptr, bytes).ok_or(ReleaseError::NoAllocation)?;
         for page in pages(first, end) {
@@ -382,14 +391,14 @@ impl KernelMemory {
     /// The live allocation whose bytes contain `address`.
     fn containing(&self, address: u64) -> Option<(u64, Allocation)> {
         let (&start, &a) = self.allocations.range(..=address).next_back()?;
-        (address < start + a.bytes).then_some((start, a))
+        (address < start + u64::from(a.bytes)).then_some((start, a))
     }
 
     /// The unwired allocation whose pages contain the page at `page`, as (start, end of its pages).
     fn unwired_span(&self, page: u64) -> Option<(u64, u64)> {
         let mut best: Option<(u64, u64)> = None;
         for (&start, a) in self.allocations.range(..page.saturating_add(PAGE_SIZE)).rev() {
-            let (first, end) = page_span(start, a.bytes)?;
+            let (first, end) = page_span(start, u64::from(a.bytes))?;
             if end <= page {
                 break;
             }
@@ -533,7 +542,7 @@ impl KernelMemory {
                 (
                     service,
                     va,
-                    a.vcpu,
+                    usize::from(a.vcpu),
                     a.rip,
                     format!("{} bytes of {} memory at {va:#x} are still allocated at exit", a.bytes, a.kind),
                 )
@@ -561,13 +570,14 @@ impl KernelMemory {
                 modified: p.modified,
             })
             .collect();
-        let per_entry = 64;
-        let tables = (self.allocations.len() + self.pages.len() + self.wired.fragments() + self.unwired.fragments()) * per_entry;
+        let tables = tree_bytes::<u64, Allocation>(self.allocations.len())
+            + tree_bytes::<u64, Page>(self.pages.len())
+            + tree_bytes::<u64, u64>(self.wired.fragments() + self.unwired.fragments());
         DgUxReport {
             injected_failures: self.injector.injected(),
             live_allocations: self.allocations.len(),
             pages,
-            bookkeeping_bytes: self.frames.bookkeeping_bytes() + tables as u64,
+            bookkeeping_bytes: self.frames.bookkeeping_bytes() + tables,
         }
     }
 }

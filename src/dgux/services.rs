@@ -246,7 +246,13 @@ mod tests {
     #[test]
     fn every_alignment_is_honoured_and_no_page_cross_never_crosses() {
         let s = state();
-        for (alignment, align) in [(VM_BYTE_ALIGNED, 1), (VM_WORD_ALIGNED, 4), (VM_DOUBLE_WORD_ALIGNED, 8), (VM_DEFAULT_ALIGNMENT, 8), (VM_PAGE_ALIGNED, 4096)] {
+        for (alignment, align) in [
+            (VM_BYTE_ALIGNED, 1),
+            (VM_WORD_ALIGNED, 4),
+            (VM_DOUBLE_WORD_ALIGNED, 8),
+            (VM_DEFAULT_ALIGNMENT, 8),
+            (VM_PAGE_ALIGNED, 4096),
+        ] {
             let _ = get(&s, Service::VmPerhapsGetWiredMemory, 5, VM_BYTE_ALIGNED);
             let p = get(&s, Service::VmPerhapsGetWiredMemory, align.max(24), alignment);
             assert_eq!(p % align, 0, "alignment {alignment}");
@@ -263,9 +269,20 @@ mod tests {
     #[test]
     fn bad_gets_are_refused_with_a_violation_and_no_memory() {
         let s = state();
-        for (bytes, alignment) in [(0, VM_BYTE_ALIGNED), (100, VM_PAGE_ALIGNED), (2, VM_WORD_ALIGNED), (4097, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS), (16, 6), (1 << 32, VM_BYTE_ALIGNED)] {
+        for (bytes, alignment) in [
+            (0, VM_BYTE_ALIGNED),
+            (100, VM_PAGE_ALIGNED),
+            (2, VM_WORD_ALIGNED),
+            (4097, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS),
+            (16, 6),
+            (1 << 32, VM_BYTE_ALIGNED),
+        ] {
             let reply = call(&s, Service::VmGetWiredMemory, &[bytes, u64::from(alignment)]);
-            assert_eq!(reply, Outcome::Reply(Reply { status: Status::EINVAL, value: VM_INVALID_MEMORY_PTR }), "{bytes} {alignment}");
+            assert_eq!(
+                reply,
+                Outcome::Reply(Reply { status: Status::EINVAL, value: VM_INVALID_MEMORY_PTR }),
+                "{bytes} {alignment}"
+            );
         }
         assert_eq!(violations(&s).len(), 6);
         assert_eq!(s.kernel.lock().expect("lock").report().live_allocations, 0);
@@ -393,7 +410,8 @@ mod tests {
                     other => panic!("{other:?}"),
                 })
                 .collect();
-            let stored: u64 = s.ram.memory().read_obj(GuestAddress(s.space.translate(s.ram.memory(), out).expect("out").gpa)).expect("read");
+            let stored: u64 =
+                s.ram.memory().read_obj(GuestAddress(s.space.translate(s.ram.memory(), out).expect("out").gpa)).expect("read");
             assert_eq!(stored, physical[3], "the address is stored at the pointer too");
             assert!(physical.iter().all(|a| a % 4096 == 5 && *a >= layout::FREE_RAM_GPA));
             let contiguous = physical.windows(2).all(|w| w[1] == w[0] + 4096);
@@ -415,9 +433,15 @@ mod tests {
         let wired = get(&s, Service::VmGetWiredMemory, 4096, VM_PAGE_ALIGNED);
         let frame = s.space.translate(m, wired).expect("wired").gpa;
         let kernel = VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK;
-        let map = |l, p, n, sharing, control| status(&s, Service::VmMapPhysicalMemory, &[l, p, n, PROT_READ | PROT_WRITE, sharing, control]);
+        let map = |l, p, n, sharing, control| {
+            status(&s, Service::VmMapPhysicalMemory, &[l, p, n, PROT_READ | PROT_WRITE, sharing, control])
+        };
         assert_eq!(map(data, frame, 4096, MAP_PRIVATE, kernel), Status::VM_EINVAL_MMAP_UNSUPPORTED);
-        assert_eq!(map(data + 1, frame, 100, MAP_PRIVATE, kernel), Status::VM_EINVAL_MMAP_UNSUPPORTED, "sharing is checked first");
+        assert_eq!(
+            map(data + 1, frame, 100, MAP_PRIVATE, kernel),
+            Status::VM_EINVAL_MMAP_UNSUPPORTED,
+            "sharing is checked first"
+        );
         assert_eq!(map(data, frame, 0, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BYTES_NOT_MULTIPLE);
         assert_eq!(map(data, frame, 100, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BYTES_NOT_MULTIPLE);
         assert_eq!(map(data + 8, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_ADDR_BOUNDARY);
@@ -427,7 +451,11 @@ mod tests {
         assert_eq!(map(wired, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA);
         assert_eq!(map(layout::stack_bottom(0), frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA);
         assert_eq!(map(data, frame, 3 * 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION);
-        assert_eq!(map(data, layout::PAGE_TABLES_GPA, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "VMM-owned frames");
+        assert_eq!(
+            map(data, layout::PAGE_TABLES_GPA, 4096, MAP_SHARED, kernel),
+            Status::VM_EINVAL_MMAP_BAD_REGION,
+            "VMM-owned frames"
+        );
         assert_eq!(map(data, s.ram.size(), 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "beyond RAM");
         assert!(violations(&s).is_empty(), "every refusal so far is a status");
 
@@ -462,7 +490,11 @@ mod tests {
         assert_eq!(unmap(wired, 4096, kernel), Status::VM_EINVAL_MUNMAP_BAD_REGION);
         assert_eq!(unmap(data, 4096, kernel), Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
         assert_eq!(unmap(data, 0, kernel), Status::OK);
-        assert_eq!(unmap(u64::MAX - 4095, 4096, kernel), Status::VM_EINVAL_MUNMAP_BAD_REGION, "the top page of the address space");
+        assert_eq!(
+            unmap(u64::MAX - 4095, 4096, kernel),
+            Status::VM_EINVAL_MUNMAP_BAD_REGION,
+            "the top page of the address space"
+        );
         let map = status(&s, Service::VmMapPhysicalMemory, &[data, frame, 2 * 4096, PROT_READ, MAP_SHARED, 1]);
         assert_eq!(map, Status::OK);
         assert!(!s.space.translate(m, data).expect("mapped").flags.contains(PteFlags::WRITABLE), "no PROT_WRITE");

@@ -5,6 +5,8 @@
 //! time (ENVIRONMENT.md), so every figure is measured interleaved with its
 //! baseline (floor, subject, floor, subject, …) and judged only as a ratio.
 
+mod dgux;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -87,6 +89,9 @@ pub enum BenchError {
         /// Violations recorded.
         violations: usize,
     },
+    /// A service answered otherwise than OK during a measurement.
+    #[error("{0} did not answer OK during the measurement: {1}")]
+    Service(&'static str, String),
     /// The JSON file could not be written.
     #[error("Cannot write the JSON results to {}", .0.display())]
     Json(PathBuf, #[source] std::io::Error),
@@ -173,6 +178,7 @@ struct Results {
     boot: Comparison,
     hello_boot_us: Vec<f64>,
     hello_run_us: Vec<f64>,
+    dgux: dgux::DgUxFigures,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -188,6 +194,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let hypercall = bench_hypercalls(args)?;
     let transport = bench_transport(args)?;
     let (boot, hello_boot_us, hello_run_us) = bench_boot(args)?;
+    progress("DG/UX services, in-process");
+    let dgux = dgux::measure(args.rounds, hypercall.baseline.median)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -197,6 +205,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         boot,
         hello_boot_us,
         hello_run_us,
+        dgux,
     };
     print_results(&results);
     if let Some(path) = &args.json {
@@ -405,11 +414,20 @@ fn print_results(r: &Results) {
         println!("  → MISS: {phase} dominates ({share:.0}% of hello's median total); boot_time alone is {alone} the floor");
         println!("    hello run_time per round (µs): {:?}", r.hello_run_us);
     }
+    dgux::print(&r.dgux, r.hypercall.baseline.median);
     println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
         println!("  {:<40} {ratio:>8}  target ≤ {target:<6} {}", c.what, verdict(c.ratio, c.target));
     }
+    let worst = r.dgux.services.iter().map(|s| s.ratio).fold(0.0, f64::max);
+    let what = "worst DG/UX service / null (10,000 live)";
+    println!(
+        "  {what:<40} {:>8}  target ≤ {:<6} {}",
+        format_ratio(worst),
+        format_ratio(dgux::TARGET),
+        verdict(worst, dgux::TARGET)
+    );
 }
 
 /// Which of hello's phases is larger, and its share of the total in percent.

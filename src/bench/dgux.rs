@@ -1,0 +1,151 @@
+//! Part 4 of `kmemvisor bench`: the DG/UX services' own cost per call, next to
+//! the null hypercall, with no and with 10,000 live allocations, and the
+//! VMM's bookkeeping memory.
+//!
+//! Each service is dispatched in-process exactly as a vCPU thread would after
+//! an exit, so the figure is the VMM's work per call; the exit itself (part 1)
+//! is the same for every service and is added to both sides of the ratio.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use kmemvisor_abi::Service;
+use kmemvisor_abi::dgux::{VM_DEFAULT_ALIGNMENT, VM_PAGE_ALIGNED};
+use serde::Serialize;
+
+use super::{BenchError, Stats, ratio};
+use crate::guests;
+use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+use crate::state::{VmConfig, VmState};
+
+/// Live allocations of the loaded measurement.
+pub const LIVE: u64 = 10_000;
+/// The per-call target against the null hypercall.
+pub const TARGET: f64 = 1.1;
+/// Most bookkeeping, as a share of guest RAM.
+pub const BOOKKEEPING_TARGET: f64 = 0.01;
+
+/// One service's cost.
+#[derive(Debug, Serialize)]
+pub struct ServiceCost {
+    /// The guest-library name.
+    pub service: &'static str,
+    /// Live allocations while measured.
+    pub live: u64,
+    /// VMM work per call, ns.
+    pub ns: Stats,
+    /// (exit + this) / (exit + null).
+    pub ratio: f64,
+}
+
+/// Everything part 4 measured.
+#[derive(Debug, Serialize)]
+pub struct DgUxFigures {
+    /// VMM work of a null call, ns.
+    pub null_ns: Stats,
+    /// Each service, unloaded and loaded.
+    pub services: Vec<ServiceCost>,
+    /// Bookkeeping bytes with `LIVE` live allocations.
+    pub bookkeeping_bytes: u64,
+    /// Guest RAM.
+    pub memory_bytes: u64,
+}
+
+fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
+    match dispatch(state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args }) {
+        Outcome::Reply(Reply { status: kmemvisor_abi::Status::OK, value }) => Ok(value),
+        other => Err(BenchError::Service(service.name(), format!("{other:?}"))),
+    }
+}
+
+/// Mean ns per call of `f` over `n` calls.
+fn per_call(n: u64, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    for _ in 0..n {
+        f()?;
+    }
+    Ok(start.elapsed().as_nanos() as f64 / n as f64)
+}
+
+/// ns per call of get, release, wire and unwire of one state, one round.
+fn round(state: &VmState, n: u64) -> Result<[f64; 5], BenchError> {
+    let null = per_call(n, || call(state, Service::Null, [0; 6]).map(|_| ()))?;
+    let mut pointers = Vec::with_capacity(n as usize);
+    let get = per_call(n, || {
+        pointers.push(call(state, Service::VmGetWiredMemory, [64, u64::from(VM_DEFAULT_ALIGNMENT), 0, 0, 0, 0])?);
+        Ok(())
+    })?;
+    let mut to_release = pointers.into_iter();
+    let release = per_call(n, || {
+        let p = to_release.next().unwrap_or_default();
+        call(state, Service::VmReleaseWiredMemory, [black_box(p), 64, 0, 0, 0, 0]).map(|_| ())
+    })?;
+    let page = call(state, Service::VmGetUnwiredMemory, [4096, u64::from(VM_PAGE_ALIGNED), 0, 0, 0, 0])?;
+    let wire = per_call(n, || call(state, Service::VmWireMemory, [page, 0, 4096, 0, 0, 0]).map(|_| ()))?;
+    let unwire = per_call(n, || call(state, Service::VmUnwireMemory, [page, 0, 4096, 0, 0, 0]).map(|_| ()))?;
+    call(state, Service::VmReleaseUnwiredMemory, [page, 4096, 0, 0, 0, 0])?;
+    Ok([null, get, release, wire, unwire])
+}
+
+/// Measures part 4; `exit_us` is the raw exit floor from part 1.
+pub fn measure(rounds: u32, exit_us: f64) -> Result<DgUxFigures, BenchError> {
+    let elf = guests::find("hello").ok_or(BenchError::MissingGuest("hello"))?.elf;
+    let n = 2_000;
+    let names = ["vm_get_wired_memory", "vm_release_wired_memory", "vm_wire_memory", "vm_unwire_memory"];
+    let mut services = Vec::new();
+    let mut null_samples = Vec::new();
+    let mut bookkeeping_bytes = 0;
+    let mut memory_bytes = 0;
+    for live in [0, LIVE] {
+        let state = VmState::new(VmConfig::default(), elf)?;
+        for _ in 0..live {
+            call(&state, Service::VmGetWiredMemory, [64, u64::from(VM_DEFAULT_ALIGNMENT), 0, 0, 0, 0])?;
+        }
+        let mut samples: [Vec<f64>; 5] = Default::default();
+        for _ in 0..rounds {
+            for (i, ns) in round(&state, n)?.into_iter().enumerate() {
+                samples[i].push(ns);
+            }
+        }
+        let null = Stats::of(&samples[0]);
+        null_samples.extend(&samples[0]);
+        for (name, service) in names.iter().zip(&samples[1..]) {
+            let ns = Stats::of(service);
+            let cost = ratio(exit_us * 1000.0 + ns.median, exit_us * 1000.0 + null.median);
+            services.push(ServiceCost { service: name, live, ns, ratio: cost });
+        }
+        let kernel = state.kernel.lock().unwrap_or_else(|e| e.into_inner());
+        bookkeeping_bytes = kernel.report().bookkeeping_bytes;
+        memory_bytes = state.ram.size();
+    }
+    Ok(DgUxFigures { null_ns: Stats::of(&null_samples), services, bookkeeping_bytes, memory_bytes })
+}
+
+/// Prints part 4.
+pub fn print(f: &DgUxFigures, exit_us: f64) {
+    println!(
+        "\n4. DG/UX services: VMM work per call, next to the null call (in-process dispatch; exit floor {exit_us:.2} µs from 1.)"
+    );
+    super::row("null hypercall", f.null_ns, "ns");
+    for s in &f.services {
+        let label = format!("{} ({} live)", s.service, s.live);
+        super::row(&label, s.ns, "ns");
+    }
+    for s in &f.services {
+        let label = format!("(exit + {}) / (exit + null), {} live", s.service, s.live);
+        println!(
+            "  {label:<60} {}  target ≤ {}  {}",
+            super::format_ratio(s.ratio),
+            super::format_ratio(TARGET),
+            super::verdict(s.ratio, TARGET)
+        );
+    }
+    let share = f.bookkeeping_bytes as f64 / f.memory_bytes as f64;
+    let verdict = if share <= BOOKKEEPING_TARGET { "PASS" } else { "MISS" };
+    println!(
+        "  bookkeeping with {LIVE} live allocations: {} KiB of {} MiB guest RAM = {:.3}%  target ≤ 1%  {verdict}",
+        f.bookkeeping_bytes / 1024,
+        f.memory_bytes >> 20,
+        100.0 * share
+    );
+}
