@@ -181,7 +181,17 @@ mod tests {
 
     #[test]
     fn virtual_regions_are_kernel_and_ordered() {
-        let regions = [KERNEL_START, WIRED_ARENA_VA, WIRED_ARENA_VA + ARENA_SIZE, UNWIRED_ARENA_VA, UNWIRED_ARENA_VA + ARENA_SIZE, STACKS_VA, VCPU_PAGES_VA, SYSTEM_TABLES_VA, IMAGE_VA];
+        let regions = [
+            KERNEL_START,
+            WIRED_ARENA_VA,
+            WIRED_ARENA_VA + ARENA_SIZE,
+            UNWIRED_ARENA_VA,
+            UNWIRED_ARENA_VA + ARENA_SIZE,
+            STACKS_VA,
+            VCPU_PAGES_VA,
+            SYSTEM_TABLES_VA,
+            IMAGE_VA,
+        ];
         for pair in regions.windows(2) {
             assert!(pair[0] <= pair[1]);
         }

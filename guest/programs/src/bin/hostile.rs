@@ -1,10 +1,18 @@
 //! Makes 100,000 calls with random service numbers and arguments; checks every reply is a status.
+//!
+//! Random calls into the DG/UX group (`0x600..`) may succeed or be recorded
+//! as violations; both are fine. The guest keeps itself intact: the only
+//! service that writes through a pointer argument,
+//! `vm_get_physical_byte_address`, gets an unmappable or arena address there,
+//! never one of the image or the stack, and what random perhaps gets allocate
+//! is released before the guest exits, so nothing is left allocated.
 #![no_std]
 #![no_main]
 
 use core::arch::asm;
 
 use kmemvisor_guest::abi::{HYPERCALL_PORT, Service, Status, layout};
+use kmemvisor_guest::dgux::raw;
 use kmemvisor_guest::{println, vcpu_count, vcpu_id};
 
 kmemvisor_firmware::entry!(main);
@@ -100,17 +108,72 @@ fn defuse(number: u64, args: &mut [u64; 6], rng: &mut Rng) {
         Ok(Service::VcpuStart) if args[0] < vcpu_count() && args[0] != vcpu_id() => {
             args[0] = vcpu_count() + (args[0] & 0xffff);
         }
+        Ok(Service::VmGetPhysicalByteAddress) => {
+            // The VMM stores 8 bytes there: never into our image or stack.
+            args[2] = match rng.below(3) {
+                0 => rng.pick(UNMAPPABLE),
+                1 => layout::WIRED_ARENA_VA + (rng.below(0x10_0000) & !7),
+                _ => layout::UNWIRED_ARENA_VA + (rng.below(0x10_0000) & !7),
+            };
+        }
         _ => {}
     }
+}
+
+/// Most allocations of random perhaps gets kept until the end; more are
+/// released at once.
+const KEPT: usize = 128;
+
+/// What random perhaps gets allocated: released before the guest exits.
+struct Allocations {
+    kept: [(u64, u64, bool); KEPT],
+    len: usize,
+    total: u64,
+}
+
+impl Allocations {
+    /// Notes the reply of a call: a perhaps get that succeeded allocated.
+    fn note(&mut self, number: u64, args: &[u64; 6], status: u64, value: u64) {
+        let wired = match Service::try_from(number) {
+            Ok(Service::VmPerhapsGetWiredMemory) => true,
+            Ok(Service::VmPerhapsGetUnwiredMemory) => false,
+            _ => return,
+        };
+        if status != Status::OK.code() {
+            return;
+        }
+        self.total += 1;
+        if self.len < KEPT {
+            self.kept[self.len] = (value, args[0], wired);
+            self.len += 1;
+        } else {
+            release(value, args[0], wired);
+        }
+    }
+
+    /// Releases everything kept; the number of refused releases.
+    fn release_all(&mut self) -> u64 {
+        let refused =
+            self.kept[..self.len].iter().filter(|&&(ptr, bytes, wired)| release(ptr, bytes, wired) != Status::OK).count();
+        self.len = 0;
+        refused as u64
+    }
+}
+
+fn release(ptr: u64, bytes: u64, wired: bool) -> Status {
+    // SAFETY: the allocation was never used; nothing refers to it.
+    unsafe { if wired { raw::vm_release_wired_memory(ptr, bytes) } else { raw::vm_release_unwired_memory(ptr, bytes) } }
 }
 
 /// The hypercall, also checking that the argument registers come back unchanged.
 fn call(number: u64, args: [u64; 6]) -> (u64, u64, bool) {
     let (status, value): (u64, u64);
     let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (args[0], args[1], args[2], args[3], args[4], args[5]);
-    // SAFETY: `defuse` leaves no argument that makes the VMM touch memory: the
-    // console gets a null or non-canonical pointer or no length; other services
-    // either take no pointers or do not exist.
+    // SAFETY: `defuse` leaves no argument that makes the VMM touch memory we
+    // use: the console gets a null or non-canonical pointer or no length;
+    // vm_get_physical_byte_address stores only to an unmappable or arena
+    // address (the arenas hold nothing but never-read random allocations);
+    // other services take no pointers they write through, or do not exist.
     unsafe {
         asm!(
             "out dx, eax",
@@ -130,6 +193,7 @@ fn main() -> u32 {
     let mut counts = [0u64; Status::ALL.len()];
     let (mut not_status, mut clobbered) = (0u64, 0u64);
     let mut made = 0u64;
+    let mut allocations = Allocations { kept: [(0, 0, false); KEPT], len: 0, total: 0 };
     while made < CALLS {
         let number = service_number(&mut rng);
         if let Ok(service) = Service::try_from(number)
@@ -140,7 +204,8 @@ fn main() -> u32 {
         let mut args = [0u64; 6];
         args.iter_mut().for_each(|a| *a = argument(&mut rng));
         defuse(number, &mut args, &mut rng);
-        let (status, _value, preserved) = call(number, args);
+        let (status, value, preserved) = call(number, args);
+        allocations.note(number, &args, status, value);
         made += 1;
         if !preserved {
             clobbered += 1;
@@ -159,6 +224,12 @@ fn main() -> u32 {
         if count > 0 {
             println!("hostile: {:>6} x {}", count, status.name());
         }
+    }
+    let refused = allocations.release_all();
+    println!("hostile: {} random perhaps gets allocated; all released", allocations.total);
+    if refused > 0 {
+        println!("hostile: {refused} releases of those allocations were refused");
+        return 1;
     }
     if clobbered > 0 {
         println!("hostile: {clobbered} calls changed an argument register");
