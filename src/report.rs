@@ -160,6 +160,7 @@ pub enum ExitCause {
         seconds: f64,
     },
     /// A DG/UX demand get could not allocate, and the kernel halted.
+    #[serde(rename = "dgux-abort")]
     DgUxAbort {
         /// vCPU of the get.
         vcpu: usize,
@@ -377,6 +378,14 @@ mod tests {
             ExitCause::Exception { vcpu: 1, vector: 14, name: "#PF", error_code: 6, cr2: 0xdead_0000, rip: 0x10, rsp: 0x20 };
         let json = serde_json::to_value(&cause).expect("json");
         assert_eq!(json["cause"], "exception");
+        let abort = ExitCause::DgUxAbort {
+            vcpu: 0,
+            code: "VM_PANIC_GET_WIRED_MEMORY",
+            service: "vm_get_wired_memory",
+            bytes: 1,
+            alignment: 0,
+        };
+        assert_eq!(serde_json::to_value(&abort).expect("json")["cause"], "dgux-abort");
         assert_eq!(json["cr2"], "0xdead0000");
         assert_eq!(json["name"], "#PF");
     }

@@ -38,9 +38,26 @@ pub struct ServiceCost {
     pub ratio: f64,
 }
 
+/// A guest-driven pair of calls, measured end to end against null calls.
+#[derive(Debug, Serialize)]
+pub struct PairCost {
+    /// The two services of the pair.
+    pub pair: &'static str,
+    /// Live allocations while measured.
+    pub live: u64,
+    /// µs per call of the pair (both calls averaged), prefill subtracted.
+    pub us: Stats,
+    /// µs per null call in the same rounds.
+    pub null_us: Stats,
+    /// Median of us / null_us.
+    pub ratio: f64,
+}
+
 /// Everything part 4 measured.
 #[derive(Debug, Serialize)]
 pub struct DgUxFigures {
+    /// The guest-driven pairs.
+    pub pairs: Vec<PairCost>,
     /// VMM work of a null call, ns.
     pub null_ns: Stats,
     /// Each service, unloaded and loaded.
@@ -118,7 +135,35 @@ pub fn measure(rounds: u32, exit_us: f64) -> Result<DgUxFigures, BenchError> {
         bookkeeping_bytes = kernel.report().bookkeeping_bytes;
         memory_bytes = state.ram.size();
     }
-    Ok(DgUxFigures { null_ns: Stats::of(&null_samples), services, bookkeeping_bytes, memory_bytes })
+    Ok(DgUxFigures { pairs: Vec::new(), null_ns: Stats::of(&null_samples), services, bookkeeping_bytes, memory_bytes })
+}
+
+/// Runs the bundled `bench` guest's DG/UX modes next to its `null` mode, round
+/// by round: per call = (run time of the mode − run time of `prefill LIVE`) / calls.
+pub fn measure_end_to_end(rounds: u32, calls: u64) -> Result<Vec<PairCost>, BenchError> {
+    let timeout = std::time::Duration::from_secs(60) + std::time::Duration::from_micros(calls.saturating_mul(2000));
+    let run_us =
+        |cmdline: String| -> Result<f64, BenchError> { Ok(super::run_guest("bench", cmdline, timeout)?.run_time_us as f64) };
+    let pairs = calls / 2;
+    let mut out = Vec::new();
+    for live in [0, LIVE] {
+        let (mut null, mut getrel, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            super::progress(&format!("DG/UX pairs with {live} live allocations, round {round}/{rounds}"));
+            null.push(run_us(format!("null {calls}"))? / calls as f64);
+            let prefill = run_us(format!("prefill {live}"))?;
+            getrel.push((run_us(format!("wired-getrel {pairs} {live}"))? - prefill) / calls as f64);
+            wire.push((run_us(format!("wire-unwire {pairs} {live}"))? - prefill) / calls as f64);
+        }
+        for (pair, samples) in
+            [("vm_perhaps_get_wired_memory + vm_release_wired_memory", &getrel), ("vm_wire_memory + vm_unwire_memory", &wire)]
+        {
+            let ratios: Vec<f64> = samples.iter().zip(&null).map(|(s, n)| ratio(*s, *n)).collect();
+            let ratio = super::percentile(&ratios, 50.0);
+            out.push(PairCost { pair, live, us: Stats::of(samples), null_us: Stats::of(&null), ratio });
+        }
+    }
+    Ok(out)
 }
 
 /// Prints part 4.
@@ -130,6 +175,18 @@ pub fn print(f: &DgUxFigures, exit_us: f64) {
     for s in &f.services {
         let label = format!("{} ({} live)", s.service, s.live);
         super::row(&label, s.ns, "ns");
+    }
+    println!("  end to end, bench guest (µs per call, prefill subtracted, rounds paired with null calls):");
+    for p in &f.pairs {
+        let label = format!("{} ({} live)", p.pair, p.live);
+        println!(
+            "    {label:<66} {:>6.2} µs vs null {:>6.2} µs  {}  target ≤ {}  {}",
+            p.us.median,
+            p.null_us.median,
+            super::format_ratio(p.ratio),
+            super::format_ratio(TARGET),
+            super::verdict(p.ratio, TARGET)
+        );
     }
     for s in &f.services {
         let label = format!("(exit + {}) / (exit + null), {} live", s.service, s.live);

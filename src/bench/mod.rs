@@ -195,7 +195,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let transport = bench_transport(args)?;
     let (boot, hello_boot_us, hello_run_us) = bench_boot(args)?;
     progress("DG/UX services, in-process");
-    let dgux = dgux::measure(args.rounds, hypercall.baseline.median)?;
+    let mut dgux = dgux::measure(args.rounds, hypercall.baseline.median)?;
+    dgux.pairs = dgux::measure_end_to_end(args.rounds, args.calls)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -420,8 +421,8 @@ fn print_results(r: &Results) {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
         println!("  {:<40} {ratio:>8}  target ≤ {target:<6} {}", c.what, verdict(c.ratio, c.target));
     }
-    let worst = r.dgux.services.iter().map(|s| s.ratio).fold(0.0, f64::max);
-    let what = "worst DG/UX service / null (10,000 live)";
+    let worst = r.dgux.services.iter().map(|s| s.ratio).chain(r.dgux.pairs.iter().map(|p| p.ratio)).fold(0.0, f64::max);
+    let what = "worst DG/UX call / null (0, 10,000 live)";
     println!(
         "  {what:<40} {:>8}  target ≤ {:<6} {}",
         format_ratio(worst),

@@ -57,6 +57,20 @@ pub struct Allocation {
     pub vcpu: u16,
     /// Wired or unwired.
     pub kind: Kind,
+    /// Made by a demand get (else a perhaps get).
+    pub demand: bool,
+}
+
+impl Allocation {
+    /// The get that made it.
+    fn service(&self) -> &'static str {
+        match (self.kind, self.demand) {
+            (Kind::Wired, true) => "vm_get_wired_memory",
+            (Kind::Wired, false) => "vm_perhaps_get_wired_memory",
+            (Kind::Unwired, true) => "vm_get_unwired_memory",
+            (Kind::Unwired, false) => "vm_perhaps_get_unwired_memory",
+        }
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Allocation>() == 16);
@@ -246,6 +260,7 @@ impl KernelMemory {
         memory: &GuestMemoryMmap,
         space: &AddressSpace,
         kind: Kind,
+        demand: bool,
         bytes: u64,
         alignment: u64,
         caller: (usize, u64),
@@ -295,7 +310,7 @@ impl KernelMemory {
             }
         }
         let (bytes, vcpu) = (bytes as u32, u16::try_from(caller.0).unwrap_or(u16::MAX));
-        self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind });
+        self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind, demand });
         Ok(va)
     }
 
@@ -367,8 +382,10 @@ impl KernelMemory {
             return Err(ReleaseError::WrongSize { expected: u64::from(allocation.bytes) });
         }
         let (first, end) = page_span(ptr, bytes).ok_or(ReleaseError::NoAllocation)?;
+        // Wire counts are per page: a page shared with other live allocations
+        // may be wired for them, so only pages this allocation has alone count.
         for page in pages(first, end) {
-            if let Some(p) = self.pages.get(&page).filter(|p| p.wire_count > p.initial) {
+            if let Some(p) = self.pages.get(&page).filter(|p| p.live == 1 && p.wire_count > p.initial) {
                 return Err(ReleaseError::StillWired { page, count: p.wire_count, initial: p.initial });
             }
         }
@@ -535,12 +552,8 @@ impl KernelMemory {
             .allocations
             .iter()
             .map(|(&va, a)| {
-                let service = match a.kind {
-                    Kind::Wired => "vm_get_wired_memory",
-                    Kind::Unwired => "vm_get_unwired_memory",
-                };
                 (
-                    service,
+                    a.service(),
                     va,
                     usize::from(a.vcpu),
                     a.rip,

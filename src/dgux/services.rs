@@ -49,7 +49,7 @@ fn uint32(name: &str, value: u64) -> Result<u64, String> {
 }
 
 fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bool, bytes: u64, alignment: u64) -> Outcome {
-    let result = kernel(state).get(state.ram.memory(), &state.space, kind, bytes, alignment, (caller.vcpu, caller.rip));
+    let result = kernel(state).get(state.ram.memory(), &state.space, kind, demand, bytes, alignment, (caller.vcpu, caller.rip));
     match result {
         Ok(ptr) => Reply::ok(ptr),
         Err(GetError::Refused(why)) => refuse(state, caller, service, &[bytes, alignment], why, Status::EINVAL),
@@ -345,6 +345,19 @@ mod tests {
     }
 
     #[test]
+    fn only_an_allocations_own_wiring_blocks_its_release() {
+        let s = state();
+        let a = get(&s, Service::VmGetUnwiredMemory, 32, VM_DEFAULT_ALIGNMENT);
+        let b = get(&s, Service::VmGetUnwiredMemory, 32, VM_DEFAULT_ALIGNMENT);
+        assert_eq!(status(&s, Service::VmWireMemory, &[b, 0, 32]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[a, 32]), Status::OK, "b's wiring is not a's");
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[b, 32]), Status::EINVAL, "b is alone on its wired page now");
+        assert!(violations(&s)[0].contains("still wired"));
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[b, 0, 32]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[b, 32]), Status::OK);
+    }
+
+    #[test]
     fn wire_counts_round_to_pages_and_never_go_below_their_floor() {
         let s = state();
         let wired = get(&s, Service::VmGetWiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
@@ -517,5 +530,8 @@ mod tests {
         assert_eq!(leaks[0].0, "vm_get_unwired_memory");
         assert_eq!(leaks[0].3, 0x1234, "the RIP of the get");
         assert!(leaks[1].4.contains("still wired at exit"));
+        let q = get(&s, Service::VmPerhapsGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
+        let leaks = s.kernel.lock().expect("lock").leaks();
+        assert!(leaks.iter().any(|l| l.0 == "vm_perhaps_get_wired_memory" && l.1 == q), "{leaks:?}");
     }
 }
