@@ -106,7 +106,7 @@ impl FrameAllocator {
     /// free already are ignored (and reported as `false`).
     pub fn release(&mut self, gpa: u64) -> bool {
         let frame = gpa >> PAGE_SHIFT;
-        let Some(index) = frame.checked_sub(self.base).filter(|&i| i < self.count && gpa % PAGE_SIZE == 0) else {
+        let Some(index) = frame.checked_sub(self.base).filter(|&i| i < self.count && gpa.is_multiple_of(PAGE_SIZE)) else {
             return false;
         };
         if !self.is_used(index) {
@@ -136,7 +136,7 @@ mod tests {
             assert_ne!(pair[1], pair[0] + PAGE_SIZE, "{got:x?}");
             assert_ne!(pair[0], pair[1] + PAGE_SIZE, "{got:x?}");
         }
-        assert!(got.iter().all(|&g| g >= BASE && g < BASE + 64 * PAGE_SIZE && g % PAGE_SIZE == 0));
+        assert!(got.iter().all(|&g| (BASE..BASE + 64 * PAGE_SIZE).contains(&g) && g.is_multiple_of(PAGE_SIZE)));
         assert_eq!(frames.free_frames(), 56);
     }
 

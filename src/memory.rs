@@ -90,7 +90,8 @@ impl GuestRam {
 /// frame's contents stay (they live in the memfd).
 ///
 /// The VMM calls this after it changed or removed a guest page-table entry
-/// that pointed at the frame. Writing the entry does not reach KVM: with
+/// that pointed at the frame, if the entry had been accessed (otherwise no
+/// translation through it can be cached). Writing the entry does not reach KVM: with
 /// shadow paging KVM trusts its copy of write-protected guest page tables,
 /// and with EPT/NPT the vCPUs may hold the old translation in their TLBs. The
 /// MMU notifier behind `MADV_DONTNEED` makes KVM drop every mapping of the

@@ -7,7 +7,7 @@
 //! the VMM's, a walk of them is also how the VMM reads guest-virtual memory.
 
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Bits of a page-table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,9 @@ impl PteFlags {
     pub const WRITE_THROUGH: PteFlags = PteFlags(1 << 3);
     /// Page-level cache disable (PCD).
     pub const CACHE_DISABLE: PteFlags = PteFlags(1 << 4);
+    /// The CPU (or KVM on its behalf) walked this entry: only then can a
+    /// translation through it be cached anywhere.
+    pub const ACCESSED: PteFlags = PteFlags(1 << 5);
     /// Instruction fetches are not allowed (needs EFER.NXE).
     pub const NO_EXECUTE: PteFlags = PteFlags(1 << 63);
     /// Flags of intermediate entries: leaves decide permissions.
@@ -150,6 +153,13 @@ pub struct Translation {
     pub flags: PteFlags,
 }
 
+impl Translation {
+    /// The frame and flags of a leaf entry.
+    fn of_entry(entry: u64) -> Translation {
+        Translation { gpa: entry & PteFlags::ADDRESS_MASK, flags: PteFlags(entry & !PteFlags::ADDRESS_MASK) }
+    }
+}
+
 /// One address space: a PML4 and everything below it.
 #[derive(Debug)]
 pub struct AddressSpace {
@@ -242,23 +252,24 @@ impl AddressSpace {
         Some(table + 8 * index(va, 0))
     }
 
-    /// Points the mapped page at `va` to `gpa` with `flags`; the vCPUs must
-    /// flush their TLBs before they see it.
-    pub fn remap(&self, memory: &GuestMemoryMmap, va: u64, gpa: u64, flags: PteFlags) -> Result<(), PagingError> {
+    /// Points the mapped page at `va` to `gpa` with `flags` and returns the
+    /// old translation; until the old frame is zapped (see
+    /// [`crate::memory::zap_frame`]) vCPUs may still use a cached one.
+    pub fn remap(&self, memory: &GuestMemoryMmap, va: u64, gpa: u64, flags: PteFlags) -> Result<Translation, PagingError> {
         let slot = self.leaf_slot(memory, va).ok_or(PagingError::NotMapped(va))?;
         if read_entry(memory, slot)? & PteFlags::PRESENT.0 == 0 {
             return Err(PagingError::NotMapped(va));
         }
-        write_entry(memory, slot, (gpa & PteFlags::ADDRESS_MASK) | (flags | PteFlags::PRESENT).0)
+        let old = swap_entry(memory, slot, (gpa & PteFlags::ADDRESS_MASK) | (flags | PteFlags::PRESENT).0)?;
+        Ok(Translation::of_entry(old))
     }
 
-    /// Removes the mapping of the page at `va` and returns what it was; the
-    /// vCPUs must flush their TLBs before the page is really gone for them.
+    /// Removes the mapping of the page at `va` and returns what it was; see
+    /// [`AddressSpace::remap`] on cached translations.
     pub fn unmap(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
         let slot = self.leaf_slot(memory, va)?;
-        let old = self.translate(memory, va & !(PAGE_SIZE - 1))?;
-        write_entry(memory, slot, 0).ok()?;
-        Some(old)
+        let old = swap_entry(memory, slot, 0).ok()?;
+        (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
     }
 
     /// Translates `va`, or `None` where nothing is mapped.
@@ -284,6 +295,22 @@ impl AddressSpace {
 
 fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
     memory.read_obj(GuestAddress(at)).map_err(|_| PagingError::Memory(at))
+}
+
+/// Replaces the entry at `at` in one atomic step and returns the old one: a
+/// vCPU walking the tables may set the accessed bit at the same moment, and
+/// that bit decides whether the old frame must be zapped.
+fn swap_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<u64, PagingError> {
+    let host = memory.get_host_address(GuestAddress(at)).map_err(|_| PagingError::Memory(at))?;
+    if !(host as usize).is_multiple_of(8) || memory.get_host_address(GuestAddress(at + 7)).is_err() {
+        return Err(PagingError::Memory(at));
+    }
+    // SAFETY: `host` is 8-byte aligned and its 8 bytes lie in guest RAM's
+    // mapping, which lives as long as `memory`; the CPU updates accessed and
+    // dirty bits with locked read-modify-writes, so an atomic swap is the
+    // right way to share the entry with it.
+    let atomic = unsafe { std::sync::atomic::AtomicU64::from_ptr(host.cast::<u64>()) };
+    Ok(atomic.swap(entry, std::sync::atomic::Ordering::SeqCst))
 }
 
 fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {
@@ -368,7 +395,9 @@ mod tests {
         let m = ram.memory();
         let va = layout::WIRED_ARENA_VA;
         space.map(m, &mut pool, va, 0x40_0000, PteFlags::USER | PteFlags::WRITABLE).expect("map");
-        space.remap(m, va, 0x41_0000, PteFlags::USER | PteFlags::CACHE_DISABLE).expect("remap");
+        let old = space.remap(m, va, 0x41_0000, PteFlags::USER | PteFlags::CACHE_DISABLE).expect("remap");
+        assert_eq!(old.gpa, 0x40_0000);
+        assert!(old.flags.contains(PteFlags::WRITABLE) && !old.flags.contains(PteFlags::ACCESSED));
         let t = space.translate(m, va).expect("mapped");
         assert_eq!(t.gpa, 0x41_0000);
         assert!(t.flags.contains(PteFlags::CACHE_DISABLE) && !t.flags.contains(PteFlags::WRITABLE));

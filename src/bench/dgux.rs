@@ -45,11 +45,11 @@ pub struct PairCost {
     pub pair: &'static str,
     /// Live allocations while measured.
     pub live: u64,
-    /// µs per call of the pair (both calls averaged), prefill subtracted.
-    pub us: Stats,
-    /// µs per null call in the same rounds.
-    pub null_us: Stats,
-    /// Median of us / null_us.
+    /// TSC cycles per call of the pair (both calls averaged), per run.
+    pub cycles: Stats,
+    /// TSC cycles per null call in the same runs.
+    pub null_cycles: Stats,
+    /// Median over the runs of cycles / null cycles.
     pub ratio: f64,
 }
 
@@ -138,29 +138,41 @@ pub fn measure(rounds: u32, exit_us: f64) -> Result<DgUxFigures, BenchError> {
     Ok(DgUxFigures { pairs: Vec::new(), null_ns: Stats::of(&null_samples), services, bookkeeping_bytes, memory_bytes })
 }
 
-/// Runs the bundled `bench` guest's DG/UX modes next to its `null` mode, round
-/// by round: per call = (run time of the mode − run time of `prefill LIVE`) / calls.
-pub fn measure_end_to_end(rounds: u32, calls: u64) -> Result<Vec<PairCost>, BenchError> {
-    let timeout = std::time::Duration::from_secs(60) + std::time::Duration::from_micros(calls.saturating_mul(2000));
-    let run_us =
-        |cmdline: String| -> Result<f64, BenchError> { Ok(super::run_guest("bench", cmdline, timeout)?.run_time_us as f64) };
-    let pairs = calls / 2;
+/// The three figures of a `bench-cycles:` line: null, get+release, wire+unwire.
+fn parse_cycles(console: &str) -> Option<[f64; 3]> {
+    let line = console.lines().find_map(|l| l.strip_prefix("bench-cycles: "))?;
+    let mut figures = [0.0; 3];
+    for (slot, key) in figures.iter_mut().zip(["null=", "getrel=", "wire="]) {
+        let field = line.split_whitespace().find_map(|f| f.strip_prefix(key))?;
+        *slot = field.parse().ok()?;
+    }
+    Some(figures)
+}
+
+/// Runs the bundled `bench` guest's `dgux LIVE BLOCKS` mode, which times
+/// interleaved blocks of null calls, get+release and wire+unwire pairs with
+/// the TSC: the ratios compare calls that met the same host.
+pub fn measure_end_to_end(rounds: u32, blocks: u64) -> Result<Vec<PairCost>, BenchError> {
+    let timeout = std::time::Duration::from_secs(120);
     let mut out = Vec::new();
     for live in [0, LIVE] {
-        let (mut null, mut getrel, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+        let mut runs: [Vec<f64>; 3] = Default::default();
         for round in 1..=rounds {
-            super::progress(&format!("DG/UX pairs with {live} live allocations, round {round}/{rounds}"));
-            null.push(run_us(format!("null {calls}"))? / calls as f64);
-            let prefill = run_us(format!("prefill {live}"))?;
-            getrel.push((run_us(format!("wired-getrel {pairs} {live}"))? - prefill) / calls as f64);
-            wire.push((run_us(format!("wire-unwire {pairs} {live}"))? - prefill) / calls as f64);
+            super::progress(&format!("DG/UX calls in the guest with {live} live allocations, run {round}/{rounds}"));
+            let cmdline = format!("dgux {live} {}", blocks.max(1));
+            let (_, console) = super::run_guest_capturing("bench", cmdline.clone(), timeout)?;
+            let figures = parse_cycles(&console)
+                .ok_or_else(|| BenchError::Service("bench guest", format!("no bench-cycles line for `{cmdline}`")))?;
+            for (samples, figure) in runs.iter_mut().zip(figures) {
+                samples.push(figure);
+            }
         }
         for (pair, samples) in
-            [("vm_perhaps_get_wired_memory + vm_release_wired_memory", &getrel), ("vm_wire_memory + vm_unwire_memory", &wire)]
+            [("vm_perhaps_get_wired_memory + vm_release_wired_memory", &runs[1]), ("vm_wire_memory + vm_unwire_memory", &runs[2])]
         {
-            let ratios: Vec<f64> = samples.iter().zip(&null).map(|(s, n)| ratio(*s, *n)).collect();
+            let ratios: Vec<f64> = samples.iter().zip(&runs[0]).map(|(s, n)| ratio(*s, *n)).collect();
             let ratio = super::percentile(&ratios, 50.0);
-            out.push(PairCost { pair, live, us: Stats::of(samples), null_us: Stats::of(&null), ratio });
+            out.push(PairCost { pair, live, cycles: Stats::of(samples), null_cycles: Stats::of(&runs[0]), ratio });
         }
     }
     Ok(out)
@@ -176,13 +188,13 @@ pub fn print(f: &DgUxFigures, exit_us: f64) {
         let label = format!("{} ({} live)", s.service, s.live);
         super::row(&label, s.ns, "ns");
     }
-    println!("  end to end, bench guest (µs per call, prefill subtracted, rounds paired with null calls):");
+    println!("  end to end in the bench guest (TSC cycles per call, blocks interleaved with null calls):");
     for p in &f.pairs {
         let label = format!("{} ({} live)", p.pair, p.live);
         println!(
-            "    {label:<66} {:>6.2} µs vs null {:>6.2} µs  {}  target ≤ {}  {}",
-            p.us.median,
-            p.null_us.median,
+            "    {label:<66} {:>8.0} vs null {:>8.0}  {}  target ≤ {}  {}",
+            p.cycles.median,
+            p.null_cycles.median,
             super::format_ratio(p.ratio),
             super::format_ratio(TARGET),
             super::verdict(p.ratio, TARGET)
@@ -205,4 +217,17 @@ pub fn print(f: &DgUxFigures, exit_us: f64) {
         f.memory_bytes >> 20,
         100.0 * share
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycle_lines_parse_and_anything_else_does_not() {
+        assert_eq!(parse_cycles("x\nbench-cycles: null=100 getrel=120 wire=99\n"), Some([100.0, 120.0, 99.0]));
+        assert_eq!(parse_cycles("bench-cycles: null=100 wire=99"), None);
+        assert_eq!(parse_cycles("bench-cycles: null=x getrel=1 wire=2"), None);
+        assert_eq!(parse_cycles(""), None);
+    }
 }

@@ -196,7 +196,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let (boot, hello_boot_us, hello_run_us) = bench_boot(args)?;
     progress("DG/UX services, in-process");
     let mut dgux = dgux::measure(args.rounds, hypercall.baseline.median)?;
-    dgux.pairs = dgux::measure_end_to_end(args.rounds, args.calls)?;
+    dgux.pairs = dgux::measure_end_to_end(args.rounds, args.calls / 100)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -221,21 +221,43 @@ fn progress(message: &str) {
     let _ = writeln!(err, "bench: {message}");
 }
 
+/// Collects a guest's console output.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Runs bundled `guest` with `cmdline`, console discarded; it must exit 0 cleanly.
 fn run_guest(guest: &'static str, cmdline: String, timeout: Duration) -> Result<Report, BenchError> {
+    run_guest_capturing(guest, cmdline, timeout).map(|(report, _)| report)
+}
+
+/// [`run_guest`], returning the console output as well.
+fn run_guest_capturing(guest: &'static str, cmdline: String, timeout: Duration) -> Result<(Report, String), BenchError> {
     let elf = guests::find(guest).ok_or(BenchError::MissingGuest(guest))?.elf.to_vec();
     let vm = VmConfig { cmdline: cmdline.clone(), ..VmConfig::default() };
+    let console = Captured::default();
     let options = RunOptions {
         name: guest.into(),
         elf,
         vm,
         timeout: Some(timeout),
-        console: Box::new(std::io::sink()),
+        console: Box::new(console.clone()),
         handle_signals: false,
     };
     let report = machine::run(options)?.report;
+    let output = String::from_utf8_lossy(&console.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     match report.exit.cause {
-        ExitCause::GuestExit { code: 0 } if report.violations.is_empty() => Ok(report),
+        ExitCause::GuestExit { code: 0 } if report.violations.is_empty() => Ok((report, output)),
         _ => {
             Err(BenchError::UnexpectedExit { guest, cmdline, summary: report.exit.summary, violations: report.violations.len() })
         }

@@ -230,6 +230,15 @@ fn pages(first: u64, end: u64) -> impl Iterator<Item = u64> {
     (first..end).step_by(PAGE_SIZE as usize)
 }
 
+/// Guest memory and the address space the kernel memory lives in.
+#[derive(Clone, Copy)]
+pub struct GuestView<'a> {
+    /// Guest RAM.
+    pub memory: &'a GuestMemoryMmap,
+    /// The kernel address space.
+    pub space: &'a AddressSpace,
+}
+
 /// All DG/UX kernel memory of a VM.
 #[derive(Debug)]
 pub struct KernelMemory {
@@ -257,8 +266,7 @@ impl KernelMemory {
     /// Allocates `bytes` of `kind` memory with an alignment code, zero-filled.
     pub fn get(
         &mut self,
-        memory: &GuestMemoryMmap,
-        space: &AddressSpace,
+        view: GuestView,
         kind: Kind,
         demand: bool,
         bytes: u64,
@@ -287,13 +295,10 @@ impl KernelMemory {
         if self.injector.should_fail() {
             return Err(GetError::OutOfMemory);
         }
-        let arena = match kind {
-            Kind::Wired => &mut self.wired,
-            Kind::Unwired => &mut self.unwired,
-        };
-        let va = arena.allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
+        let va = self.arena(kind).allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
         let (first, end) = page_span(va, bytes).ok_or(GetError::OutOfMemory)?;
-        if let Err(e) = self.back_pages(memory, space, kind, first, end) {
+        let GuestView { memory, space } = view;
+        if let Err(e) = self.back_pages(view, kind, first, end) {
             self.arena(kind).release(va, bytes);
             return Err(e);
         }
@@ -322,14 +327,7 @@ impl KernelMemory {
     }
 
     /// Maps a fresh frame under every page of `[first, end)` that has none.
-    fn back_pages(
-        &mut self,
-        memory: &GuestMemoryMmap,
-        space: &AddressSpace,
-        kind: Kind,
-        first: u64,
-        end: u64,
-    ) -> Result<(), GetError> {
+    fn back_pages(&mut self, GuestView { memory, space }: GuestView, kind: Kind, first: u64, end: u64) -> Result<(), GetError> {
         let wanted = (end - first) / PAGE_SIZE;
         // Only the first and last page can exist already; keep a few frames for page tables.
         if self.frames.free_frames() < wanted.saturating_sub(2) + 4 {
@@ -363,8 +361,7 @@ impl KernelMemory {
     /// are unmapped, so that touching released memory faults.
     pub fn release(
         &mut self,
-        memory: &GuestMemoryMmap,
-        space: &AddressSpace,
+        GuestView { memory, space }: GuestView,
         kind: Kind,
         ptr: u64,
         bytes: u64,
@@ -395,10 +392,11 @@ impl KernelMemory {
             let Some(p) = self.pages.get_mut(&page) else { continue };
             p.live -= 1;
             if p.live == 0 {
-                let (frame, physical) = (p.frame, p.physical);
+                let frame = p.frame;
                 self.pages.remove(&page);
-                space.unmap(memory, page);
-                zap_frame(memory, physical.unwrap_or(frame));
+                if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
+                    zap_frame(memory, old.gpa);
+                }
                 self.frames.release(frame);
             }
         }
@@ -427,7 +425,7 @@ impl KernelMemory {
     }
 
     /// `vm_check_access_and_wire_memory` on kernel addresses.
-    pub fn wire(&mut self, memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, bytes: u64, access: u64) -> Status {
+    pub fn wire(&mut self, GuestView { memory, space }: GuestView, start: u64, bytes: u64, access: u64) -> Status {
         let Some((first, end)) = page_span(start, bytes) else { return Status::VM_EFAULT_INVALID_ADDRESS };
         if bytes == 0 {
             return Status::OK;
@@ -461,8 +459,7 @@ impl KernelMemory {
     /// `vm_unwire_memory` and the mark routines on kernel addresses.
     pub fn unwire(
         &mut self,
-        memory: &GuestMemoryMmap,
-        space: &AddressSpace,
+        GuestView { memory, space }: GuestView,
         start: u64,
         bytes: u64,
         marks: Marks,
@@ -490,8 +487,7 @@ impl KernelMemory {
     /// sharing, sizes, alignment and the address-space bit).
     pub fn map_physical(
         &mut self,
-        memory: &GuestMemoryMmap,
-        space: &AddressSpace,
+        GuestView { memory, space }: GuestView,
         logical: u64,
         physical: u64,
         bytes: u64,
@@ -512,11 +508,13 @@ impl KernelMemory {
         }
         for (i, page) in pages(logical, logical + bytes).enumerate() {
             let frame = physical + i as u64 * PAGE_SIZE;
-            if space.remap(memory, page, frame, flags).is_ok()
+            if let Ok(old) = space.remap(memory, page, frame, flags)
                 && let Some(p) = self.pages.get_mut(&page)
             {
                 p.physical = Some(frame);
-                zap_frame(memory, p.frame);
+                if old.flags.contains(PteFlags::ACCESSED) {
+                    zap_frame(memory, old.gpa);
+                }
             }
         }
         Status::OK
@@ -524,7 +522,7 @@ impl KernelMemory {
 
     /// `vm_unmap_physical_memory` for a kernel address (the caller checked
     /// sizes and alignment): the pages get their own frames back, zeroed.
-    pub fn unmap_physical(&mut self, memory: &GuestMemoryMmap, space: &AddressSpace, logical: u64, bytes: u64) -> Status {
+    pub fn unmap_physical(&mut self, GuestView { memory, space }: GuestView, logical: u64, bytes: u64) -> Status {
         let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MUNMAP_BAD_REGION };
         if logical.checked_add(bytes).is_none_or(|end| end > span_end) {
             return Status::VM_EINVAL_MUNMAP_BAD_REGION;
@@ -536,10 +534,11 @@ impl KernelMemory {
         for page in pages(logical, logical + bytes) {
             if let Some(p) = self.pages.get_mut(&page) {
                 let _ = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(p.frame));
-                if space.remap(memory, page, p.frame, flags).is_ok()
-                    && let Some(old) = p.physical.take()
-                {
-                    zap_frame(memory, old);
+                if let Ok(old) = space.remap(memory, page, p.frame, flags) {
+                    p.physical = None;
+                    if old.flags.contains(PteFlags::ACCESSED) {
+                        zap_frame(memory, old.gpa);
+                    }
                 }
             }
         }

@@ -9,7 +9,7 @@ use kmemvisor_abi::dgux::{
 use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
-use super::kernel_memory::{GetError, KernelMemory, Kind, Marks};
+use super::kernel_memory::{GetError, GuestView, KernelMemory, Kind, Marks};
 use crate::guest_access;
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::PteFlags;
@@ -43,13 +43,17 @@ fn kernel(state: &VmState) -> std::sync::MutexGuard<'_, KernelMemory> {
     state.kernel.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn view(state: &VmState) -> GuestView<'_> {
+    GuestView { memory: state.ram.memory(), space: &state.space }
+}
+
 /// A `uint32type` argument, or why not.
 fn uint32(name: &str, value: u64) -> Result<u64, String> {
     if value > u64::from(u32::MAX) { Err(format!("{name} {value:#x} does not fit its uint32 type")) } else { Ok(value) }
 }
 
 fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bool, bytes: u64, alignment: u64) -> Outcome {
-    let result = kernel(state).get(state.ram.memory(), &state.space, kind, demand, bytes, alignment, (caller.vcpu, caller.rip));
+    let result = kernel(state).get(view(state), kind, demand, bytes, alignment, (caller.vcpu, caller.rip));
     match result {
         Ok(ptr) => Reply::ok(ptr),
         Err(GetError::Refused(why)) => refuse(state, caller, service, &[bytes, alignment], why, Status::EINVAL),
@@ -73,7 +77,7 @@ fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bo
 }
 
 fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u64, bytes: u64) -> Outcome {
-    let result = kernel(state).release(state.ram.memory(), &state.space, kind, ptr, bytes);
+    let result = kernel(state).release(view(state), kind, ptr, bytes);
     match result {
         Ok(()) => Reply::ok(0),
         Err(e) => {
@@ -101,7 +105,7 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
         // No user address spaces exist yet: every user address is outside one.
         return Reply::status(Status::VM_STATUS_PROCESS_HAS_NO_VM);
     }
-    let status = kernel(state).wire(state.ram.memory(), &state.space, start, bytes, access);
+    let status = kernel(state).wire(view(state), start, bytes, access);
     Reply::status(status)
 }
 
@@ -120,7 +124,7 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
         return refuse(state, caller, service, args, why, Status::VM_STATUS_PROCESS_HAS_NO_VM);
     }
     let marks = Marks { referenced: access != SC_NO_ACCESS, modified: access & SC_WRITE_ACCESS != 0 };
-    match kernel(state).unwire(state.ram.memory(), &state.space, start, bytes, marks) {
+    match kernel(state).unwire(view(state), start, bytes, marks) {
         Ok(()) => Reply::ok(0),
         Err(e) => refuse(state, caller, service, args, format!("{e}; nothing was unwired or marked"), Status::EINVAL),
     }
@@ -173,8 +177,7 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
             flags = flags | PteFlags::NO_EXECUTE;
         }
         flags = flags | if control & VM_MMAP_WRITE_THROUGH_MASK != 0 { PteFlags::WRITE_THROUGH } else { PteFlags::CACHE_DISABLE };
-        let memory = state.ram.memory();
-        kernel(state).map_physical(memory, &state.space, logical, physical, bytes, flags, state.ram.size())
+        kernel(state).map_physical(view(state), logical, physical, bytes, flags, state.ram.size())
     };
     Reply::status(status)
 }
@@ -193,7 +196,7 @@ fn unmap_physical(state: &VmState, caller: Caller, service: Service, args: [u64;
     } else if control & VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK == 0 {
         Status::VM_EINVAL_MUNMAP_BAD_REGION
     } else {
-        kernel(state).unmap_physical(state.ram.memory(), &state.space, logical, bytes)
+        kernel(state).unmap_physical(view(state), logical, bytes)
     };
     Reply::status(status)
 }

@@ -1,14 +1,13 @@
-//! For `kmemvisor bench`: args `MODE COUNT [LIVE]`, MODE `floor`, `null`, `wired-getrel`, `wire-unwire` or `prefill`.
+//! For `kmemvisor bench`: args `floor COUNT`, `null COUNT` or `dgux LIVE BLOCKS`.
 //!
 //! - `floor COUNT`: raw exits to the null device port;
 //! - `null COUNT`: null hypercalls;
-//! - `wired-getrel COUNT [LIVE]`: LIVE 64-byte wired allocations first (kept),
-//!   then COUNT × (get 64 wired bytes + release them);
-//! - `wire-unwire COUNT [LIVE]`: LIVE allocations first, then COUNT ×
-//!   (`vm_wire_memory` + `vm_unwire_memory`) on the page of one page-aligned
-//!   wired allocation;
-//! - `prefill LIVE`: only the LIVE allocations (and their release), the
-//!   baseline to subtract from the two above.
+//! - `dgux LIVE BLOCKS`: LIVE 64-byte wired allocations first (kept), then
+//!   BLOCKS rounds of three blocks timed with the TSC — BLOCK null calls,
+//!   BLOCK/2 × (get 64 wired bytes + release), BLOCK/2 × (`vm_wire_memory` +
+//!   `vm_unwire_memory` of one page) — and one line
+//!   `bench-cycles: null=N getrel=N wire=N`, each the mean TSC cycles per
+//!   call. Interleaving the blocks makes the three see the same host.
 //!
 //! Every allocation is released before the guest exits 0.
 #![no_std]
@@ -36,9 +35,7 @@ fn main() -> u32 {
     let numbers: [Option<Result<u64, _>>; 3] = [words.next(), words.next(), words.next()].map(|w| w.map(str::parse::<u64>));
     let (count, live) = match (mode, &numbers) {
         (Some("floor" | "null"), [Some(Ok(count)), None, None]) => (*count, 0),
-        (Some("wired-getrel" | "wire-unwire"), [Some(Ok(count)), None, None]) => (*count, 0),
-        (Some("wired-getrel" | "wire-unwire"), [Some(Ok(count)), Some(Ok(live)), None]) => (*count, *live),
-        (Some("prefill"), [Some(Ok(live)), None, None]) => (0, *live),
+        (Some("dgux"), [Some(Ok(live)), Some(Ok(blocks)), None]) => (*blocks, *live),
         _ => return usage(),
     };
     match mode.unwrap_or_default() {
@@ -52,7 +49,7 @@ fn main() -> u32 {
             }
             0
         }
-        mode => dgux(mode, count, live),
+        _ => dgux(count, live),
     }
 }
 
@@ -72,9 +69,11 @@ fn floor(count: u64) -> u32 {
     0
 }
 
-/// The DG/UX modes: LIVE small wired allocations, then the mode's loop, then
-/// every release.
-fn dgux(mode: &str, count: u64, live: u64) -> u32 {
+/// Calls per timed block.
+const BLOCK: u64 = 100;
+
+/// LIVE small wired allocations, then BLOCKS timed rounds, then every release.
+fn dgux(blocks: u64, live: u64) -> u32 {
     let mut failed = false;
     // The LIVE allocations form a chain: each stores the previous one's
     // address in its first word, so no table is needed however many there are.
@@ -93,11 +92,7 @@ fn dgux(mode: &str, count: u64, live: u64) -> u32 {
         made += 1;
     }
     if !failed {
-        failed = match mode {
-            "wired-getrel" => getrel(count),
-            "wire-unwire" => wire_unwire(count),
-            _ => false,
-        };
+        failed = timed_rounds(blocks);
     }
     while head != 0 {
         // SAFETY: `head` is a live allocation of the chain; its first word
@@ -113,39 +108,53 @@ fn dgux(mode: &str, count: u64, live: u64) -> u32 {
     u32::from(failed)
 }
 
-/// COUNT × (get 64 wired bytes + release); whether anything failed.
-fn getrel(count: u64) -> bool {
-    for _ in 0..count {
-        let (status, ptr) = raw::vm_perhaps_get_wired_memory(SMALL, u64::from(VM_DEFAULT_ALIGNMENT));
-        // SAFETY: the allocation is not used.
-        if status != Status::OK || unsafe { raw::vm_release_wired_memory(ptr, SMALL) } != Status::OK {
-            println!("bench: a get or release failed: {}", status.name());
-            return true;
-        }
-    }
-    false
+/// The TSC (CPL3 may read it: the VMM leaves CR4.TSD clear).
+fn tsc() -> u64 {
+    // SAFETY: rdtsc reads a counter and touches no memory.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// COUNT × (wire + unwire) of one page-aligned wired page; whether anything failed.
-fn wire_unwire(count: u64) -> bool {
+/// Cycles `f` takes.
+fn timed(f: impl FnOnce() -> bool, cycles: &mut u64) -> bool {
+    let start = tsc();
+    let failed = f();
+    *cycles += tsc().wrapping_sub(start);
+    failed
+}
+
+/// BLOCKS rounds of the three timed blocks; prints the cycles per call.
+fn timed_rounds(blocks: u64) -> bool {
     let (status, page) = raw::vm_perhaps_get_wired_memory(PAGE, u64::from(VM_PAGE_ALIGNED));
     if status != Status::OK {
         println!("bench: the page's get failed: {}", status.name());
         return true;
     }
+    let mut cycles = [0u64; 3];
     let mut failed = false;
-    for _ in 0..count {
-        if raw::vm_wire_memory(page, 0, PAGE) != Status::OK || raw::vm_unwire_memory(page, 0, PAGE) != Status::OK {
-            println!("bench: a wire or unwire failed");
-            failed = true;
+    for _ in 0..blocks {
+        failed |= timed(|| (0..BLOCK).any(|_| null().is_err()), &mut cycles[0]);
+        failed |= timed(|| (0..BLOCK / 2).any(|_| !get_release()), &mut cycles[1]);
+        let wire = || raw::vm_wire_memory(page, 0, PAGE) == Status::OK && raw::vm_unwire_memory(page, 0, PAGE) == Status::OK;
+        failed |= timed(|| (0..BLOCK / 2).any(|_| !wire()), &mut cycles[2]);
+        if failed {
+            println!("bench: a call failed");
             break;
         }
     }
+    let calls = (blocks * BLOCK).max(1);
+    println!("bench-cycles: null={} getrel={} wire={}", cycles[0] / calls, cycles[1] / calls, cycles[2] / calls);
     // SAFETY: the page is not used after this.
     failed | (unsafe { raw::vm_release_wired_memory(page, PAGE) } != Status::OK)
 }
 
+/// One get of 64 wired bytes and its release; whether both succeeded.
+fn get_release() -> bool {
+    let (status, ptr) = raw::vm_perhaps_get_wired_memory(SMALL, u64::from(VM_DEFAULT_ALIGNMENT));
+    // SAFETY: the allocation is not used.
+    status == Status::OK && unsafe { raw::vm_release_wired_memory(ptr, SMALL) } == Status::OK
+}
+
 fn usage() -> u32 {
-    println!("usage: bench floor|null COUNT | wired-getrel|wire-unwire COUNT [LIVE] | prefill LIVE");
+    println!("usage: bench floor|null COUNT | dgux LIVE BLOCKS");
     BAD_ARGS
 }
