@@ -17,6 +17,7 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod paging;
+pub mod process;
 pub mod report;
 pub mod state;
 pub mod stop;

@@ -183,7 +183,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let kernel = state.kernel.lock().unwrap_or_else(|e| e.into_inner());
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
-        for (service, address, vcpu, rip, message) in kernel.leaks() {
+        for (service, address, vcpu, rip, message) in kernel.dgux.leaks() {
             state.checker.record(Violation::new(service, &[address], vcpu, rip, message));
         }
     }
@@ -203,7 +203,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         calls: state.calls.snapshot().into_iter().map(|(s, n)| (s.name(), n)).collect(),
         unknown_calls: state.calls.unknown(),
         violations,
-        dgux: kernel.report(),
+        dgux: kernel.dgux.report(&kernel.frames),
     };
     RunOutcome { report, status }
 }

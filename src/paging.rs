@@ -272,6 +272,28 @@ impl AddressSpace {
         (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
     }
 
+    /// Creates the top-level entry that covers `va`, if missing: kernel
+    /// regions get theirs at boot, so that every user address space, which
+    /// copies the kernel half of the top level, sees later kernel mappings.
+    pub fn reserve_top_level(&self, memory: &GuestMemoryMmap, frames: &mut dyn TableFrames, va: u64) -> Result<(), PagingError> {
+        let slot = self.root + 8 * index(va, 3);
+        if read_entry(memory, slot)? & PteFlags::PRESENT.0 == 0 {
+            let table = new_table(memory, frames)?;
+            write_entry(memory, slot, table | PteFlags::TABLE.0)?;
+        }
+        Ok(())
+    }
+
+    /// A new address space whose kernel half (top-level entries 256–511) is
+    /// this one's, shared.
+    pub fn new_user(&self, memory: &GuestMemoryMmap, frames: &mut dyn TableFrames) -> Result<AddressSpace, PagingError> {
+        let user = AddressSpace::new(memory, frames)?;
+        let mut kernel_half = [0u8; 2048];
+        memory.read_slice(&mut kernel_half, GuestAddress(self.root + 2048)).map_err(|_| PagingError::Memory(self.root))?;
+        memory.write_slice(&kernel_half, GuestAddress(user.root + 2048)).map_err(|_| PagingError::Memory(user.root))?;
+        Ok(user)
+    }
+
     /// Translates `va`, or `None` where nothing is mapped.
     pub fn translate(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
         if !is_canonical(va) {
@@ -406,6 +428,19 @@ mod tests {
         assert_eq!(space.unmap(m, va), None, "unmapped already");
         assert_eq!(space.remap(m, va, 0x42_0000, PteFlags::USER), Err(PagingError::NotMapped(va)));
         assert_eq!(space.remap(m, 0x7000_0000, 0x42_0000, PteFlags::USER), Err(PagingError::NotMapped(0x7000_0000)));
+    }
+
+    #[test]
+    fn user_spaces_share_the_kernel_half_and_keep_their_own_user_half() {
+        let (ram, mut pool, kernel) = setup();
+        let m = ram.memory();
+        kernel.reserve_top_level(m, &mut pool, layout::WIRED_ARENA_VA).expect("reserve");
+        let user = kernel.new_user(m, &mut pool).expect("user space");
+        // A kernel mapping made after the user space exists is visible in it.
+        kernel.map(m, &mut pool, layout::WIRED_ARENA_VA, 0x40_0000, PteFlags::USER).expect("map");
+        assert_eq!(user.translate(m, layout::WIRED_ARENA_VA).map(|t| t.gpa), Some(0x40_0000));
+        user.map(m, &mut pool, 0x1000_0000, 0x41_0000, PteFlags::USER).expect("user map");
+        assert_eq!(kernel.translate(m, 0x1000_0000), None, "user pages are the user space's own");
     }
 
     #[test]

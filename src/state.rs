@@ -4,6 +4,7 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -17,12 +18,30 @@ use crate::console::Console;
 use crate::cpu;
 use crate::dgux::inject::FailAlloc;
 use crate::dgux::kernel_memory::KernelMemory;
+use crate::frames::FrameAllocator;
 use crate::hypercall::CallCounts;
 use crate::loader::{self, Image, LoaderError};
 use crate::memory::{GuestRam, MemoryError};
 use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
+use crate::process::{Processes, VcpuContext};
 use crate::stop::Stop;
 use crate::vcpu_pool::VcpuPool;
+
+/// The kernel regions that grow after boot, each `ARENA_SIZE` long.
+const KERNEL_REGIONS: [u64; 4] =
+    [layout::WIRED_ARENA_VA, layout::UNWIRED_ARENA_VA, layout::KERNEL_HEAP_VA, layout::PINNED_HEAP_VA];
+
+/// The kernel's memory, behind one lock: exits cost far more than the
+/// contention, and one lock keeps every check-then-change whole.
+#[derive(Debug)]
+pub struct Kernel {
+    /// Free guest frames.
+    pub frames: FrameAllocator,
+    /// DG/UX wired and unwired memory.
+    pub dgux: KernelMemory,
+    /// User address spaces.
+    pub processes: Processes,
+}
 
 /// How a VM is configured.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,8 +119,13 @@ pub struct VmState {
     pub stop: Stop,
     /// When a vCPU first entered the guest.
     pub first_entry: OnceLock<Instant>,
-    /// DG/UX kernel memory.
-    pub kernel: Mutex<KernelMemory>,
+    /// The kernel's memory: frames, DG/UX memory, processes.
+    pub kernel: Mutex<Kernel>,
+    /// What each vCPU runs on behalf of.
+    pub contexts: Vec<Mutex<VcpuContext>>,
+    /// The CR3 each vCPU must run with (its process's, or the kernel's);
+    /// the vCPU loads it before it next enters the guest.
+    pub cr3: Vec<AtomicU64>,
 }
 
 impl VmState {
@@ -148,6 +172,13 @@ impl VmState {
         for segment in &image.segments {
             map(&mut pool, segment.va, segment.gpa, segment.pages, segment.flags)?;
         }
+        // User address spaces copy the kernel half's top level once: every
+        // kernel region must have its entries before the first one exists.
+        for region in KERNEL_REGIONS {
+            for va in (region..region + layout::ARENA_SIZE).step_by(1 << 39) {
+                space.reserve_top_level(memory, &mut pool, va)?;
+            }
+        }
         Ok(VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
@@ -155,7 +186,13 @@ impl VmState {
             vcpus: VcpuPool::new(config.vcpus),
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
             first_entry: OnceLock::new(),
-            kernel: Mutex::new(KernelMemory::new(config.memory, config.contiguous_frames, config.fail_alloc.clone())),
+            kernel: Mutex::new(Kernel {
+                frames: FrameAllocator::new(layout::FREE_RAM_GPA, config.memory, config.contiguous_frames),
+                dgux: KernelMemory::new(config.fail_alloc.clone()),
+                processes: Processes::default(),
+            }),
+            contexts: (0..config.vcpus).map(|_| Mutex::new(VcpuContext::default())).collect(),
+            cr3: (0..config.vcpus).map(|_| AtomicU64::new(space.root())).collect(),
 
             ram,
             space,

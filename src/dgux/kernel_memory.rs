@@ -239,10 +239,10 @@ pub struct GuestView<'a> {
     pub space: &'a AddressSpace,
 }
 
-/// All DG/UX kernel memory of a VM.
+/// All DG/UX kernel memory of a VM; its frames come from the VM's
+/// [`FrameAllocator`], passed to the calls that need them.
 #[derive(Debug)]
 pub struct KernelMemory {
-    frames: FrameAllocator,
     wired: Arena,
     unwired: Arena,
     allocations: BTreeMap<u64, Allocation>,
@@ -251,10 +251,9 @@ pub struct KernelMemory {
 }
 
 impl KernelMemory {
-    /// Kernel memory over the free frames of `ram_size` bytes of RAM.
-    pub fn new(ram_size: u64, contiguous: bool, fail: FailAlloc) -> KernelMemory {
+    /// No kernel memory yet; gets fail as `fail` says.
+    pub fn new(fail: FailAlloc) -> KernelMemory {
         KernelMemory {
-            frames: FrameAllocator::new(layout::FREE_RAM_GPA, ram_size, contiguous),
             wired: Arena::new(layout::WIRED_ARENA_VA, layout::ARENA_SIZE),
             unwired: Arena::new(layout::UNWIRED_ARENA_VA, layout::ARENA_SIZE),
             allocations: BTreeMap::new(),
@@ -267,6 +266,7 @@ impl KernelMemory {
     pub fn get(
         &mut self,
         view: GuestView,
+        frames: &mut FrameAllocator,
         kind: Kind,
         demand: bool,
         bytes: u64,
@@ -298,7 +298,7 @@ impl KernelMemory {
         let va = self.arena(kind).allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
         let (first, end) = page_span(va, bytes).ok_or(GetError::OutOfMemory)?;
         let GuestView { memory, space } = view;
-        if let Err(e) = self.back_pages(view, kind, first, end) {
+        if let Err(e) = self.back_pages(view, frames, kind, first, end) {
             self.arena(kind).release(va, bytes);
             return Err(e);
         }
@@ -327,25 +327,32 @@ impl KernelMemory {
     }
 
     /// Maps a fresh frame under every page of `[first, end)` that has none.
-    fn back_pages(&mut self, GuestView { memory, space }: GuestView, kind: Kind, first: u64, end: u64) -> Result<(), GetError> {
+    fn back_pages(
+        &mut self,
+        GuestView { memory, space }: GuestView,
+        frames: &mut FrameAllocator,
+        kind: Kind,
+        first: u64,
+        end: u64,
+    ) -> Result<(), GetError> {
         let wanted = (end - first) / PAGE_SIZE;
         // Only the first and last page can exist already; keep a few frames for page tables.
-        if self.frames.free_frames() < wanted.saturating_sub(2) + 4 {
+        if frames.free_frames() < wanted.saturating_sub(2) + 4 {
             return Err(GetError::OutOfMemory);
         }
         let new: Vec<u64> = pages(first, end).filter(|p| !self.pages.contains_key(p)).collect();
-        let frames = self.frames.allocate(new.len() as u64).ok_or(GetError::OutOfMemory)?;
+        let taken = frames.allocate(new.len() as u64).ok_or(GetError::OutOfMemory)?;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
-        for (i, (&page, &frame)) in new.iter().zip(&frames).enumerate() {
+        for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
             let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
-            if !zeroed || space.map(memory, &mut self.frames, page, frame, flags).is_err() {
-                for (&page, &frame) in new.iter().zip(&frames).take(i) {
+            if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
+                for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);
                     self.pages.remove(&page);
-                    self.frames.release(frame);
+                    frames.release(frame);
                 }
-                for &frame in &frames[i..] {
-                    self.frames.release(frame);
+                for &frame in &taken[i..] {
+                    frames.release(frame);
                 }
                 return Err(GetError::OutOfMemory);
             }
@@ -362,6 +369,7 @@ impl KernelMemory {
     pub fn release(
         &mut self,
         GuestView { memory, space }: GuestView,
+        frames: &mut FrameAllocator,
         kind: Kind,
         ptr: u64,
         bytes: u64,
@@ -397,7 +405,7 @@ impl KernelMemory {
                 if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
                     zap_frame(memory, old.gpa);
                 }
-                self.frames.release(frame);
+                frames.release(frame);
             }
         }
         Ok(())
@@ -568,7 +576,7 @@ impl KernelMemory {
     }
 
     /// The report's `dgux` object.
-    pub fn report(&self) -> DgUxReport {
+    pub fn report(&self, frames: &FrameAllocator) -> DgUxReport {
         let pages = self
             .pages
             .iter()
@@ -589,7 +597,7 @@ impl KernelMemory {
             injected_failures: self.injector.injected(),
             live_allocations: self.allocations.len(),
             pages,
-            bookkeeping_bytes: self.frames.bookkeeping_bytes() + tables,
+            bookkeeping_bytes: frames.bookkeeping_bytes() + tables,
         }
     }
 }

@@ -9,12 +9,12 @@ use kmemvisor_abi::dgux::{
 use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
-use super::kernel_memory::{GetError, GuestView, KernelMemory, Kind, Marks};
+use super::kernel_memory::{GetError, GuestView, Kind, Marks};
 use crate::guest_access;
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::PteFlags;
 use crate::report::ExitCause;
-use crate::state::VmState;
+use crate::state::{Kernel, VmState};
 
 /// Serves a DG/UX service.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
@@ -39,7 +39,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
     }
 }
 
-fn kernel(state: &VmState) -> std::sync::MutexGuard<'_, KernelMemory> {
+fn kernel(state: &VmState) -> std::sync::MutexGuard<'_, Kernel> {
     state.kernel.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -53,7 +53,10 @@ fn uint32(name: &str, value: u64) -> Result<u64, String> {
 }
 
 fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bool, bytes: u64, alignment: u64) -> Outcome {
-    let result = kernel(state).get(view(state), kind, demand, bytes, alignment, (caller.vcpu, caller.rip));
+    let result = {
+        let k = &mut *kernel(state);
+        k.dgux.get(view(state), &mut k.frames, kind, demand, bytes, alignment, (caller.vcpu, caller.rip))
+    };
     match result {
         Ok(ptr) => Reply::ok(ptr),
         Err(GetError::Refused(why)) => refuse(state, caller, service, &[bytes, alignment], why, Status::EINVAL),
@@ -77,7 +80,10 @@ fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bo
 }
 
 fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u64, bytes: u64) -> Outcome {
-    let result = kernel(state).release(view(state), kind, ptr, bytes);
+    let result = {
+        let k = &mut *kernel(state);
+        k.dgux.release(view(state), &mut k.frames, kind, ptr, bytes)
+    };
     match result {
         Ok(()) => Reply::ok(0),
         Err(e) => {
@@ -105,7 +111,7 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
         // No user address spaces exist yet: every user address is outside one.
         return Reply::status(Status::VM_STATUS_PROCESS_HAS_NO_VM);
     }
-    let status = kernel(state).wire(view(state), start, bytes, access);
+    let status = kernel(state).dgux.wire(view(state), start, bytes, access);
     Reply::status(status)
 }
 
@@ -124,7 +130,7 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
         return refuse(state, caller, service, args, why, Status::VM_STATUS_PROCESS_HAS_NO_VM);
     }
     let marks = Marks { referenced: access != SC_NO_ACCESS, modified: access & SC_WRITE_ACCESS != 0 };
-    match kernel(state).unwire(view(state), start, bytes, marks) {
+    match kernel(state).dgux.unwire(view(state), start, bytes, marks) {
         Ok(()) => Reply::ok(0),
         Err(e) => refuse(state, caller, service, args, format!("{e}; nothing was unwired or marked"), Status::EINVAL),
     }
@@ -177,7 +183,7 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
             flags = flags | PteFlags::NO_EXECUTE;
         }
         flags = flags | if control & VM_MMAP_WRITE_THROUGH_MASK != 0 { PteFlags::WRITE_THROUGH } else { PteFlags::CACHE_DISABLE };
-        kernel(state).map_physical(view(state), logical, physical, bytes, flags, state.ram.size())
+        kernel(state).dgux.map_physical(view(state), logical, physical, bytes, flags, state.ram.size())
     };
     Reply::status(status)
 }
@@ -196,7 +202,7 @@ fn unmap_physical(state: &VmState, caller: Caller, service: Service, args: [u64;
     } else if control & VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK == 0 {
         Status::VM_EINVAL_MUNMAP_BAD_REGION
     } else {
-        kernel(state).unmap_physical(view(state), logical, bytes)
+        kernel(state).dgux.unmap_physical(view(state), logical, bytes)
     };
     Reply::status(status)
 }
@@ -240,6 +246,11 @@ mod tests {
             Outcome::Reply(Reply { status: Status::OK, value }) => value,
             other => panic!("get of {bytes} failed: {other:?}"),
         }
+    }
+
+    fn report(s: &VmState) -> crate::dgux::kernel_memory::DgUxReport {
+        let k = s.kernel.lock().expect("lock");
+        k.dgux.report(&k.frames)
     }
 
     fn violations(s: &VmState) -> Vec<String> {
@@ -288,7 +299,7 @@ mod tests {
             );
         }
         assert_eq!(violations(&s).len(), 6);
-        assert_eq!(s.kernel.lock().expect("lock").report().live_allocations, 0);
+        assert_eq!(report(&s).live_allocations, 0);
     }
 
     #[test]
@@ -312,7 +323,7 @@ mod tests {
         let second = call(&s, Service::VmPerhapsGetWiredMemory, &[64, u64::from(VM_DEFAULT_ALIGNMENT)]);
         assert_eq!(second, Outcome::Reply(Reply { status: Status::ENOMEM, value: 0 }));
         get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
-        assert_eq!(s.kernel.lock().expect("lock").report().injected_failures, 1);
+        assert_eq!(report(&s).injected_failures, 1);
     }
 
     #[test]
@@ -409,7 +420,7 @@ mod tests {
         assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[p + 4096, 0, 1]), Status::OK);
         assert_eq!(status(&s, Service::VmMarkAndUnwireMemory, &[p + 8192, 0, 1, SC_READ_ACCESS]), Status::OK);
         assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[p, 0, 1]), Status::EINVAL, "below the floor");
-        let pages = s.kernel.lock().expect("lock").report().pages;
+        let pages = report(&s).pages;
         let marks: Vec<(bool, bool)> = pages.iter().map(|p| (p.referenced, p.modified)).collect();
         assert_eq!(marks, [(true, false), (true, true), (true, false)]);
     }
@@ -528,13 +539,13 @@ mod tests {
         let s = state();
         let p = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
         assert_eq!(status(&s, Service::VmWireMemory, &[p, 0, 1]), Status::OK);
-        let leaks = s.kernel.lock().expect("lock").leaks();
+        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
         assert_eq!(leaks.len(), 2);
         assert_eq!(leaks[0].0, "vm_get_unwired_memory");
         assert_eq!(leaks[0].3, 0x1234, "the RIP of the get");
         assert!(leaks[1].4.contains("still wired at exit"));
         let q = get(&s, Service::VmPerhapsGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
-        let leaks = s.kernel.lock().expect("lock").leaks();
+        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
         assert!(leaks.iter().any(|l| l.0 == "vm_perhaps_get_wired_memory" && l.1 == q), "{leaks:?}");
     }
 }

@@ -19,6 +19,8 @@
 //! kernel:              KERNEL_START .. (the canonical high half)
 //!   WIRED_ARENA_VA     DG/UX wired kernel memory     (ARENA_SIZE)
 //!   UNWIRED_ARENA_VA   DG/UX unwired kernel memory   (ARENA_SIZE)
+//!   KERNEL_HEAP_VA     AIX kernel_heap (pageable)    (ARENA_SIZE)
+//!   PINNED_HEAP_VA     AIX pinned_heap               (ARENA_SIZE)
 //! ```
 //!
 //! The split between user and kernel addresses is the VMM's bookkeeping: the
@@ -82,6 +84,10 @@ pub const WIRED_ARENA_VA: u64 = 0xffff_c000_0000_0000;
 pub const UNWIRED_ARENA_VA: u64 = 0xffff_d000_0000_0000;
 /// Virtual size of each arena.
 pub const ARENA_SIZE: u64 = 1 << 40;
+/// Where the VMM places the AIX pageable kernel heap.
+pub const KERNEL_HEAP_VA: u64 = 0xffff_e000_0000_0000;
+/// Where the VMM places the AIX pinned kernel heap.
+pub const PINNED_HEAP_VA: u64 = 0xffff_e800_0000_0000;
 /// Base of the vCPU stack slots.
 pub const STACKS_VA: u64 = 0xffff_ffff_7000_0000;
 /// Virtual size of one vCPU's stack slot: a guard of the stack's size, then the stack.

@@ -18,6 +18,7 @@
 //! guest-physical and guest-virtual addresses are defined.
 #![no_std]
 
+pub mod aix;
 pub mod boot_info;
 pub mod dgux;
 pub mod image;

@@ -108,6 +108,76 @@ services! {
     VcpuWait = 0x007, "vcpu_wait", returns: true;
     /// `(result)`: the work started on this vCPU is finished; it becomes idle.
     VcpuDone = 0x008, "vcpu_done", returns: false;
+    /// `()`: creates a user address space (a process); the value is its id (1..).
+    ProcessCreate = 0x009, "process_create", returns: true;
+    /// `(pid)`: destroys a process and frees its memory; `EBUSY` while a vCPU runs in it.
+    ProcessDestroy = 0x00a, "process_destroy", returns: true;
+    /// `(pid)`: this vCPU now runs on behalf of process `pid` (its user
+    /// addresses become reachable); 0 leaves process context.
+    ProcessSwitch = 0x00b, "process_switch", returns: true;
+    /// `(va, bytes, prot)`: maps zeroed user memory at `va` in the current
+    /// process (`prot`: bit 0 read, bit 1 write, bit 2 execute).
+    ProcessMap = 0x00c, "process_map", returns: true;
+    /// `()`: this vCPU enters interrupt level (nests).
+    InterruptEnter = 0x00d, "interrupt_enter", returns: true;
+    /// `()`: this vCPU leaves one level of interrupt level.
+    InterruptLeave = 0x00e, "interrupt_leave", returns: true;
+
+    /// `(area, size, flags)`: makes a heap of the mapped kernel region; the value is its handle.
+    InitHeap = 0x100, "init_heap", returns: true;
+    /// `(size, align_log2, heap)`: allocates from a heap; the value is the pointer (0 on failure).
+    Xmalloc = 0x101, "xmalloc", returns: true;
+    /// `(ptr, heap)`: frees; a pointer not from that heap is `EINVAL`, a double free a violation.
+    Xmfree = 0x102, "xmfree", returns: true;
+
+    /// `(addr, length)`: pins kernel memory.
+    Pin = 0x200, "pin", returns: true;
+    /// `(addr, length)`: unpins kernel memory.
+    Unpin = 0x201, "unpin", returns: true;
+    /// `(addr, length, segflag)`: pins user or system memory.
+    Pinu = 0x202, "pinu", returns: true;
+    /// `(addr, length, segflag)`: unpins user or system memory.
+    Unpinu = 0x203, "unpinu", returns: true;
+    /// `(function)`: pins the code and data of the loaded object containing `function`.
+    Pincode = 0x204, "pincode", returns: true;
+    /// `(function)`: unpins them.
+    Unpincode = 0x205, "unpincode", returns: true;
+
+    /// `(uaddr, kaddr, count)`: user → kernel; 32-bit user address.
+    Copyin = 0x300, "copyin", returns: true;
+    /// `(uaddr, kaddr, count)`: user → kernel.
+    Copyin64 = 0x301, "copyin64", returns: true;
+    /// `(kaddr, uaddr, count)`: kernel → user; 32-bit user address.
+    Copyout = 0x302, "copyout", returns: true;
+    /// `(kaddr, uaddr, count)`: kernel → user.
+    Copyout64 = 0x303, "copyout64", returns: true;
+    /// `(uaddr, kaddr, max, actual_ptr)`: a NUL-terminated string user → kernel; 32-bit user address.
+    Copyinstr = 0x304, "copyinstr", returns: true;
+    /// `(uaddr, kaddr, max, actual_ptr)`: as `copyinstr`.
+    Copyinstr64 = 0x305, "copyinstr64", returns: true;
+    /// `(uaddr)`: the byte is the value; 32-bit user address.
+    Fubyte = 0x306, "fubyte", returns: true;
+    /// `(uaddr)`: the byte is the value.
+    Fubyte64 = 0x307, "fubyte64", returns: true;
+    /// `(uaddr)`: the 32-bit word is the value; 32-bit user address.
+    Fuword = 0x308, "fuword", returns: true;
+    /// `(uaddr)`: the 32-bit word is the value.
+    Fuword64 = 0x309, "fuword64", returns: true;
+    /// `(uaddr, byte)`: stores a byte; 32-bit user address.
+    Subyte = 0x30a, "subyte", returns: true;
+    /// `(uaddr, byte)`: stores a byte.
+    Subyte64 = 0x30b, "subyte64", returns: true;
+    /// `(uaddr, word)`: stores a 32-bit word; 32-bit user address.
+    Suword = 0x30c, "suword", returns: true;
+    /// `(uaddr, word)`: stores a 32-bit word.
+    Suword64 = 0x30d, "suword64", returns: true;
+    /// `(cp, n, rw, uio)`: moves up to `n` bytes between the kernel buffer `cp`
+    /// and the buffers of the `uio`, updating it; the value is the bytes moved.
+    Uiomove = 0x30e, "uiomove", returns: true;
+    /// `(c, uio)`: writes the character `c` into the `uio`'s buffers.
+    Ureadc = 0x30f, "ureadc", returns: true;
+    /// `(uio)`: takes one character from the `uio`'s buffers; it is the value.
+    Uwritec = 0x310, "uwritec", returns: true;
 
     /// `(bytes, alignment)`: wired memory; the value is the pointer. When
     /// memory runs out the VM halts with `VM_PANIC_GET_WIRED_MEMORY`.
@@ -190,7 +260,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x009, 0x0ff, 0x100, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x00f, 0x0ff, 0x103, 0x206, 0x311, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

@@ -49,6 +49,8 @@ statuses! {
     EPERM = 1,
     /// No such object.
     ENOENT = 2,
+    /// No such process.
+    ESRCH = 3,
     /// The call was cut short because the VM is stopping.
     EINTR = 4,
     /// A hard I/O error.
@@ -69,6 +71,8 @@ statuses! {
     ENOSPC = 28,
     /// A value out of range.
     ERANGE = 34,
+    /// A string longer than the room for it (AIX numbers it 86).
+    ENAMETOOLONG = 86,
     /// No such service (AIX numbers `ENOSYS` 109).
     ENOSYS = 109,
     /// DG/UX: the requested bytes could not be transferred.
@@ -125,7 +129,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_are_refused() {
-        for code in [3, 108, 110, 0x1000, 0x1006, u64::MAX] {
+        for code in [6, 108, 110, 0x1000, 0x1006, u64::MAX] {
             assert_eq!(Status::try_from(code), Err(code));
         }
     }
