@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 
+use crate::aix;
 use crate::checker::{Verdict, Violation};
 use crate::dgux;
 use crate::guest_access;
+use crate::process;
 use crate::report::{ExitCause, vector_name};
 use crate::state::VmState;
 use crate::vcpu_pool::StartRequest;
@@ -124,8 +126,23 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
         return Reply::status(Status::ENOSYS);
     };
     state.calls.per_service[service.index()].fetch_add(1, Ordering::Relaxed);
-    if service.group() == ServiceGroup::DguxMemoryAllocation {
-        return dgux::services::serve(state, caller, service, request.args);
+    match service.group() {
+        ServiceGroup::DguxMemoryAllocation => return dgux::services::serve(state, caller, service, request.args),
+        ServiceGroup::AixMemoryManagement | ServiceGroup::AixPinning | ServiceGroup::AixUserMemoryAccess => {
+            return aix::serve(state, caller, service, request.args);
+        }
+        _ => {}
+    }
+    if matches!(
+        service,
+        Service::ProcessCreate
+            | Service::ProcessDestroy
+            | Service::ProcessSwitch
+            | Service::ProcessMap
+            | Service::InterruptEnter
+            | Service::InterruptLeave
+    ) {
+        return process::serve(state, caller, service, request.args);
     }
     let vcpu = caller.vcpu;
     let [a0, a1, a2, a3, a4, a5] = request.args;

@@ -2,6 +2,7 @@
 //! the kernel memory services of AIX and DG/UX through a hypercall ABI.
 #![doc = include_str!("../docs/BOOT_PATH.md")]
 
+pub mod aix;
 pub mod bench;
 pub mod bus;
 pub mod checker;

@@ -8,14 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use kmemvisor_abi::Status;
+use std::sync::atomic::Ordering;
+
 use kmemvisor_abi::aix::{PROT_EXEC, PROT_WRITE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use kmemvisor_abi::{Service, Status};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::frames::FrameAllocator;
+use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::memory::zap_frame;
 use crate::paging::{AddressSpace, PteFlags, TableFrames};
+use crate::state::VmState;
 
 /// Most processes alive at once.
 pub const MAX_PROCESSES: usize = 64;
@@ -199,6 +203,35 @@ mod tests {
     }
 
     #[test]
+    fn switching_destroying_and_interrupt_level_follow_the_rules() {
+        use crate::hypercall::{Request, dispatch};
+        let state =
+            VmState::new(crate::state::VmConfig::default(), crate::guests::find("hello").expect("hello").elf).expect("state");
+        let call = |service: Service, args: [u64; 6]| {
+            dispatch(&state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args })
+        };
+        let reply = |status, value| Outcome::Reply(Reply { status, value });
+        assert_eq!(call(Service::ProcessMap, [0x1000_0000, 10, 0, 0, 0, 0]), reply(Status::ESRCH, 0), "no current process");
+        let Outcome::Reply(Reply { status: Status::OK, value: pid }) = call(Service::ProcessCreate, [0; 6]) else {
+            panic!("create")
+        };
+        assert_eq!(call(Service::ProcessSwitch, [pid + 1, 0, 0, 0, 0, 0]), reply(Status::ESRCH, 0));
+        assert_eq!(call(Service::ProcessSwitch, [pid, 0, 0, 0, 0, 0]), reply(Status::OK, 0));
+        let root = state.kernel.lock().expect("lock").processes.get(pid).expect("live").space().root();
+        assert_eq!(state.cr3[0].load(Ordering::SeqCst), root);
+        assert_eq!(call(Service::ProcessMap, [0x1000_0000, 10, PROT_WRITE, 0, 0, 0]), reply(Status::OK, 0));
+        assert_eq!(call(Service::ProcessDestroy, [pid, 0, 0, 0, 0, 0]), reply(Status::EBUSY, 0), "it is current");
+        assert_eq!(call(Service::InterruptEnter, [0; 6]), reply(Status::OK, 1));
+        assert_eq!(call(Service::ProcessSwitch, [0; 6]), reply(Status::EPERM, 0), "no switching at interrupt level");
+        assert_eq!(call(Service::InterruptLeave, [0; 6]), reply(Status::OK, 0));
+        assert_eq!(call(Service::InterruptLeave, [0; 6]), reply(Status::EINVAL, 0));
+        assert_eq!(state.checker.violations().len(), 1);
+        assert_eq!(call(Service::ProcessSwitch, [0; 6]), reply(Status::OK, 0));
+        assert_eq!(state.cr3[0].load(Ordering::SeqCst), state.space.root());
+        assert_eq!(call(Service::ProcessDestroy, [pid, 0, 0, 0, 0, 0]), reply(Status::OK, 0));
+    }
+
+    #[test]
     fn there_is_a_limit_on_processes() {
         let (ram, mut frames, kernel) = setup();
         let mut processes = Processes::default();
@@ -208,4 +241,71 @@ mod tests {
         assert_eq!(processes.create(ram.memory(), &mut frames, &kernel), Err(Status::ENOSPC));
         assert_eq!(processes.ids().len(), MAX_PROCESSES);
     }
+}
+
+/// Deepest interrupt-level nesting.
+const MAX_INTERRUPT_DEPTH: u32 = 16;
+
+/// Serves `process_*` and `interrupt_*`.
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let memory = state.ram.memory();
+    let context = &state.contexts[caller.vcpu];
+    match service {
+        Service::ProcessCreate => {
+            let k = &mut *lock(&state.kernel);
+            k.processes.create(memory, &mut k.frames, &state.space).into()
+        }
+        Service::ProcessDestroy => {
+            let k = &mut *lock(&state.kernel);
+            if state.contexts.iter().any(|c| lock(c).pid == args[0]) {
+                return Reply::status(Status::EBUSY);
+            }
+            Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
+        }
+        Service::ProcessSwitch => {
+            let k = lock(&state.kernel);
+            let root = match args[0] {
+                0 => state.space.root(),
+                pid => match k.processes.get(pid) {
+                    Some(process) => process.space().root(),
+                    None => return Reply::status(Status::ESRCH),
+                },
+            };
+            let mut context = lock(context);
+            if context.at_interrupt_level() {
+                return Reply::status(Status::EPERM);
+            }
+            context.pid = args[0];
+            state.cr3[caller.vcpu].store(root, Ordering::SeqCst);
+            Reply::ok(0)
+        }
+        Service::ProcessMap => {
+            let pid = lock(context).pid;
+            let k = &mut *lock(&state.kernel);
+            Reply::status(k.processes.map(memory, &mut k.frames, pid, args[0], args[1], args[2]))
+        }
+        Service::InterruptEnter => {
+            let mut context = lock(context);
+            if context.interrupt_depth >= MAX_INTERRUPT_DEPTH {
+                return Reply::status(Status::EINVAL);
+            }
+            context.interrupt_depth += 1;
+            Reply::ok(u64::from(context.interrupt_depth))
+        }
+        Service::InterruptLeave => {
+            let mut context = lock(context);
+            if context.interrupt_depth == 0 {
+                drop(context);
+                return refuse(state, caller, service, &[], "interrupt_leave without interrupt_enter".into(), Status::EINVAL);
+            }
+            context.interrupt_depth -= 1;
+            Reply::ok(u64::from(context.interrupt_depth))
+        }
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+/// Locks `m`, whatever a panicking holder left.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -192,9 +192,23 @@ pub fn run(id: usize, mut fd: VcpuFd, state: Arc<VmState>, bus: Arc<PortBus>) {
 
 fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ended {
     let _ = state.first_entry.set(Instant::now());
+    let mut cr3 = state.space.root();
     loop {
         if state.stop.is_stopping() {
             return Ended::Stopped;
+        }
+        // `process_switch` asked for another address space.
+        let wanted = state.cr3[id].load(std::sync::atomic::Ordering::SeqCst);
+        if wanted != cr3 {
+            let switched = fd.get_sregs().and_then(|mut sregs| {
+                sregs.cr3 = wanted;
+                fd.set_sregs(&sregs)
+            });
+            if let Err(e) = switched {
+                state.stop.request(fault_cause(fd, id, Fault::Failed("cannot switch CR3; errno", e.errno() as u64)));
+                return Ended::Stopped;
+            }
+            cr3 = wanted;
         }
         let exit = match exit_of(fd) {
             Ok(exit) => exit,
