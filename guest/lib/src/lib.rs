@@ -12,6 +12,10 @@
 //! - [`print!`] and [`println!`], formatted through a fixed stack buffer;
 //! - the [`dgux`] module: DG/UX `memory_allocation(3K)`, one function per
 //!   service (gets, releases, wiring, marking, physical addresses, mapping);
+//! - the [`aix`] module: AIX heaps (`xmalloc`…), pinning (`pin`…) and user
+//!   memory access (`copyin`…, `uiomove`…), one function per service;
+//! - the [`process`] module: processes (user address spaces) and interrupt
+//!   level, the contexts the AIX services check;
 //! - [`vcpu_id`] and [`vcpu_count`] from the per-vCPU page (no exit);
 //! - [`args()`], the guest's command line from the boot-info page.
 //!
@@ -21,10 +25,12 @@
 
 pub use kmemvisor_abi as abi;
 
+pub mod aix;
 pub mod args;
 pub mod console;
 pub mod dgux;
 pub mod hypercall;
+pub mod process;
 pub mod smp;
 pub mod vcpu;
 
