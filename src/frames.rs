@@ -20,6 +20,9 @@ pub struct FrameAllocator {
     count: u64,
     /// One bit per frame: set when in use.
     used: Vec<u64>,
+    /// One bit per frame: set when it holds a page table, which the guest
+    /// must never get mapped (it would rewrite its own translations).
+    tables: Vec<u64>,
     /// Frames to hand out next (from the end); may hold frames that a
     /// contiguous request took meanwhile, which are skipped.
     free_list: Vec<u32>,
@@ -36,20 +39,35 @@ impl FrameAllocator {
         let order = (0..count).step_by(2).chain((1..count).step_by(2));
         let mut free_list: Vec<u32> = order.filter_map(|i| u32::try_from(i).ok()).collect();
         free_list.reverse();
-        FrameAllocator { base, count, used: vec![0; count.div_ceil(64) as usize], free_list, free: count, contiguous }
+        let words = count.div_ceil(64) as usize;
+        FrameAllocator { base, count, used: vec![0; words], tables: vec![0; words], free_list, free: count, contiguous }
     }
 
     fn is_used(&self, index: u64) -> bool {
-        self.used[(index / 64) as usize] & (1 << (index % 64)) != 0
+        bit(&self.used, index)
     }
 
     fn set_used(&mut self, index: u64, used: bool) {
-        let word = &mut self.used[(index / 64) as usize];
-        if used {
-            *word |= 1 << (index % 64);
-        } else {
-            *word &= !(1 << (index % 64));
+        set_bit(&mut self.used, index, used);
+    }
+
+    /// The index of the managed frame at `gpa`.
+    fn index(&self, gpa: u64) -> Option<u64> {
+        (gpa >> PAGE_SHIFT).checked_sub(self.base).filter(|&i| i < self.count)
+    }
+
+    /// One frame for a page table, remembered as such.
+    pub fn allocate_table(&mut self) -> Option<u64> {
+        let frame = *self.allocate(1)?.first()?;
+        if let Some(index) = self.index(frame) {
+            set_bit(&mut self.tables, index, true);
         }
+        Some(frame)
+    }
+
+    /// Whether the frame at `gpa` holds a page table.
+    pub fn is_table(&self, gpa: u64) -> bool {
+        self.index(gpa).is_some_and(|i| bit(&self.tables, i))
     }
 
     /// Frames not in use.
@@ -59,7 +77,7 @@ impl FrameAllocator {
 
     /// Bytes of bookkeeping.
     pub fn bookkeeping_bytes(&self) -> u64 {
-        (self.used.capacity() * 8 + self.free_list.capacity() * 4) as u64
+        ((self.used.capacity() + self.tables.capacity()) * 8 + self.free_list.capacity() * 4) as u64
     }
 
     /// `n` frames (guest-physical addresses), or `None` if there are not
@@ -105,19 +123,32 @@ impl FrameAllocator {
     /// Gives the frame at `gpa` back; frames it does not manage or that are
     /// free already are ignored (and reported as `false`).
     pub fn release(&mut self, gpa: u64) -> bool {
-        let frame = gpa >> PAGE_SHIFT;
-        let Some(index) = frame.checked_sub(self.base).filter(|&i| i < self.count && gpa.is_multiple_of(PAGE_SIZE)) else {
+        let Some(index) = self.index(gpa).filter(|_| gpa.is_multiple_of(PAGE_SIZE)) else {
             return false;
         };
         if !self.is_used(index) {
             return false;
         }
         self.set_used(index, false);
+        set_bit(&mut self.tables, index, false);
         self.free += 1;
         if let Ok(index) = u32::try_from(index) {
             self.free_list.push(index);
         }
         true
+    }
+}
+
+fn bit(bits: &[u64], index: u64) -> bool {
+    bits[(index / 64) as usize] & (1 << (index % 64)) != 0
+}
+
+fn set_bit(bits: &mut [u64], index: u64, value: bool) {
+    let word = &mut bits[(index / 64) as usize];
+    if value {
+        *word |= 1 << (index % 64);
+    } else {
+        *word &= !(1 << (index % 64));
     }
 }
 
@@ -163,6 +194,17 @@ mod tests {
         assert_eq!(frames.allocate(2), None);
         assert_eq!(frames.free_frames(), 1);
         assert_eq!(frames.allocate(1), Some(vec![all[3]]));
+    }
+
+    #[test]
+    fn page_table_frames_are_known_until_released() {
+        let mut frames = FrameAllocator::new(BASE, BASE + 8 * PAGE_SIZE, false);
+        let table = frames.allocate_table().expect("table");
+        let data = frames.allocate(1).expect("data")[0];
+        assert!(frames.is_table(table) && !frames.is_table(data));
+        assert!(!frames.is_table(u64::MAX) && !frames.is_table(0));
+        assert!(frames.release(table));
+        assert!(!frames.is_table(table));
     }
 
     #[test]

@@ -79,7 +79,8 @@ struct RunArgs {
     #[arg(long)]
     strict: bool,
     /// Make memory gets fail on purpose, to exercise a driver's failure paths:
-    /// comma-separated `nth=K` (the K-th get fails, counting every get from 1),
+    /// comma-separated `nth=K` (the K-th get fails, counting from 1 every get
+    /// that passes its argument checks),
     /// `rate=P` (each get fails with probability P), `seed=S` (the seed of that
     /// choice: the same seed fails the same gets on one vCPU), `count=N` (at most
     /// N failures). A failed demand get halts the guest (exit status 74); a

@@ -94,7 +94,7 @@ pub trait TableFrames {
 
 impl TableFrames for crate::frames::FrameAllocator {
     fn table_frame(&mut self) -> Option<u64> {
-        self.allocate(1).and_then(|frames| frames.first().copied())
+        self.allocate_table()
     }
 }
 
@@ -315,6 +315,40 @@ impl AddressSpace {
     }
 }
 
+/// Translates many addresses of one space, remembering the last page table
+/// so that neighbouring pages cost one entry read instead of four.
+pub struct Walker<'a> {
+    memory: &'a GuestMemoryMmap,
+    space: &'a AddressSpace,
+    /// The 2 MiB region last walked and its page table.
+    cached: Option<(u64, u64)>,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker over `space`.
+    pub fn new(memory: &'a GuestMemoryMmap, space: &'a AddressSpace) -> Walker<'a> {
+        Walker { memory, space, cached: None }
+    }
+
+    /// What [`AddressSpace::translate`] says of `va`.
+    pub fn translate(&mut self, va: u64) -> Option<Translation> {
+        let region = va >> 21;
+        let table = match self.cached {
+            Some((cached, table)) if cached == region => table,
+            _ => {
+                let table = self.space.leaf_slot(self.memory, va)? - 8 * index(va, 0);
+                self.cached = Some((region, table));
+                table
+            }
+        };
+        let entry = read_entry(self.memory, table + 8 * index(va, 0)).ok()?;
+        (entry & PteFlags::PRESENT.0 != 0).then(|| {
+            let t = Translation::of_entry(entry);
+            Translation { gpa: t.gpa | (va & (PAGE_SIZE - 1)), flags: t.flags }
+        })
+    }
+}
+
 fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
     memory.read_obj(GuestAddress(at)).map_err(|_| PagingError::Memory(at))
 }
@@ -441,6 +475,21 @@ mod tests {
         assert_eq!(user.translate(m, layout::WIRED_ARENA_VA).map(|t| t.gpa), Some(0x40_0000));
         user.map(m, &mut pool, 0x1000_0000, 0x41_0000, PteFlags::USER).expect("user map");
         assert_eq!(kernel.translate(m, 0x1000_0000), None, "user pages are the user space's own");
+    }
+
+    #[test]
+    fn the_walker_agrees_with_translate() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let base = layout::WIRED_ARENA_VA + (2 << 20) - 3 * PAGE_SIZE;
+        for i in [0, 1, 2, 3, 5] {
+            space.map(m, &mut pool, base + i * PAGE_SIZE, 0x40_0000 + 0x2000 * i, PteFlags::USER).expect("map");
+        }
+        let mut walker = Walker::new(m, &space);
+        for va in (base - PAGE_SIZE..base + 7 * PAGE_SIZE).step_by(0x800) {
+            assert_eq!(walker.translate(va + 3), space.translate(m, va + 3), "{va:#x}");
+        }
+        assert_eq!(walker.translate(u64::MAX), None);
     }
 
     #[test]

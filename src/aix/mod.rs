@@ -1,11 +1,16 @@
 //! AIX kernel services: heaps, pinning and user memory access.
 
-use kmemvisor_abi::{Service, Status};
+pub mod uaccess;
+
+use kmemvisor_abi::{Service, ServiceGroup, Status};
 
 use crate::hypercall::{Caller, Outcome, Reply};
 use crate::state::VmState;
 
 /// Serves an AIX service.
-pub fn serve(_state: &VmState, _caller: Caller, _service: Service, _args: [u64; 6]) -> Outcome {
-    Reply::status(Status::ENOSYS)
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    match service.group() {
+        ServiceGroup::AixUserMemoryAccess => uaccess::serve(state, caller, service, args),
+        _ => Reply::status(Status::ENOSYS),
+    }
 }

@@ -183,7 +183,14 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
             flags = flags | PteFlags::NO_EXECUTE;
         }
         flags = flags | if control & VM_MMAP_WRITE_THROUGH_MASK != 0 { PteFlags::WRITE_THROUGH } else { PteFlags::CACHE_DISABLE };
-        kernel(state).dgux.map_physical(view(state), logical, physical, bytes, flags, state.ram.size())
+        let k = &mut *kernel(state);
+        // Page tables are the VMM's: a guest that could map one would rewrite its own translations.
+        let frames = (physical..physical.saturating_add(bytes)).step_by(PAGE_SIZE as usize);
+        if frames.clone().any(|frame| k.frames.is_table(frame)) {
+            Status::VM_EINVAL_MMAP_BAD_REGION
+        } else {
+            k.dgux.map_physical(view(state), logical, physical, bytes, flags, state.ram.size())
+        }
     };
     Reply::status(status)
 }
@@ -484,6 +491,10 @@ mod tests {
             "VMM-owned frames"
         );
         assert_eq!(map(data, s.ram.size(), 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "beyond RAM");
+        let table =
+            (layout::FREE_RAM_GPA..s.ram.size()).step_by(4096).find(|&f| s.kernel.lock().expect("lock").frames.is_table(f));
+        let table = table.expect("the arenas' page tables come from the frame allocator");
+        assert_eq!(map(data, table, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "a page table");
         assert!(violations(&s).is_empty(), "every refusal so far is a status");
 
         // Cache-inhibit by default, write-through on request: read the PTEs back.

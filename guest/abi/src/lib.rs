@@ -35,8 +35,9 @@ pub use vcpu::VcpuPage;
 
 /// ABI major version: changes when an existing call changes meaning.
 pub const ABI_MAJOR: u16 = 1;
-/// ABI minor version: changes when calls are added.
-pub const ABI_MINOR: u16 = 0;
+/// ABI minor version: changes when calls are added (1: the DG/UX and AIX
+/// services, processes and interrupt level).
+pub const ABI_MINOR: u16 = 1;
 /// The value [`Service::AbiVersion`] returns: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_MAJOR as u64) << 16) | ABI_MINOR as u64;
 
