@@ -5,6 +5,7 @@
 //! time (ENVIRONMENT.md), so every figure is measured interleaved with its
 //! baseline (floor, subject, floor, subject, …) and judged only as a ratio.
 
+mod aix;
 mod dgux;
 
 use std::io::Write;
@@ -179,6 +180,7 @@ struct Results {
     hello_boot_us: Vec<f64>,
     hello_run_us: Vec<f64>,
     dgux: dgux::DgUxFigures,
+    aix: aix::AixFigures,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -197,6 +199,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     progress("DG/UX services, in-process");
     let mut dgux = dgux::measure(args.rounds, hypercall.baseline.median)?;
     dgux.pairs = dgux::measure_end_to_end(args.rounds, args.calls / 100)?;
+    progress("AIX user memory access, in-process");
+    let aix = aix::measure(args.rounds)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -207,6 +211,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         hello_boot_us,
         hello_run_us,
         dgux,
+        aix,
     };
     print_results(&results);
     if let Some(path) = &args.json {
@@ -438,6 +443,7 @@ fn print_results(r: &Results) {
         println!("    hello run_time per round (µs): {:?}", r.hello_run_us);
     }
     dgux::print(&r.dgux, r.hypercall.baseline.median);
+    aix::print(&r.aix, r.hypercall.baseline.median);
     println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
@@ -451,6 +457,9 @@ fn print_results(r: &Results) {
         format_ratio(dgux::TARGET),
         verdict(worst, dgux::TARGET)
     );
+    let share = aix::worst_share(&r.aix);
+    let met = if share >= aix::COPY_TARGET { "PASS" } else { "MISS" };
+    println!("  {:<40} {:>7.0}%  target ≥ 50%    {met}", "1 MiB copy's own bandwidth / memcpy", 100.0 * share);
 }
 
 /// Which of hello's phases is larger, and its share of the total in percent.

@@ -1,0 +1,134 @@
+//! Part 5 of `kmemvisor bench`: AIX user memory access. copyin and copyout of
+//! 4 KiB and 1 MiB are dispatched in-process as a vCPU thread would after an
+//! exit; the copy's own cost (the call minus a null call) is turned into a
+//! bandwidth and set beside host memcpy of the same size, measured in the same run.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use kmemvisor_abi::aix::{PROT_READ, PROT_WRITE};
+use kmemvisor_abi::dgux::VM_PAGE_ALIGNED;
+use kmemvisor_abi::{Service, Status};
+use serde::Serialize;
+
+use super::{BenchError, Stats};
+use crate::guests;
+use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+use crate::state::{VmConfig, VmState};
+
+/// The copy's own bandwidth at 1 MiB, as a share of memcpy's.
+pub const COPY_TARGET: f64 = 0.5;
+/// User address of the benchmark's buffer.
+const USER: u64 = 0x1000_0000;
+/// The largest copy.
+const MIB: u64 = 1 << 20;
+
+/// One copy measurement.
+#[derive(Debug, Serialize)]
+pub struct CopyCost {
+    /// `copyin` or `copyout`.
+    pub service: &'static str,
+    /// Bytes per call.
+    pub bytes: u64,
+    /// ns per call, VMM side.
+    pub call_ns: Stats,
+    /// ns per host memcpy of the same size.
+    pub memcpy_ns: Stats,
+    /// Bandwidth of the copy's own cost (call − null) over memcpy's.
+    pub share_of_memcpy: f64,
+}
+
+/// Everything part 5 measured.
+#[derive(Debug, Serialize)]
+pub struct AixFigures {
+    /// VMM work of a null call, ns.
+    pub null_ns: Stats,
+    /// The copies.
+    pub copies: Vec<CopyCost>,
+}
+
+fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
+    match dispatch(state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args }) {
+        Outcome::Reply(Reply { status: Status::OK, value }) => Ok(value),
+        other => Err(BenchError::Service(service.name(), format!("{other:?}"))),
+    }
+}
+
+fn mean_ns(n: u32, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    for _ in 0..n {
+        f()?;
+    }
+    Ok(start.elapsed().as_nanos() as f64 / f64::from(n))
+}
+
+/// Measures part 5.
+pub fn measure(rounds: u32) -> Result<AixFigures, BenchError> {
+    let elf = guests::find("hello").ok_or(BenchError::MissingGuest("hello"))?.elf;
+    let state = VmState::new(VmConfig::default(), elf)?;
+    let pid = call(&state, Service::ProcessCreate, [0; 6])?;
+    call(&state, Service::ProcessSwitch, [pid, 0, 0, 0, 0, 0])?;
+    call(&state, Service::ProcessMap, [USER, MIB, PROT_READ | PROT_WRITE, 0, 0, 0])?;
+    let kernel = call(&state, Service::VmGetWiredMemory, [MIB, u64::from(VM_PAGE_ALIGNED), 0, 0, 0, 0])?;
+    let mut null = Vec::new();
+    let cases = [(Service::Copyin64, 4096u64), (Service::Copyout64, 4096), (Service::Copyin64, MIB), (Service::Copyout64, MIB)];
+    let mut samples: Vec<(Vec<f64>, Vec<f64>)> = cases.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    for _ in 0..rounds {
+        null.push(mean_ns(20_000, || call(&state, Service::Null, [0; 6]).map(|_| ()))?);
+        for (&(service, bytes), (calls, copies)) in cases.iter().zip(samples.iter_mut()) {
+            let n = if bytes == MIB { 200 } else { 20_000 };
+            let args = match service {
+                Service::Copyin64 => [USER, kernel, bytes, 0, 0, 0],
+                _ => [kernel, USER, bytes, 0, 0, 0],
+            };
+            calls.push(mean_ns(n, || call(&state, service, black_box(args)).map(|_| ()))?);
+            let (src, mut dst) = (vec![0x5au8; bytes as usize], vec![0u8; bytes as usize]);
+            copies.push(mean_ns(n, || {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&mut dst);
+                Ok(())
+            })?);
+        }
+    }
+    let null_ns = Stats::of(&null);
+    let copies = cases
+        .iter()
+        .zip(samples)
+        .map(|(&(service, bytes), (calls, copies))| {
+            let (call_ns, memcpy_ns) = (Stats::of(&calls), Stats::of(&copies));
+            let own = (call_ns.median - null_ns.median).max(f64::MIN_POSITIVE);
+            CopyCost { service: service.name(), bytes, call_ns, memcpy_ns, share_of_memcpy: memcpy_ns.median / own }
+        })
+        .collect();
+    Ok(AixFigures { null_ns, copies })
+}
+
+/// Prints part 5; `exit_us` is the raw exit floor from part 1.
+pub fn print(f: &AixFigures, exit_us: f64) {
+    println!("\n5. AIX user memory access: VMM work per call (in-process dispatch), next to host memcpy of the same size");
+    super::row("null hypercall", f.null_ns, "ns");
+    for c in &f.copies {
+        let size = if c.bytes >= MIB { format!("{} MiB", c.bytes / MIB) } else { format!("{} KiB", c.bytes / 1024) };
+        super::row(&format!("{} {size}", c.service), c.call_ns, "ns");
+        super::row(&format!("  host memcpy {size}"), c.memcpy_ns, "ns");
+        let gbs = |ns: f64| c.bytes as f64 / ns;
+        let own = c.call_ns.median - f.null_ns.median;
+        println!(
+            "  {:<36} {:.1} GB/s vs memcpy {:.1} GB/s = {:.0}%; with the exit ({exit_us:.1} µs) one call takes {:.1} µs",
+            "  the copy's own bandwidth",
+            gbs(own),
+            gbs(c.memcpy_ns.median),
+            100.0 * c.share_of_memcpy,
+            exit_us + c.call_ns.median / 1000.0
+        );
+    }
+    for c in f.copies.iter().filter(|c| c.bytes == MIB) {
+        let verdict = if c.share_of_memcpy >= COPY_TARGET { "PASS" } else { "MISS" };
+        println!("  {} 1 MiB: {:.0}% of memcpy bandwidth  target ≥ 50%  {verdict}", c.service, 100.0 * c.share_of_memcpy);
+    }
+}
+
+/// The worst 1 MiB copy's share of memcpy bandwidth.
+pub fn worst_share(f: &AixFigures) -> f64 {
+    f.copies.iter().filter(|c| c.bytes == MIB).map(|c| c.share_of_memcpy).fold(f64::INFINITY, f64::min)
+}
