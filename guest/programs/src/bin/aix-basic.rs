@@ -783,7 +783,7 @@ fn fetch_store(t: &mut Tally) {
         "subyte/suword to bad addresses: EFAULT, typed -1",
         (|| {
             poke(UHIGH, 0x40, 0);
-        expect("subyte to a read-only page", store(raw::subyte, URO, 1).0, Status::EFAULT)?;
+            expect("subyte to a read-only page", store(raw::subyte, URO, 1).0, Status::EFAULT)?;
             expect("suword64 to a read-only page", store(raw::suword64, URO + 8, 1).0, Status::EFAULT)?;
             expect("subyte above 4 GiB", store(raw::subyte, UHIGH + 0x40, 1).0, Status::EFAULT)?;
             expect("suword across 4 GiB", store(raw::suword, UHIGH - 2, 1).0, Status::EFAULT)?;
