@@ -75,7 +75,7 @@ mod tests {
     fn replies_parse_into_value_status_or_garbage() {
         assert_eq!(parse_reply(0, 42), Ok(Ok(42)));
         assert_eq!(parse_reply(Status::EFAULT.code(), 42), Ok(Err(Status::EFAULT)));
-        assert_eq!(parse_reply(3, 0), Err(3));
+        assert_eq!(parse_reply(6, 0), Err(6), "6 is no status");
         assert_eq!(parse_reply(u64::MAX, 0), Err(u64::MAX));
     }
 }

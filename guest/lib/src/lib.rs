@@ -31,6 +31,7 @@ pub mod console;
 pub mod dgux;
 pub mod hypercall;
 pub mod process;
+pub mod rng;
 pub mod smp;
 pub mod vcpu;
 

@@ -20,6 +20,7 @@ use kmemvisor_guest::dgux::{
     SC_READ_ACCESS, SC_WRITE_ACCESS, VM_BYTE_ALIGNED, VM_DEFAULT_ALIGNMENT, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS,
     VM_DOUBLE_WORD_ALIGNED, VM_PAGE_ALIGNED, VM_WORD_ALIGNED, alignment_bytes,
 };
+use kmemvisor_guest::rng::Rng;
 use kmemvisor_guest::{args, println, smp, vcpu_count, vcpu_id};
 
 kmemvisor_firmware::entry!(main);
@@ -31,24 +32,6 @@ const SEED: u64 = 0x6467_7578_736d_7021;
 const PAGE: u64 = layout::PAGE_SIZE;
 /// The worker's argument bit that asks for perhaps gets only.
 const PERHAPS_ONLY: u64 = 1 << 32;
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What a worker found: errors and gets refused with ENOMEM.
 #[derive(Default)]
@@ -165,7 +148,7 @@ fn exercise(ptr: u64, bytes: u64, seed: u64, own_pages: bool, n: u64) -> Result<
 fn worker(argument: u64) -> u64 {
     let vcpu = vcpu_id();
     let perhaps_only = argument & PERHAPS_ONLY != 0;
-    let mut rng = Rng(SEED ^ (vcpu + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut rng = Rng::new(SEED ^ (vcpu + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut counts = Counts::default();
     for n in 0..ROUNDS {
         if let Err(what) = round(&mut rng, vcpu, n, perhaps_only, &mut counts) {

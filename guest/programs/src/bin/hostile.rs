@@ -13,6 +13,7 @@ use core::arch::asm;
 
 use kmemvisor_guest::abi::{HYPERCALL_PORT, Service, Status, layout};
 use kmemvisor_guest::dgux::raw;
+use kmemvisor_guest::rng::Rng;
 use kmemvisor_guest::{println, vcpu_count, vcpu_id};
 
 kmemvisor_firmware::entry!(main);
@@ -21,28 +22,6 @@ kmemvisor_firmware::entry!(main);
 const CALLS: u64 = 100_000;
 /// The PRNG seed: the run is the same every time.
 const SEED: u64 = 0x6b6d_656d_7669_736f;
-
-/// xorshift64*: small, fast, good enough to pick test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Addresses around the regions of the layout (some mapped, some not).
 const NEAR: &[u64] = &[
@@ -189,7 +168,7 @@ fn call(number: u64, args: [u64; 6]) -> (u64, u64, bool) {
 }
 
 fn main() -> u32 {
-    let mut rng = Rng(SEED);
+    let mut rng = Rng::new(SEED);
     let mut counts = [0u64; Status::ALL.len()];
     let (mut not_status, mut clobbered) = (0u64, 0u64);
     let mut made = 0u64;
