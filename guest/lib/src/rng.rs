@@ -12,7 +12,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -23,7 +23,7 @@ impl Rng {
 
     /// A number below `n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     /// One of `items` (not empty).
@@ -39,10 +39,10 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_numbers() {
         let (mut a, mut b, mut c) = (Rng::new(7), Rng::new(7), Rng::new(8));
-        let first: [u64; 4] = core::array::from_fn(|_| a.next());
-        assert_eq!(first, core::array::from_fn(|_| b.next()));
-        assert_ne!(first, core::array::from_fn(|_| c.next()));
-        assert_ne!(Rng::new(0).next(), 0);
+        let first: [u64; 4] = core::array::from_fn(|_| a.next_u64());
+        assert_eq!(first, core::array::from_fn(|_| b.next_u64()));
+        assert_ne!(first, core::array::from_fn(|_| c.next_u64()));
+        assert_ne!(Rng::new(0).next_u64(), 0);
         assert!((0..1000).all(|_| a.below(10) < 10));
         assert_eq!(a.pick(&[5, 5, 5]), 5);
     }

@@ -52,7 +52,7 @@ const UNMAPPABLE: &[u64] = &[
 
 fn service_number(rng: &mut Rng) -> u64 {
     match rng.below(3) {
-        0 => rng.next(),
+        0 => rng.next_u64(),
         1 => rng.below(0x800),
         _ => rng.pick(Service::ALL).number(),
     }
@@ -60,7 +60,7 @@ fn service_number(rng: &mut Rng) -> u64 {
 
 fn argument(rng: &mut Rng) -> u64 {
     match rng.below(8) {
-        0 | 1 => rng.next(),
+        0 | 1 => rng.next_u64(),
         2 => rng.below(0x100),
         3 => 0,
         4 => u64::MAX,
