@@ -1,6 +1,8 @@
-//! DG/UX kernel memory: wired and unwired allocations in two arenas, with a
-//! wire count, referenced and modified bits and an optional physical mapping
-//! per page. Every operation checks everything before it changes anything.
+//! Kernel memory backed page by page: DG/UX wired and unwired allocations and
+//! the two AIX boot heaps (`kernel_heap`, `pinned_heap`), each in its own
+//! arena, with a wire count, referenced and modified bits and an optional
+//! physical mapping per page. Every operation checks everything before it
+//! changes anything.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +21,7 @@ use crate::frames::FrameAllocator;
 use crate::memory::zap_frame;
 use crate::paging::{AddressSpace, PteFlags};
 
-/// Wired or unwired.
+/// DG/UX wired or unwired memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Never paged out; pages start with wire count 1.
@@ -28,20 +30,71 @@ pub enum Kind {
     Unwired,
 }
 
-impl Kind {
-    fn initial_wire_count(self) -> u64 {
-        match self {
-            Kind::Wired => 1,
-            Kind::Unwired => 0,
+impl From<Kind> for Region {
+    fn from(kind: Kind) -> Region {
+        match kind {
+            Kind::Wired => Region::Wired,
+            Kind::Unwired => Region::Unwired,
         }
     }
 }
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Region::from(*self).fmt(f)
+    }
+}
+
+/// Which memory an allocation is: DG/UX memory or an AIX boot heap; each
+/// has its own arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// DG/UX wired memory: pages start with wire count 1.
+    Wired,
+    /// DG/UX unwired memory: pages start with wire count 0.
+    Unwired,
+    /// The AIX pageable `kernel_heap`: pages start with wire count 0.
+    KernelHeap,
+    /// The AIX `pinned_heap`: pinned from birth; pages start with wire count 1.
+    PinnedHeap,
+}
+
+impl Region {
+    fn initial_wire_count(self) -> u64 {
+        match self {
+            Region::Wired | Region::PinnedHeap => 1,
+            Region::Unwired | Region::KernelHeap => 0,
+        }
+    }
+
+    /// The arena's first address.
+    pub const fn arena_base(self) -> u64 {
+        match self {
+            Region::Wired => layout::WIRED_ARENA_VA,
+            Region::Unwired => layout::UNWIRED_ARENA_VA,
+            Region::KernelHeap => layout::KERNEL_HEAP_VA,
+            Region::PinnedHeap => layout::PINNED_HEAP_VA,
+        }
+    }
+
+    /// Whether `va` lies in this region's arena.
+    pub const fn contains(self, va: u64) -> bool {
+        va >= self.arena_base() && va - self.arena_base() < layout::ARENA_SIZE
+    }
+
+    /// Whether DG/UX memory (else an AIX heap).
+    pub const fn is_dgux(self) -> bool {
+        matches!(self, Region::Wired | Region::Unwired)
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Kind::Wired => "wired",
-            Kind::Unwired => "unwired",
+            Region::Wired => "wired",
+            Region::Unwired => "unwired",
+            Region::KernelHeap => "kernel_heap",
+            Region::PinnedHeap => "pinned_heap",
         })
     }
 }
@@ -55,9 +108,9 @@ pub struct Allocation {
     pub bytes: u32,
     /// The vCPU that made the get.
     pub vcpu: u16,
-    /// Wired or unwired.
-    pub kind: Kind,
-    /// Made by a demand get (else a perhaps get).
+    /// Which memory.
+    pub kind: Region,
+    /// Made by a demand get (else a perhaps get; `false` for `xmalloc`).
     pub demand: bool,
 }
 
@@ -65,10 +118,11 @@ impl Allocation {
     /// The get that made it.
     fn service(&self) -> &'static str {
         match (self.kind, self.demand) {
-            (Kind::Wired, true) => "vm_get_wired_memory",
-            (Kind::Wired, false) => "vm_perhaps_get_wired_memory",
-            (Kind::Unwired, true) => "vm_get_unwired_memory",
-            (Kind::Unwired, false) => "vm_perhaps_get_unwired_memory",
+            (Region::Wired, true) => "vm_get_wired_memory",
+            (Region::Wired, false) => "vm_perhaps_get_wired_memory",
+            (Region::Unwired, true) => "vm_get_unwired_memory",
+            (Region::Unwired, false) => "vm_perhaps_get_unwired_memory",
+            (Region::KernelHeap | Region::PinnedHeap, _) => "xmalloc",
         }
     }
 }
@@ -120,7 +174,7 @@ pub enum ReleaseError {
     /// The other type.
     WrongKind {
         /// The type it was allocated as.
-        actual: Kind,
+        actual: Region,
     },
     /// Another byte count.
     WrongSize {
@@ -239,14 +293,19 @@ pub struct GuestView<'a> {
     pub space: &'a AddressSpace,
 }
 
-/// All DG/UX kernel memory of a VM; its frames come from the VM's
-/// [`FrameAllocator`], passed to the calls that need them.
+/// All page-backed kernel memory of a VM (DG/UX memory and the AIX boot
+/// heaps); its frames come from the VM's [`FrameAllocator`], passed to the
+/// calls that need them.
 #[derive(Debug)]
 pub struct KernelMemory {
     wired: Arena,
     unwired: Arena,
+    kernel_heap: Arena,
+    pinned_heap: Arena,
     allocations: BTreeMap<u64, Allocation>,
     pages: BTreeMap<u64, Page>,
+    /// Backed pages of the pinned heap (all of them pinned).
+    pinned_heap_pages: u64,
     injector: Injector,
 }
 
@@ -256,13 +315,17 @@ impl KernelMemory {
         KernelMemory {
             wired: Arena::new(layout::WIRED_ARENA_VA, layout::ARENA_SIZE),
             unwired: Arena::new(layout::UNWIRED_ARENA_VA, layout::ARENA_SIZE),
+            kernel_heap: Arena::new(layout::KERNEL_HEAP_VA, layout::ARENA_SIZE),
+            pinned_heap: Arena::new(layout::PINNED_HEAP_VA, layout::ARENA_SIZE),
             allocations: BTreeMap::new(),
             pages: BTreeMap::new(),
+            pinned_heap_pages: 0,
             injector: Injector::new(fail),
         }
     }
 
     /// Allocates `bytes` of `kind` memory with an alignment code, zero-filled.
+    #[allow(clippy::too_many_arguments)]
     pub fn get(
         &mut self,
         view: GuestView,
@@ -292,14 +355,39 @@ impl KernelMemory {
         if no_page_cross && bytes > PAGE_SIZE {
             return refuse(format!("{bytes} bytes cannot fit one page (VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)"));
         }
+        self.allocate(view, frames, kind.into(), demand, bytes, align, no_page_cross, caller)
+    }
+
+    /// Whether `--fail-alloc` makes this get fail; every get asks once.
+    pub fn inject_failure(&mut self) -> bool {
+        self.injector.should_fail()
+    }
+
+    /// Allocates `bytes` (1 ..= `u32::MAX`) of `region` memory aligned to `align` (a power of two), zero-filled; counts as a
+    /// get for `--fail-alloc`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate(
+        &mut self,
+        view: GuestView,
+        frames: &mut FrameAllocator,
+        region: Region,
+        demand: bool,
+        bytes: u64,
+        align: u64,
+        no_page_cross: bool,
+        caller: (usize, u64),
+    ) -> Result<u64, GetError> {
+        if bytes == 0 || bytes > u64::from(u32::MAX) || !align.is_power_of_two() {
+            return Err(GetError::Refused(format!("{bytes} bytes aligned to {align} cannot be allocated")));
+        }
         if self.injector.should_fail() {
             return Err(GetError::OutOfMemory);
         }
-        let va = self.arena(kind).allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
+        let va = self.arena(region).allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
         let (first, end) = page_span(va, bytes).ok_or(GetError::OutOfMemory)?;
         let GuestView { memory, space } = view;
-        if let Err(e) = self.back_pages(view, frames, kind, first, end) {
-            self.arena(kind).release(va, bytes);
+        if let Err(e) = self.back_pages(view, frames, region, first, end) {
+            self.arena(region).release(va, bytes);
             return Err(e);
         }
         for page in pages(first, end) {
@@ -315,14 +403,16 @@ impl KernelMemory {
             }
         }
         let (bytes, vcpu) = (bytes as u32, u16::try_from(caller.0).unwrap_or(u16::MAX));
-        self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind, demand });
+        self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind: region, demand });
         Ok(va)
     }
 
-    fn arena(&mut self, kind: Kind) -> &mut Arena {
-        match kind {
-            Kind::Wired => &mut self.wired,
-            Kind::Unwired => &mut self.unwired,
+    fn arena(&mut self, region: Region) -> &mut Arena {
+        match region {
+            Region::Wired => &mut self.wired,
+            Region::Unwired => &mut self.unwired,
+            Region::KernelHeap => &mut self.kernel_heap,
+            Region::PinnedHeap => &mut self.pinned_heap,
         }
     }
 
@@ -331,7 +421,7 @@ impl KernelMemory {
         &mut self,
         GuestView { memory, space }: GuestView,
         frames: &mut FrameAllocator,
-        kind: Kind,
+        region: Region,
         first: u64,
         end: u64,
     ) -> Result<(), GetError> {
@@ -348,7 +438,9 @@ impl KernelMemory {
             if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
                 for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);
-                    self.pages.remove(&page);
+                    if self.pages.remove(&page).is_some() && region == Region::PinnedHeap {
+                        self.pinned_heap_pages -= 1;
+                    }
                     frames.release(frame);
                 }
                 for &frame in &taken[i..] {
@@ -356,10 +448,13 @@ impl KernelMemory {
                 }
                 return Err(GetError::OutOfMemory);
             }
-            let initial = kind.initial_wire_count();
+            let initial = region.initial_wire_count();
             let page_state =
                 Page { frame, live: 0, wire_count: initial, initial, referenced: false, modified: false, physical: None };
             self.pages.insert(page, page_state);
+            if region == Region::PinnedHeap {
+                self.pinned_heap_pages += 1;
+            }
         }
         Ok(())
     }
@@ -368,9 +463,20 @@ impl KernelMemory {
     /// are unmapped, so that touching released memory faults.
     pub fn release(
         &mut self,
-        GuestView { memory, space }: GuestView,
+        view: GuestView,
         frames: &mut FrameAllocator,
         kind: Kind,
+        ptr: u64,
+        bytes: u64,
+    ) -> Result<(), ReleaseError> {
+        self.release_region(view, frames, kind.into(), ptr, bytes)
+    }
+
+    fn release_region(
+        &mut self,
+        GuestView { memory, space }: GuestView,
+        frames: &mut FrameAllocator,
+        region: Region,
         ptr: u64,
         bytes: u64,
     ) -> Result<(), ReleaseError> {
@@ -380,7 +486,7 @@ impl KernelMemory {
                 None => ReleaseError::NoAllocation,
             });
         };
-        if allocation.kind != kind {
+        if allocation.kind != region {
             return Err(ReleaseError::WrongKind { actual: allocation.kind });
         }
         if u64::from(allocation.bytes) != bytes {
@@ -395,13 +501,16 @@ impl KernelMemory {
             }
         }
         self.allocations.remove(&ptr);
-        self.arena(kind).release(ptr, bytes);
+        self.arena(region).release(ptr, bytes);
         for page in pages(first, end) {
             let Some(p) = self.pages.get_mut(&page) else { continue };
             p.live -= 1;
             if p.live == 0 {
                 let frame = p.frame;
                 self.pages.remove(&page);
+                if region == Region::PinnedHeap {
+                    self.pinned_heap_pages -= 1;
+                }
                 if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
                     zap_frame(memory, old.gpa);
                 }
@@ -409,6 +518,22 @@ impl KernelMemory {
             }
         }
         Ok(())
+    }
+
+    /// Frees the `region` allocation that starts at `ptr`, whatever its size
+    /// (`xmfree`); its byte count on success.
+    pub fn free(&mut self, view: GuestView, frames: &mut FrameAllocator, region: Region, ptr: u64) -> Result<u64, ReleaseError> {
+        let bytes = match self.allocations.get(&ptr) {
+            Some(a) if a.kind == region => u64::from(a.bytes),
+            Some(a) => return Err(ReleaseError::WrongKind { actual: a.kind }),
+            None => return Err(ReleaseError::NoAllocation),
+        };
+        self.release_region(view, frames, region, ptr, bytes).map(|()| bytes)
+    }
+
+    /// Backed pages of the pinned heap: each is pinned from birth.
+    pub fn pinned_heap_pages(&self) -> u64 {
+        self.pinned_heap_pages
     }
 
     /// The live allocation whose bytes contain `address`.
@@ -425,7 +550,7 @@ impl KernelMemory {
             if end <= page {
                 break;
             }
-            if a.kind == Kind::Unwired && first <= page {
+            if a.kind == Region::Unwired && first <= page {
                 best = Some(best.map_or((first, end), |(f, e)| (f.min(first), e.max(end))));
             }
         }
@@ -559,13 +684,12 @@ impl KernelMemory {
             .allocations
             .iter()
             .map(|(&va, a)| {
-                (
-                    a.service(),
-                    va,
-                    usize::from(a.vcpu),
-                    a.rip,
-                    format!("{} bytes of {} memory at {va:#x} are still allocated at exit", a.bytes, a.kind),
-                )
+                let message = if a.kind.is_dgux() {
+                    format!("{} bytes of {} memory at {va:#x} are still allocated at exit", a.bytes, a.kind)
+                } else {
+                    format!("xmalloc of {} bytes from the {} at {va:#x} was never freed (xmfree) before exit", a.bytes, a.kind)
+                };
+                (a.service(), va, usize::from(a.vcpu), a.rip, message)
             })
             .collect();
         for (&page, p) in self.pages.iter().filter(|(_, p)| p.wire_count > p.initial) {
@@ -592,10 +716,12 @@ impl KernelMemory {
             .collect();
         let tables = tree_bytes::<u64, Allocation>(self.allocations.len())
             + tree_bytes::<u64, Page>(self.pages.len())
-            + tree_bytes::<u64, u64>(self.wired.fragments() + self.unwired.fragments());
+            + tree_bytes::<u64, u64>(
+                self.wired.fragments() + self.unwired.fragments() + self.kernel_heap.fragments() + self.pinned_heap.fragments(),
+            );
         DgUxReport {
             injected_failures: self.injector.injected(),
-            live_allocations: self.allocations.len(),
+            live_allocations: self.allocations.values().filter(|a| a.kind.is_dgux()).count(),
             pages,
             bookkeeping_bytes: frames.bookkeeping_bytes() + tables,
         }
