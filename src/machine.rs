@@ -183,7 +183,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let kernel = state.kernel.lock().unwrap_or_else(|e| e.into_inner());
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
-        for (service, address, vcpu, rip, message) in kernel.dgux.leaks() {
+        for (service, address, vcpu, rip, message) in kernel.dgux.leaks().into_iter().chain(kernel.aix.leaks()) {
             state.checker.record(Violation::new(service, &[address], vcpu, rip, message));
         }
     }

@@ -13,6 +13,7 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
 use kmemvisor_abi::{MAX_VCPUS, VcpuPage};
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::aix::heaps::AixMemory;
 use crate::checker::Checker;
 use crate::console::Console;
 use crate::cpu;
@@ -41,6 +42,8 @@ pub struct Kernel {
     pub dgux: KernelMemory,
     /// User address spaces.
     pub processes: Processes,
+    /// AIX heaps and pin counts.
+    pub aix: AixMemory,
 }
 
 /// How a VM is configured.
@@ -190,6 +193,7 @@ impl VmState {
                 frames: FrameAllocator::new(layout::FREE_RAM_GPA, config.memory, config.contiguous_frames),
                 dgux: KernelMemory::new(config.fail_alloc.clone()),
                 processes: Processes::default(),
+                aix: AixMemory::default(),
             }),
             contexts: (0..config.vcpus).map(|_| Mutex::new(VcpuContext::default())).collect(),
             cr3: (0..config.vcpus).map(|_| AtomicU64::new(space.root())).collect(),

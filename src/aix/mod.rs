@@ -1,5 +1,7 @@
 //! AIX kernel services: heaps, pinning and user memory access.
 
+pub mod heaps;
+pub mod pinning;
 pub mod uaccess;
 
 use kmemvisor_abi::{Service, ServiceGroup, Status};
@@ -10,6 +12,8 @@ use crate::state::VmState;
 /// Serves an AIX service.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     match service.group() {
+        ServiceGroup::AixMemoryManagement => heaps::serve(state, caller, service, args),
+        ServiceGroup::AixPinning => pinning::serve(state, caller, service, args),
         ServiceGroup::AixUserMemoryAccess => uaccess::serve(state, caller, service, args),
         _ => Reply::status(Status::ENOSYS),
     }

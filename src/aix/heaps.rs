@@ -1,0 +1,550 @@
+//! AIX memory management: `init_heap`, `xmalloc`, `xmfree`.
+//!
+//! Two heaps exist from boot: the pageable `kernel_heap` ([`KERNEL_HEAP`]) and
+//! the `pinned_heap` ([`PINNED_HEAP`]), whose pages are pinned from birth.
+//! Both are page-backed kernel memory exactly like the DG/UX arenas (see
+//! [`KernelMemory`](crate::dgux::kernel_memory::KernelMemory)): each page gets
+//! its own zeroed frame when first used, and a page left without a live
+//! allocation is unmapped, so that a use after free faults.
+//!
+//! `init_heap` makes a heap over a region of kernel memory the caller owns
+//! (memory it got from another allocator, or its own data). Its bookkeeping is
+//! VMM-side — a first-fit [`Arena`] over the region and a table of live
+//! allocations — so the region's bytes are only handed out, never used for
+//! metadata. Its pages stay the caller's: freeing never unmaps them.
+//!
+//! Each heap remembers its most recent frees ([`RECENT_FREES`]): freeing one
+//! of them again is a double free (a violation); any other pointer the heap
+//! does not know is AIX's error return, `EINVAL`, without a violation.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP, XMALLOC_MAX_ALIGN_LOG2};
+use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use kmemvisor_abi::{Service, Status};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::pinning::Pins;
+use crate::dgux::arena::Arena;
+use crate::dgux::kernel_memory::{GetError, GuestView, Region, ReleaseError};
+use crate::hypercall::{Caller, Outcome, Reply, refuse};
+use crate::paging::PteFlags;
+use crate::process::lock;
+use crate::state::VmState;
+
+/// How many frees each heap remembers to tell a double free from a wild pointer.
+pub const RECENT_FREES: usize = 4096;
+/// Most heaps `init_heap` may make.
+pub const MAX_HEAPS: usize = 4096;
+/// Smallest `init_heap` region.
+pub const MIN_HEAP_SIZE: u64 = 64;
+/// Largest `init_heap` region (what a `uint32` size can say).
+pub const MAX_HEAP_SIZE: u64 = u32::MAX as u64;
+
+/// The AIX kernel's VMM-side memory state: heaps and pin counts.
+#[derive(Debug, Default)]
+pub struct AixMemory {
+    /// The heaps.
+    pub heaps: Heaps,
+    /// Pin counts.
+    pub pins: Pins,
+}
+
+impl AixMemory {
+    /// Misuse still standing at the end, as
+    /// [`KernelMemory::leaks`](crate::dgux::kernel_memory::KernelMemory::leaks)
+    /// gives it: live allocations of `init_heap` heaps and pages still pinned.
+    /// (Live allocations of the two boot heaps are that function's.)
+    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+        let mut leaks = self.heaps.leaks();
+        leaks.extend(self.pins.leaks());
+        leaks
+    }
+}
+
+/// The most recent frees of one heap, bounded.
+#[derive(Debug, Default)]
+struct RecentFrees {
+    order: VecDeque<u64>,
+    count: HashMap<u64, u32>,
+}
+
+impl RecentFrees {
+    fn remember(&mut self, ptr: u64) {
+        if self.order.len() >= RECENT_FREES
+            && let Some(old) = self.order.pop_front()
+            && let Some(n) = self.count.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.count.remove(&old);
+            }
+        }
+        self.order.push_back(ptr);
+        *self.count.entry(ptr).or_insert(0) += 1;
+    }
+
+    fn contains(&self, ptr: u64) -> bool {
+        self.count.contains_key(&ptr)
+    }
+}
+
+/// A live allocation of an `init_heap` heap.
+#[derive(Clone, Copy, Debug)]
+struct Allocation {
+    rip: u64,
+    bytes: u32,
+    vcpu: u16,
+}
+
+/// A heap over a caller's region.
+#[derive(Debug)]
+struct AreaHeap {
+    start: u64,
+    arena: Arena,
+    allocations: BTreeMap<u64, Allocation>,
+}
+
+#[derive(Debug)]
+enum Backing {
+    /// A boot heap: page-backed kernel memory.
+    Boot(Region),
+    /// An `init_heap` heap.
+    Area(AreaHeap),
+}
+
+#[derive(Debug)]
+struct Heap {
+    backing: Backing,
+    recent: RecentFrees,
+}
+
+/// Every heap, by handle.
+#[derive(Debug)]
+pub struct Heaps {
+    heaps: BTreeMap<u64, Heap>,
+    /// `init_heap` regions: start → end.
+    regions: BTreeMap<u64, u64>,
+    next: u64,
+}
+
+impl Default for Heaps {
+    fn default() -> Heaps {
+        let boot = |region| Heap { backing: Backing::Boot(region), recent: RecentFrees::default() };
+        Heaps {
+            heaps: BTreeMap::from([(KERNEL_HEAP, boot(Region::KernelHeap)), (PINNED_HEAP, boot(Region::PinnedHeap))]),
+            regions: BTreeMap::new(),
+            next: PINNED_HEAP + 1,
+        }
+    }
+}
+
+impl Heaps {
+    /// Whether `[start, end)` overlaps an `init_heap` region.
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.regions.range(..end).next_back().is_some_and(|(_, &e)| e > start)
+    }
+
+    /// Live allocations of `init_heap` heaps: (service, address, vCPU, RIP, message).
+    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+        let mut leaks = Vec::new();
+        for (&handle, heap) in &self.heaps {
+            let Backing::Area(area) = &heap.backing else { continue };
+            for (&ptr, a) in &area.allocations {
+                let message = format!(
+                    "xmalloc of {} bytes from heap {handle} (init_heap at {:#x}) at {ptr:#x} was never freed (xmfree) before exit",
+                    a.bytes, area.start
+                );
+                leaks.push(("xmalloc", ptr, usize::from(a.vcpu), a.rip, message));
+            }
+        }
+        leaks
+    }
+
+    /// Live allocations of `init_heap` heaps.
+    pub fn live_allocations(&self) -> usize {
+        self.heaps.values().map(|h| if let Backing::Area(a) = &h.backing { a.allocations.len() } else { 0 }).sum()
+    }
+}
+
+/// Serves `init_heap`, `xmalloc` and `xmfree`.
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let [a0, a1, a2, ..] = args;
+    match service {
+        Service::InitHeap => init_heap(state, a0, a1, a2).into(),
+        Service::Xmalloc => xmalloc(state, caller, a0, a1, a2).into(),
+        Service::Xmfree => xmfree(state, caller, a0, a1),
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+fn view(state: &VmState) -> GuestView<'_> {
+    GuestView { memory: state.ram.memory(), space: &state.space }
+}
+
+fn init_heap(state: &VmState, area: u64, size: u64, flags: u64) -> Result<u64, Status> {
+    if flags != 0 || !(MIN_HEAP_SIZE..=MAX_HEAP_SIZE).contains(&size) || !area.is_multiple_of(8) || area < layout::KERNEL_START {
+        return Err(Status::EINVAL);
+    }
+    let end = area.checked_add(size).ok_or(Status::EINVAL)?;
+    let memory = state.ram.memory();
+    let k = &mut *lock(&state.kernel);
+    // At most a million pages; the walk stops at the first bad one.
+    let wanted = PteFlags::USER | PteFlags::WRITABLE;
+    let mut page = area - area % PAGE_SIZE;
+    while page < end {
+        if state.space.translate(memory, page).is_none_or(|t| !t.flags.contains(wanted)) {
+            return Err(Status::EINVAL);
+        }
+        page = match page.checked_add(PAGE_SIZE) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    let heaps = &mut k.aix.heaps;
+    if heaps.overlaps(area, end) {
+        return Err(Status::EINVAL);
+    }
+    if heaps.regions.len() >= MAX_HEAPS {
+        return Err(Status::ENOMEM);
+    }
+    let handle = heaps.next;
+    heaps.next += 1;
+    heaps.regions.insert(area, end);
+    let backing = Backing::Area(AreaHeap { start: area, arena: Arena::new(area, size), allocations: BTreeMap::new() });
+    heaps.heaps.insert(handle, Heap { backing, recent: RecentFrees::default() });
+    Ok(handle)
+}
+
+/// Zeroes `[start, start + bytes)` through the kernel's page tables; false if
+/// a page is no longer mapped writable (the region was taken back).
+fn zero(state: &VmState, start: u64, bytes: u64) -> bool {
+    static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+    let memory = state.ram.memory();
+    let mut done = 0;
+    while done < bytes {
+        let at = start + done;
+        let chunk = (PAGE_SIZE - at % PAGE_SIZE).min(bytes - done);
+        let Some(t) = state.space.translate(memory, at).filter(|t| t.flags.contains(PteFlags::WRITABLE)) else {
+            return false;
+        };
+        if memory.write_slice(&ZEROS[..chunk as usize], GuestAddress(t.gpa)).is_err() {
+            return false;
+        }
+        done += chunk;
+    }
+    true
+}
+
+fn xmalloc(state: &VmState, caller: Caller, size: u64, align_log2: u64, heap: u64) -> Result<u64, Status> {
+    if size == 0 || size > u64::from(u32::MAX) || align_log2 > XMALLOC_MAX_ALIGN_LOG2 {
+        return Err(Status::EINVAL);
+    }
+    let align = 1u64 << align_log2;
+    let k = &mut *lock(&state.kernel);
+    let Some(h) = k.aix.heaps.heaps.get_mut(&heap) else { return Err(Status::EINVAL) };
+    match &mut h.backing {
+        Backing::Boot(region) => {
+            match k.dgux.allocate(view(state), &mut k.frames, *region, false, size, align, false, (caller.vcpu, caller.rip)) {
+                Ok(ptr) => Ok(ptr),
+                Err(GetError::OutOfMemory) => Err(Status::ENOMEM),
+                Err(GetError::Refused(_)) => Err(Status::EINVAL),
+            }
+        }
+        Backing::Area(area) => {
+            if k.dgux.inject_failure() {
+                return Err(Status::ENOMEM);
+            }
+            let ptr = area.arena.allocate(size, align, false).ok_or(Status::ENOMEM)?;
+            if !zero(state, ptr, size) {
+                area.arena.release(ptr, size);
+                return Err(Status::ENOMEM);
+            }
+            let vcpu = u16::try_from(caller.vcpu).unwrap_or(u16::MAX);
+            area.allocations.insert(ptr, Allocation { rip: caller.rip, bytes: size as u32, vcpu });
+            Ok(ptr)
+        }
+    }
+}
+
+fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
+    let args = [ptr, heap];
+    let problem = {
+        let k = &mut *lock(&state.kernel);
+        let Some(h) = k.aix.heaps.heaps.get_mut(&heap) else { return Reply::status(Status::EINVAL) };
+        let freed = match &mut h.backing {
+            Backing::Boot(region) => match k.dgux.free(view(state), &mut k.frames, *region, ptr) {
+                Ok(_) => Ok(()),
+                Err(e @ ReleaseError::StillWired { .. }) => Err(Some(format!("xmfree of {ptr:#x} from heap {heap}: {e}"))),
+                Err(_) => Err(None),
+            },
+            Backing::Area(area) => match area.allocations.remove(&ptr) {
+                Some(a) => {
+                    area.arena.release(ptr, u64::from(a.bytes));
+                    Ok(())
+                }
+                None => Err(None),
+            },
+        };
+        match freed {
+            Ok(()) => {
+                h.recent.remember(ptr);
+                return Reply::ok(0);
+            }
+            Err(Some(message)) => message,
+            Err(None) if h.recent.contains(ptr) => {
+                format!("double free: {ptr:#x} was allocated from heap {heap} and freed already")
+            }
+            // Not this heap's: AIX's error return, not misuse the VMM reports.
+            Err(None) => return Reply::status(Status::EINVAL),
+        }
+    };
+    refuse(state, caller, Service::Xmfree, &args, problem, Status::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP};
+    use kmemvisor_abi::dgux::{VM_DEFAULT_ALIGNMENT, VM_PAGE_ALIGNED};
+    use kmemvisor_abi::layout::{self, PAGE_SIZE};
+    use kmemvisor_abi::{Service, Status};
+    use vm_memory::{Bytes, GuestAddress};
+
+    use crate::dgux::inject::FailAlloc;
+    use crate::guests;
+    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+    use crate::state::{VmConfig, VmState};
+
+    fn state_with(config: VmConfig) -> VmState {
+        VmState::new(config, guests::find("hello").expect("bundled hello").elf).expect("state")
+    }
+
+    fn state() -> VmState {
+        state_with(VmConfig::default())
+    }
+
+    fn call(s: &VmState, service: Service, args: &[u64]) -> Reply {
+        let mut all = [0u64; 6];
+        all[..args.len()].copy_from_slice(args);
+        match dispatch(s, Caller { vcpu: 0, rip: 0x4321 }, Request { number: service.number(), args: all }) {
+            Outcome::Reply(reply) => reply,
+            other => panic!("{} did not reply: {other:?}", service.name()),
+        }
+    }
+
+    fn xmalloc(s: &VmState, size: u64, align_log2: u64, heap: u64) -> u64 {
+        match call(s, Service::Xmalloc, &[size, align_log2, heap]) {
+            Reply { status: Status::OK, value } if value != 0 => value,
+            other => panic!("xmalloc({size}, {align_log2}, {heap}): {other:?}"),
+        }
+    }
+
+    fn status(s: &VmState, service: Service, args: &[u64]) -> Status {
+        call(s, service, args).status
+    }
+
+    fn violations(s: &VmState) -> Vec<String> {
+        s.checker.violations().into_iter().map(|v| v.message).collect()
+    }
+
+    fn write(s: &VmState, va: u64, bytes: &[u8]) {
+        crate::guest_access::write(s.ram.memory(), &s.space, va, bytes).expect("write");
+    }
+
+    fn read(s: &VmState, va: u64, len: usize) -> Vec<u8> {
+        crate::guest_access::read(s.ram.memory(), &s.space, va, len).expect("read")
+    }
+
+    /// A wired DG/UX allocation: kernel memory the caller owns.
+    fn wired(s: &VmState, bytes: u64) -> u64 {
+        match call(s, Service::VmGetWiredMemory, &[bytes, u64::from(VM_PAGE_ALIGNED)]) {
+            Reply { status: Status::OK, value } => value,
+            other => panic!("wired get: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn boot_heaps_hand_out_aligned_zeroed_memory_in_their_arenas() {
+        let s = state();
+        for (heap, base) in [(KERNEL_HEAP, layout::KERNEL_HEAP_VA), (PINNED_HEAP, layout::PINNED_HEAP_VA)] {
+            for log2 in 0..=12 {
+                let _ = xmalloc(&s, 3, 0, heap);
+                let p = xmalloc(&s, 100, log2, heap);
+                assert_eq!(p % (1 << log2), 0, "align_log2 {log2}");
+                assert!((base..base + layout::ARENA_SIZE).contains(&p), "{p:#x}");
+                assert_eq!(read(&s, p, 100), vec![0; 100]);
+                write(&s, p, &[0xaa; 100]);
+            }
+            let big = xmalloc(&s, 3 * PAGE_SIZE + 5, 12, heap);
+            assert_eq!(read(&s, big, 3 * PAGE_SIZE as usize + 5), vec![0; 3 * PAGE_SIZE as usize + 5]);
+        }
+        // Reused bytes come back zeroed.
+        let p = xmalloc(&s, 64, 3, KERNEL_HEAP);
+        write(&s, p, &[0x55; 64]);
+        assert_eq!(status(&s, Service::Xmfree, &[p, KERNEL_HEAP]), Status::OK);
+        let q = xmalloc(&s, 64, 3, KERNEL_HEAP);
+        assert_eq!(read(&s, q, 64), vec![0; 64]);
+        assert!(violations(&s).is_empty());
+        let k = s.kernel.lock().expect("lock");
+        assert_eq!(k.dgux.report(&k.frames).live_allocations, 0, "heap allocations are not DG/UX memory");
+    }
+
+    #[test]
+    fn bad_xmalloc_requests_return_einval_and_null_without_a_violation() {
+        let s = state();
+        for args in [
+            [0, 3, KERNEL_HEAP],
+            [1 << 32, 3, KERNEL_HEAP],
+            [8, 13, PINNED_HEAP],
+            [8, u64::MAX, 1],
+            [8, 3, 0],
+            [8, 3, 3],
+            [8, 3, u64::MAX],
+        ] {
+            assert_eq!(call(&s, Service::Xmalloc, &args), Reply { status: Status::EINVAL, value: 0 }, "{args:x?}");
+        }
+        assert_eq!(call(&s, Service::Xmalloc, &[0xf000_0000, 12, KERNEL_HEAP]), Reply { status: Status::ENOMEM, value: 0 });
+        assert!(violations(&s).is_empty());
+    }
+
+    #[test]
+    fn fail_alloc_counts_xmalloc_as_a_get() {
+        let fail_alloc = FailAlloc { nth: Some(2), ..FailAlloc::default() };
+        let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
+        let area = wired(&s, PAGE_SIZE); // get 1
+        assert_eq!(call(&s, Service::Xmalloc, &[8, 3, KERNEL_HEAP]), Reply { status: Status::ENOMEM, value: 0 }); // get 2
+        let heap = call(&s, Service::InitHeap, &[area, PAGE_SIZE, 0]).value;
+        xmalloc(&s, 8, 3, heap); // get 3
+        let fail_alloc = FailAlloc { nth: Some(1), ..FailAlloc::default() };
+        let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
+        let area = layout::stack_bottom(0);
+        let heap = call(&s, Service::InitHeap, &[area, 64, 0]).value;
+        assert_eq!(call(&s, Service::Xmalloc, &[8, 3, heap]), Reply { status: Status::ENOMEM, value: 0 }, "init_heap heaps too");
+        let k = s.kernel.lock().expect("lock");
+        assert_eq!(k.dgux.report(&k.frames).injected_failures, 1);
+    }
+
+    #[test]
+    fn xmfree_tells_double_frees_from_foreign_pointers() {
+        let s = state();
+        let p = xmalloc(&s, 40, 3, KERNEL_HEAP);
+        let q = xmalloc(&s, 40, 3, PINNED_HEAP);
+        let dgux = wired(&s, PAGE_SIZE);
+        // Foreign: another heap's, inside an allocation, a DG/UX allocation, wild, unknown heap.
+        for (ptr, heap) in
+            [(q, KERNEL_HEAP), (p, PINNED_HEAP), (p + 8, KERNEL_HEAP), (dgux, KERNEL_HEAP), (0xdead_0000, KERNEL_HEAP), (p, 7)]
+        {
+            assert_eq!(status(&s, Service::Xmfree, &[ptr, heap]), Status::EINVAL, "{ptr:#x} {heap}");
+        }
+        assert!(violations(&s).is_empty(), "an error return, not a violation");
+        assert_eq!(status(&s, Service::Xmfree, &[p, KERNEL_HEAP]), Status::OK);
+        assert_eq!(status(&s, Service::Xmfree, &[p, KERNEL_HEAP]), Status::EINVAL);
+        assert_eq!(status(&s, Service::Xmfree, &[q, PINNED_HEAP]), Status::OK);
+        assert_eq!(status(&s, Service::Xmfree, &[q, KERNEL_HEAP]), Status::EINVAL, "freed, but from the other heap");
+        let v = violations(&s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("double free"), "{}", v[0]);
+        // Freed pages are unmapped: a use after free faults.
+        assert_eq!(s.space.translate(s.ram.memory(), p), None);
+        // A pointer handed out again is live again.
+        let again = xmalloc(&s, 40, 3, KERNEL_HEAP);
+        assert_eq!(again, p);
+        assert_eq!(status(&s, Service::Xmfree, &[again, KERNEL_HEAP]), Status::OK);
+    }
+
+    #[test]
+    fn the_recent_frees_are_bounded() {
+        let mut recent = super::RecentFrees::default();
+        for ptr in 0..(super::RECENT_FREES as u64 + 10) {
+            recent.remember(ptr);
+        }
+        recent.remember(20);
+        assert!(!recent.contains(3), "forgotten");
+        assert!(recent.contains(20) && recent.contains(super::RECENT_FREES as u64 + 9));
+        assert_eq!(recent.order.len(), super::RECENT_FREES);
+        assert_eq!(recent.count.len(), super::RECENT_FREES - 1, "20 is there twice");
+    }
+
+    #[test]
+    fn init_heap_checks_its_region() {
+        let s = state();
+        let area = wired(&s, 2 * PAGE_SIZE);
+        let code = s.image.entry;
+        let bad = [
+            [area, 2 * PAGE_SIZE, 1],        // flags
+            [area, 63, 0],                   // too small
+            [area + 4, 64, 0],               // not 8-aligned
+            [area, 3 * PAGE_SIZE, 0],        // runs past the allocation
+            [u64::MAX - 7, 64, 0],           // wraps
+            [code - code % 8, 64, 0],        // read-only
+            [0x1000_0000, 64, 0],            // a user address
+            [layout::KERNEL_HEAP_VA, 64, 0], // unmapped
+            [area, 1 << 32, 0],              // beyond a uint32
+        ];
+        for args in bad {
+            assert_eq!(call(&s, Service::InitHeap, &args), Reply { status: Status::EINVAL, value: 0 }, "{args:x?}");
+        }
+        assert_eq!(call(&s, Service::InitHeap, &[area, PAGE_SIZE, 0]), Reply { status: Status::OK, value: 3 });
+        assert_eq!(status(&s, Service::InitHeap, &[area + PAGE_SIZE - 8, 64, 0]), Status::EINVAL, "overlaps heap 3");
+        assert_eq!(status(&s, Service::InitHeap, &[area - 8, 64, 0]), Status::EINVAL, "starts outside the allocation");
+        assert_eq!(call(&s, Service::InitHeap, &[area + PAGE_SIZE, 64, 0]), Reply { status: Status::OK, value: 4 });
+        // A heap over xmalloc'd memory.
+        let pinned = xmalloc(&s, 1000, 3, PINNED_HEAP);
+        assert_eq!(call(&s, Service::InitHeap, &[pinned, 1000, 0]), Reply { status: Status::OK, value: 5 });
+        assert!(violations(&s).is_empty());
+    }
+
+    #[test]
+    fn init_heap_heaps_allocate_inside_their_region_and_keep_their_pages() {
+        let s = state();
+        let area = wired(&s, 2 * PAGE_SIZE);
+        write(&s, area, &[0xee; 2 * PAGE_SIZE as usize]);
+        let heap = call(&s, Service::InitHeap, &[area + 8, 2 * PAGE_SIZE - 8, 0]).value;
+        let a = xmalloc(&s, 24, 0, heap);
+        assert_eq!(a, area + 8);
+        let b = xmalloc(&s, 100, 12, heap);
+        assert_eq!(b, area + PAGE_SIZE);
+        assert_eq!(read(&s, b, 100), vec![0; 100], "zero-filled");
+        assert_eq!(read(&s, b + 100, 4), vec![0xee; 4], "the bytes around are the caller's");
+        assert_eq!(call(&s, Service::Xmalloc, &[PAGE_SIZE, 0, heap]), Reply { status: Status::ENOMEM, value: 0 });
+        assert_eq!(status(&s, Service::Xmfree, &[a, KERNEL_HEAP]), Status::EINVAL);
+        assert_eq!(status(&s, Service::Xmfree, &[a, heap]), Status::OK);
+        assert!(s.space.translate(s.ram.memory(), a).is_some(), "the region's pages stay mapped");
+        assert_eq!(status(&s, Service::Xmfree, &[a, heap]), Status::EINVAL);
+        assert_eq!(violations(&s).len(), 1);
+        assert!(violations(&s)[0].contains("double free"));
+        // Live allocations are leaks.
+        let leaks = s.kernel.lock().expect("lock").aix.leaks();
+        assert_eq!(leaks.len(), 1);
+        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", b, 0, 0x4321));
+        assert!(leaks[0].4.contains("100 bytes") && leaks[0].4.contains("heap 3"), "{}", leaks[0].4);
+        // The region was taken back: the heap can no longer hand it out.
+        assert_eq!(status(&s, Service::Xmfree, &[b, heap]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[area, 2 * PAGE_SIZE]), Status::OK);
+        assert_eq!(call(&s, Service::Xmalloc, &[8, 0, heap]), Reply { status: Status::ENOMEM, value: 0 });
+    }
+
+    #[test]
+    fn boot_heap_leaks_are_reported_with_the_xmalloc_caller() {
+        let s = state();
+        let p = xmalloc(&s, 77, 4, PINNED_HEAP);
+        let q = xmalloc(&s, 5, 0, KERNEL_HEAP);
+        assert_eq!(status(&s, Service::Xmfree, &[q, KERNEL_HEAP]), Status::OK);
+        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        assert_eq!(leaks.len(), 1, "{leaks:?}");
+        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", p, 0, 0x4321));
+        assert!(leaks[0].4.contains("77 bytes") && leaks[0].4.contains("pinned_heap"), "{}", leaks[0].4);
+    }
+
+    #[test]
+    fn dgux_services_do_not_release_heap_memory() {
+        let s = state();
+        let p = xmalloc(&s, 64, 3, KERNEL_HEAP);
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[p, 64]), Status::EINVAL);
+        assert!(violations(&s)[0].contains("kernel_heap"), "{:?}", violations(&s));
+        let q = call(&s, Service::VmGetUnwiredMemory, &[64, u64::from(VM_DEFAULT_ALIGNMENT)]).value;
+        assert_eq!(status(&s, Service::Xmfree, &[q, KERNEL_HEAP]), Status::EINVAL);
+        assert_eq!(status(&s, Service::Xmfree, &[p, KERNEL_HEAP]), Status::OK);
+        let _ = s.ram.memory().read_obj::<u64>(GuestAddress(0)).expect("guest RAM still fine");
+    }
+}

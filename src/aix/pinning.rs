@@ -1,0 +1,504 @@
+//! AIX memory pinning: `pin`, `unpin`, `pinu`, `unpinu`, `pincode`, `unpincode`.
+//!
+//! Pin counts are per page and VMM-side: per kernel page, and per (process,
+//! page) for user memory. A page's count starts at its initial value — 1 for
+//! the pages of the `pinned_heap`, which are pinned from birth, 0 for every
+//! other page — and may never go below it: "unpin below zero is an error"
+//! (`EINVAL`, nothing changes), not a violation. Every call is all or
+//! nothing. Pinned pages — pages above 0, the pinned heap's included — may
+//! not exceed [`PIN_LIMIT_PERCENT`] of guest RAM (`ENOMEM`).
+//!
+//! Context rules (the seed's "only under a process"): pinning user memory at
+//! interrupt level, or unpinning it there, is a violation (`EPERM`); kernel
+//! memory may be unpinned at interrupt level.
+//!
+//! A page still pinned above its initial count when the guest exits is a
+//! violation. A pinned page that is freed keeps its count (and is reported at
+//! exit); a process with pinned pages cannot be destroyed
+//! ([`Pins::pinned_pages_of`]).
+
+use std::collections::BTreeMap;
+
+use kmemvisor_abi::aix::{UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE};
+use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use kmemvisor_abi::{Service, Status};
+
+use crate::dgux::kernel_memory::{Region, page_span};
+use crate::hypercall::{Caller, Outcome, Reply, refuse};
+use crate::paging::PteFlags;
+use crate::process::lock;
+use crate::state::{Kernel, VmState};
+
+/// Pinned pages may be at most this share of guest RAM frames.
+pub const PIN_LIMIT_PERCENT: u64 = 90;
+/// Largest pin count of a page; one more pin is `EINVAL`.
+pub const MAX_PIN_COUNT: u32 = u32::MAX;
+/// Largest `length` of a pinning call (AIX's `int`).
+pub const MAX_PIN_LENGTH: u64 = i32::MAX as u64;
+
+/// The process id of kernel pages.
+const KERNEL: u64 = 0;
+
+/// Pins of one page above its initial count, and the call that made the first.
+#[derive(Clone, Copy, Debug)]
+struct Pin {
+    count: u32,
+    vcpu: u16,
+    rip: u64,
+    service: &'static str,
+}
+
+/// Where a pin comes from, for the exit report.
+#[derive(Clone, Copy, Debug)]
+struct Origin {
+    service: &'static str,
+    vcpu: usize,
+    rip: u64,
+}
+
+/// Every pin count.
+#[derive(Debug, Default)]
+pub struct Pins {
+    /// (pid, page) → pins above the page's initial count; only counts above 0
+    /// have an entry. Kernel pages have pid 0.
+    pages: BTreeMap<(u64, u64), Pin>,
+    /// Entries on pinned-heap pages (pinned already by birth).
+    on_pinned_heap: u64,
+    /// `pincode` calls on the main image not yet undone.
+    code_pins: u64,
+}
+
+/// The initial pin count of a kernel page.
+fn initial(pid: u64, page: u64) -> u32 {
+    u32::from(pid == KERNEL && Region::PinnedHeap.contains(page))
+}
+
+impl Pins {
+    /// User pages of process `pid` with a pin count above 0: while there are
+    /// any, the process may not be destroyed.
+    pub fn pinned_pages_of(&self, pid: u64) -> usize {
+        self.pages.range((pid, 0)..=(pid, u64::MAX)).count()
+    }
+
+    /// The pin count of `page` of `pid` (0 for kernel pages) above its initial count.
+    pub fn extra_count(&self, pid: u64, page: u64) -> u32 {
+        self.pages.get(&(pid, page)).map_or(0, |p| p.count)
+    }
+
+    /// Pages pinned now: every page with an entry and every pinned-heap page.
+    fn pinned(&self, pinned_heap_pages: u64) -> u64 {
+        self.pages.len() as u64 - self.on_pinned_heap + pinned_heap_pages
+    }
+
+    /// One more pin on each of `pages` (distinct, ascending) of `pid`, or none.
+    fn pin(&mut self, pid: u64, pages: &[u64], limit: u64, pinned_heap_pages: u64, origin: Origin) -> Status {
+        let mut newly = 0u64;
+        for &page in pages {
+            match self.pages.get(&(pid, page)) {
+                Some(p) if p.count == MAX_PIN_COUNT => return Status::EINVAL,
+                Some(_) => {}
+                None => newly += u64::from(initial(pid, page) == 0),
+            }
+        }
+        if self.pinned(pinned_heap_pages).saturating_add(newly) > limit {
+            return Status::ENOMEM;
+        }
+        let vcpu = u16::try_from(origin.vcpu).unwrap_or(u16::MAX);
+        for &page in pages {
+            let entry =
+                self.pages.entry((pid, page)).or_insert_with(|| Pin { count: 0, vcpu, rip: origin.rip, service: origin.service });
+            if entry.count == 0 && initial(pid, page) == 1 {
+                self.on_pinned_heap += 1;
+            }
+            entry.count += 1;
+        }
+        Status::OK
+    }
+
+    /// One pin less on each of `pages` of `pid`, or none if one is at its initial count.
+    fn unpin(&mut self, pid: u64, pages: &[u64]) -> Status {
+        if pages.iter().any(|&page| !self.pages.contains_key(&(pid, page))) {
+            return Status::EINVAL;
+        }
+        for &page in pages {
+            if let Some(p) = self.pages.get_mut(&(pid, page)) {
+                p.count -= 1;
+                if p.count == 0 {
+                    self.pages.remove(&(pid, page));
+                    if initial(pid, page) == 1 {
+                        self.on_pinned_heap -= 1;
+                    }
+                }
+            }
+        }
+        Status::OK
+    }
+
+    /// Pages still pinned above their initial count: (service, address, vCPU, RIP, message).
+    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+        self.pages
+            .iter()
+            .map(|(&(pid, page), p)| {
+                let base = initial(pid, page);
+                let whose = if pid == KERNEL { String::new() } else { format!(" of process {pid}") };
+                let message = format!(
+                    "page {page:#x}{whose} is still pinned at exit: pin count {}, initial {base} (first pinned by {})",
+                    u64::from(base) + u64::from(p.count),
+                    p.service
+                );
+                (p.service, page, usize::from(p.vcpu), p.rip, message)
+            })
+            .collect()
+    }
+}
+
+/// Serves the pinning services.
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let [a0, a1, a2, ..] = args;
+    let origin = Origin { service: service.name(), vcpu: caller.vcpu, rip: caller.rip };
+    match service {
+        Service::Pin => Reply::status(kernel_range(state, a0, a1, Change::Pin(origin))),
+        Service::Unpin => Reply::status(kernel_range(state, a0, a1, Change::Unpin)),
+        Service::Pinu | Service::Unpinu => {
+            let change = if service == Service::Pinu { Change::Pin(origin) } else { Change::Unpin };
+            match a2 {
+                UIO_SYSSPACE => Reply::status(kernel_range(state, a0, a1, change)),
+                UIO_USERSPACE | UIO_USERISPACE => user_range(state, caller, service, &args[..3], change),
+                _ => Reply::status(Status::EINVAL),
+            }
+        }
+        Service::Pincode => Reply::status(code(state, a0, Change::Pin(origin))),
+        Service::Unpincode => Reply::status(code(state, a0, Change::Unpin)),
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Pin(Origin),
+    Unpin,
+}
+
+/// The most pages that may be pinned.
+fn limit(state: &VmState) -> u64 {
+    state.ram.frames() / 100 * PIN_LIMIT_PERCENT
+}
+
+fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[u64], change: Change) -> Status {
+    let pinned_heap_pages = k.dgux.pinned_heap_pages();
+    match change {
+        Change::Pin(origin) => k.aix.pins.pin(pid, pages, limit(state), pinned_heap_pages, origin),
+        Change::Unpin => k.aix.pins.unpin(pid, pages),
+    }
+}
+
+/// The pages of `[addr, addr + length)`, or `EINVAL` for a length of 0 or
+/// above `MAX_PIN_LENGTH` or a range that wraps.
+fn span(addr: u64, length: u64) -> Result<(u64, u64), Status> {
+    if length == 0 || length > MAX_PIN_LENGTH {
+        return Err(Status::EINVAL);
+    }
+    page_span(addr, length).ok_or(Status::EINVAL)
+}
+
+/// The pages of `[first, end)`, each mapped in `translate`, or the first that is not.
+fn mapped_pages(first: u64, end: u64, mapped: impl Fn(u64) -> bool) -> Option<Vec<u64>> {
+    // At most MAX_PIN_LENGTH / PAGE_SIZE + 1 pages; stops at the first unmapped one.
+    (first..end).step_by(PAGE_SIZE as usize).map(|page| mapped(page).then_some(page)).collect()
+}
+
+/// `pin`, `unpin` and the `UIO_SYSSPACE` forms of `pinu` and `unpinu`.
+fn kernel_range(state: &VmState, addr: u64, length: u64, change: Change) -> Status {
+    let (first, end) = match span(addr, length) {
+        Ok(span) => span,
+        Err(status) => return status,
+    };
+    if first < layout::KERNEL_START {
+        return Status::EINVAL;
+    }
+    let memory = state.ram.memory();
+    let k = &mut *lock(&state.kernel);
+    let Some(pages) = mapped_pages(first, end, |page| state.space.translate(memory, page).is_some()) else {
+        return Status::EINVAL;
+    };
+    apply(state, k, KERNEL, &pages, change)
+}
+
+/// The user-space forms of `pinu` and `unpinu`, on the current process.
+fn user_range(state: &VmState, caller: Caller, service: Service, args: &[u64], change: Change) -> Outcome {
+    let context = state.contexts.get(caller.vcpu).map(|c| *lock(c)).unwrap_or_default();
+    if context.at_interrupt_level() {
+        let why = match change {
+            Change::Pin(_) => "user pinning only under a process: pinu of user memory at interrupt level",
+            Change::Unpin => "unpinning user memory at interrupt level: unpinu of user memory must run under the process",
+        };
+        return refuse(state, caller, service, args, why.into(), Status::EPERM);
+    }
+    let (first, end) = match span(args[0], args[1]) {
+        Ok(span) => span,
+        Err(status) => return Reply::status(status),
+    };
+    if context.pid == 0 || first < layout::USER_START || end > layout::USER_END {
+        return Reply::status(Status::EFAULT);
+    }
+    let memory = state.ram.memory();
+    let k = &mut *lock(&state.kernel);
+    let Some(process) = k.processes.get(context.pid) else { return Reply::status(Status::EFAULT) };
+    let Some(pages) = mapped_pages(first, end, |page| process.space().translate(memory, page).is_some()) else {
+        return Reply::status(Status::EFAULT);
+    };
+    Reply::status(apply(state, k, context.pid, &pages, change))
+}
+
+/// `pincode` and `unpincode`: every page of every segment of the loaded
+/// object whose code contains `function`.
+///
+/// Only the main image is a loaded object so far: kmemvisor does not load
+/// extra modules (kernel extensions) yet, so every function of the guest
+/// names the same object, and its pincode count is kept whole.
+fn code(state: &VmState, function: u64, change: Change) -> Status {
+    let segments = &state.image.segments;
+    let in_code = segments.iter().any(|s| {
+        let end = s.pages.checked_mul(PAGE_SIZE).and_then(|bytes| s.va.checked_add(bytes));
+        !s.flags.contains(PteFlags::NO_EXECUTE) && function >= s.va && end.is_some_and(|end| function < end)
+    });
+    if !in_code {
+        return Status::EINVAL;
+    }
+    let mut pages: Vec<u64> = segments.iter().flat_map(|s| (0..s.pages).map(move |i| s.va + i * PAGE_SIZE)).collect();
+    pages.sort_unstable();
+    pages.dedup();
+    let k = &mut *lock(&state.kernel);
+    if matches!(change, Change::Unpin) && k.aix.pins.code_pins == 0 {
+        return Status::EINVAL;
+    }
+    let status = apply(state, k, KERNEL, &pages, change);
+    if status == Status::OK {
+        match change {
+            Change::Pin(_) => k.aix.pins.code_pins += 1,
+            Change::Unpin => k.aix.pins.code_pins -= 1,
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP, PROT_WRITE, UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE};
+    use kmemvisor_abi::dgux::VM_PAGE_ALIGNED;
+    use kmemvisor_abi::layout::{self, PAGE_SIZE};
+    use kmemvisor_abi::{Service, Status};
+
+    use super::{MAX_PIN_COUNT, Origin, Pin, Pins};
+    use crate::guests;
+    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+    use crate::paging::PteFlags;
+    use crate::state::{VmConfig, VmState};
+
+    fn state() -> VmState {
+        VmState::new(VmConfig::default(), guests::find("hello").expect("bundled hello").elf).expect("state")
+    }
+
+    fn call(s: &VmState, service: Service, args: &[u64]) -> Reply {
+        let mut all = [0u64; 6];
+        all[..args.len()].copy_from_slice(args);
+        match dispatch(s, Caller { vcpu: 0, rip: 0x777 }, Request { number: service.number(), args: all }) {
+            Outcome::Reply(reply) => reply,
+            other => panic!("{} did not reply: {other:?}", service.name()),
+        }
+    }
+
+    fn status(s: &VmState, service: Service, args: &[u64]) -> Status {
+        call(s, service, args).status
+    }
+
+    fn value(s: &VmState, service: Service, args: &[u64]) -> u64 {
+        match call(s, service, args) {
+            Reply { status: Status::OK, value } => value,
+            other => panic!("{}: {other:?}", service.name()),
+        }
+    }
+
+    fn violations(s: &VmState) -> Vec<String> {
+        s.checker.violations().into_iter().map(|v| v.message).collect()
+    }
+
+    fn count(s: &VmState, pid: u64, page: u64) -> u32 {
+        s.kernel.lock().expect("lock").aix.pins.extra_count(pid, page)
+    }
+
+    fn wired(s: &VmState, bytes: u64) -> u64 {
+        value(s, Service::VmGetWiredMemory, &[bytes, u64::from(VM_PAGE_ALIGNED)])
+    }
+
+    fn leaks(s: &VmState) -> Vec<(&'static str, u64, usize, u64, String)> {
+        s.kernel.lock().expect("lock").aix.leaks()
+    }
+
+    #[test]
+    fn pin_checks_its_arguments() {
+        let s = state();
+        let p = wired(&s, 2 * PAGE_SIZE);
+        for (addr, length) in [
+            (p, 0),
+            (p, 1 << 31),
+            (p, u64::MAX),
+            (u64::MAX - 10, 100),
+            (0x1000_0000, 8),
+            (layout::USER_START, 8),
+            (p, 3 * PAGE_SIZE),
+            (layout::KERNEL_HEAP_VA, 1),
+        ] {
+            for service in [Service::Pin, Service::Unpin] {
+                assert_eq!(status(&s, service, &[addr, length]), Status::EINVAL, "{} {addr:#x} {length:#x}", service.name());
+            }
+            assert_eq!(status(&s, Service::Pinu, &[addr, length, UIO_SYSSPACE]), Status::EINVAL);
+        }
+        assert_eq!(count(&s, 0, p), 0, "nothing was pinned by a refused call");
+        assert!(violations(&s).is_empty());
+    }
+
+    #[test]
+    fn pin_counts_are_per_page_and_never_go_below_zero() {
+        let s = state();
+        let p = wired(&s, 3 * PAGE_SIZE);
+        assert_eq!(status(&s, Service::Unpin, &[p, 1]), Status::EINVAL, "unpin below zero");
+        assert_eq!(status(&s, Service::Pin, &[p + PAGE_SIZE - 1, 2]), Status::OK, "two pages");
+        assert_eq!(status(&s, Service::Pin, &[p + PAGE_SIZE, 10]), Status::OK);
+        assert_eq!((count(&s, 0, p), count(&s, 0, p + PAGE_SIZE), count(&s, 0, p + 2 * PAGE_SIZE)), (1, 2, 0));
+        assert_eq!(status(&s, Service::Unpin, &[p, 3 * PAGE_SIZE]), Status::EINVAL, "page 3 is at 0: nothing changes");
+        assert_eq!((count(&s, 0, p), count(&s, 0, p + PAGE_SIZE)), (1, 2));
+        assert_eq!(status(&s, Service::Unpin, &[p, 2 * PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::Unpinu, &[p + PAGE_SIZE, 1, UIO_SYSSPACE]), Status::OK);
+        assert_eq!((count(&s, 0, p), count(&s, 0, p + PAGE_SIZE)), (0, 0));
+        // Kernel memory may be unpinned at interrupt level.
+        assert_eq!(status(&s, Service::Pinu, &[p, 1, UIO_SYSSPACE]), Status::OK);
+        assert_eq!(value(&s, Service::InterruptEnter, &[]), 1);
+        assert_eq!(status(&s, Service::Unpinu, &[p, 1, UIO_SYSSPACE]), Status::OK);
+        assert_eq!(status(&s, Service::Pinu, &[p, 1, 3]), Status::EINVAL, "unknown segflag");
+        assert!(violations(&s).is_empty(), "{:?}", violations(&s));
+        assert!(leaks(&s).is_empty());
+    }
+
+    #[test]
+    fn pinned_heap_pages_start_pinned_and_keep_their_floor() {
+        let s = state();
+        let pinned = value(&s, Service::Xmalloc, &[64, 3, PINNED_HEAP]);
+        let pageable = value(&s, Service::Xmalloc, &[64, 3, KERNEL_HEAP]);
+        assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::EINVAL, "below its initial count of 1");
+        assert_eq!(status(&s, Service::Unpin, &[pageable, 64]), Status::EINVAL, "below 0");
+        assert_eq!(status(&s, Service::Pin, &[pinned, 64]), Status::OK);
+        assert_eq!(status(&s, Service::Pin, &[pageable, 64]), Status::OK);
+        let leaked = leaks(&s);
+        assert_eq!(leaked.len(), 2);
+        assert!(
+            leaked.iter().any(|l| l.1 == pinned - pinned % PAGE_SIZE && l.4.contains("pin count 2, initial 1")),
+            "{leaked:?}"
+        );
+        assert!(leaked.iter().all(|l| l.0 == "pin" && l.3 == 0x777 && l.4.contains("still pinned at exit")));
+        assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::OK);
+        assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::EINVAL);
+        assert_eq!(status(&s, Service::Unpin, &[pageable, 64]), Status::OK);
+        assert!(leaks(&s).is_empty());
+        let k = s.kernel.lock().expect("lock");
+        assert_eq!((k.aix.pins.on_pinned_heap, k.aix.pins.pinned(k.dgux.pinned_heap_pages())), (0, 1));
+    }
+
+    #[test]
+    fn the_pin_limit_counts_pinned_heap_pages_and_is_all_or_nothing() {
+        let origin = Origin { service: "pin", vcpu: 0, rip: 0 };
+        let mut pins = Pins::default();
+        let pages: Vec<u64> = (0..6).map(|i| layout::WIRED_ARENA_VA + i * PAGE_SIZE).collect();
+        assert_eq!(pins.pin(0, &pages, 10, 5, origin), Status::ENOMEM, "5 pinned-heap pages + 6 > 10");
+        assert!(pins.pages.is_empty());
+        assert_eq!(pins.pin(0, &pages, 10, 4, origin), Status::OK);
+        assert_eq!(pins.pin(0, &pages, 10, 4, origin), Status::OK, "pinning pinned pages again takes no more");
+        let heap = [layout::PINNED_HEAP_VA];
+        assert_eq!(pins.pin(0, &heap, 10, 4, origin), Status::OK, "a pinned-heap page is counted already");
+        assert_eq!(pins.pin(7, &[0x1000_0000], 10, 4, origin), Status::ENOMEM, "user pages count too");
+        pins.pages.insert((0, 0x5000), Pin { count: MAX_PIN_COUNT, vcpu: 0, rip: 0, service: "pin" });
+        assert_eq!(pins.pin(0, &[0x5000], u64::MAX, 0, origin), Status::EINVAL, "the count would overflow");
+    }
+
+    #[test]
+    fn user_pinning_needs_a_process_and_process_context() {
+        let s = state();
+        let va = 0x1000_0000;
+        assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_USERSPACE]), Status::EFAULT, "no current process");
+        let pid = value(&s, Service::ProcessCreate, &[]);
+        assert_eq!(status(&s, Service::ProcessSwitch, &[pid]), Status::OK);
+        assert_eq!(status(&s, Service::ProcessMap, &[va, 2 * PAGE_SIZE, PROT_WRITE]), Status::OK);
+        assert_eq!(status(&s, Service::Pinu, &[va, 3 * PAGE_SIZE, UIO_USERSPACE]), Status::EFAULT, "page 3 is unmapped");
+        assert_eq!(status(&s, Service::Pinu, &[layout::KERNEL_HEAP_VA, 8, UIO_USERSPACE]), Status::EFAULT, "not user");
+        assert_eq!(status(&s, Service::Pinu, &[va, 0, UIO_USERSPACE]), Status::EINVAL);
+        assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERSPACE]), Status::EINVAL, "not pinned");
+        assert_eq!(status(&s, Service::Pinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::OK);
+        assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_USERISPACE]), Status::OK);
+        assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE), count(&s, 0, va)), (2, 1, 0));
+        assert_eq!(s.kernel.lock().expect("lock").aix.pins.pinned_pages_of(pid), 2);
+        assert_eq!(status(&s, Service::Pin, &[va, 8]), Status::EINVAL, "pin is for kernel addresses");
+        assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_SYSSPACE]), Status::EINVAL);
+        let leaked = leaks(&s);
+        assert_eq!(leaked.len(), 2);
+        assert!(leaked[0].4.contains(&format!("of process {pid} is still pinned at exit")), "{}", leaked[0].4);
+        assert_eq!(leaked[0].0, "pinu");
+
+        // At interrupt level: violations, and nothing changes.
+        assert_eq!(value(&s, Service::InterruptEnter, &[]), 1);
+        assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_USERSPACE]), Status::EPERM);
+        assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERSPACE]), Status::EPERM);
+        let v = violations(&s);
+        assert_eq!(v.len(), 2);
+        assert!(v[0].contains("user pinning only under a process"), "{}", v[0]);
+        assert!(v[1].contains("unpinning user memory at interrupt level"), "{}", v[1]);
+        assert_eq!(count(&s, pid, va), 2);
+        assert_eq!(value(&s, Service::InterruptLeave, &[]), 0);
+
+        assert_eq!(status(&s, Service::Unpinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::OK);
+        assert_eq!(status(&s, Service::Unpinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::EINVAL, "page 2 is at 0");
+        assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERISPACE]), Status::OK);
+        assert_eq!(s.kernel.lock().expect("lock").aix.pins.pinned_pages_of(pid), 0);
+        assert!(leaks(&s).is_empty());
+        // Another process has its own counts for the same address.
+        let other = value(&s, Service::ProcessCreate, &[]);
+        assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_USERSPACE]), Status::OK);
+        assert_eq!(status(&s, Service::ProcessSwitch, &[other]), Status::OK);
+        assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERSPACE]), Status::EFAULT, "not mapped in this process");
+        assert_eq!(status(&s, Service::ProcessMap, &[va, PAGE_SIZE, PROT_WRITE]), Status::OK);
+        assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERSPACE]), Status::EINVAL, "not pinned in this process");
+        assert_eq!(count(&s, pid, va), 1);
+    }
+
+    #[test]
+    fn pincode_pins_the_whole_image_and_unpincode_undoes_it() {
+        let s = state();
+        let entry = s.image.entry;
+        let segments = s.image.segments.clone();
+        let data = segments.iter().find(|seg| seg.flags.contains(PteFlags::NO_EXECUTE)).map(|seg| seg.va);
+        assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::EINVAL, "not pinned");
+        for bad in [0, layout::KERNEL_HEAP_VA, u64::MAX] {
+            assert_eq!(status(&s, Service::Pincode, &[bad]), Status::EINVAL);
+        }
+        if let Some(data) = data {
+            assert_eq!(status(&s, Service::Pincode, &[data]), Status::EINVAL, "data is no function");
+        }
+        assert_eq!(status(&s, Service::Pincode, &[entry]), Status::OK);
+        assert_eq!(status(&s, Service::Pincode, &[entry]), Status::OK);
+        let pages: u64 = segments.iter().map(|seg| seg.pages).sum();
+        for seg in &segments {
+            assert_eq!(count(&s, 0, seg.va), 2);
+            assert_eq!(count(&s, 0, seg.va + (seg.pages - 1) * PAGE_SIZE), 2);
+        }
+        assert_eq!(leaks(&s).len() as u64, pages);
+        assert!(leaks(&s).iter().all(|l| l.0 == "pincode"));
+        // An explicit unpin takes a page back to 1; two unpincodes cannot both succeed then.
+        assert_eq!(status(&s, Service::Unpin, &[entry, 1]), Status::OK);
+        assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::OK);
+        assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::EINVAL, "the entry page is at 0 now");
+        assert_eq!(status(&s, Service::Pin, &[entry, 1]), Status::OK);
+        assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::OK);
+        assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::EINVAL, "pincode undone twice");
+        assert!(leaks(&s).is_empty());
+        assert!(violations(&s).is_empty());
+    }
+}
