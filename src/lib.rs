@@ -22,6 +22,8 @@ pub mod process;
 pub mod report;
 pub mod state;
 pub mod stop;
+#[cfg(test)]
+pub mod testing;
 pub mod vcpu;
 pub mod vcpu_pool;
 pub mod vm;

@@ -167,6 +167,74 @@ impl VcpuContext {
     }
 }
 
+/// Deepest interrupt-level nesting.
+const MAX_INTERRUPT_DEPTH: u32 = 16;
+
+/// Serves `process_*` and `interrupt_*`.
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let memory = state.ram.memory();
+    let context = &state.contexts[caller.vcpu];
+    match service {
+        Service::ProcessCreate => {
+            let k = &mut *lock(&state.kernel);
+            k.processes.create(memory, &mut k.frames, &state.space).into()
+        }
+        Service::ProcessDestroy => {
+            let k = &mut *lock(&state.kernel);
+            // A vCPU runs in it, or a driver pinned its memory for I/O.
+            if state.contexts.iter().any(|c| lock(c).pid == args[0]) || k.aix.pins.pinned_pages_of(args[0]) > 0 {
+                return Reply::status(Status::EBUSY);
+            }
+            Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
+        }
+        Service::ProcessSwitch => {
+            let k = lock(&state.kernel);
+            let root = match args[0] {
+                0 => state.space.root(),
+                pid => match k.processes.get(pid) {
+                    Some(process) => process.space().root(),
+                    None => return Reply::status(Status::ESRCH),
+                },
+            };
+            let mut context = lock(context);
+            if context.at_interrupt_level() {
+                return Reply::status(Status::EPERM);
+            }
+            context.pid = args[0];
+            state.cr3[caller.vcpu].store(root, Ordering::SeqCst);
+            Reply::ok(0)
+        }
+        Service::ProcessMap => {
+            let pid = lock(context).pid;
+            let k = &mut *lock(&state.kernel);
+            Reply::status(k.processes.map(memory, &mut k.frames, pid, args[0], args[1], args[2]))
+        }
+        Service::InterruptEnter => {
+            let mut context = lock(context);
+            if context.interrupt_depth >= MAX_INTERRUPT_DEPTH {
+                return Reply::status(Status::EINVAL);
+            }
+            context.interrupt_depth += 1;
+            Reply::ok(u64::from(context.interrupt_depth))
+        }
+        Service::InterruptLeave => {
+            let mut context = lock(context);
+            if context.interrupt_depth == 0 {
+                drop(context);
+                return refuse(state, caller, service, &[], "interrupt_leave without interrupt_enter".into(), Status::EINVAL);
+            }
+            context.interrupt_depth -= 1;
+            Reply::ok(u64::from(context.interrupt_depth))
+        }
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+/// Locks `m`, whatever a panicking holder left.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn a_process_with_pinned_memory_cannot_be_destroyed() {
+        use crate::testing::{ok, state, status};
+        use kmemvisor_abi::aix::UIO_USERSPACE;
+        let s = state();
+        let pid = ok(&s, Service::ProcessCreate, &[]);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        ok(&s, Service::ProcessMap, &[0x1000_0000, 4096, PROT_WRITE]);
+        ok(&s, Service::Pinu, &[0x1000_0000, 4096, UIO_USERSPACE]);
+        ok(&s, Service::ProcessSwitch, &[0]);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        ok(&s, Service::Unpinu, &[0x1000_0000, 4096, UIO_USERSPACE]);
+        ok(&s, Service::ProcessSwitch, &[0]);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::OK);
+    }
+
+    #[test]
     fn there_is_a_limit_on_processes() {
         let (ram, mut frames, kernel) = setup();
         let mut processes = Processes::default();
@@ -241,71 +326,4 @@ mod tests {
         assert_eq!(processes.create(ram.memory(), &mut frames, &kernel), Err(Status::ENOSPC));
         assert_eq!(processes.ids().len(), MAX_PROCESSES);
     }
-}
-
-/// Deepest interrupt-level nesting.
-const MAX_INTERRUPT_DEPTH: u32 = 16;
-
-/// Serves `process_*` and `interrupt_*`.
-pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
-    let memory = state.ram.memory();
-    let context = &state.contexts[caller.vcpu];
-    match service {
-        Service::ProcessCreate => {
-            let k = &mut *lock(&state.kernel);
-            k.processes.create(memory, &mut k.frames, &state.space).into()
-        }
-        Service::ProcessDestroy => {
-            let k = &mut *lock(&state.kernel);
-            if state.contexts.iter().any(|c| lock(c).pid == args[0]) {
-                return Reply::status(Status::EBUSY);
-            }
-            Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
-        }
-        Service::ProcessSwitch => {
-            let k = lock(&state.kernel);
-            let root = match args[0] {
-                0 => state.space.root(),
-                pid => match k.processes.get(pid) {
-                    Some(process) => process.space().root(),
-                    None => return Reply::status(Status::ESRCH),
-                },
-            };
-            let mut context = lock(context);
-            if context.at_interrupt_level() {
-                return Reply::status(Status::EPERM);
-            }
-            context.pid = args[0];
-            state.cr3[caller.vcpu].store(root, Ordering::SeqCst);
-            Reply::ok(0)
-        }
-        Service::ProcessMap => {
-            let pid = lock(context).pid;
-            let k = &mut *lock(&state.kernel);
-            Reply::status(k.processes.map(memory, &mut k.frames, pid, args[0], args[1], args[2]))
-        }
-        Service::InterruptEnter => {
-            let mut context = lock(context);
-            if context.interrupt_depth >= MAX_INTERRUPT_DEPTH {
-                return Reply::status(Status::EINVAL);
-            }
-            context.interrupt_depth += 1;
-            Reply::ok(u64::from(context.interrupt_depth))
-        }
-        Service::InterruptLeave => {
-            let mut context = lock(context);
-            if context.interrupt_depth == 0 {
-                drop(context);
-                return refuse(state, caller, service, &[], "interrupt_leave without interrupt_enter".into(), Status::EINVAL);
-            }
-            context.interrupt_depth -= 1;
-            Reply::ok(u64::from(context.interrupt_depth))
-        }
-        _ => Reply::status(Status::ENOSYS),
-    }
-}
-
-/// Locks `m`, whatever a panicking holder left.
-pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -311,25 +311,13 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
 
     use crate::dgux::inject::FailAlloc;
-    use crate::guests;
-    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+    use crate::hypercall::Reply;
     use crate::state::{VmConfig, VmState};
-
-    fn state_with(config: VmConfig) -> VmState {
-        VmState::new(config, guests::find("hello").expect("bundled hello").elf).expect("state")
-    }
-
-    fn state() -> VmState {
-        state_with(VmConfig::default())
-    }
+    use crate::testing::{self, state, state_with, status, violations};
 
     fn call(s: &VmState, service: Service, args: &[u64]) -> Reply {
-        let mut all = [0u64; 6];
-        all[..args.len()].copy_from_slice(args);
-        match dispatch(s, Caller { vcpu: 0, rip: 0x4321 }, Request { number: service.number(), args: all }) {
-            Outcome::Reply(reply) => reply,
-            other => panic!("{} did not reply: {other:?}", service.name()),
-        }
+        let (status, value) = testing::reply(s, service, args);
+        Reply { status, value }
     }
 
     fn xmalloc(s: &VmState, size: u64, align_log2: u64, heap: u64) -> u64 {
@@ -337,14 +325,6 @@ mod tests {
             Reply { status: Status::OK, value } if value != 0 => value,
             other => panic!("xmalloc({size}, {align_log2}, {heap}): {other:?}"),
         }
-    }
-
-    fn status(s: &VmState, service: Service, args: &[u64]) -> Status {
-        call(s, service, args).status
-    }
-
-    fn violations(s: &VmState) -> Vec<String> {
-        s.checker.violations().into_iter().map(|v| v.message).collect()
     }
 
     fn write(s: &VmState, va: u64, bytes: &[u8]) {
@@ -516,7 +496,7 @@ mod tests {
         // Live allocations are leaks.
         let leaks = s.kernel.lock().expect("lock").aix.leaks();
         assert_eq!(leaks.len(), 1);
-        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", b, 0, 0x4321));
+        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", b, 0, testing::RIP));
         assert!(leaks[0].4.contains("100 bytes") && leaks[0].4.contains("heap 3"), "{}", leaks[0].4);
         // The region was taken back: the heap can no longer hand it out.
         assert_eq!(status(&s, Service::Xmfree, &[b, heap]), Status::OK);
@@ -532,7 +512,7 @@ mod tests {
         assert_eq!(status(&s, Service::Xmfree, &[q, KERNEL_HEAP]), Status::OK);
         let leaks = s.kernel.lock().expect("lock").dgux.leaks();
         assert_eq!(leaks.len(), 1, "{leaks:?}");
-        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", p, 0, 0x4321));
+        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", p, 0, testing::RIP));
         assert!(leaks[0].4.contains("77 bytes") && leaks[0].4.contains("pinned_heap"), "{}", leaks[0].4);
     }
 

@@ -290,38 +290,10 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
 
     use super::{MAX_PIN_COUNT, Origin, Pin, Pins};
-    use crate::guests;
-    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
     use crate::paging::PteFlags;
-    use crate::state::{VmConfig, VmState};
+    use crate::state::VmState;
 
-    fn state() -> VmState {
-        VmState::new(VmConfig::default(), guests::find("hello").expect("bundled hello").elf).expect("state")
-    }
-
-    fn call(s: &VmState, service: Service, args: &[u64]) -> Reply {
-        let mut all = [0u64; 6];
-        all[..args.len()].copy_from_slice(args);
-        match dispatch(s, Caller { vcpu: 0, rip: 0x777 }, Request { number: service.number(), args: all }) {
-            Outcome::Reply(reply) => reply,
-            other => panic!("{} did not reply: {other:?}", service.name()),
-        }
-    }
-
-    fn status(s: &VmState, service: Service, args: &[u64]) -> Status {
-        call(s, service, args).status
-    }
-
-    fn value(s: &VmState, service: Service, args: &[u64]) -> u64 {
-        match call(s, service, args) {
-            Reply { status: Status::OK, value } => value,
-            other => panic!("{}: {other:?}", service.name()),
-        }
-    }
-
-    fn violations(s: &VmState) -> Vec<String> {
-        s.checker.violations().into_iter().map(|v| v.message).collect()
-    }
+    use crate::testing::{ok as value, state, status, violations};
 
     fn count(s: &VmState, pid: u64, page: u64) -> u32 {
         s.kernel.lock().expect("lock").aix.pins.extra_count(pid, page)
@@ -395,7 +367,7 @@ mod tests {
             leaked.iter().any(|l| l.1 == pinned - pinned % PAGE_SIZE && l.4.contains("pin count 2, initial 1")),
             "{leaked:?}"
         );
-        assert!(leaked.iter().all(|l| l.0 == "pin" && l.3 == 0x777 && l.4.contains("still pinned at exit")));
+        assert!(leaked.iter().all(|l| l.0 == "pin" && l.3 == crate::testing::RIP && l.4.contains("still pinned at exit")));
         assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::OK);
         assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::EINVAL);
         assert_eq!(status(&s, Service::Unpin, &[pageable, 64]), Status::OK);

@@ -405,8 +405,8 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
 
     use super::encode_uio;
-    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
-    use crate::state::{VmConfig, VmState};
+    use crate::state::VmState;
+    use crate::testing;
 
     const USER: u64 = 0x1000_0000;
     const HIGH_USER: u64 = 0x1_2000_0000;
@@ -417,8 +417,7 @@ mod tests {
 
     impl Vm {
         fn new() -> Vm {
-            let elf = crate::guests::find("hello").expect("hello").elf;
-            let vm = Vm { state: VmState::new(VmConfig::default(), elf).expect("state") };
+            let vm = Vm { state: testing::state() };
             let pid = vm.ok(Service::ProcessCreate, &[]);
             vm.ok(Service::ProcessSwitch, &[pid]);
             vm.ok(Service::ProcessMap, &[USER, 3 * 4096, PROT_READ | PROT_WRITE]);
@@ -426,23 +425,12 @@ mod tests {
             vm
         }
 
-        fn call(&self, service: Service, args: &[u64]) -> Outcome {
-            let mut all = [0u64; 6];
-            all[..args.len()].copy_from_slice(args);
-            dispatch(&self.state, Caller { vcpu: 0, rip: 0x42 }, Request { number: service.number(), args: all })
-        }
-
         fn reply(&self, service: Service, args: &[u64]) -> (Status, u64) {
-            match self.call(service, args) {
-                Outcome::Reply(Reply { status, value }) => (status, value),
-                other => panic!("{}: {other:?}", service.name()),
-            }
+            testing::reply(&self.state, service, args)
         }
 
         fn ok(&self, service: Service, args: &[u64]) -> u64 {
-            let (status, value) = self.reply(service, args);
-            assert_eq!(status, Status::OK, "{}", service.name());
-            value
+            testing::ok(&self.state, service, args)
         }
 
         /// A kernel buffer of `bytes`.

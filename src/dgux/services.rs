@@ -221,32 +221,11 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
-    use crate::guests;
-    use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+    use crate::hypercall::{Outcome, Reply};
     use crate::paging::PteFlags;
     use crate::report::ExitCause;
     use crate::state::{VmConfig, VmState};
-
-    fn state_with(config: VmConfig) -> VmState {
-        VmState::new(config, guests::find("hello").expect("bundled hello").elf).expect("state")
-    }
-
-    fn state() -> VmState {
-        state_with(VmConfig::default())
-    }
-
-    fn call(s: &VmState, service: Service, args: &[u64]) -> Outcome {
-        let mut all = [0u64; 6];
-        all[..args.len()].copy_from_slice(args);
-        dispatch(s, Caller { vcpu: 0, rip: 0x1234 }, Request { number: service.number(), args: all })
-    }
-
-    fn status(s: &VmState, service: Service, args: &[u64]) -> Status {
-        match call(s, service, args) {
-            Outcome::Reply(reply) => reply.status,
-            other => panic!("{} did not reply: {other:?}", service.name()),
-        }
-    }
+    use crate::testing::{call, state, state_with, status, violations};
 
     fn get(s: &VmState, service: Service, bytes: u64, alignment: u32) -> u64 {
         match call(s, service, &[bytes, u64::from(alignment)]) {
@@ -258,10 +237,6 @@ mod tests {
     fn report(s: &VmState) -> crate::dgux::kernel_memory::DgUxReport {
         let k = s.kernel.lock().expect("lock");
         k.dgux.report(&k.frames)
-    }
-
-    fn violations(s: &VmState) -> Vec<String> {
-        s.checker.violations().into_iter().map(|v| v.message).collect()
     }
 
     #[test]

@@ -914,8 +914,11 @@ fn physical(t: &mut Tally, contiguous: bool) {
     );
 }
 
-/// The fixture of the map cases: two wired pages with patterns, a two-page
-/// unwired window with a pattern, and their frames.
+/// The fixture of the map cases: two two-page wired blocks with patterns, a two-page
+/// unwired window with a pattern, and their frames. Each block is two
+/// pages, so that the frames after `f1` and `f2` are never page tables, which the VMM
+/// refuses to map: with --contiguous-frames it is the block's own second
+/// frame, otherwise a free frame between scattered ones.
 struct MapFixture {
     w1: Block,
     w2: Block,
@@ -927,8 +930,8 @@ struct MapFixture {
 
 impl MapFixture {
     fn new() -> Result<MapFixture, Why> {
-        let w1 = Block::get(Kind::Wired, PAGE, VM_PAGE_ALIGNED)?;
-        let w2 = Block::get(Kind::Wired, PAGE, VM_PAGE_ALIGNED)?;
+        let w1 = Block::get(Kind::Wired, 2 * PAGE, VM_PAGE_ALIGNED)?;
+        let w2 = Block::get(Kind::Wired, 2 * PAGE, VM_PAGE_ALIGNED)?;
         let window = Block::get(Kind::Unwired, 2 * PAGE, VM_PAGE_ALIGNED)?;
         fill(w1.ptr, PAGE, 0x11);
         fill(w2.ptr, PAGE, 0x22);
