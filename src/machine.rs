@@ -2,6 +2,7 @@
 //! the main thread until the VM stops, and account for what happened.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -109,16 +110,17 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
     };
 
     let bus = Arc::new(PortBus::default());
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut threads: Vec<VcpuThread> = Vec::new();
     for (id, fd) in vcpu_fds.into_iter().enumerate() {
-        let (shared, bus, ended) = (state.clone(), bus.clone(), thread_ended.clone());
+        let ended = EndedGuard { ended: Arc::new(AtomicBool::new(false)), wake: thread_ended.clone() };
+        let flag = ended.ended.clone();
+        let (shared, bus) = (state.clone(), bus.clone());
         let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
+            let _ended = ended;
             vcpu::run(id, fd, shared, bus);
-            // The main loop joins the threads as soon as the last one ends.
-            let _ = ended.write(1);
         });
         match spawned {
-            Ok(handle) => threads.push(handle),
+            Ok(handle) => threads.push(VcpuThread { handle, ended: flag }),
             Err(e) => {
                 state.stop.request(ExitCause::VmFailure {
                     vcpu: id,
@@ -131,8 +133,8 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
     }
 
     serve(&mut events, &state, &threads)?;
-    for (id, handle) in threads.into_iter().enumerate() {
-        if handle.join().is_err() {
+    for (id, thread) in threads.into_iter().enumerate() {
+        if thread.handle.join().is_err() {
             state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
         }
     }
@@ -148,12 +150,33 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
     Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
 }
 
+/// A vCPU thread and whether it has ended.
+struct VcpuThread {
+    handle: JoinHandle<()>,
+    ended: Arc<AtomicBool>,
+}
+
+/// Marks a vCPU thread ended and wakes the main loop when the thread's work
+/// is over, panics included: the loop then joins at once instead of sleeping
+/// until its next poll (`JoinHandle::is_finished` turns true only later).
+struct EndedGuard {
+    ended: Arc<AtomicBool>,
+    wake: Arc<EventFd>,
+}
+
+impl Drop for EndedGuard {
+    fn drop(&mut self) {
+        self.ended.store(true, Ordering::SeqCst);
+        let _ = self.wake.write(1);
+    }
+}
+
 /// Serves events until every vCPU thread has ended.
-fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[JoinHandle<()>]) -> Result<(), MachineError> {
+fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[VcpuThread]) -> Result<(), MachineError> {
     loop {
         let stopping = state.stop.is_stopping();
         events.run_with_timeout(if stopping { KICK_MS } else { POLL_MS }).map_err(MachineError::Events)?;
-        let running: Vec<&JoinHandle<()>> = threads.iter().filter(|t| !t.is_finished()).collect();
+        let running: Vec<&VcpuThread> = threads.iter().filter(|t| !t.ended.load(Ordering::SeqCst)).collect();
         if running.is_empty() {
             return Ok(());
         }
@@ -168,7 +191,7 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Join
         if state.stop.is_stopping() {
             for thread in running {
                 // A thread between two KVM_RUNs misses the kick; the next round repeats it.
-                let _ = thread.kill(kick_signal());
+                let _ = thread.handle.kill(kick_signal());
             }
         }
     }

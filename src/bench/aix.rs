@@ -1,12 +1,13 @@
 //! Part 5 of `kmemvisor bench`: AIX user memory access. copyin and copyout of
 //! 4 KiB and 1 MiB are dispatched in-process as a vCPU thread would after an
 //! exit; the copy's own cost (the call minus a null call) is turned into a
-//! bandwidth and set beside host memcpy of the same size, measured in the same run.
+//! bandwidth and set beside host memcpy of the same size, measured in the same run;
+//! xmalloc and xmfree are set beside the null call, as the DG/UX gets are.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use kmemvisor_abi::aix::{PROT_READ, PROT_WRITE};
+use kmemvisor_abi::aix::{KERNEL_HEAP, PROT_READ, PROT_WRITE};
 use kmemvisor_abi::dgux::VM_PAGE_ALIGNED;
 use kmemvisor_abi::{Service, Status};
 use serde::Serialize;
@@ -38,6 +39,19 @@ pub struct CopyCost {
     pub share_of_memcpy: f64,
 }
 
+/// xmalloc or xmfree next to the null call.
+#[derive(Debug, Serialize)]
+pub struct HeapCost {
+    /// `xmalloc` or `xmfree`.
+    pub service: &'static str,
+    /// Live allocations while measured.
+    pub live: u64,
+    /// ns per call, VMM side.
+    pub ns: Stats,
+    /// (exit + this) / (exit + null).
+    pub ratio: f64,
+}
+
 /// Everything part 5 measured.
 #[derive(Debug, Serialize)]
 pub struct AixFigures {
@@ -45,6 +59,8 @@ pub struct AixFigures {
     pub null_ns: Stats,
     /// The copies.
     pub copies: Vec<CopyCost>,
+    /// xmalloc and xmfree on the kernel heap.
+    pub heap: Vec<HeapCost>,
 }
 
 fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
@@ -100,7 +116,42 @@ pub fn measure(rounds: u32) -> Result<AixFigures, BenchError> {
             CopyCost { service: service.name(), bytes, call_ns, memcpy_ns, share_of_memcpy: memcpy_ns.median / own }
         })
         .collect();
-    Ok(AixFigures { null_ns, copies })
+    Ok(AixFigures { null_ns, copies, heap: Vec::new() })
+}
+
+/// xmalloc and xmfree of 64 bytes on the kernel heap, with no and with
+/// 10,000 live allocations; `exit_us` is the raw exit floor from part 1.
+pub fn measure_heap(rounds: u32, exit_us: f64) -> Result<Vec<HeapCost>, BenchError> {
+    let elf = guests::find("hello").ok_or(BenchError::MissingGuest("hello"))?.elf;
+    let n = 2_000;
+    let mut out = Vec::new();
+    for live in [0, super::dgux::LIVE] {
+        let state = VmState::new(VmConfig::default(), elf)?;
+        for _ in 0..live {
+            call(&state, Service::Xmalloc, [64, 3, KERNEL_HEAP, 0, 0, 0])?;
+        }
+        let (mut null, mut alloc, mut free) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            null.push(mean_ns(n, || call(&state, Service::Null, [0; 6]).map(|_| ()))?);
+            let mut pointers = Vec::with_capacity(n as usize);
+            alloc.push(mean_ns(n, || {
+                pointers.push(call(&state, Service::Xmalloc, [64, 3, KERNEL_HEAP, 0, 0, 0])?);
+                Ok(())
+            })?);
+            let mut pointers = pointers.into_iter();
+            free.push(mean_ns(n, || {
+                let p = pointers.next().unwrap_or_default();
+                call(&state, Service::Xmfree, [black_box(p), KERNEL_HEAP, 0, 0, 0, 0]).map(|_| ())
+            })?);
+        }
+        let null = Stats::of(&null);
+        for (service, samples) in [("xmalloc", alloc), ("xmfree", free)] {
+            let ns = Stats::of(&samples);
+            let ratio = super::ratio(exit_us * 1000.0 + ns.median, exit_us * 1000.0 + null.median);
+            out.push(HeapCost { service, live, ns, ratio });
+        }
+    }
+    Ok(out)
 }
 
 /// Prints part 5; `exit_us` is the raw exit floor from part 1.
@@ -121,6 +172,15 @@ pub fn print(f: &AixFigures, exit_us: f64) {
             100.0 * c.share_of_memcpy,
             exit_us + c.call_ns.median / 1000.0
         );
+    }
+    for h in &f.heap {
+        let label = format!("{} 64 bytes ({} live)", h.service, h.live);
+        super::row(&label, h.ns, "ns");
+    }
+    for h in &f.heap {
+        let verdict = super::verdict(h.ratio, super::dgux::TARGET);
+        let label = format!("(exit + {}) / (exit + null), {} live", h.service, h.live);
+        println!("  {label:<60} {}  target ≤ 1.10×  {verdict}", super::format_ratio(h.ratio));
     }
     for c in f.copies.iter().filter(|c| c.bytes == MIB) {
         let verdict = if c.share_of_memcpy >= COPY_TARGET { "PASS" } else { "MISS" };

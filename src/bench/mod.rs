@@ -200,7 +200,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mut dgux = dgux::measure(args.rounds, hypercall.baseline.median)?;
     dgux.pairs = dgux::measure_end_to_end(args.rounds, args.calls / 100)?;
     progress("AIX user memory access, in-process");
-    let aix = aix::measure(args.rounds)?;
+    let mut aix = aix::measure(args.rounds)?;
+    aix.heap = aix::measure_heap(args.rounds, hypercall.baseline.median)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -451,6 +452,14 @@ fn print_results(r: &Results) {
     }
     let worst = r.dgux.services.iter().map(|s| s.ratio).chain(r.dgux.pairs.iter().map(|p| p.ratio)).fold(0.0, f64::max);
     let what = "worst DG/UX call / null (0, 10,000 live)";
+    let worst_heap = r.aix.heap.iter().map(|h| h.ratio).fold(0.0, f64::max);
+    let heap_what = "worst xmalloc/xmfree / null (0, 10,000 live)";
+    println!(
+        "  {heap_what:<40} {:>8}  target ≤ {:<6} {}",
+        format_ratio(worst_heap),
+        format_ratio(dgux::TARGET),
+        verdict(worst_heap, dgux::TARGET)
+    );
     println!(
         "  {what:<40} {:>8}  target ≤ {:<6} {}",
         format_ratio(worst),
