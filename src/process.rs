@@ -182,9 +182,14 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         Service::ProcessDestroy => {
             let k = &mut *lock(&state.kernel);
             // A vCPU runs in it, or a driver pinned its memory for I/O.
-            if state.contexts.iter().any(|c| lock(c).pid == args[0]) || k.aix.pins.pinned_pages_of(args[0]) > 0 {
+            let pid = args[0];
+            if state.contexts.iter().any(|c| lock(c).pid == pid)
+                || k.aix.pins.pinned_pages_of(pid) > 0
+                || k.dgux.wired_pages_of(pid) > 0
+            {
                 return Reply::status(Status::EBUSY);
             }
+            k.dgux.forget_process(pid);
             Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
         }
         Service::ProcessSwitch => {

@@ -150,6 +150,14 @@ struct Page {
     physical: Option<u64>,
 }
 
+/// The DG/UX state of one user page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct UserPage {
+    wire_count: u64,
+    referenced: bool,
+    modified: bool,
+}
+
 /// Why a get failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum GetError {
@@ -259,6 +267,8 @@ pub struct PageReport {
     pub referenced: bool,
     /// Marked modified.
     pub modified: bool,
+    /// The process of a user page; 0 for kernel memory.
+    pub pid: u64,
 }
 
 /// The `dgux` object of the report.
@@ -278,6 +288,12 @@ pub struct DgUxReport {
 pub fn page_span(start: u64, bytes: u64) -> Option<(u64, u64)> {
     let end = start.checked_add(bytes)?.checked_next_multiple_of(PAGE_SIZE)?;
     Some((start - start % PAGE_SIZE, end))
+}
+
+/// Whether `[first, end)` lies in the user range when a process owns it (a
+/// process's space also holds the shared kernel half).
+fn in_owners_range(owner: Option<u64>, first: u64, end: u64) -> bool {
+    owner.is_none() || (first >= layout::USER_START && end <= layout::USER_END)
 }
 
 fn pages(first: u64, end: u64) -> impl Iterator<Item = u64> {
@@ -304,6 +320,9 @@ pub struct KernelMemory {
     pinned_heap: Arena,
     allocations: BTreeMap<u64, Allocation>,
     pages: BTreeMap<u64, Page>,
+    /// Wire counts and marks of user pages, by (process, page); a user page
+    /// starts at count 0 and is listed only while it has a count or a mark.
+    user_pages: BTreeMap<(u64, u64), UserPage>,
     /// Backed pages of the pinned heap (all of them pinned).
     pinned_heap_pages: u64,
     injector: Injector,
@@ -319,6 +338,7 @@ impl KernelMemory {
             pinned_heap: Arena::new(layout::PINNED_HEAP_VA, layout::ARENA_SIZE),
             allocations: BTreeMap::new(),
             pages: BTreeMap::new(),
+            user_pages: BTreeMap::new(),
             pinned_heap_pages: 0,
             injector: Injector::new(fail),
         }
@@ -557,11 +577,42 @@ impl KernelMemory {
         best
     }
 
-    /// `vm_check_access_and_wire_memory` on kernel addresses.
-    pub fn wire(&mut self, GuestView { memory, space }: GuestView, start: u64, bytes: u64, access: u64) -> Status {
+    /// The wire count and initial count of a page: kernel arena pages have
+    /// theirs, every user page of a process starts at 0, other kernel memory
+    /// (image, stacks) is always resident and not counted.
+    fn count(&self, owner: Option<u64>, page: u64) -> Option<(u64, u64)> {
+        match owner {
+            None => self.pages.get(&page).map(|p| (p.wire_count, p.initial)),
+            Some(pid) => Some((self.user_pages.get(&(pid, page)).map_or(0, |u| u.wire_count), 0)),
+        }
+    }
+
+    /// Wire counts above zero of the user pages of `pid`.
+    pub fn wired_pages_of(&self, pid: u64) -> usize {
+        self.user_pages.range((pid, 0)..=(pid, u64::MAX)).filter(|(_, u)| u.wire_count > 0).count()
+    }
+
+    /// Forgets the user pages of a destroyed process.
+    pub fn forget_process(&mut self, pid: u64) {
+        self.user_pages.retain(|&(owner, _), _| owner != pid);
+    }
+
+    /// `vm_check_access_and_wire_memory`: kernel addresses (`owner` None) in
+    /// the kernel space, user addresses of process `owner` in its space.
+    pub fn wire(
+        &mut self,
+        GuestView { memory, space }: GuestView,
+        owner: Option<u64>,
+        start: u64,
+        bytes: u64,
+        access: u64,
+    ) -> Status {
         let Some((first, end)) = page_span(start, bytes) else { return Status::VM_EFAULT_INVALID_ADDRESS };
         if bytes == 0 {
             return Status::OK;
+        }
+        if !in_owners_range(owner, first, end) {
+            return Status::VM_EFAULT_INVALID_ADDRESS;
         }
         let mut translations = Vec::new();
         for page in pages(first, end) {
@@ -578,39 +629,58 @@ impl KernelMemory {
                 return Status::VM_EFAULT_ACCESS_DENIED;
             }
         }
-        if pages(first, end).any(|page| self.pages.get(&page).is_some_and(|p| p.wire_count >= MAX_WIRE_COUNT)) {
+        if pages(first, end).any(|page| self.count(owner, page).is_some_and(|(count, _)| count >= MAX_WIRE_COUNT)) {
             return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS;
         }
         for page in pages(first, end) {
-            if let Some(p) = self.pages.get_mut(&page) {
-                p.wire_count += 1;
+            match owner {
+                None => {
+                    if let Some(p) = self.pages.get_mut(&page) {
+                        p.wire_count += 1;
+                    }
+                }
+                Some(pid) => self.user_pages.entry((pid, page)).or_default().wire_count += 1,
             }
         }
         Status::OK
     }
 
-    /// `vm_unwire_memory` and the mark routines on kernel addresses.
+    /// `vm_unwire_memory` and the mark routines, for `owner` as in [`KernelMemory::wire`].
     pub fn unwire(
         &mut self,
         GuestView { memory, space }: GuestView,
+        owner: Option<u64>,
         start: u64,
         bytes: u64,
         marks: Marks,
     ) -> Result<(), UnwireError> {
         let (first, end) = page_span(start, bytes).ok_or(UnwireError::NotMapped(start))?;
+        if !in_owners_range(owner, first, end) {
+            return Err(UnwireError::NotMapped(first));
+        }
         for page in pages(first, end) {
             if space.translate(memory, page).is_none() {
                 return Err(UnwireError::NotMapped(page));
             }
-            if let Some(p) = self.pages.get(&page).filter(|p| p.wire_count <= p.initial) {
-                return Err(UnwireError::BelowFloor { page, count: p.wire_count, initial: p.initial });
+            if let Some((count, initial)) = self.count(owner, page).filter(|&(count, initial)| count <= initial) {
+                return Err(UnwireError::BelowFloor { page, count, initial });
             }
         }
         for page in pages(first, end) {
-            if let Some(p) = self.pages.get_mut(&page) {
-                p.wire_count -= 1;
-                p.referenced |= marks.referenced;
-                p.modified |= marks.modified;
+            match owner {
+                None => {
+                    if let Some(p) = self.pages.get_mut(&page) {
+                        p.wire_count -= 1;
+                        p.referenced |= marks.referenced;
+                        p.modified |= marks.modified;
+                    }
+                }
+                Some(pid) => {
+                    let u = self.user_pages.entry((pid, page)).or_default();
+                    u.wire_count -= 1;
+                    u.referenced |= marks.referenced;
+                    u.modified |= marks.modified;
+                }
             }
         }
         Ok(())
@@ -696,6 +766,10 @@ impl KernelMemory {
             let message = format!("page {page:#x} is still wired at exit: wire count {}, initial {}", p.wire_count, p.initial);
             leaks.push(("vm_unwire_memory", page, 0, 0, message));
         }
+        for (&(pid, page), u) in self.user_pages.iter().filter(|(_, u)| u.wire_count > 0) {
+            let message = format!("user page {page:#x} of process {pid} is still wired at exit: wire count {}", u.wire_count);
+            leaks.push(("vm_unwire_memory", page, 0, 0, message));
+        }
         leaks
     }
 
@@ -712,10 +786,21 @@ impl KernelMemory {
                 initial_wire_count: p.initial,
                 referenced: p.referenced,
                 modified: p.modified,
+                pid: 0,
             })
+            .chain(self.user_pages.iter().map(|(&(pid, va), u)| PageReport {
+                va: format!("{va:#x}"),
+                gpa: String::new(),
+                wire_count: u.wire_count,
+                initial_wire_count: 0,
+                referenced: u.referenced,
+                modified: u.modified,
+                pid,
+            }))
             .collect();
         let tables = tree_bytes::<u64, Allocation>(self.allocations.len())
             + tree_bytes::<u64, Page>(self.pages.len())
+            + tree_bytes::<(u64, u64), UserPage>(self.user_pages.len())
             + tree_bytes::<u64, u64>(
                 self.wired.fragments() + self.unwired.fragments() + self.kernel_heap.fragments() + self.pinned_heap.fragments(),
             );

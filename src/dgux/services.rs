@@ -32,7 +32,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         Service::VmMarkAndUnwireMemory => unwire(state, caller, service, &args[..4], Some(a3)),
         Service::VmMarkModAndRefAndUnwireMemory => unwire(state, caller, service, &args[..3], Some(SC_WRITE_ACCESS)),
         Service::VmMarkRefAndUnwireMemory => unwire(state, caller, service, &args[..3], Some(SC_READ_ACCESS)),
-        Service::VmGetPhysicalByteAddress => physical_address(state, a0, a1, a2),
+        Service::VmGetPhysicalByteAddress => physical_address(state, caller, a0, a1, a2),
         Service::VmMapPhysicalMemory => map_physical(state, caller, service, [a0, a1, a2, a3, a4, a5]),
         Service::VmUnmapPhysicalMemory => unmap_physical(state, caller, service, [a0, a1, a2]),
         _ => Reply::status(Status::ENOSYS),
@@ -93,6 +93,18 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
     }
 }
 
+/// Whose addresses a call means: `Some(None)` the kernel's, `Some(Some(pid))`
+/// the caller's current process's, `None` a user address without a process.
+fn owner(state: &VmState, caller: Caller, user: bool) -> Option<Option<u64>> {
+    if !user {
+        return Some(None);
+    }
+    match crate::process::lock(&state.contexts[caller.vcpu]).pid {
+        0 => None,
+        pid => Some(Some(pid)),
+    }
+}
+
 /// The start, the byte count and whether it is a user address, or why not.
 fn region(args: &[u64]) -> Result<(u64, u64, bool), String> {
     Ok((args[0], uint32("the byte count", args[2])?, args[1] != 0))
@@ -107,11 +119,18 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
         let why = format!("access mode {access:#x} has bits outside SC_ACCESS_MODE_MASK");
         return refuse(state, caller, service, args, why, Status::EINVAL);
     }
-    if user {
-        // No user address spaces exist yet: every user address is outside one.
-        return Reply::status(Status::VM_STATUS_PROCESS_HAS_NO_VM);
-    }
-    let status = kernel(state).dgux.wire(view(state), start, bytes, access);
+    let k = &mut *kernel(state);
+    let status = match owner(state, caller, user) {
+        None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
+        Some(None) => k.dgux.wire(view(state), None, start, bytes, access),
+        Some(Some(pid)) => match k.processes.get(pid) {
+            Some(process) => {
+                let view = GuestView { memory: state.ram.memory(), space: process.space() };
+                k.dgux.wire(view, Some(pid), start, bytes, access)
+            }
+            None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
+        },
+    };
     Reply::status(status)
 }
 
@@ -125,22 +144,36 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
         let why = format!("access mode {access:#x} has bits outside SC_ACCESS_MODE_MASK");
         return refuse(state, caller, service, args, why, Status::EINVAL);
     }
-    if user {
+    let marks = Marks { referenced: access != SC_NO_ACCESS, modified: access & SC_WRITE_ACCESS != 0 };
+    let k = &mut *kernel(state);
+    let result = match owner(state, caller, user) {
+        None => None,
+        Some(None) => Some(k.dgux.unwire(view(state), None, start, bytes, marks)),
+        Some(Some(pid)) => k.processes.get(pid).map(|process| {
+            let view = GuestView { memory: state.ram.memory(), space: process.space() };
+            k.dgux.unwire(view, Some(pid), start, bytes, marks)
+        }),
+    };
+    let Some(result) = result else {
         let why = format!("user address {start:#x}, but the caller has no user address space");
         return refuse(state, caller, service, args, why, Status::VM_STATUS_PROCESS_HAS_NO_VM);
-    }
-    let marks = Marks { referenced: access != SC_NO_ACCESS, modified: access & SC_WRITE_ACCESS != 0 };
-    match kernel(state).dgux.unwire(view(state), start, bytes, marks) {
+    };
+    match result {
         Ok(()) => Reply::ok(0),
         Err(e) => refuse(state, caller, service, args, format!("{e}; nothing was unwired or marked"), Status::EINVAL),
     }
 }
 
-fn physical_address(state: &VmState, logical: u64, user: u64, out: u64) -> Outcome {
+fn physical_address(state: &VmState, caller: Caller, logical: u64, user: u64, out: u64) -> Outcome {
     let memory = state.ram.memory();
-    let physical = match user {
-        0 => state.space.translate(memory, logical).map_or(VM_INVALID_PHYSICAL_ADDRESS, |t| t.gpa),
-        _ => VM_INVALID_PHYSICAL_ADDRESS,
+    let physical = {
+        let k = kernel(state);
+        let space = match owner(state, caller, user != 0) {
+            Some(None) => Some(&state.space),
+            Some(Some(pid)) if kmemvisor_abi::layout::is_user_address(logical) => k.processes.get(pid).map(|p| p.space()),
+            Some(Some(_)) | None => None,
+        };
+        space.and_then(|space| space.translate(memory, logical)).map_or(VM_INVALID_PHYSICAL_ADDRESS, |t| t.gpa)
     };
     match guest_access::write(memory, &state.space, out, &physical.to_le_bytes()) {
         Ok(()) => Reply::ok(physical),
@@ -518,6 +551,49 @@ mod tests {
         assert_eq!(back.gpa, own);
         assert_eq!(m.read_obj::<u64>(GuestAddress(own)).expect("read"), 0, "the old contents are discarded");
         assert!(violations(&s).is_empty());
+    }
+
+    #[test]
+    fn user_addresses_are_the_current_processs() {
+        use crate::testing::ok;
+        use kmemvisor_abi::aix::{PROT_READ, PROT_WRITE};
+        let s = state();
+        let user = 0x1000_0000;
+        assert_eq!(
+            status(&s, Service::VmCheckAccessAndWireMemory, &[user, 1, 10, SC_READ_ACCESS]),
+            Status::VM_STATUS_PROCESS_HAS_NO_VM
+        );
+        let pid = ok(&s, Service::ProcessCreate, &[]);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        ok(&s, Service::ProcessMap, &[user, 2 * 4096, PROT_READ | PROT_WRITE]);
+        ok(&s, Service::ProcessMap, &[user + 0x10_0000, 4096, PROT_READ]);
+        let check = |start, bytes, access| status(&s, Service::VmCheckAccessAndWireMemory, &[start, 1, bytes, access]);
+        assert_eq!(check(user + 4000, 200, SC_WRITE_ACCESS), Status::OK, "both pages");
+        assert_eq!(check(user + 0x10_0000, 1, SC_WRITE_ACCESS), Status::VM_EFAULT_ACCESS_DENIED, "read-only user page");
+        assert_eq!(check(user + 3 * 4096, 1, SC_READ_ACCESS), Status::VM_EFAULT_INVALID_ADDRESS);
+        assert_eq!(check(layout::IMAGE_VA, 1, SC_READ_ACCESS), Status::VM_EFAULT_INVALID_ADDRESS, "not a user address");
+        let out = get(&s, Service::VmGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
+        let Outcome::Reply(Reply { status: Status::OK, value: physical }) =
+            call(&s, Service::VmGetPhysicalByteAddress, &[user + 5, 1, out])
+        else {
+            panic!("the physical address of a user page")
+        };
+        assert!(physical % 4096 == 5 && physical >= layout::FREE_RAM_GPA);
+        let kernel_as_user = call(&s, Service::VmGetPhysicalByteAddress, &[layout::IMAGE_VA, 1, out]);
+        assert_eq!(kernel_as_user, Outcome::Reply(Reply { status: Status::OK, value: VM_INVALID_PHYSICAL_ADDRESS }));
+        assert_eq!(status(&s, Service::ProcessSwitch, &[0]), Status::OK);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY, "its pages are wired");
+        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        assert_eq!(leaks.iter().filter(|l| l.4.contains(&format!("of process {pid}"))).count(), 2);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[user, 1, 2 * 4096]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[user, 1, 1]), Status::EINVAL, "below 0");
+        assert!(violations(&s)[0].contains("below its initial count 0"));
+        let marked = report(&s).pages.into_iter().filter(|p| p.pid == pid && p.referenced && p.modified).count();
+        assert_eq!(marked, 2);
+        ok(&s, Service::ProcessSwitch, &[0]);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::OK);
+        assert!(report(&s).pages.iter().all(|p| p.pid != pid), "a destroyed process's pages are forgotten");
     }
 
     #[test]
