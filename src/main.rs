@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kmemvisor::dgux::inject::FailAlloc;
+use kmemvisor::dgux::inject::FailSpec;
 use kmemvisor::guests::{self, BUNDLED};
 use kmemvisor::machine::{self, RunOptions};
 use kmemvisor::memory::{GuestRam, parse_size};
@@ -85,8 +85,14 @@ struct RunArgs {
     /// choice: the same seed fails the same gets on one vCPU), `count=N` (at most
     /// N failures). A failed demand get halts the guest (exit status 74); a
     /// failed perhaps get returns VM_INVALID_MEMORY_PTR.
-    #[arg(long, value_name = "SPEC", value_parser = FailAlloc::parse)]
-    fail_alloc: Option<FailAlloc>,
+    #[arg(long, value_name = "SPEC", value_parser = FailSpec::parse)]
+    fail_alloc: Option<FailSpec>,
+    /// Make bringing a pageable page in fail, to exercise a driver's I/O-error
+    /// path: wiring an unwired page (vm_check_access_and_wire_memory,
+    /// vm_wire_memory) answers VM_EIO and wires nothing. SPEC as for
+    /// --fail-alloc, counting page-ins.
+    #[arg(long, value_name = "SPEC", value_parser = FailSpec::parse)]
+    fail_pagein: Option<FailSpec>,
     /// Give multi-page allocations physically contiguous frames. By default
     /// they are deliberately not contiguous, as the DG/UX page warns drivers.
     #[arg(long)]
@@ -164,6 +170,7 @@ fn run(args: RunArgs) -> ExitCode {
             strict: args.strict,
             cmdline: args.guest_args.join(" "),
             fail_alloc: args.fail_alloc.unwrap_or_default(),
+            fail_pagein: args.fail_pagein.unwrap_or_default(),
             contiguous_frames: args.contiguous_frames,
         },
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),

@@ -183,6 +183,9 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             let k = &mut *lock(&state.kernel);
             // A vCPU runs in it, or a driver pinned its memory for I/O.
             let pid = args[0];
+            if pid == 0 {
+                return Reply::status(Status::ESRCH);
+            }
             if state.contexts.iter().any(|c| lock(c).pid == pid)
                 || k.aix.pins.pinned_pages_of(pid) > 0
                 || k.dgux.wired_pages_of(pid) > 0

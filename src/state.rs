@@ -17,7 +17,7 @@ use crate::aix::heaps::AixMemory;
 use crate::checker::Checker;
 use crate::console::Console;
 use crate::cpu;
-use crate::dgux::inject::FailAlloc;
+use crate::dgux::inject::FailSpec;
 use crate::dgux::kernel_memory::KernelMemory;
 use crate::frames::FrameAllocator;
 use crate::hypercall::CallCounts;
@@ -58,7 +58,9 @@ pub struct VmConfig {
     /// The guest's command line.
     pub cmdline: String,
     /// Gets that fail on purpose (`--fail-alloc`).
-    pub fail_alloc: FailAlloc,
+    pub fail_alloc: FailSpec,
+    /// Page-ins that fail on purpose (`--fail-pagein`).
+    pub fail_pagein: FailSpec,
     /// Hand out physically contiguous frames (`--contiguous-frames`).
     pub contiguous_frames: bool,
 }
@@ -70,7 +72,8 @@ impl Default for VmConfig {
             vcpus: 1,
             strict: false,
             cmdline: String::new(),
-            fail_alloc: FailAlloc::default(),
+            fail_alloc: FailSpec::default(),
+            fail_pagein: FailSpec::default(),
             contiguous_frames: false,
         }
     }
@@ -191,7 +194,7 @@ impl VmState {
             first_entry: OnceLock::new(),
             kernel: Mutex::new(Kernel {
                 frames: FrameAllocator::new(layout::FREE_RAM_GPA, config.memory, config.contiguous_frames),
-                dgux: KernelMemory::new(config.fail_alloc.clone()),
+                dgux: KernelMemory::new(config.fail_alloc.clone(), config.fail_pagein.clone()),
                 processes: Processes::default(),
                 aix: AixMemory::default(),
             }),

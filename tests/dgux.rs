@@ -356,3 +356,22 @@ fn the_same_seed_fails_the_same_gets() {
     other.expect_status(0);
     assert_ne!(other.report()["calls"], a.report()["calls"], "seed 8 behaves like seed 7");
 }
+
+#[test]
+fn a_page_that_cannot_come_in_is_vm_eio() {
+    if !kvm_or_skip("dgux-pagein") {
+        return;
+    }
+    let r = run("dgux-pagein", &["--fail-pagein", "nth=1"]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("SUMMARY: 2 passed, 0 failed"), "{}", r.stdout);
+    assert_eq!(r.report()["dgux"]["injected_pagein_failures"], 1);
+    let without = run("dgux-pagein", &[]);
+    without.expect_status(1);
+    assert_eq!(without.report()["violations"].as_array().map(Vec::len), Some(0));
+    assert!(
+        without.stdout.contains("FAIL: vm_check_access_and_wire_memory"),
+        "without the flag the page comes in: {}",
+        without.stdout
+    );
+}

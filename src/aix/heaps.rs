@@ -310,7 +310,7 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
-    use crate::dgux::inject::FailAlloc;
+    use crate::dgux::inject::FailSpec;
     use crate::hypercall::Reply;
     use crate::state::{VmConfig, VmState};
     use crate::testing::{self, state, state_with, status, violations};
@@ -389,13 +389,13 @@ mod tests {
 
     #[test]
     fn fail_alloc_counts_xmalloc_as_a_get() {
-        let fail_alloc = FailAlloc { nth: Some(2), ..FailAlloc::default() };
+        let fail_alloc = FailSpec { nth: Some(2), ..FailSpec::default() };
         let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
         let area = wired(&s, PAGE_SIZE); // get 1
         assert_eq!(call(&s, Service::Xmalloc, &[8, 3, KERNEL_HEAP]), Reply { status: Status::ENOMEM, value: 0 }); // get 2
         let heap = call(&s, Service::InitHeap, &[area, PAGE_SIZE, 0]).value;
         xmalloc(&s, 8, 3, heap); // get 3
-        let fail_alloc = FailAlloc { nth: Some(1), ..FailAlloc::default() };
+        let fail_alloc = FailSpec { nth: Some(1), ..FailSpec::default() };
         let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
         let area = layout::stack_bottom(0);
         let heap = call(&s, Service::InitHeap, &[area, 64, 0]).value;

@@ -96,20 +96,24 @@ fn copy(memory: &GuestMemoryMmap, from: &mut Side, from_va: u64, to: &mut Side, 
 }
 
 /// Reads `bytes` from `va` on `side`, or writes them there if the side is
-/// written to; byte-exact across pages.
+/// written to; across pages, and all or nothing: every page is translated
+/// before the first byte moves.
 fn small(memory: &GuestMemoryMmap, side: &mut Side, va: u64, bytes: &mut [u8]) -> Result<(), Fault> {
+    let mut chunks = Vec::with_capacity(2);
     let mut done = 0usize;
     while done < bytes.len() {
         let at = va.checked_add(done as u64).ok_or(Fault::User(va))?;
         let chunk = ((bytes.len() - done) as u64).min(page_rest(at)) as usize;
-        let gpa = GuestAddress(side.gpa(at)?);
+        chunks.push((GuestAddress(side.gpa(at)?), done, chunk, at));
+        done += chunk;
+    }
+    for (gpa, from, len, at) in chunks {
         let result = if side.write {
-            memory.write_slice(&bytes[done..done + chunk], gpa)
+            memory.write_slice(&bytes[from..from + len], gpa)
         } else {
-            memory.read_slice(&mut bytes[done..done + chunk], gpa)
+            memory.read_slice(&mut bytes[from..from + len], gpa)
         };
         result.map_err(|_| Fault::User(at))?;
-        done += chunk;
     }
     Ok(())
 }
@@ -197,7 +201,11 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         (Service::Uiomove, _) => uiomove(state, caller, service, &args, &kernel.processes, Kernel::Guest(a0), a1, a2, a3),
         (Service::Ureadc, _) => {
             let mut byte = [a0 as u8];
-            uiomove(state, caller, service, &args, &kernel.processes, Kernel::Byte(&mut byte), 1, UIO_READ, a1)
+            match uiomove(state, caller, service, &args, &kernel.processes, Kernel::Byte(&mut byte), 1, UIO_READ, a1) {
+                // Nowhere to put the character: resid 0 or every iovec used up.
+                Outcome::Reply(Reply { status: Status::OK, value: 0 }) => Reply::status(Status::ENOSPC),
+                other => other,
+            }
         }
         (Service::Uwritec, _) => {
             let mut byte = [0u8];
@@ -505,6 +513,9 @@ mod tests {
         assert_eq!(vm.reply(Service::Fuword, &[USER + 4094]), (Status::OK, 0xdead_beef));
         assert_eq!(vm.reply(Service::Fubyte, &[USER + 4095]), (Status::OK, 0xbe));
         assert_eq!(vm.reply(Service::Fuword64, &[USER + 3 * 4096 - 2]).0, Status::EFAULT);
+        vm.poke(USER + 3 * 4096 - 2, &[1, 2]);
+        assert_eq!(vm.reply(Service::Suword64, &[USER + 3 * 4096 - 2, 0xffff_ffff]).0, Status::EFAULT);
+        assert_eq!(vm.peek(USER + 3 * 4096 - 2, 2), [1, 2], "a store across the end of the mapping stores nothing");
         assert_eq!(vm.reply(Service::Subyte, &[0x10, 1]).0, Status::EFAULT, "below the user range");
     }
 
@@ -596,6 +607,8 @@ mod tests {
         let u = uio(&vm, &[(target, 8)], UIO_SYSSPACE);
         assert_eq!(vm.reply(Service::Ureadc, &[u64::from(b'q'), u]), (Status::OK, 1));
         assert_eq!(vm.peek(target, 1), b"q");
+        let full = uio(&vm, &[(target, 0)], UIO_SYSSPACE);
+        assert_eq!(vm.reply(Service::Ureadc, &[u64::from(b'q'), full]).0, Status::ENOSPC, "no room");
         assert_eq!(vm.reply(Service::Uiomove, &[k, 8, 7, u]).0, Status::EINVAL, "bad rw");
         let user = uio(&vm, &[(USER, 8)], UIO_USERSPACE);
         assert_eq!(vm.reply(Service::Uiomove, &[k, 8, UIO_READ, user]), (Status::EFAULT, 0), "no process");

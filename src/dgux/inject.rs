@@ -1,12 +1,12 @@
-//! `--fail-alloc`: making gets fail on purpose, reproducibly, so that a
-//! driver's failure paths run.
+//! `--fail-alloc` and `--fail-pagein`: making gets, or bringing pages in,
+//! fail on purpose, reproducibly, so that a driver's failure paths run.
 
 use std::fmt;
 
-/// Which gets fail: `nth=K` (the K-th get, 1-based), `rate=P` (each get with
+/// Which events fail: `nth=K` (the K-th, 1-based), `rate=P` (each with
 /// probability P, from a PRNG seeded with `seed=S`), at most `count=N` times.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct FailAlloc {
+pub struct FailSpec {
     /// The 1-based get that fails.
     pub nth: Option<u64>,
     /// Probability that a get fails.
@@ -17,10 +17,10 @@ pub struct FailAlloc {
     pub count: Option<u64>,
 }
 
-impl FailAlloc {
+impl FailSpec {
     /// Parses `nth=3,rate=0.5,seed=7,count=2` (any subset, any order).
-    pub fn parse(spec: &str) -> Result<FailAlloc, String> {
-        let mut fail = FailAlloc::default();
+    pub fn parse(spec: &str) -> Result<FailSpec, String> {
+        let mut fail = FailSpec::default();
         for part in spec.split(',').filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not KEY=VALUE"))?;
             let number = |v: &str| v.parse::<u64>().map_err(|_| format!("`{v}` is not a whole number ({key})"));
@@ -44,7 +44,7 @@ impl FailAlloc {
     }
 }
 
-impl fmt::Display for FailAlloc {
+impl fmt::Display for FailSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "nth={:?},rate={},seed={},count={:?}", self.nth, self.rate, self.seed, self.count)
     }
@@ -53,7 +53,7 @@ impl fmt::Display for FailAlloc {
 /// Decides, get by get, whether to fail.
 #[derive(Debug)]
 pub struct Injector {
-    spec: FailAlloc,
+    spec: FailSpec,
     gets: u64,
     injected: u64,
     state: u64,
@@ -61,7 +61,7 @@ pub struct Injector {
 
 impl Injector {
     /// An injector following `spec`.
-    pub fn new(spec: FailAlloc) -> Injector {
+    pub fn new(spec: FailSpec) -> Injector {
         // splitmix64 of the seed: any seed, 0 included, gives a good start.
         let mut z = spec.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -102,17 +102,17 @@ mod tests {
 
     #[test]
     fn specs_parse_and_bad_ones_say_why() {
-        assert_eq!(FailAlloc::parse("").expect("empty"), FailAlloc::default());
-        let f = FailAlloc::parse("nth=3,rate=0.25,seed=7,count=2").expect("full");
-        assert_eq!(f, FailAlloc { nth: Some(3), rate: 0.25, seed: 7, count: Some(2) });
+        assert_eq!(FailSpec::parse("").expect("empty"), FailSpec::default());
+        let f = FailSpec::parse("nth=3,rate=0.25,seed=7,count=2").expect("full");
+        assert_eq!(f, FailSpec { nth: Some(3), rate: 0.25, seed: 7, count: Some(2) });
         for bad in ["nth", "nth=x", "rate=2", "rate=-0.1", "colour=red", "nth=0", "seed=-1"] {
-            assert!(FailAlloc::parse(bad).is_err(), "{bad}");
+            assert!(FailSpec::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn nth_fails_exactly_that_get() {
-        let mut injector = Injector::new(FailAlloc { nth: Some(3), ..FailAlloc::default() });
+        let mut injector = Injector::new(FailSpec { nth: Some(3), ..FailSpec::default() });
         let fails: Vec<bool> = (0..5).map(|_| injector.should_fail()).collect();
         assert_eq!(fails, [false, false, true, false, false]);
         assert_eq!(injector.injected(), 1);
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn rates_are_reproducible_per_seed_and_capped_by_count() {
         let run = |seed, count| {
-            let mut injector = Injector::new(FailAlloc { rate: 0.5, seed, count, ..FailAlloc::default() });
+            let mut injector = Injector::new(FailSpec { rate: 0.5, seed, count, ..FailSpec::default() });
             (0..200).map(|_| injector.should_fail()).collect::<Vec<bool>>()
         };
         assert_eq!(run(7, None), run(7, None));
@@ -129,7 +129,7 @@ mod tests {
         let failures = run(7, None).iter().filter(|&&f| f).count();
         assert!((60..140).contains(&failures), "{failures} of 200 at rate 0.5");
         assert_eq!(run(7, Some(4)).iter().filter(|&&f| f).count(), 4);
-        let none = Injector::new(FailAlloc::default());
+        let none = Injector::new(FailSpec::default());
         assert_eq!(none.injected(), 0);
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::arena::Arena;
-use super::inject::{FailAlloc, Injector};
+use super::inject::{FailSpec, Injector};
 use crate::frames::FrameAllocator;
 use crate::memory::zap_frame;
 use crate::paging::{AddressSpace, PteFlags};
@@ -276,6 +276,8 @@ pub struct PageReport {
 pub struct DgUxReport {
     /// Gets that `--fail-alloc` made fail.
     pub injected_failures: u64,
+    /// Page-ins that `--fail-pagein` made fail.
+    pub injected_pagein_failures: u64,
     /// Allocations still live at the end.
     pub live_allocations: usize,
     /// Pages with a wire count above the initial one or a mark.
@@ -326,11 +328,13 @@ pub struct KernelMemory {
     /// Backed pages of the pinned heap (all of them pinned).
     pinned_heap_pages: u64,
     injector: Injector,
+    /// Decides which page-ins fail (`--fail-pagein`).
+    pagein: Injector,
 }
 
 impl KernelMemory {
-    /// No kernel memory yet; gets fail as `fail` says.
-    pub fn new(fail: FailAlloc) -> KernelMemory {
+    /// No kernel memory yet; gets fail as `fail` says, page-ins as `pagein` says.
+    pub fn new(fail: FailSpec, pagein: FailSpec) -> KernelMemory {
         KernelMemory {
             wired: Arena::new(layout::WIRED_ARENA_VA, layout::ARENA_SIZE),
             unwired: Arena::new(layout::UNWIRED_ARENA_VA, layout::ARENA_SIZE),
@@ -341,6 +345,7 @@ impl KernelMemory {
             user_pages: BTreeMap::new(),
             pinned_heap_pages: 0,
             injector: Injector::new(fail),
+            pagein: Injector::new(pagein),
         }
     }
 
@@ -632,6 +637,17 @@ impl KernelMemory {
         if pages(first, end).any(|page| self.count(owner, page).is_some_and(|(count, _)| count >= MAX_WIRE_COUNT)) {
             return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS;
         }
+        // A page at count 0 is pageable: wiring it brings it in first, which
+        // `--fail-pagein` can make fail (the seed's "bad I/O status").
+        let pageable = pages(first, end).filter(|&page| self.count(owner, page).is_some_and(|(count, _)| count == 0)).count();
+        let mut failed = false;
+        for _ in 0..pageable {
+            // One draw per page-in, whatever the others gave: runs stay reproducible.
+            failed |= self.pagein.should_fail();
+        }
+        if failed {
+            return Status::VM_EIO;
+        }
         for page in pages(first, end) {
             match owner {
                 None => {
@@ -806,6 +822,7 @@ impl KernelMemory {
             );
         DgUxReport {
             injected_failures: self.injector.injected(),
+            injected_pagein_failures: self.pagein.injected(),
             live_allocations: self.allocations.values().filter(|a| a.kind.is_dgux()).count(),
             pages,
             bookkeeping_bytes: frames.bookkeeping_bytes() + tables,

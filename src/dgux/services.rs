@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn injected_failures_follow_the_spec() {
-        let fail_alloc = crate::dgux::inject::FailAlloc { nth: Some(2), ..Default::default() };
+        let fail_alloc = crate::dgux::inject::FailSpec { nth: Some(2), ..Default::default() };
         let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
         get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
         let second = call(&s, Service::VmPerhapsGetWiredMemory, &[64, u64::from(VM_DEFAULT_ALIGNMENT)]);
@@ -422,6 +422,21 @@ mod tests {
             assert_eq!(check(unwired, 0, 1, SC_NO_ACCESS), Status::OK);
         }
         assert_eq!(check(unwired, 0, 1, SC_READ_ACCESS), Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS);
+    }
+
+    #[test]
+    fn injected_page_in_failures_answer_vm_eio_and_wire_nothing() {
+        let pagein = crate::dgux::inject::FailSpec { nth: Some(2), ..Default::default() };
+        let s = state_with(VmConfig { fail_pagein: pagein, ..VmConfig::default() });
+        let p = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
+        let wired = get(&s, Service::VmGetWiredMemory, 4096, VM_PAGE_ALIGNED);
+        let check = |start, bytes| status(&s, Service::VmCheckAccessAndWireMemory, &[start, 0, bytes, SC_READ_ACCESS]);
+        assert_eq!(check(wired, 1), Status::OK, "wired memory is resident: no page-in");
+        assert_eq!(check(p, 1), Status::OK, "page-in 1");
+        assert_eq!(check(p, 2 * 4096), Status::VM_EIO, "page-in 2 (the second page) fails");
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[p + 4096, 0, 1]), Status::EINVAL, "nothing was wired");
+        assert_eq!(check(p, 2 * 4096), Status::OK);
+        assert_eq!(report(&s).injected_pagein_failures, 1);
     }
 
     #[test]

@@ -110,7 +110,8 @@ services! {
     VcpuDone = 0x008, "vcpu_done", returns: false;
     /// `()`: creates a user address space (a process); the value is its id (1..).
     ProcessCreate = 0x009, "process_create", returns: true;
-    /// `(pid)`: destroys a process and frees its memory; `EBUSY` while a vCPU runs in it.
+    /// `(pid)`: destroys a process and frees its memory; `EBUSY` while a vCPU
+    /// runs in it or while its memory is pinned or DG/UX-wired.
     ProcessDestroy = 0x00a, "process_destroy", returns: true;
     /// `(pid)`: this vCPU now runs on behalf of process `pid` (its user
     /// addresses become reachable); 0 leaves process context.
@@ -174,7 +175,8 @@ services! {
     /// `(cp, n, rw, uio)`: moves up to `n` bytes between the kernel buffer `cp`
     /// and the buffers of the `uio`, updating it; the value is the bytes moved.
     Uiomove = 0x30e, "uiomove", returns: true;
-    /// `(c, uio)`: writes the character `c` into the `uio`'s buffers.
+    /// `(c, uio)`: writes the character `c` into the `uio`'s buffers;
+    /// `ENOSPC` when they have no room left.
     Ureadc = 0x30f, "ureadc", returns: true;
     /// `(uio)`: takes one character from the `uio`'s buffers; it is the value.
     Uwritec = 0x310, "uwritec", returns: true;

@@ -15,7 +15,7 @@
 //! | [`process_create`] | `ENOSPC` (too many processes), `ENOMEM` |
 //! | [`process_switch`] | `ESRCH` (unknown pid), `EPERM` (at interrupt level) |
 //! | [`process_map`] | `EINVAL` (0 bytes, outside the user range), `EEXIST` (mapped already), `ESRCH` (no current process), `ENOMEM` |
-//! | [`process_destroy`] | `ESRCH` (unknown pid), `EBUSY` (current on some vCPU) |
+//! | [`process_destroy`] | `ESRCH` (unknown pid or 0), `EBUSY` (current on some vCPU, or its memory pinned or DG/UX-wired) |
 //! | [`interrupt_enter`] | `EINVAL` (nested too deep) |
 //! | [`interrupt_leave`] | `EINVAL` and a violation (not at interrupt level) |
 
@@ -57,7 +57,8 @@ pub fn process_map(va: u64, bytes: u64, prot: u64) -> Result<(), Status> {
 }
 
 /// Destroys process `pid` and frees its memory. It must not be current on
-/// any vCPU (`EBUSY`): switch away first.
+/// any vCPU nor have memory pinned or DG/UX-wired (else `EBUSY`): switch
+/// away, unpin and unwire first.
 ///
 /// # Safety
 ///

@@ -593,7 +593,7 @@ fn check_access(t: &mut Tally) {
             block.release()
         })(),
     );
-    t.skip("vm_check_access_and_wire_memory: VM_EIO", "no page can fail to come in until the pager exists");
+    t.skip("vm_check_access_and_wire_memory: VM_EIO", "needs --fail-pagein: the dgux-pagein guest checks it");
 }
 
 fn wire_memory(t: &mut Tally) {
