@@ -4,21 +4,8 @@
 
 mod common;
 
-use common::{Run, kvm_or_skip, run};
+use common::{Run, kvm_or_skip, printed_address, run, violations};
 use serde_json::Value;
-
-/// The violations of a run.
-fn violations(r: &Run) -> Vec<Value> {
-    r.report()["violations"].as_array().expect("violations").clone()
-}
-
-/// The address the guest printed after `label` (`label 0x…`).
-fn printed_address(stdout: &str, label: &str) -> u64 {
-    let at = stdout.find(label).unwrap_or_else(|| panic!("`{label}` missing from:\n{stdout}")) + label.len();
-    let word = stdout[at..].split_whitespace().next().expect("an address");
-    let hex = word.trim_start_matches("0x").trim_end_matches(|c: char| !c.is_ascii_hexdigit());
-    u64::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("`{word}` after `{label}`: {e}"))
-}
 
 /// Whether `message` names `value`, in decimal or in hex.
 fn names(message: &str, value: u64) -> bool {

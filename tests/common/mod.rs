@@ -78,3 +78,16 @@ impl Run {
         self
     }
 }
+
+/// The violations of a run.
+pub fn violations(r: &Run) -> Vec<serde_json::Value> {
+    r.report()["violations"].as_array().expect("violations").clone()
+}
+
+/// The address the guest printed after `label` (`label 0x…`).
+pub fn printed_address(stdout: &str, label: &str) -> u64 {
+    let at = stdout.find(label).unwrap_or_else(|| panic!("`{label}` missing from:\n{stdout}")) + label.len();
+    let word = stdout[at..].split_whitespace().next().expect("an address");
+    let hex = word.trim_start_matches("0x").trim_end_matches(|c: char| !c.is_ascii_hexdigit());
+    u64::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("`{word}` after `{label}`: {e}"))
+}

@@ -27,6 +27,7 @@ pub use kmemvisor_abi as abi;
 
 pub mod aix;
 pub mod args;
+pub mod conformance;
 pub mod console;
 pub mod dgux;
 pub mod hypercall;

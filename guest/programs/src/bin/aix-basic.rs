@@ -21,13 +21,14 @@
 // failure path moves it.
 #![allow(clippy::result_large_err)]
 
-use core::fmt::{self, Write as _};
+use core::fmt::Write as _;
 use core::ptr::{read_volatile, write_volatile};
 
 use kmemvisor_guest::abi::{Status, layout};
 use kmemvisor_guest::aix::{self, Heap, IoVec, UIO_READ, UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE, UIO_WRITE, Uio, raw};
+use kmemvisor_guest::conformance::{Outcome, Tally, Why, expect};
 use kmemvisor_guest::console::TruncatingBuffer;
-use kmemvisor_guest::println;
+use kmemvisor_guest::ensure;
 use kmemvisor_guest::process::{self, PROT_READ, PROT_WRITE, Pid, at_interrupt_level};
 
 kmemvisor_firmware::entry!(main);
@@ -73,65 +74,10 @@ static mut MANY: [IoVec; 1024] = [IoVec { base: 0, len: 0 }; 1024];
 
 // ---------------------------------------------------------------- reporting
 
-/// Why a case failed.
-struct Why(TruncatingBuffer<300>);
-
-/// The outcome of one case.
-type Outcome = Result<(), Why>;
-
-fn why(args: fmt::Arguments<'_>) -> Why {
-    let mut buffer = TruncatingBuffer::new();
-    let _ = buffer.write_fmt(args);
-    Why(buffer)
-}
-
-/// Fails the case with a message unless the condition holds.
-macro_rules! ensure {
-    ($cond:expr, $($message:tt)*) => {
-        if !$cond {
-            return Err(why(format_args!($($message)*)));
-        }
-    };
-}
-
-/// Fails the case unless `got` is `want`.
-fn expect(what: &str, got: Status, want: Status) -> Outcome {
-    ensure!(got == want, "{what} answered {}, expected {}", got.name(), want.name());
-    Ok(())
-}
-
 /// Fails the case unless the reply is `want` with value `value`.
 fn reply(what: &str, (status, got): (Status, u64), want: Status, value: u64) -> Outcome {
     ensure!(status == want && got == value, "{what} answered {} {got:#x}, expected {} {value:#x}", status.name(), want.name());
     Ok(())
-}
-
-/// The counts the summary line prints.
-#[derive(Default)]
-struct Tally {
-    passed: u32,
-    failed: u32,
-    skipped: u32,
-}
-
-impl Tally {
-    fn case(&mut self, name: &str, outcome: Outcome) {
-        match outcome {
-            Ok(()) => {
-                self.passed += 1;
-                println!("PASS: {name}");
-            }
-            Err(Why(message)) => {
-                self.failed += 1;
-                println!("FAIL: {name}: {}", core::str::from_utf8(message.as_bytes()).unwrap_or("?"));
-            }
-        }
-    }
-
-    fn skip(&mut self, name: &str, reason: &str) {
-        self.skipped += 1;
-        println!("SKIP: {name}: {reason}");
-    }
 }
 
 // ---------------------------------------------------------------- memory
@@ -167,7 +113,7 @@ fn set(base: u64, len: u64, value: u8) {
 /// Fails unless `len` bytes at `base` hold the pattern of `seed` starting at offset `from`.
 fn holds(what: &str, base: u64, len: u64, seed: u8, from: u64) -> Outcome {
     if let Some(i) = (0..len).find(|&i| peek(base, i) != pattern(seed, from + i)) {
-        return Err(why(format_args!("{what}: byte {i} is {:#x}, expected {:#x}", peek(base, i), pattern(seed, from + i))));
+        return Err(Why::new(format_args!("{what}: byte {i} is {:#x}, expected {:#x}", peek(base, i), pattern(seed, from + i))));
     }
     Ok(())
 }
@@ -175,7 +121,7 @@ fn holds(what: &str, base: u64, len: u64, seed: u8, from: u64) -> Outcome {
 /// Fails unless `len` bytes at `base` are all `value`.
 fn all(what: &str, base: u64, len: u64, value: u8) -> Outcome {
     if let Some(i) = (0..len).find(|&i| peek(base, i) != value) {
-        return Err(why(format_args!("{what}: byte {i} is {:#x}, expected {value:#x}", peek(base, i))));
+        return Err(Why::new(format_args!("{what}: byte {i} is {:#x}, expected {value:#x}", peek(base, i))));
     }
     Ok(())
 }
@@ -289,7 +235,7 @@ fn processes(t: &mut Tally) -> Pid {
     let pid = match process::process_create() {
         Ok(pid) => pid,
         Err(status) => {
-            t.case("process_create", Err(why(format_args!("answered {}", status.name()))));
+            t.case("process_create", Err(Why::new(format_args!("answered {}", status.name()))));
             return 0;
         }
     };
@@ -1459,6 +1405,5 @@ fn main() -> u32 {
         pinning(&mut t, pid);
         teardown(&mut t, pid);
     }
-    println!("SUMMARY: {} passed, {} failed, {} skipped", t.passed, t.failed, t.skipped);
-    u32::from(t.failed > 0)
+    t.finish()
 }

@@ -22,12 +22,12 @@
 // failure path moves it.
 #![allow(clippy::result_large_err)]
 
-use core::fmt::{self, Display, Write as _};
 use core::hint::black_box;
 use core::ptr::{read_volatile, write_volatile};
 
 use kmemvisor_guest::abi::{Status, layout};
-use kmemvisor_guest::console::TruncatingBuffer;
+use kmemvisor_guest::args;
+use kmemvisor_guest::conformance::{Outcome, Tally, Why, expect};
 use kmemvisor_guest::dgux::{self, raw};
 use kmemvisor_guest::dgux::{
     MAP_PRIVATE, MAP_SHARED, MAX_WIRE_COUNT, PROT_READ, PROT_WRITE, SC_EXECUTE_ACCESS, SC_NO_ACCESS, SC_READ_ACCESS,
@@ -35,7 +35,7 @@ use kmemvisor_guest::dgux::{
     VM_INVALID_MEMORY_PTR, VM_INVALID_PHYSICAL_ADDRESS, VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK, VM_MMAP_WRITE_THROUGH_MASK,
     VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK, VM_PAGE_ALIGNED, VM_WORD_ALIGNED, alignment_bytes,
 };
-use kmemvisor_guest::{args, println};
+use kmemvisor_guest::ensure;
 
 kmemvisor_firmware::entry!(main);
 
@@ -61,61 +61,6 @@ const SHARED: u64 = MAP_SHARED as u64;
 static RODATA: u64 = 0x0123_4567_89ab_cdef;
 
 // ---------------------------------------------------------------- reporting
-
-/// Why a case failed.
-struct Why(TruncatingBuffer<300>);
-
-/// The outcome of one case.
-type Outcome = Result<(), Why>;
-
-fn why(args: fmt::Arguments<'_>) -> Why {
-    let mut buffer = TruncatingBuffer::new();
-    let _ = buffer.write_fmt(args);
-    Why(buffer)
-}
-
-/// Fails the case with a message unless the condition holds.
-macro_rules! ensure {
-    ($cond:expr, $($message:tt)*) => {
-        if !$cond {
-            return Err(why(format_args!($($message)*)));
-        }
-    };
-}
-
-/// Fails the case unless `got` is `want`.
-fn expect(what: &str, got: Status, want: Status) -> Outcome {
-    ensure!(got == want, "{what} answered {}, expected {}", got.name(), want.name());
-    Ok(())
-}
-
-/// The counts the summary line prints.
-#[derive(Default)]
-struct Tally {
-    passed: u32,
-    failed: u32,
-    skipped: u32,
-}
-
-impl Tally {
-    fn case(&mut self, name: impl Display, outcome: Outcome) {
-        match outcome {
-            Ok(()) => {
-                self.passed += 1;
-                println!("PASS: {name}");
-            }
-            Err(Why(message)) => {
-                self.failed += 1;
-                println!("FAIL: {name}: {}", core::str::from_utf8(message.as_bytes()).unwrap_or("?"));
-            }
-        }
-    }
-
-    fn skip(&mut self, name: &str, reason: &str) {
-        self.skipped += 1;
-        println!("SKIP: {name}: {reason}");
-    }
-}
 
 // ---------------------------------------------------------------- memory
 
@@ -327,11 +272,11 @@ fn check_block(kind: Kind, ptr: u64, bytes: u64, alignment: u32, seed: u8) -> Ou
     ensure!(ptr >= arena && ptr + bytes <= arena + layout::ARENA_SIZE, "{ptr:#x} is outside the {} arena", kind.name());
     ensure!(ptr.is_multiple_of(align), "{ptr:#x} is not aligned to {align}");
     if let Some(i) = nonzero(ptr, bytes) {
-        return Err(why(format_args!("byte {i} of {ptr:#x} is {:#x}, not zero", peek(ptr, i))));
+        return Err(Why::new(format_args!("byte {i} of {ptr:#x} is {:#x}, not zero", peek(ptr, i))));
     }
     fill(ptr, bytes, seed);
     if let Some(i) = holds(ptr, bytes, seed) {
-        return Err(why(format_args!("byte {i} of {ptr:#x} did not keep what was written")));
+        return Err(Why::new(format_args!("byte {i} of {ptr:#x} did not keep what was written")));
     }
     Ok(())
 }
@@ -411,7 +356,7 @@ fn reuse_is_zeroed(t: &mut Tally) {
                 first.release()?;
                 let second = Block::get(kind, bytes, alignment)?;
                 if let Some(i) = nonzero(second.ptr, bytes) {
-                    return Err(why(format_args!("byte {i} of {:#x} is {:#x}", second.ptr, peek(second.ptr, i))));
+                    return Err(Why::new(format_args!("byte {i} of {:#x} is {:#x}", second.ptr, peek(second.ptr, i))));
                 }
                 second.release()
             })(),
@@ -679,11 +624,11 @@ fn rounding_and_counts(t: &mut Tally) {
             let block = Block::get(Kind::Wired, PAGE, VM_PAGE_ALIGNED)?;
             for n in 1..=3 {
                 expect("a wire", wire(block.ptr, 0, PAGE, SC_READ_ACCESS), Status::OK)
-                    .map_err(|e| why(format_args!("wire {n}: {}", as_str(&e))))?;
+                    .map_err(|e| Why::new(format_args!("wire {n}: {}", e.as_str())))?;
             }
             for n in 1..=3 {
                 expect("an unwire", unwire(block.ptr, PAGE), Status::OK)
-                    .map_err(|e| why(format_args!("unwire {n}: {}", as_str(&e))))?;
+                    .map_err(|e| Why::new(format_args!("unwire {n}: {}", e.as_str())))?;
             }
             block.release()
         })(),
@@ -713,10 +658,6 @@ fn rounding_and_counts(t: &mut Tally) {
             a.release()
         })(),
     );
-}
-
-fn as_str(why: &Why) -> &str {
-    core::str::from_utf8(why.0.as_bytes()).unwrap_or("?")
 }
 
 fn marks(t: &mut Tally) {
@@ -889,7 +830,7 @@ fn physical(t: &mut Tally, contiguous: bool) {
                 // SAFETY: none of these is writable, so the VMM must not store.
                 let (status, _) = unsafe { raw::vm_get_physical_byte_address(block.ptr, 0, target) };
                 expect("the call", status, Status::EFAULT)
-                    .map_err(|e| why(format_args!("pointer {target:#x}: {}", as_str(&e))))?;
+                    .map_err(|e| Why::new(format_args!("pointer {target:#x}: {}", e.as_str())))?;
             }
             // SAFETY: RODATA is a live static; a volatile read sees any store.
             let value = unsafe { read_volatile(&RODATA) };
@@ -1147,7 +1088,7 @@ fn map_ok(t: &mut Tally) {
             let now = frame(win)?;
             ensure!(now != f1, "the window still translates to {f1:#x}");
             if let Some(i) = nonzero(win, PAGE) {
-                return Err(why(format_args!("byte {i} is {:#x}", peek(win, i))));
+                return Err(Why::new(format_args!("byte {i} is {:#x}", peek(win, i))));
             }
             ensure!(holds(fixture.w1.ptr, 512, 0x44).is_none(), "the wired block lost what was written through the window");
             Ok(())
@@ -1365,6 +1306,5 @@ fn main() -> u32 {
     map_aborts(&mut t);
     map_ok(&mut t);
     unmap_aborts(&mut t);
-    println!("SUMMARY: {} passed, {} failed, {} skipped", t.passed, t.failed, t.skipped);
-    u32::from(t.failed > 0)
+    t.finish()
 }
