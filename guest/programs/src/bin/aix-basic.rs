@@ -21,6 +21,7 @@
 // failure path moves it.
 #![allow(clippy::result_large_err)]
 
+use core::cell::UnsafeCell;
 use core::fmt::Write as _;
 use core::ptr::{read_volatile, write_volatile};
 
@@ -63,14 +64,24 @@ static RODATA: u64 = 0x0123_4567_89ab_cdef;
 
 /// Page-aligned kernel memory in the image for `init_heap` and pinning.
 #[repr(C, align(4096))]
-struct Area([u8; 4 * PAGE as usize]);
+struct Area(UnsafeCell<[u8; 4 * PAGE as usize]>);
+
+// SAFETY: one vCPU runs the cases, and they reach the bytes only through raw
+// addresses handed to the VMM or read back after it wrote them.
+unsafe impl Sync for Area {}
 
 /// The `init_heap` regions: pages 0–1 one heap, page 2 the smallest heap;
 /// page 3 is pinned by the pin cases. Only the VMM and the heap cases touch it.
-static mut AREA: Area = Area([0; 4 * PAGE as usize]);
+static AREA: Area = Area(UnsafeCell::new([0; 4 * PAGE as usize]));
 
 /// Many iovecs, for the `UIO_MAXIOV` cases.
-static mut MANY: [IoVec; 1024] = [IoVec { base: 0, len: 0 }; 1024];
+struct Iovecs(UnsafeCell<[IoVec; 1024]>);
+
+// SAFETY: one vCPU runs the cases, and only the two `UIO_MAXIOV` cases, one
+// after the other, take a reference to the iovecs.
+unsafe impl Sync for Iovecs {}
+
+static MANY: Iovecs = Iovecs(UnsafeCell::new([IoVec { base: 0, len: 0 }; 1024]));
 
 // ---------------------------------------------------------------- reporting
 
@@ -878,7 +889,7 @@ fn uio_cases(t: &mut Tally, pid: Pid) {
             let mut src = Buf::new();
             fill(src.at(), 4, 25);
             // SAFETY: only this case uses MANY, through this one reference.
-            let many = unsafe { &mut *core::ptr::addr_of_mut!(MANY) };
+            let many = unsafe { &mut *MANY.0.get() };
             for v in many.iter_mut() {
                 *v = IoVec { base: dst.at(), len: 0 };
             }
@@ -896,7 +907,7 @@ fn uio_cases(t: &mut Tally, pid: Pid) {
             let mut a = Buf::new();
             let mut src = Buf::new();
             // SAFETY: only this case and the one before use MANY.
-            let many = unsafe { &mut *core::ptr::addr_of_mut!(MANY) };
+            let many = unsafe { &mut *MANY.0.get() };
             for v in many.iter_mut() {
                 *v = IoVec { base: a.at(), len: 1 };
             }
@@ -1156,7 +1167,7 @@ fn heaps(t: &mut Tally) {
             Ok(())
         })(),
     );
-    let area = core::ptr::addr_of_mut!(AREA) as u64;
+    let area = AREA.0.get() as u64;
     // SAFETY: refused calls give nothing up; the successful ones give up
     // pages of AREA that nothing else touches afterwards.
     let init = |a: u64, size: u64, flags: u64| unsafe { raw::init_heap(a, size, flags) };
@@ -1271,7 +1282,7 @@ fn pinning(t: &mut Tally, pid: Pid) {
         (|| {
             let local = [0u8; 64];
             let code = main as fn() -> u32 as usize as u64;
-            let area = core::ptr::addr_of!(AREA) as u64 + 3 * PAGE;
+            let area = AREA.0.get() as u64 + 3 * PAGE;
             for (addr, what) in
                 [(local.as_ptr() as u64, "stack"), (code, "code"), (&RODATA as *const u64 as u64, "rodata"), (area, "data")]
             {
@@ -1363,7 +1374,7 @@ fn pinning(t: &mut Tally, pid: Pid) {
         "pincode adds to the pages' pin counts: a pin of image data outlives unpincode",
         (|| {
             let code = main as fn() -> u32 as usize as u64;
-            let data = core::ptr::addr_of!(AREA) as u64 + 3 * PAGE;
+            let data = AREA.0.get() as u64 + 3 * PAGE;
             reply("pin", raw::pin(data, 16), Status::OK, 0)?;
             reply("pincode", raw::pincode(code), Status::OK, 0)?;
             reply("unpincode", raw::unpincode(code), Status::OK, 0)?;
@@ -1377,7 +1388,7 @@ fn pinning(t: &mut Tally, pid: Pid) {
             let local = 0u64;
             for (addr, what) in [
                 (&RODATA as *const u64 as u64, "read-only data"),
-                (core::ptr::addr_of!(AREA) as u64, "data"),
+                (AREA.0.get() as u64, "data"),
                 (&local as *const u64 as u64, "the stack"),
                 (0, "0"),
                 (UA, "a user address"),
