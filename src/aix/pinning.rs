@@ -87,7 +87,7 @@ impl Pins {
 
     /// Pages pinned now: every page with an entry and every pinned-heap page.
     fn pinned(&self, pinned_heap_pages: u64) -> u64 {
-        self.pages.len() as u64 - self.on_pinned_heap + pinned_heap_pages
+        (self.pages.len() as u64).saturating_sub(self.on_pinned_heap) + pinned_heap_pages
     }
 
     /// One more pin on each of `pages` (distinct, ascending) of `pid`, or none.
