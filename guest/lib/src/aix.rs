@@ -40,8 +40,6 @@
 
 use kmemvisor_abi::{Service, Status};
 
-use crate::hypercall::hypercall;
-
 pub use kmemvisor_abi::aix::{
     IoVec, KERNEL_HEAP, PINNED_HEAP, UIO_MAXIOV, UIO_READ, UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE, UIO_WRITE, Uio,
     XMALLOC_MAX_ALIGN_LOG2,
@@ -66,26 +64,7 @@ impl Heap {
 pub mod raw {
     use super::*;
 
-    /// Makes the call and reads the reply.
-    ///
-    /// # Panics
-    ///
-    /// If the VMM answers with a code that is no [`Status`]: it broke the ABI.
-    ///
-    /// # Safety
-    ///
-    /// As for [`hypercall`]: every argument the service writes through must
-    /// be valid for that write (or an address the VMM refuses), and a service
-    /// that changes mappings (`xmfree`) must not pull memory from under live
-    /// references.
-    pub unsafe fn call(service: Service, args: [u64; 6]) -> (Status, u64) {
-        // SAFETY: the caller vouches for the arguments.
-        let (status, value) = unsafe { hypercall(service.number(), args) };
-        match Status::try_from(status) {
-            Ok(status) => (status, value),
-            Err(code) => panic!("{} answered {code:#x}, which is not a status", service.name()),
-        }
-    }
+    use crate::hypercall::call_status as call;
 
     /// Makes a call that writes no guest memory.
     fn pure(service: Service, args: [u64; 6]) -> (Status, u64) {

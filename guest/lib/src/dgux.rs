@@ -36,8 +36,6 @@
 use kmemvisor_abi::dgux as c;
 use kmemvisor_abi::{Service, Status};
 
-use crate::hypercall::hypercall;
-
 pub use kmemvisor_abi::dgux::{
     AbortCode, MAX_WIRE_COUNT, VM_BYTE_ALIGNED, VM_DEFAULT_ALIGNMENT, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS, VM_DOUBLE_WORD_ALIGNED,
     VM_INVALID_MEMORY_PTR, VM_INVALID_PHYSICAL_ADDRESS, VM_PAGE_ALIGNED, VM_WORD_ALIGNED, alignment_bytes,
@@ -91,27 +89,7 @@ const _: () = assert!(VM_MMAP_WRITE_THROUGH_MASK as u64 == c::VM_MMAP_WRITE_THRO
 pub mod raw {
     use super::*;
 
-    /// Makes the call and reads the reply.
-    ///
-    /// # Panics
-    ///
-    /// If the VMM answers with a code that is no [`Status`]: it broke the ABI.
-    ///
-    /// # Safety
-    ///
-    /// As for [`hypercall`]: every argument the service treats as a pointer it
-    /// writes through (only `vm_get_physical_byte_address`'s third) must be
-    /// valid for an 8-byte write or unmapped, and a service that changes
-    /// mappings (releases, `vm_map_physical_memory`, `vm_unmap_physical_memory`)
-    /// must not pull memory from under live references.
-    pub unsafe fn call(service: Service, args: [u64; 6]) -> (Status, u64) {
-        // SAFETY: the caller vouches for the arguments.
-        let (status, value) = unsafe { hypercall(service.number(), args) };
-        match Status::try_from(status) {
-            Ok(status) => (status, value),
-            Err(code) => panic!("{} answered {code:#x}, which is not a status", service.name()),
-        }
-    }
+    use crate::hypercall::call_status as call;
 
     /// `vm_get_wired_memory(bytes, alignment)`: the status and the pointer.
     /// Does not return when memory runs out: the VM halts.

@@ -54,17 +54,32 @@ pub unsafe fn hypercall(number: u64, args: [u64; ARG_COUNT]) -> (u64, u64) {
 /// As for [`hypercall()`]: pointer arguments must be valid for the service.
 pub unsafe fn call(service: Service, args: [u64; ARG_COUNT]) -> Result<u64, Status> {
     // SAFETY: the caller vouches for the arguments.
+    match unsafe { call_status(service, args) } {
+        (Status::OK, value) => Ok(value),
+        (status, _) => Err(status),
+    }
+}
+
+/// Makes the call `service` with `args` and returns the status and the value
+/// as the VMM put them in `rax` and `rdx`, whatever the status.
+///
+/// # Panics
+///
+/// If the VMM answers with a code that is no [`Status`]: it broke the ABI.
+///
+/// # Safety
+///
+/// As for [`hypercall()`]: pointer arguments must be valid for the service.
+pub unsafe fn call_status(service: Service, args: [u64; ARG_COUNT]) -> (Status, u64) {
+    // SAFETY: the caller vouches for the arguments.
     let (status, value) = unsafe { hypercall(service.number(), args) };
     parse_reply(status, value).unwrap_or_else(|code| panic!("{} answered {code:#x}, which is not a status", service.name()))
 }
 
-/// Reads a reply: `Ok(Ok(value))` for [`Status::OK`], `Ok(Err(status))` for any
-/// other status, `Err(code)` when `status` is no status at all.
-pub fn parse_reply(status: u64, value: u64) -> Result<Result<u64, Status>, u64> {
-    match Status::try_from(status)? {
-        Status::OK => Ok(Ok(value)),
-        other => Ok(Err(other)),
-    }
+/// Reads a reply: `Ok((status, value))`, or `Err(code)` when `status` is no
+/// status at all.
+pub fn parse_reply(status: u64, value: u64) -> Result<(Status, u64), u64> {
+    Ok((Status::try_from(status)?, value))
 }
 
 #[cfg(test)]
@@ -73,8 +88,8 @@ mod tests {
 
     #[test]
     fn replies_parse_into_value_status_or_garbage() {
-        assert_eq!(parse_reply(0, 42), Ok(Ok(42)));
-        assert_eq!(parse_reply(Status::EFAULT.code(), 42), Ok(Err(Status::EFAULT)));
+        assert_eq!(parse_reply(0, 42), Ok((Status::OK, 42)));
+        assert_eq!(parse_reply(Status::EFAULT.code(), 42), Ok((Status::EFAULT, 42)));
         assert_eq!(parse_reply(6, 0), Err(6), "6 is no status");
         assert_eq!(parse_reply(u64::MAX, 0), Err(u64::MAX));
     }
