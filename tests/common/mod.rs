@@ -91,3 +91,18 @@ pub fn printed_address(stdout: &str, label: &str) -> u64 {
     let hex = word.trim_start_matches("0x").trim_end_matches(|c: char| !c.is_ascii_hexdigit());
     u64::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("`{word}` after `{label}`: {e}"))
 }
+
+/// Checks a conformance guest's output (exit 0, no `FAIL:` line, one `PASS:` and
+/// `SKIP:` line per counted case) and returns the passed and skipped counts
+/// of its `SUMMARY:` line.
+pub fn conformance_summary(r: &Run) -> (u64, u64) {
+    r.expect_status(0);
+    assert!(!r.stdout.contains("FAIL:"), "{}", r.stdout);
+    let summary = r.stdout.lines().find(|l| l.starts_with("SUMMARY: ")).unwrap_or_else(|| panic!("no summary:\n{}", r.stdout));
+    let numbers: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    let [passed, failed, skipped] = numbers[..] else { panic!("{summary}") };
+    assert_eq!(failed, 0, "{summary}");
+    assert_eq!(r.stdout.matches("PASS: ").count() as u64, passed, "{summary}");
+    assert_eq!(r.stdout.matches("SKIP: ").count() as u64, skipped, "{summary}");
+    (passed, skipped)
+}
