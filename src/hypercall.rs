@@ -127,22 +127,9 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
     };
     state.calls.per_service[service.index()].fetch_add(1, Ordering::Relaxed);
     match service.group() {
+        ServiceGroup::Core => {}
         ServiceGroup::DguxMemoryAllocation => return dgux::services::serve(state, caller, service, request.args),
-        ServiceGroup::AixMemoryManagement | ServiceGroup::AixPinning | ServiceGroup::AixUserMemoryAccess => {
-            return aix::serve(state, caller, service, request.args);
-        }
-        _ => {}
-    }
-    if matches!(
-        service,
-        Service::ProcessCreate
-            | Service::ProcessDestroy
-            | Service::ProcessSwitch
-            | Service::ProcessMap
-            | Service::InterruptEnter
-            | Service::InterruptLeave
-    ) {
-        return process::serve(state, caller, service, request.args);
+        _ => return aix::serve(state, caller, service, request.args),
     }
     let vcpu = caller.vcpu;
     let [a0, a1, a2, a3, a4, a5] = request.args;
@@ -174,6 +161,12 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
         Service::VcpuWait => state.vcpus.wait(vcpu, a0, &state.stop).into(),
         Service::VcpuDone if vcpu == 0 => Reply::status(Status::EINVAL),
         Service::VcpuDone => Outcome::Idle(a0),
+        Service::ProcessCreate
+        | Service::ProcessDestroy
+        | Service::ProcessSwitch
+        | Service::ProcessMap
+        | Service::InterruptEnter
+        | Service::InterruptLeave => process::serve(state, caller, service, request.args),
         _ => Reply::status(Status::ENOSYS),
     }
 }

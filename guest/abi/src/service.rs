@@ -241,9 +241,10 @@ impl Service {
         }
     }
 
-    /// Position in [`Service::ALL`].
+    /// Position in [`Service::ALL`] (sorted by number, so a binary search:
+    /// every hypercall counts itself with this).
     pub fn index(self) -> usize {
-        Service::ALL.iter().position(|&s| s == self).unwrap_or(0)
+        Service::ALL.binary_search_by_key(&self.number(), |s| s.number()).unwrap_or(0)
     }
 }
 
