@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use crate::sync::lock;
 use serde::Serialize;
 
 /// One recorded misuse.
@@ -57,13 +58,13 @@ impl Checker {
 
     /// Records `violation`.
     pub fn record(&self, violation: Violation) -> Verdict {
-        self.violations.lock().unwrap_or_else(|e| e.into_inner()).push(violation);
+        lock(&self.violations).push(violation);
         if self.strict { Verdict::Stop } else { Verdict::Continue }
     }
 
     /// Every violation so far.
     pub fn violations(&self) -> Vec<Violation> {
-        self.violations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.violations).clone()
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Mutex;
 
+use crate::sync::lock;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 /// A line longer than this is broken, so that a guest cannot grow a buffer forever.
@@ -42,7 +43,7 @@ impl Console {
     /// Takes bytes written by `vcpu`.
     pub fn write(&self, vcpu: usize, bytes: &[u8]) {
         let Some(partial) = self.partial.get(vcpu) else { return };
-        let mut partial = partial.lock().unwrap_or_else(|e| e.into_inner());
+        let mut partial = lock(partial);
         let mut finished = Vec::new();
         for &byte in bytes {
             if byte == b'\n' || partial.len() >= MAX_LINE {
@@ -56,7 +57,7 @@ impl Console {
         }
         drop(partial);
         if !finished.is_empty() {
-            self.lines.lock().unwrap_or_else(|e| e.into_inner()).extend(finished);
+            lock(&self.lines).extend(finished);
             // A full eventfd counter only means the main thread has a wake-up pending.
             let _ = self.wake.write(1);
         }
@@ -71,7 +72,7 @@ impl Console {
     /// Writes every queued line to `out`.
     pub fn flush_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let _ = self.wake.read();
-        let lines: Vec<String> = self.lines.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        let lines: Vec<String> = lock(&self.lines).drain(..).collect();
         for line in lines {
             writeln!(out, "{line}")?;
         }
@@ -81,11 +82,11 @@ impl Console {
     /// Queues what is left of unfinished lines (at the end of a run).
     pub fn close_lines(&self) {
         for vcpu in 0..self.partial.len() {
-            let mut partial = self.partial[vcpu].lock().unwrap_or_else(|e| e.into_inner());
+            let mut partial = lock(&self.partial[vcpu]);
             if !partial.is_empty() {
                 let line = self.line(vcpu, &partial);
                 partial.clear();
-                self.lines.lock().unwrap_or_else(|e| e.into_inner()).push_back(line);
+                lock(&self.lines).push_back(line);
             }
         }
     }

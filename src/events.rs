@@ -14,6 +14,7 @@ use vmm_sys_util::timerfd::TimerFd;
 
 use crate::report::ExitCause;
 use crate::state::VmState;
+use crate::sync::lock;
 
 /// Where the guest console goes.
 pub type ConsoleSink = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -43,7 +44,7 @@ impl MutEventSubscriber for ConsoleFlusher {
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sink = lock(&self.sink);
         // A closed stdout must not stop the guest; what is lost is lost.
         let _ = self.state.console.flush_to(&mut **sink);
     }

@@ -22,6 +22,7 @@ pub mod process;
 pub mod report;
 pub mod state;
 pub mod stop;
+pub mod sync;
 #[cfg(test)]
 pub mod testing;
 pub mod vcpu;

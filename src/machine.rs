@@ -16,6 +16,7 @@ use crate::checker::Violation;
 use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
 use crate::report::{ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
+use crate::sync::lock;
 use crate::vcpu::{self, kick_signal};
 use crate::vm::{self, KvmError};
 
@@ -144,7 +145,7 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
     drop(vm);
     state.console.close_lines();
     {
-        let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sink = lock(&sink);
         let _ = state.console.flush_to(&mut **sink);
     }
     Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
@@ -203,7 +204,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         what: "the VM stopped without a cause".into(),
         registers: None,
     });
-    let kernel = state.kernel.lock().unwrap_or_else(|e| e.into_inner());
+    let kernel = lock(&state.kernel);
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
         for (service, address, vcpu, rip, message) in kernel.dgux.leaks().into_iter().chain(kernel.aix.leaks()) {

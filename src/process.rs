@@ -20,6 +20,7 @@ use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::memory::zap_frame;
 use crate::paging::{AddressSpace, PteFlags, TableFrames};
 use crate::state::VmState;
+use crate::sync::lock;
 
 /// Most processes alive at once.
 pub const MAX_PROCESSES: usize = 64;
@@ -236,11 +237,6 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         }
         _ => Reply::status(Status::ENOSYS),
     }
-}
-
-/// Locks `m`, whatever a panicking holder left.
-pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::report::ExitCause;
+use crate::sync::lock;
 
 /// Set once, read by every vCPU thread before it enters the guest.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ impl Stop {
 
     /// Asks the VM to stop for `cause`; returns false if another cause came first.
     pub fn request(&self, cause: ExitCause) -> bool {
-        let mut slot = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.cause);
         if slot.is_some() {
             return false;
         }
@@ -41,7 +42,7 @@ impl Stop {
 
     /// The winning cause.
     pub fn cause(&self) -> Option<ExitCause> {
-        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.cause).clone()
     }
 
     /// Readable once a stop is requested (for the main thread's event loop).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kmemvisor_abi::Status;
 
 use crate::stop::Stop;
+use crate::sync::lock;
 
 /// How often a blocked vCPU thread looks at the stop request.
 const STOP_POLL: Duration = Duration::from_millis(20);
@@ -47,7 +48,7 @@ impl VcpuPool {
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.slots)
     }
 
     /// vCPU 0 runs the program and is never started or waited for.

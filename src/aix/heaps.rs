@@ -29,8 +29,8 @@ use crate::dgux::arena::Arena;
 use crate::dgux::kernel_memory::{GetError, GuestView, Region, ReleaseError};
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::PteFlags;
-use crate::process::lock;
 use crate::state::VmState;
+use crate::sync::lock;
 
 /// How many frees each heap remembers to tell a double free from a wild pointer.
 pub const RECENT_FREES: usize = 4096;

@@ -26,8 +26,8 @@ use kmemvisor_abi::{Service, Status};
 use crate::dgux::kernel_memory::{Region, page_span};
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::PteFlags;
-use crate::process::lock;
 use crate::state::{Kernel, VmState};
+use crate::sync::lock;
 
 /// Pinned pages may be at most this share of guest RAM frames.
 pub const PIN_LIMIT_PERCENT: u64 = 90;

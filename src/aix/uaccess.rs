@@ -14,8 +14,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::{AddressSpace, PteFlags, Walker};
-use crate::process::lock;
 use crate::state::VmState;
+use crate::sync::lock;
 
 /// The end of the addresses the plain (32-bit) variants reach.
 const PLAIN_LIMIT: u64 = 1 << 32;

@@ -17,6 +17,7 @@ use super::{BenchError, Stats, ratio};
 use crate::guests;
 use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
 use crate::state::{VmConfig, VmState};
+use crate::sync::lock;
 
 /// Live allocations of the loaded measurement.
 pub const LIVE: u64 = 10_000;
@@ -131,7 +132,7 @@ pub fn measure(rounds: u32, exit_us: f64) -> Result<DgUxFigures, BenchError> {
             let cost = ratio(exit_us * 1000.0 + ns.median, exit_us * 1000.0 + null.median);
             services.push(ServiceCost { service: name, live, ns, ratio: cost });
         }
-        let kernel = state.kernel.lock().unwrap_or_else(|e| e.into_inner());
+        let kernel = lock(&state.kernel);
         bookkeeping_bytes = kernel.dgux.report(&kernel.frames).bookkeeping_bytes;
         memory_bytes = state.ram.size();
     }

@@ -27,6 +27,7 @@ use crate::machine::{self, MachineError, RunOptions};
 use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::report::{ExitCause, Report};
 use crate::state::{SetupError, VmConfig, VmState};
+use crate::sync::lock;
 
 /// Target: a null hypercall costs at most this many raw exits.
 const HYPERCALL_TARGET: f64 = 1.1;
@@ -233,7 +234,7 @@ struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        lock(&self.0).extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -261,7 +262,7 @@ fn run_guest_capturing(guest: &'static str, cmdline: String, timeout: Duration) 
         handle_signals: false,
     };
     let report = machine::run(options)?.report;
-    let output = String::from_utf8_lossy(&console.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let output = String::from_utf8_lossy(&lock(&console.0)).into_owned();
     match report.exit.cause {
         ExitCause::GuestExit { code: 0 } if report.violations.is_empty() => Ok((report, output)),
         _ => {

@@ -15,6 +15,7 @@ use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::PteFlags;
 use crate::report::ExitCause;
 use crate::state::{Kernel, VmState};
+use crate::sync::lock;
 
 /// Serves a DG/UX service.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
@@ -40,7 +41,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
 }
 
 fn kernel(state: &VmState) -> std::sync::MutexGuard<'_, Kernel> {
-    state.kernel.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&state.kernel)
 }
 
 fn view(state: &VmState) -> GuestView<'_> {
@@ -99,7 +100,7 @@ fn owner(state: &VmState, caller: Caller, user: bool) -> Option<Option<u64>> {
     if !user {
         return Some(None);
     }
-    match crate::process::lock(&state.contexts[caller.vcpu]).pid {
+    match crate::sync::lock(&state.contexts[caller.vcpu]).pid {
         0 => None,
         pid => Some(Some(pid)),
     }
