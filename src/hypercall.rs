@@ -192,14 +192,12 @@ fn guest_text(state: &VmState, ptr: u64, len: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guests;
     use crate::state::VmConfig;
     use kmemvisor_abi::layout;
     use vm_memory::{Bytes, GuestAddress};
 
     fn state(vcpus: usize) -> VmState {
-        let hello = guests::find("hello").expect("bundled hello");
-        VmState::new(VmConfig { vcpus, ..VmConfig::default() }, hello.elf).expect("state")
+        crate::testing::state_with(VmConfig { vcpus, ..VmConfig::default() })
     }
 
     fn call(state: &VmState, number: u64, args: [u64; 6]) -> Outcome {

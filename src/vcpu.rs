@@ -295,13 +295,11 @@ fn fault_cause(fd: &mut VcpuFd, vcpu: usize, fault: Fault) -> ExitCause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guests;
     use crate::state::VmConfig;
     use kmemvisor_abi::{HYPERCALL_PORT, NULL_DEVICE_PORT, Service, Status};
 
     fn state(strict: bool) -> VmState {
-        let hello = guests::find("hello").expect("bundled hello");
-        VmState::new(VmConfig { strict, ..VmConfig::default() }, hello.elf).expect("state")
+        crate::testing::state_with(VmConfig { strict, ..VmConfig::default() })
     }
 
     #[test]
