@@ -22,11 +22,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP, XMALLOC_MAX_ALIGN_LOG2};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
-use vm_memory::{Bytes, GuestAddress};
 
 use super::pinning::Pins;
 use crate::dgux::arena::Arena;
-use crate::dgux::kernel_memory::{GetError, GuestView, Region, ReleaseError};
+use crate::dgux::kernel_memory::{GetError, GuestView, Region, ReleaseError, zero_range};
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
 use crate::paging::PteFlags;
 use crate::state::VmState;
@@ -216,26 +215,6 @@ fn init_heap(state: &VmState, area: u64, size: u64, flags: u64) -> Result<u64, S
     Ok(handle)
 }
 
-/// Zeroes `[start, start + bytes)` through the kernel's page tables; false if
-/// a page is no longer mapped writable (the region was taken back).
-fn zero(state: &VmState, start: u64, bytes: u64) -> bool {
-    static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
-    let memory = state.ram.memory();
-    let mut done = 0;
-    while done < bytes {
-        let at = start + done;
-        let chunk = (PAGE_SIZE - at % PAGE_SIZE).min(bytes - done);
-        let Some(t) = state.space.translate(memory, at).filter(|t| t.flags.contains(PteFlags::WRITABLE)) else {
-            return false;
-        };
-        if memory.write_slice(&ZEROS[..chunk as usize], GuestAddress(t.gpa)).is_err() {
-            return false;
-        }
-        done += chunk;
-    }
-    true
-}
-
 fn xmalloc(state: &VmState, caller: Caller, size: u64, align_log2: u64, heap: u64) -> Result<u64, Status> {
     if size == 0 || size > u64::from(u32::MAX) || align_log2 > XMALLOC_MAX_ALIGN_LOG2 {
         return Err(Status::EINVAL);
@@ -256,7 +235,7 @@ fn xmalloc(state: &VmState, caller: Caller, size: u64, align_log2: u64, heap: u6
                 return Err(Status::ENOMEM);
             }
             let ptr = area.arena.allocate(size, align, false).ok_or(Status::ENOMEM)?;
-            if !zero(state, ptr, size) {
+            if !zero_range(state.ram.memory(), &state.space, ptr, size) {
                 area.arena.release(ptr, size);
                 return Err(Status::ENOMEM);
             }

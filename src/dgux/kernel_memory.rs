@@ -292,6 +292,25 @@ pub fn page_span(start: u64, bytes: u64) -> Option<(u64, u64)> {
     Some((start - start % PAGE_SIZE, end))
 }
 
+/// Writes zeros over `[start, start + bytes)` of `space`, page by page;
+/// false at a page that is not mapped writable.
+pub fn zero_range(memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, bytes: u64) -> bool {
+    static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+    let mut done = 0;
+    while done < bytes {
+        let Some(at) = start.checked_add(done) else { return false };
+        let chunk = (PAGE_SIZE - at % PAGE_SIZE).min(bytes - done);
+        let Some(t) = space.translate(memory, at).filter(|t| t.flags.contains(PteFlags::WRITABLE)) else {
+            return false;
+        };
+        if memory.write_slice(&ZEROS[..chunk as usize], GuestAddress(t.gpa)).is_err() {
+            return false;
+        }
+        done += chunk;
+    }
+    true
+}
+
 /// Whether `[first, end)` lies in the user range when a process owns it (a
 /// process's space also holds the shared kernel half).
 fn in_owners_range(owner: Option<u64>, first: u64, end: u64) -> bool {
@@ -411,6 +430,9 @@ impl KernelMemory {
         let va = self.arena(region).allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
         let (first, end) = page_span(va, bytes).ok_or(GetError::OutOfMemory)?;
         let GuestView { memory, space } = view;
+        // Pages shared with earlier allocations may hold their old bytes;
+        // fresh pages come zeroed from `back_pages`.
+        let shared: Vec<u64> = pages(first, end).filter(|page| self.pages.contains_key(page)).collect();
         if let Err(e) = self.back_pages(view, frames, region, first, end) {
             self.arena(region).release(va, bytes);
             return Err(e);
@@ -420,12 +442,9 @@ impl KernelMemory {
                 p.live += 1;
             }
         }
-        // A page shared with earlier allocations may hold their old bytes.
-        for page in pages(first, end) {
+        for page in shared {
             let (from, to) = (va.max(page), (va + bytes).min(page + PAGE_SIZE));
-            if let Some(t) = space.translate(memory, from) {
-                let _ = memory.write_slice(&vec![0; (to - from) as usize], GuestAddress(t.gpa));
-            }
+            zero_range(memory, space, from, to - from);
         }
         let (bytes, vcpu) = (bytes as u32, u16::try_from(caller.0).unwrap_or(u16::MAX));
         self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind: region, demand });
