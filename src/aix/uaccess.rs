@@ -253,7 +253,7 @@ fn copyinstr(state: &VmState, caller: Caller, service: Service, args: &[u64], sp
     }
     if actual != 0 {
         let mut out = done.to_le_bytes();
-        if small(memory, &mut Side::new(memory, &state.space, Region::Kernel, true), actual, &mut out).is_err() {
+        if !write_kernel(memory, &state.space, actual, &mut out) {
             outcome = (Status::EFAULT, Some(Fault::Kernel(actual)));
         }
     }
@@ -269,8 +269,8 @@ enum Kernel<'a> {
     Byte(&'a mut [u8; 1]),
 }
 
-/// Reads a `T` from kernel memory at `va`.
-fn read_kernel<T: Default + Copy>(
+/// Reads `size` bytes of kernel memory at `va` and decodes them.
+fn read_kernel<T>(
     memory: &GuestMemoryMmap,
     space: &AddressSpace,
     va: u64,
@@ -280,6 +280,11 @@ fn read_kernel<T: Default + Copy>(
     let mut bytes = vec![0u8; size];
     small(memory, &mut Side::new(memory, space, Region::Kernel, false), va, &mut bytes).ok()?;
     Some(decode(&bytes))
+}
+
+/// Writes `bytes` to writable kernel memory at `va`, all or nothing.
+fn write_kernel(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, bytes: &mut [u8]) -> bool {
+    small(memory, &mut Side::new(memory, space, Region::Kernel, true), va, bytes).is_ok()
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {
@@ -391,7 +396,7 @@ fn uiomove(
             uio.iovdcnt += 1;
         }
         let mut encoded = [iov.base.to_le_bytes(), iov.len.to_le_bytes()].concat();
-        if small(memory, &mut Side::new(memory, &state.space, Region::Kernel, true), iov_va, &mut encoded).is_err() {
+        if !write_kernel(memory, &state.space, iov_va, &mut encoded) {
             return bad_kernel("iovec");
         }
         if stopped.is_some() {
@@ -399,7 +404,7 @@ fn uiomove(
             break;
         }
     }
-    if small(memory, &mut Side::new(memory, &state.space, Region::Kernel, true), uio_va, &mut encode_uio(&uio)).is_err() {
+    if !write_kernel(memory, &state.space, uio_va, &mut encode_uio(&uio)) {
         return bad_kernel("uio");
     }
     answer(state, caller, service, args, moved, fault)
