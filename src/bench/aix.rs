@@ -5,16 +5,14 @@
 //! xmalloc and xmfree are set beside the null call, as the DG/UX gets are.
 
 use std::hint::black_box;
-use std::time::Instant;
 
+use kmemvisor_abi::Service;
 use kmemvisor_abi::aix::{KERNEL_HEAP, PROT_READ, PROT_WRITE};
 use kmemvisor_abi::dgux::VM_PAGE_ALIGNED;
-use kmemvisor_abi::{Service, Status};
 use serde::Serialize;
 
-use super::{BenchError, Stats};
+use super::{BenchError, Stats, call, mean_ns};
 use crate::guests;
-use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
 use crate::state::{VmConfig, VmState};
 
 /// The copy's own bandwidth at 1 MiB, as a share of memcpy's.
@@ -61,21 +59,6 @@ pub struct AixFigures {
     pub copies: Vec<CopyCost>,
     /// xmalloc and xmfree on the kernel heap.
     pub heap: Vec<HeapCost>,
-}
-
-fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
-    match dispatch(state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args }) {
-        Outcome::Reply(Reply { status: Status::OK, value }) => Ok(value),
-        other => Err(BenchError::Service(service.name(), format!("{other:?}"))),
-    }
-}
-
-fn mean_ns(n: u32, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
-    let start = Instant::now();
-    for _ in 0..n {
-        f()?;
-    }
-    Ok(start.elapsed().as_nanos() as f64 / f64::from(n))
 }
 
 /// Measures part 5.

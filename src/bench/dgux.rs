@@ -7,15 +7,13 @@
 //! is the same for every service and is added to both sides of the ratio.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use kmemvisor_abi::Service;
 use kmemvisor_abi::dgux::{VM_DEFAULT_ALIGNMENT, VM_PAGE_ALIGNED};
 use serde::Serialize;
 
-use super::{BenchError, Stats, ratio};
+use super::{BenchError, Stats, call, mean_ns, ratio};
 use crate::guests;
-use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
 use crate::state::{VmConfig, VmState};
 use crate::sync::lock;
 
@@ -69,38 +67,22 @@ pub struct DgUxFigures {
     pub memory_bytes: u64,
 }
 
-fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
-    match dispatch(state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args }) {
-        Outcome::Reply(Reply { status: kmemvisor_abi::Status::OK, value }) => Ok(value),
-        other => Err(BenchError::Service(service.name(), format!("{other:?}"))),
-    }
-}
-
-/// Mean ns per call of `f` over `n` calls.
-fn per_call(n: u64, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
-    let start = Instant::now();
-    for _ in 0..n {
-        f()?;
-    }
-    Ok(start.elapsed().as_nanos() as f64 / n as f64)
-}
-
 /// ns per call of get, release, wire and unwire of one state, one round.
 fn round(state: &VmState, n: u64) -> Result<[f64; 5], BenchError> {
-    let null = per_call(n, || call(state, Service::Null, [0; 6]).map(|_| ()))?;
+    let null = mean_ns(n, || call(state, Service::Null, [0; 6]).map(|_| ()))?;
     let mut pointers = Vec::with_capacity(n as usize);
-    let get = per_call(n, || {
+    let get = mean_ns(n, || {
         pointers.push(call(state, Service::VmGetWiredMemory, [64, u64::from(VM_DEFAULT_ALIGNMENT), 0, 0, 0, 0])?);
         Ok(())
     })?;
     let mut to_release = pointers.into_iter();
-    let release = per_call(n, || {
+    let release = mean_ns(n, || {
         let p = to_release.next().unwrap_or_default();
         call(state, Service::VmReleaseWiredMemory, [black_box(p), 64, 0, 0, 0, 0]).map(|_| ())
     })?;
     let page = call(state, Service::VmGetUnwiredMemory, [4096, u64::from(VM_PAGE_ALIGNED), 0, 0, 0, 0])?;
-    let wire = per_call(n, || call(state, Service::VmWireMemory, [page, 0, 4096, 0, 0, 0]).map(|_| ()))?;
-    let unwire = per_call(n, || call(state, Service::VmUnwireMemory, [page, 0, 4096, 0, 0, 0]).map(|_| ()))?;
+    let wire = mean_ns(n, || call(state, Service::VmWireMemory, [page, 0, 4096, 0, 0, 0]).map(|_| ()))?;
+    let unwire = mean_ns(n, || call(state, Service::VmUnwireMemory, [page, 0, 4096, 0, 0, 0]).map(|_| ()))?;
     call(state, Service::VmReleaseUnwiredMemory, [page, 4096, 0, 0, 0, 0])?;
     Ok([null, get, release, wire, unwire])
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use kmemvisor_abi::{ARG_COUNT, NULL_DEVICE_PORT};
+use kmemvisor_abi::{ARG_COUNT, NULL_DEVICE_PORT, Service, Status};
 use kvm_bindings::{kvm_regs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit};
 use serde::Serialize;
@@ -22,7 +22,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use crate::cpu;
 use crate::guest_access;
 use crate::guests;
-use crate::hypercall::Request;
+use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
 use crate::machine::{self, MachineError, RunOptions};
 use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::report::{ExitCause, Report};
@@ -292,6 +292,24 @@ fn ns_per_call(iterations: u64, mut f: impl FnMut()) -> f64 {
         f();
     }
     start.elapsed().as_nanos() as f64 / iterations as f64
+}
+
+/// Dispatches `service(args)` in-process from vCPU 0, as a vCPU thread would
+/// after an exit; the value, or an error unless the status is OK.
+fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
+    match dispatch(state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args }) {
+        Outcome::Reply(Reply { status: Status::OK, value }) => Ok(value),
+        other => Err(BenchError::Service(service.name(), format!("{other:?}"))),
+    }
+}
+
+/// Mean ns per call of `f` over `n` calls, stopping at the first error.
+fn mean_ns(n: u64, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    for _ in 0..n {
+        f()?;
+    }
+    Ok(start.elapsed().as_nanos() as f64 / n as f64)
 }
 
 /// Decodes a call block: the service number, then the arguments, little-endian.
