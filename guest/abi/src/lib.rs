@@ -21,11 +21,13 @@
 pub mod aix;
 pub mod boot_info;
 pub mod dgux;
+pub mod dma;
 pub mod image;
 pub mod layout;
 pub mod service;
 pub mod status;
 pub mod vcpu;
+pub mod xmem;
 
 pub use boot_info::BootInfo;
 pub use image::ImageHeader;
@@ -36,8 +38,9 @@ pub use vcpu::VcpuPage;
 /// ABI major version: changes when an existing call changes meaning.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: changes when calls are added (1: the DG/UX and AIX
-/// services, processes and interrupt level).
-pub const ABI_MINOR: u16 = 1;
+/// services, processes and interrupt level; 2: cross-memory services and the
+/// DMA engine).
+pub const ABI_MINOR: u16 = 2;
 /// The value [`Service::AbiVersion`] returns: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_MAJOR as u64) << 16) | ABI_MINOR as u64;
 

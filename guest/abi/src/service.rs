@@ -181,6 +181,33 @@ services! {
     /// `(uio)`: takes one character from the `uio`'s buffers; it is the value.
     Uwritec = 0x310, "uwritec", returns: true;
 
+    /// `(addr, count, dp, segflag)`: attaches a buffer for cross-memory
+    /// moves and fills the [`Xmem`](crate::xmem::Xmem) at `dp`; only under a
+    /// process; 32-bit user address.
+    Xmattach = 0x500, "xmattach", returns: true;
+    /// `(addr, count, dp, segflag)`: as `xmattach`, any user address.
+    Xmattach64 = 0x501, "xmattach64", returns: true;
+    /// `(dp)`: ends the attachment; also from interrupt level.
+    Xmdetach = 0x502, "xmdetach", returns: true;
+    /// `(uaddr, kaddr, count, dp)`: attached space → kernel memory.
+    Xmemin = 0x503, "xmemin", returns: true;
+    /// `(kaddr, uaddr, count, dp)`: kernel memory → attached space.
+    Xmemout = 0x504, "xmemout", returns: true;
+    /// `(dp, xaddr, flags)`: hides (`XMEM_HIDE`) or unhides (`XMEM_UNHIDE`)
+    /// the page at `xaddr`; the value is its real (guest-physical) address,
+    /// which must fit 32 bits.
+    Xmemdma = 0x505, "xmemdma", returns: true;
+    /// `(dp, xaddr, flags)`: as `xmemdma`, with a 64-bit real address.
+    Xmemdma64 = 0x506, "xmemdma64", returns: true;
+    /// `(uaddr, count, dp)`: pins a range of the attached space.
+    Xmempin = 0x507, "xmempin", returns: true;
+    /// `(uaddr, count, dp)`: unpins it.
+    Xmemunpin = 0x508, "xmemunpin", returns: true;
+    /// `(dp, xaddr, pages, flags, real_addrs)`: `xmemdma64` over `pages`
+    /// consecutive pages in one call (all or none); each page's real address
+    /// goes to the `u64` array at `real_addrs` (when not 0).
+    XmemdmaPages = 0x509, "xmemdma_pages", returns: true;
+
     /// `(bytes, alignment)`: wired memory; the value is the pointer. When
     /// memory runs out the VM halts with `VM_PANIC_GET_WIRED_MEMORY`.
     VmGetWiredMemory = 0x600, "vm_get_wired_memory", returns: false;
@@ -263,7 +290,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x00f, 0x0ff, 0x103, 0x206, 0x311, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x00f, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);
