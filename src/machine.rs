@@ -110,6 +110,7 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         None
     };
 
+    let helpers = Helpers::start(&state)?;
     let bus = Arc::new(PortBus::default());
     let mut threads: Vec<VcpuThread> = Vec::new();
     for (id, fd) in vcpu_fds.into_iter().enumerate() {
@@ -139,6 +140,7 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
             state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
         }
     }
+    helpers.join(&state);
     let ended = Instant::now();
     drop(signals);
     let slot_zap_all_quirk_disabled = vm.slot_zap_all_disabled;
@@ -149,6 +151,38 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         let _ = state.console.flush_to(&mut **sink);
     }
     Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
+}
+
+/// The VMM's own threads beside the vCPUs: the DMA engine, and the server
+/// of touches of hidden pages.
+struct Helpers {
+    device: JoinHandle<()>,
+    touches: JoinHandle<()>,
+    done: Arc<AtomicBool>,
+}
+
+impl Helpers {
+    fn start(state: &Arc<VmState>) -> Result<Helpers, MachineError> {
+        let done = Arc::new(AtomicBool::new(false));
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(body).map_err(|e| MachineError::Host("VMM thread", e))
+        };
+        let shared = state.clone();
+        let device = spawn("dma-engine", Box::new(move || shared.dma.serve(&*shared)))?;
+        let (shared, flag) = (state.clone(), done.clone());
+        let touches = spawn("hidden-pages", Box::new(move || crate::hiding::touches::serve(&shared, &flag)))?;
+        Ok(Helpers { device, touches, done })
+    }
+
+    /// Ends both once the vCPUs have (the device ends on the stop request).
+    fn join(self, state: &VmState) {
+        self.done.store(true, Ordering::SeqCst);
+        for (name, thread) in [("the DMA engine", self.device), ("the hidden-page server", self.touches)] {
+            if thread.join().is_err() {
+                state.stop.request(ExitCause::VmFailure { vcpu: 0, what: format!("{name} thread panicked"), registers: None });
+            }
+        }
+    }
 }
 
 /// A vCPU thread and whether it has ended.
@@ -207,7 +241,8 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let kernel = lock(&state.kernel);
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
-        for (service, address, vcpu, rip, message) in kernel.dgux.leaks().into_iter().chain(kernel.aix.leaks()) {
+        let leaks = kernel.dgux.leaks().into_iter().chain(kernel.aix.leaks()).chain(kernel.xmem.leaks());
+        for (service, address, vcpu, rip, message) in leaks {
             state.checker.record(Violation::new(service, &[address], vcpu, rip, message));
         }
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kmemvisor::dgux::inject::FailSpec;
+use kmemvisor::dma_engine::DmaConfig;
 use kmemvisor::guests::{self, BUNDLED};
 use kmemvisor::machine::{self, RunOptions};
-use kmemvisor::memory::{GuestRam, parse_size};
+use kmemvisor::memory::{GuestRam, parse_duration, parse_size};
 use kmemvisor::report::status;
 use kmemvisor::state::VmConfig;
 use kmemvisor::{bench, report::Report};
@@ -27,7 +28,8 @@ EXIT STATUS:
      71  --timeout expired
      72  interrupted by SIGINT or SIGTERM
      73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)
-     74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic";
+     74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic
+     75  deadlock: every running vCPU waits for a page hidden by xmemdma";
 
 /// kmemvisor hosts a small test guest under KVM and serves it the kernel memory
 /// services of AIX and DG/UX through hypercalls, checking every use.
@@ -97,6 +99,20 @@ struct RunArgs {
     /// they are deliberately not contiguous, as the DG/UX page warns drivers.
     #[arg(long)]
     contiguous_frames: bool,
+    /// Report a vCPU that waits longer than this for a page hidden by xmemdma
+    /// (it touched a buffer it handed to the device; it waits until the page
+    /// is unhidden either way). DURATION as 10ms, 500us, 2s or 0.5s.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    hidden_stall_timeout: Duration,
+    /// Time from a DMA engine doorbell to the transfer, to widen race windows.
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_duration)]
+    dma_latency: Duration,
+    /// Extra random time added to each transfer's latency, uniform in 0..=DURATION.
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_duration)]
+    dma_jitter: Duration,
+    /// Seed of the DMA engine's jitter: the same seed gives the same delays.
+    #[arg(long, default_value_t = 1, value_name = "SEED")]
+    dma_seed: u64,
     /// The guest's command line.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -172,6 +188,8 @@ fn run(args: RunArgs) -> ExitCode {
             fail_alloc: args.fail_alloc.unwrap_or_default(),
             fail_pagein: args.fail_pagein.unwrap_or_default(),
             contiguous_frames: args.contiguous_frames,
+            hidden_stall_timeout: args.hidden_stall_timeout,
+            dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.dma_seed },
         },
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
         console: Box::new(std::io::stdout()),

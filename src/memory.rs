@@ -1,16 +1,24 @@
-//! Guest RAM: one memfd, mapped shared, seen through vm-memory.
+//! Guest RAM: one memfd, mapped twice.
 //!
-//! The memfd (rather than anonymous memory) is what later lets the VMM hide a
-//! page from the guest while keeping its contents: a second mapping of the same
-//! file stays reachable for the VMM's own copies and the DMA device while the
-//! guest's mapping of the page is zapped (see ENVIRONMENT.md on userfaultfd).
+//! The *VMM view* is what vm-memory sees: every copy the VMM makes and every
+//! transfer of the DMA device goes through it. The *CPU view* is what KVM's
+//! memslot points at, so it is what the vCPUs reach through stage 2. Both map
+//! the same file, so they always hold the same bytes; but a page can be taken
+//! out of the CPU view alone (`MADV_DONTNEED` drops its host page-table entry,
+//! and KVM's MMU notifier drops the guest's) and trapped there with
+//! userfaultfd, while the device keeps writing it through the VMM view — that is
+//! how `xmemdma` hides a page (src/hiding).
+//!
+//! The CPU view sits right after the VMM view in one reservation, so the CPU
+//! address of a guest-physical address is its VMM address plus the RAM size.
 
 use std::fs::File;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::Duration;
 
 use kmemvisor_abi::layout::{MAX_RAM_SIZE, MIN_RAM_SIZE, PAGE_SIZE};
 use vm_memory::mmap::{MmapRegionBuilder, MmapRegionError};
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
 
 /// What went wrong creating guest RAM.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +32,12 @@ pub enum MemoryError {
     /// memfd_create or ftruncate failed.
     #[error("Cannot create the memfd that backs guest RAM")]
     Memfd(#[source] std::io::Error),
-    /// mmap failed.
+    /// vm-memory refused the mapping.
     #[error("Cannot map guest RAM")]
     Map(#[source] MmapRegionError),
+    /// The two views could not be mapped.
+    #[error("Cannot map guest RAM")]
+    Reserve(#[source] std::io::Error),
     /// vm-memory refused the region.
     #[error("Cannot build the guest memory map")]
     Region,
@@ -37,6 +48,17 @@ pub enum MemoryError {
 pub struct GuestRam {
     memory: GuestMemoryMmap,
     size: u64,
+    /// Start of the reservation holding both views (VMM view first).
+    base: usize,
+}
+
+impl Drop for GuestRam {
+    fn drop(&mut self) {
+        // SAFETY: `base` is the reservation of 2 × size bytes this GuestRam
+        // mapped and owns; vm-memory's region was built over a raw pointer
+        // and does not unmap it, and nothing borrows it past `self`.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, 2 * self.size as usize) };
+    }
 }
 
 impl GuestRam {
@@ -59,15 +81,65 @@ impl GuestRam {
         // SAFETY: fd is a fresh descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(size).map_err(MemoryError::Memfd)?;
-        let region = MmapRegionBuilder::new(size as usize)
-            .with_file_offset(FileOffset::new(file, 0))
-            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
-            .with_mmap_flags(libc::MAP_SHARED | libc::MAP_NORESERVE)
-            .build()
-            .map_err(MemoryError::Map)?;
+        let len = size as usize;
+        // SAFETY: a fresh anonymous reservation at an address the kernel picks; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(MemoryError::Reserve(std::io::Error::last_os_error()));
+        }
+        // Unmaps the reservation if a later step fails.
+        let mut ram = GuestRam { memory: GuestMemoryMmap::default(), size, base: base as usize };
+        for view in [0, len] {
+            // SAFETY: both views replace parts of the reservation made above
+            // (MAP_FIXED inside memory this function owns), each `len` bytes
+            // of the memfd from offset 0.
+            let mapped = unsafe {
+                libc::mmap(
+                    base.cast::<u8>().add(view).cast(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            if mapped == libc::MAP_FAILED {
+                return Err(MemoryError::Reserve(std::io::Error::last_os_error()));
+            }
+        }
+        // SAFETY: the VMM view is `len` readable and writable bytes that `ram`
+        // owns and unmaps only when dropped, after vm-memory's region (a field of it).
+        let region = unsafe {
+            MmapRegionBuilder::new(len)
+                .with_raw_mmap_pointer(base.cast())
+                .with_file_offset(FileOffset::new(file, 0))
+                .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+                .with_mmap_flags(libc::MAP_SHARED | libc::MAP_NORESERVE)
+                .build()
+                .map_err(MemoryError::Map)?
+        };
         let region = GuestRegionMmap::new(region, GuestAddress(0)).ok_or(MemoryError::Region)?;
-        let memory = GuestMemoryMmap::from_regions(vec![region]).map_err(|_| MemoryError::Region)?;
-        Ok(GuestRam { memory, size })
+        ram.memory = GuestMemoryMmap::from_regions(vec![region]).map_err(|_| MemoryError::Region)?;
+        Ok(ram)
+    }
+
+    /// Host address of the VMM view (what vm-memory maps).
+    pub fn vmm_view(&self) -> u64 {
+        self.base as u64
+    }
+
+    /// Host address of the CPU view (what KVM's memslot maps).
+    pub fn cpu_view(&self) -> u64 {
+        (self.base + self.size as usize) as u64
     }
 
     /// The vm-memory view of guest RAM.
@@ -94,17 +166,29 @@ impl GuestRam {
 /// translation through it can be cached). Writing the entry does not reach KVM: with
 /// shadow paging KVM trusts its copy of write-protected guest page tables,
 /// and with EPT/NPT the vCPUs may hold the old translation in their TLBs. The
-/// MMU notifier behind `MADV_DONTNEED` makes KVM drop every mapping of the
-/// frame and flush the TLBs, so the next access walks the real page tables
-/// again: a removed page faults, a remapped one reaches its new frame.
+/// MMU notifier behind `MADV_DONTNEED` on the CPU view makes KVM drop every
+/// mapping of the frame and flush the TLBs, so the next access walks the real
+/// page tables again: a removed page faults, a remapped one reaches its new frame.
 pub fn zap_frame(memory: &GuestMemoryMmap, gpa: u64) {
-    let gpa = gpa - gpa % PAGE_SIZE;
-    if let Ok(host) = memory.get_host_address(GuestAddress(gpa)) {
-        // SAFETY: `host` is the start of one page of guest RAM's own shared
-        // mapping; MADV_DONTNEED only drops the page-table entries of that
-        // page (its memfd contents stay) and cannot affect other memory.
-        unsafe { libc::madvise(host.cast(), PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+    if let Some(host) = cpu_address(memory, gpa - gpa % PAGE_SIZE) {
+        // SAFETY: `host` is the start of one page of the CPU view of guest
+        // RAM; MADV_DONTNEED only drops the page-table entries of that page
+        // (its memfd contents stay) and cannot affect other memory.
+        unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
     }
+}
+
+/// The CPU-view host address of guest-physical `gpa`, for memory made by
+/// [`GuestRam::new`] (the only memory with a memfd behind it); `None` for any
+/// other memory or an address outside RAM.
+pub fn cpu_address(memory: &GuestMemoryMmap, gpa: u64) -> Option<u64> {
+    let region = memory.iter().next()?;
+    region.file_offset()?;
+    let size = region.len();
+    if gpa >= size {
+        return None;
+    }
+    Some(region.as_ptr() as u64 + size + gpa)
 }
 
 /// Parses a size such as `64M`, `64MiB`, `1G` or a plain byte count.
@@ -123,6 +207,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Parses a duration such as `10ms`, `500us`, `2s`, `0.5s` or `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration (try 10ms, 500us or 2s)"))?;
+    let scale = match unit {
+        "" if number == 0.0 => 1.0,
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        _ => return Err(format!("`{text}` needs a unit: s, ms, us or ns")),
+    };
+    Duration::try_from_secs_f64(number * scale).map_err(|_| format!("`{text}` is not a duration we can wait"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +239,18 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
         assert!(parse_size("18446744073709551615G").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["10", "ms", "1h", "1e999s", "-1s", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -166,5 +279,21 @@ mod tests {
         zap_frame(ram.memory(), 0x40_0010);
         assert_eq!(ram.memory().read_obj::<u64>(at).expect("read"), 0xfeed);
         zap_frame(ram.memory(), u64::MAX - 5);
+    }
+
+    #[test]
+    fn both_views_hold_the_same_bytes() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        ram.memory().write_obj(0x5a5a_u64, GuestAddress(0x1238)).expect("write");
+        let cpu = cpu_address(ram.memory(), 0x1238).expect("in RAM");
+        assert_eq!(cpu, ram.cpu_view() + 0x1238);
+        // SAFETY: `cpu` is 8 aligned bytes inside the CPU view, alive with `ram`.
+        assert_eq!(unsafe { std::ptr::read_volatile(cpu as *const u64) }, 0x5a5a);
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(cpu as *mut u64, 0x7777) };
+        assert_eq!(ram.memory().read_obj::<u64>(GuestAddress(0x1238)).expect("read"), 0x7777);
+        assert_eq!(cpu_address(ram.memory(), MIN_RAM_SIZE), None);
+        let anonymous = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("memory");
+        assert_eq!(cpu_address(&anonymous, 0), None, "only memfd-backed RAM has a CPU view");
     }
 }

@@ -187,6 +187,10 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             if pid == 0 {
                 return Reply::status(Status::ESRCH);
             }
+            if k.xmem.holds_process(pid) {
+                let why = format!("process_destroy of process {pid}, whose memory is attached for cross-memory: xmdetach first");
+                return refuse(state, caller, service, &args[..1], why, Status::EBUSY);
+            }
             if state.contexts.iter().any(|c| lock(c).pid == pid)
                 || k.aix.pins.pinned_pages_of(pid) > 0
                 || k.dgux.wired_pages_of(pid) > 0

@@ -34,6 +34,8 @@ pub mod status {
     pub const VMM_ERROR: u8 = 73;
     /// A DG/UX demand get could not allocate: the VM halted (`sc_panic`).
     pub const DGUX_ABORT: u8 = 74;
+    /// Every running vCPU waits for a hidden page that nothing can unhide.
+    pub const HIDDEN_PAGE_DEADLOCK: u8 = 75;
 }
 
 /// The general registers and control registers of a vCPU.
@@ -173,6 +175,14 @@ pub enum ExitCause {
         /// The alignment code.
         alignment: u64,
     },
+    /// Every running vCPU waits for a hidden page, so nothing can unhide one.
+    #[serde(rename = "hidden-page-deadlock")]
+    HiddenPageDeadlock {
+        /// The vCPUs waiting.
+        vcpus: usize,
+        /// The guest-physical pages they wait for.
+        pages: Vec<u64>,
+    },
     /// A signal asked the VMM to stop.
     Interrupted {
         /// The signal number.
@@ -233,6 +243,7 @@ impl ExitCause {
             ExitCause::Timeout { .. } => status::TIMEOUT,
             ExitCause::Interrupted { .. } => status::INTERRUPTED,
             ExitCause::DgUxAbort { .. } => status::DGUX_ABORT,
+            ExitCause::HiddenPageDeadlock { .. } => status::HIDDEN_PAGE_DEADLOCK,
         }
     }
 }
@@ -268,6 +279,10 @@ impl fmt::Display for ExitCause {
             ExitCause::DgUxAbort { vcpu, code, service, bytes, alignment } => write!(
                 f,
                 "sc_panic({code}) on vCPU {vcpu}: {service}({bytes} bytes, alignment {alignment}) could not be allocated; the kernel halted"
+            ),
+            ExitCause::HiddenPageDeadlock { vcpus, pages } => write!(
+                f,
+                "deadlock: all {vcpus} running vCPU(s) wait for hidden pages {pages:#x?}, and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)"
             ),
         }
     }
@@ -344,6 +359,7 @@ mod tests {
                 bytes: 1,
                 alignment: 0,
             },
+            ExitCause::HiddenPageDeadlock { vcpus: 1, pages: vec![0x1000] },
         ];
         let mut seen: Vec<u8> = causes.iter().map(|c| c.exit_status(0)).collect();
         seen.extend([status::USAGE, status::VIOLATIONS, status::VMM_ERROR]);

@@ -4,9 +4,9 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kmemvisor_abi::boot_info::CMDLINE_MAX;
 use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
@@ -14,12 +14,15 @@ use kmemvisor_abi::{MAX_VCPUS, VcpuPage};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::aix::heaps::AixMemory;
+use crate::aix::xmem::attachments::Attachments;
 use crate::checker::Checker;
 use crate::console::Console;
 use crate::cpu;
 use crate::dgux::inject::FailSpec;
 use crate::dgux::kernel_memory::KernelMemory;
+use crate::dma_engine::{DmaConfig, DmaEngine};
 use crate::frames::FrameAllocator;
+use crate::hiding::Hiding;
 use crate::hypercall::CallCounts;
 use crate::loader::{self, Image, LoaderError};
 use crate::memory::{GuestRam, MemoryError};
@@ -44,7 +47,12 @@ pub struct Kernel {
     pub processes: Processes,
     /// AIX heaps and pin counts.
     pub aix: AixMemory,
+    /// AIX cross-memory attachments.
+    pub xmem: Attachments,
 }
+
+/// How long a vCPU may wait for a hidden page before that is reported too.
+pub const DEFAULT_HIDDEN_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a VM is configured.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +71,10 @@ pub struct VmConfig {
     pub fail_pagein: FailSpec,
     /// Hand out physically contiguous frames (`--contiguous-frames`).
     pub contiguous_frames: bool,
+    /// How long a vCPU may wait for a hidden page before it is reported (`--hidden-stall-timeout`).
+    pub hidden_stall_timeout: Duration,
+    /// The DMA engine's latency, jitter and seed.
+    pub dma: DmaConfig,
 }
 
 impl Default for VmConfig {
@@ -75,6 +87,8 @@ impl Default for VmConfig {
             fail_alloc: FailSpec::default(),
             fail_pagein: FailSpec::default(),
             contiguous_frames: false,
+            hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
+            dma: DmaConfig::default(),
         }
     }
 }
@@ -132,6 +146,13 @@ pub struct VmState {
     /// The CR3 each vCPU must run with (its process's, or the kernel's);
     /// the vCPU loads it before it next enters the guest.
     pub cr3: Vec<AtomicU64>,
+    /// Pages hidden from the vCPUs (`xmemdma`).
+    pub hiding: Hiding,
+    /// The thread id of each vCPU thread (0 until it starts): a stalled
+    /// thread is known to the VMM by its id only.
+    pub vcpu_tids: Vec<AtomicU32>,
+    /// The DMA engine.
+    pub dma: DmaEngine,
 }
 
 impl VmState {
@@ -197,14 +218,46 @@ impl VmState {
                 dgux: KernelMemory::new(config.fail_alloc.clone(), config.fail_pagein.clone()),
                 processes: Processes::default(),
                 aix: AixMemory::default(),
+                xmem: Attachments::default(),
             }),
             contexts: (0..config.vcpus).map(|_| Mutex::new(VcpuContext::default())).collect(),
             cr3: (0..config.vcpus).map(|_| AtomicU64::new(space.root())).collect(),
+            hiding: Hiding::new(&ram, config.hidden_stall_timeout),
+            vcpu_tids: (0..config.vcpus).map(|_| AtomicU32::new(0)).collect(),
+            dma: DmaEngine::new(config.dma),
 
             ram,
             space,
             image,
             config,
         })
+    }
+}
+
+impl VmState {
+    /// The vCPU whose thread has id `tid`.
+    pub fn vcpu_of_thread(&self, tid: u32) -> Option<usize> {
+        self.vcpu_tids.iter().position(|t| tid != 0 && t.load(Ordering::Relaxed) == tid)
+    }
+}
+
+impl crate::dma_engine::DmaHost for VmState {
+    fn memory(&self) -> &vm_memory::GuestMemoryMmap {
+        self.ram.memory()
+    }
+
+    fn handed_off(&self, page: u64) -> bool {
+        self.hiding.hide_count(page) > 0
+    }
+
+    fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {
+        let violation = crate::checker::Violation::new("dma", args, vcpu, rip, message);
+        if self.checker.record(violation) == crate::checker::Verdict::Stop {
+            self.stop.request(crate::report::ExitCause::StrictViolation);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.is_stopping()
     }
 }

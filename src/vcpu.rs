@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use kmemvisor_abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_SIZE};
 use kmemvisor_abi::layout;
 use kvm_bindings::{KVM_EXIT_INTERNAL_ERROR, kvm_regs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
@@ -14,6 +15,7 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use crate::bus::{PortBus, PortDevice};
 use crate::checker::{Verdict, Violation};
 use crate::cpu;
+use crate::dma_engine::Access;
 use crate::hypercall::{self, Caller, Outcome, Reply, Request};
 use crate::report::{ExitCause, RegisterDump};
 use crate::state::VmState;
@@ -51,6 +53,8 @@ pub enum Exit {
         gpa: u64,
         /// Bytes written.
         size: usize,
+        /// The value stored (its first `size` bytes, little-endian).
+        data: u64,
     },
     /// The vCPU shut down (triple fault).
     Shutdown,
@@ -67,6 +71,8 @@ pub enum Action {
     Reply(Reply),
     /// Complete the `in` with all-ones and re-enter.
     AllOnes,
+    /// Complete the MMIO load with this value and re-enter.
+    Load(u64),
     /// This vCPU's work is done with a result.
     Idle(u64),
     /// Stop the VM.
@@ -103,17 +109,29 @@ pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs
             let message = format!("`in` of {size} byte(s) from port {port:#x}, which no device answers");
             stray(state, vcpu, regs, "port-io", &[u64::from(port)], message, Action::AllOnes)
         }
+        Exit::MmioRead { gpa, size } if dma_window(gpa) => {
+            Action::Load(state.dma.mmio_read(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size))
+        }
+        Exit::MmioWrite { gpa, size, data } if dma_window(gpa) => {
+            state.dma.mmio_write(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size, data);
+            if state.stop.is_stopping() { Action::Stop(ExitCause::StrictViolation) } else { Action::Resume }
+        }
         Exit::MmioRead { gpa, size } => {
             let message = format!("load of {size} byte(s) from guest-physical {gpa:#x}, where no RAM or device is");
             stray(state, vcpu, regs, "mmio", &[gpa], message, Action::AllOnes)
         }
-        Exit::MmioWrite { gpa, size } => {
+        Exit::MmioWrite { gpa, size, .. } => {
             let message = format!("store of {size} byte(s) to guest-physical {gpa:#x}, where no RAM or device is");
             stray(state, vcpu, regs, "mmio", &[gpa], message, Action::Resume)
         }
         Exit::Shutdown => Action::Fault(Fault::TripleFault),
         Exit::Failed(what, code) => Action::Fault(Fault::Failed(what, code)),
     }
+}
+
+/// Whether `gpa` lies in the DMA engine's register window.
+fn dma_window(gpa: u64) -> bool {
+    gpa.checked_sub(DMA_ENGINE_GPA).is_some_and(|offset| offset < DMA_ENGINE_SIZE)
 }
 
 fn stray(state: &VmState, vcpu: usize, regs: &kvm_regs, what: &str, args: &[u64], message: String, then: Action) -> Action {
@@ -144,7 +162,12 @@ fn exit_of(fd: &mut VcpuFd) -> Result<Exit, kvm_ioctls::Error> {
         }
         VcpuExit::IoIn(port, data) => Exit::IoIn { port, size: data.len() },
         VcpuExit::MmioRead(gpa, data) => Exit::MmioRead { gpa, size: data.len() },
-        VcpuExit::MmioWrite(gpa, data) => Exit::MmioWrite { gpa, size: data.len() },
+        VcpuExit::MmioWrite(gpa, data) => {
+            let mut bytes = [0u8; 8];
+            let size = data.len().min(8);
+            bytes[..size].copy_from_slice(&data[..size]);
+            Exit::MmioWrite { gpa, size: data.len(), data: u64::from_le_bytes(bytes) }
+        }
         VcpuExit::Shutdown => Exit::Shutdown,
         VcpuExit::FailEntry(reason, _) => Exit::Failed("the hardware refused to enter the guest; reason", reason),
         VcpuExit::InternalError => {
@@ -175,6 +198,9 @@ pub fn kick_signal() -> i32 {
 
 /// The body of vCPU thread `id`.
 pub fn run(id: usize, mut fd: VcpuFd, state: Arc<VmState>, bus: Arc<PortBus>) {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    state.vcpu_tids[id].store(u32::try_from(tid).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     if id == 0 {
         run_guest(id, &mut fd, &state, &bus);
     } else {
@@ -228,6 +254,13 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
             Action::AllOnes => {
                 if let Some(data) = in_data(fd) {
                     data.fill(0xff);
+                }
+            }
+            Action::Load(value) => {
+                if let Some(data) = in_data(fd) {
+                    let bytes = value.to_le_bytes();
+                    let n = data.len().min(8);
+                    data[..n].copy_from_slice(&bytes[..n]);
                 }
             }
             Action::Idle(result) => return Ended::Idle(result),
@@ -327,8 +360,9 @@ mod tests {
         let bus = PortBus::default();
         assert_eq!(handle_exit(&lenient, &bus, 0, Exit::IoOut { port: 0x80, data: 0x55, size: 1 }, &regs), Action::Resume);
         assert_eq!(handle_exit(&lenient, &bus, 0, Exit::IoIn { port: 0x60, size: 1 }, &regs), Action::AllOnes);
-        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::MmioRead { gpa: 0xd000_0000, size: 4 }, &regs), Action::AllOnes);
-        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::MmioWrite { gpa: 0xd000_0000, size: 4 }, &regs), Action::Resume);
+        assert_eq!(handle_exit(&lenient, &bus, 0, Exit::MmioRead { gpa: 0xd000_1000, size: 4 }, &regs), Action::AllOnes);
+        let store = Exit::MmioWrite { gpa: 0xd000_1000, size: 4, data: 0 };
+        assert_eq!(handle_exit(&lenient, &bus, 0, store, &regs), Action::Resume);
         let violations = lenient.checker.violations();
         assert_eq!(violations.len(), 4);
         assert_eq!(violations[0].service, "port-io");
@@ -337,6 +371,23 @@ mod tests {
         let strict = state(true);
         let exit = Exit::IoOut { port: 0x80, data: 0, size: 1 };
         assert_eq!(handle_exit(&strict, &bus, 0, exit, &regs), Action::Stop(ExitCause::StrictViolation));
+    }
+
+    #[test]
+    fn the_dma_window_reaches_the_engine() {
+        use kmemvisor_abi::dma::{DMA_CHANNEL_STRIDE, DMA_ENGINE_ID, REG_ID, REG_LENGTH};
+        let s = state(false);
+        let bus = PortBus::default();
+        let regs = kvm_regs::default();
+        let id = Exit::MmioRead { gpa: DMA_ENGINE_GPA + REG_ID, size: 8 };
+        assert_eq!(handle_exit(&s, &bus, 0, id, &regs), Action::Load(DMA_ENGINE_ID));
+        let length = DMA_ENGINE_GPA + DMA_CHANNEL_STRIDE + REG_LENGTH;
+        assert_eq!(handle_exit(&s, &bus, 0, Exit::MmioWrite { gpa: length, size: 8, data: 77 }, &regs), Action::Resume);
+        assert_eq!(handle_exit(&s, &bus, 0, Exit::MmioRead { gpa: length, size: 8 }, &regs), Action::Load(77));
+        assert!(s.checker.violations().is_empty());
+        let odd = Exit::MmioRead { gpa: DMA_ENGINE_GPA + 3, size: 8 };
+        assert_eq!(handle_exit(&s, &bus, 0, odd, &regs), Action::Load(u64::MAX));
+        assert_eq!(s.checker.violations()[0].service, "dma");
     }
 
     #[test]

@@ -31,6 +31,8 @@ enum Slot {
     Pending(StartRequest),
     /// Running guest code.
     Running,
+    /// Running, but blocked in `vcpu_wait` for another vCPU.
+    Waiting,
 }
 
 /// The state of every vCPU.
@@ -78,15 +80,24 @@ impl VcpuPool {
         if target == caller {
             return Err(Status::EINVAL);
         }
-        loop {
+        let Some(&me) = slots.get(caller) else { return Err(Status::EINVAL) };
+        slots[caller] = Slot::Waiting;
+        let result = loop {
             if let Slot::Idle { result } = slots[target] {
-                return Ok(result);
+                break Ok(result);
             }
             if stop.is_stopping() {
-                return Err(Status::EINTR);
+                break Err(Status::EINTR);
             }
             slots = self.changed.wait_timeout(slots, STOP_POLL).unwrap_or_else(|e| e.into_inner()).0;
-        }
+        };
+        slots[caller] = me;
+        result
+    }
+
+    /// vCPUs running guest code now: started and not blocked in `vcpu_wait`.
+    pub fn running(&self) -> usize {
+        self.slots().iter().filter(|s| matches!(s, Slot::Running | Slot::Pending(_))).count()
     }
 
     /// `vcpu` finished its work with `result`.
@@ -151,7 +162,9 @@ mod tests {
             })
         };
         pool.start(2, WORK).expect("start");
+        assert_eq!(pool.running(), 2, "vCPU 0 and the started one");
         assert_eq!(pool.wait(0, 2, &stop), Ok(5));
+        assert_eq!(pool.running(), 1);
         worker.join().expect("worker");
         assert_eq!(pool.wait(0, 1, &stop), Ok(0), "never started: idle with result 0");
     }

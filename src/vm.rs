@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::cpu;
 use crate::state::VmState;
@@ -22,9 +21,6 @@ pub enum KvmError {
     /// Some KVM call failed.
     #[error("KVM refused to {0}")]
     Ioctl(&'static str, #[source] kvm_ioctls::Error),
-    /// Guest RAM has no host mapping.
-    #[error("Guest RAM has no host address")]
-    NoHostAddress,
 }
 
 /// The VM and one fd per vCPU.
@@ -68,16 +64,15 @@ pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
         };
         fd.enable_cap(&cap).map_err(|e| KvmError::Ioctl("turn off KVM_X86_QUIRK_SLOT_ZAP_ALL", e))?;
     }
-    let memory = state.ram.memory();
-    let host = memory.get_host_address(GuestAddress(0)).map_err(|_| KvmError::NoHostAddress)?;
+    // The vCPUs reach RAM through the CPU view, which hiding can trap.
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
         guest_phys_addr: 0,
         memory_size: state.ram.size(),
-        userspace_addr: host as u64,
+        userspace_addr: state.ram.cpu_view(),
     };
-    // SAFETY: the region is guest RAM's own mapping, which `state` keeps alive
+    // SAFETY: the region is guest RAM's CPU view, which `state` keeps alive
     // for as long as the VM exists (the VM is dropped before the state).
     unsafe { fd.set_user_memory_region(region) }.map_err(|e| KvmError::Ioctl("register guest RAM", e))?;
     let mut vcpus = Vec::with_capacity(state.config.vcpus);

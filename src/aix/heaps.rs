@@ -251,6 +251,18 @@ fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
     let problem = {
         let k = &mut *lock(&state.kernel);
         let Some(h) = k.aix.heaps.heaps.get_mut(&heap) else { return Reply::status(Status::EINVAL) };
+        let bytes = match &h.backing {
+            Backing::Boot(_) => k.dgux.allocation_bytes(ptr),
+            Backing::Area(area) => area.allocations.get(&ptr).map(|a| u64::from(a.bytes)),
+        };
+        if let Some(a) = bytes.and_then(|bytes| k.xmem.overlapping(0, ptr, bytes)) {
+            let why = format!(
+                "xmfree of {ptr:#x}, which is attached for cross-memory (xmattach on vCPU {} at RIP {:#x}): xmdetach first",
+                a.origin.vcpu, a.origin.rip
+            );
+            return refuse(state, caller, Service::Xmfree, &args, why, Status::EBUSY);
+        }
+        let Some(h) = k.aix.heaps.heaps.get_mut(&heap) else { return Reply::status(Status::EINVAL) };
         let freed = match &mut h.backing {
             Backing::Boot(region) => match k.dgux.free(view(state), &mut k.frames, *region, ptr) {
                 Ok(_) => Ok(()),

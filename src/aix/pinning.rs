@@ -50,10 +50,13 @@ struct Pin {
 
 /// Where a pin comes from, for the exit report.
 #[derive(Clone, Copy, Debug)]
-struct Origin {
-    service: &'static str,
-    vcpu: usize,
-    rip: u64,
+pub(crate) struct Origin {
+    /// The service's name.
+    pub(crate) service: &'static str,
+    /// The vCPU that called it.
+    pub(crate) vcpu: usize,
+    /// Guest RIP of the call.
+    pub(crate) rip: u64,
 }
 
 /// Every pin count.
@@ -83,6 +86,11 @@ impl Pins {
     /// The pin count of `page` of `pid` (0 for kernel pages) above its initial count.
     pub fn extra_count(&self, pid: u64, page: u64) -> u32 {
         self.pages.get(&(pid, page)).map_or(0, |p| p.count)
+    }
+
+    /// Whether `page` of `pid` (0: a kernel page) is pinned now.
+    pub fn is_pinned(&self, pid: u64, page: u64) -> bool {
+        initial(pid, page) > 0 || self.pages.contains_key(&(pid, page))
     }
 
     /// Pages pinned now: every page with an entry and every pinned-heap page.
@@ -190,6 +198,12 @@ fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[u64], change: Chang
         Change::Pin(origin) => k.aix.pins.pin(pid, pages, limit(state), pinned_heap_pages, origin),
         Change::Unpin => k.aix.pins.unpin(pid, pages),
     }
+}
+
+/// One more pin (`origin` given) or one less on each of `pages` of `pid`
+/// (0: kernel pages), all or none: `xmempin` and `xmemunpin`.
+pub(crate) fn pin_pages(state: &VmState, k: &mut Kernel, pid: u64, pages: &[u64], origin: Option<Origin>) -> Status {
+    apply(state, k, pid, pages, origin.map_or(Change::Unpin, Change::Pin))
 }
 
 /// The pages of `[addr, addr + length)`, or `EINVAL` for a length of 0 or

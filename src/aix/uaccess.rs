@@ -22,7 +22,7 @@ const PLAIN_LIMIT: u64 = 1 << 32;
 
 /// Which addresses one side of a copy may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Region {
+pub(crate) enum Region {
     /// User addresses below `limit`.
     User { limit: u64 },
     /// Kernel addresses.
@@ -31,7 +31,7 @@ enum Region {
 
 /// Where a copy stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// At a bad user byte.
     User(u64),
     /// At a bad kernel byte: a driver bug, recorded as a violation.
@@ -39,7 +39,7 @@ enum Fault {
 }
 
 /// One side of a copy: a range of one address space.
-struct Side<'a> {
+pub(crate) struct Side<'a> {
     walker: Walker<'a>,
     region: Region,
     /// The side is written to.
@@ -47,7 +47,7 @@ struct Side<'a> {
 }
 
 impl<'a> Side<'a> {
-    fn new(memory: &'a GuestMemoryMmap, space: &'a AddressSpace, region: Region, write: bool) -> Side<'a> {
+    pub(crate) fn new(memory: &'a GuestMemoryMmap, space: &'a AddressSpace, region: Region, write: bool) -> Side<'a> {
         Side { walker: Walker::new(memory, space), region, write }
     }
 
@@ -73,7 +73,14 @@ fn page_rest(va: u64) -> u64 {
 
 /// Copies `len` bytes from `from_va` on `from` to `to_va` on `to`; the bytes
 /// copied, and where it stopped if it did.
-fn copy(memory: &GuestMemoryMmap, from: &mut Side, from_va: u64, to: &mut Side, to_va: u64, len: u64) -> (u64, Option<Fault>) {
+pub(crate) fn copy(
+    memory: &GuestMemoryMmap,
+    from: &mut Side,
+    from_va: u64,
+    to: &mut Side,
+    to_va: u64,
+    len: u64,
+) -> (u64, Option<Fault>) {
     let mut done = 0;
     while done < len {
         let (Some(src), Some(dst)) = (from_va.checked_add(done), to_va.checked_add(done)) else {
@@ -130,7 +137,14 @@ fn process_context(state: &VmState, caller: Caller, service: Service, args: &[u6
 }
 
 /// Answers a finished transfer of `done` bytes.
-fn answer(state: &VmState, caller: Caller, service: Service, args: &[u64], done: u64, fault: Option<Fault>) -> Outcome {
+pub(crate) fn answer(
+    state: &VmState,
+    caller: Caller,
+    service: Service,
+    args: &[u64],
+    done: u64,
+    fault: Option<Fault>,
+) -> Outcome {
     match fault {
         None => Reply::ok(done),
         Some(Fault::User(_)) => Outcome::Reply(Reply { status: Status::EFAULT, value: done }),

@@ -60,6 +60,9 @@ pub enum Region {
 }
 
 impl Region {
+    /// Every region.
+    pub const ALL: [Region; 4] = [Region::Wired, Region::Unwired, Region::KernelHeap, Region::PinnedHeap];
+
     fn initial_wire_count(self) -> u64 {
         match self {
             Region::Wired | Region::PinnedHeap => 1,
@@ -575,6 +578,11 @@ impl KernelMemory {
         self.release_region(view, frames, region, ptr, bytes).map(|()| bytes)
     }
 
+    /// The size of the live allocation starting at `ptr`.
+    pub fn allocation_bytes(&self, ptr: u64) -> Option<u64> {
+        self.allocations.get(&ptr).map(|a| u64::from(a.bytes))
+    }
+
     /// Backed pages of the pinned heap: each is pinned from birth.
     pub fn pinned_heap_pages(&self) -> u64 {
         self.pinned_heap_pages
@@ -608,6 +616,15 @@ impl KernelMemory {
         match owner {
             None => self.pages.get(&page).map(|p| (p.wire_count, p.initial)),
             Some(pid) => Some((self.user_pages.get(&(pid, page)).map_or(0, |u| u.wire_count), 0)),
+        }
+    }
+
+    /// Whether `page` stays in memory: wired above zero, or kernel memory
+    /// outside the arenas (image, stacks), which always does.
+    pub fn is_wired(&self, owner: Option<u64>, page: u64) -> bool {
+        match owner {
+            None if !self.pages.contains_key(&page) => !Region::ALL.iter().any(|r| r.contains(page)),
+            _ => self.count(owner, page).is_some_and(|(count, _)| count > 0),
         }
     }
 

@@ -83,6 +83,13 @@ fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bo
 fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u64, bytes: u64) -> Outcome {
     let result = {
         let k = &mut *kernel(state);
+        if let Some(a) = k.xmem.overlapping(0, ptr, bytes) {
+            let why = format!(
+                "release of {bytes} bytes at {ptr:#x}, which are attached for cross-memory (xmattach on vCPU {} at RIP {:#x}): xmdetach first",
+                a.origin.vcpu, a.origin.rip
+            );
+            return refuse(state, caller, service, &[ptr, bytes], why, Status::EBUSY);
+        }
         k.dgux.release(view(state), &mut k.frames, kind, ptr, bytes)
     };
     match result {

@@ -1,0 +1,396 @@
+//! The DMA engine: the device behind the register window of
+//! `kmemvisor_abi::dma`, a bus-master that copies between guest RAM and its
+//! own memory on a device thread, and reports every transfer that touches a
+//! page the driver did not hand off with `xmemdma`.
+//!
+//! vCPU threads only decode the access and flip a channel's registers under a
+//! short lock; the copy runs in [`DmaEngine::serve`] with no channel lock
+//! held, so a 1 MiB transfer never stalls a vCPU.
+
+mod channel;
+mod delay;
+#[cfg(test)]
+mod testing;
+mod transfer;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kmemvisor_abi::dma::*;
+
+use self::channel::{Channel, Op, Register};
+pub use self::delay::Delays;
+use self::transfer::{Transfer, TransferError};
+use crate::sync::lock;
+
+/// How long the device thread sleeps at most before looking at `stopping`.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Latency, jitter and seed of the engine (`--dma-latency`, `--dma-jitter`, `--dma-seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DmaConfig {
+    /// The least time from doorbell to completion.
+    pub latency: std::time::Duration,
+    /// The most added to the latency, drawn uniformly per transfer.
+    pub jitter: std::time::Duration,
+    /// Seeds the jitter draws: a seed reproduces the same delays.
+    pub seed: u64,
+}
+
+impl DmaConfig {
+    /// The delays of successive transfers under this configuration.
+    pub fn delays(&self) -> Delays {
+        Delays::new(*self)
+    }
+}
+
+/// What the engine needs from the VM. The VM state implements it.
+pub trait DmaHost: Sync {
+    /// Guest RAM, through the VMM's own mapping (reachable even while a page is hidden from the vCPUs).
+    fn memory(&self) -> &vm_memory::GuestMemoryMmap;
+    /// Whether the guest-physical page at `page` (4 KiB aligned) is currently handed off to the device (hidden with xmemdma).
+    fn handed_off(&self, page: u64) -> bool;
+    /// Records a violation, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access at guest RIP `rip`
+    /// caused it; `args` are register values.
+    fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String);
+    /// Whether the VM is stopping (the device thread then returns).
+    fn stopping(&self) -> bool;
+}
+
+/// Who touched the register window (for violations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// The vCPU that made the access.
+    pub vcpu: usize,
+    /// Guest RIP at the access.
+    pub rip: u64,
+}
+
+/// A rung doorbell waiting for the device thread.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    channel: usize,
+    access: Access,
+    transfer: Transfer,
+    rung: Instant,
+    // Kept as a duration from `rung` rather than an instant, which a huge
+    // configured latency could overflow.
+    delay: Duration,
+}
+
+/// What the vCPUs and the device thread share, under one short-held lock.
+struct State {
+    channels: [Channel; DMA_CHANNELS as usize],
+    // FIFO over all channels: one device thread runs the jobs in doorbell order.
+    queue: VecDeque<Job>,
+    delays: Delays,
+}
+
+/// The DMA engine device.
+pub struct DmaEngine {
+    config: DmaConfig,
+    state: Mutex<State>,
+    rung: Condvar,
+    device_memory: Mutex<Vec<u8>>,
+}
+
+impl fmt::Debug for DmaEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaEngine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl DmaEngine {
+    /// An idle engine with zeroed device memory.
+    pub fn new(config: DmaConfig) -> DmaEngine {
+        let state = State { channels: Default::default(), queue: VecDeque::new(), delays: config.delays() };
+        DmaEngine {
+            config,
+            state: Mutex::new(state),
+            rung: Condvar::new(),
+            device_memory: Mutex::new(vec![0; DMA_DEVICE_MEMORY as usize]),
+        }
+    }
+
+    /// An MMIO load of `size` bytes at `offset` into the window (0..DMA_ENGINE_SIZE). Misuse (size other than 8,
+    /// unaligned offset, offset past the last channel or at an unknown register) is recorded through `host.violation`
+    /// and reads as all-ones.
+    pub fn mmio_read(&self, host: &dyn DmaHost, access: Access, offset: u64, size: usize) -> u64 {
+        match channel::decode(offset, size, Op::Load) {
+            Ok((channel, reg)) => lock(&self.state).channels.get(channel).map_or(u64::MAX, |c| c.read(reg)),
+            Err(misuse) => {
+                host.violation(access.vcpu, access.rip, &[offset, size as u64], misuse.to_string());
+                u64::MAX
+            }
+        }
+    }
+
+    /// An MMIO store. Same misuse rules; stores to read-only registers are misuse (violation, ignored).
+    pub fn mmio_write(&self, host: &dyn DmaHost, access: Access, offset: u64, size: usize, value: u64) {
+        match channel::decode(offset, size, Op::Store(value)) {
+            Ok((channel, Register::Doorbell)) => self.ring(host, access, channel),
+            Ok((channel, reg)) => {
+                if let Some(c) = lock(&self.state).channels.get_mut(channel) {
+                    c.write(reg, value);
+                }
+            }
+            Err(misuse) => host.violation(access.vcpu, access.rip, &[offset, size as u64, value], misuse.to_string()),
+        }
+    }
+
+    fn ring(&self, host: &dyn DmaHost, access: Access, channel: usize) {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let Some(c) = state.channels.get_mut(channel) else { return };
+        match c.ring() {
+            Some(transfer) => {
+                let delay = state.delays.next().unwrap_or(self.config.latency);
+                state.queue.push_back(Job { channel, access, transfer, rung: Instant::now(), delay });
+                drop(guard);
+                self.rung.notify_one();
+            }
+            None => {
+                // Recorded outside the lock: the host may stop the VM.
+                drop(guard);
+                let message = format!("doorbell rang on channel {channel} while its transfer was in flight");
+                host.violation(access.vcpu, access.rip, &[channel as u64], message);
+            }
+        }
+    }
+
+    /// The device thread's body: waits for rung doorbells and runs each transfer after its delay (see
+    /// [`DmaConfig::delays`]), until `host.stopping()`, which it checks at least every 20 ms.
+    pub fn serve(&self, host: &dyn DmaHost) {
+        while !host.stopping() {
+            self.step(host, POLL);
+        }
+    }
+
+    /// Waits at most `wait` for the first queued job to fall due, and runs it if it did.
+    fn step(&self, host: &dyn DmaHost, wait: Duration) {
+        let mut guard = lock(&self.state);
+        let left = match guard.queue.front() {
+            None => wait,
+            Some(job) => job.delay.saturating_sub(job.rung.elapsed()),
+        };
+        if !left.is_zero() {
+            guard = self.rung.wait_timeout(guard, left.min(wait)).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        if guard.queue.front().is_none_or(|job| job.rung.elapsed() < job.delay) {
+            return;
+        }
+        let Some(job) = guard.queue.pop_front() else { return };
+        drop(guard);
+        let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
+        if let Some(c) = lock(&self.state).channels.get_mut(job.channel) {
+            c.finish(result);
+        }
+    }
+
+    /// Runs one transfer now, on the calling thread, with no latency (for `kmemvisor bench` and tests): the same
+    /// checks and copy the device thread does. Returns Ok(()) or Err(error code ERROR_*).
+    pub fn transfer_now(
+        &self,
+        host: &dyn DmaHost,
+        access: Access,
+        source: u64,
+        destination: u64,
+        length: u64,
+        direction: u64,
+    ) -> Result<(), u64> {
+        let transfer = Transfer { source, destination, length, direction };
+        transfer::run(host, access, &self.device_memory, &transfer).map_err(TransferError::code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::testing::{ACCESS, TestHost};
+    use super::*;
+
+    fn at(channel: u64, reg: u64) -> u64 {
+        channel * DMA_CHANNEL_STRIDE + reg
+    }
+
+    fn read(engine: &DmaEngine, host: &TestHost, channel: u64, reg: u64) -> u64 {
+        engine.mmio_read(host, ACCESS, at(channel, reg), 8)
+    }
+
+    fn start(engine: &DmaEngine, host: &TestHost, channel: u64, regs: [u64; 4]) {
+        for (reg, value) in [REG_SOURCE, REG_DESTINATION, REG_LENGTH, REG_DIRECTION].into_iter().zip(regs) {
+            engine.mmio_write(host, ACCESS, at(channel, reg), 8, value);
+        }
+        engine.mmio_write(host, ACCESS, at(channel, REG_DOORBELL), 8, 0);
+    }
+
+    /// Status and error of `channel` once the (zero-latency) device ran its queue.
+    fn outcome(engine: &DmaEngine, host: &TestHost, channel: u64) -> (u64, u64) {
+        while !lock(&engine.state).queue.is_empty() {
+            engine.step(host, Duration::ZERO);
+        }
+        (read(engine, host, channel, REG_STATUS), read(engine, host, channel, REG_ERROR))
+    }
+
+    #[test]
+    fn registers_read_back_and_every_channel_has_the_id() {
+        let host = TestHost::new();
+        let engine = DmaEngine::new(DmaConfig::default());
+        for (i, reg) in [REG_SOURCE, REG_DESTINATION, REG_LENGTH, REG_DIRECTION].into_iter().enumerate() {
+            engine.mmio_write(&host, ACCESS, at(5, reg), 8, 0x1111 * (i as u64 + 1));
+        }
+        for (i, reg) in [REG_SOURCE, REG_DESTINATION, REG_LENGTH, REG_DIRECTION].into_iter().enumerate() {
+            assert_eq!(read(&engine, &host, 5, reg), 0x1111 * (i as u64 + 1));
+            assert_eq!(read(&engine, &host, 4, reg), 0);
+        }
+        for channel in 0..DMA_CHANNELS {
+            assert_eq!(read(&engine, &host, channel, REG_ID), DMA_ENGINE_ID);
+            assert_eq!(read(&engine, &host, channel, REG_STATUS), STATUS_IDLE);
+            assert_eq!(read(&engine, &host, channel, REG_ERROR), 0);
+            assert_eq!(read(&engine, &host, channel, REG_COMPLETED), 0);
+        }
+        assert!(host.messages().is_empty(), "{:?}", host.messages());
+    }
+
+    #[test]
+    fn misuse_is_a_violation_and_reads_all_ones() {
+        let host = TestHost::new();
+        let engine = DmaEngine::new(DmaConfig::default());
+        let cases = [
+            (REG_SOURCE, 4, "of 4 bytes at offset 0x8"),
+            (REG_SOURCE + 4, 8, "at offset 0xc, which is not 8-byte aligned"),
+            (at(DMA_CHANNELS, REG_ID), 8, "at offset 0x800, past the last channel (the 8 channels end at 0x800)"),
+            (at(2, 0x48), 8, "at offset 0x248: channel 2 has no register at 0x48"),
+        ];
+        for (i, &(offset, size, expected)) in cases.iter().enumerate() {
+            assert_eq!(engine.mmio_read(&host, ACCESS, offset, size), u64::MAX);
+            engine.mmio_write(&host, ACCESS, offset, size, 0x55);
+            let recorded = host.recorded();
+            assert_eq!(recorded.len(), 2 * i + 2);
+            let (load, store) = (&recorded[2 * i], &recorded[2 * i + 1]);
+            assert!(load.3.contains(&format!("DMA engine load {expected}")), "{}", load.3);
+            assert!(store.3.contains(&format!("DMA engine store of 0x55 {expected}")), "{}", store.3);
+            assert_eq!((load.0, load.1, load.2.clone()), (ACCESS.vcpu, ACCESS.rip, vec![offset, size as u64]));
+            assert_eq!(store.2, vec![offset, size as u64, 0x55]);
+        }
+        // Ignored stores left the registers alone.
+        assert_eq!(read(&engine, &host, 0, REG_SOURCE), 0);
+        for (reg, name) in
+            [(REG_ID, "REG_ID"), (REG_STATUS, "REG_STATUS"), (REG_ERROR, "REG_ERROR"), (REG_COMPLETED, "REG_COMPLETED")]
+        {
+            engine.mmio_write(&host, ACCESS, at(3, reg), 8, 9);
+            let message = host.messages().pop().unwrap_or_default();
+            assert_eq!(message, format!("DMA engine store of 0x9 to the read-only register {name} of channel 3"));
+        }
+        assert_eq!(read(&engine, &host, 3, REG_ID), DMA_ENGINE_ID);
+        assert_eq!(read(&engine, &host, 3, REG_STATUS), STATUS_IDLE);
+        assert_eq!(read(&engine, &host, 3, REG_COMPLETED), 0);
+        assert_eq!(host.messages().len(), 12);
+    }
+
+    #[test]
+    fn doorbells_move_bytes_in_all_directions_and_count() {
+        let host = TestHost::handing_off_all();
+        let engine = DmaEngine::new(DmaConfig::default());
+        host.fill_pattern(0x2_0000, 0x1800, 5);
+        start(&engine, &host, 1, [0x2_0000, 0x4000, 0x1800, DIR_TO_DEVICE]);
+        assert_eq!(read(&engine, &host, 1, REG_STATUS), STATUS_BUSY);
+        assert_eq!(outcome(&engine, &host, 1), (STATUS_DONE, 0));
+        start(&engine, &host, 1, [0x4000, 0x3_0000, 0x1800, DIR_FROM_DEVICE]);
+        start(&engine, &host, 6, [0x3_0000, 0x5_0000, 0x1800, DIR_MEMORY_TO_MEMORY]);
+        assert_eq!(outcome(&engine, &host, 1), (STATUS_DONE, 0));
+        assert_eq!(outcome(&engine, &host, 6), (STATUS_DONE, 0));
+        assert_eq!(host.bytes(0x3_0000, 0x1800), host.bytes(0x2_0000, 0x1800));
+        assert_eq!(host.bytes(0x5_0000, 0x1800), host.bytes(0x2_0000, 0x1800));
+        assert_eq!(read(&engine, &host, 1, REG_COMPLETED), 2);
+        assert_eq!(read(&engine, &host, 6, REG_COMPLETED), 1);
+        assert!(host.messages().is_empty(), "{:?}", host.messages());
+    }
+
+    #[test]
+    fn failed_transfers_show_their_code_and_touch_nothing() {
+        let host = TestHost::handing_off_all();
+        let engine = DmaEngine::new(DmaConfig::default());
+        host.fill_pattern(0, 2 << 20, 4);
+        let before = host.bytes(0, 2 << 20);
+        let cases = [
+            ([0x1000, 0, 0x10, 0], ERROR_BAD_DIRECTION),
+            ([0x1000, 0, 0, DIR_TO_DEVICE], ERROR_BAD_LENGTH),
+            ([0x1000, 0, DMA_MAX_TRANSFER + 1, DIR_TO_DEVICE], ERROR_BAD_LENGTH),
+            ([0, (2 << 20) - 0x10, 0x20, DIR_FROM_DEVICE], ERROR_OUTSIDE_RAM),
+            ([0x1000, u64::MAX - 0xf, 0x20, DIR_MEMORY_TO_MEMORY], ERROR_OUTSIDE_RAM),
+            ([DMA_DEVICE_MEMORY, 0x1000, 0x20, DIR_FROM_DEVICE], ERROR_OUTSIDE_DEVICE_MEMORY),
+        ];
+        for (regs, code) in cases {
+            start(&engine, &host, 0, regs);
+            assert_eq!(outcome(&engine, &host, 0), (STATUS_ERROR, code), "{regs:x?}");
+        }
+        assert_eq!(read(&engine, &host, 0, REG_COMPLETED), 0);
+        assert_eq!(host.bytes(0, 2 << 20), before);
+        assert!(host.messages().is_empty(), "{:?}", host.messages());
+    }
+
+    #[test]
+    fn doorbell_while_busy_finishes_the_first_then_shows_error_busy() {
+        let host = TestHost::handing_off_all();
+        let engine = DmaEngine::new(DmaConfig::default());
+        host.fill_pattern(0x1000, 0x100, 2);
+        start(&engine, &host, 4, [0x1000, 0x2000, 0x100, DIR_MEMORY_TO_MEMORY]);
+        // Latched: these stores do not change the transfer in flight.
+        start(&engine, &host, 4, [0x1000, 0x9000, 0x100, DIR_MEMORY_TO_MEMORY]);
+        assert_eq!(host.messages(), vec!["doorbell rang on channel 4 while its transfer was in flight".to_string()]);
+        assert_eq!(host.recorded()[0].2, vec![4]);
+        assert_eq!(outcome(&engine, &host, 4), (STATUS_ERROR, ERROR_BUSY));
+        assert_eq!(host.bytes(0x2000, 0x100), host.bytes(0x1000, 0x100));
+        assert_eq!(host.bytes(0x9000, 0x100), vec![0; 0x100]);
+        assert_eq!(read(&engine, &host, 4, REG_COMPLETED), 1);
+        assert_eq!(read(&engine, &host, 4, REG_DESTINATION), 0x9000);
+        // The next doorbell starts afresh.
+        engine.mmio_write(&host, ACCESS, at(4, REG_DOORBELL), 8, 1);
+        assert_eq!((read(&engine, &host, 4, REG_STATUS), read(&engine, &host, 4, REG_ERROR)), (STATUS_BUSY, 0));
+        assert_eq!(outcome(&engine, &host, 4), (STATUS_DONE, 0));
+        assert_eq!(host.bytes(0x9000, 0x100), host.bytes(0x1000, 0x100));
+    }
+
+    #[test]
+    fn serve_completes_after_the_latency_and_returns_on_stop() {
+        let host = TestHost::handing_off_all();
+        let latency = Duration::from_millis(5);
+        let engine = DmaEngine::new(DmaConfig { latency, jitter: Duration::ZERO, seed: 0 });
+        std::thread::scope(|s| {
+            let device = s.spawn(|| engine.serve(&host));
+            let rung = Instant::now();
+            start(&engine, &host, 7, [0x1000, 0, 0x40, DIR_TO_DEVICE]);
+            assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_BUSY);
+            while read(&engine, &host, 7, REG_STATUS) == STATUS_BUSY {
+                assert!(rung.elapsed() < Duration::from_secs(10), "the transfer never completed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(rung.elapsed() >= latency);
+            assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_DONE);
+            let stopped = Instant::now();
+            host.stopping.store(true, Ordering::SeqCst);
+            device.join().expect("device thread");
+            assert!(stopped.elapsed() < Duration::from_secs(1));
+        });
+    }
+
+    #[test]
+    fn transfer_now_copies_without_touching_channels() {
+        let host = TestHost::new();
+        let engine = DmaEngine::new(DmaConfig { latency: Duration::from_secs(3600), ..DmaConfig::default() });
+        host.fill_pattern(0x6000, 0x20, 8);
+        assert_eq!(engine.transfer_now(&host, ACCESS, 0x6000, 0x10, 0x20, DIR_TO_DEVICE), Ok(()));
+        assert_eq!(engine.transfer_now(&host, ACCESS, 0x10, 0x7000, 0x20, DIR_FROM_DEVICE), Ok(()));
+        assert_eq!(host.bytes(0x7000, 0x20), host.bytes(0x6000, 0x20));
+        assert_eq!(engine.transfer_now(&host, ACCESS, 0, 0, 0, 9), Err(ERROR_BAD_DIRECTION));
+        assert_eq!(read(&engine, &host, 0, REG_STATUS), STATUS_IDLE);
+        let messages = host.messages();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("DMA from a page the driver did not hand off: page 0x6000"));
+        assert!(messages[1].starts_with("DMA to a page the driver did not hand off: page 0x7000"));
+    }
+}

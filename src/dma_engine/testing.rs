@@ -1,0 +1,87 @@
+//! A `DmaHost` over real guest RAM whose hand-offs and violations the tests
+//! set and inspect.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::{Access, DmaHost};
+use crate::sync::lock;
+
+/// The access the tests make.
+pub(super) const ACCESS: Access = Access { vcpu: 2, rip: 0xffff_ffff_8020_1234 };
+
+/// A recorded violation: vCPU, RIP, arguments, message.
+pub(super) type Recorded = (usize, u64, Vec<u64>, String);
+
+/// 2 MiB of guest RAM at 0, nothing handed off unless asked.
+pub(super) struct TestHost {
+    memory: GuestMemoryMmap,
+    all_handed_off: bool,
+    handed_off: Mutex<HashSet<u64>>,
+    violations: Mutex<Vec<Recorded>>,
+    pub(super) stopping: AtomicBool,
+}
+
+impl TestHost {
+    pub(super) fn new() -> TestHost {
+        TestHost {
+            memory: GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).expect("guest RAM"),
+            all_handed_off: false,
+            handed_off: Mutex::new(HashSet::new()),
+            violations: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// A host where every page counts as handed off.
+    pub(super) fn handing_off_all() -> TestHost {
+        TestHost { all_handed_off: true, ..TestHost::new() }
+    }
+
+    pub(super) fn hand_off(&self, page: u64) {
+        lock(&self.handed_off).insert(page);
+    }
+
+    pub(super) fn recorded(&self) -> Vec<Recorded> {
+        lock(&self.violations).clone()
+    }
+
+    pub(super) fn messages(&self) -> Vec<String> {
+        self.recorded().into_iter().map(|v| v.3).collect()
+    }
+
+    /// Fills `len` bytes at `gpa` with a pattern that differs for each `salt`
+    /// and does not repeat at page or chunk strides.
+    pub(super) fn fill_pattern(&self, gpa: u64, len: u64, salt: u8) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ salt.wrapping_mul(37)).collect();
+        self.memory.write_slice(&bytes, GuestAddress(gpa)).expect("fill");
+    }
+
+    pub(super) fn bytes(&self, gpa: u64, len: u64) -> Vec<u8> {
+        let mut bytes = vec![0; len as usize];
+        self.memory.read_slice(&mut bytes, GuestAddress(gpa)).expect("read back");
+        bytes
+    }
+}
+
+impl DmaHost for TestHost {
+    fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    fn handed_off(&self, page: u64) -> bool {
+        assert_eq!(page % 0x1000, 0, "pages are asked for page-aligned");
+        self.all_handed_off || lock(&self.handed_off).contains(&page)
+    }
+
+    fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {
+        lock(&self.violations).push((vcpu, rip, args.to_vec(), message));
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,363 @@
+//! Hiding guest pages from every vCPU in stage 2 while the VMM and the DMA
+//! device keep reaching them: what `xmemdma` stands on.
+//!
+//! A hidden page is taken out of the CPU view of guest RAM (src/memory.rs):
+//! its host page-table entry is dropped with `MADV_DONTNEED` — KVM's MMU
+//! notifier then drops every vCPU's stage-2 mapping of it — and the page is
+//! registered with a userfaultfd in MINOR mode. A vCPU that touches it faults
+//! in KVM, KVM's fault on the CPU view lands in the userfaultfd, and the vCPU
+//! thread sleeps inside KVM_RUN until the page is unhidden: unregistering
+//! wakes it, its fault retries, maps the page's current contents and the
+//! access completes — a load sees what the device wrote, a store lands. The
+//! VMM view is never registered, so copies and DMA go on meanwhile.
+//!
+//! Why this and not punching the page out of the memslots (ENVIRONMENT.md):
+//! measured here, register + `MADV_DONTNEED` + unregister costs ~9 µs per
+//! toggle against ~50 µs for a memslot delete and re-add, and a touch stalls
+//! the vCPU in the kernel instead of becoming an MMIO exit whose instruction
+//! (string moves included) the VMM would have to emulate. Registering the
+//! whole of RAM once and resolving with UFFDIO_CONTINUE is cheaper still
+//! (~2.2 µs a toggle) but traps every page the VMM writes later (fresh
+//! allocations, remapped frames) on its first guest touch, at an event round
+//! trip each; registering only hidden pages leaves every other page alone.
+
+pub mod touches;
+mod uffd;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kmemvisor_abi::layout::PAGE_SIZE;
+use std::sync::Mutex;
+
+use crate::memory::GuestRam;
+use crate::sync::lock;
+
+pub use uffd::{Fault, Userfaultfd};
+
+/// What went wrong hiding or unhiding.
+#[derive(Debug, thiserror::Error)]
+pub enum HideError {
+    /// No userfaultfd: hiding cannot be enforced.
+    #[error(
+        "pages cannot be hidden: userfaultfd is unavailable ({0}); run kmemvisor as root or set the sysctl vm.unprivileged_userfaultfd=1"
+    )]
+    Unavailable(String),
+    /// The kernel refused to trap or release a page.
+    #[error("cannot hide or unhide guest-physical page {page:#x}")]
+    Trap {
+        /// The page.
+        page: u64,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Who hid a page, for the messages about touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HideOrigin {
+    /// What the page is to the guest, e.g. "user address 0x10000 of process 1".
+    pub what: String,
+    /// The vCPU that hid it.
+    pub vcpu: usize,
+    /// Guest RIP of the `xmemdma` call.
+    pub rip: u64,
+}
+
+#[derive(Debug)]
+struct HiddenPage {
+    count: u32,
+    origin: HideOrigin,
+}
+
+/// A vCPU waiting for a hidden page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stall {
+    /// The guest-physical page.
+    pub page: u64,
+    /// The vCPU, if its thread is known.
+    pub vcpu: Option<usize>,
+    /// Since when.
+    pub since: Instant,
+    /// Who hid the page.
+    pub origin: HideOrigin,
+    overdue: bool,
+}
+
+/// What a fault on the CPU view turned out to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Touch {
+    /// A vCPU touched a hidden page and now waits for it.
+    Stalled(Stall),
+    /// The page is not hidden (any more): the thread was woken.
+    Resumed,
+}
+
+#[derive(Debug, Default)]
+struct Hidden {
+    pages: BTreeMap<u64, HiddenPage>,
+    stalls: Vec<Stall>,
+    /// Set when the VM stops: nothing is trapped any more.
+    released: bool,
+}
+
+/// The hidden pages of one VM.
+#[derive(Debug)]
+pub struct Hiding {
+    trap: Result<Userfaultfd, String>,
+    cpu_view: u64,
+    vmm_view: u64,
+    size: u64,
+    stall_timeout: Duration,
+    hidden: Mutex<Hidden>,
+}
+
+impl Hiding {
+    /// Hiding over the CPU view of `ram`.
+    pub fn new(ram: &GuestRam, stall_timeout: Duration) -> Hiding {
+        let trap = Userfaultfd::new().map_err(|e| e.to_string());
+        Hiding {
+            trap,
+            cpu_view: ram.cpu_view(),
+            vmm_view: ram.vmm_view(),
+            size: ram.size(),
+            stall_timeout,
+            hidden: Mutex::new(Hidden::default()),
+        }
+    }
+
+    /// The userfaultfd, if hiding works on this host.
+    pub fn trap(&self) -> Result<&Userfaultfd, HideError> {
+        self.trap.as_ref().map_err(|why| HideError::Unavailable(why.clone()))
+    }
+
+    /// How long a stall may last before it is reported.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+    }
+
+    fn host(&self, page: u64) -> u64 {
+        self.cpu_view + page
+    }
+
+    /// One more hide of each of `pages` (guest-physical, page-aligned, in RAM,
+    /// checked by the caller); a page's first hide takes it from the vCPUs.
+    pub fn hide(&self, pages: &[u64], origin: &HideOrigin) -> Result<(), HideError> {
+        let trap = self.trap()?;
+        let mut hidden = lock(&self.hidden);
+        for &page in pages {
+            debug_assert!(page % PAGE_SIZE == 0 && page < self.size);
+            if let Some(entry) = hidden.pages.get_mut(&page) {
+                entry.count += 1;
+                continue;
+            }
+            if !hidden.released {
+                // MINOR mode traps only pages the file holds: a page never
+                // written must get one first (through the VMM view, data unchanged).
+                // SAFETY: one page of the VMM view of guest RAM; populating
+                // only allocates what is missing.
+                unsafe {
+                    libc::madvise((self.vmm_view + page) as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_POPULATE_WRITE)
+                };
+                // Registered before the zap: a touch between the two already traps.
+                let host = self.host(page);
+                trap.register_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+                // SAFETY: `host` is one page of the CPU view of guest RAM;
+                // MADV_DONTNEED drops its mapping only (the memfd keeps the data).
+                unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+            }
+            hidden.pages.insert(page, HiddenPage { count: 1, origin: origin.clone() });
+        }
+        Ok(())
+    }
+
+    /// One hide less of each of `pages`, which the caller checked are hidden;
+    /// a page whose last hide goes is back for the vCPUs, and the vCPUs
+    /// waiting for it go on. Returns the stalls that ended.
+    pub fn unhide(&self, pages: &[u64]) -> Result<Vec<Stall>, HideError> {
+        let mut hidden = lock(&self.hidden);
+        let mut ended = Vec::new();
+        for &page in pages {
+            let Some(entry) = hidden.pages.get_mut(&page) else { continue };
+            entry.count -= 1;
+            if entry.count > 0 {
+                continue;
+            }
+            hidden.pages.remove(&page);
+            if !hidden.released {
+                let trap = self.trap()?;
+                trap.unregister_and_wake(self.host(page), PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+            }
+            let (done, waiting) = hidden.stalls.drain(..).partition(|s| s.page == page);
+            hidden.stalls = waiting;
+            ended.extend::<Vec<Stall>>(done);
+        }
+        Ok(ended)
+    }
+
+    /// How many times `page` is hidden now (0: not hidden).
+    pub fn hide_count(&self, page: u64) -> u32 {
+        lock(&self.hidden).pages.get(&(page - page % PAGE_SIZE)).map_or(0, |p| p.count)
+    }
+
+    /// Handles one fault from the userfaultfd; `vcpu` is the faulting thread's vCPU.
+    pub fn fault(&self, fault: Fault, vcpu: Option<usize>) -> Touch {
+        let mut hidden = lock(&self.hidden);
+        let offset = fault.address.wrapping_sub(self.cpu_view);
+        let page = offset - offset % PAGE_SIZE;
+        match hidden.pages.get(&page) {
+            Some(entry) if offset < self.size && !hidden.released => {
+                let stall = Stall { page, vcpu, since: Instant::now(), origin: entry.origin.clone(), overdue: false };
+                hidden.stalls.push(stall.clone());
+                Touch::Stalled(stall)
+            }
+            _ => {
+                // Unhidden between the fault and now: its unregister woke the
+                // thread already, or this wakes it.
+                if let Ok(trap) = self.trap() {
+                    let _ = trap.wake(fault.address - fault.address % PAGE_SIZE, PAGE_SIZE);
+                }
+                Touch::Resumed
+            }
+        }
+    }
+
+    /// Stalls that have lasted longer than the stall timeout, each returned once.
+    pub fn overdue(&self, now: Instant) -> Vec<Stall> {
+        let mut hidden = lock(&self.hidden);
+        let timeout = self.stall_timeout;
+        hidden
+            .stalls
+            .iter_mut()
+            .filter(|s| !s.overdue && now.saturating_duration_since(s.since) > timeout)
+            .map(|s| {
+                s.overdue = true;
+                s.clone()
+            })
+            .collect()
+    }
+
+    /// Distinct vCPUs waiting for hidden pages.
+    pub fn stalled_vcpus(&self) -> usize {
+        let hidden = lock(&self.hidden);
+        let mut vcpus: Vec<Option<usize>> = hidden.stalls.iter().map(|s| s.vcpu).collect();
+        vcpus.sort_unstable();
+        vcpus.dedup();
+        vcpus.len()
+    }
+
+    /// The pages vCPUs wait for.
+    pub fn stalled_pages(&self) -> Vec<u64> {
+        let mut pages: Vec<u64> = lock(&self.hidden).stalls.iter().map(|s| s.page).collect();
+        pages.sort_unstable();
+        pages.dedup();
+        pages
+    }
+
+    /// Stops trapping anything and wakes every waiting vCPU: the VM is
+    /// stopping, and its vCPUs must get back to the kick that ends them.
+    /// The hide counts stay, for the exit report.
+    pub fn release_all(&self) {
+        let mut hidden = lock(&self.hidden);
+        if hidden.released {
+            return;
+        }
+        hidden.released = true;
+        if let Ok(trap) = self.trap() {
+            for &page in hidden.pages.keys() {
+                let _ = trap.unregister_and_wake(self.host(page), PAGE_SIZE);
+            }
+        }
+        hidden.stalls.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmemvisor_abi::layout::MIN_RAM_SIZE;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use vm_memory::{Bytes, GuestAddress};
+
+    fn origin() -> HideOrigin {
+        HideOrigin { what: "a test page".into(), vcpu: 0, rip: 0x1234 }
+    }
+
+    /// Reads the CPU view of `page` on another thread, like a vCPU would.
+    fn toucher(cpu: u64, done: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u32)> {
+        std::thread::spawn(move || {
+            // SAFETY: the test's RAM outlives the thread (joined before it drops); 8 aligned bytes.
+            let value = unsafe { std::ptr::read_volatile(cpu as *const u64) };
+            done.store(true, Ordering::SeqCst);
+            // SAFETY: gettid has no preconditions.
+            (value, unsafe { libc::gettid() } as u32)
+        })
+    }
+
+    fn next_fault(trap: &Userfaultfd) -> Fault {
+        for _ in 0..2000 {
+            if let Some(fault) = trap.read_fault().expect("read") {
+                return fault;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("no fault arrived");
+    }
+
+    #[test]
+    fn a_touch_of_a_hidden_page_waits_for_unhide_and_sees_what_was_written_meanwhile() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_millis(1));
+        let trap = hiding.trap().expect("userfaultfd (kmemvisor's tests run as root)");
+        let page = 0x20_0000;
+        ram.memory().write_obj(1u64, GuestAddress(page)).expect("write");
+        hiding.hide(&[page], &origin()).expect("hide");
+        hiding.hide(&[page], &origin()).expect("nested hide");
+        assert_eq!(hiding.hide_count(page + 8), 2);
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = toucher(ram.cpu_view() + page, done.clone());
+        let fault = next_fault(trap);
+        assert_eq!(fault.address - fault.address % PAGE_SIZE, ram.cpu_view() + page);
+        let Touch::Stalled(stall) = hiding.fault(fault, Some(3)) else { panic!("not a stall") };
+        assert_eq!((stall.page, stall.vcpu), (page, Some(3)));
+        assert_eq!(hiding.stalled_vcpus(), 1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!done.load(Ordering::SeqCst), "the toucher waits while the page is hidden");
+        assert_eq!(hiding.overdue(Instant::now()).len(), 1);
+        assert!(hiding.overdue(Instant::now()).is_empty(), "reported once");
+        // The device writes through the VMM view meanwhile.
+        ram.memory().write_obj(0xdead_beef_u64, GuestAddress(page)).expect("write");
+        assert!(hiding.unhide(&[page]).expect("unhide").is_empty(), "one hide is left");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!done.load(Ordering::SeqCst), "still hidden once");
+        let ended = hiding.unhide(&[page]).expect("unhide");
+        assert_eq!(ended.len(), 1);
+        let (value, tid) = thread.join().expect("toucher");
+        assert_eq!(value, 0xdead_beef, "the access completed against the current contents");
+        assert_eq!(tid, fault.tid);
+        assert_eq!(hiding.hide_count(page), 0);
+        assert_eq!(hiding.stalled_vcpus(), 0);
+    }
+
+    #[test]
+    fn release_all_frees_waiting_threads_and_keeps_the_counts() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_secs(60));
+        let trap = hiding.trap().expect("userfaultfd");
+        let page = 0x30_0000;
+        hiding.hide(&[page, page + PAGE_SIZE], &origin()).expect("hide");
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = toucher(ram.cpu_view() + page + PAGE_SIZE, done);
+        let fault = next_fault(trap);
+        assert!(matches!(hiding.fault(fault, None), Touch::Stalled(_)));
+        hiding.release_all();
+        assert_eq!(thread.join().expect("toucher").0, 0);
+        assert_eq!(hiding.hide_count(page), 1);
+        assert_eq!(hiding.stalled_vcpus(), 0);
+        // Faults that arrive late for pages no longer trapped just wake.
+        assert_eq!(hiding.fault(Fault { address: ram.cpu_view() + page, tid: 1 }, None), Touch::Resumed);
+        assert_eq!(hiding.fault(Fault { address: 0, tid: 1 }, None), Touch::Resumed);
+    }
+}

@@ -1,0 +1,75 @@
+//! The thread that serves the userfaultfd: every vCPU touch of a hidden page
+//! becomes a violation, long waits are reported, and a VM whose running
+//! vCPUs all wait for hidden pages is stopped (nothing could unhide them).
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::checker::{Verdict, Violation};
+use crate::hiding::{Stall, Touch};
+use crate::report::ExitCause;
+use crate::state::VmState;
+
+/// How often the thread looks at stalls and the stop request.
+const POLL: Duration = Duration::from_millis(10);
+/// How long every running vCPU must have waited before that is a deadlock:
+/// a vCPU leaving `vcpu_wait` shows as running a moment later.
+const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
+
+fn record(state: &VmState, stall: &Stall, message: String) {
+    let vcpu = stall.vcpu.unwrap_or(0);
+    // The RIP is not known: the vCPU waits inside KVM_RUN, where its registers cannot be read.
+    if state.checker.record(Violation::new("hidden-page", &[stall.page], vcpu, 0, message)) == Verdict::Stop {
+        state.stop.request(ExitCause::StrictViolation);
+    }
+}
+
+fn who(stall: &Stall) -> String {
+    stall.vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"))
+}
+
+/// Serves faults until `done`; when the VM stops, releases every waiting vCPU.
+pub fn serve(state: &VmState, done: &AtomicBool) {
+    let Ok(trap) = state.hiding.trap() else { return };
+    let mut all_stalled_since: Option<Instant> = None;
+    while !done.load(Ordering::SeqCst) {
+        if state.stop.is_stopping() {
+            state.hiding.release_all();
+        }
+        let mut poll = libc::pollfd { fd: trap.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut poll, 1, POLL.as_millis() as i32) };
+        while let Ok(Some(fault)) = trap.read_fault() {
+            if let Touch::Stalled(stall) = state.hiding.fault(fault, state.vcpu_of_thread(fault.tid)) {
+                let message = format!(
+                    "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
+                     it waits until the page is unhidden",
+                    who(&stall),
+                    stall.page,
+                    stall.origin.what,
+                    stall.origin.vcpu,
+                    stall.origin.rip
+                );
+                record(state, &stall, message);
+            }
+        }
+        let timeout = state.hiding.stall_timeout();
+        for stall in state.hiding.overdue(Instant::now()) {
+            let message = format!(
+                "{} has waited more than {timeout:?} (--hidden-stall-timeout) for guest-physical page {:#x} ({}), still hidden",
+                who(&stall),
+                stall.page,
+                stall.origin.what
+            );
+            record(state, &stall, message);
+        }
+        let stalled = state.hiding.stalled_vcpus();
+        if stalled == 0 || stalled < state.vcpus.running() {
+            all_stalled_since = None;
+        } else if all_stalled_since.get_or_insert_with(Instant::now).elapsed() >= DEADLOCK_AFTER {
+            let pages = state.hiding.stalled_pages();
+            state.stop.request(ExitCause::HiddenPageDeadlock { vcpus: stalled, pages });
+        }
+    }
+}
