@@ -158,12 +158,12 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
 struct Helpers {
     device: JoinHandle<()>,
     touches: JoinHandle<()>,
-    done: Arc<AtomicBool>,
+    done: Arc<EventFd>,
 }
 
 impl Helpers {
     fn start(state: &Arc<VmState>) -> Result<Helpers, MachineError> {
-        let done = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Host("hidden-page server wake-up", e))?);
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(body).map_err(|e| MachineError::Host("VMM thread", e))
         };
@@ -176,7 +176,8 @@ impl Helpers {
 
     /// Ends both once the vCPUs have (the device ends on the stop request).
     fn join(self, state: &VmState) {
-        self.done.store(true, Ordering::SeqCst);
+        let _ = self.done.write(1);
+        state.dma.wake();
         for (name, thread) in [("the DMA engine", self.device), ("the hidden-page server", self.touches)] {
             if thread.join().is_err() {
                 state.stop.request(ExitCause::VmFailure { vcpu: 0, what: format!("{name} thread panicked"), registers: None });

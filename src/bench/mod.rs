@@ -7,6 +7,7 @@
 
 mod aix;
 mod dgux;
+mod xmem;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -182,6 +183,7 @@ struct Results {
     hello_run_us: Vec<f64>,
     dgux: dgux::DgUxFigures,
     aix: aix::AixFigures,
+    xmem: xmem::XmemFigures,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -203,6 +205,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     progress("AIX user memory access, in-process");
     let mut aix = aix::measure(args.rounds)?;
     aix.heap = aix::measure_heap(args.rounds, hypercall.baseline.median)?;
+    progress("hiding pages and the DMA engine, in-process");
+    let xmem = xmem::measure(args.rounds, hypercall.baseline.median)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -214,6 +218,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         hello_run_us,
         dgux,
         aix,
+        xmem,
     };
     print_results(&results);
     if let Some(path) = &args.json {
@@ -464,6 +469,7 @@ fn print_results(r: &Results) {
     }
     dgux::print(&r.dgux, r.hypercall.baseline.median);
     aix::print(&r.aix, r.hypercall.baseline.median);
+    xmem::print(&r.xmem, r.hypercall.baseline.median);
     println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
@@ -488,6 +494,14 @@ fn print_results(r: &Results) {
     let share = aix::worst_share(&r.aix);
     let met = if share >= aix::COPY_TARGET { "PASS" } else { "MISS" };
     println!("  {:<40} {:>7.0}%  target ≥ 50%    {met}", "1 MiB copy's own bandwidth / memcpy", 100.0 * share);
+    let toggle = r.xmem.toggle_ratio;
+    println!(
+        "  {:<40} {:>8}  target ≤ {:<6} {}",
+        "xmemdma hide+unhide / raw mechanism",
+        format_ratio(toggle),
+        format_ratio(xmem::TOGGLE_TARGET),
+        verdict(toggle, xmem::TOGGLE_TARGET)
+    );
 }
 
 /// Which of hello's phases is larger, and its share of the total in percent.

@@ -168,9 +168,20 @@ impl DmaEngine {
         }
     }
 
+    /// Wakes the device thread to look at `host.stopping()` again: the VM
+    /// stops, and its end should not wait for the next poll.
+    pub fn wake(&self) {
+        let _guard = lock(&self.state);
+        self.rung.notify_all();
+    }
+
     /// Waits at most `wait` for the first queued job to fall due, and runs it if it did.
     fn step(&self, host: &dyn DmaHost, wait: Duration) {
         let mut guard = lock(&self.state);
+        // Checked under the lock that `wake` takes: a wake-up cannot slip in before the wait.
+        if host.stopping() {
+            return;
+        }
         let left = match guard.queue.front() {
             None => wait,
             Some(job) => job.delay.saturating_sub(job.rung.elapsed()),

@@ -3,8 +3,9 @@
 //! vCPUs all wait for hidden pages is stopped (nothing could unhide them).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::checker::{Verdict, Violation};
 use crate::hiding::{Stall, Touch};
@@ -29,17 +30,23 @@ fn who(stall: &Stall) -> String {
     stall.vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"))
 }
 
-/// Serves faults until `done`; when the VM stops, releases every waiting vCPU.
-pub fn serve(state: &VmState, done: &AtomicBool) {
+/// Serves faults until `done` is readable; when the VM stops, releases every waiting vCPU.
+pub fn serve(state: &VmState, done: &EventFd) {
     let Ok(trap) = state.hiding.trap() else { return };
     let mut all_stalled_since: Option<Instant> = None;
-    while !done.load(Ordering::SeqCst) {
+    loop {
         if state.stop.is_stopping() {
             state.hiding.release_all();
         }
-        let mut poll = libc::pollfd { fd: trap.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&mut poll, 1, POLL.as_millis() as i32) };
+        let mut polls = [
+            libc::pollfd { fd: trap.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: done.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfds for the duration of the call.
+        unsafe { libc::poll(polls.as_mut_ptr(), 2, POLL.as_millis() as i32) };
+        if polls[1].revents != 0 {
+            return;
+        }
         while let Ok(Some(fault)) = trap.read_fault() {
             if let Touch::Stalled(stall) = state.hiding.fault(fault, state.vcpu_of_thread(fault.tid)) {
                 let message = format!(
