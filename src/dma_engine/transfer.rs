@@ -163,6 +163,13 @@ fn copy(memory: &GuestMemoryMmap, device: &mut [u8], plan: Plan, len: usize) -> 
 /// above, copying front to back would read bytes already overwritten, so the
 /// chunks then go back to front.
 fn copy_within(memory: &GuestMemoryMmap, from: u64, to: u64, len: usize) -> Result<(), vm_memory::GuestMemoryError> {
+    let overlap = from < to + len as u64 && to < from + len as u64;
+    if !overlap {
+        // One copy, straight between the two places (guest RAM is one region).
+        let source = memory.get_slice(GuestAddress(from), len)?;
+        source.copy_to_volatile_slice(memory.get_slice(GuestAddress(to), len)?);
+        return Ok(());
+    }
     let mut buf = vec![0u8; len.min(CHUNK)];
     let chunks = (0..len).step_by(CHUNK).map(|at| (at as u64, (len - at).min(CHUNK)));
     let backwards = to > from && to - from < len as u64;
