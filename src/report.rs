@@ -280,10 +280,14 @@ impl fmt::Display for ExitCause {
                 f,
                 "sc_panic({code}) on vCPU {vcpu}: {service}({bytes} bytes, alignment {alignment}) could not be allocated; the kernel halted"
             ),
-            ExitCause::HiddenPageDeadlock { vcpus, pages } => write!(
-                f,
-                "deadlock: all {vcpus} running vCPU(s) wait for hidden pages {pages:#x?}, and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)"
-            ),
+            ExitCause::HiddenPageDeadlock { vcpus, pages } => {
+                let pages: Vec<String> = pages.iter().map(|p| format!("{p:#x}")).collect();
+                write!(
+                    f,
+                    "deadlock: all {vcpus} running vCPU(s) wait for hidden guest-physical page(s) {}, and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)",
+                    pages.join(", ")
+                )
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use kmemvisor_abi::Status;
 use kmemvisor_abi::dgux::{
     MAX_WIRE_COUNT, SC_EXECUTE_ACCESS, SC_WRITE_ACCESS, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS, alignment_bytes,
 };
+use kmemvisor_abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_SIZE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use serde::Serialize;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -754,8 +755,11 @@ impl KernelMemory {
         }
         let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA };
         let in_span = logical.checked_add(bytes).is_some_and(|end| end <= span_end);
-        let in_ram = physical >= layout::FREE_RAM_GPA && physical.checked_add(bytes).is_some_and(|end| end <= ram_end);
-        if !in_span || !in_ram {
+        let end = physical.checked_add(bytes);
+        let in_ram = physical >= layout::FREE_RAM_GPA && end.is_some_and(|end| end <= ram_end);
+        // A device's registers are mapped like hardware's: the DMA engine's window.
+        let in_device = physical >= DMA_ENGINE_GPA && end.is_some_and(|end| end <= DMA_ENGINE_GPA + DMA_ENGINE_SIZE);
+        if !in_span || !(in_ram || in_device) {
             return Status::VM_EINVAL_MMAP_BAD_REGION;
         }
         if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_some_and(|p| p.physical.is_some())) {

@@ -990,8 +990,8 @@ fn map_aborts(t: &mut Tally) {
             Status::VM_EINVAL_MMAP_BAD_REGION,
         ),
         (
-            "the device window is VM_EINVAL_MMAP_BAD_REGION",
-            [win, layout::DEVICE_WINDOW_GPA, PAGE, RW, SHARED, KERNEL_MAP],
+            "the device window past the DMA engine's registers is VM_EINVAL_MMAP_BAD_REGION",
+            [win, layout::DEVICE_WINDOW_GPA + kmemvisor_abi::dma::DMA_ENGINE_SIZE, PAGE, RW, SHARED, KERNEL_MAP],
             Status::VM_EINVAL_MMAP_BAD_REGION,
         ),
         (
