@@ -30,11 +30,13 @@ pub mod args;
 pub mod conformance;
 pub mod console;
 pub mod dgux;
+pub mod dma;
 pub mod hypercall;
 pub mod process;
 pub mod rng;
 pub mod smp;
 pub mod vcpu;
+pub mod xmem;
 
 pub use args::{Args, args};
 pub use console::console_write;
