@@ -135,8 +135,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::List => {
+            let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {
-                println!("{:<14} {}", guest.name, guest.summary);
+                println!("{:<width$}  {}", guest.name, guest.summary);
             }
             ExitCode::SUCCESS
         }

@@ -180,8 +180,8 @@ pub enum ExitCause {
     HiddenPageDeadlock {
         /// The vCPUs waiting.
         vcpus: usize,
-        /// The guest-physical pages they wait for.
-        pages: Vec<u64>,
+        /// The guest-physical pages they wait for, in hex.
+        pages: Vec<String>,
     },
     /// A signal asked the VMM to stop.
     Interrupted {
@@ -281,7 +281,6 @@ impl fmt::Display for ExitCause {
                 "sc_panic({code}) on vCPU {vcpu}: {service}({bytes} bytes, alignment {alignment}) could not be allocated; the kernel halted"
             ),
             ExitCause::HiddenPageDeadlock { vcpus, pages } => {
-                let pages: Vec<String> = pages.iter().map(|p| format!("{p:#x}")).collect();
                 write!(
                     f,
                     "deadlock: all {vcpus} running vCPU(s) wait for hidden guest-physical page(s) {}, and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)",
@@ -363,7 +362,7 @@ mod tests {
                 bytes: 1,
                 alignment: 0,
             },
-            ExitCause::HiddenPageDeadlock { vcpus: 1, pages: vec![0x1000] },
+            ExitCause::HiddenPageDeadlock { vcpus: 1, pages: vec!["0x1000".into()] },
         ];
         let mut seen: Vec<u8> = causes.iter().map(|c| c.exit_status(0)).collect();
         seen.extend([status::USAGE, status::VIOLATIONS, status::VMM_ERROR]);

@@ -242,6 +242,11 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) => Exit::Failed("KVM_RUN failed; errno", e.errno() as u64),
         };
+        // A stop may have come while the vCPU ran (or waited for a hidden
+        // page that the stop released): nothing after it is served.
+        if state.stop.is_stopping() {
+            return Ended::Stopped;
+        }
         let regs = fd.sync_regs_mut().regs;
         match handle_exit(state, bus, id, exit, &regs) {
             Action::Resume => {}

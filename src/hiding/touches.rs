@@ -75,7 +75,7 @@ pub fn serve(state: &VmState, done: &EventFd) {
         if stalled == 0 || stalled < state.vcpus.running() {
             all_stalled_since = None;
         } else if all_stalled_since.get_or_insert_with(Instant::now).elapsed() >= DEADLOCK_AFTER {
-            let pages = state.hiding.stalled_pages();
+            let pages = state.hiding.stalled_pages().iter().map(|p| format!("{p:#x}")).collect();
             state.stop.request(ExitCause::HiddenPageDeadlock { vcpus: stalled, pages });
         }
     }

@@ -183,11 +183,9 @@ fn move_bytes(state: &VmState, caller: Caller, service: Service, args: &[u64], m
     }
     let Some(space) = space_of(state, k, a.pid) else { return Reply::status(Status::EFAULT) };
     let user = a.pid != 0;
-    let (Some(attached), Some(kernel)) =
-        (frames(state, space, m.attached, m.count, user), frames(state, &state.space, m.kernel, m.count, false))
-    else {
-        return Reply::status(Status::EFAULT);
-    };
+    let Some(attached) = frames(state, space, m.attached, m.count, user) else { return Reply::status(Status::EFAULT) };
+    // AIX answers a bad buffer on either side with an error return (XMEM_FAIL).
+    let Some(kernel) = frames(state, &state.space, m.kernel, m.count, false) else { return Reply::status(Status::EFAULT) };
     if lock(&state.contexts[caller.vcpu]).at_interrupt_level() && !(resident(k, a.pid, &attached) && resident(k, 0, &kernel)) {
         let why = format!("{} at interrupt level with a buffer that is not resident (pin it first)", service.name());
         return refuse(state, caller, service, args, why, Status::EPERM);
@@ -272,8 +270,9 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
     }
     let gpas: Vec<u64> = pages.iter().map(|&(_, gpa)| gpa).collect();
     let changed = if p.flags == XMEM_HIDE {
-        let whose = if pid == 0 { "kernel address".to_string() } else { format!("user address of process {pid}") };
-        let hide_origin = HideOrigin { what: format!("{whose} {first:#x}"), vcpu: caller.vcpu, rip: caller.rip };
+        let what =
+            if pid == 0 { format!("kernel address {first:#x}") } else { format!("user address {first:#x} of process {pid}") };
+        let hide_origin = HideOrigin { what, vcpu: caller.vcpu, rip: caller.rip };
         state.hiding.hide(&gpas, &hide_origin).map(|_| ())
     } else {
         state.hiding.unhide(&gpas).map(|_| ())
