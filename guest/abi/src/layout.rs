@@ -120,7 +120,7 @@ pub const MODULES_VA: u64 = IMAGE_VA_OFFSET + MODULES_GPA;
 const _: () = assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
 const _: () = assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
 // The module slots tile the top of the image region exactly.
-const _: () = assert!(IMAGE_GPA < MODULES_GPA && MODULES_GPA % MODULE_SLOT_SIZE == 0);
+const _: () = assert!(IMAGE_GPA < MODULES_GPA && MODULES_GPA.is_multiple_of(MODULE_SLOT_SIZE));
 const _: () = assert!(MODULES_GPA + MODULE_SLOTS as u64 * MODULE_SLOT_SIZE == IMAGE_GPA_END);
 
 /// Guest-physical address of module slot `n` (0 ≤ n < [`MODULE_SLOTS`]).
