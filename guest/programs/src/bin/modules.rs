@@ -45,7 +45,8 @@ fn main() -> u32 {
 
 fn table(module: &Module<'_>) -> Outcome {
     ensure!(modules().count() == 1, "{} modules in the table, expected 1", modules().count());
-    ensure!(module.base == layout::module_slot_va(0), "base {:#x}, expected slot 0 at {:#x}", module.base, layout::module_slot_va(0));
+    let slot = layout::module_slot_va(0);
+    ensure!(module.base == slot, "base {:#x}, expected slot 0 at {slot:#x}", module.base);
     ensure!(module.size > 0 && module.size.is_multiple_of(PAGE), "size {:#x} is not whole pages", module.size);
     ensure!(module.contains(module.entry), "entry {:#x} is outside {:#x}+{:#x}", module.entry, module.base, module.size);
     ensure!(module.entry != module.base, "the entry is the module header");
