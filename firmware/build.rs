@@ -19,7 +19,8 @@ fn main() {
         ("IMAGE_VA_OFFSET", layout::IMAGE_VA_OFFSET),
         ("IMAGE_VA", layout::IMAGE_VA),
         ("IMAGE_GPA", layout::IMAGE_GPA),
-        ("IMAGE_VA_END", layout::IMAGE_VA_OFFSET + layout::IMAGE_GPA_END),
+        // The main image ends where the module region begins.
+        ("IMAGE_VA_END", layout::IMAGE_VA_OFFSET + layout::MODULES_GPA),
         ("HEADER_SIZE", size_of::<ImageHeader>() as u64),
         ("VECTORS_SIZE", VECTOR_COUNT as u64 * VECTOR_STRIDE),
         ("VECTOR_STRIDE", VECTOR_STRIDE),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kmemvisor::dgux::inject::FailSpec;
 use kmemvisor::dma_engine::DmaConfig;
-use kmemvisor::guests::{self, BUNDLED};
+use kmemvisor::guests::{self, BUNDLED, Kind};
+use kmemvisor::loader::ModuleElf;
 use kmemvisor::machine::{self, RunOptions};
 use kmemvisor::memory::{GuestRam, parse_duration, parse_size};
 use kmemvisor::report::status;
@@ -51,10 +52,14 @@ enum Command {
     ///
     /// GUEST is the name of a bundled guest (see `kmemvisor list`) or the path of
     /// an ELF built against the guest library. Arguments after `--` reach the
-    /// guest as its command line (the guest library's `args()`).
+    /// guest as its command line (the guest library's `args()`). `--module`
+    /// loads guest modules next to it.
+    // Boxed: the run options are several times the size of the other commands'.
     #[command(after_help = EXIT_STATUSES)]
-    Run(RunArgs),
-    /// List the bundled guests, one line each.
+    Run(Box<RunArgs>),
+    /// List the bundled guests and guest modules, one line each: name, kind
+    /// (`guest`, for `kmemvisor run NAME`, or `module`, for `--module NAME`)
+    /// and what it does.
     List,
     /// Measure hypercall cost and boot time against floors measured in the same run.
     Bench(bench::BenchArgs),
@@ -113,6 +118,21 @@ struct RunArgs {
     /// Seed of the DMA engine's jitter: the same seed gives the same delays.
     #[arg(long, default_value_t = 1, value_name = "SEED")]
     dma_seed: u64,
+    /// Load a guest module next to GUEST; repeat to load several (at most 8).
+    ///
+    /// MODULE is the name of a bundled module (`kmemvisor list` marks them
+    /// `module`) or the path of a module ELF built with the kmemvisor module
+    /// runtime (guest/modules). A module is an object of its own beside the
+    /// guest's image: pincode and unpincode of one of its functions pin and
+    /// unpin its pages only. Each module is linked at a fixed 1 MiB slot above
+    /// the image (no relocation); one outside the module region, or sharing
+    /// pages with the image or another module, is refused with exit status 73.
+    /// The guest finds the modules, in this order, in its boot-info page
+    /// (kmemvisor_guest::modules()) and calls their entry functions. A MODULE
+    /// that is neither a bundled module nor a readable file is a usage error
+    /// (exit status 64).
+    #[arg(long = "module", value_name = "MODULE")]
+    modules: Vec<String>,
     /// The guest's command line.
     #[arg(last = true)]
     guest_args: Vec<String>,
@@ -133,11 +153,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::List => {
             let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {
-                println!("{:<width$}  {}", guest.name, guest.summary);
+                println!("{:<width$}  {:<6}  {}", guest.name, guest.kind.name(), guest.summary);
             }
             ExitCode::SUCCESS
         }
@@ -160,20 +180,46 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
     ExitCode::from(status::VMM_ERROR)
 }
 
+/// The ELF a GUEST or `--module` argument names, of `kind`: a bundled one by
+/// name, else a file; a usage error says why neither fits.
+fn resolve(arg: &str, kind: Kind) -> Result<(String, Vec<u8>), String> {
+    let what = kind.name();
+    match guests::find(arg) {
+        Some(bundled) if bundled.kind == kind => Ok((bundled.name.to_owned(), bundled.elf.to_vec())),
+        Some(_) if kind == Kind::Guest => Err(format!(
+            "`{arg}` is a guest module, not a guest: load it next to a guest with \
+             `kmemvisor run GUEST --module {arg}` (for example `kmemvisor run modules --module {arg}`)"
+        )),
+        Some(_) => Err(format!("`{arg}` is a bundled guest, not a module: run it with `kmemvisor run {arg}`")),
+        None => match std::fs::read(arg) {
+            Ok(elf) => {
+                let name =
+                    std::path::Path::new(arg).file_name().map_or_else(|| arg.to_owned(), |n| n.to_string_lossy().into_owned());
+                Ok((name, elf))
+            }
+            Err(e) => Err(format!("`{arg}` is neither a bundled {what} (see `kmemvisor list`) nor a readable file: {e}")),
+        },
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
-    let elf = match guests::find(&args.guest) {
-        Some(guest) => guest.elf.to_vec(),
-        None => match std::fs::read(&args.guest) {
-            Ok(elf) => elf,
-            Err(e) => {
-                eprintln!(
-                    "kmemvisor: `{}` is neither a bundled guest (see `kmemvisor list`) nor a readable file: {e}",
-                    args.guest
-                );
+    let elf = match resolve(&args.guest, Kind::Guest) {
+        Ok((_, elf)) => elf,
+        Err(message) => {
+            eprintln!("kmemvisor: {message}");
+            return ExitCode::from(status::USAGE);
+        }
+    };
+    let mut modules = Vec::with_capacity(args.modules.len());
+    for arg in &args.modules {
+        match resolve(arg, Kind::Module) {
+            Ok((name, elf)) => modules.push(ModuleElf { name, elf }),
+            Err(message) => {
+                eprintln!("kmemvisor: --module: {message}");
                 return ExitCode::from(status::USAGE);
             }
-        },
-    };
+        }
+    }
     if !args.timeout.is_finite() || args.timeout < 0.0 {
         eprintln!("kmemvisor: --timeout takes a number of seconds, not {}", args.timeout);
         return ExitCode::from(status::USAGE);
@@ -191,6 +237,7 @@ fn run(args: RunArgs) -> ExitCode {
             contiguous_frames: args.contiguous_frames,
             hidden_stall_timeout: args.hidden_stall_timeout,
             dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.dma_seed },
+            modules,
         },
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
         console: Box::new(std::io::stdout()),

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kmemvisor_abi::boot_info::CMDLINE_MAX;
+use kmemvisor_abi::boot_info::{CMDLINE_MAX, MAX_MODULES};
 use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
-use kmemvisor_abi::{MAX_VCPUS, VcpuPage};
+use kmemvisor_abi::{BootInfo, MAX_VCPUS, ModuleInfo, VcpuPage};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::aix::heaps::AixMemory;
@@ -24,7 +24,7 @@ use crate::dma_engine::{DmaConfig, DmaEngine};
 use crate::frames::FrameAllocator;
 use crate::hiding::Hiding;
 use crate::hypercall::CallCounts;
-use crate::loader::{self, Image, LoaderError};
+use crate::loader::{self, Image, LoaderError, Module, ModuleElf, Segment};
 use crate::memory::{GuestRam, MemoryError};
 use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::process::{Processes, VcpuContext};
@@ -75,6 +75,8 @@ pub struct VmConfig {
     pub hidden_stall_timeout: Duration,
     /// The DMA engine's latency, jitter and seed.
     pub dma: DmaConfig,
+    /// Guest modules to load next to the image (`--module`), in this order.
+    pub modules: Vec<ModuleElf>,
 }
 
 impl Default for VmConfig {
@@ -89,6 +91,7 @@ impl Default for VmConfig {
             contiguous_frames: false,
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
+            modules: Vec::new(),
         }
     }
 }
@@ -108,6 +111,18 @@ pub enum SetupError {
     /// The image could not be loaded.
     #[error("Cannot load the guest image")]
     Loader(#[from] LoaderError),
+    /// A module could not be loaded.
+    #[error("Cannot load the module `{name}`")]
+    Module {
+        /// The module's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: LoaderError,
+    },
+    /// More modules than the module table holds.
+    #[error("{0} modules asked for; at most {MAX_MODULES} fit (one per module slot)")]
+    ModuleCount(usize),
     /// The page tables could not be built.
     #[error("Cannot build the guest page tables")]
     Paging(#[from] PagingError),
@@ -125,6 +140,8 @@ pub struct VmState {
     pub space: AddressSpace,
     /// The loaded image.
     pub image: Image,
+    /// The loaded modules, in the order of `config.modules`.
+    pub modules: Vec<Module>,
     /// The configuration it was built from.
     pub config: VmConfig,
     /// The guest console.
@@ -164,8 +181,17 @@ impl VmState {
         if config.cmdline.len() > CMDLINE_MAX {
             return Err(SetupError::CmdlineTooLong(config.cmdline.len()));
         }
+        if config.modules.len() > MAX_MODULES {
+            return Err(SetupError::ModuleCount(config.modules.len()));
+        }
         let ram = GuestRam::new(config.memory)?;
         let image = loader::load(ram.memory(), elf)?;
+        let mut modules: Vec<Module> = Vec::with_capacity(config.modules.len());
+        for module in &config.modules {
+            let loaded = loader::load_module(ram.memory(), module, &image, &modules)
+                .map_err(|source| SetupError::Module { name: module.name.clone(), source })?;
+            modules.push(loaded);
+        }
         let mut pool = TablePool::new();
         let space = AddressSpace::new(ram.memory(), &mut pool)?;
         let memory = ram.memory();
@@ -177,6 +203,16 @@ impl VmState {
         write("TSS", &cpu::tss_frames(), layout::TSS_GPA)?;
         write("boot info", &(config.cmdline.len() as u64).to_le_bytes(), layout::BOOT_INFO_GPA)?;
         write("boot info", config.cmdline.as_bytes(), layout::BOOT_INFO_GPA + 8)?;
+        let table = layout::BOOT_INFO_GPA + std::mem::offset_of!(BootInfo, modules) as u64;
+        write(
+            "boot info",
+            &(modules.len() as u64).to_le_bytes(),
+            layout::BOOT_INFO_GPA + std::mem::offset_of!(BootInfo, module_count) as u64,
+        )?;
+        for (i, m) in modules.iter().enumerate() {
+            let row = ModuleInfo::new(&m.name, m.base, m.size, m.entry).to_bytes();
+            write("module table", &row, table + (i * row.len()) as u64)?;
+        }
         // Only the CPU reads the descriptor tables: supervisor pages.
         map(&mut pool, layout::SYSTEM_TABLES_VA, layout::GDT_GPA, 1, PteFlags::WRITABLE | PteFlags::NO_EXECUTE)?;
         map(&mut pool, layout::SYSTEM_TABLES_VA + PAGE_SIZE, layout::IDT_GPA, 1, PteFlags::NO_EXECUTE)?;
@@ -196,7 +232,7 @@ impl VmState {
             map(&mut pool, layout::vcpu_page_va(n), layout::vcpu_page_gpa(n), 1, data)?;
             map(&mut pool, layout::stack_bottom(n), layout::stack_gpa(n), STACK_SIZE / PAGE_SIZE, data)?;
         }
-        for segment in &image.segments {
+        for segment in image.segments.iter().chain(modules.iter().flat_map(|m| &m.segments)) {
             map(&mut pool, segment.va, segment.gpa, segment.pages, segment.flags)?;
         }
         // User address spaces copy the kernel half's top level once: every
@@ -229,12 +265,19 @@ impl VmState {
             ram,
             space,
             image,
+            modules,
             config,
         })
     }
 }
 
 impl VmState {
+    /// The loaded objects' segments: the main image's (object 0), then each
+    /// module's (object 1, 2, … in load order).
+    pub fn objects(&self) -> impl Iterator<Item = &[Segment]> {
+        std::iter::once(&self.image.segments[..]).chain(self.modules.iter().map(|m| &m.segments[..]))
+    }
+
     /// The vCPU whose thread has id `tid`.
     pub fn vcpu_of_thread(&self, tid: u32) -> Option<usize> {
         self.vcpu_tids.iter().position(|t| tid != 0 && t.load(Ordering::Relaxed) == tid)
@@ -259,5 +302,66 @@ impl crate::dma_engine::DmaHost for VmState {
 
     fn stopping(&self) -> bool {
         self.stop.is_stopping()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::offset_of;
+
+    use kmemvisor_abi::ModuleInfo;
+    use kmemvisor_abi::boot_info::MAX_MODULES;
+    use kmemvisor_abi::layout::{self, PAGE_SIZE};
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::{BootInfo, SetupError, VmConfig, VmState};
+    use crate::paging::PteFlags;
+    use crate::testing::{sample_module, state, state_with_module};
+
+    fn read_u64(s: &VmState, gpa: u64) -> u64 {
+        s.ram.memory().read_obj::<u64>(GuestAddress(gpa)).expect("read")
+    }
+
+    #[test]
+    fn a_module_is_mapped_with_its_flags_and_listed_in_the_boot_info_page() {
+        let s = state_with_module();
+        let module = &s.modules[0];
+        assert_eq!((module.name.as_str(), module.base), ("mod-sample", layout::module_slot_va(0)));
+        for segment in &module.segments {
+            for page in 0..segment.pages {
+                let t = s.space.translate(s.ram.memory(), segment.va + page * PAGE_SIZE).expect("mapped");
+                assert_eq!((t.gpa, t.flags.contains(PteFlags::NO_EXECUTE)), (segment.gpa + page * PAGE_SIZE, !segment.is_code()));
+                assert_eq!(t.flags.contains(PteFlags::WRITABLE), segment.flags.contains(PteFlags::WRITABLE));
+            }
+        }
+        assert_eq!(read_u64(&s, layout::BOOT_INFO_GPA + offset_of!(BootInfo, module_count) as u64), 1);
+        let row = layout::BOOT_INFO_GPA + offset_of!(BootInfo, modules) as u64;
+        let mut bytes = [0u8; 64];
+        s.ram.memory().read_slice(&mut bytes, GuestAddress(row)).expect("read");
+        assert_eq!(bytes, ModuleInfo::new("mod-sample", module.base, module.size, module.entry).to_bytes());
+        assert_eq!(s.objects().count(), 2);
+    }
+
+    #[test]
+    fn without_modules_the_table_is_empty() {
+        let s = state();
+        assert!(s.modules.is_empty());
+        assert_eq!(read_u64(&s, layout::BOOT_INFO_GPA + offset_of!(BootInfo, module_count) as u64), 0);
+        assert_eq!(s.objects().count(), 1);
+    }
+
+    #[test]
+    fn module_errors_name_the_module() {
+        let hello = crate::guests::find("hello").expect("hello").elf;
+        let twice = VmConfig { modules: vec![sample_module(), sample_module()], ..VmConfig::default() };
+        let err = VmState::new(twice, hello).expect_err("the same slot twice");
+        assert!(matches!(&err, SetupError::Module { name, .. } if name == "mod-sample"), "{err:?}");
+        let many = VmConfig { modules: vec![sample_module(); MAX_MODULES + 1], ..VmConfig::default() };
+        assert!(matches!(VmState::new(many, hello), Err(SetupError::ModuleCount(9))));
+        let mut not_a_module = sample_module();
+        not_a_module.elf = hello.to_vec();
+        let err = VmState::new(VmConfig { modules: vec![not_a_module], ..VmConfig::default() }, hello).expect_err("an image");
+        let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        assert!(source.contains("outside the module region"), "{source}");
     }
 }

@@ -1,9 +1,11 @@
 //! Unit-test support: a VM state built without KVM from the bundled `hello`
-//! guest, and calls through the real dispatcher.
+//! guest (and the bundled `mod-sample` module), and calls through the real
+//! dispatcher.
 
 use kmemvisor_abi::{Service, Status};
 
 use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
+use crate::loader::ModuleElf;
 use crate::state::{VmConfig, VmState};
 
 /// The RIP the test calls report.
@@ -17,6 +19,16 @@ pub fn state_with(config: VmConfig) -> VmState {
 /// A VM state with the default configuration.
 pub fn state() -> VmState {
     state_with(VmConfig::default())
+}
+
+/// The bundled `mod-sample` module, to load with [`VmConfig::modules`].
+pub fn sample_module() -> ModuleElf {
+    ModuleElf { name: "mod-sample".into(), elf: crate::guests::find("mod-sample").expect("bundled mod-sample").elf.to_vec() }
+}
+
+/// A VM state with `mod-sample` loaded next to `hello`.
+pub fn state_with_module() -> VmState {
+    state_with(VmConfig { modules: vec![sample_module()], ..VmConfig::default() })
 }
 
 /// `service(args…)` from vCPU 0.

@@ -20,7 +20,7 @@ fn list_names_every_bundled_guest_with_a_summary() {
 fn help_documents_the_exit_statuses() {
     let r = kmemvisor(&["run", "--help"]);
     r.expect_status(0);
-    for text in ["--timeout", "--report", "--strict", "--vcpus", "--mem", "EXIT STATUS", "71  --timeout expired"] {
+    for text in ["--timeout", "--report", "--strict", "--vcpus", "--mem", "--module", "EXIT STATUS", "71  --timeout expired"] {
         assert!(r.stdout.contains(text), "`{text}` missing from:\n{}", r.stdout);
     }
 }

@@ -20,13 +20,10 @@
 #![no_std]
 
 use core::arch::global_asm;
-use core::fmt::Write;
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use kmemvisor_abi::image::{IMAGE_MAGIC, VECTOR_STRIDE};
 use kmemvisor_abi::{ABI_VERSION, HYPERCALL_PORT, Service};
-use kmemvisor_guest::console::TruncatingBuffer;
 use kmemvisor_guest::smp::Work;
 
 global_asm!(
@@ -55,8 +52,7 @@ global_asm!(
     port = const HYPERCALL_PORT,
 );
 
-/// Bytes of panic message sent to the VMM; a longer message is cut.
-pub const PANIC_MESSAGE_MAX: usize = 512;
+pub use kmemvisor_guest::panic::PANIC_MESSAGE_MAX;
 
 unsafe extern "C" {
     /// The program's main, defined by [`entry!`].
@@ -98,26 +94,9 @@ pub extern "C" fn kmv_ap_main(function: usize, argument: u64) -> ! {
     kmemvisor_guest::vcpu_done(work(argument))
 }
 
-/// Set by the first panic of the VM. A panic while formatting a panic message
-/// (or a second vCPU panicking meanwhile) then reports a fixed message, so the
-/// handler cannot recurse.
-static PANICKING: AtomicBool = AtomicBool::new(false);
-
-/// The message reported for a panic that happens while another is reported.
-const NESTED_PANIC: &[u8] = b"panicked while reporting a panic";
-
 /// Reports a panic to the VMM: the message (cut to [`PANIC_MESSAGE_MAX`]
 /// bytes) and file:line:column. The VMM ends the VM.
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let (file, line, column) = match info.location() {
-        Some(l) => (l.file(), l.line(), l.column()),
-        None => ("", 0, 0),
-    };
-    if PANICKING.swap(true, Ordering::Relaxed) {
-        kmemvisor_guest::report_panic(NESTED_PANIC, file, line, column)
-    }
-    let mut message = TruncatingBuffer::<PANIC_MESSAGE_MAX>::new();
-    let _ = write!(message, "{}", info.message());
-    kmemvisor_guest::report_panic(message.as_bytes(), file, line, column)
+    kmemvisor_guest::panic::report(info)
 }

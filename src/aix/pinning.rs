@@ -25,7 +25,6 @@ use kmemvisor_abi::{Service, Status};
 
 use crate::dgux::kernel_memory::{Region, page_span};
 use crate::hypercall::{Caller, Outcome, Reply, refuse};
-use crate::paging::PteFlags;
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
@@ -67,8 +66,10 @@ pub struct Pins {
     pages: BTreeMap<(u64, u64), Pin>,
     /// Entries on pinned-heap pages (pinned already by birth).
     on_pinned_heap: u64,
-    /// `pincode` calls on the main image not yet undone.
-    code_pins: u64,
+    /// Loaded object (0: the main image, then the modules, as
+    /// [`VmState::objects`]) → its `pincode` calls not yet undone; only
+    /// counts above 0 have an entry.
+    code_pins: BTreeMap<usize, u64>,
 }
 
 /// The initial pin count of a kernel page.
@@ -267,30 +268,36 @@ fn user_range(state: &VmState, caller: Caller, service: Service, args: &[u64], c
 /// `pincode` and `unpincode`: every page of every segment of the loaded
 /// object whose code contains `function`.
 ///
-/// Only the main image is a loaded object so far: kmemvisor does not load
-/// extra modules (kernel extensions) yet, so every function of the guest
-/// names the same object, and its pincode count is kept whole.
+/// The loaded objects are the main image and each module loaded with
+/// `--module`; their pages never overlap (the loader refuses that), so a
+/// function names exactly one. Each object has its own `pincode` count:
+/// `unpincode` of a function undoes a `pincode` of the same object, and
+/// pins or unpins that object's pages only.
 fn code(state: &VmState, function: u64, change: Change) -> Status {
-    let segments = &state.image.segments;
-    let in_code = segments.iter().any(|s| {
-        let end = s.pages.checked_mul(PAGE_SIZE).and_then(|bytes| s.va.checked_add(bytes));
-        !s.flags.contains(PteFlags::NO_EXECUTE) && function >= s.va && end.is_some_and(|end| function < end)
-    });
-    if !in_code {
+    let found = state.objects().enumerate().find(|(_, segments)| segments.iter().any(|s| s.is_code() && s.contains(function)));
+    let Some((object, segments)) = found else {
         return Status::EINVAL;
-    }
+    };
     let mut pages: Vec<u64> = segments.iter().flat_map(|s| (0..s.pages).map(move |i| s.va + i * PAGE_SIZE)).collect();
     pages.sort_unstable();
     pages.dedup();
     let k = &mut *lock(&state.kernel);
-    if matches!(change, Change::Unpin) && k.aix.pins.code_pins == 0 {
+    let outstanding = k.aix.pins.code_pins.get(&object).copied().unwrap_or(0);
+    if matches!(change, Change::Unpin) && outstanding == 0 {
         return Status::EINVAL;
     }
     let status = apply(state, k, KERNEL, &pages, change);
     if status == Status::OK {
         match change {
-            Change::Pin(_) => k.aix.pins.code_pins += 1,
-            Change::Unpin => k.aix.pins.code_pins -= 1,
+            Change::Pin(_) => {
+                k.aix.pins.code_pins.insert(object, outstanding + 1);
+            }
+            Change::Unpin if outstanding == 1 => {
+                k.aix.pins.code_pins.remove(&object);
+            }
+            Change::Unpin => {
+                k.aix.pins.code_pins.insert(object, outstanding - 1);
+            }
         }
     }
     status
@@ -304,10 +311,11 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
 
     use super::{MAX_PIN_COUNT, Origin, Pin, Pins};
+    use crate::loader::Segment;
     use crate::paging::PteFlags;
     use crate::state::VmState;
 
-    use crate::testing::{ok as value, state, status, violations};
+    use crate::testing::{ok as value, state, state_with_module, status, violations};
 
     fn count(s: &VmState, pid: u64, page: u64) -> u32 {
         s.kernel.lock().expect("lock").aix.pins.extra_count(pid, page)
@@ -485,6 +493,37 @@ mod tests {
         assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::OK);
         assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::EINVAL, "pincode undone twice");
         assert!(leaks(&s).is_empty());
+        assert!(violations(&s).is_empty());
+    }
+
+    /// The pages of `segments`.
+    fn pages(segments: &[Segment]) -> Vec<u64> {
+        segments.iter().flat_map(|seg| (0..seg.pages).map(move |i| seg.va + i * PAGE_SIZE)).collect()
+    }
+
+    #[test]
+    fn pincode_pins_only_the_loaded_object_that_holds_the_function() {
+        let s = state_with_module();
+        let (module, image) = (pages(&s.modules[0].segments), pages(&s.image.segments));
+        let (in_module, in_image) = (s.modules[0].entry, s.image.entry);
+        let counts = |pages: &[u64]| pages.iter().map(|&p| count(&s, 0, p)).collect::<Vec<u32>>();
+        let all = |n: u32, pages: &[u64]| vec![n; pages.len()];
+
+        assert_eq!(status(&s, Service::Pincode, &[in_module]), Status::OK);
+        assert_eq!((counts(&module), counts(&image)), (all(1, &module), all(0, &image)), "the module's pages only");
+        assert_eq!(leaks(&s).len(), module.len());
+        assert_eq!(status(&s, Service::Unpincode, &[in_image]), Status::EINVAL, "the image has no pincode of its own");
+        assert_eq!(status(&s, Service::Pincode, &[in_image]), Status::OK);
+        assert_eq!((counts(&module), counts(&image)), (all(1, &module), all(1, &image)));
+        assert_eq!(status(&s, Service::Unpincode, &[in_module]), Status::OK);
+        assert_eq!((counts(&module), counts(&image)), (all(0, &module), all(1, &image)), "the image stays pinned");
+        assert_eq!(status(&s, Service::Unpincode, &[in_module]), Status::EINVAL, "the module's pincode is undone");
+        assert_eq!(status(&s, Service::Unpincode, &[in_image]), Status::OK);
+        assert!(leaks(&s).is_empty());
+
+        let data = s.modules[0].segments.iter().find(|seg| !seg.is_code()).expect("mod-sample has data");
+        assert_eq!(status(&s, Service::Pincode, &[data.va]), Status::EINVAL, "module data is no function");
+        assert_eq!(status(&s, Service::Pincode, &[s.modules[0].base + s.modules[0].size]), Status::EINVAL, "past the module");
         assert!(violations(&s).is_empty());
     }
 }

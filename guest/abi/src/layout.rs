@@ -10,6 +10,7 @@
 //! 0x0001_0000  per-vCPU pages (16) ──────────────  VCPU_PAGES_VA + n * 4 KiB (FS base of vCPU n)
 //! 0x0010_0000  page-table pool (VMM-owned, not mapped in the guest)
 //! 0x0020_0000  guest image (ELF PT_LOAD) ────────  IMAGE_VA = IMAGE_VA_OFFSET + gpa
+//! 0x0080_0000  module slots (8 × 1 MiB) ─────────  MODULES_VA + n * MODULE_SLOT_SIZE (same offset)
 //! 0x0100_0000  vCPU stacks (16 × 64 KiB) ────────  STACKS_VA + n * STACK_SLOT, below each a guard
 //! 0x0110_0000  free RAM for the VMM's allocators
 //! RAM end      at most MAX_RAM_SIZE
@@ -51,8 +52,16 @@ pub const PAGE_TABLES_GPA: u64 = 0x0010_0000;
 pub const PAGE_TABLES_SIZE: u64 = 0x0010_0000;
 /// Lowest guest-physical address of the guest image.
 pub const IMAGE_GPA: u64 = 0x0020_0000;
-/// End (exclusive) of the guest image's physical range.
+/// End (exclusive) of the image region: the main image and the modules.
 pub const IMAGE_GPA_END: u64 = 0x0100_0000;
+/// First guest-physical address of the module region, `MODULES_GPA..IMAGE_GPA_END`:
+/// the main image must end by here, and guest modules (`kmemvisor run --module`)
+/// are loaded above, each linked at a fixed slot so that none needs relocating.
+pub const MODULES_GPA: u64 = 0x0080_0000;
+/// Size of one module slot; a module larger than this also takes the slots after its own.
+pub const MODULE_SLOT_SIZE: u64 = 0x0010_0000;
+/// Number of module slots (and most modules one VM loads).
+pub const MODULE_SLOTS: usize = ((IMAGE_GPA_END - MODULES_GPA) / MODULE_SLOT_SIZE) as usize;
 /// Frames of the vCPU stacks; vCPU `n` uses `STACKS_GPA + n * STACK_SIZE`.
 pub const STACKS_GPA: u64 = 0x0100_0000;
 /// Size of one vCPU stack.
@@ -104,10 +113,25 @@ pub const TSS_VA: u64 = SYSTEM_TABLES_VA + 3 * PAGE_SIZE;
 pub const IMAGE_VA_OFFSET: u64 = 0xffff_ffff_8000_0000;
 /// Guest-virtual address of the first byte of the image (its [`ImageHeader`](crate::ImageHeader)).
 pub const IMAGE_VA: u64 = IMAGE_VA_OFFSET + IMAGE_GPA;
+/// Guest-virtual address of the module region (the images' offset applies).
+pub const MODULES_VA: u64 = IMAGE_VA_OFFSET + MODULES_GPA;
 
 // The system pages do not run into each other or into the image.
 const _: () = assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
 const _: () = assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
+// The module slots tile the top of the image region exactly.
+const _: () = assert!(IMAGE_GPA < MODULES_GPA && MODULES_GPA.is_multiple_of(MODULE_SLOT_SIZE));
+const _: () = assert!(MODULES_GPA + MODULE_SLOTS as u64 * MODULE_SLOT_SIZE == IMAGE_GPA_END);
+
+/// Guest-physical address of module slot `n` (0 ≤ n < [`MODULE_SLOTS`]).
+pub const fn module_slot_gpa(n: u64) -> u64 {
+    MODULES_GPA + n * MODULE_SLOT_SIZE
+}
+
+/// Guest-virtual address of module slot `n`, where a module linked for it starts.
+pub const fn module_slot_va(n: u64) -> u64 {
+    IMAGE_VA_OFFSET + module_slot_gpa(n)
+}
 
 /// Guest-virtual address of vCPU `n`'s page.
 pub const fn vcpu_page_va(n: u64) -> u64 {
@@ -158,6 +182,8 @@ mod tests {
             PAGE_TABLES_GPA,
             PAGE_TABLES_GPA + PAGE_TABLES_SIZE,
             IMAGE_GPA,
+            MODULES_GPA,
+            module_slot_gpa(MODULE_SLOTS as u64 - 1),
             IMAGE_GPA_END,
             STACKS_GPA,
             FREE_RAM_GPA,

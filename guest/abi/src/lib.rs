@@ -24,6 +24,7 @@ pub mod dgux;
 pub mod dma;
 pub mod image;
 pub mod layout;
+pub mod module;
 pub mod service;
 pub mod status;
 pub mod vcpu;
@@ -31,6 +32,7 @@ pub mod xmem;
 
 pub use boot_info::BootInfo;
 pub use image::ImageHeader;
+pub use module::{ModuleHeader, ModuleInfo};
 pub use service::{Service, ServiceGroup};
 pub use status::Status;
 pub use vcpu::VcpuPage;
@@ -39,8 +41,8 @@ pub use vcpu::VcpuPage;
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: changes when calls are added (1: the DG/UX and AIX
 /// services, processes and interrupt level; 2: cross-memory services and the
-/// DMA engine).
-pub const ABI_MINOR: u16 = 2;
+/// DMA engine; 3: guest modules, their header and the boot-info module table).
+pub const ABI_MINOR: u16 = 3;
 /// The value [`Service::AbiVersion`] returns: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_MAJOR as u64) << 16) | ABI_MINOR as u64;
 

@@ -30,7 +30,8 @@
 //!   Allocations still live at exit are violations.
 //! - **Pinning**: per-page pin counts on kernel memory ([`pin`], [`unpin`]),
 //!   on user or kernel memory by segment flag ([`pinu`], [`unpinu`]), and on
-//!   the code and data of the loaded image ([`pincode`], [`unpincode`]).
+//!   the code and data of a loaded object: the image or a guest module
+//!   ([`pincode`], [`unpincode`], one count per object).
 //!   Pages still pinned at exit are violations.
 //! - **User memory access**: only in process context (see
 //!   [`process`](crate::process)). At interrupt level each call is a
@@ -380,13 +381,15 @@ pub fn unpinu(addr: *const u8, length: usize, segflag: u64) -> Status {
     status(raw::unpinu(self::addr(addr), length as u64, segflag))
 }
 
-/// Pins the code and data pages of the loaded image that contains the code
-/// at `function` (`EINVAL` when `function` is not in the image's code).
+/// Pins the code and data pages of the loaded object — the image, or a guest
+/// module loaded with `--module` — that contains the code at `function`
+/// (`EINVAL` when `function` is in no object's code).
 pub fn pincode(function: *const u8) -> Status {
     status(raw::pincode(addr(function)))
 }
 
-/// Unpins what [`pincode`] pinned (`EINVAL` when it is not pinned).
+/// Unpins what a [`pincode`] of the same object pinned (`EINVAL` when that
+/// object has no `pincode` outstanding).
 pub fn unpincode(function: *const u8) -> Status {
     status(raw::unpincode(addr(function)))
 }

@@ -17,7 +17,11 @@
 //! - the [`process`] module: processes (user address spaces) and interrupt
 //!   level, the contexts the AIX services check;
 //! - [`vcpu_id`] and [`vcpu_count`] from the per-vCPU page (no exit);
-//! - [`args()`], the guest's command line from the boot-info page.
+//! - [`args()`], the guest's command line from the boot-info page;
+//! - [`modules()`] and [`module_call`]: the guest modules loaded next to the
+//!   image (`--module`), from the boot-info page's module table;
+//! - [`panic::report`], the body of the firmware's and the module runtime's
+//!   panic handlers.
 //!
 //! The pure parts (buffers, the argument splitter) are unit-tested on the host:
 //! `cd guest && cargo test -p kmemvisor-guest --target x86_64-unknown-linux-gnu`.
@@ -32,6 +36,8 @@ pub mod console;
 pub mod dgux;
 pub mod dma;
 pub mod hypercall;
+pub mod module;
+pub mod panic;
 pub mod process;
 pub mod rng;
 pub mod smp;
@@ -41,6 +47,7 @@ pub mod xmem;
 pub use args::{Args, args};
 pub use console::console_write;
 pub use hypercall::{call, hypercall};
+pub use module::{Module, find_module, module_call, modules};
 pub use vcpu::{vcpu_count, vcpu_id};
 
 use kmemvisor_abi::{Service, Status};

@@ -1,10 +1,13 @@
-//! Loading a guest ELF image.
+//! Loading a guest ELF image, and the guest modules next to it ([`module`]).
 //!
 //! linux-loader copies the PT_LOAD segments to their physical addresses; before
 //! that, this module checks every program header against the layout (a guest
-//! image may only occupy the image region, linked at `IMAGE_VA_OFFSET + gpa`,
-//! page-aligned, without overlaps), and afterwards it checks the image header
-//! the firmware puts at [`layout::IMAGE_VA`].
+//! image may only occupy the main image's region, `IMAGE_GPA..MODULES_GPA`, a
+//! module only the module region above it, each linked at
+//! `IMAGE_VA_OFFSET + gpa`, page-aligned, without overlaps), and afterwards it
+//! checks the image header the firmware puts at [`layout::IMAGE_VA`].
+
+pub mod module;
 
 use std::io::Cursor;
 
@@ -16,6 +19,8 @@ use linux_loader::loader::{KernelLoader, elf::Elf};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::paging::PteFlags;
+
+pub use module::{Module, ModuleElf, load_module};
 
 const ELFCLASS64: u8 = 2;
 const ET_EXEC: u16 = 2;
@@ -59,11 +64,59 @@ pub enum LoaderError {
     /// The entry point or the vectors are not in executable code.
     #[error("The {what} at {address:#x} is not in an executable segment")]
     NotExecutable {
-        /// `entry point` or `exception vectors`.
+        /// `entry point`, `exception vectors` or `module entry`.
         what: &'static str,
         /// The address.
         address: u64,
     },
+    /// A module shares pages with the main image or another module.
+    #[error("Segment at {vaddr:#x} ({pages} pages) overlaps {other}: each module needs a slot of its own")]
+    Overlap {
+        /// The segment's virtual address.
+        vaddr: u64,
+        /// Its pages.
+        pages: u64,
+        /// `the main image` or ``the module `NAME` loaded before it``.
+        other: String,
+    },
+    /// The module lacks the module runtime's header.
+    #[error("The module has no kmemvisor module header at {at:#x}: it was not linked with the kmemvisor module runtime")]
+    NoModuleHeader {
+        /// Where the header should be.
+        at: u64,
+    },
+}
+
+/// What an ELF is loaded as, which decides where its segments may lie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// The main image: `IMAGE_GPA..MODULES_GPA`.
+    Image,
+    /// A guest module: `MODULES_GPA..IMAGE_GPA_END`.
+    Module,
+}
+
+impl ObjectKind {
+    /// The guest-physical range its segments must lie in.
+    fn region(self) -> (u64, u64) {
+        match self {
+            ObjectKind::Image => (layout::IMAGE_GPA, layout::MODULES_GPA),
+            ObjectKind::Module => (layout::MODULES_GPA, layout::IMAGE_GPA_END),
+        }
+    }
+
+    /// What a segment outside that range is told.
+    fn outside(self) -> &'static str {
+        match self {
+            ObjectKind::Image => {
+                "lies outside the main image's region (link with the kmemvisor firmware's linker script; \
+                 a module goes with --module)"
+            }
+            ObjectKind::Module => {
+                "lies outside the module region (link with a kmemvisor module linker script, kmemvisor-module-slotN.ld)"
+            }
+        }
+    }
 }
 
 /// A loaded segment, to be mapped page by page.
@@ -79,6 +132,33 @@ pub struct Segment {
     pub flags: PteFlags,
 }
 
+impl Segment {
+    /// The first address after it.
+    pub fn end(&self) -> u64 {
+        self.va + self.pages * PAGE_SIZE
+    }
+
+    /// Whether `va` lies in it.
+    pub fn contains(&self, va: u64) -> bool {
+        va >= self.va && va < self.end()
+    }
+
+    /// Whether it is code: executable.
+    pub fn is_code(&self) -> bool {
+        !self.flags.contains(PteFlags::NO_EXECUTE)
+    }
+
+    /// Whether it shares a page with `other`.
+    fn overlaps(&self, other: &Segment) -> bool {
+        self.gpa < other.gpa + other.pages * PAGE_SIZE && other.gpa < self.gpa + self.pages * PAGE_SIZE
+    }
+}
+
+/// Whether `[va, va + len)` lies in one executable segment of `segments`.
+fn executable(segments: &[Segment], va: u64, len: u64) -> bool {
+    segments.iter().any(|s| s.is_code() && va >= s.va && va.saturating_add(len) <= s.end())
+}
+
 /// A loaded image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
@@ -90,14 +170,6 @@ pub struct Image {
     pub segments: Vec<Segment>,
 }
 
-impl Image {
-    fn executable(&self, va: u64, len: u64) -> bool {
-        self.segments.iter().any(|s| {
-            !s.flags.contains(PteFlags::NO_EXECUTE) && va >= s.va && va.saturating_add(len) <= s.va + s.pages * PAGE_SIZE
-        })
-    }
-}
-
 fn read<T: ByteValued + Default>(elf: &[u8], offset: u64) -> Option<T> {
     let mut value = T::default();
     let start = usize::try_from(offset).ok()?;
@@ -106,8 +178,8 @@ fn read<T: ByteValued + Default>(elf: &[u8], offset: u64) -> Option<T> {
     Some(value)
 }
 
-/// Checks the program headers of `elf` and returns its segments.
-pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
+/// Checks the program headers of `elf`, loaded as `kind`, and returns its segments.
+pub fn segments(elf: &[u8], kind: ObjectKind) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
     let ehdr: Elf64_Ehdr = read(elf, 0).ok_or(LoaderError::NotAnExecutable("shorter than an ELF header"))?;
     if ehdr.e_ident[..4] != *b"\x7fELF" {
         return Err(LoaderError::NotAnExecutable("no ELF magic"));
@@ -136,8 +208,9 @@ pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
             return Err(bad("has file contents beyond the file or its memory size"));
         }
         let end = phdr.p_paddr.checked_add(phdr.p_memsz).ok_or(bad("wraps around"))?;
-        if phdr.p_paddr < layout::IMAGE_GPA || end > layout::IMAGE_GPA_END {
-            return Err(bad("lies outside the image region (link with the kmemvisor firmware's linker script)"));
+        let (region_start, region_end) = kind.region();
+        if phdr.p_paddr < region_start || end > region_end {
+            return Err(bad(kind.outside()));
         }
         if phdr.p_vaddr != phdr.p_paddr.wrapping_add(layout::IMAGE_VA_OFFSET) {
             return Err(bad("is not linked at IMAGE_VA_OFFSET + its physical address"));
@@ -146,11 +219,6 @@ pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
             return Err(bad("does not start on a page boundary"));
         }
         let pages = end.div_ceil(PAGE_SIZE) - phdr.p_paddr / PAGE_SIZE;
-        let overlaps =
-            segments.iter().any(|s| phdr.p_paddr < s.gpa + s.pages * PAGE_SIZE && s.gpa < phdr.p_paddr + pages * PAGE_SIZE);
-        if overlaps {
-            return Err(bad("shares pages with another segment"));
-        }
         let mut flags = PteFlags::USER;
         if phdr.p_flags & PF_W != 0 {
             flags = flags | PteFlags::WRITABLE;
@@ -158,7 +226,11 @@ pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
         if phdr.p_flags & PF_X == 0 {
             flags = flags | PteFlags::NO_EXECUTE;
         }
-        segments.push(Segment { va: phdr.p_vaddr, gpa: phdr.p_paddr, pages, flags });
+        let segment = Segment { va: phdr.p_vaddr, gpa: phdr.p_paddr, pages, flags };
+        if segments.iter().any(|s| s.overlaps(&segment)) {
+            return Err(bad("shares pages with another segment"));
+        }
+        segments.push(segment);
     }
     if segments.is_empty() {
         return Err(LoaderError::NotAnExecutable("no loadable segment"));
@@ -168,7 +240,7 @@ pub fn segments(elf: &[u8]) -> Result<(Elf64_Ehdr, Vec<Segment>), LoaderError> {
 
 /// Loads `elf` into `memory` and checks its header.
 pub fn load(memory: &GuestMemoryMmap, elf: &[u8]) -> Result<Image, LoaderError> {
-    let (ehdr, segments) = segments(elf)?;
+    let (ehdr, segments) = segments(elf, ObjectKind::Image)?;
     Elf::load(memory, None, &mut Cursor::new(elf), None).map_err(LoaderError::Copy)?;
     let mut raw = [0u8; 24];
     let no_header = LoaderError::NoHeader { at: layout::IMAGE_VA };
@@ -184,22 +256,22 @@ pub fn load(memory: &GuestMemoryMmap, elf: &[u8]) -> Result<Image, LoaderError> 
         return Err(LoaderError::AbiMismatch { found_major: header.abi_version >> 16, found_minor: header.abi_version & 0xffff });
     }
     let image = Image { entry: ehdr.e_entry, vectors: header.vectors, segments };
-    if !image.executable(image.entry, 1) {
+    if !executable(&image.segments, image.entry, 1) {
         return Err(LoaderError::NotExecutable { what: "entry point", address: image.entry });
     }
-    if !image.executable(image.vectors, VECTOR_COUNT as u64 * VECTOR_STRIDE) {
+    if !executable(&image.segments, image.vectors, VECTOR_COUNT as u64 * VECTOR_STRIDE) {
         return Err(LoaderError::NotExecutable { what: "exception vectors", address: image.vectors });
     }
     Ok(image)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::memory::GuestRam;
 
     /// A minimal ELF: header, one program header per segment, then contents.
-    fn elf(segments: &[(u64, u64, u32, &[u8])], entry: u64) -> Vec<u8> {
+    pub(crate) fn elf(segments: &[(u64, u64, u32, &[u8])], entry: u64) -> Vec<u8> {
         let phoff = 64u64;
         let data_start = phoff + 56 * segments.len() as u64;
         let mut ehdr = Elf64_Ehdr::default();
@@ -235,7 +307,7 @@ mod tests {
         out
     }
 
-    fn header(abi: u64, vectors: u64) -> Vec<u8> {
+    pub(crate) fn header(abi: u64, vectors: u64) -> Vec<u8> {
         let mut h = IMAGE_MAGIC.to_vec();
         h.extend_from_slice(&abi.to_le_bytes());
         h.extend_from_slice(&vectors.to_le_bytes());
@@ -243,8 +315,8 @@ mod tests {
         h
     }
 
-    const RX: u32 = 5;
-    const RW: u32 = 6;
+    pub(crate) const RX: u32 = 5;
+    pub(crate) const RW: u32 = 6;
 
     #[test]
     fn a_good_image_loads_with_flags_from_its_permissions() {
@@ -272,14 +344,15 @@ mod tests {
     fn images_that_break_the_layout_are_refused_before_anything_is_copied() {
         let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
         type Segments<'a> = &'a [(u64, u64, u32, &'a [u8])];
-        let cases: [(Segments, &str); 4] = [
-            (&[(0x1000, 0x400, RX, &text)], "outside the image region"),
-            (&[(layout::IMAGE_GPA_END - 0x1000, 0x2000, RX, &text)], "outside the image region"),
+        let cases: [(Segments, &str); 5] = [
+            (&[(0x1000, 0x400, RX, &text)], "outside the main image's region"),
+            (&[(layout::MODULES_GPA - 0x1000, 0x2000, RX, &text)], "outside the main image's region"),
+            (&[(layout::MODULES_GPA, 0x400, RX, &text)], "a module goes with --module"),
             (&[(layout::IMAGE_GPA + 0x10, 0x400, RX, &text)], "page boundary"),
             (&[(layout::IMAGE_GPA, 0x1400, RX, &text), (layout::IMAGE_GPA + 0x1000, 0x10, RW, &[])], "shares pages"),
         ];
         for (segments, expected) in cases {
-            let err = super::segments(&elf(segments, layout::IMAGE_VA)).expect_err(expected).to_string();
+            let err = super::segments(&elf(segments, layout::IMAGE_VA), ObjectKind::Image).expect_err(expected).to_string();
             assert!(err.contains(expected), "{err}");
         }
     }
@@ -305,10 +378,10 @@ mod tests {
     #[test]
     fn garbage_is_not_an_executable() {
         for bytes in [&b""[..], b"\x7fELF", &[0u8; 64], &[0xffu8; 200]] {
-            assert!(matches!(segments(bytes), Err(LoaderError::NotAnExecutable(_))));
+            assert!(matches!(segments(bytes, ObjectKind::Image), Err(LoaderError::NotAnExecutable(_))));
         }
         let mut truncated = elf(&[(layout::IMAGE_GPA, 0x400, RX, &[1, 2, 3])], layout::IMAGE_VA);
         truncated.truncate(100);
-        assert!(segments(&truncated).is_err());
+        assert!(segments(&truncated, ObjectKind::Module).is_err());
     }
 }
