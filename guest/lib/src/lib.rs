@@ -41,6 +41,7 @@ pub mod panic;
 pub mod process;
 pub mod rng;
 pub mod smp;
+pub mod steps;
 pub mod vcpu;
 pub mod xmem;
 

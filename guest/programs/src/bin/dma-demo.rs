@@ -21,12 +21,14 @@
 #![no_std]
 #![no_main]
 
-use kmemvisor_guest::abi::{Status, layout};
+use kmemvisor_guest::abi::layout;
 use kmemvisor_guest::aix::{self, Heap};
 use kmemvisor_guest::dma::{DIR_MEMORY_TO_MEMORY, DmaEngine};
 use kmemvisor_guest::println;
 use kmemvisor_guest::process::{self, PROT_READ, PROT_WRITE, at_interrupt_level};
 use kmemvisor_guest::xmem::{self, SYS_ADSPACE, USER_ADSPACE, XMEM_HIDE, XMEM_UNHIDE, Xmem};
+
+use kmemvisor_guest::steps::{self, Failed, check};
 
 kmemvisor_firmware::entry!(main);
 
@@ -37,14 +39,6 @@ const PAGES: usize = 4;
 const BYTES: u64 = PAGES as u64 * PAGE;
 /// Where the user buffer lives in the process.
 const USER_BUFFER: u64 = 0x1000_0000;
-
-/// What went wrong, and the status or code that said so.
-struct Failed(&'static str, u64);
-
-/// Turns a refused call into a [`Failed`] naming the step.
-fn check<T>(step: &'static str, result: Result<T, Status>) -> Result<T, Failed> {
-    result.map_err(|status| Failed(step, status.code()))
-}
 
 /// The byte the kernel buffer holds at offset `i` (period 251, so a page put
 /// in the wrong place shows).
@@ -62,13 +56,7 @@ fn checksum(base: u64, bytes: u64) -> u64 {
 }
 
 fn main() -> u32 {
-    match run() {
-        Ok(()) => 0,
-        Err(Failed(step, code)) => {
-            println!("dma-demo: {step} failed: {code:#x}");
-            1
-        }
-    }
+    steps::exit_code("dma-demo", run())
 }
 
 fn run() -> Result<(), Failed> {

@@ -17,12 +17,14 @@
 use core::ptr::read_volatile;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kmemvisor_guest::abi::{Status, layout};
+use kmemvisor_guest::abi::layout;
 use kmemvisor_guest::aix::{self, Heap};
 use kmemvisor_guest::dma::{DIR_MEMORY_TO_MEMORY, DmaEngine};
 use kmemvisor_guest::process::{self, PROT_READ, PROT_WRITE, Pid};
 use kmemvisor_guest::xmem::{self, SYS_ADSPACE, USER_ADSPACE, XMEM_HIDE, XMEM_UNHIDE, Xmem};
 use kmemvisor_guest::{args, null, println, smp};
+
+use kmemvisor_guest::steps::{self, Failed, check};
 
 kmemvisor_firmware::entry!(main);
 
@@ -35,13 +37,6 @@ const HEAD_START: u32 = 100;
 
 /// Set by vCPU 1 just before it reads the hidden page.
 static READING: AtomicU64 = AtomicU64::new(0);
-
-/// What went wrong, and the status or code that said so.
-struct Failed(&'static str, u64);
-
-fn check<T>(step: &'static str, result: Result<T, Status>) -> Result<T, Failed> {
-    result.map_err(|status| Failed(step, status.code()))
-}
 
 /// The byte the device writes at offset `i`.
 fn pattern(i: u64) -> u8 {
@@ -77,13 +72,7 @@ fn reader(pid: u64) -> u64 {
 
 fn main() -> u32 {
     let deadlock = args().any(|a| a == "deadlock");
-    match run(deadlock) {
-        Ok(()) => 0,
-        Err(Failed(step, code)) => {
-            println!("dma-race: {step} failed: {code:#x}");
-            1
-        }
-    }
+    steps::exit_code("dma-race", run(deadlock))
 }
 
 fn run(deadlock: bool) -> Result<(), Failed> {

@@ -19,25 +19,14 @@ use kmemvisor_guest::dma::{DIR_FROM_DEVICE, DIR_MEMORY_TO_MEMORY, DmaEngine};
 use kmemvisor_guest::println;
 use kmemvisor_guest::xmem::{self, SYS_ADSPACE, XMEM_ACC_CHK, XMEM_HIDE, XMEM_UNHIDE, Xmem};
 
+use kmemvisor_guest::steps::{self, Failed, check};
+
 kmemvisor_firmware::entry!(main);
 
 const PAGE: u64 = 4096;
 
-/// What went wrong, and the status or code that said so.
-struct Failed(&'static str, u64);
-
-fn check<T>(step: &'static str, result: Result<T, Status>) -> Result<T, Failed> {
-    result.map_err(|status| Failed(step, status.code()))
-}
-
 fn main() -> u32 {
-    match run() {
-        Ok(()) => 0,
-        Err(Failed(step, code)) => {
-            println!("xmem-misuse-handoff: {step} failed: {code:#x}");
-            1
-        }
-    }
+    steps::exit_code("xmem-misuse-handoff", run())
 }
 
 fn run() -> Result<(), Failed> {

@@ -21,11 +21,13 @@ use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kmemvisor_guest::abi::{Status, layout};
+use kmemvisor_guest::abi::layout;
 use kmemvisor_guest::aix::{self, Heap};
 use kmemvisor_guest::dma::{DIR_MEMORY_TO_MEMORY, DmaEngine};
 use kmemvisor_guest::xmem::{self, SYS_ADSPACE, XMEM_HIDE, XMEM_UNHIDE, Xmem};
 use kmemvisor_guest::{null, println, smp};
+
+use kmemvisor_guest::steps::{self, Failed, check};
 
 kmemvisor_firmware::entry!(main);
 
@@ -176,21 +178,8 @@ fn stored(round: u64, i: u64) -> u8 {
     }
 }
 
-/// What went wrong, and the status or code that said so.
-struct Failed(&'static str, u64);
-
-fn check<T>(step: &'static str, result: Result<T, Status>) -> Result<T, Failed> {
-    result.map_err(|status| Failed(step, status.code()))
-}
-
 fn main() -> u32 {
-    match run() {
-        Ok(()) => 0,
-        Err(Failed(step, code)) => {
-            println!("xmem-touch: {step} failed: {code:#x}");
-            1
-        }
-    }
+    steps::exit_code("xmem-touch", run())
 }
 
 fn run() -> Result<(), Failed> {
