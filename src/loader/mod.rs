@@ -11,9 +11,9 @@ pub mod module;
 
 use std::io::Cursor;
 
-use kmemvisor_abi::image::{IMAGE_MAGIC, VECTOR_COUNT, VECTOR_STRIDE};
+use kmemvisor_abi::image::{IMAGE_MAGIC, VECTOR_COUNT, VECTOR_STRIDE, header_fields};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use kmemvisor_abi::{ABI_MAJOR, ABI_VERSION, ImageHeader};
+use kmemvisor_abi::{ABI_MAJOR, ABI_VERSION};
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PF_W, PF_X, PT_LOAD};
 use linux_loader::loader::{KernelLoader, elf::Elf};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
@@ -238,24 +238,37 @@ pub fn segments(elf: &[u8], kind: ObjectKind) -> Result<(Elf64_Ehdr, Vec<Segment
     Ok((ehdr, segments))
 }
 
+/// The address field of the header at `gpa` (an image's vectors, a module's
+/// entry) once its magic is `magic` and its ABI major is this kmemvisor's;
+/// `missing()` when there is no such header.
+fn header_address(
+    memory: &GuestMemoryMmap,
+    gpa: u64,
+    magic: [u8; 8],
+    missing: impl Fn() -> LoaderError,
+) -> Result<u64, LoaderError> {
+    let mut raw = [0u8; 24];
+    memory.read_slice(&mut raw, GuestAddress(gpa)).map_err(|_| missing())?;
+    let (found, abi_version, address) = header_fields(&raw);
+    if found != magic {
+        return Err(missing());
+    }
+    if abi_version >> 16 != ABI_VERSION >> 16 {
+        return Err(LoaderError::AbiMismatch { found_major: abi_version >> 16, found_minor: abi_version & 0xffff });
+    }
+    Ok(address)
+}
+
 /// Loads `elf` into `memory` and checks its header.
 pub fn load(memory: &GuestMemoryMmap, elf: &[u8]) -> Result<Image, LoaderError> {
     let (ehdr, segments) = segments(elf, ObjectKind::Image)?;
     Elf::load(memory, None, &mut Cursor::new(elf), None).map_err(LoaderError::Copy)?;
-    let mut raw = [0u8; 24];
-    let no_header = LoaderError::NoHeader { at: layout::IMAGE_VA };
+    let no_header = || LoaderError::NoHeader { at: layout::IMAGE_VA };
     if !segments.iter().any(|s| s.va == layout::IMAGE_VA) {
-        return Err(no_header);
+        return Err(no_header());
     }
-    memory.read_slice(&mut raw, GuestAddress(layout::IMAGE_GPA)).map_err(|_| LoaderError::NoHeader { at: layout::IMAGE_VA })?;
-    let header = ImageHeader::parse(&raw);
-    if header.magic != IMAGE_MAGIC {
-        return Err(no_header);
-    }
-    if header.abi_version >> 16 != ABI_VERSION >> 16 {
-        return Err(LoaderError::AbiMismatch { found_major: header.abi_version >> 16, found_minor: header.abi_version & 0xffff });
-    }
-    let image = Image { entry: ehdr.e_entry, vectors: header.vectors, segments };
+    let vectors = header_address(memory, layout::IMAGE_GPA, IMAGE_MAGIC, no_header)?;
+    let image = Image { entry: ehdr.e_entry, vectors, segments };
     if !executable(&image.segments, image.entry, 1) {
         return Err(LoaderError::NotExecutable { what: "entry point", address: image.entry });
     }

@@ -12,13 +12,13 @@
 use std::fmt;
 use std::io::Cursor;
 
+use kmemvisor_abi::ModuleHeader;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::module::MODULE_MAGIC;
-use kmemvisor_abi::{ABI_VERSION, ModuleHeader};
 use linux_loader::loader::{KernelLoader, elf::Elf};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
-use super::{Image, LoaderError, ObjectKind, Segment, executable, segments};
+use super::{Image, LoaderError, ObjectKind, Segment, executable, header_address, segments};
 
 /// A module to load: its name and its ELF.
 #[derive(Clone, PartialEq, Eq)]
@@ -79,29 +79,23 @@ pub fn load_module(
     }
     Elf::load(memory, None, &mut Cursor::new(&module.elf), None).map_err(LoaderError::Copy)?;
 
-    let no_header = LoaderError::NoModuleHeader { at: first.va };
-    let mut raw = [0u8; 24];
-    if !first.is_code() || first.pages * PAGE_SIZE < raw.len() as u64 {
-        return Err(no_header);
+    let no_header = || LoaderError::NoModuleHeader { at: first.va };
+    if !first.is_code() || first.pages * PAGE_SIZE < size_of::<ModuleHeader>() as u64 {
+        return Err(no_header());
     }
-    memory.read_slice(&mut raw, GuestAddress(first.gpa)).map_err(|_| LoaderError::NoModuleHeader { at: first.va })?;
-    let header = ModuleHeader::parse(&raw);
-    if header.magic != MODULE_MAGIC {
-        return Err(no_header);
-    }
-    if header.abi_version >> 16 != ABI_VERSION >> 16 {
-        return Err(LoaderError::AbiMismatch { found_major: header.abi_version >> 16, found_minor: header.abi_version & 0xffff });
-    }
-    if !executable(&segments, header.entry, 1) {
-        return Err(LoaderError::NotExecutable { what: "module entry", address: header.entry });
+    let entry = header_address(memory, first.gpa, MODULE_MAGIC, no_header)?;
+    if !executable(&segments, entry, 1) {
+        return Err(LoaderError::NotExecutable { what: "module entry", address: entry });
     }
     let end = segments.iter().map(Segment::end).max().unwrap_or(first.va);
-    Ok(Module { name: module.name.clone(), base: first.va, size: end - first.va, entry: header.entry, segments })
+    Ok(Module { name: module.name.clone(), base: first.va, size: end - first.va, entry, segments })
 }
 
 #[cfg(test)]
 mod tests {
+    use kmemvisor_abi::ABI_VERSION;
     use kmemvisor_abi::layout::{IMAGE_VA_OFFSET, module_slot_gpa, module_slot_va};
+    use vm_memory::{Bytes, GuestAddress};
 
     use super::*;
     use crate::loader::tests::{RW, RX, elf};

@@ -30,17 +30,24 @@ const _: () = assert!(core::mem::offset_of!(ImageHeader, abi_version) == 8);
 const _: () = assert!(core::mem::offset_of!(ImageHeader, vectors) == 16);
 const _: () = assert!(core::mem::size_of::<ImageHeader>() == 24);
 
+/// The three fields that image and module headers share the layout of: the
+/// magic, the ABI version, and an address (the vectors, or the entry).
+pub fn header_fields(bytes: &[u8; 24]) -> ([u8; 8], u64, u64) {
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut magic = [0u8; 8];
+    magic.copy_from_slice(&bytes[..8]);
+    (magic, word(8), word(16))
+}
+
 impl ImageHeader {
     /// Parses the header from the first bytes of an image.
     pub fn parse(bytes: &[u8; 24]) -> ImageHeader {
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i..i + 8]);
-            u64::from_le_bytes(w)
-        };
-        let mut magic = [0u8; 8];
-        magic.copy_from_slice(&bytes[..8]);
-        ImageHeader { magic, abi_version: word(8), vectors: word(16) }
+        let (magic, abi_version, vectors) = header_fields(bytes);
+        ImageHeader { magic, abi_version, vectors }
     }
 }
 

@@ -36,14 +36,8 @@ const _: () = assert!(core::mem::size_of::<ModuleHeader>() == 24);
 impl ModuleHeader {
     /// Parses the header from the first bytes of a module.
     pub fn parse(bytes: &[u8; 24]) -> ModuleHeader {
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i..i + 8]);
-            u64::from_le_bytes(w)
-        };
-        let mut magic = [0u8; 8];
-        magic.copy_from_slice(&bytes[..8]);
-        ModuleHeader { magic, abi_version: word(8), entry: word(16) }
+        let (magic, abi_version, entry) = crate::image::header_fields(bytes);
+        ModuleHeader { magic, abi_version, entry }
     }
 }
 
