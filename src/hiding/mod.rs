@@ -142,33 +142,40 @@ impl Hiding {
     }
 
     /// One more hide of each of `pages` (guest-physical, page-aligned, in RAM,
-    /// checked by the caller); a page's first hide takes it from the vCPUs.
+    /// checked by the caller), or none if the kernel refuses one; a page's
+    /// first hide takes it from the vCPUs.
     pub fn hide(&self, pages: &[u64], origin: &HideOrigin) -> Result<(), HideError> {
-        let trap = self.trap()?;
         let mut hidden = lock(&self.hidden);
-        for &page in pages {
-            debug_assert!(page % PAGE_SIZE == 0 && page < self.size);
-            if let Some(entry) = hidden.pages.get_mut(&page) {
-                entry.count += 1;
-                continue;
+        for (done, &page) in pages.iter().enumerate() {
+            if let Err(e) = self.hide_one(&mut hidden, page, origin) {
+                let _ = self.unhide_locked(&mut hidden, &pages[..done]);
+                return Err(e);
             }
-            if !hidden.released {
-                // MINOR mode traps only pages the file holds: a page never
-                // written must get one first (through the VMM view, data unchanged).
-                // SAFETY: one page of the VMM view of guest RAM; populating
-                // only allocates what is missing.
-                unsafe {
-                    libc::madvise((self.vmm_view + page) as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_POPULATE_WRITE)
-                };
-                // Registered before the zap: a touch between the two already traps.
-                let host = self.host(page);
-                trap.register_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
-                // SAFETY: `host` is one page of the CPU view of guest RAM;
-                // MADV_DONTNEED drops its mapping only (the memfd keeps the data).
-                unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
-            }
-            hidden.pages.insert(page, HiddenPage { count: 1, origin: origin.clone() });
         }
+        Ok(())
+    }
+
+    fn hide_one(&self, hidden: &mut Hidden, page: u64, origin: &HideOrigin) -> Result<(), HideError> {
+        let trap = self.trap()?;
+        debug_assert!(page.is_multiple_of(PAGE_SIZE) && page < self.size);
+        if let Some(entry) = hidden.pages.get_mut(&page) {
+            entry.count += 1;
+            return Ok(());
+        }
+        if !hidden.released {
+            // MINOR mode traps only pages the file holds: a page never
+            // written must get one first (through the VMM view, data unchanged).
+            // SAFETY: one page of the VMM view of guest RAM; populating
+            // only allocates what is missing.
+            unsafe { libc::madvise((self.vmm_view + page) as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_POPULATE_WRITE) };
+            // Registered before the zap: a touch between the two already traps.
+            let host = self.host(page);
+            trap.register_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+            // SAFETY: `host` is one page of the CPU view of guest RAM;
+            // MADV_DONTNEED drops its mapping only (the memfd keeps the data).
+            unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+        }
+        hidden.pages.insert(page, HiddenPage { count: 1, origin: origin.clone() });
         Ok(())
     }
 
@@ -176,7 +183,10 @@ impl Hiding {
     /// a page whose last hide goes is back for the vCPUs, and the vCPUs
     /// waiting for it go on. Returns the stalls that ended.
     pub fn unhide(&self, pages: &[u64]) -> Result<Vec<Stall>, HideError> {
-        let mut hidden = lock(&self.hidden);
+        self.unhide_locked(&mut lock(&self.hidden), pages)
+    }
+
+    fn unhide_locked(&self, hidden: &mut Hidden, pages: &[u64]) -> Result<Vec<Stall>, HideError> {
         let mut ended = Vec::new();
         for &page in pages {
             let Some(entry) = hidden.pages.get_mut(&page) else { continue };
