@@ -278,6 +278,14 @@ impl VmState {
         std::iter::once(&self.image.segments[..]).chain(self.modules.iter().map(|m| &m.segments[..]))
     }
 
+    /// Records a violation found outside a hypercall (by the DMA engine, or a
+    /// touch of a hidden page); under `--strict` it stops the VM.
+    pub fn record_violation(&self, violation: crate::checker::Violation) {
+        if self.checker.record(violation) == crate::checker::Verdict::Stop {
+            self.stop.request(crate::report::ExitCause::StrictViolation);
+        }
+    }
+
     /// The vCPU whose thread has id `tid`.
     pub fn vcpu_of_thread(&self, tid: u32) -> Option<usize> {
         self.vcpu_tids.iter().position(|t| tid != 0 && t.load(Ordering::Relaxed) == tid)
@@ -294,10 +302,7 @@ impl crate::dma_engine::DmaHost for VmState {
     }
 
     fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {
-        let violation = crate::checker::Violation::new("dma", args, vcpu, rip, message);
-        if self.checker.record(violation) == crate::checker::Verdict::Stop {
-            self.stop.request(crate::report::ExitCause::StrictViolation);
-        }
+        self.record_violation(crate::checker::Violation::new("dma", args, vcpu, rip, message));
     }
 
     fn stopping(&self) -> bool {

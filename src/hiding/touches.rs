@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::checker::{Verdict, Violation};
+use crate::checker::Violation;
 use crate::hiding::{Stall, Touch};
 use crate::report::ExitCause;
 use crate::state::VmState;
@@ -21,9 +21,7 @@ const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
 fn record(state: &VmState, stall: &Stall, message: String) {
     let vcpu = stall.vcpu.unwrap_or(0);
     // The RIP is not known: the vCPU waits inside KVM_RUN, where its registers cannot be read.
-    if state.checker.record(Violation::new("hidden-page", &[stall.page], vcpu, 0, message)) == Verdict::Stop {
-        state.stop.request(ExitCause::StrictViolation);
-    }
+    state.record_violation(Violation::new("hidden-page", &[stall.page], vcpu, 0, message));
 }
 
 fn who(stall: &Stall) -> String {
