@@ -19,7 +19,7 @@ use crate::sync::lock;
 /// Where the guest console goes.
 pub type ConsoleSink = Arc<Mutex<Box<dyn Write + Send>>>;
 
-fn watch(ops: &mut EventOps, fd: &impl AsRawFd, what: &str) {
+pub(crate) fn watch(ops: &mut EventOps, fd: &impl AsRawFd, what: &str) {
     if let Err(e) = ops.add(Events::new(fd, EventSet::IN)) {
         eprintln!("kmemvisor: cannot watch the {what}: {e}");
     }

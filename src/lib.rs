@@ -14,6 +14,7 @@ pub mod events;
 pub mod frames;
 pub mod guest_access;
 pub mod guests;
+pub mod helpers;
 pub mod hiding;
 pub mod hypercall;
 pub mod loader;

@@ -14,6 +14,7 @@ use vmm_sys_util::signal::{Killable, register_signal_handler};
 use crate::bus::PortBus;
 use crate::checker::Violation;
 use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
+use crate::helpers::HelperStarter;
 use crate::report::{ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
 use crate::sync::lock;
@@ -110,7 +111,8 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         None
     };
 
-    let helpers = Helpers::start(&state)?;
+    let helpers = Arc::new(Mutex::new(None));
+    events.add_subscriber(subscriber(HelperStarter::new(state.clone(), helpers.clone())));
     let bus = Arc::new(PortBus::default());
     let mut threads: Vec<VcpuThread> = Vec::new();
     for (id, fd) in vcpu_fds.into_iter().enumerate() {
@@ -140,7 +142,9 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
             state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
         }
     }
-    helpers.join(&state);
+    if let Some(helpers) = lock(&helpers).take() {
+        helpers.join(&state);
+    }
     let ended = Instant::now();
     drop(signals);
     let slot_zap_all_quirk_disabled = vm.slot_zap_all_disabled;
@@ -151,39 +155,6 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         let _ = state.console.flush_to(&mut **sink);
     }
     Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
-}
-
-/// The VMM's own threads beside the vCPUs: the DMA engine, and the server
-/// of touches of hidden pages.
-struct Helpers {
-    device: JoinHandle<()>,
-    touches: JoinHandle<()>,
-    done: Arc<EventFd>,
-}
-
-impl Helpers {
-    fn start(state: &Arc<VmState>) -> Result<Helpers, MachineError> {
-        let done = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Host("hidden-page server wake-up", e))?);
-        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name.into()).spawn(body).map_err(|e| MachineError::Host("VMM thread", e))
-        };
-        let shared = state.clone();
-        let device = spawn("dma-engine", Box::new(move || shared.dma.serve(&*shared)))?;
-        let (shared, flag) = (state.clone(), done.clone());
-        let touches = spawn("hidden-pages", Box::new(move || crate::hiding::touches::serve(&shared, &flag)))?;
-        Ok(Helpers { device, touches, done })
-    }
-
-    /// Ends both once the vCPUs have (the device ends on the stop request).
-    fn join(self, state: &VmState) {
-        let _ = self.done.write(1);
-        state.dma.wake();
-        for (name, thread) in [("the DMA engine", self.device), ("the hidden-page server", self.touches)] {
-            if thread.join().is_err() {
-                state.stop.request(ExitCause::VmFailure { vcpu: 0, what: format!("{name} thread panicked"), registers: None });
-            }
-        }
-    }
 }
 
 /// A vCPU thread and whether it has ended.

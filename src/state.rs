@@ -4,9 +4,11 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use kmemvisor_abi::boot_info::{CMDLINE_MAX, MAX_MODULES};
 use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
@@ -170,6 +172,9 @@ pub struct VmState {
     pub vcpu_tids: Vec<AtomicU32>,
     /// The DMA engine.
     pub dma: DmaEngine,
+    /// Written once, when the guest first needs the helper threads (src/helpers.rs).
+    pub helpers_wanted: Arc<EventFd>,
+    helpers_requested: AtomicBool,
 }
 
 impl VmState {
@@ -261,6 +266,8 @@ impl VmState {
             hiding: Hiding::new(&ram, config.hidden_stall_timeout),
             vcpu_tids: (0..config.vcpus).map(|_| AtomicU32::new(0)).collect(),
             dma: DmaEngine::new(config.dma),
+            helpers_wanted: Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|_| SetupError::Write("helper request"))?),
+            helpers_requested: AtomicBool::new(false),
 
             ram,
             space,
@@ -283,6 +290,14 @@ impl VmState {
     pub fn record_violation(&self, violation: crate::checker::Violation) {
         if self.checker.record(violation) == crate::checker::Verdict::Stop {
             self.stop.request(crate::report::ExitCause::StrictViolation);
+        }
+    }
+
+    /// Asks the main thread to start the helper threads, once: a page is
+    /// about to be hidden, or the DMA engine is being driven.
+    pub fn want_helpers(&self) {
+        if !self.helpers_requested.swap(true, Ordering::SeqCst) {
+            let _ = self.helpers_wanted.write(1);
         }
     }
 

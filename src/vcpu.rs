@@ -113,6 +113,7 @@ pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs
             Action::Load(state.dma.mmio_read(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size))
         }
         Exit::MmioWrite { gpa, size, data } if dma_window(gpa) => {
+            state.want_helpers();
             // A violation under --strict requests the stop, which the run loop sees before re-entry.
             state.dma.mmio_write(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size, data);
             Action::Resume

@@ -270,6 +270,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
     }
     let gpas: Vec<u64> = pages.iter().map(|&(_, gpa)| gpa).collect();
     let changed = if p.flags == XMEM_HIDE {
+        state.want_helpers();
         let what =
             if pid == 0 { format!("kernel address {first:#x}") } else { format!("user address {first:#x} of process {pid}") };
         let hide_origin = HideOrigin { what, vcpu: caller.vcpu, rip: caller.rip };
