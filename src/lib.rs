@@ -1,33 +1,23 @@
 //! kmemvisor: a KVM virtual machine monitor that hosts a small guest and serves it
 //! the kernel memory services of AIX and DG/UX through a hypercall ABI.
+//!
+//! The tree follows the architecture: [`memory_model`] is what every guest
+//! frame and address is (data and rules, no hypercall decoding);
+//! [`services`] decodes hypercalls and applies the seeds' rules through the
+//! model; [`kvm`] is the KVM core that runs the vCPUs; [`devices`] are what
+//! the guest reaches beside the services (DMA engine, hiding, console).
 #![doc = include_str!("../docs/BOOT_PATH.md")]
 
-pub mod aix;
 pub mod bench;
-pub mod bus;
 pub mod checker;
-pub mod console;
-pub mod cpu;
-pub mod dgux;
-pub mod dma_engine;
-pub mod events;
-pub mod frames;
-pub mod guest_access;
+pub mod devices;
 pub mod guests;
-pub mod helpers;
-pub mod hiding;
-pub mod hypercall;
+pub mod kvm;
 pub mod loader;
-pub mod machine;
-pub mod memory;
-pub mod paging;
-pub mod process;
+pub mod memory_model;
 pub mod report;
+pub mod services;
 pub mod state;
-pub mod stop;
 pub mod sync;
 #[cfg(test)]
 pub mod testing;
-pub mod vcpu;
-pub mod vcpu_pool;
-pub mod vm;

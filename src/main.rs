@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kmemvisor::dgux::inject::FailSpec;
-use kmemvisor::dma_engine::DmaConfig;
+use kmemvisor::devices::dma_engine::DmaConfig;
 use kmemvisor::guests::{self, BUNDLED, Kind};
+use kmemvisor::kvm::machine::{self, RunOptions};
 use kmemvisor::loader::ModuleElf;
-use kmemvisor::machine::{self, RunOptions};
-use kmemvisor::memory::{GuestRam, parse_duration, parse_size};
+use kmemvisor::memory_model::inject::FailSpec;
+use kmemvisor::memory_model::ram::{GuestRam, parse_duration, parse_size};
 use kmemvisor::report::status;
 use kmemvisor::state::VmConfig;
 use kmemvisor::{bench, report::Report};

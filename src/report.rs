@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::checker::Violation;
-use crate::dgux::kernel_memory::DgUxReport;
+use crate::memory_model::kernel_memory::DgUxReport;
 
 /// Process exit statuses; `kmemvisor run --help` and the README list them.
 pub mod status {

@@ -15,23 +15,24 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
 use kmemvisor_abi::{BootInfo, MAX_VCPUS, ModuleInfo, VcpuPage};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::aix::heaps::AixMemory;
-use crate::aix::xmem::attachments::Attachments;
 use crate::checker::Checker;
-use crate::console::Console;
-use crate::cpu;
-use crate::dgux::inject::FailSpec;
-use crate::dgux::kernel_memory::KernelMemory;
-use crate::dma_engine::{DmaConfig, DmaEngine};
-use crate::frames::FrameAllocator;
-use crate::hiding::Hiding;
-use crate::hypercall::CallCounts;
+use crate::devices::console::Console;
+use crate::devices::dma_engine::{DmaConfig, DmaEngine};
+use crate::devices::hiding::Hiding;
+use crate::kvm::cpu;
+use crate::kvm::stop::Stop;
+use crate::kvm::vcpu_pool::VcpuPool;
 use crate::loader::{self, Image, LoaderError, Module, ModuleElf, Segment};
-use crate::memory::{GuestRam, MemoryError};
-use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
-use crate::process::{Processes, VcpuContext};
-use crate::stop::Stop;
-use crate::vcpu_pool::VcpuPool;
+use crate::memory_model::attachments::Attachments;
+use crate::memory_model::heaps::AixMemory;
+use crate::memory_model::inject::FailSpec;
+use crate::memory_model::kernel_memory::KernelMemory;
+use crate::memory_model::ledger::FrameAllocator;
+use crate::memory_model::paging::{AddressSpace, PagingError, PteFlags, TablePool};
+use crate::memory_model::processes::Processes;
+use crate::memory_model::ram::{GuestRam, MemoryError};
+use crate::services::CallCounts;
+use crate::services::process::VcpuContext;
 
 /// The kernel regions that grow after boot, each `ARENA_SIZE` long.
 const KERNEL_REGIONS: [u64; 4] =
@@ -307,7 +308,7 @@ impl VmState {
     }
 }
 
-impl crate::dma_engine::DmaHost for VmState {
+impl crate::devices::dma_engine::DmaHost for VmState {
     fn memory(&self) -> &vm_memory::GuestMemoryMmap {
         self.ram.memory()
     }
@@ -335,7 +336,7 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
 
     use super::{BootInfo, SetupError, VmConfig, VmState};
-    use crate::paging::PteFlags;
+    use crate::memory_model::paging::PteFlags;
     use crate::testing::{sample_module, state, state_with_module};
 
     fn read_u64(s: &VmState, gpa: u64) -> u64 {

@@ -4,8 +4,8 @@
 
 use kmemvisor_abi::{Service, Status};
 
-use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
 use crate::loader::ModuleElf;
+use crate::services::{Caller, Outcome, Reply, Request, dispatch};
 use crate::state::{VmConfig, VmState};
 
 /// The RIP the test calls report.

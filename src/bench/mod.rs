@@ -20,13 +20,13 @@ use kvm_ioctls::{Kvm, VcpuExit};
 use serde::Serialize;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::cpu;
-use crate::guest_access;
 use crate::guests;
-use crate::hypercall::{Caller, Outcome, Reply, Request, dispatch};
-use crate::machine::{self, MachineError, RunOptions};
-use crate::paging::{AddressSpace, PagingError, PteFlags, TablePool};
+use crate::kvm::cpu;
+use crate::kvm::machine::{self, MachineError, RunOptions};
+use crate::memory_model::guest_access;
+use crate::memory_model::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::report::{ExitCause, Report};
+use crate::services::{Caller, Outcome, Reply, Request, dispatch};
 use crate::state::{SetupError, VmConfig, VmState};
 use crate::sync::lock;
 

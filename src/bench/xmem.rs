@@ -19,7 +19,7 @@ use kmemvisor_abi::xmem::{SYS_ADSPACE, XMEM_ACC_CHK, XMEM_HIDE, XMEM_UNHIDE};
 use serde::Serialize;
 
 use super::{BenchError, Stats, call, mean_ns};
-use crate::dma_engine::Access;
+use crate::devices::dma_engine::Access;
 use crate::guests;
 use crate::state::{VmConfig, VmState};
 

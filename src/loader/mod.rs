@@ -18,7 +18,7 @@ use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PF_W, PF_X, PT_LOAD};
 use linux_loader::loader::{KernelLoader, elf::Elf};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::paging::PteFlags;
+use crate::memory_model::paging::PteFlags;
 
 pub use module::{Module, ModuleElf, load_module};
 
@@ -281,7 +281,7 @@ pub fn load(memory: &GuestMemoryMmap, elf: &[u8]) -> Result<Image, LoaderError> 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::memory::GuestRam;
+    use crate::memory_model::ram::GuestRam;
 
     /// A minimal ELF: header, one program header per segment, then contents.
     pub(crate) fn elf(segments: &[(u64, u64, u32, &[u8])], entry: u64) -> Vec<u8> {

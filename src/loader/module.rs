@@ -99,7 +99,7 @@ mod tests {
 
     use super::*;
     use crate::loader::tests::{RW, RX, elf};
-    use crate::memory::GuestRam;
+    use crate::memory_model::ram::GuestRam;
 
     fn header(magic: [u8; 8], abi: u64, entry: u64) -> Vec<u8> {
         let mut h = magic.to_vec();

@@ -1,18 +1,19 @@
 //! Hypercall decoding and dispatch: plain functions from (vCPU, request) to an
 //! outcome, with no KVM in sight, so that every malformed request is unit-tested.
 
+pub mod aix;
+pub mod dgux;
+pub mod process;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 
-use crate::aix;
 use crate::checker::{Verdict, Violation};
-use crate::dgux;
-use crate::guest_access;
-use crate::process;
+use crate::kvm::vcpu_pool::StartRequest;
+use crate::memory_model::guest_access;
 use crate::report::{ExitCause, vector_name};
 use crate::state::VmState;
-use crate::vcpu_pool::StartRequest;
 
 /// Largest `console_write` in bytes; longer writes are refused with EINVAL.
 pub const MAX_CONSOLE_WRITE: u64 = 64 * 1024;
@@ -128,7 +129,7 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
     state.calls.per_service[service.index()].fetch_add(1, Ordering::Relaxed);
     match service.group() {
         ServiceGroup::Core => {}
-        ServiceGroup::DguxMemoryAllocation => return dgux::services::serve(state, caller, service, request.args),
+        ServiceGroup::DguxMemoryAllocation => return dgux::serve(state, caller, service, request.args),
         _ => return aix::serve(state, caller, service, request.args),
     }
     let vcpu = caller.vcpu;

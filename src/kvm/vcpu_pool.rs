@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kmemvisor_abi::Status;
 
-use crate::stop::Stop;
+use crate::kvm::stop::Stop;
 use crate::sync::lock;
 
 /// How often a blocked vCPU thread looks at the stop request.

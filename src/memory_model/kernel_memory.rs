@@ -18,9 +18,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};
-use crate::frames::FrameAllocator;
-use crate::memory::zap_frame;
-use crate::paging::{AddressSpace, PteFlags};
+use crate::memory_model::ledger::FrameAllocator;
+use crate::memory_model::paging::{AddressSpace, PteFlags};
+use crate::memory_model::ram::zap_frame;
 
 /// DG/UX wired or unwired memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

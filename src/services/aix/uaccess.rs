@@ -12,8 +12,8 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::hypercall::{Caller, Outcome, Reply, refuse};
-use crate::paging::{AddressSpace, PteFlags, Walker};
+use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
+use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::VmState;
 use crate::sync::lock;
 
@@ -343,7 +343,7 @@ fn uiomove(
     caller: Caller,
     service: Service,
     args: &[u64],
-    processes: &crate::process::Processes,
+    processes: &crate::memory_model::processes::Processes,
     mut kernel: Kernel,
     n: u64,
     rw: u64,

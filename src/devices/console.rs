@@ -2,7 +2,7 @@
 //!
 //! vCPU threads only buffer: each vCPU collects its bytes until a newline and
 //! queues the finished line, then wakes the main thread through an eventfd. The
-//! main thread's event loop writes the lines out (see [`crate::events`]), so a
+//! main thread's event loop writes the lines out (see [`crate::kvm::events`]), so a
 //! slow stdout never stalls a vCPU inside an exit.
 
 use std::collections::VecDeque;

@@ -3,7 +3,7 @@
 //! batched `xmemdma_pages`).
 //!
 //! The VMM keeps every attachment ([`attachments`]); the guest's descriptor
-//! only names one. `xmemdma` hides pages through [`crate::hiding`]: the page
+//! only names one. `xmemdma` hides pages through [`crate::devices::hiding`]: the page
 //! leaves the vCPUs' stage 2 while the device still reaches it.
 //!
 //! Context rules (the seed's): `xmattach` only under a process — at
@@ -12,23 +12,21 @@
 //! `xmemout` at interrupt level only when both buffers are resident (pinned,
 //! on the pinned heap, or DG/UX-wired).
 
-pub mod attachments;
-
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::xmem::{
     SYS_ADSPACE, USER_ADSPACE, XMEM_ACC_CHK, XMEM_HIDE, XMEM_SIZE, XMEM_UNHIDE, XMEM_WRITE_ONLY, XMEMDMA_MAX_PAGES, Xmem,
 };
 use kmemvisor_abi::{Service, Status};
 
-use crate::aix::pinning;
-use crate::aix::uaccess::{self, Region, Side};
-use crate::guest_access;
-use crate::hiding::HideOrigin;
-use crate::hypercall::{Caller, Outcome, Reply, refuse};
-use crate::paging::{AddressSpace, PteFlags, Walker};
+use crate::devices::hiding::HideOrigin;
+use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
+use crate::memory_model::guest_access;
+use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
+use crate::services::aix::pinning;
+use crate::services::aix::uaccess::{self, Region, Side};
+use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
-use attachments::{Attachment, HiddenThrough, Named, Origin};
 
 /// Largest byte count of one call (AIX's `int`).
 const MAX_COUNT: u64 = i32::MAX as u64;
@@ -315,8 +313,11 @@ fn pin(state: &VmState, caller: Caller, service: Service, args: &[u64]) -> Outco
     let Some(space) = space_of(state, k, pid) else { return Reply::status(Status::EFAULT) };
     let Some(pages) = frames(state, space, uaddr, count, user) else { return Reply::status(Status::EFAULT) };
     let pages: Vec<u64> = pages.into_iter().map(|(va, _)| va).collect();
-    let origin =
-        (service == Service::Xmempin).then(|| pinning::Origin { service: service.name(), vcpu: caller.vcpu, rip: caller.rip });
+    let origin = (service == Service::Xmempin).then(|| crate::memory_model::pins::Origin {
+        service: service.name(),
+        vcpu: caller.vcpu,
+        rip: caller.rip,
+    });
     Reply::status(pinning::pin_pages(state, k, pid, &pages, origin))
 }
 
@@ -329,7 +330,7 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
 
     use super::read_descriptor;
-    use crate::guest_access;
+    use crate::memory_model::guest_access;
     use crate::state::VmState;
     use crate::testing::{ok, reply, state, status, violations};
 

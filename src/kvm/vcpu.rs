@@ -12,12 +12,12 @@ use kmemvisor_abi::layout;
 use kvm_bindings::{KVM_EXIT_INTERNAL_ERROR, kvm_regs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use crate::bus::{PortBus, PortDevice};
 use crate::checker::{Verdict, Violation};
-use crate::cpu;
-use crate::dma_engine::Access;
-use crate::hypercall::{self, Caller, Outcome, Reply, Request};
+use crate::devices::dma_engine::Access;
+use crate::kvm::bus::{PortBus, PortDevice};
+use crate::kvm::cpu;
 use crate::report::{ExitCause, RegisterDump};
+use crate::services::{self, Caller, Outcome, Reply, Request};
 use crate::state::VmState;
 
 /// An exit, copied out of `kvm_run` so that it can be handled (and tested)
@@ -94,7 +94,7 @@ pub enum Fault {
 pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
     match exit {
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
-            match hypercall::dispatch(state, Caller { vcpu, rip: regs.rip }, Request::from_regs(regs)) {
+            match services::dispatch(state, Caller { vcpu, rip: regs.rip }, Request::from_regs(regs)) {
                 Outcome::Reply(reply) => Action::Reply(reply),
                 Outcome::Stop(cause) => Action::Stop(*cause),
                 Outcome::Idle(result) => Action::Idle(result),

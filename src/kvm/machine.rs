@@ -11,15 +11,15 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, register_signal_handler};
 
-use crate::bus::PortBus;
 use crate::checker::Violation;
-use crate::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
-use crate::helpers::HelperStarter;
+use crate::devices::helpers::HelperStarter;
+use crate::kvm::bus::PortBus;
+use crate::kvm::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
+use crate::kvm::vcpu::{self, kick_signal};
+use crate::kvm::vm::{self, KvmError};
 use crate::report::{ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
 use crate::sync::lock;
-use crate::vcpu::{self, kick_signal};
-use crate::vm::{self, KvmError};
 
 /// How long the main loop sleeps between looks at the vCPU threads.
 const POLL_MS: i32 = 50;

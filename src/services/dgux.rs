@@ -9,11 +9,11 @@ use kmemvisor_abi::dgux::{
 use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
-use super::kernel_memory::{GetError, GuestView, Kind, Marks};
-use crate::guest_access;
-use crate::hypercall::{Caller, Outcome, Reply, refuse};
-use crate::paging::PteFlags;
+use crate::memory_model::guest_access;
+use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks};
+use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
+use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
@@ -262,9 +262,9 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
-    use crate::hypercall::{Outcome, Reply};
-    use crate::paging::PteFlags;
+    use crate::memory_model::paging::PteFlags;
     use crate::report::ExitCause;
+    use crate::services::{Outcome, Reply};
     use crate::state::{VmConfig, VmState};
     use crate::testing::{call, state, state_with, status, violations};
 
@@ -275,7 +275,7 @@ mod tests {
         }
     }
 
-    fn report(s: &VmState) -> crate::dgux::kernel_memory::DgUxReport {
+    fn report(s: &VmState) -> crate::memory_model::kernel_memory::DgUxReport {
         let k = s.kernel.lock().expect("lock");
         k.dgux.report(&k.frames)
     }
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn injected_failures_follow_the_spec() {
-        let fail_alloc = crate::dgux::inject::FailSpec { nth: Some(2), ..Default::default() };
+        let fail_alloc = crate::memory_model::inject::FailSpec { nth: Some(2), ..Default::default() };
         let s = state_with(VmConfig { fail_alloc, ..VmConfig::default() });
         get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
         let second = call(&s, Service::VmPerhapsGetWiredMemory, &[64, u64::from(VM_DEFAULT_ALIGNMENT)]);
@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn injected_page_in_failures_answer_vm_eio_and_wire_nothing() {
-        let pagein = crate::dgux::inject::FailSpec { nth: Some(2), ..Default::default() };
+        let pagein = crate::memory_model::inject::FailSpec { nth: Some(2), ..Default::default() };
         let s = state_with(VmConfig { fail_pagein: pagein, ..VmConfig::default() });
         let p = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
         let wired = get(&s, Service::VmGetWiredMemory, 4096, VM_PAGE_ALIGNED);

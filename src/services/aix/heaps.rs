@@ -3,7 +3,7 @@
 //! Two heaps exist from boot: the pageable `kernel_heap` ([`KERNEL_HEAP`]) and
 //! the `pinned_heap` ([`PINNED_HEAP`]), whose pages are pinned from birth.
 //! Both are page-backed kernel memory exactly like the DG/UX arenas (see
-//! [`KernelMemory`](crate::dgux::kernel_memory::KernelMemory)): each page gets
+//! [`KernelMemory`](crate::memory_model::kernel_memory::KernelMemory)): each page gets
 //! its own zeroed frame when first used, and a page left without a live
 //! allocation is unmapped, so that a use after free faults.
 //!
@@ -17,154 +17,19 @@
 //! of them again is a double free (a violation); any other pointer the heap
 //! does not know is AIX's error return, `EINVAL`, without a violation.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 
-use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP, XMALLOC_MAX_ALIGN_LOG2};
+use kmemvisor_abi::aix::XMALLOC_MAX_ALIGN_LOG2;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
-use super::pinning::Pins;
-use crate::dgux::arena::Arena;
-use crate::dgux::kernel_memory::{GetError, GuestView, Region, ReleaseError, zero_range};
-use crate::hypercall::{Caller, Outcome, Reply, refuse};
-use crate::paging::PteFlags;
+use crate::memory_model::arena::Arena;
+use crate::memory_model::heaps::{Allocation, AreaHeap, Backing, Heap, MAX_HEAP_SIZE, MAX_HEAPS, MIN_HEAP_SIZE, RecentFrees};
+use crate::memory_model::kernel_memory::{GetError, GuestView, ReleaseError, zero_range};
+use crate::memory_model::paging::PteFlags;
+use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::VmState;
 use crate::sync::lock;
-
-/// How many frees each heap remembers to tell a double free from a wild pointer.
-pub const RECENT_FREES: usize = 4096;
-/// Most heaps `init_heap` may make.
-pub const MAX_HEAPS: usize = 4096;
-/// Smallest `init_heap` region.
-pub const MIN_HEAP_SIZE: u64 = 64;
-/// Largest `init_heap` region (what a `uint32` size can say).
-pub const MAX_HEAP_SIZE: u64 = u32::MAX as u64;
-
-/// The AIX kernel's VMM-side memory state: heaps and pin counts.
-#[derive(Debug, Default)]
-pub struct AixMemory {
-    /// The heaps.
-    pub heaps: Heaps,
-    /// Pin counts.
-    pub pins: Pins,
-}
-
-impl AixMemory {
-    /// Misuse still standing at the end, as
-    /// [`KernelMemory::leaks`](crate::dgux::kernel_memory::KernelMemory::leaks)
-    /// gives it: live allocations of `init_heap` heaps and pages still pinned.
-    /// (Live allocations of the two boot heaps are that function's.)
-    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
-        let mut leaks = self.heaps.leaks();
-        leaks.extend(self.pins.leaks());
-        leaks
-    }
-}
-
-/// The most recent frees of one heap, bounded.
-#[derive(Debug, Default)]
-struct RecentFrees {
-    order: VecDeque<u64>,
-    count: HashMap<u64, u32>,
-}
-
-impl RecentFrees {
-    fn remember(&mut self, ptr: u64) {
-        if self.order.len() >= RECENT_FREES
-            && let Some(old) = self.order.pop_front()
-            && let Some(n) = self.count.get_mut(&old)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.count.remove(&old);
-            }
-        }
-        self.order.push_back(ptr);
-        *self.count.entry(ptr).or_insert(0) += 1;
-    }
-
-    fn contains(&self, ptr: u64) -> bool {
-        self.count.contains_key(&ptr)
-    }
-}
-
-/// A live allocation of an `init_heap` heap.
-#[derive(Clone, Copy, Debug)]
-struct Allocation {
-    rip: u64,
-    bytes: u32,
-    vcpu: u16,
-}
-
-/// A heap over a caller's region.
-#[derive(Debug)]
-struct AreaHeap {
-    start: u64,
-    arena: Arena,
-    allocations: BTreeMap<u64, Allocation>,
-}
-
-#[derive(Debug)]
-enum Backing {
-    /// A boot heap: page-backed kernel memory.
-    Boot(Region),
-    /// An `init_heap` heap.
-    Area(AreaHeap),
-}
-
-#[derive(Debug)]
-struct Heap {
-    backing: Backing,
-    recent: RecentFrees,
-}
-
-/// Every heap, by handle.
-#[derive(Debug)]
-pub struct Heaps {
-    heaps: BTreeMap<u64, Heap>,
-    /// `init_heap` regions: start → end.
-    regions: BTreeMap<u64, u64>,
-    next: u64,
-}
-
-impl Default for Heaps {
-    fn default() -> Heaps {
-        let boot = |region| Heap { backing: Backing::Boot(region), recent: RecentFrees::default() };
-        Heaps {
-            heaps: BTreeMap::from([(KERNEL_HEAP, boot(Region::KernelHeap)), (PINNED_HEAP, boot(Region::PinnedHeap))]),
-            regions: BTreeMap::new(),
-            next: PINNED_HEAP + 1,
-        }
-    }
-}
-
-impl Heaps {
-    /// Whether `[start, end)` overlaps an `init_heap` region.
-    fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.regions.range(..end).next_back().is_some_and(|(_, &e)| e > start)
-    }
-
-    /// Live allocations of `init_heap` heaps: (service, address, vCPU, RIP, message).
-    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
-        let mut leaks = Vec::new();
-        for (&handle, heap) in &self.heaps {
-            let Backing::Area(area) = &heap.backing else { continue };
-            for (&ptr, a) in &area.allocations {
-                let message = format!(
-                    "xmalloc of {} bytes from heap {handle} (init_heap at {:#x}) at {ptr:#x} was never freed (xmfree) before exit",
-                    a.bytes, area.start
-                );
-                leaks.push(("xmalloc", ptr, usize::from(a.vcpu), a.rip, message));
-            }
-        }
-        leaks
-    }
-
-    /// Live allocations of `init_heap` heaps.
-    pub fn live_allocations(&self) -> usize {
-        self.heaps.values().map(|h| if let Backing::Area(a) = &h.backing { a.allocations.len() } else { 0 }).sum()
-    }
-}
 
 /// Serves `init_heap`, `xmalloc` and `xmfree`.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
@@ -301,8 +166,8 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
-    use crate::dgux::inject::FailSpec;
-    use crate::hypercall::Reply;
+    use crate::memory_model::inject::FailSpec;
+    use crate::services::Reply;
     use crate::state::{VmConfig, VmState};
     use crate::testing::{self, state, state_with, status, violations};
 
@@ -319,11 +184,11 @@ mod tests {
     }
 
     fn write(s: &VmState, va: u64, bytes: &[u8]) {
-        crate::guest_access::write(s.ram.memory(), &s.space, va, bytes).expect("write");
+        crate::memory_model::guest_access::write(s.ram.memory(), &s.space, va, bytes).expect("write");
     }
 
     fn read(s: &VmState, va: u64, len: usize) -> Vec<u8> {
-        crate::guest_access::read(s.ram.memory(), &s.space, va, len).expect("read")
+        crate::memory_model::guest_access::read(s.ram.memory(), &s.space, va, len).expect("read")
     }
 
     /// A wired DG/UX allocation: kernel memory the caller owns.
@@ -426,14 +291,14 @@ mod tests {
     #[test]
     fn the_recent_frees_are_bounded() {
         let mut recent = super::RecentFrees::default();
-        for ptr in 0..(super::RECENT_FREES as u64 + 10) {
+        for ptr in 0..(crate::memory_model::heaps::RECENT_FREES as u64 + 10) {
             recent.remember(ptr);
         }
         recent.remember(20);
         assert!(!recent.contains(3), "forgotten");
-        assert!(recent.contains(20) && recent.contains(super::RECENT_FREES as u64 + 9));
-        assert_eq!(recent.order.len(), super::RECENT_FREES);
-        assert_eq!(recent.count.len(), super::RECENT_FREES - 1, "20 is there twice");
+        assert!(recent.contains(20) && recent.contains(crate::memory_model::heaps::RECENT_FREES as u64 + 9));
+        assert_eq!(recent.order.len(), crate::memory_model::heaps::RECENT_FREES);
+        assert_eq!(recent.count.len(), crate::memory_model::heaps::RECENT_FREES - 1, "20 is there twice");
     }
 
     #[test]

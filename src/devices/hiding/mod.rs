@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use kmemvisor_abi::layout::PAGE_SIZE;
 use std::sync::Mutex;
 
-use crate::memory::GuestRam;
+use crate::memory_model::ram::GuestRam;
 use crate::sync::lock;
 
 pub use uffd::{Fault, Userfaultfd};

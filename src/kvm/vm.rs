@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
 
-use crate::cpu;
+use crate::kvm::cpu;
 use crate::state::VmState;
 
 /// What went wrong talking to KVM.

@@ -92,7 +92,7 @@ pub trait TableFrames {
     fn table_frame(&mut self) -> Option<u64>;
 }
 
-impl TableFrames for crate::frames::FrameAllocator {
+impl TableFrames for crate::memory_model::ledger::FrameAllocator {
     fn table_frame(&mut self) -> Option<u64> {
         self.allocate_table()
     }
@@ -254,7 +254,7 @@ impl AddressSpace {
 
     /// Points the mapped page at `va` to `gpa` with `flags` and returns the
     /// old translation; until the old frame is zapped (see
-    /// [`crate::memory::zap_frame`]) vCPUs may still use a cached one.
+    /// [`crate::memory_model::ram::zap_frame`]) vCPUs may still use a cached one.
     pub fn remap(&self, memory: &GuestMemoryMmap, va: u64, gpa: u64, flags: PteFlags) -> Result<Translation, PagingError> {
         let slot = self.leaf_slot(memory, va).ok_or(PagingError::NotMapped(va))?;
         if read_entry(memory, slot)? & PteFlags::PRESENT.0 == 0 {
@@ -376,7 +376,7 @@ fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), Pagi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::GuestRam;
+    use crate::memory_model::ram::GuestRam;
 
     fn setup() -> (GuestRam, TablePool, AddressSpace) {
         let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");

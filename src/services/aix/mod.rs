@@ -7,7 +7,7 @@ pub mod xmem;
 
 use kmemvisor_abi::{Service, ServiceGroup, Status};
 
-use crate::hypercall::{Caller, Outcome, Reply};
+use crate::services::{Caller, Outcome, Reply};
 use crate::state::VmState;
 
 /// Serves an AIX service.

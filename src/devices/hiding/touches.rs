@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::checker::Violation;
-use crate::hiding::{Stall, Touch};
+use crate::devices::hiding::{Stall, Touch};
 use crate::report::ExitCause;
 use crate::state::VmState;
 

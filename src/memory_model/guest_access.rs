@@ -8,7 +8,7 @@
 use kmemvisor_abi::layout::PAGE_SIZE;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::paging::{AddressSpace, PteFlags};
+use crate::memory_model::paging::{AddressSpace, PteFlags};
 
 /// The guest pointer does not lead to readable guest memory.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,8 +56,8 @@ pub fn read(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, len: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::GuestRam;
-    use crate::paging::TablePool;
+    use crate::memory_model::paging::TablePool;
+    use crate::memory_model::ram::GuestRam;
     use kmemvisor_abi::layout;
 
     #[test]

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use crate::events::watch;
+use crate::kvm::events::watch;
 use crate::report::ExitCause;
 use crate::state::VmState;
 use crate::sync::lock;
@@ -28,7 +28,7 @@ impl Helpers {
         let shared = state.clone();
         let device = spawn("dma-engine", Box::new(move || shared.dma.serve(&*shared)))?;
         let (shared, flag) = (state.clone(), done.clone());
-        let touches = spawn("hidden-pages", Box::new(move || crate::hiding::touches::serve(&shared, &flag)))?;
+        let touches = spawn("hidden-pages", Box::new(move || crate::devices::hiding::touches::serve(&shared, &flag)))?;
         Ok(Helpers { device, touches, done })
     }
 

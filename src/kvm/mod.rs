@@ -1,0 +1,11 @@
+//! The KVM core: the VM and its vCPUs, the run loop, the CPU tables, the
+//! port bus, the main thread's events and the stop request.
+
+pub mod bus;
+pub mod cpu;
+pub mod events;
+pub mod machine;
+pub mod stop;
+pub mod vcpu;
+pub mod vcpu_pool;
+pub mod vm;

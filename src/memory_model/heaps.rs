@@ -1,0 +1,148 @@
+//! The AIX heaps' books: the two boot heaps (page-backed kernel memory, see
+//! [`KernelMemory`](crate::memory_model::kernel_memory::KernelMemory)) and the
+//! `init_heap` heaps over caller-owned regions, with their live allocations
+//! and their most recent frees, which tell a double free from a foreign
+//! pointer.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP};
+
+use crate::memory_model::arena::Arena;
+use crate::memory_model::kernel_memory::Region;
+use crate::memory_model::pins::Pins;
+
+/// How many frees each heap remembers to tell a double free from a wild pointer.
+pub const RECENT_FREES: usize = 4096;
+/// Most heaps `init_heap` may make.
+pub const MAX_HEAPS: usize = 4096;
+/// Smallest `init_heap` region.
+pub const MIN_HEAP_SIZE: u64 = 64;
+/// Largest `init_heap` region (what a `uint32` size can say).
+pub const MAX_HEAP_SIZE: u64 = u32::MAX as u64;
+
+/// The AIX kernel's VMM-side memory state: heaps and pin counts.
+#[derive(Debug, Default)]
+pub struct AixMemory {
+    /// The heaps.
+    pub heaps: Heaps,
+    /// Pin counts.
+    pub pins: Pins,
+}
+
+impl AixMemory {
+    /// Misuse still standing at the end, as
+    /// [`KernelMemory::leaks`](crate::memory_model::kernel_memory::KernelMemory::leaks)
+    /// gives it: live allocations of `init_heap` heaps and pages still pinned.
+    /// (Live allocations of the two boot heaps are that function's.)
+    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+        let mut leaks = self.heaps.leaks();
+        leaks.extend(self.pins.leaks());
+        leaks
+    }
+}
+
+/// The most recent frees of one heap, bounded.
+#[derive(Debug, Default)]
+pub(crate) struct RecentFrees {
+    pub(crate) order: VecDeque<u64>,
+    pub(crate) count: HashMap<u64, u32>,
+}
+
+impl RecentFrees {
+    pub(crate) fn remember(&mut self, ptr: u64) {
+        if self.order.len() >= RECENT_FREES
+            && let Some(old) = self.order.pop_front()
+            && let Some(n) = self.count.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.count.remove(&old);
+            }
+        }
+        self.order.push_back(ptr);
+        *self.count.entry(ptr).or_insert(0) += 1;
+    }
+
+    pub(crate) fn contains(&self, ptr: u64) -> bool {
+        self.count.contains_key(&ptr)
+    }
+}
+
+/// A live allocation of an `init_heap` heap.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Allocation {
+    pub(crate) rip: u64,
+    pub(crate) bytes: u32,
+    pub(crate) vcpu: u16,
+}
+
+/// A heap over a caller's region.
+#[derive(Debug)]
+pub(crate) struct AreaHeap {
+    pub(crate) start: u64,
+    pub(crate) arena: Arena,
+    pub(crate) allocations: BTreeMap<u64, Allocation>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Backing {
+    /// A boot heap: page-backed kernel memory.
+    Boot(Region),
+    /// An `init_heap` heap.
+    Area(AreaHeap),
+}
+
+#[derive(Debug)]
+pub(crate) struct Heap {
+    pub(crate) backing: Backing,
+    pub(crate) recent: RecentFrees,
+}
+
+/// Every heap, by handle.
+#[derive(Debug)]
+pub struct Heaps {
+    pub(crate) heaps: BTreeMap<u64, Heap>,
+    /// `init_heap` regions: start → end.
+    pub(crate) regions: BTreeMap<u64, u64>,
+    pub(crate) next: u64,
+}
+
+impl Default for Heaps {
+    fn default() -> Heaps {
+        let boot = |region| Heap { backing: Backing::Boot(region), recent: RecentFrees::default() };
+        Heaps {
+            heaps: BTreeMap::from([(KERNEL_HEAP, boot(Region::KernelHeap)), (PINNED_HEAP, boot(Region::PinnedHeap))]),
+            regions: BTreeMap::new(),
+            next: PINNED_HEAP + 1,
+        }
+    }
+}
+
+impl Heaps {
+    /// Whether `[start, end)` overlaps an `init_heap` region.
+    pub(crate) fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.regions.range(..end).next_back().is_some_and(|(_, &e)| e > start)
+    }
+
+    /// Live allocations of `init_heap` heaps: (service, address, vCPU, RIP, message).
+    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+        let mut leaks = Vec::new();
+        for (&handle, heap) in &self.heaps {
+            let Backing::Area(area) = &heap.backing else { continue };
+            for (&ptr, a) in &area.allocations {
+                let message = format!(
+                    "xmalloc of {} bytes from heap {handle} (init_heap at {:#x}) at {ptr:#x} was never freed (xmfree) before exit",
+                    a.bytes, area.start
+                );
+                leaks.push(("xmalloc", ptr, usize::from(a.vcpu), a.rip, message));
+            }
+        }
+        leaks
+    }
+
+    /// Live allocations of `init_heap` heaps.
+    pub fn live_allocations(&self) -> usize {
+        self.heaps.values().map(|h| if let Backing::Area(a) = &h.backing { a.allocations.len() } else { 0 }).sum()
+    }
+}

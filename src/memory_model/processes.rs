@@ -1,0 +1,191 @@
+//! User address spaces ("processes"): each is an address space whose kernel
+//! half is the kernel's own (shared top-level entries) and whose user half
+//! holds the memory the guest maps for it.
+
+use std::collections::BTreeMap;
+
+use kmemvisor_abi::Status;
+use kmemvisor_abi::aix::{PROT_EXEC, PROT_WRITE};
+use kmemvisor_abi::layout::{self, PAGE_SIZE};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::memory_model::ledger::FrameAllocator;
+use crate::memory_model::paging::{AddressSpace, PteFlags, TableFrames};
+use crate::memory_model::ram::zap_frame;
+
+/// Most processes alive at once.
+pub const MAX_PROCESSES: usize = 64;
+
+/// Page-table frames drawn for one process, so that they go back with it.
+struct Recording<'a> {
+    frames: &'a mut FrameAllocator,
+    taken: &'a mut Vec<u64>,
+}
+
+impl TableFrames for Recording<'_> {
+    fn table_frame(&mut self) -> Option<u64> {
+        let frame = self.frames.table_frame()?;
+        self.taken.push(frame);
+        Some(frame)
+    }
+}
+
+/// One user address space.
+#[derive(Debug)]
+pub struct Process {
+    space: AddressSpace,
+    /// Mapped user pages and their frames.
+    pages: BTreeMap<u64, u64>,
+    /// Page-table frames of the user half, the root included.
+    tables: Vec<u64>,
+}
+
+impl Process {
+    /// The address space.
+    pub fn space(&self) -> &AddressSpace {
+        &self.space
+    }
+}
+
+/// Every live process.
+#[derive(Debug, Default)]
+pub struct Processes {
+    next: u64,
+    all: BTreeMap<u64, Process>,
+}
+
+impl Processes {
+    /// The process `pid`.
+    pub fn get(&self, pid: u64) -> Option<&Process> {
+        self.all.get(&pid)
+    }
+
+    /// A new process sharing `kernel`'s kernel half; its id.
+    pub fn create(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        frames: &mut FrameAllocator,
+        kernel: &AddressSpace,
+    ) -> Result<u64, Status> {
+        if self.all.len() >= MAX_PROCESSES {
+            return Err(Status::ENOSPC);
+        }
+        let mut tables = Vec::new();
+        let space = kernel.new_user(memory, &mut Recording { frames, taken: &mut tables }).map_err(|_| Status::ENOMEM)?;
+        self.next += 1;
+        self.all.insert(self.next, Process { space, pages: BTreeMap::new(), tables });
+        Ok(self.next)
+    }
+
+    /// Maps `bytes` of zeroed memory at user address `va` (page-rounded) in `pid`.
+    pub fn map(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        frames: &mut FrameAllocator,
+        pid: u64,
+        va: u64,
+        bytes: u64,
+        prot: u64,
+    ) -> Status {
+        let Some(process) = self.all.get_mut(&pid) else { return Status::ESRCH };
+        let Some((first, end)) = crate::memory_model::kernel_memory::page_span(va, bytes) else { return Status::EINVAL };
+        if bytes == 0 || first < layout::USER_START || end > layout::USER_END {
+            return Status::EINVAL;
+        }
+        if process.pages.range(first..end).next().is_some() {
+            return Status::EEXIST;
+        }
+        let count = (end - first) / PAGE_SIZE;
+        if frames.free_frames() < count + 4 {
+            return Status::ENOMEM;
+        }
+        let Some(new) = frames.allocate(count) else { return Status::ENOMEM };
+        let mut flags = PteFlags::USER;
+        if prot & PROT_WRITE != 0 {
+            flags = flags | PteFlags::WRITABLE;
+        }
+        if prot & PROT_EXEC == 0 {
+            flags = flags | PteFlags::NO_EXECUTE;
+        }
+        let mut tables = Recording { frames, taken: &mut process.tables };
+        for (i, &frame) in new.iter().enumerate() {
+            let page = first + i as u64 * PAGE_SIZE;
+            let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
+            if !zeroed || process.space.map(memory, &mut tables, page, frame, flags).is_err() {
+                for &frame in &new[i..] {
+                    tables.frames.release(frame);
+                }
+                return Status::ENOMEM;
+            }
+            process.pages.insert(page, frame);
+        }
+        Status::OK
+    }
+
+    /// Destroys `pid`: its pages and page tables go back to `frames`.
+    pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameAllocator, pid: u64) -> Status {
+        let Some(process) = self.all.remove(&pid) else { return Status::ESRCH };
+        for (&page, &frame) in &process.pages {
+            if process.space.unmap(memory, page).is_some_and(|old| old.flags.contains(PteFlags::ACCESSED)) {
+                zap_frame(memory, frame);
+            }
+            frames.release(frame);
+        }
+        for &table in &process.tables {
+            frames.release(table);
+        }
+        Status::OK
+    }
+
+    /// Ids of the live processes.
+    pub fn ids(&self) -> Vec<u64> {
+        self.all.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory_model::paging::TablePool;
+    use crate::memory_model::ram::GuestRam;
+
+    fn setup() -> (GuestRam, FrameAllocator, AddressSpace) {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let kernel = AddressSpace::new(ram.memory(), &mut TablePool::new()).expect("kernel space");
+        let frames = FrameAllocator::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
+        (ram, frames, kernel)
+    }
+
+    #[test]
+    fn processes_map_user_memory_and_give_everything_back() {
+        let (ram, mut frames, kernel) = setup();
+        let m = ram.memory();
+        let free = frames.free_frames();
+        let mut processes = Processes::default();
+        let pid = processes.create(m, &mut frames, &kernel).expect("create");
+        assert_eq!(processes.map(m, &mut frames, pid, 0x1000_0010, 5000, PROT_WRITE), Status::OK);
+        let space = processes.get(pid).expect("live").space();
+        let t = space.translate(m, 0x1000_1fff).expect("second page");
+        assert!(t.flags.contains(PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE));
+        assert_eq!(processes.map(m, &mut frames, pid, 0x1000_1000, 1, 0), Status::EEXIST);
+        assert_eq!(processes.map(m, &mut frames, pid, layout::USER_END - 10, 100, 0), Status::EINVAL);
+        assert_eq!(processes.map(m, &mut frames, pid, 0, 100, 0), Status::EINVAL, "below USER_START");
+        assert_eq!(processes.map(m, &mut frames, pid, u64::MAX - 10, 100, 0), Status::EINVAL);
+        assert_eq!(processes.map(m, &mut frames, 99, 0x2000_0000, 1, 0), Status::ESRCH);
+        assert_eq!(kernel.translate(m, 0x1000_0000), None);
+        assert_eq!(processes.destroy(m, &mut frames, pid), Status::OK);
+        assert_eq!(processes.destroy(m, &mut frames, pid), Status::ESRCH);
+        assert_eq!(frames.free_frames(), free, "pages and page tables are all back");
+    }
+
+    #[test]
+    fn there_is_a_limit_on_processes() {
+        let (ram, mut frames, kernel) = setup();
+        let mut processes = Processes::default();
+        for _ in 0..MAX_PROCESSES {
+            processes.create(ram.memory(), &mut frames, &kernel).expect("create");
+        }
+        assert_eq!(processes.create(ram.memory(), &mut frames, &kernel), Err(Status::ENOSPC));
+        assert_eq!(processes.ids().len(), MAX_PROCESSES);
+    }
+}

@@ -1,0 +1,155 @@
+//! The process and interrupt-level services, and what each vCPU is running on
+//! behalf of. A vCPU is in process context when it has switched to a
+//! process, and at interrupt level between `interrupt_enter` and
+//! `interrupt_leave`; the seeds' context rules are checked against this.
+
+use std::sync::atomic::Ordering;
+
+use kmemvisor_abi::{Service, Status};
+
+use crate::services::{Caller, Outcome, Reply, refuse};
+use crate::state::VmState;
+use crate::sync::lock;
+
+/// What a vCPU runs on behalf of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuContext {
+    /// The current process, 0 for none.
+    pub pid: u64,
+    /// Interrupt-level nesting; 0 in process or kernel context.
+    pub interrupt_depth: u32,
+}
+
+impl VcpuContext {
+    /// Whether the vCPU is at interrupt level.
+    pub fn at_interrupt_level(&self) -> bool {
+        self.interrupt_depth > 0
+    }
+}
+
+/// Deepest interrupt-level nesting.
+const MAX_INTERRUPT_DEPTH: u32 = 16;
+
+/// Serves `process_*` and `interrupt_*`.
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let memory = state.ram.memory();
+    let context = &state.contexts[caller.vcpu];
+    match service {
+        Service::ProcessCreate => {
+            let k = &mut *lock(&state.kernel);
+            k.processes.create(memory, &mut k.frames, &state.space).into()
+        }
+        Service::ProcessDestroy => {
+            let k = &mut *lock(&state.kernel);
+            // A vCPU runs in it, or a driver pinned its memory for I/O.
+            let pid = args[0];
+            if pid == 0 {
+                return Reply::status(Status::ESRCH);
+            }
+            if k.xmem.holds_process(pid) {
+                let why = format!("process_destroy of process {pid}, whose memory is attached for cross-memory: xmdetach first");
+                return refuse(state, caller, service, &args[..1], why, Status::EBUSY);
+            }
+            if state.contexts.iter().any(|c| lock(c).pid == pid)
+                || k.aix.pins.pinned_pages_of(pid) > 0
+                || k.dgux.wired_pages_of(pid) > 0
+            {
+                return Reply::status(Status::EBUSY);
+            }
+            k.dgux.forget_process(pid);
+            Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
+        }
+        Service::ProcessSwitch => {
+            let k = lock(&state.kernel);
+            let root = match args[0] {
+                0 => state.space.root(),
+                pid => match k.processes.get(pid) {
+                    Some(process) => process.space().root(),
+                    None => return Reply::status(Status::ESRCH),
+                },
+            };
+            let mut context = lock(context);
+            if context.at_interrupt_level() {
+                return Reply::status(Status::EPERM);
+            }
+            context.pid = args[0];
+            state.cr3[caller.vcpu].store(root, Ordering::SeqCst);
+            Reply::ok(0)
+        }
+        Service::ProcessMap => {
+            let pid = lock(context).pid;
+            let k = &mut *lock(&state.kernel);
+            Reply::status(k.processes.map(memory, &mut k.frames, pid, args[0], args[1], args[2]))
+        }
+        Service::InterruptEnter => {
+            let mut context = lock(context);
+            if context.interrupt_depth >= MAX_INTERRUPT_DEPTH {
+                return Reply::status(Status::EINVAL);
+            }
+            context.interrupt_depth += 1;
+            Reply::ok(u64::from(context.interrupt_depth))
+        }
+        Service::InterruptLeave => {
+            let mut context = lock(context);
+            if context.interrupt_depth == 0 {
+                drop(context);
+                return refuse(state, caller, service, &[], "interrupt_leave without interrupt_enter".into(), Status::EINVAL);
+            }
+            context.interrupt_depth -= 1;
+            Reply::ok(u64::from(context.interrupt_depth))
+        }
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmemvisor_abi::aix::PROT_WRITE;
+
+    #[test]
+    fn switching_destroying_and_interrupt_level_follow_the_rules() {
+        use crate::services::{Request, dispatch};
+        let state =
+            VmState::new(crate::state::VmConfig::default(), crate::guests::find("hello").expect("hello").elf).expect("state");
+        let call = |service: Service, args: [u64; 6]| {
+            dispatch(&state, Caller { vcpu: 0, rip: 0 }, Request { number: service.number(), args })
+        };
+        let reply = |status, value| Outcome::Reply(Reply { status, value });
+        assert_eq!(call(Service::ProcessMap, [0x1000_0000, 10, 0, 0, 0, 0]), reply(Status::ESRCH, 0), "no current process");
+        let Outcome::Reply(Reply { status: Status::OK, value: pid }) = call(Service::ProcessCreate, [0; 6]) else {
+            panic!("create")
+        };
+        assert_eq!(call(Service::ProcessSwitch, [pid + 1, 0, 0, 0, 0, 0]), reply(Status::ESRCH, 0));
+        assert_eq!(call(Service::ProcessSwitch, [pid, 0, 0, 0, 0, 0]), reply(Status::OK, 0));
+        let root = state.kernel.lock().expect("lock").processes.get(pid).expect("live").space().root();
+        assert_eq!(state.cr3[0].load(Ordering::SeqCst), root);
+        assert_eq!(call(Service::ProcessMap, [0x1000_0000, 10, PROT_WRITE, 0, 0, 0]), reply(Status::OK, 0));
+        assert_eq!(call(Service::ProcessDestroy, [pid, 0, 0, 0, 0, 0]), reply(Status::EBUSY, 0), "it is current");
+        assert_eq!(call(Service::InterruptEnter, [0; 6]), reply(Status::OK, 1));
+        assert_eq!(call(Service::ProcessSwitch, [0; 6]), reply(Status::EPERM, 0), "no switching at interrupt level");
+        assert_eq!(call(Service::InterruptLeave, [0; 6]), reply(Status::OK, 0));
+        assert_eq!(call(Service::InterruptLeave, [0; 6]), reply(Status::EINVAL, 0));
+        assert_eq!(state.checker.violations().len(), 1);
+        assert_eq!(call(Service::ProcessSwitch, [0; 6]), reply(Status::OK, 0));
+        assert_eq!(state.cr3[0].load(Ordering::SeqCst), state.space.root());
+        assert_eq!(call(Service::ProcessDestroy, [pid, 0, 0, 0, 0, 0]), reply(Status::OK, 0));
+    }
+
+    #[test]
+    fn a_process_with_pinned_memory_cannot_be_destroyed() {
+        use crate::testing::{ok, state, status};
+        use kmemvisor_abi::aix::UIO_USERSPACE;
+        let s = state();
+        let pid = ok(&s, Service::ProcessCreate, &[]);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        ok(&s, Service::ProcessMap, &[0x1000_0000, 4096, PROT_WRITE]);
+        ok(&s, Service::Pinu, &[0x1000_0000, 4096, UIO_USERSPACE]);
+        ok(&s, Service::ProcessSwitch, &[0]);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        ok(&s, Service::Unpinu, &[0x1000_0000, 4096, UIO_USERSPACE]);
+        ok(&s, Service::ProcessSwitch, &[0]);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::OK);
+    }
+}
