@@ -22,12 +22,13 @@ use crate::devices::hiding::Hiding;
 use crate::kvm::cpu;
 use crate::kvm::stop::Stop;
 use crate::kvm::vcpu_pool::VcpuPool;
+use crate::sync::lock;
 use crate::loader::{self, Image, LoaderError, Module, ModuleElf, Segment};
 use crate::memory_model::attachments::Attachments;
 use crate::memory_model::heaps::AixMemory;
 use crate::memory_model::inject::FailSpec;
 use crate::memory_model::kernel_memory::KernelMemory;
-use crate::memory_model::ledger::FrameAllocator;
+use crate::memory_model::ledger::{FrameLedger, Role};
 use crate::memory_model::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
@@ -43,7 +44,7 @@ const KERNEL_REGIONS: [u64; 4] =
 #[derive(Debug)]
 pub struct Kernel {
     /// Free guest frames.
-    pub frames: FrameAllocator,
+    pub frames: FrameLedger,
     /// DG/UX wired and unwired memory.
     pub dgux: KernelMemory,
     /// User address spaces.
@@ -256,7 +257,12 @@ impl VmState {
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
             first_entry: OnceLock::new(),
             kernel: Mutex::new(Kernel {
-                frames: FrameAllocator::new(layout::FREE_RAM_GPA, config.memory, config.contiguous_frames),
+                frames: fixed_frames(
+                    FrameLedger::new(layout::FREE_RAM_GPA, config.memory, config.contiguous_frames),
+                    &image,
+                    &modules,
+                    config.vcpus,
+                ),
                 dgux: KernelMemory::new(config.fail_alloc.clone(), config.fail_pagein.clone()),
                 processes: Processes::default(),
                 aix: AixMemory::default(),
@@ -277,6 +283,27 @@ impl VmState {
             config,
         })
     }
+}
+
+/// The ledger with the role of every fixed frame, the one place that says
+/// what each part of the layout below free RAM is.
+fn fixed_frames(mut ledger: FrameLedger, image: &Image, modules: &[Module], vcpus: usize) -> FrameLedger {
+    ledger.assign(layout::GDT_GPA, 1, Role::CpuTables);
+    ledger.assign(layout::IDT_GPA, 1, Role::CpuTables);
+    ledger.assign(layout::TSS_GPA, layout::TSS_FRAMES, Role::CpuTables);
+    ledger.assign(layout::BOOT_INFO_GPA, 1, Role::BootInfo);
+    ledger.assign(layout::PAGE_TABLES_GPA, layout::PAGE_TABLES_SIZE / PAGE_SIZE, Role::PageTable);
+    for n in 0..vcpus as u64 {
+        ledger.assign(layout::vcpu_page_gpa(n), 1, Role::VcpuPage);
+        ledger.assign(layout::stack_gpa(n), STACK_SIZE / PAGE_SIZE, Role::Stack);
+    }
+    for segment in &image.segments {
+        ledger.assign(segment.gpa, segment.pages, Role::Image);
+    }
+    for segment in modules.iter().flat_map(|m| &m.segments) {
+        ledger.assign(segment.gpa, segment.pages, Role::Module);
+    }
+    ledger
 }
 
 impl VmState {
@@ -314,7 +341,11 @@ impl crate::devices::dma_engine::DmaHost for VmState {
     }
 
     fn handed_off(&self, page: u64) -> bool {
-        self.hiding.hide_count(page) > 0
+        lock(&self.kernel).frames.hides(page) > 0
+    }
+
+    fn refusal(&self, page: u64) -> Option<String> {
+        lock(&self.kernel).frames.dma_refusal(page).map(|e| e.to_string())
     }
 
     fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {

@@ -18,7 +18,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};
-use crate::memory_model::ledger::FrameAllocator;
+use crate::memory_model::ledger::{FrameLedger, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags};
 use crate::memory_model::ram::zap_frame;
 
@@ -202,6 +202,12 @@ pub enum ReleaseError {
         /// Its initial count.
         initial: u64,
     },
+    /// A frame of the allocation is hidden for DMA (`xmemdma`), through
+    /// this address or any other mapping of the frame.
+    Hidden {
+        /// The frame.
+        frame: u64,
+    },
 }
 
 impl fmt::Display for ReleaseError {
@@ -215,6 +221,9 @@ impl fmt::Display for ReleaseError {
             ReleaseError::WrongSize { expected } => write!(f, "expected the {expected} bytes of the get"),
             ReleaseError::StillWired { page, count, initial } => {
                 write!(f, "page {page:#x} is still wired: wire count {count}, initial {initial}; unwire it first")
+            }
+            ReleaseError::Hidden { frame } => {
+                write!(f, "guest-physical frame {frame:#x} of the allocation is hidden for DMA: unhide it (xmemdma XMEM_UNHIDE) first")
             }
         }
     }
@@ -335,7 +344,7 @@ pub struct GuestView<'a> {
 }
 
 /// All page-backed kernel memory of a VM (DG/UX memory and the AIX boot
-/// heaps); its frames come from the VM's [`FrameAllocator`], passed to the
+/// heaps); its frames come from the VM's [`FrameLedger`], passed to the
 /// calls that need them.
 #[derive(Debug)]
 pub struct KernelMemory {
@@ -377,7 +386,7 @@ impl KernelMemory {
     pub fn get(
         &mut self,
         view: GuestView,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         kind: Kind,
         demand: bool,
         bytes: u64,
@@ -417,7 +426,7 @@ impl KernelMemory {
     pub fn allocate(
         &mut self,
         view: GuestView,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         region: Region,
         demand: bool,
         bytes: u64,
@@ -468,7 +477,7 @@ impl KernelMemory {
     fn back_pages(
         &mut self,
         GuestView { memory, space }: GuestView,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         region: Region,
         first: u64,
         end: u64,
@@ -479,7 +488,7 @@ impl KernelMemory {
             return Err(GetError::OutOfMemory);
         }
         let new: Vec<u64> = pages(first, end).filter(|p| !self.pages.contains_key(p)).collect();
-        let taken = frames.allocate(new.len() as u64).ok_or(GetError::OutOfMemory)?;
+        let taken = frames.allocate(new.len() as u64, Role::KernelMemory).ok_or(GetError::OutOfMemory)?;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
             let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
@@ -489,10 +498,11 @@ impl KernelMemory {
                     if self.pages.remove(&page).is_some() && region == Region::PinnedHeap {
                         self.pinned_heap_pages -= 1;
                     }
-                    frames.release(frame);
+                    // Fresh frames: none can be hidden yet.
+                    let _ = frames.release(frame);
                 }
                 for &frame in &taken[i..] {
-                    frames.release(frame);
+                    let _ = frames.release(frame);
                 }
                 return Err(GetError::OutOfMemory);
             }
@@ -512,7 +522,7 @@ impl KernelMemory {
     pub fn release(
         &mut self,
         view: GuestView,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         kind: Kind,
         ptr: u64,
         bytes: u64,
@@ -523,7 +533,7 @@ impl KernelMemory {
     fn release_region(
         &mut self,
         GuestView { memory, space }: GuestView,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         region: Region,
         ptr: u64,
         bytes: u64,
@@ -541,6 +551,11 @@ impl KernelMemory {
             return Err(ReleaseError::WrongSize { expected: u64::from(allocation.bytes) });
         }
         let (first, end) = page_span(ptr, bytes).ok_or(ReleaseError::NoAllocation)?;
+        // A frame hidden for DMA (through any mapping of it) cannot be freed.
+        let freed = pages(first, end).filter_map(|page| self.pages.get(&page).filter(|p| p.live == 1).map(|p| p.frame));
+        if let Some(frame) = frames.first_hidden(freed) {
+            return Err(ReleaseError::Hidden { frame });
+        }
         // Wire counts are per page: a page shared with other live allocations
         // may be wired for them, so only pages this allocation has alone count.
         for page in pages(first, end) {
@@ -554,15 +569,19 @@ impl KernelMemory {
             let Some(p) = self.pages.get_mut(&page) else { continue };
             p.live -= 1;
             if p.live == 0 {
-                let frame = p.frame;
+                let (frame, physical) = (p.frame, p.physical);
                 self.pages.remove(&page);
                 if region == Region::PinnedHeap {
                     self.pinned_heap_pages -= 1;
                 }
+                if let Some(alias) = physical {
+                    frames.remove_alias(alias, page);
+                }
                 if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
                     zap_frame(memory, old.gpa);
                 }
-                frames.release(frame);
+                // Not hidden: checked above, under the same lock.
+                let _ = frames.release(frame);
             }
         }
         Ok(())
@@ -570,7 +589,7 @@ impl KernelMemory {
 
     /// Frees the `region` allocation that starts at `ptr`, whatever its size
     /// (`xmfree`); its byte count on success.
-    pub fn free(&mut self, view: GuestView, frames: &mut FrameAllocator, region: Region, ptr: u64) -> Result<u64, ReleaseError> {
+    pub fn free(&mut self, view: GuestView, frames: &mut FrameLedger, region: Region, ptr: u64) -> Result<u64, ReleaseError> {
         let bytes = match self.allocations.get(&ptr) {
             Some(a) if a.kind == region => u64::from(a.bytes),
             Some(a) => return Err(ReleaseError::WrongKind { actual: a.kind }),
@@ -741,9 +760,11 @@ impl KernelMemory {
 
     /// `vm_map_physical_memory` for a kernel address (the caller checked
     /// sharing, sizes, alignment and the address-space bit).
+    #[allow(clippy::too_many_arguments)]
     pub fn map_physical(
         &mut self,
         GuestView { memory, space }: GuestView,
+        frames: &mut FrameLedger,
         logical: u64,
         physical: u64,
         bytes: u64,
@@ -762,6 +783,11 @@ impl KernelMemory {
         if !in_span || !(in_ram || in_device) {
             return Status::VM_EINVAL_MMAP_BAD_REGION;
         }
+        // Page tables and fixed frames are the VMM's: a guest that could map
+        // one would rewrite its own translations (the ledger says what each frame is now).
+        if in_ram && pages(physical, physical + bytes).any(|frame| frames.may_alias(frame).is_err()) {
+            return Status::VM_EINVAL_MMAP_BAD_REGION;
+        }
         if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_some_and(|p| p.physical.is_some())) {
             return Status::VM_EINVAL_MMAP_ALREADY_MAPPED;
         }
@@ -770,7 +796,12 @@ impl KernelMemory {
             if let Ok(old) = space.remap(memory, page, frame, flags)
                 && let Some(p) = self.pages.get_mut(&page)
             {
-                p.physical = Some(frame);
+                if let Some(previous) = p.physical.replace(frame) {
+                    frames.remove_alias(previous, page);
+                }
+                if in_ram {
+                    frames.add_alias(frame, page);
+                }
                 if old.flags.contains(PteFlags::ACCESSED) {
                     zap_frame(memory, old.gpa);
                 }
@@ -781,7 +812,13 @@ impl KernelMemory {
 
     /// `vm_unmap_physical_memory` for a kernel address (the caller checked
     /// sizes and alignment): the pages get their own frames back, zeroed.
-    pub fn unmap_physical(&mut self, GuestView { memory, space }: GuestView, logical: u64, bytes: u64) -> Status {
+    pub fn unmap_physical(
+        &mut self,
+        GuestView { memory, space }: GuestView,
+        frames: &mut FrameLedger,
+        logical: u64,
+        bytes: u64,
+    ) -> Status {
         let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MUNMAP_BAD_REGION };
         if logical.checked_add(bytes).is_none_or(|end| end > span_end) {
             return Status::VM_EINVAL_MUNMAP_BAD_REGION;
@@ -794,7 +831,9 @@ impl KernelMemory {
             if let Some(p) = self.pages.get_mut(&page) {
                 let _ = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(p.frame));
                 if let Ok(old) = space.remap(memory, page, p.frame, flags) {
-                    p.physical = None;
+                    if let Some(alias) = p.physical.take() {
+                        frames.remove_alias(alias, page);
+                    }
                     if old.flags.contains(PteFlags::ACCESSED) {
                         zap_frame(memory, old.gpa);
                     }
@@ -830,7 +869,7 @@ impl KernelMemory {
     }
 
     /// The report's `dgux` object.
-    pub fn report(&self, frames: &FrameAllocator) -> DgUxReport {
+    pub fn report(&self, frames: &FrameLedger) -> DgUxReport {
         let pages = self
             .pages
             .iter()

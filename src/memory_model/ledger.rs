@@ -1,73 +1,185 @@
-//! Guest frames above the fixed regions, handed out by the VMM.
+//! The frame ledger: the one record of what each guest frame is.
 //!
-//! By default the frames of one request are deliberately not physically
-//! contiguous: the free list yields every other frame first, so two frames
-//! handed out one after the other are never neighbours, and a driver that
-//! assumes a multi-page buffer is physically contiguous (the DG/UX page warns
-//! against it) gets it wrong visibly. `contiguous` mode hands out runs instead.
+//! Every frame of guest RAM has an entry here, from frame 0 to the end of
+//! RAM: its role (CPU tables, page table, image, free, kernel memory, …),
+//! how many times it is hidden for DMA, and the guest-visible aliases that
+//! `vm_map_physical_memory` made of it. Services, the hiding layer and the
+//! DMA engine all ask the ledger, and they ask about the frame — never about
+//! what a virtual address used to map. A device window is not a frame: an
+//! address outside RAM has no entry and is refused by every operation.
 //!
-//! Bookkeeping is one bit per frame plus a 4-byte free-list entry per frame:
-//! about 0.1% of guest RAM.
+//! # Invariants
+//!
+//! [`FrameLedger::check`] verifies them; the operations below keep them:
+//! 1. A frame that holds a page table has no guest-visible alias: a table is
+//!    never drawn from a frame that has one ([`FrameLedger::allocate_table`]
+//!    skips them), and an alias of a table is refused ([`FrameLedger::may_alias`]).
+//! 2. Only RAM frames whose role allows DMA are ever hidden
+//!    ([`FrameLedger::hide`]); the VMM, CPU tables, boot info, vCPU pages,
+//!    page tables, the image and modules never are.
+//! 3. A hidden frame is never released, so it can be neither freed nor
+//!    reassigned; a remap of a virtual address leaves the frame's hides alone.
+//! 4. The device touches a frame only if its role allows DMA ([`FrameLedger::dma_refusal`]).
+//! 5. The free count equals the number of frames whose role is `Free`.
+//!
+//! Allocation: by default the frames of one request are deliberately not
+//! physically contiguous — the free list yields every other frame first, so
+//! two frames handed out one after the other are never neighbours, and a
+//! driver that assumes a multi-page buffer is physically contiguous (the
+//! DG/UX page warns against it) gets it wrong visibly. `contiguous` mode
+//! hands out runs instead.
+//!
+//! Bookkeeping is one byte per frame plus a 4-byte free-list entry per free
+//! frame, and sparse maps for hides and aliases: about 0.15% of guest RAM.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use kmemvisor_abi::layout::{PAGE_SHIFT, PAGE_SIZE};
 
-/// Guest frames from `first` to `end`.
+/// What a frame is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Role {
+    /// Fixed memory no one uses.
+    Unused,
+    /// The GDT, IDT or TSS.
+    CpuTables,
+    /// The boot-info page.
+    BootInfo,
+    /// A vCPU page.
+    VcpuPage,
+    /// A vCPU stack.
+    Stack,
+    /// A page table (of the boot pool or drawn from free RAM).
+    PageTable,
+    /// The main image.
+    Image,
+    /// A guest module.
+    Module,
+    /// Free RAM, not handed out.
+    Free,
+    /// A page of the DG/UX arenas or the AIX heaps.
+    KernelMemory,
+    /// A page a process mapped.
+    ProcessPage,
+}
+
+impl Role {
+    /// Whether a device may read or write the frame, and so whether it may
+    /// be hidden for DMA: only memory handed out for data.
+    pub fn allows_dma(self) -> bool {
+        matches!(self, Role::KernelMemory | Role::ProcessPage | Role::Stack)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Unused => "unused fixed memory",
+            Role::CpuTables => "a CPU table (GDT, IDT or TSS)",
+            Role::BootInfo => "the boot-info page",
+            Role::VcpuPage => "a vCPU page",
+            Role::Stack => "a vCPU stack",
+            Role::PageTable => "a page table",
+            Role::Image => "the guest image",
+            Role::Module => "a guest module",
+            Role::Free => "a free frame",
+            Role::KernelMemory => "kernel memory",
+            Role::ProcessPage => "a process page",
+        })
+    }
+}
+
+/// Why the ledger refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The address is not in guest RAM (a device window, or past the end).
+    #[error("guest-physical {0:#x} is not RAM")]
+    NotRam(u64),
+    /// The frame's role forbids it.
+    #[error("guest-physical frame {frame:#x} is {role}")]
+    Role {
+        /// The frame.
+        frame: u64,
+        /// What it is.
+        role: Role,
+    },
+    /// The frame is hidden for DMA.
+    #[error("guest-physical frame {0:#x} is hidden for DMA")]
+    Hidden(u64),
+    /// The frame is not hidden.
+    #[error("guest-physical frame {0:#x} is not hidden")]
+    NotHidden(u64),
+}
+
+/// Every guest frame.
 #[derive(Debug)]
-pub struct FrameAllocator {
-    /// Frame number of the first managed frame.
+pub struct FrameLedger {
+    /// The role of every frame of RAM, by frame number.
+    roles: Vec<Role>,
+    /// Frame number of the first frame the allocator manages.
     base: u64,
-    /// Managed frames.
-    count: u64,
-    /// One bit per frame: set when in use.
-    used: Vec<u64>,
-    /// One bit per frame: set when it holds a page table, which the guest
-    /// must never get mapped (it would rewrite its own translations).
-    tables: Vec<u64>,
-    /// Frames to hand out next (from the end); may hold frames that a
-    /// contiguous request took meanwhile, which are skipped.
+    /// Frames to hand out next (from the end), as offsets from `base`; may
+    /// hold frames taken meanwhile by a contiguous request, which are skipped.
     free_list: Vec<u32>,
     free: u64,
     contiguous: bool,
+    /// Hide counts of hidden frames, by guest-physical address.
+    hides: BTreeMap<u64, u32>,
+    /// Guest-visible aliases (kernel virtual pages) of frames, by frame.
+    aliases: BTreeMap<u64, BTreeSet<u64>>,
 }
 
-impl FrameAllocator {
-    /// Manages the frames of `[first_gpa, end_gpa)`.
-    pub fn new(first_gpa: u64, end_gpa: u64, contiguous: bool) -> FrameAllocator {
-        let base = first_gpa >> PAGE_SHIFT;
-        let count = (end_gpa >> PAGE_SHIFT).saturating_sub(base);
+impl FrameLedger {
+    /// A ledger of `ram_size` bytes of RAM whose frames from `first_free` on
+    /// are free and handed out; every frame below is `Unused` until
+    /// [`FrameLedger::assign`] says what it is.
+    pub fn new(first_free: u64, ram_size: u64, contiguous: bool) -> FrameLedger {
+        let frames = ram_size >> PAGE_SHIFT;
+        let base = (first_free >> PAGE_SHIFT).min(frames);
+        let count = frames - base;
+        let mut roles = vec![Role::Unused; frames as usize];
+        roles[base as usize..].fill(Role::Free);
         // Popped from the end: even offsets first, then odd ones, each ascending.
         let order = (0..count).step_by(2).chain((1..count).step_by(2));
         let mut free_list: Vec<u32> = order.filter_map(|i| u32::try_from(i).ok()).collect();
         free_list.reverse();
-        let words = count.div_ceil(64) as usize;
-        FrameAllocator { base, count, used: vec![0; words], tables: vec![0; words], free_list, free: count, contiguous }
-    }
-
-    fn is_used(&self, index: u64) -> bool {
-        bit(&self.used, index)
-    }
-
-    fn set_used(&mut self, index: u64, used: bool) {
-        set_bit(&mut self.used, index, used);
-    }
-
-    /// The index of the managed frame at `gpa`.
-    fn index(&self, gpa: u64) -> Option<u64> {
-        (gpa >> PAGE_SHIFT).checked_sub(self.base).filter(|&i| i < self.count)
-    }
-
-    /// One frame for a page table, remembered as such.
-    pub fn allocate_table(&mut self) -> Option<u64> {
-        let frame = *self.allocate(1)?.first()?;
-        if let Some(index) = self.index(frame) {
-            set_bit(&mut self.tables, index, true);
+        FrameLedger {
+            roles,
+            base,
+            free_list,
+            free: count,
+            contiguous,
+            hides: BTreeMap::new(),
+            aliases: BTreeMap::new(),
         }
-        Some(frame)
+    }
+
+    /// The frame number of `gpa` if it is a RAM frame's address.
+    fn index(&self, gpa: u64) -> Option<usize> {
+        let i = usize::try_from(gpa >> PAGE_SHIFT).ok()?;
+        (i < self.roles.len()).then_some(i)
+    }
+
+    /// The role of the frame that holds `gpa`, or `None` outside RAM.
+    pub fn role(&self, gpa: u64) -> Option<Role> {
+        self.index(gpa).map(|i| self.roles[i])
+    }
+
+    /// Says what the fixed frames of `[gpa, gpa + pages)` are (at boot);
+    /// frames outside RAM or managed by the allocator are left alone.
+    pub fn assign(&mut self, gpa: u64, pages: u64, role: Role) {
+        for page in 0..pages {
+            if let Some(i) = self.index(gpa + page * PAGE_SIZE).filter(|&i| (i as u64) < self.base) {
+                self.roles[i] = role;
+            }
+        }
     }
 
     /// Whether the frame at `gpa` holds a page table.
     pub fn is_table(&self, gpa: u64) -> bool {
-        self.index(gpa).is_some_and(|i| bit(&self.tables, i))
+        self.role(gpa) == Some(Role::PageTable)
     }
 
     /// Frames not in use.
@@ -77,78 +189,222 @@ impl FrameAllocator {
 
     /// Bytes of bookkeeping.
     pub fn bookkeeping_bytes(&self) -> u64 {
-        ((self.used.capacity() + self.tables.capacity()) * 8 + self.free_list.capacity() * 4) as u64
+        (self.roles.capacity() + self.free_list.capacity() * 4 + (self.hides.len() + self.aliases.len()) * 48) as u64
     }
 
-    /// `n` frames (guest-physical addresses), or `None` if there are not
-    /// enough (nothing is taken then).
-    pub fn allocate(&mut self, n: u64) -> Option<Vec<u64>> {
+    /// `n` free frames (guest-physical addresses), now `role`, or `None` if
+    /// there are not enough (nothing is taken then).
+    pub fn allocate(&mut self, n: u64, role: Role) -> Option<Vec<u64>> {
+        self.allocate_where(n, role, |_| true)
+    }
+
+    /// One frame for a page table: never a frame the guest has an alias of.
+    pub fn allocate_table(&mut self) -> Option<u64> {
+        let aliases = std::mem::take(&mut self.aliases);
+        let frame = self.allocate_where(1, Role::PageTable, |gpa| !aliases.contains_key(&gpa));
+        self.aliases = aliases;
+        frame?.first().copied()
+    }
+
+    fn allocate_where(&mut self, n: u64, role: Role, eligible: impl Fn(u64) -> bool) -> Option<Vec<u64>> {
         if n > self.free {
             return None;
         }
-        let indices = if self.contiguous { self.take_run(n)? } else { self.take_scattered(n) };
-        Some(indices.into_iter().map(|i| (self.base + i) << PAGE_SHIFT).collect())
+        let offsets = if self.contiguous { self.take_run(n, &eligible)? } else { self.take_scattered(n, &eligible)? };
+        let frames: Vec<u64> = offsets.iter().map(|&i| (self.base + i) << PAGE_SHIFT).collect();
+        for &i in &offsets {
+            self.roles[(self.base + i) as usize] = role;
+        }
+        self.free -= n;
+        Some(frames)
     }
 
-    fn take_scattered(&mut self, n: u64) -> Vec<u64> {
+    fn is_free(&self, offset: u64) -> bool {
+        self.roles[(self.base + offset) as usize] == Role::Free
+    }
+
+    fn take_scattered(&mut self, n: u64, eligible: &impl Fn(u64) -> bool) -> Option<Vec<u64>> {
         let mut taken = Vec::with_capacity(n as usize);
+        let mut passed = Vec::new();
         while (taken.len() as u64) < n {
-            let Some(index) = self.free_list.pop() else { break };
-            let index = u64::from(index);
-            if !self.is_used(index) {
-                self.set_used(index, true);
-                taken.push(index);
+            let Some(offset) = self.free_list.pop() else { break };
+            let offset = u64::from(offset);
+            if !self.is_free(offset) {
+                continue;
+            }
+            if eligible((self.base + offset) << PAGE_SHIFT) {
+                taken.push(offset);
+            } else {
+                passed.push(offset);
             }
         }
-        self.free -= taken.len() as u64;
-        taken
+        // Frames passed over stay free and come back first.
+        self.free_list.extend(passed.iter().rev().filter_map(|&o| u32::try_from(o).ok()));
+        if (taken.len() as u64) < n {
+            self.free_list.extend(taken.iter().rev().filter_map(|&o| u32::try_from(o).ok()));
+            return None;
+        }
+        Some(taken)
     }
 
-    fn take_run(&mut self, n: u64) -> Option<Vec<u64>> {
+    fn take_run(&mut self, n: u64, eligible: &impl Fn(u64) -> bool) -> Option<Vec<u64>> {
+        let count = self.roles.len() as u64 - self.base;
         let mut run = 0;
-        for index in 0..self.count {
-            run = if self.is_used(index) { 0 } else { run + 1 };
+        for offset in 0..count {
+            let usable = self.is_free(offset) && eligible((self.base + offset) << PAGE_SHIFT);
+            run = if usable { run + 1 } else { 0 };
             if run == n {
-                let start = index + 1 - n;
-                for i in start..=index {
-                    self.set_used(i, true);
-                }
-                self.free -= n;
-                return Some((start..=index).collect());
+                return Some((offset + 1 - n..=offset).collect());
             }
         }
         None
     }
 
-    /// Gives the frame at `gpa` back; frames it does not manage or that are
-    /// free already are ignored (and reported as `false`).
-    pub fn release(&mut self, gpa: u64) -> bool {
-        let Some(index) = self.index(gpa).filter(|_| gpa.is_multiple_of(PAGE_SIZE)) else {
-            return false;
+    /// Gives the frame at `gpa` back. A hidden frame is refused (invariant 3);
+    /// frames the allocator does not manage, or free already, are ignored
+    /// (`Ok(false)`).
+    pub fn release(&mut self, gpa: u64) -> Result<bool, LedgerError> {
+        let Some(i) = self.index(gpa).filter(|&i| gpa.is_multiple_of(PAGE_SIZE) && i as u64 >= self.base) else {
+            return Ok(false);
         };
-        if !self.is_used(index) {
-            return false;
+        if self.roles[i] == Role::Free {
+            return Ok(false);
         }
-        self.set_used(index, false);
-        set_bit(&mut self.tables, index, false);
+        if self.hides.contains_key(&gpa) {
+            return Err(LedgerError::Hidden(gpa));
+        }
+        self.roles[i] = Role::Free;
         self.free += 1;
-        if let Ok(index) = u32::try_from(index) {
-            self.free_list.push(index);
+        if let Ok(offset) = u32::try_from(i as u64 - self.base) {
+            self.free_list.push(offset);
         }
-        true
+        Ok(true)
     }
-}
 
-fn bit(bits: &[u64], index: u64) -> bool {
-    bits[(index / 64) as usize] & (1 << (index % 64)) != 0
-}
+    /// The first of `frames` that is hidden, if any: what a release of them
+    /// must refuse before it changes anything.
+    pub fn first_hidden(&self, frames: impl IntoIterator<Item = u64>) -> Option<u64> {
+        frames.into_iter().find(|gpa| self.hides.contains_key(&(gpa & !(PAGE_SIZE - 1))))
+    }
 
-fn set_bit(bits: &mut [u64], index: u64, value: bool) {
-    let word = &mut bits[(index / 64) as usize];
-    if value {
-        *word |= 1 << (index % 64);
-    } else {
-        *word &= !(1 << (index % 64));
+    /// How many times the frame holding `gpa` is hidden (0: not hidden).
+    pub fn hides(&self, gpa: u64) -> u32 {
+        self.hides.get(&(gpa & !(PAGE_SIZE - 1))).copied().unwrap_or(0)
+    }
+
+    /// Whether `gpa` may be hidden: a RAM frame whose role allows DMA (invariant 2).
+    pub fn may_hide(&self, gpa: u64) -> Result<(), LedgerError> {
+        let frame = gpa & !(PAGE_SIZE - 1);
+        match self.role(frame) {
+            None => Err(LedgerError::NotRam(gpa)),
+            Some(role) if !role.allows_dma() => Err(LedgerError::Role { frame, role }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// One more hide of each of `frames`, all or nothing; returns the frames
+    /// whose first hide this was (they must leave the vCPUs).
+    pub fn hide(&mut self, frames: &[u64]) -> Result<Vec<u64>, LedgerError> {
+        if let Some(err) = frames.iter().find_map(|&gpa| self.may_hide(gpa).err()) {
+            return Err(err);
+        }
+        let mut first = Vec::new();
+        for &gpa in frames {
+            let count = self.hides.entry(gpa & !(PAGE_SIZE - 1)).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                first.push(gpa & !(PAGE_SIZE - 1));
+            }
+        }
+        Ok(first)
+    }
+
+    /// One hide less of each of `frames`, all or nothing; returns the frames
+    /// whose last hide this was (they are back for the vCPUs).
+    pub fn unhide(&mut self, frames: &[u64]) -> Result<Vec<u64>, LedgerError> {
+        let mut wanted: BTreeMap<u64, u32> = BTreeMap::new();
+        for &gpa in frames {
+            *wanted.entry(gpa & !(PAGE_SIZE - 1)).or_insert(0) += 1;
+        }
+        if let Some((&frame, _)) = wanted.iter().find(|&(&frame, &n)| self.hides(frame) < n) {
+            return Err(LedgerError::NotHidden(frame));
+        }
+        let mut last = Vec::new();
+        for (frame, n) in wanted {
+            if let Some(count) = self.hides.get_mut(&frame) {
+                *count -= n;
+                if *count == 0 {
+                    self.hides.remove(&frame);
+                    last.push(frame);
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// Hidden frames and their counts.
+    pub fn hidden(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.hides.iter().map(|(&frame, &count)| (frame, count))
+    }
+
+    /// Why the device may not touch the frame holding `gpa`, if it may not
+    /// (invariant 4): it is not RAM, or its role never allows DMA.
+    pub fn dma_refusal(&self, gpa: u64) -> Option<LedgerError> {
+        self.may_hide(gpa).err()
+    }
+
+    /// Whether the guest may get an alias of the frame at `gpa`: RAM handed
+    /// out or free, never a page table or a fixed frame (invariant 1).
+    pub fn may_alias(&self, gpa: u64) -> Result<(), LedgerError> {
+        let frame = gpa & !(PAGE_SIZE - 1);
+        match self.role(frame) {
+            None => Err(LedgerError::NotRam(gpa)),
+            Some(Role::Free | Role::KernelMemory | Role::ProcessPage) => Ok(()),
+            Some(role) => Err(LedgerError::Role { frame, role }),
+        }
+    }
+
+    /// Records that kernel page `va` is now an alias of the frame at `gpa`.
+    pub fn add_alias(&mut self, gpa: u64, va: u64) {
+        self.aliases.entry(gpa & !(PAGE_SIZE - 1)).or_default().insert(va);
+    }
+
+    /// Records that kernel page `va` no longer aliases the frame at `gpa`.
+    pub fn remove_alias(&mut self, gpa: u64, va: u64) {
+        let frame = gpa & !(PAGE_SIZE - 1);
+        if let Some(vas) = self.aliases.get_mut(&frame) {
+            vas.remove(&va);
+            if vas.is_empty() {
+                self.aliases.remove(&frame);
+            }
+        }
+    }
+
+    /// The aliases of the frame at `gpa`.
+    pub fn aliases(&self, gpa: u64) -> impl Iterator<Item = u64> + '_ {
+        self.aliases.get(&(gpa & !(PAGE_SIZE - 1))).into_iter().flatten().copied()
+    }
+
+    /// Checks every invariant; the first broken one, said.
+    pub fn check(&self) -> Result<(), String> {
+        for &frame in self.aliases.keys() {
+            if self.is_table(frame) {
+                return Err(format!("invariant 1: page table {frame:#x} has a guest alias"));
+            }
+        }
+        for (&frame, &count) in &self.hides {
+            if count == 0 {
+                return Err(format!("frame {frame:#x} is listed hidden with count 0"));
+            }
+            if let Err(e) = self.may_hide(frame) {
+                return Err(format!("invariant 2: hidden {e}"));
+            }
+        }
+        let free = self.roles.iter().filter(|&&r| r == Role::Free).count() as u64;
+        if free != self.free {
+            return Err(format!("invariant 5: {free} frames are free but the count says {}", self.free));
+        }
+        Ok(())
     }
 }
 
@@ -158,70 +414,141 @@ mod tests {
 
     const BASE: u64 = 0x0110_0000;
 
+    fn ledger(frames: u64, contiguous: bool) -> FrameLedger {
+        FrameLedger::new(BASE, BASE + frames * PAGE_SIZE, contiguous)
+    }
+
     #[test]
     fn scattered_frames_are_never_neighbours() {
-        let mut frames = FrameAllocator::new(BASE, BASE + 64 * PAGE_SIZE, false);
-        let got = frames.allocate(8).expect("frames");
+        let mut frames = ledger(64, false);
+        let got = frames.allocate(8, Role::KernelMemory).expect("frames");
         assert_eq!(got.len(), 8);
         for pair in got.windows(2) {
             assert_ne!(pair[1], pair[0] + PAGE_SIZE, "{got:x?}");
             assert_ne!(pair[0], pair[1] + PAGE_SIZE, "{got:x?}");
         }
         assert!(got.iter().all(|&g| (BASE..BASE + 64 * PAGE_SIZE).contains(&g) && g.is_multiple_of(PAGE_SIZE)));
+        assert!(got.iter().all(|&g| frames.role(g) == Some(Role::KernelMemory)));
         assert_eq!(frames.free_frames(), 56);
+        assert_eq!(frames.check(), Ok(()));
     }
 
     #[test]
     fn contiguous_mode_hands_out_runs() {
-        let mut frames = FrameAllocator::new(BASE, BASE + 16 * PAGE_SIZE, true);
-        let a = frames.allocate(3).expect("run");
+        let mut frames = ledger(16, true);
+        let a = frames.allocate(3, Role::ProcessPage).expect("run");
         assert_eq!(a, vec![BASE, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE]);
-        assert!(frames.release(BASE + PAGE_SIZE));
-        let b = frames.allocate(2).expect("run");
+        assert_eq!(frames.release(BASE + PAGE_SIZE), Ok(true));
+        let b = frames.allocate(2, Role::ProcessPage).expect("run");
         assert_eq!(b, vec![BASE + 3 * PAGE_SIZE, BASE + 4 * PAGE_SIZE], "the hole of one frame is too small");
-        assert_eq!(frames.allocate(1), Some(vec![BASE + PAGE_SIZE]));
+        assert_eq!(frames.allocate(1, Role::ProcessPage), Some(vec![BASE + PAGE_SIZE]));
+        assert_eq!(frames.check(), Ok(()));
     }
 
     #[test]
     fn every_frame_can_be_allocated_once_and_exhaustion_takes_nothing() {
-        let mut frames = FrameAllocator::new(BASE, BASE + 10 * PAGE_SIZE, false);
-        let mut all = frames.allocate(10).expect("all");
+        let mut frames = ledger(10, false);
+        let mut all = frames.allocate(10, Role::KernelMemory).expect("all");
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 10);
-        assert_eq!(frames.allocate(1), None);
-        assert!(frames.release(all[3]));
-        assert_eq!(frames.allocate(2), None);
+        assert_eq!(frames.allocate(1, Role::KernelMemory), None);
+        assert_eq!(frames.release(all[3]), Ok(true));
+        assert_eq!(frames.allocate(2, Role::KernelMemory), None);
         assert_eq!(frames.free_frames(), 1);
-        assert_eq!(frames.allocate(1), Some(vec![all[3]]));
+        assert_eq!(frames.allocate(1, Role::KernelMemory), Some(vec![all[3]]));
     }
 
     #[test]
     fn page_table_frames_are_known_until_released() {
-        let mut frames = FrameAllocator::new(BASE, BASE + 8 * PAGE_SIZE, false);
+        let mut frames = ledger(8, false);
         let table = frames.allocate_table().expect("table");
-        let data = frames.allocate(1).expect("data")[0];
+        let data = frames.allocate(1, Role::KernelMemory).expect("data")[0];
         assert!(frames.is_table(table) && !frames.is_table(data));
         assert!(!frames.is_table(u64::MAX) && !frames.is_table(0));
-        assert!(frames.release(table));
+        assert_eq!(frames.release(table), Ok(true));
         assert!(!frames.is_table(table));
+        assert_eq!(frames.role(table), Some(Role::Free));
     }
 
     #[test]
     fn bad_releases_are_ignored() {
-        let mut frames = FrameAllocator::new(BASE, BASE + 4 * PAGE_SIZE, false);
-        assert!(!frames.release(BASE), "free already");
-        assert!(!frames.release(BASE - PAGE_SIZE), "below the range");
-        assert!(!frames.release(BASE + 4 * PAGE_SIZE), "above the range");
-        assert!(!frames.release(BASE + 1), "unaligned");
-        assert!(!frames.release(u64::MAX));
+        let mut frames = ledger(4, false);
+        assert_eq!(frames.release(BASE), Ok(false), "free already");
+        assert_eq!(frames.release(BASE - PAGE_SIZE), Ok(false), "below the managed range");
+        assert_eq!(frames.release(BASE + 4 * PAGE_SIZE), Ok(false), "past RAM");
+        assert_eq!(frames.release(BASE + 1), Ok(false), "unaligned");
+        assert_eq!(frames.release(u64::MAX), Ok(false));
         assert_eq!(frames.free_frames(), 4);
+    }
+
+    #[test]
+    fn a_table_is_never_drawn_from_a_frame_the_guest_aliases() {
+        let mut frames = ledger(4, false);
+        let all = frames.allocate(4, Role::KernelMemory).expect("all");
+        for &f in &all {
+            assert_eq!(frames.release(f), Ok(true));
+        }
+        // The guest maps three free frames; only the fourth may become a table.
+        for &f in &all[..3] {
+            assert_eq!(frames.may_alias(f), Ok(()));
+            frames.add_alias(f, 0xffff_d000_0000_0000 + f);
+        }
+        assert_eq!(frames.allocate_table(), Some(all[3]));
+        assert_eq!(frames.allocate_table(), None, "every other free frame is aliased");
+        assert_eq!(frames.free_frames(), 3, "the frames passed over are still free");
+        assert_eq!(frames.may_alias(all[3]), Err(LedgerError::Role { frame: all[3], role: Role::PageTable }));
+        frames.remove_alias(all[0], 0xffff_d000_0000_0000 + all[0]);
+        assert_eq!(frames.aliases(all[0]).count(), 0);
+        assert_eq!(frames.allocate_table(), Some(all[0]));
+        assert_eq!(frames.check(), Ok(()));
+        let data = frames.allocate(2, Role::KernelMemory).expect("aliased frames are fine for data");
+        assert_eq!(data.len(), 2);
+    }
+
+    #[test]
+    fn only_data_frames_of_ram_are_hidden_and_a_hidden_frame_is_never_released() {
+        let mut frames = ledger(8, false);
+        frames.assign(0x1000, 1, Role::CpuTables);
+        let data = frames.allocate(1, Role::ProcessPage).expect("data")[0];
+        let table = frames.allocate_table().expect("table");
+        assert_eq!(frames.hide(&[data, 0x1000]), Err(LedgerError::Role { frame: 0x1000, role: Role::CpuTables }));
+        assert_eq!(frames.hides(data), 0, "all or nothing");
+        assert_eq!(frames.hide(&[table]), Err(LedgerError::Role { frame: table, role: Role::PageTable }));
+        assert_eq!(frames.hide(&[0xd000_0000]), Err(LedgerError::NotRam(0xd000_0000)));
+        let free = BASE + 7 * PAGE_SIZE;
+        assert_eq!(frames.role(free), Some(Role::Free));
+        assert_eq!(frames.hide(&[free]), Err(LedgerError::Role { frame: free, role: Role::Free }));
+        assert_eq!(frames.hide(&[data + 8]), Ok(vec![data]));
+        assert_eq!(frames.hide(&[data]), Ok(vec![]), "a nested hide");
+        assert_eq!(frames.hides(data + 100), 2);
+        assert_eq!(frames.release(data), Err(LedgerError::Hidden(data)));
+        assert_eq!(frames.first_hidden([table, data]), Some(data));
+        assert_eq!(frames.dma_refusal(data), None);
+        assert_eq!(frames.dma_refusal(table), Some(LedgerError::Role { frame: table, role: Role::PageTable }));
+        assert_eq!(frames.unhide(&[data, data, data]), Err(LedgerError::NotHidden(data)), "more unhides than hides");
+        assert_eq!(frames.unhide(&[data]), Ok(vec![]));
+        assert_eq!(frames.unhide(&[data]), Ok(vec![data]));
+        assert_eq!(frames.unhide(&[data]), Err(LedgerError::NotHidden(data)));
+        assert_eq!(frames.release(data), Ok(true));
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn fixed_frames_keep_the_role_they_were_assigned() {
+        let mut frames = ledger(2, false);
+        frames.assign(0x2000, 2, Role::Image);
+        frames.assign(BASE, 1, Role::Image);
+        assert_eq!((frames.role(0x2000), frames.role(0x3fff), frames.role(0x4000)), (Some(Role::Image), Some(Role::Image), Some(Role::Unused)));
+        assert_eq!(frames.role(BASE), Some(Role::Free), "the allocator's frames are not assigned");
+        assert_eq!(frames.role(BASE + 2 * PAGE_SIZE), None, "past RAM");
+        assert_eq!(frames.release(0x2000), Ok(false), "fixed frames are never released");
     }
 
     #[test]
     fn bookkeeping_stays_under_one_percent_of_ram() {
         let ram = 64u64 << 20;
-        let frames = FrameAllocator::new(BASE, ram, false);
+        let frames = FrameLedger::new(BASE, ram, false);
         assert!(frames.bookkeeping_bytes() * 100 < ram, "{} bytes", frames.bookkeeping_bytes());
     }
 }

@@ -92,7 +92,7 @@ pub trait TableFrames {
     fn table_frame(&mut self) -> Option<u64>;
 }
 
-impl TableFrames for crate::memory_model::ledger::FrameAllocator {
+impl TableFrames for crate::memory_model::ledger::FrameLedger {
     fn table_frame(&mut self) -> Option<u64> {
         self.allocate_table()
     }

@@ -9,7 +9,7 @@ use kmemvisor_abi::aix::{PROT_EXEC, PROT_WRITE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory_model::ledger::FrameAllocator;
+use crate::memory_model::ledger::{FrameLedger, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, TableFrames};
 use crate::memory_model::ram::zap_frame;
 
@@ -18,7 +18,7 @@ pub const MAX_PROCESSES: usize = 64;
 
 /// Page-table frames drawn for one process, so that they go back with it.
 struct Recording<'a> {
-    frames: &'a mut FrameAllocator,
+    frames: &'a mut FrameLedger,
     taken: &'a mut Vec<u64>,
 }
 
@@ -45,6 +45,11 @@ impl Process {
     pub fn space(&self) -> &AddressSpace {
         &self.space
     }
+
+    /// The frames of its mapped pages.
+    pub fn frames(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.values().copied()
+    }
 }
 
 /// Every live process.
@@ -64,7 +69,7 @@ impl Processes {
     pub fn create(
         &mut self,
         memory: &GuestMemoryMmap,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         kernel: &AddressSpace,
     ) -> Result<u64, Status> {
         if self.all.len() >= MAX_PROCESSES {
@@ -81,7 +86,7 @@ impl Processes {
     pub fn map(
         &mut self,
         memory: &GuestMemoryMmap,
-        frames: &mut FrameAllocator,
+        frames: &mut FrameLedger,
         pid: u64,
         va: u64,
         bytes: u64,
@@ -99,7 +104,7 @@ impl Processes {
         if frames.free_frames() < count + 4 {
             return Status::ENOMEM;
         }
-        let Some(new) = frames.allocate(count) else { return Status::ENOMEM };
+        let Some(new) = frames.allocate(count, Role::ProcessPage) else { return Status::ENOMEM };
         let mut flags = PteFlags::USER;
         if prot & PROT_WRITE != 0 {
             flags = flags | PteFlags::WRITABLE;
@@ -113,7 +118,8 @@ impl Processes {
             let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
             if !zeroed || process.space.map(memory, &mut tables, page, frame, flags).is_err() {
                 for &frame in &new[i..] {
-                    tables.frames.release(frame);
+                    // Fresh frames: none can be hidden yet.
+                    let _ = tables.frames.release(frame);
                 }
                 return Status::ENOMEM;
             }
@@ -123,16 +129,23 @@ impl Processes {
     }
 
     /// Destroys `pid`: its pages and page tables go back to `frames`.
-    pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameAllocator, pid: u64) -> Status {
+    pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pid: u64) -> Status {
+        let Some(process) = self.all.get(&pid) else { return Status::ESRCH };
+        // A frame hidden for DMA (through any mapping of it) cannot be freed.
+        if frames.first_hidden(process.pages.values().copied()).is_some() {
+            return Status::EBUSY;
+        }
         let Some(process) = self.all.remove(&pid) else { return Status::ESRCH };
         for (&page, &frame) in &process.pages {
             if process.space.unmap(memory, page).is_some_and(|old| old.flags.contains(PteFlags::ACCESSED)) {
                 zap_frame(memory, frame);
             }
-            frames.release(frame);
+            // Not hidden: checked above, under the same lock.
+            let _ = frames.release(frame);
         }
         for &table in &process.tables {
-            frames.release(table);
+            // Page tables are never hidden (the ledger refuses).
+            let _ = frames.release(table);
         }
         Status::OK
     }
@@ -149,10 +162,10 @@ mod tests {
     use crate::memory_model::paging::TablePool;
     use crate::memory_model::ram::GuestRam;
 
-    fn setup() -> (GuestRam, FrameAllocator, AddressSpace) {
+    fn setup() -> (GuestRam, FrameLedger, AddressSpace) {
         let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
         let kernel = AddressSpace::new(ram.memory(), &mut TablePool::new()).expect("kernel space");
-        let frames = FrameAllocator::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
+        let frames = FrameLedger::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
         (ram, frames, kernel)
     }
 

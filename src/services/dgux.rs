@@ -10,7 +10,7 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
 use crate::memory_model::guest_access;
-use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks};
+use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
 use crate::services::{Caller, Outcome, Reply, refuse};
@@ -95,8 +95,9 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
     match result {
         Ok(()) => Reply::ok(0),
         Err(e) => {
+            let status = if matches!(e, ReleaseError::Hidden { .. }) { Status::EBUSY } else { Status::EINVAL };
             let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {e}; nothing was released");
-            refuse(state, caller, service, &[ptr, bytes], message, Status::EINVAL)
+            refuse(state, caller, service, &[ptr, bytes], message, status)
         }
     }
 }
@@ -225,13 +226,7 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
         }
         flags = flags | if control & VM_MMAP_WRITE_THROUGH_MASK != 0 { PteFlags::WRITE_THROUGH } else { PteFlags::CACHE_DISABLE };
         let k = &mut *kernel(state);
-        // Page tables are the VMM's: a guest that could map one would rewrite its own translations.
-        let frames = (physical..physical.saturating_add(bytes)).step_by(PAGE_SIZE as usize);
-        if frames.clone().any(|frame| k.frames.is_table(frame)) {
-            Status::VM_EINVAL_MMAP_BAD_REGION
-        } else {
-            k.dgux.map_physical(view(state), logical, physical, bytes, flags, state.ram.size())
-        }
+        k.dgux.map_physical(view(state), &mut k.frames, logical, physical, bytes, flags, state.ram.size())
     };
     Reply::status(status)
 }
@@ -250,7 +245,8 @@ fn unmap_physical(state: &VmState, caller: Caller, service: Service, args: [u64;
     } else if control & VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK == 0 {
         Status::VM_EINVAL_MUNMAP_BAD_REGION
     } else {
-        kernel(state).dgux.unmap_physical(view(state), logical, bytes)
+        let k = &mut *kernel(state);
+        k.dgux.unmap_physical(view(state), &mut k.frames, logical, bytes)
     };
     Reply::status(status)
 }

@@ -70,6 +70,10 @@ pub const ERROR_BAD_DIRECTION: u64 = 3;
 pub const ERROR_BUSY: u64 = 4;
 /// A device-memory range lies (partly) outside [`DMA_DEVICE_MEMORY`].
 pub const ERROR_OUTSIDE_DEVICE_MEMORY: u64 = 5;
+/// A guest page of the transfer is a frame no device may touch (a page
+/// table, the CPU tables, the boot-info or a vCPU page, the image or a
+/// module, free memory): nothing was copied, and a violation is recorded.
+pub const ERROR_FORBIDDEN: u64 = 6;
 
 /// Size of the device's own memory.
 pub const DMA_DEVICE_MEMORY: u64 = 1 << 20;

@@ -52,6 +52,10 @@ pub trait DmaHost: Sync {
     fn memory(&self) -> &vm_memory::GuestMemoryMmap;
     /// Whether the guest-physical page at `page` (4 KiB aligned) is currently handed off to the device (hidden with xmemdma).
     fn handed_off(&self, page: u64) -> bool;
+    /// Why the device may never touch the guest-physical page at `page`, if
+    /// it may not: its frame's role forbids DMA (page tables, CPU tables, the
+    /// image, …; the frame ledger decides).
+    fn refusal(&self, page: u64) -> Option<String>;
     /// Records a violation, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access at guest RIP `rip`
     /// caused it; `args` are register values.
     fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String);

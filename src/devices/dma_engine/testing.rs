@@ -21,6 +21,7 @@ pub(super) struct TestHost {
     memory: GuestMemoryMmap,
     all_handed_off: bool,
     handed_off: Mutex<HashSet<u64>>,
+    forbidden: Mutex<HashSet<u64>>,
     violations: Mutex<Vec<Recorded>>,
     pub(super) stopping: AtomicBool,
 }
@@ -31,6 +32,7 @@ impl TestHost {
             memory: GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).expect("guest RAM"),
             all_handed_off: false,
             handed_off: Mutex::new(HashSet::new()),
+            forbidden: Mutex::new(HashSet::new()),
             violations: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
         }
@@ -43,6 +45,11 @@ impl TestHost {
 
     pub(super) fn hand_off(&self, page: u64) {
         lock(&self.handed_off).insert(page);
+    }
+
+    /// Makes `page` a frame no device may touch (like a page table).
+    pub(super) fn forbid(&self, page: u64) {
+        lock(&self.forbidden).insert(page);
     }
 
     pub(super) fn recorded(&self) -> Vec<Recorded> {
@@ -75,6 +82,10 @@ impl DmaHost for TestHost {
     fn handed_off(&self, page: u64) -> bool {
         assert_eq!(page % 0x1000, 0, "pages are asked for page-aligned");
         self.all_handed_off || lock(&self.handed_off).contains(&page)
+    }
+
+    fn refusal(&self, page: u64) -> Option<String> {
+        lock(&self.forbidden).contains(&page).then(|| format!("page {page:#x}, a page table"))
     }
 
     fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {

@@ -42,6 +42,9 @@ pub(super) enum TransferError {
     /// A device-memory range leaves device memory.
     #[error("Device-memory range at {0:#x} is not entirely inside the {DMA_DEVICE_MEMORY:#x} bytes of device memory")]
     OutsideDeviceMemory(u64),
+    /// A guest page whose frame no device may touch.
+    #[error("Guest-physical page {0:#x} is a frame no device may touch")]
+    Forbidden(u64),
 }
 
 impl TransferError {
@@ -52,6 +55,7 @@ impl TransferError {
             TransferError::BadLength(_) => ERROR_BAD_LENGTH,
             TransferError::OutsideRam(_) => ERROR_OUTSIDE_RAM,
             TransferError::OutsideDeviceMemory(_) => ERROR_OUTSIDE_DEVICE_MEMORY,
+            TransferError::Forbidden(_) => ERROR_FORBIDDEN,
         }
     }
 }
@@ -79,6 +83,7 @@ impl Plan {
 /// Checks `t`, reports the pages the driver did not hand off, and copies.
 pub(super) fn run(host: &dyn DmaHost, access: Access, device_memory: &Mutex<Vec<u8>>, t: &Transfer) -> Result<(), TransferError> {
     let (plan, len) = check(host.memory(), t)?;
+    refuse_forbidden(host, access, t, plan, len)?;
     report_unhanded(host, access, t, plan, len);
     copy(host.memory(), &mut lock(device_memory), plan, len)
 }
@@ -116,6 +121,30 @@ fn check(memory: &GuestMemoryMmap, t: &Transfer) -> Result<(Plan, usize), Transf
     Ok((plan, len))
 }
 
+/// The guest pages of `[start, start + len)`; the checks guarantee that it
+/// does not wrap and that `len > 0`.
+fn pages_of(start: u64, len: usize) -> impl Iterator<Item = u64> + Clone {
+    let first_page = start & !(PAGE_SIZE - 1);
+    let last_page = (start + len as u64 - 1) & !(PAGE_SIZE - 1);
+    (first_page..=last_page).step_by(PAGE_SIZE as usize)
+}
+
+/// Refuses, before anything is copied, a transfer that would touch a frame
+/// no device may touch (a page table, the CPU tables, the image, …): one
+/// violation, and the channel reports `ERROR_FORBIDDEN`.
+fn refuse_forbidden(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan, len: usize) -> Result<(), TransferError> {
+    let (read, written) = plan.guest_ranges();
+    for (start, verb) in [(written, "write"), (read, "read")] {
+        let Some(start) = start else { continue };
+        if let Some((page, why)) = pages_of(start, len).find_map(|page| host.refusal(page).map(|why| (page, why))) {
+            let message = format!("DMA would {verb} {why}: the transfer is refused and nothing was copied");
+            host.violation(access.vcpu, access.rip, &[t.source, t.destination, t.length, t.direction], message);
+            return Err(TransferError::Forbidden(page));
+        }
+    }
+    Ok(())
+}
+
 /// Records one violation per side (read, written) of the transfer that
 /// touches pages the driver did not hand off. The transfer goes ahead, as a
 /// real bus-master's would: the violation is the report.
@@ -124,10 +153,7 @@ fn report_unhanded(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan,
     let sides = [(written, "to", "writes"), (read, "from", "reads")];
     for (start, word, verb) in sides {
         let Some(start) = start else { continue };
-        // The checks guarantee start + len does not wrap and len > 0.
-        let first_page = start & !(PAGE_SIZE - 1);
-        let last_page = (start + len as u64 - 1) & !(PAGE_SIZE - 1);
-        let pages = (first_page..=last_page).step_by(PAGE_SIZE as usize);
+        let pages = pages_of(start, len);
         let total = pages.clone().count();
         let mut missing = pages.filter(|&page| !host.handed_off(page));
         let Some(first) = missing.next() else { continue };
@@ -302,6 +328,25 @@ mod tests {
         assert_eq!(messages.len(), 2, "{messages:?}");
         assert!(messages[0].starts_with("DMA to a page the driver did not hand off: page 0x2000"), "{}", messages[0]);
         assert!(messages[1].starts_with("DMA from a page the driver did not hand off: page 0x1000"), "{}", messages[1]);
+    }
+
+    #[test]
+    fn a_transfer_touching_a_forbidden_frame_is_refused_whole_and_copies_nothing() {
+        let host = TestHost::handing_off_all();
+        let dev = device_memory();
+        host.fill_pattern(0x3000, 0x2000, 1);
+        host.forbid(0x9000);
+        let before = host.bytes(0x8000, 0x2000);
+        // The write side crosses into the forbidden page only at its end.
+        assert_eq!(run_on(&host, &dev, 0x3000, 0x8800, 0x1000, DIR_MEMORY_TO_MEMORY), Err(ERROR_FORBIDDEN));
+        assert_eq!(run_on(&host, &dev, 0, 0x9ff8, 8, DIR_FROM_DEVICE), Err(ERROR_FORBIDDEN));
+        assert_eq!(run_on(&host, &dev, 0x9000, 0, 8, DIR_TO_DEVICE), Err(ERROR_FORBIDDEN), "reading one is refused too");
+        assert_eq!(host.bytes(0x8000, 0x2000), before, "nothing of a refused transfer lands");
+        assert_eq!(lock(&dev)[..8], [0; 8], "nor in device memory");
+        let messages = host.messages();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].starts_with("DMA would write page 0x9000, a page table"), "{}", messages[0]);
+        assert!(messages[2].starts_with("DMA would read page 0x9000"), "{}", messages[2]);
     }
 
     #[test]

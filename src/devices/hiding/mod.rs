@@ -43,6 +43,9 @@ pub enum HideError {
         "pages cannot be hidden: userfaultfd is unavailable ({0}); run kmemvisor as root or set the sysctl vm.unprivileged_userfaultfd=1"
     )]
     Unavailable(String),
+    /// The page is not a page of guest RAM (the caller's books should have refused it).
+    #[error("guest-physical {0:#x} is not a page of guest RAM: only RAM can be hidden")]
+    NotRam(u64),
     /// The kernel refused to trap or release a page.
     #[error("cannot hide or unhide guest-physical page {page:#x}")]
     Trap {
@@ -65,9 +68,11 @@ pub struct HideOrigin {
     pub rip: u64,
 }
 
+/// A page trapped from the vCPUs. How many times it is hidden is the frame
+/// ledger's fact (src/memory_model/ledger.rs); this layer only traps a page
+/// at its first hide and releases it at its last.
 #[derive(Debug)]
 struct HiddenPage {
-    count: u32,
     origin: HideOrigin,
 }
 
@@ -141,9 +146,9 @@ impl Hiding {
         self.cpu_view + page
     }
 
-    /// One more hide of each of `pages` (guest-physical, page-aligned, in RAM,
-    /// checked by the caller), or none if the kernel refuses one; a page's
-    /// first hide takes it from the vCPUs.
+    /// Takes each of `pages` (guest-physical, page-aligned RAM, each at its
+    /// first hide in the frame ledger) from the vCPUs, or none if the kernel
+    /// refuses one.
     pub fn hide(&self, pages: &[u64], origin: &HideOrigin) -> Result<(), HideError> {
         let mut hidden = lock(&self.hidden);
         for (done, &page) in pages.iter().enumerate() {
@@ -157,9 +162,11 @@ impl Hiding {
 
     fn hide_one(&self, hidden: &mut Hidden, page: u64, origin: &HideOrigin) -> Result<(), HideError> {
         let trap = self.trap()?;
-        debug_assert!(page.is_multiple_of(PAGE_SIZE) && page < self.size);
-        if let Some(entry) = hidden.pages.get_mut(&page) {
-            entry.count += 1;
+        // Never a host address outside guest RAM, whatever the caller checked.
+        if !page.is_multiple_of(PAGE_SIZE) || page >= self.size {
+            return Err(HideError::NotRam(page));
+        }
+        if hidden.pages.contains_key(&page) {
             return Ok(());
         }
         if !hidden.released {
@@ -175,13 +182,12 @@ impl Hiding {
             // MADV_DONTNEED drops its mapping only (the memfd keeps the data).
             unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
         }
-        hidden.pages.insert(page, HiddenPage { count: 1, origin: origin.clone() });
+        hidden.pages.insert(page, HiddenPage { origin: origin.clone() });
         Ok(())
     }
 
-    /// One hide less of each of `pages`, which the caller checked are hidden;
-    /// a page whose last hide goes is back for the vCPUs, and the vCPUs
-    /// waiting for it go on. Returns the stalls that ended.
+    /// Gives each of `pages` (at its last hide in the frame ledger) back to
+    /// the vCPUs; the vCPUs waiting for it go on. Returns the stalls that ended.
     pub fn unhide(&self, pages: &[u64]) -> Result<Vec<Stall>, HideError> {
         self.unhide_locked(&mut lock(&self.hidden), pages)
     }
@@ -189,12 +195,9 @@ impl Hiding {
     fn unhide_locked(&self, hidden: &mut Hidden, pages: &[u64]) -> Result<Vec<Stall>, HideError> {
         let mut ended = Vec::new();
         for &page in pages {
-            let Some(entry) = hidden.pages.get_mut(&page) else { continue };
-            entry.count -= 1;
-            if entry.count > 0 {
+            if hidden.pages.remove(&page).is_none() {
                 continue;
             }
-            hidden.pages.remove(&page);
             if !hidden.released {
                 let trap = self.trap()?;
                 trap.unregister_and_wake(self.host(page), PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
@@ -206,9 +209,9 @@ impl Hiding {
         Ok(ended)
     }
 
-    /// How many times `page` is hidden now (0: not hidden).
-    pub fn hide_count(&self, page: u64) -> u32 {
-        lock(&self.hidden).pages.get(&(page - page % PAGE_SIZE)).map_or(0, |p| p.count)
+    /// Whether the page holding `gpa` is trapped from the vCPUs now.
+    pub fn is_trapped(&self, gpa: u64) -> bool {
+        lock(&self.hidden).pages.contains_key(&(gpa - gpa % PAGE_SIZE))
     }
 
     /// Handles one fault from the userfaultfd; `vcpu` is the faulting thread's vCPU.
@@ -267,7 +270,7 @@ impl Hiding {
 
     /// Stops trapping anything and wakes every waiting vCPU: the VM is
     /// stopping, and its vCPUs must get back to the kick that ends them.
-    /// The hide counts stay, for the exit report.
+    /// The frame ledger's hide counts stay, for the exit report.
     pub fn release_all(&self) {
         let mut hidden = lock(&self.hidden);
         if hidden.released {
@@ -324,8 +327,10 @@ mod tests {
         let page = 0x20_0000;
         ram.memory().write_obj(1u64, GuestAddress(page)).expect("write");
         hiding.hide(&[page], &origin()).expect("hide");
-        hiding.hide(&[page], &origin()).expect("nested hide");
-        assert_eq!(hiding.hide_count(page + 8), 2);
+        hiding.hide(&[page], &origin()).expect("a second trap of a trapped page changes nothing");
+        assert!(hiding.is_trapped(page + 8));
+        assert!(matches!(hiding.hide(&[ram.size()], &origin()), Err(HideError::NotRam(_))), "never past RAM");
+        assert!(matches!(hiding.hide(&[page + 8], &origin()), Err(HideError::NotRam(_))), "pages only");
         let done = Arc::new(AtomicBool::new(false));
         let thread = toucher(ram.cpu_view() + page, done.clone());
         let fault = next_fault(trap);
@@ -339,15 +344,12 @@ mod tests {
         assert!(hiding.overdue(Instant::now()).is_empty(), "reported once");
         // The device writes through the VMM view meanwhile.
         ram.memory().write_obj(0xdead_beef_u64, GuestAddress(page)).expect("write");
-        assert!(hiding.unhide(&[page]).expect("unhide").is_empty(), "one hide is left");
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(!done.load(Ordering::SeqCst), "still hidden once");
         let ended = hiding.unhide(&[page]).expect("unhide");
         assert_eq!(ended.len(), 1);
         let (value, tid) = thread.join().expect("toucher");
         assert_eq!(value, 0xdead_beef, "the access completed against the current contents");
         assert_eq!(tid, fault.tid);
-        assert_eq!(hiding.hide_count(page), 0);
+        assert!(!hiding.is_trapped(page));
         assert_eq!(hiding.stalled_vcpus(), 0);
     }
 
@@ -364,7 +366,7 @@ mod tests {
         assert!(matches!(hiding.fault(fault, None), Touch::Stalled(_)));
         hiding.release_all();
         assert_eq!(thread.join().expect("toucher").0, 0);
-        assert_eq!(hiding.hide_count(page), 1);
+        assert!(hiding.is_trapped(page), "the books stay for the report");
         assert_eq!(hiding.stalled_vcpus(), 0);
         // Faults that arrive late for pages no longer trapped just wake.
         assert_eq!(hiding.fault(Fault { address: ram.cpu_view() + page, tid: 1 }, None), Touch::Resumed);

@@ -22,6 +22,7 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
 use crate::memory_model::kernel_memory::page_span;
+use crate::memory_model::paging::PteFlags;
 use crate::memory_model::pins::{KERNEL, MAX_PIN_LENGTH, Origin, PIN_LIMIT_PERCENT};
 use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::{Kernel, VmState};
@@ -99,7 +100,9 @@ fn kernel_range(state: &VmState, addr: u64, length: u64, change: Change) -> Stat
     }
     let memory = state.ram.memory();
     let k = &mut *lock(&state.kernel);
-    let Some(pages) = mapped_pages(first, end, |page| state.space.translate(memory, page).is_some()) else {
+    // Supervisor-only pages (the CPU tables) are the VMM's, not the guest's to pin.
+    let guest_page = |page| state.space.translate(memory, page).is_some_and(|t| t.flags.contains(PteFlags::USER));
+    let Some(pages) = mapped_pages(first, end, guest_page) else {
         return Status::EINVAL;
     };
     apply(state, k, KERNEL, &pages, change)

@@ -60,7 +60,8 @@ fn space_of<'a>(state: &'a VmState, k: &'a Kernel, pid: u64) -> Option<&'a Addre
 }
 
 /// The page-aligned pages of `[start, start + len)` with their guest-physical
-/// frames, or `None` if one is unmapped or outside what `region` allows.
+/// frames, or `None` if one is unmapped, supervisor-only (the CPU tables: the
+/// VMM's, never the guest's to attach, pin or hide) or outside what `user` allows.
 fn frames(state: &VmState, space: &AddressSpace, start: u64, len: u64, user: bool) -> Option<Vec<(u64, u64)>> {
     let end = start.checked_add(len.max(1))?;
     let allowed =
@@ -69,7 +70,10 @@ fn frames(state: &VmState, space: &AddressSpace, start: u64, len: u64, user: boo
     let first = start - start % PAGE_SIZE;
     (first..end)
         .step_by(PAGE_SIZE as usize)
-        .map(|va| allowed(va).then(|| walker.translate(va)).flatten().map(|t| (va, t.gpa)))
+        .map(|va| {
+            let t = allowed(va).then(|| walker.translate(va)).flatten()?;
+            t.flags.contains(PteFlags::USER).then_some((va, t.gpa))
+        })
         .collect()
 }
 
@@ -188,7 +192,7 @@ fn move_bytes(state: &VmState, caller: Caller, service: Service, args: &[u64], m
         let why = format!("{} at interrupt level with a buffer that is not resident (pin it first)", service.name());
         return refuse(state, caller, service, args, why, Status::EPERM);
     }
-    if let Some(&(va, gpa)) = attached.iter().chain(&kernel).find(|&&(_, gpa)| state.hiding.hide_count(gpa) > 0) {
+    if let Some(&(va, gpa)) = attached.iter().chain(&kernel).find(|&&(_, gpa)| k.frames.hides(gpa) > 0) {
         let why = format!("{} touched {va:#x} (guest-physical {gpa:#x}) while it is hidden for DMA", service.name());
         if let stop @ Outcome::Stop(_) = refuse(state, caller, service, args, why, Status::OK) {
             return stop;
@@ -250,38 +254,61 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         return if p.flags & XMEM_WRITE_ONLY != 0 && !writable { Reply::status(Status::EFAULT) } else { Reply::ok(real) };
     }
     let pid = a.pid;
-    if p.flags == XMEM_HIDE {
+    // An unhide names the frames its hides took, whatever the addresses map now:
+    // hides follow the frame, and a remap must not redirect an unhide.
+    let gpas: Vec<u64> = if p.flags == XMEM_HIDE {
         if let Some(&(va, _)) = pages.iter().find(|&&(va, _)| !k.aix.pins.is_pinned(pid, va)) {
             let why =
                 format!("xmemdma hides {va:#x}, a page that is not pinned: pin it (xmempin, pinu) before handing it to a device");
             return refuse(state, caller, service, args, why, Status::EINVAL);
         }
-    } else if let Some(&(va, _)) = pages.iter().find(|&&(va, _)| a.hidden.get(&va).is_none_or(|h| h.count == 0)) {
-        let why = format!("xmemdma XMEM_UNHIDE of {va:#x}, a page not hidden through this descriptor (unhide without hide)");
-        return refuse(state, caller, service, args, why, Status::EINVAL);
-    }
+        pages.iter().map(|&(_, gpa)| gpa).collect()
+    } else {
+        match pages.iter().map(|&(va, _)| a.hidden.get(&va).filter(|h| h.count > 0).map(|h| h.gpa).ok_or(va)).collect() {
+            Ok(gpas) => gpas,
+            Err(va) => {
+                let why = format!("xmemdma XMEM_UNHIDE of {va:#x}, a page not hidden through this descriptor (unhide without hide)");
+                return refuse(state, caller, service, args, why, Status::EINVAL);
+            }
+        }
+    };
     if p.out != 0 {
-        let bytes: Vec<u8> = pages.iter().flat_map(|&(_, gpa)| gpa.to_le_bytes()).collect();
+        let bytes: Vec<u8> = gpas.iter().flat_map(|gpa| gpa.to_le_bytes()).collect();
         if guest_access::write(state.ram.memory(), &state.space, p.out, &bytes).is_err() {
             return Reply::status(Status::EFAULT);
         }
     }
-    let gpas: Vec<u64> = pages.iter().map(|&(_, gpa)| gpa).collect();
     let changed = if p.flags == XMEM_HIDE {
+        let first_hides = match k.frames.hide(&gpas) {
+            Ok(first_hides) => first_hides,
+            Err(e) => {
+                let why = format!("xmemdma cannot hand {first:#x} to a device: {e}, which no device may touch");
+                return refuse(state, caller, service, args, why, Status::EINVAL);
+            }
+        };
         state.want_helpers();
         let what =
             if pid == 0 { format!("kernel address {first:#x}") } else { format!("user address {first:#x} of process {pid}") };
         let hide_origin = HideOrigin { what, vcpu: caller.vcpu, rip: caller.rip };
-        state.hiding.hide(&gpas, &hide_origin).map(|_| ())
+        state.hiding.hide(&first_hides, &hide_origin).map(|_| ()).inspect_err(|_| {
+            // All or nothing: the ledger gives back what it just counted.
+            let _ = k.frames.unhide(&gpas);
+        })
     } else {
-        state.hiding.unhide(&gpas).map(|_| ())
+        match k.frames.unhide(&gpas) {
+            Ok(last_hides) => state.hiding.unhide(&last_hides).map(|_| ()),
+            Err(e) => {
+                let why = format!("xmemdma XMEM_UNHIDE: {e}, although this descriptor hid it");
+                return refuse(state, caller, service, args, why, Status::EINVAL);
+            }
+        }
     };
     if let Err(e) = changed {
         return refuse(state, caller, service, args, e.to_string(), Status::EPERM);
     }
     let origin = origin(caller, service);
     if let Some(a) = k.xmem.get_mut(handle) {
-        for &(va, gpa) in &pages {
+        for (&(va, _), &gpa) in pages.iter().zip(&gpas) {
             if p.flags == XMEM_HIDE {
                 a.hidden.entry(va).or_insert(HiddenThrough { gpa, count: 0, origin }).count += 1;
             } else if let Some(h) = a.hidden.get_mut(&va) {
@@ -292,6 +319,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             }
         }
     }
+    let real = gpas[0] + p.xaddr % PAGE_SIZE;
     Reply::ok(if batch { p.count } else { real })
 }
 
@@ -355,6 +383,11 @@ mod tests {
         assert_eq!(status(s, Service::ProcessSwitch, &[pid]), Status::OK);
         assert_eq!(status(s, Service::ProcessMap, &[USER, pages * PAGE_SIZE, PROT_READ | PROT_WRITE]), Status::OK);
         pid
+    }
+
+    /// How many times the frame at `gpa` is hidden, as the ledger says.
+    fn hides(s: &VmState, gpa: u64) -> u32 {
+        s.kernel.lock().expect("lock").frames.hides(gpa)
     }
 
     /// The guest-physical frame of user page `va` of `pid`.
@@ -473,22 +506,22 @@ mod tests {
         assert!(violations(&s)[0].contains("not pinned"));
         assert_eq!(reply(&s, Service::Xmemdma64, &[dp, xaddr, XMEM_ACC_CHK]), (Status::OK, gpa + 0x10));
         assert_eq!(reply(&s, Service::Xmemdma, &[dp, xaddr, XMEM_ACC_CHK | XMEM_WRITE_ONLY]), (Status::OK, gpa + 0x10));
-        assert_eq!(s.hiding.hide_count(gpa), 0, "a check hides nothing");
+        assert_eq!(hides(&s, gpa), 0, "a check hides nothing");
         assert_eq!(status(&s, Service::Xmemdma64, &[dp, xaddr, 8]), Status::EINVAL);
         assert_eq!(status(&s, Service::Xmemdma64, &[dp, USER + 3 * PAGE_SIZE, XMEM_HIDE]), Status::EFAULT);
         assert_eq!(status(&s, Service::Xmempin, &[USER, 3 * PAGE_SIZE, dp]), Status::OK);
         assert_eq!(reply(&s, Service::Xmemdma64, &[dp, xaddr, XMEM_HIDE]), (Status::OK, gpa + 0x10));
         assert_eq!(reply(&s, Service::Xmemdma, &[dp, xaddr, XMEM_HIDE]), (Status::OK, gpa + 0x10));
-        assert_eq!(s.hiding.hide_count(gpa), 2);
+        assert_eq!(hides(&s, gpa), 2);
         assert_eq!(status(&s, Service::Xmdetach, &[dp]), Status::EBUSY, "pages are hidden");
         assert_eq!(reply(&s, Service::Xmemdma64, &[dp, xaddr, XMEM_UNHIDE]), (Status::OK, gpa + 0x10));
         assert_eq!(reply(&s, Service::Xmemdma64, &[dp, xaddr, XMEM_UNHIDE]), (Status::OK, gpa + 0x10));
-        assert_eq!(s.hiding.hide_count(gpa), 0);
+        assert_eq!(hides(&s, gpa), 0);
         assert_eq!(status(&s, Service::Xmemdma64, &[dp, xaddr, XMEM_UNHIDE]), Status::EINVAL, "unhide without hide");
         // A batch is all or nothing, and reports every page's real address.
         assert_eq!(status(&s, Service::Xmemunpin, &[USER + 2 * PAGE_SIZE, 1, dp]), Status::OK);
         assert_eq!(status(&s, Service::XmemdmaPages, &[dp, USER, 3, XMEM_HIDE, out]), Status::EINVAL, "page 3 is unpinned");
-        assert_eq!(s.hiding.hide_count(frame(&s, pid, USER)), 0);
+        assert_eq!(hides(&s, frame(&s, pid, USER)), 0);
         for bad in [0, 1025] {
             assert_eq!(status(&s, Service::XmemdmaPages, &[dp, USER, bad, XMEM_HIDE, out]), Status::EINVAL);
         }
@@ -498,7 +531,7 @@ mod tests {
         let addresses = peek(&s, out, 16);
         assert_eq!(addresses[..8], frame(&s, pid, USER).to_le_bytes());
         assert_eq!(addresses[8..], gpa.to_le_bytes());
-        assert_eq!(s.hiding.hide_count(gpa), 1);
+        assert_eq!(hides(&s, gpa), 1);
         let leaks = s.kernel.lock().expect("lock").xmem.leaks();
         assert_eq!(leaks.len(), 3, "the attachment and two hidden pages: {leaks:?}");
         assert_eq!(ok(&s, Service::InterruptEnter, &[]), 1);
