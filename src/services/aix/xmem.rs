@@ -282,7 +282,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         let first_hides = match k.frames.hide(&gpas) {
             Ok(first_hides) => first_hides,
             Err(e) => {
-                let why = format!("xmemdma cannot hand {first:#x} to a device: {e}, which no device may touch");
+                let why = format!("xmemdma cannot hand {first:#x} to a device: {e}; no device may touch it");
                 return refuse(state, caller, service, args, why, Status::EINVAL);
             }
         };
