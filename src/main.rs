@@ -8,12 +8,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kmemvisor::devices::dma_engine::DmaConfig;
 use kmemvisor::guests::{self, BUNDLED, Kind};
-use kmemvisor::kvm::machine::{self, RunOptions};
-use kmemvisor::loader::ModuleElf;
+use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
+use kmemvisor::loader::{LoaderError, ModuleElf};
 use kmemvisor::memory_model::inject::FailSpec;
-use kmemvisor::memory_model::ram::{GuestRam, parse_duration, parse_size};
+use kmemvisor::memory_model::ram::{GuestRam, LONGEST_DURATION, parse_duration, parse_size};
 use kmemvisor::report::status;
-use kmemvisor::state::VmConfig;
+use kmemvisor::state::{SetupError, VmConfig};
 use kmemvisor::{bench, report::Report};
 
 const EXIT_STATUSES: &str = "\
@@ -75,9 +75,10 @@ struct RunArgs {
     /// Number of vCPUs, 1 to 16; vCPU 0 runs the program, the others run what it starts on them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
     vcpus: u8,
-    /// Stop the guest after this many seconds (0: never). Exit status 71.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    timeout: f64,
+    /// Stop the guest after this many seconds (0: never; at most 31536000, 365
+    /// days). Exit status 71.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Duration,
     /// Write the JSON report of the run to FILE: exit cause and status, calls per
     /// service, boot and run time, and every violation.
     #[arg(long, value_name = "FILE")]
@@ -130,7 +131,8 @@ struct RunArgs {
     /// The guest finds the modules, in this order, in its boot-info page
     /// (kmemvisor_guest::modules()) and calls their entry functions. A MODULE
     /// that is neither a bundled module nor a readable file is a usage error
-    /// (exit status 64).
+    /// (exit status 64); a path to something other than a regular file, or to
+    /// a file over 64 MiB, is refused unread (exit status 73).
     #[arg(long = "module", value_name = "MODULE")]
     modules: Vec<String>,
     /// The guest's command line.
@@ -142,6 +144,22 @@ fn parse_ram_size(text: &str) -> Result<u64, String> {
     let size = parse_size(text)?;
     GuestRam::check_size(size).map_err(|e| e.to_string())?;
     Ok(size)
+}
+
+/// Parses `--timeout`: seconds, as a decimal number, from 0 (no limit) to
+/// [`LONGEST_DURATION`]. Checked here, at parse time, so that a value no
+/// `Duration` holds is a usage error rather than a panic when the run starts.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(format!("`{text}` is not a number of seconds from 0 (no limit) up"));
+    }
+    match Duration::try_from_secs_f64(seconds) {
+        // A positive timeout below a nanosecond would round to 0, which means no limit.
+        Ok(duration) if duration.is_zero() && seconds > 0.0 => Err(format!("`{text}` is shorter than a nanosecond")),
+        Ok(duration) if duration <= LONGEST_DURATION => Ok(duration),
+        _ => Err(format!("`{text}` is too long: at most {} seconds (365 days)", LONGEST_DURATION.as_secs())),
+    }
 }
 
 fn main() -> ExitCode {
@@ -170,6 +188,168 @@ fn main() -> ExitCode {
 
 /// Prints an error with its chain of causes and returns the VMM-error status.
 fn fail(error: &dyn std::error::Error) -> ExitCode {
+    report_error(error, status::VMM_ERROR)
+}
+
+/// The largest guest or module ELF file kmemvisor reads: 64 MiB. What it
+/// loads fits the image region (6 MiB) or a module slot, but an unstripped ELF
+/// carries symbols and debug information beside that; a larger file cannot be
+/// a guest, and is refused before it is read into memory.
+const LARGEST_ELF_FILE: u64 = 64 << 20;
+
+/// Why a GUEST or `--module` argument cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum InputError {
+    /// A bundled module named as the guest.
+    #[error(
+        "`{0}` is a guest module, not a guest: load it next to a guest with \
+         `kmemvisor run GUEST --module {0}` (for example `kmemvisor run modules --module {0}`)"
+    )]
+    ModuleAsGuest(String),
+    /// A bundled guest named as a module.
+    #[error("`{0}` is a bundled guest, not a module: run it with `kmemvisor run {0}`")]
+    GuestAsModule(String),
+    /// Neither a bundled name nor a path that can be opened.
+    // The reason is part of the one-line usage message, not a `#[source]`.
+    #[error("`{arg}` is neither a bundled {what} (see `kmemvisor list`) nor a readable file: {reason}")]
+    Unreadable {
+        /// The argument.
+        arg: String,
+        /// `guest` or `module`.
+        what: &'static str,
+        /// Why it could not be opened.
+        reason: std::io::Error,
+    },
+    /// A path to something other than a regular file: reading a FIFO or a
+    /// device could block or never end.
+    #[error("Cannot load the {what} `{path}`: it is {kind}, not a regular file")]
+    NotAFile {
+        /// `guest image` or `module`.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// A file too large to be a guest ELF.
+    #[error(
+        "Cannot load the {what} `{path}`: it is {size} bytes, more than the {LARGEST_ELF_FILE} bytes (64 MiB) \
+         a guest ELF may have"
+    )]
+    TooLarge {
+        /// `guest image` or `module`.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// Its size, or the bytes read before giving up.
+        size: u64,
+    },
+    /// The file could not be read.
+    #[error("Cannot read the {what} `{path}`")]
+    Read {
+        /// `guest image` or `module`.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The loader refused the ELF.
+    #[error("Cannot load the {what} `{name}`{from}")]
+    Load {
+        /// `guest image` or `module`.
+        what: &'static str,
+        /// The guest argument, or the module's name.
+        name: String,
+        /// ` from PATH` for a module read from a file, else empty.
+        from: String,
+        /// Why.
+        #[source]
+        source: LoaderError,
+    },
+}
+
+impl InputError {
+    /// The exit status: a usage error for a name that is no guest or module,
+    /// a setup error for a file that is not a loadable ELF.
+    fn status(&self) -> u8 {
+        match self {
+            InputError::ModuleAsGuest(_) | InputError::GuestAsModule(_) | InputError::Unreadable { .. } => status::USAGE,
+            InputError::NotAFile { .. } | InputError::TooLarge { .. } | InputError::Read { .. } | InputError::Load { .. } => {
+                status::VMM_ERROR
+            }
+        }
+    }
+}
+
+/// The ELF a GUEST or `--module` argument names, of `kind`: a bundled one by
+/// name, else a file.
+fn resolve(arg: &str, kind: Kind) -> Result<(String, Vec<u8>), InputError> {
+    match guests::find(arg) {
+        Some(bundled) if bundled.kind == kind => Ok((bundled.name.to_owned(), bundled.elf.to_vec())),
+        Some(_) if kind == Kind::Guest => Err(InputError::ModuleAsGuest(arg.to_owned())),
+        Some(_) => Err(InputError::GuestAsModule(arg.to_owned())),
+        None => {
+            let elf = read_elf_file(arg, kind)?;
+            let name = std::path::Path::new(arg).file_name().map_or_else(|| arg.to_owned(), |n| n.to_string_lossy().into_owned());
+            Ok((name, elf))
+        }
+    }
+}
+
+/// What a file of this type is, for a message; `None` for a regular file.
+fn not_regular(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(match file_type {
+        t if t.is_file() => return None,
+        t if t.is_dir() => "a directory",
+        t if t.is_fifo() => "a FIFO",
+        t if t.is_socket() => "a socket",
+        t if t.is_char_device() => "a character device",
+        t if t.is_block_device() => "a block device",
+        _ => "something else",
+    })
+}
+
+/// Reads the ELF file at `path`, which must be a regular file of at most
+/// [`LARGEST_ELF_FILE`] bytes: a FIFO would block the open, and a device such
+/// as /dev/zero would be read until memory runs out.
+fn read_elf_file(path: &str, kind: Kind) -> Result<Vec<u8>, InputError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let what = match kind {
+        Kind::Guest => "guest image",
+        Kind::Module => "module",
+    };
+    let unreadable = |reason| InputError::Unreadable { arg: path.to_owned(), what: kind.name(), reason };
+    let check = |metadata: &std::fs::Metadata| match not_regular(metadata.file_type()) {
+        Some(kind) => Err(InputError::NotAFile { what, path: path.to_owned(), kind }),
+        None if metadata.len() > LARGEST_ELF_FILE => {
+            Err(InputError::TooLarge { what, path: path.to_owned(), size: metadata.len() })
+        }
+        None => Ok(()),
+    };
+    // Looked at before it is opened: opening a device can have effects of its own.
+    check(&std::fs::metadata(path).map_err(unreadable)?)?;
+    // O_NONBLOCK: should the path have become a FIFO since, the open does not
+    // wait for a writer; what was opened is checked again below.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(unreadable)?;
+    let read_error = |source| InputError::Read { what, path: path.to_owned(), source };
+    let metadata = file.metadata().map_err(read_error)?;
+    check(&metadata)?;
+    let mut elf = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    // At most one byte more than allowed: a file that grows while it is read is still caught.
+    file.take(LARGEST_ELF_FILE + 1).read_to_end(&mut elf).map_err(read_error)?;
+    if elf.len() as u64 > LARGEST_ELF_FILE {
+        return Err(InputError::TooLarge { what, path: path.to_owned(), size: elf.len() as u64 });
+    }
+    Ok(elf)
+}
+
+/// Prints `error` with its chain of causes and returns `status`.
+fn report_error(error: &dyn std::error::Error, status: u8) -> ExitCode {
     let mut message = format!("kmemvisor: {error}");
     let mut source = error.source();
     while let Some(cause) = source {
@@ -177,52 +357,50 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
         source = cause.source();
     }
     eprintln!("{message}");
-    ExitCode::from(status::VMM_ERROR)
+    ExitCode::from(status)
 }
 
-/// The ELF a GUEST or `--module` argument names, of `kind`: a bundled one by
-/// name, else a file; a usage error says why neither fits.
-fn resolve(arg: &str, kind: Kind) -> Result<(String, Vec<u8>), String> {
-    let what = kind.name();
-    match guests::find(arg) {
-        Some(bundled) if bundled.kind == kind => Ok((bundled.name.to_owned(), bundled.elf.to_vec())),
-        Some(_) if kind == Kind::Guest => Err(format!(
-            "`{arg}` is a guest module, not a guest: load it next to a guest with \
-             `kmemvisor run GUEST --module {arg}` (for example `kmemvisor run modules --module {arg}`)"
-        )),
-        Some(_) => Err(format!("`{arg}` is a bundled guest, not a module: run it with `kmemvisor run {arg}`")),
-        None => match std::fs::read(arg) {
-            Ok(elf) => {
-                let name =
-                    std::path::Path::new(arg).file_name().map_or_else(|| arg.to_owned(), |n| n.to_string_lossy().into_owned());
-                Ok((name, elf))
-            }
-            Err(e) => Err(format!("`{arg}` is neither a bundled {what} (see `kmemvisor list`) nor a readable file: {e}")),
-        },
+/// The setup error `error` about a guest image or module, told with the
+/// argument that named it: `guest` and, for each module, its name and its
+/// argument when that was a path.
+fn name_the_input(error: MachineError, guest: &str, modules: &[(String, Option<&str>)]) -> Result<InputError, MachineError> {
+    match error {
+        MachineError::Setup(SetupError::Loader(source)) => {
+            Ok(InputError::Load { what: "guest image", name: guest.to_owned(), from: String::new(), source })
+        }
+        MachineError::Setup(SetupError::Module { name, source }) => {
+            // Two module files may share a name; the error names only that.
+            let mut paths: Vec<&str> = modules.iter().filter(|(n, _)| *n == name).filter_map(|(_, path)| *path).collect();
+            paths.dedup();
+            let from = if paths.is_empty() { String::new() } else { format!(" from {}", paths.join(" or ")) };
+            Ok(InputError::Load { what: "module", name, from, source })
+        }
+        other => Err(other),
     }
 }
 
 fn run(args: RunArgs) -> ExitCode {
     let elf = match resolve(&args.guest, Kind::Guest) {
         Ok((_, elf)) => elf,
-        Err(message) => {
-            eprintln!("kmemvisor: {message}");
-            return ExitCode::from(status::USAGE);
-        }
+        Err(e) => return report_error(&e, e.status()),
     };
     let mut modules = Vec::with_capacity(args.modules.len());
+    // Each module's name and, when it came from a file, the path: for messages.
+    let mut origins: Vec<(String, Option<&str>)> = Vec::with_capacity(args.modules.len());
     for arg in &args.modules {
         match resolve(arg, Kind::Module) {
-            Ok((name, elf)) => modules.push(ModuleElf { name, elf }),
-            Err(message) => {
-                eprintln!("kmemvisor: --module: {message}");
+            Ok((name, elf)) => {
+                let path = guests::find(arg).is_none().then_some(arg.as_str());
+                origins.push((name.clone(), path));
+                modules.push(ModuleElf { name, elf });
+            }
+            // A usage error says which option it is about; a load error names the module.
+            Err(e) if e.status() == status::USAGE => {
+                eprintln!("kmemvisor: --module: {e}");
                 return ExitCode::from(status::USAGE);
             }
+            Err(e) => return report_error(&e, e.status()),
         }
-    }
-    if !args.timeout.is_finite() || args.timeout < 0.0 {
-        eprintln!("kmemvisor: --timeout takes a number of seconds, not {}", args.timeout);
-        return ExitCode::from(status::USAGE);
     }
     let options = RunOptions {
         name: args.guest.clone(),
@@ -239,13 +417,14 @@ fn run(args: RunArgs) -> ExitCode {
             dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.dma_seed },
             modules,
         },
-        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
         console: Box::new(std::io::stdout()),
         handle_signals: true,
     };
-    let outcome = match machine::run(options) {
+    let outcome = match machine::run(options).map_err(|e| name_the_input(e, &args.guest, &origins)) {
         Ok(outcome) => outcome,
-        Err(e) => return fail(&e),
+        Err(Ok(input)) => return report_error(&input, input.status()),
+        Err(Err(e)) => return fail(&e),
     };
     print_summary(&outcome.report);
     if let Some(path) = &args.report

@@ -199,14 +199,22 @@ pub fn segments(elf: &[u8], kind: ObjectKind) -> Result<(Elf64_Ehdr, Vec<Segment
         let phdr: Elf64_Phdr = offset
             .and_then(|o| read(elf, o))
             .ok_or(LoaderError::NotAnExecutable("program headers beyond the end of the file"))?;
-        if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
+        // linux-loader reads nothing but PT_LOAD and PT_NOTE headers, and of a
+        // PT_NOTE only reads the file: only PT_LOAD segments write guest memory.
+        if phdr.p_type != PT_LOAD {
             continue;
         }
+        // Every PT_LOAD is checked, even an empty one: linux-loader copies
+        // `p_filesz` bytes from `p_offset` to `p_paddr` whatever `p_memsz` says,
+        // so a segment that skipped these checks could write anywhere.
         let bad = |problem| LoaderError::BadSegment { vaddr: phdr.p_vaddr, paddr: phdr.p_paddr, size: phdr.p_memsz, problem };
-        let in_file = phdr.p_offset.checked_add(phdr.p_filesz).is_some_and(|end| end <= elf.len() as u64);
-        if phdr.p_filesz > phdr.p_memsz || !in_file {
-            return Err(bad("has file contents beyond the file or its memory size"));
+        if phdr.p_filesz > phdr.p_memsz {
+            return Err(bad("has more bytes in the file (p_filesz) than in memory (p_memsz)"));
         }
+        if phdr.p_offset.checked_add(phdr.p_filesz).is_none_or(|end| end > elf.len() as u64) {
+            return Err(bad("has file contents beyond the end of the file"));
+        }
+        // With p_filesz <= p_memsz, the bytes copied lie in `p_paddr..end`.
         let end = phdr.p_paddr.checked_add(phdr.p_memsz).ok_or(bad("wraps around"))?;
         let (region_start, region_end) = kind.region();
         if phdr.p_paddr < region_start || end > region_end {
@@ -217,6 +225,11 @@ pub fn segments(elf: &[u8], kind: ObjectKind) -> Result<(Elf64_Ehdr, Vec<Segment
         }
         if !phdr.p_paddr.is_multiple_of(PAGE_SIZE) {
             return Err(bad("does not start on a page boundary"));
+        }
+        if phdr.p_memsz == 0 {
+            // Checked above to copy nothing (p_filesz is 0 too) and to lie in
+            // the region; it occupies no page, so it is no segment to map.
+            continue;
         }
         let pages = end.div_ceil(PAGE_SIZE) - phdr.p_paddr / PAGE_SIZE;
         let mut flags = PteFlags::USER;
@@ -368,6 +381,63 @@ pub(crate) mod tests {
             let err = super::segments(&elf(segments, layout::IMAGE_VA), ObjectKind::Image).expect_err(expected).to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    /// Sets `p_memsz` of program header `index` in `bytes` (as built by [`elf`]),
+    /// which the builder cannot make smaller than the file contents.
+    pub(crate) fn set_memsz(bytes: &mut [u8], index: usize, memsz: u64) {
+        let at = 64 + 56 * index + std::mem::offset_of!(Elf64_Phdr, p_memsz);
+        bytes[at..at + 8].copy_from_slice(&memsz.to_le_bytes());
+    }
+
+    /// Sets `p_offset` of program header `index` in `bytes`.
+    fn set_offset(bytes: &mut [u8], index: usize, offset: u64) {
+        let at = 64 + 56 * index + std::mem::offset_of!(Elf64_Phdr, p_offset);
+        bytes[at..at + 8].copy_from_slice(&offset.to_le_bytes());
+    }
+
+    #[test]
+    fn an_empty_segment_with_file_contents_is_refused_and_copies_nothing() {
+        // linux-loader copies p_filesz bytes even when p_memsz is 0: such a
+        // segment aimed at the vCPU pages must be refused before the copy.
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
+        let payload = [0xccu8; 64];
+        for target in [layout::VCPU_PAGES_GPA, layout::IMAGE_GPA + 0x1000, layout::MODULES_GPA] {
+            let mut bytes = elf(&[(layout::IMAGE_GPA, 0x400, RX, &text), (target, 0, RW, &payload)], layout::IMAGE_VA + 0x300);
+            let err = load(ram.memory(), &bytes).expect_err("p_filesz > p_memsz").to_string();
+            assert!(err.contains("more bytes in the file (p_filesz) than in memory (p_memsz)"), "{err}");
+            assert!(
+                err.starts_with(&format!("Segment at {:#x} (physical {target:#x}, 0 bytes)", target + layout::IMAGE_VA_OFFSET)),
+                "{err}"
+            );
+            // A p_memsz below p_filesz is refused the same, not only 0.
+            set_memsz(&mut bytes, 1, 63);
+            let err = segments(&bytes, ObjectKind::Image).expect_err("p_filesz > p_memsz").to_string();
+            assert!(err.contains("more bytes in the file (p_filesz) than in memory (p_memsz)"), "{err}");
+            let mut copied = [0u8; 64];
+            ram.memory().read_slice(&mut copied, GuestAddress(target)).expect("read");
+            assert_eq!(copied, [0u8; 64], "nothing copied to {target:#x}");
+        }
+    }
+
+    #[test]
+    fn empty_segments_are_checked_like_the_others_but_map_no_page() {
+        let text = header(ABI_VERSION, layout::IMAGE_VA + 0x100);
+        let inside = elf(&[(layout::IMAGE_GPA, 0x400, RX, &text), (layout::IMAGE_GPA + 0x2000, 0, RW, &[])], layout::IMAGE_VA);
+        let (_, found) = segments(&inside, ObjectKind::Image).expect("an empty segment in the region is harmless");
+        assert_eq!(found.len(), 1, "the empty segment maps no page");
+        let outside = elf(&[(layout::IMAGE_GPA, 0x400, RX, &text), (layout::VCPU_PAGES_GPA, 0, RW, &[])], layout::IMAGE_VA);
+        let err = segments(&outside, ObjectKind::Image).expect_err("outside").to_string();
+        assert!(err.contains("outside the main image's region"), "{err}");
+        let mut beyond = inside.clone();
+        set_offset(&mut beyond, 1, inside.len() as u64 + 1);
+        let err = segments(&beyond, ObjectKind::Image).expect_err("beyond the file").to_string();
+        assert!(err.contains("file contents beyond the end of the file"), "{err}");
+        let mut wraps = inside;
+        set_offset(&mut wraps, 0, u64::MAX - 8);
+        let err = segments(&wraps, ObjectKind::Image).expect_err("offset wraps").to_string();
+        assert!(err.contains("file contents beyond the end of the file"), "{err}");
     }
 
     #[test]

@@ -152,6 +152,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_module_segment_cannot_overwrite_the_image() {
+        // p_memsz 0 with file contents: linux-loader would copy them over the
+        // image's code after the overlap check, which sees no pages in it.
+        let (ram, image) = setup();
+        let mut bad = module("m", 0);
+        let gpa = module_slot_gpa(0);
+        let text = header(MODULE_MAGIC, ABI_VERSION, module_slot_va(0) + 0x40);
+        bad.elf = elf(&[(gpa, 0x400, RX, &text), (layout::IMAGE_GPA, 0, RW, &[0xcc; 32])], 0);
+        let err = load_module(ram.memory(), &bad, &image, &[]).expect_err("p_memsz 0").to_string();
+        assert!(err.contains("more bytes in the file (p_filesz) than in memory (p_memsz)"), "{err}");
+        let mut magic = [0u8; 8];
+        ram.memory().read_slice(&mut magic, GuestAddress(layout::IMAGE_GPA)).expect("read");
+        assert_eq!(magic, kmemvisor_abi::image::IMAGE_MAGIC, "the image is intact");
+        let mut magic = [0u8; 8];
+        ram.memory().read_slice(&mut magic, GuestAddress(gpa)).expect("read");
+        assert_eq!(magic, [0; 8], "nothing of the module was copied");
+    }
+
+    #[test]
     fn modules_outside_their_region_or_off_a_slot_are_refused() {
         let (ram, image) = setup();
         let text = header(MODULE_MAGIC, ABI_VERSION, module_slot_va(0) + 0x1040);
