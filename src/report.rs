@@ -176,10 +176,11 @@ pub enum ExitCause {
         /// The alignment code.
         alignment: u64,
     },
-    /// Every running vCPU waits for a hidden page, so nothing can unhide one.
+    /// Every running vCPU waits for a hidden page (the others are idle or
+    /// wait for them in `vcpu_wait`), so nothing can unhide one.
     #[serde(rename = "hidden-page-deadlock")]
     HiddenPageDeadlock {
-        /// The vCPUs waiting.
+        /// The vCPUs waiting for hidden pages.
         vcpus: usize,
         /// The guest-physical pages they wait for, in hex.
         pages: Vec<String>,
@@ -291,7 +292,8 @@ impl fmt::Display for ExitCause {
             ExitCause::HiddenPageDeadlock { vcpus, pages } => {
                 write!(
                     f,
-                    "deadlock: all {vcpus} running vCPU(s) wait for hidden guest-physical page(s) {}, and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)",
+                    "deadlock: {vcpus} vCPU(s) wait for hidden guest-physical page(s) {}, every other vCPU is idle or waits for them in vcpu_wait, \
+                     and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)",
                     pages.join(", ")
                 )
             }
