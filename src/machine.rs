@@ -284,3 +284,36 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     };
     RunOutcome { report, status }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::VmConfig;
+
+    /// A "vCPU thread" that ends only when told to, or never.
+    fn thread(release: std::sync::mpsc::Receiver<()>) -> VcpuThread {
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let handle = std::thread::spawn(move || {
+            let _ = release.recv();
+            flag.store(true, Ordering::SeqCst);
+        });
+        VcpuThread { handle, ended }
+    }
+
+    #[test]
+    fn a_thread_stuck_past_the_grace_period_is_left_behind_and_the_others_are_not() {
+        install_kick_handler().expect("kick handler");
+        let state = Arc::new(crate::testing::state_with(VmConfig { vcpus: 2, ..VmConfig::default() }));
+        let mut events: EventManager<Subscriber> = EventManager::new().expect("event manager");
+        events.add_subscriber(subscriber(Wakeup::new(state.clone(), state.stop.wake_fd(), "stop request")));
+        let (stuck_forever, stuck) = std::sync::mpsc::channel();
+        let (end, ends) = std::sync::mpsc::channel();
+        let threads = [thread(stuck), thread(ends)];
+        state.stop.request(ExitCause::Timeout { seconds: 1.0 });
+        end.send(()).expect("end");
+        assert_eq!(serve(&mut events, &state, &threads).expect("serve"), vec![0]);
+        assert!(state.hiding.released(), "the stop released the hidden pages");
+        drop(stuck_forever);
+    }
+}
