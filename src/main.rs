@@ -30,7 +30,8 @@ EXIT STATUS:
      72  interrupted by SIGINT or SIGTERM
      73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)
      74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic
-     75  deadlock: every running vCPU waits for a page hidden by xmemdma";
+     75  deadlock: every running vCPU waits for a page hidden by xmemdma,
+         or vCPUs wait for each other in a vcpu_wait cycle";
 
 /// kmemvisor hosts a small test guest under KVM and serves it the kernel memory
 /// services of AIX and DG/UX through hypercalls, checking every use.

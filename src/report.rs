@@ -34,8 +34,9 @@ pub mod status {
     pub const VMM_ERROR: u8 = 73;
     /// A DG/UX demand get could not allocate: the VM halted (`sc_panic`).
     pub const DGUX_ABORT: u8 = 74;
-    /// Every running vCPU waits for a hidden page that nothing can unhide.
-    pub const HIDDEN_PAGE_DEADLOCK: u8 = 75;
+    /// Deadlock: every running vCPU waits for a hidden page that nothing can
+    /// unhide, or vCPUs wait for each other in a `vcpu_wait` cycle.
+    pub const DEADLOCK: u8 = 75;
 }
 
 /// The general registers and control registers of a vCPU.
@@ -175,13 +176,21 @@ pub enum ExitCause {
         /// The alignment code.
         alignment: u64,
     },
-    /// Every running vCPU waits for a hidden page, so nothing can unhide one.
+    /// Every running vCPU waits for a hidden page (the others are idle or
+    /// wait for them in `vcpu_wait`), so nothing can unhide one.
     #[serde(rename = "hidden-page-deadlock")]
     HiddenPageDeadlock {
-        /// The vCPUs waiting.
+        /// The vCPUs waiting for hidden pages.
         vcpus: usize,
         /// The guest-physical pages they wait for, in hex.
         pages: Vec<String>,
+    },
+    /// vCPUs wait for each other in `vcpu_wait` in a cycle: none can finish.
+    #[serde(rename = "vcpu-wait-deadlock")]
+    VcpuWaitDeadlock {
+        /// The vCPUs of the cycle in wait order, from the lowest: each waits
+        /// for the next, the last for the first.
+        cycle: Vec<usize>,
     },
     /// A signal asked the VMM to stop.
     Interrupted {
@@ -243,7 +252,7 @@ impl ExitCause {
             ExitCause::Timeout { .. } => status::TIMEOUT,
             ExitCause::Interrupted { .. } => status::INTERRUPTED,
             ExitCause::DgUxAbort { .. } => status::DGUX_ABORT,
-            ExitCause::HiddenPageDeadlock { .. } => status::HIDDEN_PAGE_DEADLOCK,
+            ExitCause::HiddenPageDeadlock { .. } | ExitCause::VcpuWaitDeadlock { .. } => status::DEADLOCK,
         }
     }
 }
@@ -283,9 +292,18 @@ impl fmt::Display for ExitCause {
             ExitCause::HiddenPageDeadlock { vcpus, pages } => {
                 write!(
                     f,
-                    "deadlock: all {vcpus} running vCPU(s) wait for hidden guest-physical page(s) {}, and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)",
+                    "deadlock: {vcpus} vCPU(s) wait for hidden guest-physical page(s) {}, every other vCPU is idle or waits for them in vcpu_wait, \
+                     and only a vCPU could unhide them (xmemdma XMEM_UNHIDE)",
                     pages.join(", ")
                 )
+            }
+            ExitCause::VcpuWaitDeadlock { cycle } => {
+                let waits: Vec<String> = cycle
+                    .iter()
+                    .zip(cycle.iter().cycle().skip(1))
+                    .map(|(vcpu, target)| format!("vCPU {vcpu} waits for vCPU {target}"))
+                    .collect();
+                write!(f, "deadlock in vcpu_wait: {}; none of them can finish", waits.join(", "))
             }
         }
     }
@@ -364,6 +382,8 @@ mod tests {
             },
             ExitCause::HiddenPageDeadlock { vcpus: 1, pages: vec!["0x1000".into()] },
         ];
+        // The two deadlocks share their status.
+        assert_eq!(ExitCause::VcpuWaitDeadlock { cycle: vec![1, 2] }.exit_status(0), status::DEADLOCK);
         let mut seen: Vec<u8> = causes.iter().map(|c| c.exit_status(0)).collect();
         seen.extend([status::USAGE, status::VIOLATIONS, status::VMM_ERROR]);
         let count = seen.len();
@@ -407,5 +427,18 @@ mod tests {
         assert_eq!(serde_json::to_value(&abort).expect("json")["cause"], "dgux-abort");
         assert_eq!(json["cr2"], "0xdead0000");
         assert_eq!(json["name"], "#PF");
+    }
+
+    #[test]
+    fn a_vcpu_wait_cycle_names_every_wait() {
+        let cause = ExitCause::VcpuWaitDeadlock { cycle: vec![1, 2, 3] };
+        assert_eq!(
+            cause.to_string(),
+            "deadlock in vcpu_wait: vCPU 1 waits for vCPU 2, vCPU 2 waits for vCPU 3, vCPU 3 waits for vCPU 1; none of them can finish"
+        );
+        let json = serde_json::to_value(&cause).expect("json");
+        assert_eq!(json["cause"], "vcpu-wait-deadlock");
+        assert_eq!(json["cycle"], serde_json::json!([1, 2, 3]));
+        assert_eq!(cause.exit_status(3), status::DEADLOCK, "violations do not change a deadlock's status");
     }
 }

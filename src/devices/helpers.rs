@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use crate::kvm::events::watch;
+use crate::kvm::events::{drain, watch};
 use crate::report::ExitCause;
 use crate::state::VmState;
 use crate::sync::lock;
@@ -32,9 +32,12 @@ impl Helpers {
         Ok(Helpers { device, touches, done })
     }
 
-    /// Ends both once the vCPUs have (the device ends on the stop request).
+    /// Ends both once the vCPUs have. Both also end on the stop request, which
+    /// every end of the vCPUs comes with, so a failed wake-up costs a poll.
     pub fn join(self, state: &VmState) {
-        let _ = self.done.write(1);
+        if let Err(e) = self.done.write(1) {
+            eprintln!("kmemvisor: cannot wake the hidden-page server to end it ({e}); it ends at its next poll");
+        }
         state.dma.wake();
         for (name, thread) in [("the DMA engine", self.device), ("the hidden-page server", self.touches)] {
             if thread.join().is_err() {
@@ -60,11 +63,11 @@ impl HelperStarter {
 
 impl MutEventSubscriber for HelperStarter {
     fn init(&mut self, ops: &mut EventOps) {
-        watch(ops, &*self.state.helpers_wanted, "helper threads request");
+        watch(ops, &*self.state.helpers_wanted, "helper threads request", &self.state);
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
-        let _ = self.state.helpers_wanted.read();
+        drain(&self.state, "helper threads request", self.state.helpers_wanted.read());
         let mut started = lock(&self.started);
         if started.is_some() {
             return;
@@ -73,9 +76,8 @@ impl MutEventSubscriber for HelperStarter {
             Ok(helpers) => *started = Some(helpers),
             Err(e) => {
                 let what = format!("cannot start the VMM's helper threads: {e}");
+                // The main loop releases any vCPU stalled on a hidden page on the stop.
                 self.state.stop.request(ExitCause::VmFailure { vcpu: 0, what, registers: None });
-                // No server will release a vCPU stalled on a hidden page: release them here.
-                self.state.hiding.release_all();
             }
         }
     }

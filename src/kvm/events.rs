@@ -19,9 +19,27 @@ use crate::sync::lock;
 /// Where the guest console goes.
 pub type ConsoleSink = Arc<Mutex<Box<dyn Write + Send>>>;
 
-pub(crate) fn watch(ops: &mut EventOps, fd: &impl AsRawFd, what: &str) {
+/// Watches `fd`. An event the main loop cannot watch (the watchdog, the
+/// signals, the stop request…) would let a run go on past its end, so a
+/// failure stops the run with a VMM failure that names it.
+pub(crate) fn watch(ops: &mut EventOps, fd: &impl AsRawFd, what: &str, state: &VmState) {
     if let Err(e) = ops.add(Events::new(fd, EventSet::IN)) {
-        eprintln!("kmemvisor: cannot watch the {what}: {e}");
+        let what = format!("cannot watch the {what}: {e:?}");
+        state.stop.request(ExitCause::VmFailure { vcpu: 0, what, registers: None });
+    }
+}
+
+/// Reads an eventfd-like counter that woke the loop. Nothing to read is
+/// fine (another reader came first); any other failure leaves `fd` readable,
+/// so the run stops rather than spin on it.
+pub(crate) fn drain(state: &VmState, what: &str, read: std::io::Result<u64>) {
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => {
+            let what = format!("cannot read the {what}: {e}");
+            state.stop.request(ExitCause::VmFailure { vcpu: 0, what, registers: None });
+        }
     }
 }
 
@@ -40,7 +58,7 @@ impl ConsoleFlusher {
 
 impl MutEventSubscriber for ConsoleFlusher {
     fn init(&mut self, ops: &mut EventOps) {
-        watch(ops, self.state.console.wake_fd(), "console");
+        watch(ops, self.state.console.wake_fd(), "console", &self.state);
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
@@ -68,13 +86,19 @@ impl Watchdog {
 
 impl MutEventSubscriber for Watchdog {
     fn init(&mut self, ops: &mut EventOps) {
-        watch(ops, &self.timer, "watchdog timer");
+        watch(ops, &self.timer, "watchdog timer", &self.state);
     }
 
     fn process(&mut self, _events: Events, ops: &mut EventOps) {
-        let _ = self.timer.wait();
-        let _ = ops.remove(Events::new(&self.timer, EventSet::IN));
+        // The timer is readable only once it expired: the timeout stands
+        // whatever the read says, and once stopped the run ends anyway.
         self.state.stop.request(ExitCause::Timeout { seconds: self.limit.as_secs_f64() });
+        if let Err(e) = self.timer.wait() {
+            eprintln!("kmemvisor: cannot read the watchdog timer: {e}");
+        }
+        if let Err(e) = ops.remove(Events::new(&self.timer, EventSet::IN)) {
+            eprintln!("kmemvisor: cannot stop watching the watchdog timer: {e:?}");
+        }
     }
 }
 
@@ -94,15 +118,25 @@ impl SignalWatcher {
         // SAFETY: as above; both sets are initialised before use.
         let mut previous_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` and `previous_mask` are valid sigset_t objects owned by this frame.
-        let fd = unsafe {
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous_mask);
-            libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
+        let built = unsafe {
+            libc::sigemptyset(&mut set) | libc::sigaddset(&mut set, libc::SIGINT) | libc::sigaddset(&mut set, libc::SIGTERM)
         };
-        if fd < 0 {
+        if built != 0 {
             return Err(std::io::Error::last_os_error());
+        }
+        // Unblocked, SIGINT and SIGTERM would kill the process with no report.
+        // SAFETY: `set` and `previous_mask` are valid sigset_t objects owned by this frame.
+        let masked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous_mask) };
+        if masked != 0 {
+            return Err(std::io::Error::from_raw_os_error(masked));
+        }
+        // SAFETY: `set` is a valid sigset_t; -1 asks for a new descriptor.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            let error = std::io::Error::last_os_error();
+            // SAFETY: restores the mask just saved, a valid sigset_t.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous_mask, std::ptr::null_mut()) };
+            return Err(error);
         }
         // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -112,7 +146,7 @@ impl SignalWatcher {
 
 impl MutEventSubscriber for SignalWatcher {
     fn init(&mut self, ops: &mut EventOps) {
-        watch(ops, &self.fd, "signals");
+        watch(ops, &self.fd, "signals", &self.state);
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
@@ -123,12 +157,26 @@ impl MutEventSubscriber for SignalWatcher {
         let read = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
         if read == size as isize {
             self.state.stop.request(ExitCause::Interrupted { signal: info.ssi_signo as i32 });
+            return;
         }
+        let error = std::io::Error::last_os_error();
+        if read < 0 && matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) {
+            return;
+        }
+        // A signal arrived but cannot be told: stop all the same, saying why.
+        let what = if read < 0 {
+            format!("cannot read the signalfd: {error}")
+        } else {
+            format!("short read of the signalfd: {read} bytes")
+        };
+        self.state.stop.request(ExitCause::VmFailure { vcpu: 0, what, registers: None });
     }
 }
 
 impl Drop for SignalWatcher {
     fn drop(&mut self) {
+        // Teardown, after the run: a failure leaves the signals blocked in a
+        // thread that no longer waits for them, which changes nothing.
         // SAFETY: restores the mask saved in `new`, a valid sigset_t.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous_mask, std::ptr::null_mut()) };
     }
@@ -138,23 +186,24 @@ impl Drop for SignalWatcher {
 /// and when a vCPU thread ends (it then joins the threads without waiting for
 /// its next poll).
 pub struct Wakeup {
+    state: Arc<VmState>,
     fd: Arc<EventFd>,
     what: &'static str,
 }
 
 impl Wakeup {
-    /// Wakes the loop whenever `fd` is written.
-    pub fn new(fd: Arc<EventFd>, what: &'static str) -> Wakeup {
-        Wakeup { fd, what }
+    /// Wakes the loop of `state`'s run whenever `fd` is written.
+    pub fn new(state: Arc<VmState>, fd: Arc<EventFd>, what: &'static str) -> Wakeup {
+        Wakeup { state, fd, what }
     }
 }
 
 impl MutEventSubscriber for Wakeup {
     fn init(&mut self, ops: &mut EventOps) {
-        watch(ops, &*self.fd, self.what);
+        watch(ops, &*self.fd, self.what, &self.state);
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
-        let _ = self.fd.read();
+        drain(&self.state, self.what, self.fd.read());
     }
 }

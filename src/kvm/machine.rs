@@ -25,6 +25,10 @@ use crate::sync::lock;
 const POLL_MS: i32 = 50;
 /// How often a stopping VM's vCPUs are kicked until they leave KVM_RUN.
 const KICK_MS: i32 = 5;
+/// How long a stopping VM's vCPU threads get to end. A thread still running
+/// after that is stuck where no kick reaches (it should never happen); it is
+/// left behind so that the run still ends, with its report.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// What to run and how.
 pub struct RunOptions {
@@ -96,9 +100,9 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
 
     let mut events: EventManager<Subscriber> = EventManager::new().map_err(MachineError::Events)?;
     events.add_subscriber(subscriber(ConsoleFlusher::new(state.clone(), sink.clone())));
-    events.add_subscriber(subscriber(Wakeup::new(state.stop.wake_fd(), "stop request")));
+    events.add_subscriber(subscriber(Wakeup::new(state.clone(), state.stop.wake_fd(), "stop request")));
     let thread_ended = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Host("vCPU thread wake-up", e))?);
-    events.add_subscriber(subscriber(Wakeup::new(thread_ended.clone(), "vCPU thread ends")));
+    events.add_subscriber(subscriber(Wakeup::new(state.clone(), thread_ended.clone(), "vCPU thread ends")));
     if let Some(limit) = options.timeout {
         let watchdog = Watchdog::new(state.clone(), limit).map_err(|e| MachineError::Host("watchdog timer", e))?;
         events.add_subscriber(subscriber(watchdog));
@@ -136,8 +140,22 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         }
     }
 
-    serve(&mut events, &state, &threads)?;
+    let stuck = serve(&mut events, &state, &threads)?;
+    if let Some(e) = state.stop.take_wake_failure() {
+        eprintln!("kmemvisor: the stop request could not wake the main thread ({e}); it saw the stop at its next poll");
+    }
+    if !stuck.is_empty() {
+        let list: Vec<String> = stuck.iter().map(|v| v.to_string()).collect();
+        eprintln!(
+            "kmemvisor: vCPU(s) {} did not end within {STOP_GRACE:?} of the stop; their threads are left behind",
+            list.join(", ")
+        );
+    }
     for (id, thread) in threads.into_iter().enumerate() {
+        // Dropping the handle of a stuck thread detaches it; the process ends it.
+        if stuck.contains(&id) {
+            continue;
+        }
         if thread.handle.join().is_err() {
             state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
         }
@@ -174,18 +192,29 @@ struct EndedGuard {
 impl Drop for EndedGuard {
     fn drop(&mut self) {
         self.ended.store(true, Ordering::SeqCst);
+        // Best effort: without the wake-up the main loop sees the flag at its
+        // next poll (5 ms while stopping).
         let _ = self.wake.write(1);
     }
 }
 
-/// Serves events until every vCPU thread has ended.
-fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[VcpuThread]) -> Result<(), MachineError> {
+/// Serves events until every vCPU thread has ended, or until the stop's
+/// grace period is over; returns the vCPUs whose threads are stuck.
+///
+/// On a stop, every round kicks each vCPU thread still alive out of KVM_RUN,
+/// then releases the vCPUs stalled on hidden pages (after the kick, so that
+/// a released vCPU leaves KVM_RUN instead of running on) and wakes those
+/// blocked in `vcpu_wait` or idle.
+fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[VcpuThread]) -> Result<Vec<usize>, MachineError> {
+    let mut stopping_since: Option<Instant> = None;
+    let mut reported_kick = false;
     loop {
         let stopping = state.stop.is_stopping();
         events.run_with_timeout(if stopping { KICK_MS } else { POLL_MS }).map_err(MachineError::Events)?;
-        let running: Vec<&VcpuThread> = threads.iter().filter(|t| !t.ended.load(Ordering::SeqCst)).collect();
+        let running: Vec<(usize, &VcpuThread)> =
+            threads.iter().enumerate().filter(|(_, t)| !t.ended.load(Ordering::SeqCst)).collect();
         if running.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if running.len() < threads.len() && !state.stop.is_stopping() {
             // A vCPU thread ends only on a stop; one that ended otherwise failed.
@@ -195,12 +224,29 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Vcpu
                 registers: None,
             });
         }
-        if state.stop.is_stopping() {
-            for thread in running {
-                // A thread between two KVM_RUNs misses the kick; the next round repeats it.
-                let _ = thread.handle.kill(kick_signal());
+        if !state.stop.is_stopping() {
+            continue;
+        }
+        if stopping_since.get_or_insert_with(Instant::now).elapsed() > STOP_GRACE {
+            return Ok(running.into_iter().map(|(id, _)| id).collect());
+        }
+        for &(id, thread) in &running {
+            // A thread between two KVM_RUNs misses the kick; the next round repeats it.
+            match thread.handle.kill(kick_signal()) {
+                Ok(()) => {}
+                // The thread has just ended.
+                Err(e) if e.errno() == libc::ESRCH => {}
+                Err(e) if !reported_kick => {
+                    reported_kick = true;
+                    eprintln!("kmemvisor: cannot kick vCPU {id} out of KVM_RUN: {e}");
+                }
+                Err(_) => {}
             }
         }
+        if let Err(e) = state.hiding.release_all() {
+            eprintln!("kmemvisor: cannot release the vCPUs waiting for hidden pages: {e}");
+        }
+        state.vcpus.wake_all();
     }
 }
 
@@ -237,4 +283,37 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         dgux: kernel.dgux.report(&kernel.frames),
     };
     RunOutcome { report, status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::VmConfig;
+
+    /// A "vCPU thread" that ends only when told to, or never.
+    fn thread(release: std::sync::mpsc::Receiver<()>) -> VcpuThread {
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let handle = std::thread::spawn(move || {
+            let _ = release.recv();
+            flag.store(true, Ordering::SeqCst);
+        });
+        VcpuThread { handle, ended }
+    }
+
+    #[test]
+    fn a_thread_stuck_past_the_grace_period_is_left_behind_and_the_others_are_not() {
+        install_kick_handler().expect("kick handler");
+        let state = Arc::new(crate::testing::state_with(VmConfig { vcpus: 2, ..VmConfig::default() }));
+        let mut events: EventManager<Subscriber> = EventManager::new().expect("event manager");
+        events.add_subscriber(subscriber(Wakeup::new(state.clone(), state.stop.wake_fd(), "stop request")));
+        let (stuck_forever, stuck) = std::sync::mpsc::channel();
+        let (end, ends) = std::sync::mpsc::channel();
+        let threads = [thread(stuck), thread(ends)];
+        state.stop.request(ExitCause::Timeout { seconds: 1.0 });
+        end.send(()).expect("end");
+        assert_eq!(serve(&mut events, &state, &threads).expect("serve"), vec![0]);
+        assert!(state.hiding.released(), "the stop released the hidden pages");
+        drop(stuck_forever);
+    }
 }

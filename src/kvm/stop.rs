@@ -14,12 +14,19 @@ pub struct Stop {
     stopping: AtomicBool,
     cause: Mutex<Option<ExitCause>>,
     wake: Arc<EventFd>,
+    /// Why the eventfd could not be written, if it could not.
+    wake_failure: Mutex<Option<std::io::Error>>,
 }
 
 impl Stop {
     /// Not stopping yet.
     pub fn new() -> std::io::Result<Stop> {
-        Ok(Stop { stopping: AtomicBool::new(false), cause: Mutex::new(None), wake: Arc::new(EventFd::new(EFD_NONBLOCK)?) })
+        Ok(Stop {
+            stopping: AtomicBool::new(false),
+            cause: Mutex::new(None),
+            wake: Arc::new(EventFd::new(EFD_NONBLOCK)?),
+            wake_failure: Mutex::new(None),
+        })
     }
 
     /// Asks the VM to stop for `cause`; returns false if another cause came first.
@@ -30,9 +37,20 @@ impl Stop {
         }
         *slot = Some(cause);
         self.stopping.store(true, Ordering::SeqCst);
-        // A full counter means the main thread is already being woken.
-        let _ = self.wake.write(1);
+        match self.wake.write(1) {
+            Ok(()) => {}
+            // A full counter means the main thread is already being woken.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // The main thread still sees the flag at its next poll (50 ms);
+            // the failure is kept for it to print.
+            Err(e) => *lock(&self.wake_failure) = Some(e),
+        }
         true
+    }
+
+    /// Why the stop request could not wake the main thread, once.
+    pub fn take_wake_failure(&self) -> Option<std::io::Error> {
+        lock(&self.wake_failure).take()
     }
 
     /// Whether a stop was requested.

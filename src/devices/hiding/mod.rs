@@ -55,6 +55,38 @@ pub enum HideError {
         #[source]
         source: std::io::Error,
     },
+    /// A hide failed, and undoing what the same call had hidden failed too:
+    /// those pages stay hidden (and tracked, so the exit report shows them).
+    #[error("cannot undo a failed hide ({failed}); guest-physical page {page:#x} stays hidden")]
+    Undo {
+        /// Why the hide failed.
+        failed: Box<HideError>,
+        /// The page that stays hidden.
+        page: u64,
+        /// Why it could not be unhidden.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waking the threads that wait for hidden pages failed: they may stay stalled.
+    #[error("cannot wake the threads waiting for guest-physical page {page:#x}")]
+    Wake {
+        /// The page.
+        page: u64,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `madvise(advice)` of the one page at host address `host`.
+fn advise(host: u64, advice: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: every caller passes one page of a view of guest RAM, which
+    // lives as long as the `Hiding`; the two advices used (populate, drop
+    // the mapping) never change the memfd's contents.
+    if unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, advice) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Who hid a page, for the messages about touches.
@@ -153,8 +185,11 @@ impl Hiding {
         let mut hidden = lock(&self.hidden);
         for (done, &page) in pages.iter().enumerate() {
             if let Err(e) = self.hide_one(&mut hidden, page, origin) {
-                let _ = self.unhide_locked(&mut hidden, &pages[..done]);
-                return Err(e);
+                return match self.unhide_locked(&mut hidden, &pages[..done]) {
+                    Ok(_) => Err(e),
+                    Err(HideError::Trap { page, source }) => Err(HideError::Undo { failed: Box::new(e), page, source }),
+                    Err(other) => Err(other),
+                };
             }
         }
         Ok(())
@@ -171,16 +206,22 @@ impl Hiding {
         }
         if !hidden.released {
             // MINOR mode traps only pages the file holds: a page never
-            // written must get one first (through the VMM view, data unchanged).
-            // SAFETY: one page of the VMM view of guest RAM; populating
-            // only allocates what is missing.
-            unsafe { libc::madvise((self.vmm_view + page) as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_POPULATE_WRITE) };
+            // written must get one first (through the VMM view, data
+            // unchanged). Without it a touch would not trap at all.
+            advise(self.vmm_view + page, libc::MADV_POPULATE_WRITE).map_err(|source| HideError::Trap { page, source })?;
             // Registered before the zap: a touch between the two already traps.
             let host = self.host(page);
             trap.register_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
-            // SAFETY: `host` is one page of the CPU view of guest RAM;
-            // MADV_DONTNEED drops its mapping only (the memfd keeps the data).
-            unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+            // Dropping the CPU view's mapping (the memfd keeps the data) is
+            // what takes the page from the vCPUs: if it fails, the page is
+            // not hidden, and the trap goes again.
+            if let Err(source) = advise(host, libc::MADV_DONTNEED) {
+                let failed = Box::new(HideError::Trap { page, source });
+                return match trap.unregister_and_wake(host, PAGE_SIZE) {
+                    Ok(()) => Err(*failed),
+                    Err(source) => Err(HideError::Undo { failed, page, source }),
+                };
+            }
         }
         hidden.pages.insert(page, HiddenPage { origin: origin.clone() });
         Ok(())
@@ -195,13 +236,16 @@ impl Hiding {
     fn unhide_locked(&self, hidden: &mut Hidden, pages: &[u64]) -> Result<Vec<Stall>, HideError> {
         let mut ended = Vec::new();
         for &page in pages {
-            if hidden.pages.remove(&page).is_none() {
+            if !hidden.pages.contains_key(&page) {
                 continue;
             }
             if !hidden.released {
+                // A page the kernel keeps trapping stays trapped: its
+                // touches are still stalls, and it is reported.
                 let trap = self.trap()?;
                 trap.unregister_and_wake(self.host(page), PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
             }
+            hidden.pages.remove(&page);
             let (done, waiting) = hidden.stalls.drain(..).partition(|s| s.page == page);
             hidden.stalls = waiting;
             ended.extend::<Vec<Stall>>(done);
@@ -214,8 +258,9 @@ impl Hiding {
         lock(&self.hidden).pages.contains_key(&(gpa - gpa % PAGE_SIZE))
     }
 
-    /// Handles one fault from the userfaultfd; `vcpu` is the faulting thread's vCPU.
-    pub fn fault(&self, fault: Fault, vcpu: Option<usize>) -> Touch {
+    /// Handles one fault from the userfaultfd; `vcpu` is the faulting thread's
+    /// vCPU. An error means a thread that should go on could not be woken.
+    pub fn fault(&self, fault: Fault, vcpu: Option<usize>) -> Result<Touch, HideError> {
         let mut hidden = lock(&self.hidden);
         let offset = fault.address.wrapping_sub(self.cpu_view);
         let page = offset - offset % PAGE_SIZE;
@@ -223,15 +268,16 @@ impl Hiding {
             Some(entry) if offset < self.size && !hidden.released => {
                 let stall = Stall { page, vcpu, since: Instant::now(), origin: entry.origin.clone(), overdue: false };
                 hidden.stalls.push(stall.clone());
-                Touch::Stalled(stall)
+                Ok(Touch::Stalled(stall))
             }
             _ => {
                 // Unhidden between the fault and now: its unregister woke the
                 // thread already, or this wakes it.
-                if let Ok(trap) = self.trap() {
-                    let _ = trap.wake(fault.address - fault.address % PAGE_SIZE, PAGE_SIZE);
-                }
-                Touch::Resumed
+                let start = fault.address - fault.address % PAGE_SIZE;
+                self.trap()?
+                    .wake(start, PAGE_SIZE)
+                    .map_err(|source| HideError::Wake { page: start.wrapping_sub(self.cpu_view), source })?;
+                Ok(Touch::Resumed)
             }
         }
     }
@@ -260,6 +306,14 @@ impl Hiding {
         vcpus.len()
     }
 
+    /// The vCPUs waiting for hidden pages, each once, in order.
+    pub fn stalled_vcpu_ids(&self) -> Vec<usize> {
+        let mut vcpus: Vec<usize> = lock(&self.hidden).stalls.iter().filter_map(|s| s.vcpu).collect();
+        vcpus.sort_unstable();
+        vcpus.dedup();
+        vcpus
+    }
+
     /// The pages vCPUs wait for.
     pub fn stalled_pages(&self) -> Vec<u64> {
         let mut pages: Vec<u64> = lock(&self.hidden).stalls.iter().map(|s| s.page).collect();
@@ -270,19 +324,33 @@ impl Hiding {
 
     /// Stops trapping anything and wakes every waiting vCPU: the VM is
     /// stopping, and its vCPUs must get back to the kick that ends them.
-    /// The frame ledger's hide counts stay, for the exit report.
-    pub fn release_all(&self) {
+    /// The frame ledger's hide counts stay, for the exit report. If the
+    /// kernel refuses to release a page, every thread waiting anywhere in
+    /// guest RAM is woken as a last resort, and the first refusal is returned.
+    pub fn release_all(&self) -> Result<(), HideError> {
         let mut hidden = lock(&self.hidden);
         if hidden.released {
-            return;
+            return Ok(());
         }
         hidden.released = true;
-        if let Ok(trap) = self.trap() {
-            for &page in hidden.pages.keys() {
-                let _ = trap.unregister_and_wake(self.host(page), PAGE_SIZE);
+        hidden.stalls.clear();
+        let Ok(trap) = self.trap() else { return Ok(()) };
+        let mut first_error = None;
+        for &page in hidden.pages.keys() {
+            if let Err(source) = trap.unregister_and_wake(self.host(page), PAGE_SIZE) {
+                first_error.get_or_insert(HideError::Trap { page, source });
             }
         }
-        hidden.stalls.clear();
+        let Some(error) = first_error else { return Ok(()) };
+        // A page still registered traps its next touch again, but a vCPU
+        // that got the kick first leaves KVM_RUN instead of touching it.
+        trap.wake(self.cpu_view, self.size).map_err(|source| HideError::Wake { page: 0, source })?;
+        Err(error)
+    }
+
+    /// Whether [`release_all`](Hiding::release_all) ran.
+    pub fn released(&self) -> bool {
+        lock(&self.hidden).released
     }
 }
 
@@ -335,9 +403,10 @@ mod tests {
         let thread = toucher(ram.cpu_view() + page, done.clone());
         let fault = next_fault(trap);
         assert_eq!(fault.address - fault.address % PAGE_SIZE, ram.cpu_view() + page);
-        let Touch::Stalled(stall) = hiding.fault(fault, Some(3)) else { panic!("not a stall") };
+        let Touch::Stalled(stall) = hiding.fault(fault, Some(3)).expect("fault") else { panic!("not a stall") };
         assert_eq!((stall.page, stall.vcpu), (page, Some(3)));
         assert_eq!(hiding.stalled_vcpus(), 1);
+        assert_eq!(hiding.stalled_vcpu_ids(), [3]);
         std::thread::sleep(Duration::from_millis(5));
         assert!(!done.load(Ordering::SeqCst), "the toucher waits while the page is hidden");
         assert_eq!(hiding.overdue(Instant::now()).len(), 1);
@@ -363,13 +432,16 @@ mod tests {
         let done = Arc::new(AtomicBool::new(false));
         let thread = toucher(ram.cpu_view() + page + PAGE_SIZE, done);
         let fault = next_fault(trap);
-        assert!(matches!(hiding.fault(fault, None), Touch::Stalled(_)));
-        hiding.release_all();
+        assert!(matches!(hiding.fault(fault, None), Ok(Touch::Stalled(_))));
+        hiding.release_all().expect("release");
+        assert!(hiding.released());
         assert_eq!(thread.join().expect("toucher").0, 0);
         assert!(hiding.is_trapped(page), "the books stay for the report");
         assert_eq!(hiding.stalled_vcpus(), 0);
         // Faults that arrive late for pages no longer trapped just wake.
-        assert_eq!(hiding.fault(Fault { address: ram.cpu_view() + page, tid: 1 }, None), Touch::Resumed);
-        assert_eq!(hiding.fault(Fault { address: 0, tid: 1 }, None), Touch::Resumed);
+        assert_eq!(hiding.fault(Fault { address: ram.cpu_view() + page, tid: 1 }, None).expect("wake"), Touch::Resumed);
+        // Outside guest RAM: not a hidden page either (whether the kernel
+        // accepts the wake there depends on the host, so only the kind is checked).
+        assert!(!matches!(hiding.fault(Fault { address: 0, tid: 1 }, None), Ok(Touch::Stalled(_))));
     }
 }

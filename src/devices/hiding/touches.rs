@@ -1,6 +1,7 @@
 //! The thread that serves the userfaultfd: every vCPU touch of a hidden page
-//! becomes a violation, long waits are reported, and a VM whose running
-//! vCPUs all wait for hidden pages is stopped (nothing could unhide them).
+//! becomes a violation, long waits are reported, and a VM whose vCPUs are all
+//! blocked — stalled on hidden pages, or in `vcpu_wait` for a vCPU that is —
+//! is stopped (nothing could unhide the pages).
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -14,8 +15,8 @@ use crate::state::VmState;
 
 /// How often the thread looks at stalls and the stop request.
 const POLL: Duration = Duration::from_millis(10);
-/// How long every running vCPU must have waited before that is a deadlock:
-/// a vCPU leaving `vcpu_wait` shows as running a moment later.
+/// How long every vCPU must have been blocked before that is a deadlock: a
+/// margin for a vCPU whose stall has just ended but which is not running yet.
 const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
 
 fn record(state: &VmState, stall: &Stall, message: String) {
@@ -28,35 +29,60 @@ fn who(stall: &Stall) -> String {
     stall.vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"))
 }
 
-/// Serves faults until `done` is readable; when the VM stops, releases every waiting vCPU.
+/// The server cannot go on: the run stops with a VMM failure that says why
+/// (or, when another cause came first, the failure is printed).
+fn fail(state: &VmState, what: String) {
+    let what = format!("the hidden-page server {what}");
+    if !state.stop.request(ExitCause::VmFailure { vcpu: 0, what: what.clone(), registers: None }) {
+        eprintln!("kmemvisor: {what}");
+    }
+}
+
+/// Serves faults until `done` is readable or the VM stops. The main thread
+/// releases the stalled vCPUs on a stop (`Hiding::release_all`).
 pub fn serve(state: &VmState, done: &EventFd) {
     let Ok(trap) = state.hiding.trap() else { return };
     let mut all_stalled_since: Option<Instant> = None;
     loop {
         if state.stop.is_stopping() {
-            state.hiding.release_all();
+            return;
         }
         let mut polls = [
             libc::pollfd { fd: trap.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: done.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: two valid pollfds for the duration of the call.
-        unsafe { libc::poll(polls.as_mut_ptr(), 2, POLL.as_millis() as i32) };
+        if unsafe { libc::poll(polls.as_mut_ptr(), 2, POLL.as_millis() as i32) } < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return fail(state, format!("cannot poll the userfaultfd: {error}"));
+            }
+        }
         if polls[1].revents != 0 {
             return;
         }
-        while let Ok(Some(fault)) = trap.read_fault() {
-            if let Touch::Stalled(stall) = state.hiding.fault(fault, state.vcpu_of_thread(fault.tid)) {
-                let message = format!(
-                    "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
-                     it waits until the page is unhidden",
-                    who(&stall),
-                    stall.page,
-                    stall.origin.what,
-                    stall.origin.vcpu,
-                    stall.origin.rip
-                );
-                record(state, &stall, message);
+        loop {
+            let fault = match trap.read_fault() {
+                Ok(Some(fault)) => fault,
+                Ok(None) => break,
+                Err(e) => return fail(state, format!("cannot read the userfaultfd: {e}")),
+            };
+            let vcpu = state.vcpu_of_thread(fault.tid);
+            match state.hiding.fault(fault, vcpu) {
+                Ok(Touch::Stalled(stall)) => {
+                    let message = format!(
+                        "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
+                         it waits until the page is unhidden",
+                        who(&stall),
+                        stall.page,
+                        stall.origin.what,
+                        stall.origin.vcpu,
+                        stall.origin.rip
+                    );
+                    record(state, &stall, message);
+                }
+                Ok(Touch::Resumed) => {}
+                Err(e) => return fail(state, format!("cannot let a thread go on after its fault: {e}")),
             }
         }
         let timeout = state.hiding.stall_timeout();
@@ -69,12 +95,12 @@ pub fn serve(state: &VmState, done: &EventFd) {
             );
             record(state, &stall, message);
         }
-        let stalled = state.hiding.stalled_vcpus();
-        if stalled == 0 || stalled < state.vcpus.running() {
+        let stalled = state.hiding.stalled_vcpu_ids();
+        if !state.vcpus.all_blocked(&stalled) {
             all_stalled_since = None;
         } else if all_stalled_since.get_or_insert_with(Instant::now).elapsed() >= DEADLOCK_AFTER {
             let pages = state.hiding.stalled_pages().iter().map(|p| format!("{p:#x}")).collect();
-            state.stop.request(ExitCause::HiddenPageDeadlock { vcpus: stalled, pages });
+            state.stop.request(ExitCause::HiddenPageDeadlock { vcpus: stalled.len(), pages });
         }
     }
 }
