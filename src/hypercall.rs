@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 
 use crate::aix;
-use crate::checker::{Verdict, Violation};
+use crate::checker::Violation;
 use crate::dgux;
 use crate::guest_access;
 use crate::process;
@@ -65,13 +65,12 @@ pub struct Caller {
     pub rip: u64,
 }
 
-/// Records a violation of `service` and answers `status` — or stops the VM
-/// under `--strict`.
+/// Records a violation of `service` and answers `status`. Under `--strict`
+/// the recording requested the stop (`Checker::record`), and the vCPU does
+/// not re-enter the guest to see the status.
 pub fn refuse(state: &VmState, caller: Caller, service: Service, args: &[u64], message: String, status: Status) -> Outcome {
-    match state.checker.record(Violation::new(service.name(), args, caller.vcpu, caller.rip, message)) {
-        Verdict::Continue => Reply::status(status),
-        Verdict::Stop => Outcome::Stop(Box::new(ExitCause::StrictViolation)),
-    }
+    state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
+    Reply::status(status)
 }
 
 impl From<Result<u64, Status>> for Outcome {
@@ -317,6 +316,22 @@ mod tests {
             dispatch(&s, Caller { vcpu: 1, rip: 0 }, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }),
             Outcome::Idle(9)
         );
+    }
+
+    #[test]
+    fn a_refused_call_answers_its_status_and_strict_stops_at_the_first() {
+        let leave = Service::InterruptLeave.number();
+        let lenient = state(1);
+        assert_eq!(call(&lenient, leave, [0; 6]), Reply::status(Status::EINVAL));
+        assert_eq!(call(&lenient, leave, [0; 6]), Reply::status(Status::EINVAL));
+        assert_eq!(crate::testing::violations(&lenient).len(), 2);
+        assert!(!lenient.stop.is_stopping());
+
+        let strict = crate::testing::state_with(VmConfig { strict: true, ..VmConfig::default() });
+        assert_eq!(call(&strict, leave, [0; 6]), Reply::status(Status::EINVAL));
+        assert_eq!(strict.stop.cause(), Some(ExitCause::StrictViolation), "the vCPU loop sees this before re-entry");
+        assert_eq!(call(&strict, leave, [0; 6]), Reply::status(Status::EINVAL));
+        assert_eq!(crate::testing::violations(&strict), vec!["interrupt_leave without interrupt_enter".to_string()]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use kvm_bindings::{KVM_EXIT_INTERNAL_ERROR, kvm_regs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use crate::bus::{PortBus, PortDevice};
-use crate::checker::{Verdict, Violation};
+use crate::checker::Violation;
 use crate::cpu;
 use crate::dma_engine::Access;
 use crate::hypercall::{self, Caller, Outcome, Reply, Request};
@@ -137,10 +137,9 @@ fn dma_window(gpa: u64) -> bool {
 }
 
 fn stray(state: &VmState, vcpu: usize, regs: &kvm_regs, what: &str, args: &[u64], message: String, then: Action) -> Action {
-    match state.checker.record(Violation::new(what, args, vcpu, regs.rip, message)) {
-        Verdict::Continue => then,
-        Verdict::Stop => Action::Stop(ExitCause::StrictViolation),
-    }
+    // Under --strict this requested the stop, which the run loop sees before re-entry.
+    state.record_violation(Violation::new(what, args, vcpu, regs.rip, message));
+    then
 }
 
 /// What a stack pointer in a guard page suggests.
@@ -375,9 +374,13 @@ mod tests {
         assert_eq!(violations[0].service, "port-io");
         assert_eq!(violations[0].rip, "0xffffffff80201000");
         assert!(violations[0].message.contains("port 0x80"), "{}", violations[0].message);
+        assert!(!lenient.stop.is_stopping());
         let strict = state(true);
         let exit = Exit::IoOut { port: 0x80, data: 0, size: 1 };
-        assert_eq!(handle_exit(&strict, &bus, 0, exit, &regs), Action::Stop(ExitCause::StrictViolation));
+        assert_eq!(handle_exit(&strict, &bus, 0, exit, &regs), Action::Resume);
+        assert_eq!(strict.stop.cause(), Some(ExitCause::StrictViolation), "the run loop stops before re-entry");
+        assert_eq!(handle_exit(&strict, &bus, 0, Exit::IoIn { port: 0x60, size: 1 }, &regs), Action::AllOnes);
+        assert_eq!(strict.checker.violations().len(), 1, "only the first violation is kept under --strict");
     }
 
     #[test]

@@ -106,19 +106,26 @@ fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
     let r = run("stray-io", &[]);
     r.expect_status(65);
     assert!(r.stdout.contains("carried on"), "the lenient run goes on: {}", r.stdout);
+    assert!(r.stdout.contains("read 0xff"), "an `in` without a device reads all-ones: {}", r.stdout);
     let violations = r.report()["violations"].as_array().expect("violations").clone();
-    assert_eq!(violations.len(), 1);
-    assert_eq!(violations[0]["service"], "port-io");
-    assert_eq!(violations[0]["args"][0], "0x80");
-    assert_eq!(violations[0]["vcpu"], 0);
-    assert!(violations[0]["message"].as_str().is_some_and(|m| m.contains("port 0x80")));
-    assert!(violations[0]["rip"].as_str().is_some_and(|rip| rip.starts_with("0xffffffff802")));
+    assert_eq!(violations.len(), 2);
+    for (v, args, message) in [
+        (&violations[0], vec!["0x80", "0x42"], "`out` of 1 byte(s) to port 0x80, where no device is"),
+        (&violations[1], vec!["0x80"], "`in` of 1 byte(s) from port 0x80, which no device answers"),
+    ] {
+        assert_eq!(v["service"], "port-io");
+        assert_eq!(v["args"], serde_json::json!(args));
+        assert_eq!(v["vcpu"], 0);
+        assert_eq!(v["message"], message);
+        assert!(v["rip"].as_str().is_some_and(|rip| rip.starts_with("0xffffffff802")));
+    }
 
     let strict = run("stray-io", &["--strict"]);
     strict.expect_status(66);
     assert!(!strict.stdout.contains("carried on"), "strict stops before the guest goes on");
     assert_eq!(strict.report()["exit"]["cause"], "strict-violation");
     assert_eq!(strict.report()["violations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(strict.report()["violations"][0]["message"], "`out` of 1 byte(s) to port 0x80, where no device is");
 }
 
 #[test]
