@@ -34,6 +34,7 @@ fn message(v: &Value) -> &str {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn the_conformance_guest_passes_every_case_without_a_violation() {
     if !kvm_or_skip("aix-basic") {
         return;
@@ -51,6 +52,7 @@ fn the_conformance_guest_passes_every_case_without_a_violation() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_double_free_and_a_leak_are_two_violations() {
     if !kvm_or_skip("aix-misuse-heap") {
         return;
@@ -71,6 +73,7 @@ fn a_double_free_and_a_leak_are_two_violations() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn user_memory_access_and_user_pinning_at_interrupt_level_are_violations() {
     if !kvm_or_skip("aix-misuse-context") {
         return;
@@ -92,6 +95,7 @@ fn user_memory_access_and_user_pinning_at_interrupt_level_are_violations() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn copyin_to_a_bad_kernel_address_is_a_violation() {
     if !kvm_or_skip("aix-misuse-kaddr") {
         return;
@@ -107,6 +111,7 @@ fn copyin_to_a_bad_kernel_address_is_a_violation() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn pages_left_pinned_at_exit_are_violations() {
     if !kvm_or_skip("aix-misuse-pin-leak") {
         return;
@@ -128,6 +133,7 @@ fn pages_left_pinned_at_exit_are_violations() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn freed_heap_memory_faults() {
     if !kvm_or_skip("aix-use-after-free") {
         return;
@@ -147,6 +153,7 @@ fn freed_heap_memory_faults() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn user_memory_is_gone_outside_its_process() {
     if !kvm_or_skip("process") {
         return;

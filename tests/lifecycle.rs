@@ -6,6 +6,7 @@ mod common;
 use common::{kvm_or_skip, run};
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn hello_prints_its_greeting_and_exits_zero() {
     if !kvm_or_skip("hello") {
         return;
@@ -32,6 +33,7 @@ fn hello_prints_its_greeting_and_exits_zero() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_page_fault_reports_vector_error_code_cr2_and_rip() {
     if !kvm_or_skip("page-fault") {
         return;
@@ -52,6 +54,7 @@ fn a_page_fault_reports_vector_error_code_cr2_and_rip() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_panic_reports_its_message_and_location() {
     if !kvm_or_skip("panic") {
         return;
@@ -68,6 +71,7 @@ fn a_panic_reports_its_message_and_location() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_stack_overflow_triple_faults_and_prints_the_registers() {
     if !kvm_or_skip("triple-fault") {
         return;
@@ -85,6 +89,7 @@ fn a_stack_overflow_triple_faults_and_prints_the_registers() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_runaway_guest_is_stopped_by_the_timeout() {
     if !kvm_or_skip("runaway") {
         return;
@@ -99,6 +104,7 @@ fn a_runaway_guest_is_stopped_by_the_timeout() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
     if !kvm_or_skip("stray-io") {
         return;
@@ -129,6 +135,7 @@ fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn guest_arguments_reach_the_guest() {
     if !kvm_or_skip("bench arguments") {
         return;
@@ -141,6 +148,7 @@ fn guest_arguments_reach_the_guest() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn any_guest_elf_runs_from_a_path() {
     if !kvm_or_skip("hello by path") {
         return;

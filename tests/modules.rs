@@ -15,6 +15,7 @@ fn refused(r: &Run, status: i32, texts: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn the_modules_guest_calls_the_module_and_pins_each_object_apart() {
     if !kvm_or_skip("modules") {
         return;
@@ -27,6 +28,7 @@ fn the_modules_guest_calls_the_module_and_pins_each_object_apart() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_module_loads_from_a_path_too_and_the_guest_says_when_it_is_missing() {
     if !kvm_or_skip("modules by path") {
         return;

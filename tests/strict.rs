@@ -54,47 +54,56 @@ fn stops_with(guest: &str, options: &[&str], first_service: &str, lenient: usize
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_a_dgux_misuse_at_its_first_violation() {
     stops("dgux-misuse-get", "vm_perhaps_get_wired_memory", 7);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_a_dgux_release_misuse_at_its_first_violation() {
     stops("dgux-misuse-release", "vm_release_wired_memory", 5);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_an_aix_context_misuse_at_its_first_violation() {
     stops("aix-misuse-context", "copyin", 7);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_an_aix_heap_misuse_at_its_first_violation() {
     stops("aix-misuse-heap", "xmfree", 2);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_an_xmem_descriptor_misuse_at_its_first_violation() {
     stops("xmem-misuse-descriptor", "xmdetach", 4);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_an_xmem_dma_misuse_at_its_first_violation() {
     stops("xmem-misuse-dma", "xmemdma", 4);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_a_dma_engine_misuse_at_its_first_violation() {
     // The latency keeps the first transfer in flight for the last misuse (as in tests/xmem.rs).
     stops_with("xmem-misuse-device", &["--dma-latency", "50ms"], "dma", 6);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_a_stray_port_access_at_the_first() {
     stops("stray-io", "port-io", 2);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_keeps_only_the_first_leak_at_exit() {
     if kvm_or_skip("aix-misuse-pin-leak") {
         strict_stops_at_the_first(("aix-misuse-pin-leak", &[]), "pin", 2, 65, "guest-exit");
