@@ -22,7 +22,7 @@ fn hello_prints_its_greeting_and_exits_zero() {
     assert_eq!(report["guest"], "hello");
     assert_eq!(report["vcpus"], 1);
     assert_eq!(report["memory_bytes"], 64 << 20);
-    // This host's kernel offers the switch (ENVIRONMENT.md); a memslot change must stay local.
+    // This host's kernel offers the switch (docs/ENVIRONMENT.md); a memslot change must stay local.
     assert_eq!(report["slot_zap_all_quirk_disabled"], true);
     assert_eq!(r.calls("abi_version"), 1);
     assert_eq!(r.calls("exit"), 1);
