@@ -36,6 +36,13 @@ fn main() {
     let guest_dir = manifest_dir.join("guest");
 
     println!("cargo:rerun-if-changed=build.rs");
+    // KMEMVISOR_SKIP_KVM=1 compiles the KVM integration tests as ignored, so that
+    // a run without /dev/kvm shows them as skipped rather than passed.
+    println!("cargo:rustc-check-cfg=cfg(kmemvisor_skip_kvm)");
+    println!("cargo:rerun-if-env-changed=KMEMVISOR_SKIP_KVM");
+    if std::env::var("KMEMVISOR_SKIP_KVM").is_ok_and(|v| v == "1") {
+        println!("cargo:rustc-cfg=kmemvisor_skip_kvm");
+    }
     for path in [
         "guest/lib",
         "guest/programs",

@@ -1,8 +1,19 @@
-//! The checker: misuse the seeds forbid but give no status for becomes a
-//! recorded violation, and `--strict` turns the first one into a stop.
+//! The checker: misuse that `docs/ABI.md` forbids becomes a recorded
+//! violation, and `--strict` turns the first one into a stop.
+//!
+//! [`Checker::record`] is the only place where that is decided. Every
+//! violation goes through it (by way of `VmState::record_violation`): the
+//! hypercall refusals, the stray port and MMIO exits, the DMA engine, the
+//! touches of hidden pages and the leaks found at exit. None of those callers
+//! looks at `--strict`: a refused call answers its status and a stray access
+//! resumes as usual, and the stop request that `record` made keeps the vCPU
+//! from entering the guest again (each vCPU thread checks it before every
+//! `KVM_RUN`).
 
 use std::sync::Mutex;
 
+use crate::report::ExitCause;
+use crate::kvm::stop::Stop;
 use crate::sync::lock;
 use serde::Serialize;
 
@@ -34,15 +45,6 @@ impl Violation {
     }
 }
 
-/// What the caller must do after recording a violation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Go on running the guest.
-    Continue,
-    /// Stop the guest (`--strict`).
-    Stop,
-}
-
 /// Collects violations.
 #[derive(Debug, Default)]
 pub struct Checker {
@@ -56,10 +58,21 @@ impl Checker {
         Checker { violations: Mutex::new(Vec::new()), strict }
     }
 
-    /// Records `violation`.
-    pub fn record(&self, violation: Violation) -> Verdict {
-        lock(&self.violations).push(violation);
-        if self.strict { Verdict::Stop } else { Verdict::Continue }
+    /// Records `violation`. Under `--strict` the first violation asks `stop`
+    /// to stop the VM (cause `strict-violation`; a cause that came first
+    /// keeps winning) and is the only one recorded: what other vCPUs, the DMA
+    /// engine or the leak check find while the VM stops is dropped, so a
+    /// strict report names exactly the violation that stopped the run.
+    pub fn record(&self, violation: Violation, stop: &Stop) {
+        let mut violations = lock(&self.violations);
+        if self.strict && !violations.is_empty() {
+            return;
+        }
+        violations.push(violation);
+        drop(violations);
+        if self.strict {
+            stop.request(ExitCause::StrictViolation);
+        }
     }
 
     /// Every violation so far.
@@ -75,11 +88,32 @@ mod tests {
     #[test]
     fn strict_checkers_stop_and_lenient_ones_continue() {
         let v = Violation::new("port-io", &[0x80, 1], 0, 0x1234, "no device".into());
-        assert_eq!(Checker::new(false).record(v.clone()), Verdict::Continue);
+        let w = Violation::new("dma", &[2], 1, 0, "channel busy".into());
+        let stop = Stop::new().expect("stop");
+        let lenient = Checker::new(false);
+        lenient.record(v.clone(), &stop);
+        lenient.record(w.clone(), &stop);
+        assert_eq!(lenient.violations(), vec![v.clone(), w.clone()]);
+        assert!(!stop.is_stopping(), "a lenient checker never stops the VM");
+
         let strict = Checker::new(true);
-        assert_eq!(strict.record(v.clone()), Verdict::Stop);
-        assert_eq!(strict.violations(), vec![v]);
+        strict.record(v.clone(), &stop);
+        assert!(stop.is_stopping());
+        assert_eq!(stop.cause(), Some(ExitCause::StrictViolation));
+        strict.record(w, &stop);
+        assert_eq!(strict.violations(), vec![v], "only the first violation is kept under --strict");
         assert_eq!(strict.violations()[0].args, vec!["0x80", "0x1"]);
         assert_eq!(strict.violations()[0].rip, "0x1234");
+    }
+
+    #[test]
+    fn a_strict_violation_after_another_stop_keeps_the_first_cause() {
+        let stop = Stop::new().expect("stop");
+        assert!(stop.request(ExitCause::GuestExit { code: 0 }));
+        let strict = Checker::new(true);
+        let v = Violation::new("xmattach", &[], 0, 0, "left attached at exit".into());
+        strict.record(v.clone(), &stop);
+        assert_eq!(stop.cause(), Some(ExitCause::GuestExit { code: 0 }));
+        assert_eq!(strict.violations(), vec![v]);
     }
 }

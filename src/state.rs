@@ -313,12 +313,10 @@ impl VmState {
         std::iter::once(&self.image.segments[..]).chain(self.modules.iter().map(|m| &m.segments[..]))
     }
 
-    /// Records a violation found outside a hypercall (by the DMA engine, or a
-    /// touch of a hidden page); under `--strict` it stops the VM.
+    /// Records a violation; under `--strict` it stops the VM. Every
+    /// violation goes through here (`crate::checker::Checker::record` decides).
     pub fn record_violation(&self, violation: crate::checker::Violation) {
-        if self.checker.record(violation) == crate::checker::Verdict::Stop {
-            self.stop.request(crate::report::ExitCause::StrictViolation);
-        }
+        self.checker.record(violation, &self.stop);
     }
 
     /// Asks the main thread to start the helper threads, once: a page is

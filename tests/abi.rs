@@ -6,6 +6,7 @@ mod common;
 use common::{kvm_or_skip, run};
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn four_vcpus_make_calls_at_once_and_every_call_is_counted() {
     if !kvm_or_skip("smp") {
         return;
@@ -24,6 +25,7 @@ fn four_vcpus_make_calls_at_once_and_every_call_is_counted() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn sixteen_vcpus_work_too() {
     if !kvm_or_skip("smp 16") {
         return;
@@ -35,6 +37,7 @@ fn sixteen_vcpus_work_too() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_hostile_guest_gets_a_status_for_every_call() {
     if !kvm_or_skip("hostile") {
         return;

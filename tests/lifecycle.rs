@@ -6,6 +6,7 @@ mod common;
 use common::{kvm_or_skip, run};
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn hello_prints_its_greeting_and_exits_zero() {
     if !kvm_or_skip("hello") {
         return;
@@ -21,7 +22,7 @@ fn hello_prints_its_greeting_and_exits_zero() {
     assert_eq!(report["guest"], "hello");
     assert_eq!(report["vcpus"], 1);
     assert_eq!(report["memory_bytes"], 64 << 20);
-    // This host's kernel offers the switch (ENVIRONMENT.md); a memslot change must stay local.
+    // This host's kernel offers the switch (docs/ENVIRONMENT.md); a memslot change must stay local.
     assert_eq!(report["slot_zap_all_quirk_disabled"], true);
     assert_eq!(r.calls("abi_version"), 1);
     assert_eq!(r.calls("exit"), 1);
@@ -32,6 +33,7 @@ fn hello_prints_its_greeting_and_exits_zero() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_page_fault_reports_vector_error_code_cr2_and_rip() {
     if !kvm_or_skip("page-fault") {
         return;
@@ -52,6 +54,7 @@ fn a_page_fault_reports_vector_error_code_cr2_and_rip() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_panic_reports_its_message_and_location() {
     if !kvm_or_skip("panic") {
         return;
@@ -68,6 +71,7 @@ fn a_panic_reports_its_message_and_location() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_stack_overflow_triple_faults_and_prints_the_registers() {
     if !kvm_or_skip("triple-fault") {
         return;
@@ -85,6 +89,7 @@ fn a_stack_overflow_triple_faults_and_prints_the_registers() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_runaway_guest_is_stopped_by_the_timeout() {
     if !kvm_or_skip("runaway") {
         return;
@@ -99,6 +104,7 @@ fn a_runaway_guest_is_stopped_by_the_timeout() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
     if !kvm_or_skip("stray-io") {
         return;
@@ -106,22 +112,30 @@ fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
     let r = run("stray-io", &[]);
     r.expect_status(65);
     assert!(r.stdout.contains("carried on"), "the lenient run goes on: {}", r.stdout);
+    assert!(r.stdout.contains("read 0xff"), "an `in` without a device reads all-ones: {}", r.stdout);
     let violations = r.report()["violations"].as_array().expect("violations").clone();
-    assert_eq!(violations.len(), 1);
-    assert_eq!(violations[0]["service"], "port-io");
-    assert_eq!(violations[0]["args"][0], "0x80");
-    assert_eq!(violations[0]["vcpu"], 0);
-    assert!(violations[0]["message"].as_str().is_some_and(|m| m.contains("port 0x80")));
-    assert!(violations[0]["rip"].as_str().is_some_and(|rip| rip.starts_with("0xffffffff802")));
+    assert_eq!(violations.len(), 2);
+    for (v, args, message) in [
+        (&violations[0], vec!["0x80", "0x42"], "`out` of 1 byte(s) to port 0x80, where no device is"),
+        (&violations[1], vec!["0x80"], "`in` of 1 byte(s) from port 0x80, which no device answers"),
+    ] {
+        assert_eq!(v["service"], "port-io");
+        assert_eq!(v["args"], serde_json::json!(args));
+        assert_eq!(v["vcpu"], 0);
+        assert_eq!(v["message"], message);
+        assert!(v["rip"].as_str().is_some_and(|rip| rip.starts_with("0xffffffff802")));
+    }
 
     let strict = run("stray-io", &["--strict"]);
     strict.expect_status(66);
     assert!(!strict.stdout.contains("carried on"), "strict stops before the guest goes on");
     assert_eq!(strict.report()["exit"]["cause"], "strict-violation");
     assert_eq!(strict.report()["violations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(strict.report()["violations"][0]["message"], "`out` of 1 byte(s) to port 0x80, where no device is");
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn guest_arguments_reach_the_guest() {
     if !kvm_or_skip("bench arguments") {
         return;
@@ -134,6 +148,7 @@ fn guest_arguments_reach_the_guest() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn any_guest_elf_runs_from_a_path() {
     if !kvm_or_skip("hello by path") {
         return;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Run, conformance_summary, kmemvisor, kvm_or_skip, run, violations};
+use common::{Run, expect_conformance, kmemvisor, kvm_or_skip, run, violations};
 
 /// Asserts a refusal: the exit status and every text in stderr.
 fn refused(r: &Run, status: i32, texts: &[&str]) {
@@ -15,18 +15,20 @@ fn refused(r: &Run, status: i32, texts: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn the_modules_guest_calls_the_module_and_pins_each_object_apart() {
     if !kvm_or_skip("modules") {
         return;
     }
     let r = run("modules", &["--module", "mod-sample"]);
-    assert_eq!(conformance_summary(&r), (5, 0));
+    expect_conformance(&r, include_str!("conformance/modules.txt"));
     assert!(r.stdout.contains("mod-sample: call 1: 14 -> 43\n"), "the module printed from its own code:\n{}", r.stdout);
     assert_eq!(violations(&r).len(), 0, "every pin undone: {:#?}", violations(&r));
     assert!(r.calls("pincode") >= 2 && r.calls("unpincode") >= 2);
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_module_loads_from_a_path_too_and_the_guest_says_when_it_is_missing() {
     if !kvm_or_skip("modules by path") {
         return;
@@ -36,7 +38,7 @@ fn a_module_loads_from_a_path_too_and_the_guest_says_when_it_is_missing() {
     let path = dir.path().join("mod-sample");
     std::fs::write(&path, kmemvisor::guests::find("mod-sample").expect("bundled").elf).expect("write");
     let r = run("modules", &["--module", path.to_str().expect("utf-8 path")]);
-    assert_eq!(conformance_summary(&r), (5, 0));
+    expect_conformance(&r, include_str!("conformance/modules.txt"));
 
     let r = run("modules", &[]);
     r.expect_status(1);

@@ -2,7 +2,7 @@
 //! measured in the same run.
 //!
 //! Exit costs on the development hosts flip between two levels for seconds at a
-//! time (ENVIRONMENT.md), so every figure is measured interleaved with its
+//! time (docs/ENVIRONMENT.md), so every figure is measured interleaved with its
 //! baseline (floor, subject, floor, subject, …) and judged only as a ratio.
 
 mod aix;

@@ -1,6 +1,6 @@
 //! The CPU state the VMM gives every vCPU: descriptor tables and registers.
 //!
-//! The guest runs in 64-bit mode at CPL3 with IOPL 3 (ENVIRONMENT.md: CPL0 guest
+//! The guest runs in 64-bit mode at CPL3 with IOPL 3 (docs/ENVIRONMENT.md: CPL0 guest
 //! code is emulated on this host, CPL3 runs natively; IOPL 3 lets CPL3 make the
 //! `out` of a hypercall). There is no CPL0 code at all: the IDT's gates lead to
 //! the firmware's vectors through the *user* code segment, so an exception is

@@ -260,8 +260,9 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
         let leaks = kernel.dgux.leaks().into_iter().chain(kernel.aix.leaks()).chain(kernel.xmem.leaks());
+        // Under --strict only the first leak is kept; the cause stays the guest's exit.
         for (service, address, vcpu, rip, message) in leaks {
-            state.checker.record(Violation::new(service, &[address], vcpu, rip, message));
+            state.record_violation(Violation::new(service, &[address], vcpu, rip, message));
         }
     }
     let violations = state.checker.violations();

@@ -53,7 +53,7 @@ fn host() -> Result<&'static Host, KvmError> {
 pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
     let Host { kvm, cpuid } = host()?;
     let fd = kvm.create_vm().map_err(|e| KvmError::Ioctl("create a VM", e))?;
-    // A memslot change must not throw away every guest mapping (ENVIRONMENT.md).
+    // A memslot change must not throw away every guest mapping (docs/ENVIRONMENT.md).
     let quirks = fd.check_extension_raw(u64::from(KVM_CAP_DISABLE_QUIRKS2));
     let slot_zap_all_disabled = quirks > 0 && (quirks as u64) & u64::from(KVM_X86_QUIRK_SLOT_ZAP_ALL) != 0;
     if slot_zap_all_disabled {

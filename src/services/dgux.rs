@@ -1,4 +1,4 @@
-//! The fifteen DG/UX hypercalls: argument decoding with the seed's widths,
+//! The fifteen DG/UX hypercalls: argument decoding with the manual page's widths,
 //! and which outcome is a status, which a violation and which a halt.
 
 use kmemvisor_abi::dgux::{
@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn map_physical_checks_in_the_seeds_order_and_sets_cache_bits() {
+    fn map_physical_checks_in_the_manual_pages_order_and_sets_cache_bits() {
         let s = state();
         let m = s.ram.memory();
         let data = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);
@@ -538,7 +538,7 @@ mod tests {
     }
 
     #[test]
-    fn unmap_physical_checks_in_the_seeds_order_and_restores_zeroed_pages() {
+    fn unmap_physical_checks_in_the_manual_pages_order_and_restores_zeroed_pages() {
         let s = state();
         let m = s.ram.memory();
         let data = get(&s, Service::VmGetUnwiredMemory, 2 * 4096, VM_PAGE_ALIGNED);

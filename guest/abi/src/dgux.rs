@@ -1,10 +1,10 @@
-//! DG/UX `memory_allocation(3K)`: the constants the seed names.
+//! DG/UX `memory_allocation(3K)`: the constants the manual page names.
 //!
-//! The seed publishes names, not values; the values here are kmemvisor's and
+//! The manual page publishes names, not values; the values here are kmemvisor's and
 //! are part of ABI v1. Service numbers are in [`Service`](crate::Service)
 //! (group `0x06`), statuses in [`Status`](crate::Status).
 //!
-//! Semantics the seed leaves open, as kmemvisor defines them (docs/ABI.md):
+//! Semantics the manual page leaves open, as kmemvisor defines them (docs/ABI.md):
 //! - Alignments are codes, not byte counts; [`alignment_bytes`] maps them.
 //!   A request for fewer bytes than its alignment, for 0 bytes, for more than
 //!   a page with [`VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS`], for more than
@@ -13,7 +13,7 @@
 //!   too, which halt only when memory runs out.
 //! - Wire counts are kept per page. A wired allocation's pages start at 1, an
 //!   unwired allocation's at 0, and no unwire may take a page below that
-//!   initial count (the seed's "0 for wired; 1 for unwired" read the other way
+//!   initial count (the manual page's "0 for wired; 1 for unwired" read the other way
 //!   round, as SERVICES.md says).
 //! - Memory outside the two arenas (the image, the stacks) is always resident
 //!   and never paged; wiring or unwiring it is accepted and changes nothing.
@@ -95,7 +95,7 @@ pub enum AbortCode {
 }
 
 impl AbortCode {
-    /// The name as the seed spells it.
+    /// The name as the manual page spells it.
     pub const fn name(self) -> &'static str {
         match self {
             AbortCode::VmPanicGetWiredMemory => "VM_PANIC_GET_WIRED_MEMORY",

@@ -1,8 +1,8 @@
-//! Service numbers, grouped as the seeds group them.
+//! Service numbers, grouped as the AIX and DG/UX documentation groups them.
 //!
 //! A service number is `group << 8 | index`. Group 0 holds the VMM's own calls
 //! (version, console, exit, reporting, vCPUs); the other groups are the service
-//! families of the two seeds and are filled as those services are implemented.
+//! families of the two sources (`docs/ABI.md`) and are filled as those services are implemented.
 //! A number that names no service is answered with [`Status::ENOSYS`](crate::Status::ENOSYS).
 
 /// The families of services.
@@ -65,7 +65,7 @@ macro_rules! services {
             /// Whether the call always returns to the caller. `exit`,
             /// `panic`, exception reports and the end of a vCPU's work never
             /// do; the demand gets do unless memory runs out, when they halt
-            /// the VM as the seed says.
+            /// the VM as the manual page says.
             pub const fn returns(self) -> bool {
                 match self {
                     $(Service::$name => $returns,)*
@@ -225,7 +225,7 @@ services! {
     /// `(memory_ptr, bytes)`: releases unwired memory, checked the same way.
     VmReleaseUnwiredMemory = 0x605, "vm_release_unwired_memory", returns: true;
     /// `(start_ptr, is_user_address, bytes_to_wire, access_requested)`: checks
-    /// access and wires the pages; the status is the seed's.
+    /// access and wires the pages; the status is the manual page's.
     VmCheckAccessAndWireMemory = 0x606, "vm_check_access_and_wire_memory", returns: true;
     /// `(start_ptr, is_user_address, bytes_to_wire)`: wires the pages (obsolescent).
     VmWireMemory = 0x607, "vm_wire_memory", returns: true;

@@ -9,7 +9,7 @@
 macro_rules! statuses {
     ($($(#[$doc:meta])* $name:ident = $value:expr,)*) => {
         /// The status of a hypercall.
-        // The variants keep the seeds' spelling so that a driver author finds them.
+        // The variants keep the spelling of the AIX and DG/UX documentation so that a driver author finds them.
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[repr(u64)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,7 +21,7 @@ macro_rules! statuses {
             /// Every status, in numeric order.
             pub const ALL: &[Status] = &[$(Status::$name,)*];
 
-            /// The name as the seeds spell it (`EFAULT`, `VM_EFAULT_ACCESS_DENIED`).
+            /// The name as the AIX or DG/UX documentation spells it (`EFAULT`, `VM_EFAULT_ACCESS_DENIED`).
             pub const fn name(self) -> &'static str {
                 match self {
                     $(Status::$name => stringify!($name),)*

@@ -1,8 +1,8 @@
 //! DG/UX `memory_allocation(3K)`: one function per service (group `0x06`),
-//! named as the seed names it in snake case, with the seed's argument order and
+//! named as the manual page names it in snake case, with its argument order and
 //! widths.
 //!
-//! | seed type | here |
+//! | manual page type | here |
 //! |---|---|
 //! | `pointer_to_any_type` | `*mut u8` / `*const u8` |
 //! | `uint32_type` bytes, alignment | `u32` |
@@ -15,7 +15,7 @@
 //! Every 32-bit argument travels zero-extended in its 64-bit register (a
 //! negative `sharing` as its 32-bit pattern).
 //!
-//! The seed's return types are kept: the gets return the pointer
+//! The manual page's return types are kept: the gets return the pointer
 //! ([`VM_INVALID_MEMORY_PTR`], a null pointer, when a perhaps get finds no
 //! memory or any get is refused), the `status_type` routines return the
 //! [`Status`] (with [`Status::OK`] for success), and the `void` routines return
@@ -41,9 +41,9 @@ pub use kmemvisor_abi::dgux::{
     VM_INVALID_MEMORY_PTR, VM_INVALID_PHYSICAL_ADDRESS, VM_PAGE_ALIGNED, VM_WORD_ALIGNED, alignment_bytes,
 };
 
-/// The seed's `sc_access_mode_type` (a `bit16_type`).
+/// The manual page's `sc_access_mode_type` (a `bit16_type`).
 pub type ScAccessMode = u16;
-/// The seed's `physical_address_type`: a guest-physical byte address.
+/// The manual page's `physical_address_type`: a guest-physical byte address.
 pub type PhysicalAddress = u64;
 
 /// [`SC_NO_ACCESS`](kmemvisor_abi::dgux::SC_NO_ACCESS) as an [`ScAccessMode`].
@@ -248,7 +248,7 @@ fn addr(ptr: *const u8) -> u64 {
     ptr as u64
 }
 
-/// A get's reply as the seed returns it: the pointer, or null on failure.
+/// A get's reply as the manual page returns it: the pointer, or null on failure.
 fn pointer((status, value): (Status, u64)) -> *mut u8 {
     match status {
         Status::OK => value as *mut u8,
@@ -260,7 +260,7 @@ fn pointer((status, value): (Status, u64)) -> *mut u8 {
 /// [`VM_DEFAULT_ALIGNMENT`]): zero-filled, in the wired arena.
 ///
 /// When memory runs out the VM halts with `VM_PANIC_GET_WIRED_MEMORY`, as the
-/// seed's system halt. A refused request (0 bytes, fewer bytes than the
+/// manual page's system halt. A refused request (0 bytes, fewer bytes than the
 /// alignment, an unknown alignment, more than a page with
 /// [`VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS`]) is a violation and returns null.
 pub fn vm_get_wired_memory(bytes: u32, alignment: u32) -> *mut u8 {
@@ -313,7 +313,7 @@ pub unsafe fn vm_release_unwired_memory(memory_ptr: *mut u8, bytes: u32) {
 
 /// Checks that the pages of `[start_ptr, start_ptr + bytes_to_wire)` (start
 /// rounded down, end up) allow `access_requested` and wires them: each arena
-/// page's wire count goes up by one. Returns `OK`, or the seed's status
+/// page's wire count goes up by one. Returns `OK`, or the manual page's status
 /// (`VM_EFAULT_INVALID_ADDRESS`, `VM_STATUS_PROCESS_HAS_NO_VM`,
 /// `VM_EFAULT_ACCESS_DENIED`, `VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS`) and
 /// then changes nothing. Access bits outside [`SC_ACCESS_MODE_MASK`] are a
@@ -413,7 +413,7 @@ pub fn physical_address_of(logical_address: *const u8) -> Option<PhysicalAddress
 /// [`MAP_SHARED`], and `control_flags` needs
 /// [`VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK`] for a kernel address (no user
 /// address spaces exist) and may add [`VM_MMAP_WRITE_THROUGH_MASK`]. Returns
-/// `OK` or one of the seed's `VM_EINVAL_MMAP_*` statuses, and then changes
+/// `OK` or one of the manual page's `VM_EINVAL_MMAP_*` statuses, and then changes
 /// nothing.
 ///
 /// # Safety
@@ -444,7 +444,7 @@ pub unsafe fn vm_map_physical_memory(
 
 /// Undoes [`vm_map_physical_memory`] for `num_bytes` at `logical_addr` (a part
 /// of a mapping is fine): the pages are the allocation's own again,
-/// zero-filled. Returns `OK` or one of the seed's `VM_EINVAL_MUNMAP_*`
+/// zero-filled. Returns `OK` or one of the manual page's `VM_EINVAL_MUNMAP_*`
 /// statuses, and then changes nothing.
 ///
 /// # Safety

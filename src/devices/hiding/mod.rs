@@ -11,9 +11,10 @@
 //! access completes — a load sees what the device wrote, a store lands. The
 //! VMM view is never registered, so copies and DMA go on meanwhile.
 //!
-//! Why this and not punching the page out of the memslots (ENVIRONMENT.md):
-//! measured here, register + `MADV_DONTNEED` + unregister costs ~9 µs per
-//! toggle against ~50 µs for a memslot delete and re-add, and a touch stalls
+//! Why this and not punching the page out of the memslots (docs/ENVIRONMENT.md):
+//! measured here, register + `MADV_DONTNEED` + unregister + wake costs 5–9 µs
+//! per toggle (`kmemvisor bench` part 6) against ~50 µs for a memslot delete
+//! and re-add, and a touch stalls
 //! the vCPU in the kernel instead of becoming an MMIO exit whose instruction
 //! (string moves included) the VMM would have to emulate. Registering the
 //! whole of RAM once and resolving with UFFDIO_CONTINUE is cheaper still

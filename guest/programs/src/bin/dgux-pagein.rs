@@ -26,7 +26,7 @@ fn case(name: &str, got: Status, expected: Status) -> bool {
 
 fn main() -> u32 {
     let page = vm_get_unwired_memory(PAGE, VM_PAGE_ALIGNED);
-    // The first page-in of the run fails: the seed's "bad I/O status".
+    // The first page-in of the run fails: the manual page's "bad I/O status".
     let first = vm_check_access_and_wire_memory(page, false, PAGE, SC_READ_ACCESS);
     let second = vm_wire_memory(page, false, PAGE);
     let passed = u32::from(case("vm_check_access_and_wire_memory: a page that cannot come in is VM_EIO", first, Status::VM_EIO))

@@ -1,6 +1,6 @@
 //! The DG/UX memory_allocation(3K) conformance guest: PASS/FAIL/SKIP per case, no violations by design.
 //!
-//! One case per answer of the seed's DIAGNOSTICS that a well-behaved caller
+//! One case per answer of the manual page's DIAGNOSTICS that a well-behaved caller
 //! can provoke: gets of every alignment, the perhaps gets' `ENOMEM`, every
 //! status of `vm_check_access_and_wire_memory`, page rounding and wire counts,
 //! the mark routines, physical addresses page by page, and every status of

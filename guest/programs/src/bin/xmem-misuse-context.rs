@@ -1,6 +1,6 @@
 //! xmattach at interrupt level and without a process, xmemin/xmemout at interrupt level with buffers not resident: five violations, exit 65.
 //!
-//! The seed: `xmattach` "can only be called under a process"; at interrupt
+//! The AIX documentation: `xmattach` "can only be called under a process"; at interrupt
 //! level `xmemin` and `xmemout` need buffers that cannot page out. Each call
 //! below is refused with `EPERM`, moves nothing, and is one violation:
 //!
