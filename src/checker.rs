@@ -12,8 +12,8 @@
 
 use std::sync::Mutex;
 
-use crate::report::ExitCause;
 use crate::kvm::stop::Stop;
+use crate::report::ExitCause;
 use crate::sync::lock;
 use serde::Serialize;
 

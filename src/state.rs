@@ -22,7 +22,6 @@ use crate::devices::hiding::Hiding;
 use crate::kvm::cpu;
 use crate::kvm::stop::Stop;
 use crate::kvm::vcpu_pool::VcpuPool;
-use crate::sync::lock;
 use crate::loader::{self, Image, LoaderError, Module, ModuleElf, Segment};
 use crate::memory_model::attachments::Attachments;
 use crate::memory_model::heaps::AixMemory;
@@ -34,6 +33,7 @@ use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
+use crate::sync::lock;
 
 /// The kernel regions that grow after boot, each `ARENA_SIZE` long.
 const KERNEL_REGIONS: [u64; 4] =

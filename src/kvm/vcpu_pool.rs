@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use kmemvisor_abi::Status;
 
-use crate::report::ExitCause;
 use crate::kvm::stop::Stop;
+use crate::report::ExitCause;
 use crate::sync::lock;
 
 /// How often a blocked vCPU thread looks at the stop request; the main

@@ -223,7 +223,10 @@ impl fmt::Display for ReleaseError {
                 write!(f, "page {page:#x} is still wired: wire count {count}, initial {initial}; unwire it first")
             }
             ReleaseError::Hidden { frame } => {
-                write!(f, "guest-physical frame {frame:#x} of the allocation is hidden for DMA: unhide it (xmemdma XMEM_UNHIDE) first")
+                write!(
+                    f,
+                    "guest-physical frame {frame:#x} of the allocation is hidden for DMA: unhide it (xmemdma XMEM_UNHIDE) first"
+                )
             }
         }
     }

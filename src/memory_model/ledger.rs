@@ -145,15 +145,7 @@ impl FrameLedger {
         let order = (0..count).step_by(2).chain((1..count).step_by(2));
         let mut free_list: Vec<u32> = order.filter_map(|i| u32::try_from(i).ok()).collect();
         free_list.reverse();
-        FrameLedger {
-            roles,
-            base,
-            free_list,
-            free: count,
-            contiguous,
-            hides: BTreeMap::new(),
-            aliases: BTreeMap::new(),
-        }
+        FrameLedger { roles, base, free_list, free: count, contiguous, hides: BTreeMap::new(), aliases: BTreeMap::new() }
     }
 
     /// The frame number of `gpa` if it is a RAM frame's address.
@@ -539,7 +531,10 @@ mod tests {
         let mut frames = ledger(2, false);
         frames.assign(0x2000, 2, Role::Image);
         frames.assign(BASE, 1, Role::Image);
-        assert_eq!((frames.role(0x2000), frames.role(0x3fff), frames.role(0x4000)), (Some(Role::Image), Some(Role::Image), Some(Role::Unused)));
+        assert_eq!(
+            (frames.role(0x2000), frames.role(0x3fff), frames.role(0x4000)),
+            (Some(Role::Image), Some(Role::Image), Some(Role::Unused))
+        );
         assert_eq!(frames.role(BASE), Some(Role::Free), "the allocator's frames are not assigned");
         assert_eq!(frames.role(BASE + 2 * PAGE_SIZE), None, "past RAM");
         assert_eq!(frames.release(0x2000), Ok(false), "fixed frames are never released");

@@ -66,12 +66,7 @@ impl Processes {
     }
 
     /// A new process sharing `kernel`'s kernel half; its id.
-    pub fn create(
-        &mut self,
-        memory: &GuestMemoryMmap,
-        frames: &mut FrameLedger,
-        kernel: &AddressSpace,
-    ) -> Result<u64, Status> {
+    pub fn create(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, kernel: &AddressSpace) -> Result<u64, Status> {
         if self.all.len() >= MAX_PROCESSES {
             return Err(Status::ENOSPC);
         }

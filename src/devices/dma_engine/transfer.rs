@@ -137,7 +137,9 @@ fn refuse_forbidden(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan
     for (start, verb) in [(written, "write"), (read, "read")] {
         let Some(start) = start else { continue };
         if let Some((page, why)) = pages_of(start, len).find_map(|page| host.refusal(page).map(|why| (page, why))) {
-            let message = format!("DMA {verb}s page {page:#x}, which no device may touch ({why}): the transfer is refused and nothing was copied");
+            let message = format!(
+                "DMA {verb}s page {page:#x}, which no device may touch ({why}): the transfer is refused and nothing was copied"
+            );
             host.violation(access.vcpu, access.rip, &[t.source, t.destination, t.length, t.direction], message);
             return Err(TransferError::Forbidden(page));
         }
@@ -345,7 +347,11 @@ mod tests {
         assert_eq!(lock(&dev)[..8], [0; 8], "nor in device memory");
         let messages = host.messages();
         assert_eq!(messages.len(), 3, "{messages:?}");
-        assert!(messages[0].starts_with("DMA writes page 0x9000, which no device may touch (page 0x9000, a page table)"), "{}", messages[0]);
+        assert!(
+            messages[0].starts_with("DMA writes page 0x9000, which no device may touch (page 0x9000, a page table)"),
+            "{}",
+            messages[0]
+        );
         assert!(messages[2].starts_with("DMA reads page 0x9000, which"), "{}", messages[2]);
     }
 

@@ -38,6 +38,38 @@ fn fail(state: &VmState, what: String) {
     }
 }
 
+/// Turns every touch queued on the userfaultfd into a stall and a violation.
+/// The server calls it whenever the userfaultfd is readable, and an unhide
+/// calls it before it releases a page: a touch made while the page was
+/// hidden is then recorded, however late the server would have read it.
+pub fn record_touches(state: &VmState) -> Result<(), String> {
+    let Ok(trap) = state.hiding.trap() else { return Ok(()) };
+    loop {
+        let fault = match trap.read_fault() {
+            Ok(Some(fault)) => fault,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("cannot read the userfaultfd: {e}")),
+        };
+        let vcpu = state.vcpu_of_thread(fault.tid);
+        match state.hiding.fault(fault, vcpu) {
+            Ok(Touch::Stalled(stall)) => {
+                let message = format!(
+                    "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
+                     it waits until the page is unhidden",
+                    who(&stall),
+                    stall.page,
+                    stall.origin.what,
+                    stall.origin.vcpu,
+                    stall.origin.rip
+                );
+                record(state, &stall, message);
+            }
+            Ok(Touch::Resumed) => {}
+            Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),
+        }
+    }
+}
+
 /// Serves faults until `done` is readable or the VM stops. The main thread
 /// releases the stalled vCPUs on a stop (`Hiding::release_all`).
 pub fn serve(state: &VmState, done: &EventFd) {
@@ -61,29 +93,8 @@ pub fn serve(state: &VmState, done: &EventFd) {
         if polls[1].revents != 0 {
             return;
         }
-        loop {
-            let fault = match trap.read_fault() {
-                Ok(Some(fault)) => fault,
-                Ok(None) => break,
-                Err(e) => return fail(state, format!("cannot read the userfaultfd: {e}")),
-            };
-            let vcpu = state.vcpu_of_thread(fault.tid);
-            match state.hiding.fault(fault, vcpu) {
-                Ok(Touch::Stalled(stall)) => {
-                    let message = format!(
-                        "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
-                         it waits until the page is unhidden",
-                        who(&stall),
-                        stall.page,
-                        stall.origin.what,
-                        stall.origin.vcpu,
-                        stall.origin.rip
-                    );
-                    record(state, &stall, message);
-                }
-                Ok(Touch::Resumed) => {}
-                Err(e) => return fail(state, format!("cannot let a thread go on after its fault: {e}")),
-            }
+        if let Err(e) = record_touches(state) {
+            return fail(state, e);
         }
         let timeout = state.hiding.stall_timeout();
         for stall in state.hiding.overdue(Instant::now()) {

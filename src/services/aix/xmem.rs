@@ -18,7 +18,7 @@ use kmemvisor_abi::xmem::{
 };
 use kmemvisor_abi::{Service, Status};
 
-use crate::devices::hiding::HideOrigin;
+use crate::devices::hiding::{HideOrigin, touches};
 use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
 use crate::memory_model::guest_access;
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
@@ -267,7 +267,8 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         match pages.iter().map(|&(va, _)| a.hidden.get(&va).filter(|h| h.count > 0).map(|h| h.gpa).ok_or(va)).collect() {
             Ok(gpas) => gpas,
             Err(va) => {
-                let why = format!("xmemdma XMEM_UNHIDE of {va:#x}, a page not hidden through this descriptor (unhide without hide)");
+                let why =
+                    format!("xmemdma XMEM_UNHIDE of {va:#x}, a page not hidden through this descriptor (unhide without hide)");
                 return refuse(state, caller, service, args, why, Status::EINVAL);
             }
         }
@@ -295,6 +296,10 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             let _ = k.frames.unhide(&gpas);
         })
     } else {
+        // Touches already made are recorded before the pages come back.
+        if let Err(why) = touches::record_touches(state) {
+            return refuse(state, caller, service, args, why, Status::EPERM);
+        }
         match k.frames.unhide(&gpas) {
             Ok(last_hides) => state.hiding.unhide(&last_hides).map(|_| ()),
             Err(e) => {

@@ -51,7 +51,9 @@ fn main() -> u32 {
         "supervisor" => supervisor(),
         "dma-tables" => dma_tables(),
         _ => {
-            println!("isolation: which attempt? table-alias, hide-window, remap-unhide, two-attachments, alias-free, supervisor, dma-tables");
+            println!(
+                "isolation: which attempt? table-alias, hide-window, remap-unhide, two-attachments, alias-free, supervisor, dma-tables"
+            );
             return 2;
         }
     };
@@ -120,7 +122,8 @@ fn table_alias() -> bool {
     // The allocator hands out frames upwards from here.
     let last = frame(window + (WINDOW - 1) * PAGE);
     // Frames that are page tables already are refused; the others are aliased.
-    let aliased: [bool; WINDOW as usize] = core::array::from_fn(|i| map(window + i as u64 * PAGE, last + (i as u64 + 1) * PAGE, PAGE) == Status::OK);
+    let aliased: [bool; WINDOW as usize] =
+        core::array::from_fn(|i| map(window + i as u64 * PAGE, last + (i as u64 + 1) * PAGE, PAGE) == Status::OK);
     let created = (0..4).filter(|_| process_create().is_ok()).count();
     let visible = (0..WINDOW).filter(|i| looks_like_a_top_level_table(window + i * PAGE)).count();
     let count = aliased.iter().filter(|&&a| a).count();
@@ -144,7 +147,12 @@ fn hide_window() -> bool {
         // SAFETY: nothing uses the window any more.
         status(unsafe { engine.unmap() }),
     ];
-    println!("isolation hide-window: attach {}, pin {}, hide {}, then the id register reads {id:#x}", attached.name(), pinned.name(), hidden.name());
+    println!(
+        "isolation hide-window: attach {}, pin {}, hide {}, then the id register reads {id:#x}",
+        attached.name(),
+        pinned.name(),
+        hidden.name()
+    );
     (attached, pinned, hidden) == (Status::OK, Status::OK, Status::EINVAL) && cleanup == [Status::OK; 3] && id != 0
 }
 
