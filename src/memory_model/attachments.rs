@@ -150,6 +150,16 @@ impl Attachments {
         self.live.values().any(|a| a.pid == pid)
     }
 
+    /// Hides not yet undone through every attachment, by guest-physical frame.
+    #[cfg(test)]
+    pub fn hidden_frames(&self) -> BTreeMap<u64, u32> {
+        let mut frames = BTreeMap::new();
+        for hidden in self.live.values().flat_map(|a| a.hidden.values()) {
+            *frames.entry(hidden.gpa).or_insert(0) += hidden.count;
+        }
+        frames
+    }
+
     /// What is left at exit: attachments not detached and pages not unhidden,
     /// as (service, address, vCPU, RIP, message).
     pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {

@@ -294,6 +294,38 @@ impl AddressSpace {
         Ok(user)
     }
 
+    /// Every table frame reachable from the root (the root included) and
+    /// every present leaf as (virtual page, translation): what the CPU can
+    /// walk, for the memory model's invariant checks.
+    #[cfg(test)]
+    pub fn walk(&self, memory: &GuestMemoryMmap) -> (Vec<u64>, Vec<(u64, Translation)>) {
+        let (mut tables, mut leaves) = (Vec::new(), Vec::new());
+        let mut pending = vec![(self.root, 3u32, 0u64)];
+        while let Some((table, level, base)) = pending.pop() {
+            tables.push(table);
+            let mut bytes = [0u8; PAGE_SIZE as usize];
+            if memory.read_slice(&mut bytes, GuestAddress(table)).is_err() {
+                continue;
+            }
+            for (i, word) in (0u64..).zip(bytes.chunks_exact(8)) {
+                let entry = u64::from_le_bytes(word.try_into().unwrap_or_default());
+                if entry & PteFlags::PRESENT.0 == 0 {
+                    continue;
+                }
+                let mut va = base | (i << (12 + 9 * level));
+                if level == 3 && i >= 256 {
+                    va |= 0xffff_0000_0000_0000;
+                }
+                if level == 0 {
+                    leaves.push((va, Translation::of_entry(entry)));
+                } else {
+                    pending.push((entry & PteFlags::ADDRESS_MASK, level - 1, va));
+                }
+            }
+        }
+        (tables, leaves)
+    }
+
     /// Translates `va`, or `None` where nothing is mapped.
     pub fn translate(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
         if !is_canonical(va) {

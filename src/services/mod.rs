@@ -4,6 +4,8 @@
 pub mod aix;
 pub mod dgux;
 pub mod process;
+#[cfg(test)]
+mod properties;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
