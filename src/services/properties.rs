@@ -211,10 +211,10 @@ fn check_invariants(state: &VmState) -> Result<(), String> {
     if ledger != books {
         return Err(format!("the ledger hides {ledger:x?}, the attachments say {books:x?}"));
     }
-    if state.hiding.trap().is_ok() {
-        if let Some((&frame, _)) = ledger.iter().find(|&(&f, _)| !state.hiding.is_trapped(f)) {
-            return Err(format!("hidden frame {frame:#x} is not trapped from the vCPUs"));
-        }
+    if state.hiding.trap().is_ok()
+        && let Some((&frame, _)) = ledger.iter().find(|&(&f, _)| !state.hiding.is_trapped(f))
+    {
+        return Err(format!("hidden frame {frame:#x} is not trapped from the vCPUs"));
     }
     Ok(())
 }
