@@ -174,7 +174,7 @@ pub struct VmState {
     pub vcpu_tids: Vec<AtomicU32>,
     /// The DMA engine.
     pub dma: DmaEngine,
-    /// Written once, when the guest first needs the helper threads (src/helpers.rs).
+    /// Written once, when the guest first needs the helper threads (src/devices/helpers.rs).
     pub helpers_wanted: Arc<EventFd>,
     helpers_requested: AtomicBool,
 }

@@ -1,7 +1,7 @@
 //! Hiding guest pages from every vCPU in stage 2 while the VMM and the DMA
 //! device keep reaching them: what `xmemdma` stands on.
 //!
-//! A hidden page is taken out of the CPU view of guest RAM (src/memory.rs):
+//! A hidden page is taken out of the CPU view of guest RAM (src/memory_model/ram.rs):
 //! its host page-table entry is dropped with `MADV_DONTNEED` — KVM's MMU
 //! notifier then drops every vCPU's stage-2 mapping of it — and the page is
 //! registered with a userfaultfd in MINOR mode. A vCPU that touches it faults
