@@ -21,15 +21,22 @@ pub struct Origin {
     pub rip: u64,
 }
 
-/// One page hidden through an attachment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One page hidden through an attachment: the frame each hide not yet
+/// undone took, oldest first. A page remapped between two hides has hidden
+/// two frames; each unhide gives back the newest.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HiddenThrough {
-    /// The guest-physical page hidden.
-    pub gpa: u64,
-    /// Hides not yet undone.
-    pub count: u32,
+    /// The frames hidden, one per hide.
+    pub frames: Vec<u64>,
     /// The first hide.
     pub origin: Origin,
+}
+
+impl HiddenThrough {
+    /// Hides not yet undone.
+    pub fn count(&self) -> u32 {
+        u32::try_from(self.frames.len()).unwrap_or(u32::MAX)
+    }
 }
 
 /// An attached buffer.
@@ -155,7 +162,9 @@ impl Attachments {
     pub fn hidden_frames(&self) -> BTreeMap<u64, u32> {
         let mut frames = BTreeMap::new();
         for hidden in self.live.values().flat_map(|a| a.hidden.values()) {
-            *frames.entry(hidden.gpa).or_insert(0) += hidden.count;
+            for &frame in &hidden.frames {
+                *frames.entry(frame).or_insert(0) += 1;
+            }
         }
         frames
     }
@@ -169,9 +178,11 @@ impl Attachments {
             let message = format!("{} bytes of {whose} at {:#x} are still attached at exit (no xmdetach)", a.len, a.base);
             leaks.push((a.origin.service, a.base, a.origin.vcpu, a.origin.rip, message));
             for (&page, h) in &a.hidden {
+                let frames: Vec<String> = h.frames.iter().map(|f| format!("{f:#x}")).collect();
                 let message = format!(
-                    "page {page:#x} (guest-physical {:#x}) is still hidden at exit: {} xmemdma XMEM_HIDE not undone by XMEM_UNHIDE",
-                    h.gpa, h.count
+                    "page {page:#x} (guest-physical {}) is still hidden at exit: {} xmemdma XMEM_HIDE not undone by XMEM_UNHIDE",
+                    frames.join(", "),
+                    h.count()
                 );
                 leaks.push((h.origin.service, page, h.origin.vcpu, h.origin.rip, message));
             }

@@ -15,6 +15,7 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::xmem::{SYS_ADSPACE, USER_ADSPACE, XMEM_HIDE, XMEM_SIZE, XMEM_UNHIDE};
 use kmemvisor_abi::{Service, Status};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 use crate::memory_model::ledger::Role;
 use crate::memory_model::paging::PteFlags;
@@ -251,7 +252,14 @@ fn calls() -> impl Strategy<Value = Vec<Call>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 160, failure_persistence: None, ..ProptestConfig::default() })]
+    // A fixed seed: the suite's verdict must not change between reruns.
+    // PROPTEST_CASES and a changed seed widen a search by hand.
+    #![proptest_config(ProptestConfig {
+        cases: 160,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(0x6b6d_656d_7669_736f),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_invariant_holds_after_every_call(calls in calls()) {
@@ -269,4 +277,34 @@ fn the_invariant_check_sees_a_page_table_the_guest_reaches() {
     state.space.remap(state.ram.memory(), va, layout::PAGE_TABLES_GPA, flags).expect("remap");
     let broken = check_invariants(&state).expect_err("a reachable page table");
     assert!(broken.starts_with("the guest reaches page table 0x100000 at 0xffffd00000000000"), "{broken}");
+}
+
+#[test]
+fn a_page_hidden_again_after_a_remap_gives_back_each_frame_it_hid() {
+    use crate::testing::{ok, reply, state};
+    let s = state();
+    let hides = |gpa: u64| crate::sync::lock(&s.kernel).frames.hides(gpa);
+    let aligned = u64::from(VM_PAGE_ALIGNED);
+    let (dp, out) =
+        (ok(&s, Service::VmGetWiredMemory, &[PAGE_SIZE, aligned]), ok(&s, Service::VmGetWiredMemory, &[PAGE_SIZE, aligned]));
+    let wired = ok(&s, Service::VmGetWiredMemory, &[PAGE_SIZE, aligned]);
+    let page = ok(&s, Service::VmGetUnwiredMemory, &[PAGE_SIZE, aligned]);
+    let physical = |va: u64| {
+        ok(&s, Service::VmGetPhysicalByteAddress, &[va, 0, out]);
+        let bytes = crate::memory_model::guest_access::read(s.ram.memory(), &s.space, out, 8).expect("read");
+        u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    };
+    let (first, second) = (physical(page), physical(wired));
+    ok(&s, Service::Xmattach64, &[page, PAGE_SIZE, dp, SYS_ADSPACE]);
+    ok(&s, Service::Pin, &[page, PAGE_SIZE]);
+    assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_HIDE]), (Status::OK, first));
+    let map = [page, second, PAGE_SIZE, PROT_READ | PROT_WRITE, 1, VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK];
+    ok(&s, Service::VmMapPhysicalMemory, &map);
+    assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_HIDE]), (Status::OK, second));
+    assert_eq!((hides(first), hides(second)), (1, 1));
+    assert_eq!(check_invariants(&s), Ok(()));
+    assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_UNHIDE]), (Status::OK, second), "the newest hide first");
+    assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_UNHIDE]), (Status::OK, first));
+    assert_eq!((hides(first), hides(second)), (0, 0));
+    assert_eq!(check_invariants(&s), Ok(()));
 }

@@ -142,7 +142,7 @@ fn detach(state: &VmState, caller: Caller, args: &[u64]) -> Outcome {
         Ok(handle) => handle,
         Err(answer) => return answer,
     };
-    let hidden: u32 = k.xmem.get(handle).map_or(0, |a| a.hidden.values().map(|h| h.count).sum());
+    let hidden: u32 = k.xmem.get(handle).map_or(0, |a| a.hidden.values().map(HiddenThrough::count).sum());
     if hidden > 0 {
         let why = format!("xmdetach while {hidden} xmemdma hide(s) through the attachment are not undone: unhide first");
         return refuse(state, caller, Service::Xmdetach, args, why, Status::EBUSY);
@@ -264,7 +264,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         }
         pages.iter().map(|&(_, gpa)| gpa).collect()
     } else {
-        match pages.iter().map(|&(va, _)| a.hidden.get(&va).filter(|h| h.count > 0).map(|h| h.gpa).ok_or(va)).collect() {
+        match pages.iter().map(|&(va, _)| a.hidden.get(&va).and_then(|h| h.frames.last().copied()).ok_or(va)).collect() {
             Ok(gpas) => gpas,
             Err(va) => {
                 let why =
@@ -315,10 +315,10 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
     if let Some(a) = k.xmem.get_mut(handle) {
         for (&(va, _), &gpa) in pages.iter().zip(&gpas) {
             if p.flags == XMEM_HIDE {
-                a.hidden.entry(va).or_insert(HiddenThrough { gpa, count: 0, origin }).count += 1;
+                a.hidden.entry(va).or_insert(HiddenThrough { frames: Vec::new(), origin }).frames.push(gpa);
             } else if let Some(h) = a.hidden.get_mut(&va) {
-                h.count -= 1;
-                if h.count == 0 {
+                h.frames.pop();
+                if h.frames.is_empty() {
                     a.hidden.remove(&va);
                 }
             }
