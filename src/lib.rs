@@ -21,3 +21,4 @@ pub mod state;
 pub mod sync;
 #[cfg(test)]
 pub mod testing;
+pub mod units;

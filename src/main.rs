@@ -11,9 +11,10 @@ use kmemvisor::guests::{self, BUNDLED, Kind};
 use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
 use kmemvisor::loader::{LoaderError, ModuleElf};
 use kmemvisor::memory_model::inject::FailSpec;
-use kmemvisor::memory_model::ram::{GuestRam, LONGEST_DURATION, parse_duration, parse_size};
+use kmemvisor::memory_model::ram::GuestRam;
 use kmemvisor::report::status;
 use kmemvisor::state::{SetupError, VmConfig};
+use kmemvisor::units::{LONGEST_DURATION, parse_duration, parse_size};
 use kmemvisor::{bench, report::Report};
 
 const EXIT_STATUSES: &str = "\
