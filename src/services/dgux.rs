@@ -95,7 +95,9 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
     match result {
         Ok(()) => Reply::ok(0),
         Err(e) => {
-            let status = if matches!(e, ReleaseError::Hidden { .. }) { Status::EBUSY } else { Status::EINVAL };
+            // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
+            let status =
+                if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. }) { Status::EBUSY } else { Status::EINVAL };
             let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {e}; nothing was released");
             refuse(state, caller, service, &[ptr, bytes], message, status)
         }
@@ -131,11 +133,11 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
     let k = &mut *kernel(state);
     let status = match owner(state, caller, user) {
         None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
-        Some(None) => k.dgux.wire(view(state), None, start, bytes, access),
+        Some(None) => k.dgux.wire(view(state), &mut k.frames, None, start, bytes, access),
         Some(Some(pid)) => match k.processes.get(pid) {
             Some(process) => {
                 let view = GuestView { memory: state.ram.memory(), space: process.space() };
-                k.dgux.wire(view, Some(pid), start, bytes, access)
+                k.dgux.wire(view, &mut k.frames, Some(pid), start, bytes, access)
             }
             None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
         },
@@ -157,10 +159,10 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
     let k = &mut *kernel(state);
     let result = match owner(state, caller, user) {
         None => None,
-        Some(None) => Some(k.dgux.unwire(view(state), None, start, bytes, marks)),
+        Some(None) => Some(k.dgux.unwire(view(state), &mut k.frames, None, start, bytes, marks)),
         Some(Some(pid)) => k.processes.get(pid).map(|process| {
             let view = GuestView { memory: state.ram.memory(), space: process.space() };
-            k.dgux.unwire(view, Some(pid), start, bytes, marks)
+            k.dgux.unwire(view, &mut k.frames, Some(pid), start, bytes, marks)
         }),
     };
     let Some(result) = result else {
