@@ -318,7 +318,9 @@ impl FrameLedger {
 
     /// Bytes of bookkeeping.
     pub fn bookkeeping_bytes(&self) -> u64 {
-        (self.roles.capacity() + self.free_list.capacity() * 4 + (self.hides.len() + self.aliases.len()) * 48
+        (self.roles.capacity()
+            + self.free_list.capacity() * 4
+            + (self.hides.len() + self.aliases.len()) * 48
             + self.counts.len() * (std::mem::size_of::<(u64, Counts)>() * 4 / 3)
             + self.first_pins.len() * 48) as u64
     }
@@ -765,7 +767,11 @@ impl FrameLedger {
                 return Err(format!("invariant 8: frame {frame:#x} has wire count {} (initial {})", c.wires, c.initial_wires));
             }
             if (c.pins > 0) != self.first_pins.contains_key(&frame) {
-                return Err(format!("invariant 9: frame {frame:#x} has {} pins but origin {:?}", c.pins, self.first_pins.get(&frame)));
+                return Err(format!(
+                    "invariant 9: frame {frame:#x} has {} pins but origin {:?}",
+                    c.pins,
+                    self.first_pins.get(&frame)
+                ));
             }
             pinned += u64::from(c.is_pinned());
         }

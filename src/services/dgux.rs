@@ -96,8 +96,11 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
         Ok(()) => Reply::ok(0),
         Err(e) => {
             // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
-            let status =
-                if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. }) { Status::EBUSY } else { Status::EINVAL };
+            let status = if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. }) {
+                Status::EBUSY
+            } else {
+                Status::EINVAL
+            };
             let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {e}; nothing was released");
             refuse(state, caller, service, &[ptr, bytes], message, status)
         }
@@ -604,7 +607,10 @@ mod tests {
         assert_eq!(kernel_as_user, Outcome::Reply(Reply { status: Status::OK, value: VM_INVALID_PHYSICAL_ADDRESS }));
         assert_eq!(status(&s, Service::ProcessSwitch, &[0]), Status::OK);
         assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY, "its pages are wired");
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert_eq!(leaks.iter().filter(|l| l.4.contains(&format!("of process {pid}"))).count(), 2);
         ok(&s, Service::ProcessSwitch, &[pid]);
         assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[user, 1, 2 * 4096]), Status::OK);
@@ -622,13 +628,19 @@ mod tests {
         let s = state();
         let p = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
         assert_eq!(status(&s, Service::VmWireMemory, &[p, 0, 1]), Status::OK);
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert_eq!(leaks.len(), 2);
         assert_eq!(leaks[0].0, "vm_get_unwired_memory");
         assert_eq!(leaks[0].3, 0x1234, "the RIP of the get");
         assert!(leaks[1].4.contains("still wired at exit"));
         let q = get(&s, Service::VmPerhapsGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert!(leaks.iter().any(|l| l.0 == "vm_perhaps_get_wired_memory" && l.1 == q), "{leaks:?}");
     }
 }

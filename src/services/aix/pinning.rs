@@ -26,8 +26,8 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
 use crate::memory_model::kernel_memory::page_span;
-use crate::memory_model::paging::PteFlags;
 use crate::memory_model::ledger::{LedgerError, Owner};
+use crate::memory_model::paging::PteFlags;
 use crate::memory_model::pins::{KERNEL, MAX_PIN_LENGTH, Origin, PIN_LIMIT_PERCENT};
 use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::{Kernel, VmState};
@@ -85,13 +85,7 @@ fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], change
 /// One more pin (`origin` given) or one less on the frame of each of
 /// `pages` (page, frame) of `pid` (0: kernel pages), all or none: `xmempin`
 /// and `xmemunpin`.
-pub(crate) fn pin_pages(
-    state: &VmState,
-    k: &mut Kernel,
-    pid: u64,
-    pages: &[(u64, u64)],
-    origin: Option<Origin>,
-) -> Status {
+pub(crate) fn pin_pages(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], origin: Option<Origin>) -> Status {
     apply(state, k, pid, pages, origin.map_or(Change::Unpin, Change::Pin))
 }
 
@@ -123,8 +117,7 @@ fn kernel_range(state: &VmState, addr: u64, length: u64, change: Change) -> Stat
     let memory = state.ram.memory();
     let k = &mut *lock(&state.kernel);
     // Supervisor-only pages (the CPU tables) are the VMM's, not the guest's to pin.
-    let guest_page =
-        |page| state.space.translate(memory, page).filter(|t| t.flags.contains(PteFlags::USER)).map(|t| t.gpa);
+    let guest_page = |page| state.space.translate(memory, page).filter(|t| t.flags.contains(PteFlags::USER)).map(|t| t.gpa);
     let Some(pages) = mapped_pages(first, end, guest_page) else {
         return Status::EINVAL;
     };
@@ -209,13 +202,15 @@ mod tests {
 
     use crate::loader::Segment;
     use crate::memory_model::paging::PteFlags;
-    use crate::memory_model::pins::{MAX_PIN_COUNT, Origin, Pin, Pins};
     use crate::state::VmState;
 
     use crate::testing::{ok as value, state, state_with_module, status, violations};
 
+    /// Pins above the initial count of the frame `page` of `pid` (0: the kernel) maps now.
     fn count(s: &VmState, pid: u64, page: u64) -> u32 {
-        s.kernel.lock().expect("lock").aix.pins.extra_count(pid, page)
+        let k = s.kernel.lock().expect("lock");
+        let space = if pid == 0 { Some(&s.space) } else { k.processes.get(pid).map(|p| p.space()) };
+        space.and_then(|space| space.translate(s.ram.memory(), page)).map_or(0, |t| k.frames.pin_count(t.gpa))
     }
 
     fn wired(s: &VmState, bytes: u64) -> u64 {
@@ -223,7 +218,8 @@ mod tests {
     }
 
     fn leaks(s: &VmState) -> Vec<(&'static str, u64, usize, u64, String)> {
-        s.kernel.lock().expect("lock").aix.leaks()
+        let k = s.kernel.lock().expect("lock");
+        k.aix.leaks(&k.frames)
     }
 
     #[test]
@@ -292,23 +288,8 @@ mod tests {
         assert_eq!(status(&s, Service::Unpin, &[pageable, 64]), Status::OK);
         assert!(leaks(&s).is_empty());
         let k = s.kernel.lock().expect("lock");
-        assert_eq!((k.aix.pins.on_pinned_heap, k.aix.pins.pinned(k.dgux.pinned_heap_pages())), (0, 1));
-    }
-
-    #[test]
-    fn the_pin_limit_counts_pinned_heap_pages_and_is_all_or_nothing() {
-        let origin = Origin { service: "pin", vcpu: 0, rip: 0 };
-        let mut pins = Pins::default();
-        let pages: Vec<u64> = (0..6).map(|i| layout::WIRED_ARENA_VA + i * PAGE_SIZE).collect();
-        assert_eq!(pins.pin(0, &pages, 10, 5, origin), Status::ENOMEM, "5 pinned-heap pages + 6 > 10");
-        assert!(pins.pages.is_empty());
-        assert_eq!(pins.pin(0, &pages, 10, 4, origin), Status::OK);
-        assert_eq!(pins.pin(0, &pages, 10, 4, origin), Status::OK, "pinning pinned pages again takes no more");
-        let heap = [layout::PINNED_HEAP_VA];
-        assert_eq!(pins.pin(0, &heap, 10, 4, origin), Status::OK, "a pinned-heap page is counted already");
-        assert_eq!(pins.pin(7, &[0x1000_0000], 10, 4, origin), Status::ENOMEM, "user pages count too");
-        pins.pages.insert((0, 0x5000), Pin { count: MAX_PIN_COUNT, vcpu: 0, rip: 0, service: "pin" });
-        assert_eq!(pins.pin(0, &[0x5000], u64::MAX, 0, origin), Status::EINVAL, "the count would overflow");
+        assert_eq!(k.frames.pinned_frames(), 1, "the pinned heap's one frame");
+        assert_eq!(k.frames.check(), Ok(()));
     }
 
     #[test]
@@ -326,7 +307,7 @@ mod tests {
         assert_eq!(status(&s, Service::Pinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::OK);
         assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_USERISPACE]), Status::OK);
         assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE), count(&s, 0, va)), (2, 1, 0));
-        assert_eq!(s.kernel.lock().expect("lock").aix.pins.pinned_pages_of(pid), 2);
+        assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE)), (2, 1));
         assert_eq!(status(&s, Service::Pin, &[va, 8]), Status::EINVAL, "pin is for kernel addresses");
         assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_SYSSPACE]), Status::EINVAL);
         let leaked = leaks(&s);
@@ -348,7 +329,7 @@ mod tests {
         assert_eq!(status(&s, Service::Unpinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::OK);
         assert_eq!(status(&s, Service::Unpinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::EINVAL, "page 2 is at 0");
         assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERISPACE]), Status::OK);
-        assert_eq!(s.kernel.lock().expect("lock").aix.pins.pinned_pages_of(pid), 0);
+        assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE)), (0, 0));
         assert!(leaks(&s).is_empty());
         // Another process has its own counts for the same address.
         let other = value(&s, Service::ProcessCreate, &[]);
