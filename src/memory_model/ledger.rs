@@ -939,4 +939,123 @@ mod tests {
         let frames = FrameLedger::new(BASE, ram, false);
         assert!(frames.bookkeeping_bytes() * 100 < ram, "{} bytes", frames.bookkeeping_bytes());
     }
+
+    const ORIGIN: PinOrigin = PinOrigin { service: "pin", vcpu: 0, rip: 0x1234 };
+
+    fn owner(va: u64) -> Owner {
+        Owner { pid: 0, va }
+    }
+
+    #[test]
+    fn wires_and_marks_follow_the_frame_and_block_its_release() {
+        let mut frames = ledger(8, false);
+        let [a, b] = frames.allocate(2, Role::KernelMemory).expect("frames")[..] else { panic!("two frames") };
+        frames.own(a, owner(0x1000), 1, false);
+        frames.own(b, owner(0x2000), 0, false);
+        assert_eq!(frames.wire_count(a + 8), Ok(Some((1, 1))));
+        assert_eq!(frames.wire(&[a, b, b]), Ok(()), "a frame named twice is wired twice");
+        assert_eq!(frames.wire_count(b), Ok(Some((2, 0))));
+        assert_eq!(frames.release_refusal([a]), Some(LedgerError::Wired { frame: a, count: 2, initial: 1 }));
+        assert_eq!(frames.release(a), Err(LedgerError::Wired { frame: a, count: 2, initial: 1 }));
+        assert_eq!(frames.role(a), Some(Role::KernelMemory), "a refused release changes nothing");
+        let marks = Marks { referenced: true, modified: false };
+        assert_eq!(
+            frames.unwire(&[a, a], marks),
+            Err(LedgerError::BelowFloor { frame: a, count: 2, initial: 1 }),
+            "all or nothing"
+        );
+        assert_eq!((frames.wire_count(a), frames.marks(a)), (Ok(Some((2, 1))), Marks::default()));
+        assert_eq!(frames.unwire(&[a, b], marks), Ok(()));
+        assert_eq!(frames.marks(a), marks);
+        assert_eq!(frames.check(), Ok(()));
+        assert_eq!(frames.release(a), Ok(true), "back at its initial count");
+        assert_eq!((frames.counts(a), frames.marks(a)), (None, Marks::default()), "a free frame has no counts or marks");
+        assert_eq!(frames.wire(&[a]), Err(LedgerError::Role { frame: a, role: Role::Free }), "free RAM is no one's to wire");
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_wire_ceiling_is_all_or_nothing() {
+        let mut frames = ledger(4, false);
+        let a = frames.allocate(1, Role::ProcessPage).expect("frame")[0];
+        frames.own(a, Owner { pid: 3, va: 0x1000_0000 }, 0, false);
+        for _ in 0..MAX_WIRE_COUNT - 1 {
+            assert_eq!(frames.wire(&[a]), Ok(()));
+        }
+        assert_eq!(frames.wire(&[a, a]), Err(LedgerError::WireCeiling(a)));
+        assert_eq!(frames.wire_count(a), Ok(Some((MAX_WIRE_COUNT as u32 - 1, 0))));
+        assert_eq!(frames.wire(&[a]), Ok(()));
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn fixed_frames_and_device_windows_are_resident_by_nature() {
+        let mut frames = ledger(4, false);
+        frames.assign(0x3000, 1, Role::Image);
+        let device = BASE + 64 * PAGE_SIZE;
+        for gpa in [0x3000, device] {
+            assert_eq!(frames.wire_count(gpa), Ok(None));
+            assert_eq!(frames.wire(&[gpa]), Ok(()));
+            assert_eq!(frames.unwire(&[gpa], Marks { referenced: true, modified: true }), Ok(()));
+            assert!(frames.is_resident(gpa));
+            assert_eq!(frames.counts(gpa), None, "nothing is counted");
+        }
+        assert!(frames.is_pinned(device), "device memory counts as pinned");
+        assert_eq!(frames.pin(&[(device, owner(0xd000))], ORIGIN, 10), Ok(()));
+        assert_eq!(frames.unpin(&[device, device]), Ok(()), "pinning a device window counts nothing");
+        assert_eq!(frames.pinned_frames(), 0);
+        // The image is pinned (pincode) and counted, with its page and origin.
+        assert_eq!(frames.pin(&[(0x3000, owner(0xffff_8000_0000_0000))], ORIGIN, 10), Ok(()));
+        assert_eq!((frames.pin_count(0x3000), frames.first_pin(0x3000)), (1, Some(ORIGIN)));
+        assert_eq!(frames.counts(0x3000).map(|c| c.owner), Some(owner(0xffff_8000_0000_0000)));
+        assert_eq!(frames.check(), Ok(()));
+        assert_eq!(frames.unpin(&[0x3000]), Ok(()));
+        assert_eq!((frames.counts(0x3000), frames.first_pin(0x3000)), (None, None));
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn pins_follow_the_frame_keep_their_floor_and_block_its_release() {
+        let mut frames = ledger(8, false);
+        let [a, heap, free] = frames.allocate(3, Role::KernelMemory).expect("frames")[..] else { panic!("three frames") };
+        assert_eq!(frames.release(free), Ok(true));
+        frames.own(a, owner(0x1000), 0, false);
+        frames.own(heap, owner(0x2000), 1, true);
+        assert_eq!(frames.pinned_frames(), 1, "the pinned heap's frame is pinned from birth");
+        assert_eq!(frames.unpin(&[heap]), Err(LedgerError::NotPinned(heap)), "below its initial count");
+        assert_eq!(frames.pin(&[(free, owner(0x3000))], ORIGIN, 10), Err(LedgerError::Role { frame: free, role: Role::Free }));
+        assert_eq!(frames.pin(&[(a, owner(0x1000)), (heap, owner(0x2000))], ORIGIN, 1), Err(LedgerError::PinLimit(1)));
+        assert_eq!((frames.pin_count(a), frames.pinned_frames()), (0, 1), "all or nothing");
+        assert_eq!(frames.pin(&[(a, owner(0x9000)), (heap, owner(0x2000))], ORIGIN, 2), Ok(()));
+        assert_eq!(frames.counts(a).map(|c| c.owner), Some(owner(0x1000)), "the owner stays the frame's, not the alias's");
+        assert_eq!(frames.pin(&[(heap, owner(0x2000))], ORIGIN, 2), Ok(()), "pinning pinned frames takes no more");
+        assert_eq!(frames.release_refusal([heap, a]), Some(LedgerError::Pinned { frame: heap, pins: 2 }));
+        assert_eq!(frames.release(a), Err(LedgerError::Pinned { frame: a, pins: 1 }));
+        assert_eq!(frames.check(), Ok(()));
+        assert_eq!(frames.unpin(&[a, a]), Err(LedgerError::NotPinned(a)));
+        assert_eq!(frames.unpin(&[a, heap, heap]), Ok(()));
+        assert_eq!((frames.first_pin(a), frames.pinned_frames()), (None, 1));
+        assert_eq!(frames.release(heap), Ok(true));
+        assert_eq!(frames.pinned_frames(), 0, "the birth pin goes with the frame");
+        assert_eq!(frames.release(a), Ok(true));
+        assert_eq!(frames.check(), Ok(()));
+        let mut counts = ledger(2, false);
+        let c = counts.allocate(1, Role::KernelMemory).expect("frame")[0];
+        counts.own(c, owner(0x1000), 0, false);
+        assert_eq!(counts.pin(&[(c, owner(0x1000))], ORIGIN, u64::MAX), Ok(()));
+        if let Some(entry) = counts.counts.get_mut(&c) {
+            entry.pins = MAX_PIN_COUNT;
+        }
+        assert_eq!(counts.pin(&[(c, owner(0x1000))], ORIGIN, u64::MAX), Err(LedgerError::PinCeiling(c)));
+    }
+
+    #[test]
+    fn check_finds_counts_on_a_free_frame() {
+        let mut frames = ledger(4, false);
+        let a = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        frames.own(a, owner(0x1000), 0, false);
+        frames.roles[(a >> PAGE_SHIFT) as usize] = Role::Free;
+        frames.free += 1;
+        assert!(frames.check().is_err_and(|e| e.contains("invariant 6")));
+    }
 }
