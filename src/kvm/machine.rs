@@ -259,7 +259,8 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let kernel = lock(&state.kernel);
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
-        let leaks = kernel.dgux.leaks().into_iter().chain(kernel.aix.leaks()).chain(kernel.xmem.leaks());
+        let leaks =
+            kernel.dgux.leaks(&kernel.frames).into_iter().chain(kernel.aix.leaks(&kernel.frames)).chain(kernel.xmem.leaks());
         // Under --strict only the first leak is kept; the cause stays the guest's exit.
         for (service, address, vcpu, rip, message) in leaks {
             state.record_violation(Violation::new(service, &[address], vcpu, rip, message));

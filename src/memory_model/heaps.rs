@@ -10,6 +10,7 @@ use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP};
 
 use crate::memory_model::arena::Arena;
 use crate::memory_model::kernel_memory::Region;
+use crate::memory_model::ledger::FrameLedger;
 use crate::memory_model::pins::Pins;
 
 /// How many frees each heap remembers to tell a double free from a wild pointer.
@@ -33,11 +34,11 @@ pub struct AixMemory {
 impl AixMemory {
     /// Misuse still standing at the end, as
     /// [`KernelMemory::leaks`](crate::memory_model::kernel_memory::KernelMemory::leaks)
-    /// gives it: live allocations of `init_heap` heaps and pages still pinned.
+    /// gives it: live allocations of `init_heap` heaps and frames still pinned.
     /// (Live allocations of the two boot heaps are that function's.)
-    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+    pub fn leaks(&self, frames: &FrameLedger) -> Vec<(&'static str, u64, usize, u64, String)> {
         let mut leaks = self.heaps.leaks();
-        leaks.extend(self.pins.leaks());
+        leaks.extend(crate::memory_model::pins::leaks(frames));
         leaks
     }
 }

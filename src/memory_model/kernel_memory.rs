@@ -1,8 +1,9 @@
 //! Kernel memory backed page by page: DG/UX wired and unwired allocations and
 //! the two AIX boot heaps (`kernel_heap`, `pinned_heap`), each in its own
-//! arena, with a wire count, referenced and modified bits and an optional
-//! physical mapping per page. Every operation checks everything before it
-//! changes anything.
+//! arena, with the frame each page owns and an optional physical mapping per
+//! page. Wire counts and referenced/modified marks are the frames', kept by
+//! the [`FrameLedger`]: every call translates its addresses to the frames
+//! they map now. Every operation checks everything before it changes anything.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +19,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};
-use crate::memory_model::ledger::{FrameLedger, Role};
+pub use crate::memory_model::ledger::Marks;
+use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags};
 use crate::memory_model::ram::zap_frame;
 
@@ -64,7 +66,7 @@ impl Region {
     /// Every region.
     pub const ALL: [Region; 4] = [Region::Wired, Region::Unwired, Region::KernelHeap, Region::PinnedHeap];
 
-    fn initial_wire_count(self) -> u64 {
+    fn initial_wire_count(self) -> u32 {
         match self {
             Region::Wired | Region::PinnedHeap => 1,
             Region::Unwired | Region::KernelHeap => 0,
@@ -146,20 +148,8 @@ struct Page {
     frame: u64,
     /// Live allocations on the page.
     live: u32,
-    wire_count: u64,
-    initial: u64,
-    referenced: bool,
-    modified: bool,
     /// The frame `vm_map_physical_memory` put in place of `frame`.
     physical: Option<u64>,
-}
-
-/// The DG/UX state of one user page.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct UserPage {
-    wire_count: u64,
-    referenced: bool,
-    modified: bool,
 }
 
 /// Why a get failed.
@@ -193,14 +183,23 @@ pub enum ReleaseError {
         /// The byte count of the get.
         expected: u64,
     },
-    /// A page is wired above its initial count.
+    /// A page's frame is wired above its initial count, through this
+    /// address or any other mapping of the frame.
     StillWired {
         /// The page.
         page: u64,
         /// Its wire count.
-        count: u64,
+        count: u32,
         /// Its initial count.
-        initial: u64,
+        initial: u32,
+    },
+    /// A page's frame is pinned (AIX `pin`) above its initial count, through
+    /// this address or any other mapping of the frame.
+    Pinned {
+        /// The page.
+        page: u64,
+        /// Pins above the initial count.
+        pins: u32,
     },
     /// A frame of the allocation is hidden for DMA (`xmemdma`), through
     /// this address or any other mapping of the frame.
@@ -222,6 +221,9 @@ impl fmt::Display for ReleaseError {
             ReleaseError::StillWired { page, count, initial } => {
                 write!(f, "page {page:#x} is still wired: wire count {count}, initial {initial}; unwire it first")
             }
+            ReleaseError::Pinned { page, pins } => {
+                write!(f, "page {page:#x} is still pinned: {pins} pin(s) above its initial count; unpin it first")
+            }
             ReleaseError::Hidden { frame } => {
                 write!(
                     f,
@@ -242,9 +244,9 @@ pub enum UnwireError {
         /// The page.
         page: u64,
         /// Its wire count.
-        count: u64,
+        count: u32,
         /// Its initial count.
-        initial: u64,
+        initial: u32,
     },
 }
 
@@ -259,15 +261,6 @@ impl fmt::Display for UnwireError {
     }
 }
 
-/// What an unwire also marks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Marks {
-    /// Set the referenced bit.
-    pub referenced: bool,
-    /// Set the modified bit.
-    pub modified: bool,
-}
-
 /// A page in the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PageReport {
@@ -276,9 +269,9 @@ pub struct PageReport {
     /// The guest-physical address it maps now.
     pub gpa: String,
     /// Its wire count.
-    pub wire_count: u64,
+    pub wire_count: u32,
     /// The count it started with.
-    pub initial_wire_count: u64,
+    pub initial_wire_count: u32,
     /// Marked referenced.
     pub referenced: bool,
     /// Marked modified.
@@ -357,11 +350,6 @@ pub struct KernelMemory {
     pinned_heap: Arena,
     allocations: BTreeMap<u64, Allocation>,
     pages: BTreeMap<u64, Page>,
-    /// Wire counts and marks of user pages, by (process, page); a user page
-    /// starts at count 0 and is listed only while it has a count or a mark.
-    user_pages: BTreeMap<(u64, u64), UserPage>,
-    /// Backed pages of the pinned heap (all of them pinned).
-    pinned_heap_pages: u64,
     injector: Injector,
     /// Decides which page-ins fail (`--fail-pagein`).
     pagein: Injector,
@@ -377,8 +365,6 @@ impl KernelMemory {
             pinned_heap: Arena::new(layout::PINNED_HEAP_VA, layout::ARENA_SIZE),
             allocations: BTreeMap::new(),
             pages: BTreeMap::new(),
-            user_pages: BTreeMap::new(),
-            pinned_heap_pages: 0,
             injector: Injector::new(fail),
             pagein: Injector::new(pagein),
         }
@@ -498,10 +484,8 @@ impl KernelMemory {
             if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
                 for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);
-                    if self.pages.remove(&page).is_some() && region == Region::PinnedHeap {
-                        self.pinned_heap_pages -= 1;
-                    }
-                    // Fresh frames: none can be hidden yet.
+                    self.pages.remove(&page);
+                    // Fresh frames: none can be hidden, wired or pinned yet.
                     let _ = frames.release(frame);
                 }
                 for &frame in &taken[i..] {
@@ -509,13 +493,8 @@ impl KernelMemory {
                 }
                 return Err(GetError::OutOfMemory);
             }
-            let initial = region.initial_wire_count();
-            let page_state =
-                Page { frame, live: 0, wire_count: initial, initial, referenced: false, modified: false, physical: None };
-            self.pages.insert(page, page_state);
-            if region == Region::PinnedHeap {
-                self.pinned_heap_pages += 1;
-            }
+            frames.own(frame, Owner { pid: 0, va: page }, region.initial_wire_count(), region == Region::PinnedHeap);
+            self.pages.insert(page, Page { frame, live: 0, physical: None });
         }
         Ok(())
     }
@@ -554,17 +533,20 @@ impl KernelMemory {
             return Err(ReleaseError::WrongSize { expected: u64::from(allocation.bytes) });
         }
         let (first, end) = page_span(ptr, bytes).ok_or(ReleaseError::NoAllocation)?;
-        // A frame hidden for DMA (through any mapping of it) cannot be freed.
-        let freed = pages(first, end).filter_map(|page| self.pages.get(&page).filter(|p| p.live == 1).map(|p| p.frame));
-        if let Some(frame) = frames.first_hidden(freed) {
-            return Err(ReleaseError::Hidden { frame });
-        }
-        // Wire counts are per page: a page shared with other live allocations
-        // may be wired for them, so only pages this allocation has alone count.
-        for page in pages(first, end) {
-            if let Some(p) = self.pages.get(&page).filter(|p| p.live == 1 && p.wire_count > p.initial) {
-                return Err(ReleaseError::StillWired { page, count: p.wire_count, initial: p.initial });
+        // Only the frames of pages this allocation has alone are freed: a page
+        // shared with other live allocations may be wired or pinned for them.
+        // A frame hidden, wired or pinned — through any mapping of it — cannot be freed.
+        let freed: Vec<(u64, u64)> =
+            pages(first, end).filter_map(|page| self.pages.get(&page).filter(|p| p.live == 1).map(|p| (page, p.frame))).collect();
+        let page_of = |frame: u64| freed.iter().find(|&&(_, f)| f == frame).map_or(frame, |&(page, _)| page);
+        match frames.release_refusal(freed.iter().map(|&(_, frame)| frame)) {
+            None => {}
+            Some(LedgerError::Wired { frame, count, initial }) => {
+                return Err(ReleaseError::StillWired { page: page_of(frame), count, initial });
             }
+            Some(LedgerError::Pinned { frame, pins }) => return Err(ReleaseError::Pinned { page: page_of(frame), pins }),
+            Some(LedgerError::Hidden(frame)) => return Err(ReleaseError::Hidden { frame }),
+            Some(_) => return Err(ReleaseError::NoAllocation),
         }
         self.allocations.remove(&ptr);
         self.arena(region).release(ptr, bytes);
@@ -574,16 +556,13 @@ impl KernelMemory {
             if p.live == 0 {
                 let (frame, physical) = (p.frame, p.physical);
                 self.pages.remove(&page);
-                if region == Region::PinnedHeap {
-                    self.pinned_heap_pages -= 1;
-                }
                 if let Some(alias) = physical {
                     frames.remove_alias(alias, page);
                 }
                 if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
                     zap_frame(memory, old.gpa);
                 }
-                // Not hidden: checked above, under the same lock.
+                // Not hidden, wired or pinned: checked above, under the same lock.
                 let _ = frames.release(frame);
             }
         }
@@ -604,11 +583,6 @@ impl KernelMemory {
     /// The size of the live allocation starting at `ptr`.
     pub fn allocation_bytes(&self, ptr: u64) -> Option<u64> {
         self.allocations.get(&ptr).map(|a| u64::from(a.bytes))
-    }
-
-    /// Backed pages of the pinned heap: each is pinned from birth.
-    pub fn pinned_heap_pages(&self) -> u64 {
-        self.pinned_heap_pages
     }
 
     /// The live allocation whose bytes contain `address`.
@@ -632,40 +606,13 @@ impl KernelMemory {
         best
     }
 
-    /// The wire count and initial count of a page: kernel arena pages have
-    /// theirs, every user page of a process starts at 0, other kernel memory
-    /// (image, stacks) is always resident and not counted.
-    fn count(&self, owner: Option<u64>, page: u64) -> Option<(u64, u64)> {
-        match owner {
-            None => self.pages.get(&page).map(|p| (p.wire_count, p.initial)),
-            Some(pid) => Some((self.user_pages.get(&(pid, page)).map_or(0, |u| u.wire_count), 0)),
-        }
-    }
-
-    /// Whether `page` stays in memory: wired above zero, or kernel memory
-    /// outside the arenas (image, stacks), which always does.
-    pub fn is_wired(&self, owner: Option<u64>, page: u64) -> bool {
-        match owner {
-            None if !self.pages.contains_key(&page) => !Region::ALL.iter().any(|r| r.contains(page)),
-            _ => self.count(owner, page).is_some_and(|(count, _)| count > 0),
-        }
-    }
-
-    /// Wire counts above zero of the user pages of `pid`.
-    pub fn wired_pages_of(&self, pid: u64) -> usize {
-        self.user_pages.range((pid, 0)..=(pid, u64::MAX)).filter(|(_, u)| u.wire_count > 0).count()
-    }
-
-    /// Forgets the user pages of a destroyed process.
-    pub fn forget_process(&mut self, pid: u64) {
-        self.user_pages.retain(|&(owner, _), _| owner != pid);
-    }
-
     /// `vm_check_access_and_wire_memory`: kernel addresses (`owner` None) in
-    /// the kernel space, user addresses of process `owner` in its space.
+    /// the kernel space, user addresses of process `owner` in its space. The
+    /// counts are the frames' the pages map now.
     pub fn wire(
         &mut self,
         GuestView { memory, space }: GuestView,
+        frames: &mut FrameLedger,
         owner: Option<u64>,
         start: u64,
         bytes: u64,
@@ -681,8 +628,9 @@ impl KernelMemory {
         let mut translations = Vec::new();
         for page in pages(first, end) {
             match space.translate(memory, page) {
-                Some(t) => translations.push(t),
-                None => return Status::VM_EFAULT_INVALID_ADDRESS,
+                // Free RAM the guest mapped is no one's memory: nothing to wire.
+                Some(t) if frames.wire_count(t.gpa).is_ok() => translations.push(t),
+                _ => return Status::VM_EFAULT_INVALID_ADDRESS,
             }
         }
         for t in &translations {
@@ -693,12 +641,20 @@ impl KernelMemory {
                 return Status::VM_EFAULT_ACCESS_DENIED;
             }
         }
-        if pages(first, end).any(|page| self.count(owner, page).is_some_and(|(count, _)| count >= MAX_WIRE_COUNT)) {
+        let gpas: Vec<u64> = translations.iter().map(|t| t.gpa).collect();
+        // A frame at count 0 is pageable: wiring it brings it in first, which
+        // `--fail-pagein` can make fail (the seed's "bad I/O status"). A frame
+        // named twice (an alias in the range) is wired twice, paged in once.
+        let mut wanted: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for &gpa in &gpas {
+            if let Ok(Some((count, _))) = frames.wire_count(gpa) {
+                wanted.entry(gpa).or_insert((u64::from(count), 0)).1 += 1;
+            }
+        }
+        if wanted.values().any(|&(count, n)| count + n > MAX_WIRE_COUNT) {
             return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS;
         }
-        // A page at count 0 is pageable: wiring it brings it in first, which
-        // `--fail-pagein` can make fail (the seed's "bad I/O status").
-        let pageable = pages(first, end).filter(|&page| self.count(owner, page).is_some_and(|(count, _)| count == 0)).count();
+        let pageable = wanted.values().filter(|&&(count, _)| count == 0).count();
         let mut failed = false;
         for _ in 0..pageable {
             // One draw per page-in, whatever the others gave: runs stay reproducible.
@@ -707,23 +663,18 @@ impl KernelMemory {
         if failed {
             return Status::VM_EIO;
         }
-        for page in pages(first, end) {
-            match owner {
-                None => {
-                    if let Some(p) = self.pages.get_mut(&page) {
-                        p.wire_count += 1;
-                    }
-                }
-                Some(pid) => self.user_pages.entry((pid, page)).or_default().wire_count += 1,
-            }
+        match frames.wire(&gpas) {
+            Ok(()) => Status::OK,
+            Err(_) => Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS,
         }
-        Status::OK
     }
 
-    /// `vm_unwire_memory` and the mark routines, for `owner` as in [`KernelMemory::wire`].
+    /// `vm_unwire_memory` and the mark routines, for `owner` as in
+    /// [`KernelMemory::wire`]: the frames the pages map now are unwired and marked.
     pub fn unwire(
         &mut self,
         GuestView { memory, space }: GuestView,
+        frames: &mut FrameLedger,
         owner: Option<u64>,
         start: u64,
         bytes: u64,
@@ -733,32 +684,25 @@ impl KernelMemory {
         if !in_owners_range(owner, first, end) {
             return Err(UnwireError::NotMapped(first));
         }
+        let mut gpas = Vec::new();
+        let mut taken: BTreeMap<u64, u32> = BTreeMap::new();
         for page in pages(first, end) {
-            if space.translate(memory, page).is_none() {
-                return Err(UnwireError::NotMapped(page));
-            }
-            if let Some((count, initial)) = self.count(owner, page).filter(|&(count, initial)| count <= initial) {
-                return Err(UnwireError::BelowFloor { page, count, initial });
-            }
-        }
-        for page in pages(first, end) {
-            match owner {
-                None => {
-                    if let Some(p) = self.pages.get_mut(&page) {
-                        p.wire_count -= 1;
-                        p.referenced |= marks.referenced;
-                        p.modified |= marks.modified;
+            let Some(t) = space.translate(memory, page) else { return Err(UnwireError::NotMapped(page)) };
+            match frames.wire_count(t.gpa) {
+                Err(_) => return Err(UnwireError::NotMapped(page)),
+                Ok(Some((count, initial))) => {
+                    // A frame named twice (an alias in the range) is unwired twice.
+                    let n = taken.entry(t.gpa).or_insert(0);
+                    if count < initial + *n + 1 {
+                        return Err(UnwireError::BelowFloor { page, count: count - *n, initial });
                     }
+                    *n += 1;
                 }
-                Some(pid) => {
-                    let u = self.user_pages.entry((pid, page)).or_default();
-                    u.wire_count -= 1;
-                    u.referenced |= marks.referenced;
-                    u.modified |= marks.modified;
-                }
+                Ok(None) => {}
             }
+            gpas.push(t.gpa);
         }
-        Ok(())
+        frames.unwire(&gpas, marks).map_err(|_| UnwireError::NotMapped(first))
     }
 
     /// `vm_map_physical_memory` for a kernel address (the caller checked
@@ -846,8 +790,10 @@ impl KernelMemory {
         Status::OK
     }
 
-    /// Misuse still standing at the end: (service, address, vCPU, RIP, message).
-    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+    /// Misuse still standing at the end: (service, address, vCPU, RIP,
+    /// message): live allocations, then frames of kernel memory and process
+    /// pages still wired above their initial count, by owner and address.
+    pub fn leaks(&self, frames: &FrameLedger) -> Vec<(&'static str, u64, usize, u64, String)> {
         let mut leaks: Vec<_> = self
             .allocations
             .iter()
@@ -860,45 +806,51 @@ impl KernelMemory {
                 (a.service(), va, usize::from(a.vcpu), a.rip, message)
             })
             .collect();
-        for (&page, p) in self.pages.iter().filter(|(_, p)| p.wire_count > p.initial) {
-            let message = format!("page {page:#x} is still wired at exit: wire count {}, initial {}", p.wire_count, p.initial);
-            leaks.push(("vm_unwire_memory", page, 0, 0, message));
-        }
-        for (&(pid, page), u) in self.user_pages.iter().filter(|(_, u)| u.wire_count > 0) {
-            let message = format!("user page {page:#x} of process {pid} is still wired at exit: wire count {}", u.wire_count);
+        let mut wired: Vec<_> = frames.all_counts().filter(|(_, c)| c.wires > c.initial_wires).map(|(_, c)| c).collect();
+        wired.sort_by_key(|c| c.owner);
+        for c in wired {
+            let (pid, page) = (c.owner.pid, c.owner.va);
+            let message = if pid == 0 {
+                format!("page {page:#x} is still wired at exit: wire count {}, initial {}", c.wires, c.initial_wires)
+            } else {
+                format!("user page {page:#x} of process {pid} is still wired at exit: wire count {}", c.wires)
+            };
             leaks.push(("vm_unwire_memory", page, 0, 0, message));
         }
         leaks
     }
 
-    /// The report's `dgux` object.
+    /// The report's `dgux` object: the frames of kernel memory and process
+    /// pages whose wire count is not the initial one or that are marked, by
+    /// owner and address.
     pub fn report(&self, frames: &FrameLedger) -> DgUxReport {
-        let pages = self
-            .pages
-            .iter()
-            .filter(|(_, p)| p.wire_count != p.initial || p.referenced || p.modified)
-            .map(|(&va, p)| PageReport {
-                va: format!("{va:#x}"),
-                gpa: format!("{:#x}", p.physical.unwrap_or(p.frame)),
-                wire_count: p.wire_count,
-                initial_wire_count: p.initial,
-                referenced: p.referenced,
-                modified: p.modified,
-                pid: 0,
+        let mut counted: Vec<_> = frames
+            .all_counts()
+            .filter(|(_, c)| c.wires != c.initial_wires || c.marks != Marks::default())
+            .map(|(frame, c)| (c.owner, frame, *c))
+            .collect();
+        counted.sort_by_key(|&(owner, ..)| owner);
+        let pages = counted
+            .into_iter()
+            .map(|(owner, frame, c)| PageReport {
+                va: format!("{:#x}", owner.va),
+                // A kernel page reports what it maps now (a physical mapping
+                // included), a user page nothing, as before counts followed frames.
+                gpa: if owner.pid == 0 {
+                    let now = self.pages.get(&owner.va).and_then(|p| p.physical).unwrap_or(frame);
+                    format!("{now:#x}")
+                } else {
+                    String::new()
+                },
+                wire_count: c.wires,
+                initial_wire_count: c.initial_wires,
+                referenced: c.marks.referenced,
+                modified: c.marks.modified,
+                pid: owner.pid,
             })
-            .chain(self.user_pages.iter().map(|(&(pid, va), u)| PageReport {
-                va: format!("{va:#x}"),
-                gpa: String::new(),
-                wire_count: u.wire_count,
-                initial_wire_count: 0,
-                referenced: u.referenced,
-                modified: u.modified,
-                pid,
-            }))
             .collect();
         let tables = tree_bytes::<u64, Allocation>(self.allocations.len())
             + tree_bytes::<u64, Page>(self.pages.len())
-            + tree_bytes::<(u64, u64), UserPage>(self.user_pages.len())
             + tree_bytes::<u64, u64>(
                 self.wired.fragments() + self.unwired.fragments() + self.kernel_heap.fragments() + self.pinned_heap.fragments(),
             );

@@ -21,6 +21,27 @@
 //!    reassigned; a remap of a virtual address leaves the frame's hides alone.
 //! 4. The device touches a frame only if its role allows DMA ([`FrameLedger::dma_refusal`]).
 //! 5. The free count equals the number of frames whose role is `Free`.
+//! 6. A free frame has no wires, pins, hides or marks: counts exist only for
+//!    frames handed out ([`FrameLedger::own`]) or pinned, and go with the
+//!    frame's release.
+//! 7. A frame wired above its initial count, pinned above its initial count
+//!    or hidden is never released ([`FrameLedger::release`] refuses, and the
+//!    services ask [`FrameLedger::release_refusal`] before they change anything).
+//! 8. Wire counts and marks exist only for the frames of kernel memory and
+//!    process pages, between their initial count and `MAX_WIRE_COUNT`; every
+//!    other frame (the image, modules, stacks, vCPU pages, boot info) and every
+//!    device window is resident by nature: wiring it counts nothing.
+//! 9. A frame has a first-pin origin exactly when it is pinned above its
+//!    initial count, and the pinned count equals the frames pinned from birth
+//!    or above.
+//!
+//! # Counts follow the frame
+//!
+//! DG/UX wire counts, AIX pin counts and the referenced/modified marks are
+//! facts about the frame, not about the address a call named: a guest may
+//! reach one frame through several addresses (`vm_map_physical_memory`), and
+//! a release must see what was done through any of them. Services translate
+//! each address to the frame it maps now and count there.
 //!
 //! Allocation: by default the frames of one request are deliberately not
 //! physically contiguous — the free list yields every other frame first, so
@@ -30,12 +51,71 @@
 //! hands out runs instead.
 //!
 //! Bookkeeping is one byte per frame plus a 4-byte free-list entry per free
-//! frame, and sparse maps for hides and aliases: about 0.15% of guest RAM.
+//! frame, and sparse maps for hides, aliases and counts (one small entry per
+//! frame handed out): well under 1% of guest RAM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use kmemvisor_abi::dgux::MAX_WIRE_COUNT;
 use kmemvisor_abi::layout::{PAGE_SHIFT, PAGE_SIZE};
+
+/// Largest pin count of a frame above its initial count; one more pin is refused.
+pub const MAX_PIN_COUNT: u32 = u32::MAX;
+
+/// Who a frame's memory is, and the address its owner knows it by (for reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owner {
+    /// 0 for kernel memory, else the process.
+    pub pid: u64,
+    /// The owner's page that maps the frame.
+    pub va: u64,
+}
+
+/// Where the first pin of a frame came from, for the leak report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinOrigin {
+    /// The service's name.
+    pub service: &'static str,
+    /// The vCPU that called it.
+    pub vcpu: usize,
+    /// Guest RIP of the call.
+    pub rip: u64,
+}
+
+/// What an unwire also marks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Set the referenced bit.
+    pub referenced: bool,
+    /// Set the modified bit.
+    pub modified: bool,
+}
+
+/// The counts and marks of one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    /// Whose memory it is.
+    pub owner: Owner,
+    /// Whether DG/UX wiring counts here (kernel memory, process pages).
+    wired_memory: bool,
+    /// DG/UX wire count.
+    pub wires: u32,
+    /// The wire count the frame was handed out with.
+    pub initial_wires: u32,
+    /// AIX pins above the initial pin count.
+    pub pins: u32,
+    /// Pinned from birth (the `pinned_heap`): initial pin count 1.
+    pub pinned_from_birth: bool,
+    /// The marks.
+    pub marks: Marks,
+}
+
+impl Counts {
+    fn is_pinned(&self) -> bool {
+        self.pinned_from_birth || self.pins > 0
+    }
+}
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,6 +191,46 @@ pub enum LedgerError {
     /// The frame is not hidden.
     #[error("guest-physical frame {0:#x} is not hidden")]
     NotHidden(u64),
+    /// The frame is wired above its initial count.
+    #[error("guest-physical frame {frame:#x} is still wired: wire count {count}, initial {initial}")]
+    Wired {
+        /// The frame.
+        frame: u64,
+        /// Its wire count.
+        count: u32,
+        /// Its initial count.
+        initial: u32,
+    },
+    /// The frame is pinned above its initial count.
+    #[error("guest-physical frame {frame:#x} is still pinned: {pins} pin(s) above its initial count")]
+    Pinned {
+        /// The frame.
+        frame: u64,
+        /// Pins above the initial count.
+        pins: u32,
+    },
+    /// One more wire would pass `MAX_WIRE_COUNT`.
+    #[error("guest-physical frame {0:#x} is at the highest wire count")]
+    WireCeiling(u64),
+    /// An unwire would go below the initial count.
+    #[error("guest-physical frame {frame:#x} would go below its initial wire count {initial} (wire count {count})")]
+    BelowFloor {
+        /// The frame.
+        frame: u64,
+        /// Its wire count.
+        count: u32,
+        /// Its initial count.
+        initial: u32,
+    },
+    /// One more pin would overflow the count.
+    #[error("guest-physical frame {0:#x} is at the highest pin count")]
+    PinCeiling(u64),
+    /// An unpin would go below the initial count.
+    #[error("guest-physical frame {0:#x} is not pinned above its initial count")]
+    NotPinned(u64),
+    /// Pinning would pass the limit of pinned frames.
+    #[error("pinning would pass the limit of {0} pinned frames")]
+    PinLimit(u64),
 }
 
 /// Every guest frame.
@@ -129,6 +249,12 @@ pub struct FrameLedger {
     hides: BTreeMap<u64, u32>,
     /// Guest-visible aliases (kernel virtual pages) of frames, by frame.
     aliases: BTreeMap<u64, BTreeSet<u64>>,
+    /// Counts and marks of frames handed out or pinned, by frame (invariant 6).
+    counts: BTreeMap<u64, Counts>,
+    /// The call that made the first pin of each frame pinned above its initial count.
+    first_pins: BTreeMap<u64, PinOrigin>,
+    /// Frames pinned now: from birth or above their initial count (invariant 9).
+    pinned: u64,
 }
 
 impl FrameLedger {
@@ -145,7 +271,18 @@ impl FrameLedger {
         let order = (0..count).step_by(2).chain((1..count).step_by(2));
         let mut free_list: Vec<u32> = order.filter_map(|i| u32::try_from(i).ok()).collect();
         free_list.reverse();
-        FrameLedger { roles, base, free_list, free: count, contiguous, hides: BTreeMap::new(), aliases: BTreeMap::new() }
+        FrameLedger {
+            roles,
+            base,
+            free_list,
+            free: count,
+            contiguous,
+            hides: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            first_pins: BTreeMap::new(),
+            pinned: 0,
+        }
     }
 
     /// The frame number of `gpa` if it is a RAM frame's address.
@@ -181,7 +318,11 @@ impl FrameLedger {
 
     /// Bytes of bookkeeping.
     pub fn bookkeeping_bytes(&self) -> u64 {
-        (self.roles.capacity() + self.free_list.capacity() * 4 + (self.hides.len() + self.aliases.len()) * 48) as u64
+        (self.roles.capacity()
+            + self.free_list.capacity() * 4
+            + (self.hides.len() + self.aliases.len()) * 48
+            + self.counts.len() * (std::mem::size_of::<(u64, Counts)>() * 4 / 3)
+            + self.first_pins.len() * 48) as u64
     }
 
     /// `n` free frames (guest-physical addresses), now `role`, or `None` if
@@ -252,7 +393,8 @@ impl FrameLedger {
         None
     }
 
-    /// Gives the frame at `gpa` back. A hidden frame is refused (invariant 3);
+    /// Gives the frame at `gpa` back, with its counts and marks. A hidden,
+    /// wired or pinned frame is refused (invariants 3 and 7);
     /// frames the allocator does not manage, or free already, are ignored
     /// (`Ok(false)`).
     pub fn release(&mut self, gpa: u64) -> Result<bool, LedgerError> {
@@ -262,8 +404,11 @@ impl FrameLedger {
         if self.roles[i] == Role::Free {
             return Ok(false);
         }
-        if self.hides.contains_key(&gpa) {
-            return Err(LedgerError::Hidden(gpa));
+        if let Some(refusal) = self.release_refusal([gpa]) {
+            return Err(refusal);
+        }
+        if self.counts.remove(&gpa).is_some_and(|c| c.pinned_from_birth) {
+            self.pinned -= 1;
         }
         self.roles[i] = Role::Free;
         self.free += 1;
@@ -377,6 +522,216 @@ impl FrameLedger {
         self.aliases.get(&(gpa & !(PAGE_SIZE - 1))).into_iter().flatten().copied()
     }
 
+    /// Why releasing `frames` must be refused, if it must (invariant 7): the
+    /// first that is hidden, then the first wired above its initial count,
+    /// then the first pinned above it — through whatever address that happened.
+    pub fn release_refusal(&self, frames: impl IntoIterator<Item = u64> + Clone) -> Option<LedgerError> {
+        if let Some(frame) = self.first_hidden(frames.clone()) {
+            return Some(LedgerError::Hidden(frame));
+        }
+        let counted = || frames.clone().into_iter().filter_map(|gpa| Some((page_of(gpa), self.counts.get(&page_of(gpa))?)));
+        if let Some((frame, c)) = counted().find(|(_, c)| c.wires > c.initial_wires) {
+            return Some(LedgerError::Wired { frame, count: c.wires, initial: c.initial_wires });
+        }
+        counted().find(|(_, c)| c.pins > 0).map(|(frame, c)| LedgerError::Pinned { frame, pins: c.pins })
+    }
+
+    /// Records that the frame at `gpa`, just handed out as kernel memory or a
+    /// process page, is `owner`'s, with its initial wire count and whether
+    /// it is pinned from birth.
+    pub fn own(&mut self, gpa: u64, owner: Owner, initial_wires: u32, pinned_from_birth: bool) {
+        let counts = Counts {
+            owner,
+            wired_memory: true,
+            wires: initial_wires,
+            initial_wires,
+            pins: 0,
+            pinned_from_birth,
+            marks: Marks::default(),
+        };
+        if let Some(old) = self.counts.insert(page_of(gpa), counts) {
+            self.pinned -= u64::from(old.is_pinned());
+        }
+        self.pinned += u64::from(pinned_from_birth);
+    }
+
+    /// The counts of the frame at `gpa`, if it has any.
+    pub fn counts(&self, gpa: u64) -> Option<&Counts> {
+        self.counts.get(&page_of(gpa))
+    }
+
+    /// Every frame with counts, by frame.
+    pub fn all_counts(&self) -> impl Iterator<Item = (u64, &Counts)> + '_ {
+        self.counts.iter().map(|(&frame, c)| (frame, c))
+    }
+
+    /// The wire count and initial count of the frame at `gpa`: `Ok(None)`
+    /// for memory resident by nature, whose wires are not counted (fixed
+    /// frames, a device window: invariant 8); an error for a frame no one
+    /// was handed (free RAM the guest mapped).
+    pub fn wire_count(&self, gpa: u64) -> Result<Option<(u32, u32)>, LedgerError> {
+        let frame = page_of(gpa);
+        match self.role(frame) {
+            None => Ok(None),
+            Some(role @ (Role::Free | Role::KernelMemory | Role::ProcessPage)) => match self.counts.get(&frame) {
+                Some(c) if c.wired_memory => Ok(Some((c.wires, c.initial_wires))),
+                _ => Err(LedgerError::Role { frame, role }),
+            },
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// How many times each counted frame occurs in `frames`; an error for a
+    /// frame no one was handed.
+    fn counted_frames(&self, frames: &[u64]) -> Result<BTreeMap<u64, u32>, LedgerError> {
+        let mut wanted = BTreeMap::new();
+        for &gpa in frames {
+            if self.wire_count(gpa)?.is_some() {
+                *wanted.entry(page_of(gpa)).or_insert(0) += 1;
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// One more wire of each of `frames` (a frame named twice is wired
+    /// twice), all or nothing; memory resident by nature counts nothing.
+    pub fn wire(&mut self, frames: &[u64]) -> Result<(), LedgerError> {
+        let wanted = self.counted_frames(frames)?;
+        for (&frame, &n) in &wanted {
+            if self.counts.get(&frame).is_some_and(|c| u64::from(c.wires) + u64::from(n) > MAX_WIRE_COUNT) {
+                return Err(LedgerError::WireCeiling(frame));
+            }
+        }
+        for (frame, n) in wanted {
+            if let Some(c) = self.counts.get_mut(&frame) {
+                c.wires += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// One wire less of each of `frames`, marking them as `marks` says, all
+    /// or nothing: no frame goes below its initial count.
+    pub fn unwire(&mut self, frames: &[u64], marks: Marks) -> Result<(), LedgerError> {
+        let wanted = self.counted_frames(frames)?;
+        for (&frame, &n) in &wanted {
+            if let Some(c) = self.counts.get(&frame).filter(|c| c.wires < c.initial_wires + n) {
+                return Err(LedgerError::BelowFloor { frame, count: c.wires, initial: c.initial_wires });
+            }
+        }
+        for (frame, n) in wanted {
+            if let Some(c) = self.counts.get_mut(&frame) {
+                c.wires -= n;
+                c.marks.referenced |= marks.referenced;
+                c.marks.modified |= marks.modified;
+            }
+        }
+        Ok(())
+    }
+
+    /// The marks of the frame at `gpa`.
+    pub fn marks(&self, gpa: u64) -> Marks {
+        self.counts(gpa).map(|c| c.marks).unwrap_or_default()
+    }
+
+    /// Pins of the frame at `gpa` above its initial count.
+    pub fn pin_count(&self, gpa: u64) -> u32 {
+        self.counts(gpa).map_or(0, |c| c.pins)
+    }
+
+    /// The call that made the first pin of the frame at `gpa`, while it is pinned above its initial count.
+    pub fn first_pin(&self, gpa: u64) -> Option<PinOrigin> {
+        self.first_pins.get(&page_of(gpa)).copied()
+    }
+
+    /// Whether the frame at `gpa` is pinned now; a device window is resident
+    /// by nature and counts as pinned.
+    pub fn is_pinned(&self, gpa: u64) -> bool {
+        self.role(gpa).is_none() || self.counts(gpa).is_some_and(Counts::is_pinned)
+    }
+
+    /// Whether the frame at `gpa` stays in memory: pinned, wired above 0, or
+    /// resident by nature (fixed frames, device windows).
+    pub fn is_resident(&self, gpa: u64) -> bool {
+        match self.wire_count(gpa) {
+            Ok(None) => true,
+            Ok(Some((wires, _))) => wires > 0 || self.is_pinned(gpa),
+            Err(_) => false,
+        }
+    }
+
+    /// Frames pinned now.
+    pub fn pinned_frames(&self) -> u64 {
+        self.pinned
+    }
+
+    /// One more pin of each of `frames`, given as (frame, the owner's page of
+    /// a frame not handed out: a fixed frame), all or nothing; pinned frames
+    /// may not pass `limit`. A device window is resident by nature: pinning
+    /// it counts nothing. Free RAM cannot be pinned.
+    pub fn pin(&mut self, frames: &[(u64, Owner)], origin: PinOrigin, limit: u64) -> Result<(), LedgerError> {
+        let mut wanted: BTreeMap<u64, (u32, Owner)> = BTreeMap::new();
+        for &(gpa, owner) in frames {
+            let frame = page_of(gpa);
+            match self.role(frame) {
+                None => continue,
+                Some(role @ Role::Free) => return Err(LedgerError::Role { frame, role }),
+                Some(_) => wanted.entry(frame).or_insert((0, owner)).0 += 1,
+            }
+        }
+        let mut newly = 0u64;
+        for (&frame, &(n, _)) in &wanted {
+            let c = self.counts.get(&frame);
+            if c.is_some_and(|c| c.pins.checked_add(n).is_none()) {
+                return Err(LedgerError::PinCeiling(frame));
+            }
+            newly += u64::from(!c.is_some_and(Counts::is_pinned));
+        }
+        if self.pinned.saturating_add(newly) > limit {
+            return Err(LedgerError::PinLimit(limit));
+        }
+        self.pinned += newly;
+        for (frame, (n, owner)) in wanted {
+            let c = self.counts.entry(frame).or_insert(Counts {
+                owner,
+                wired_memory: false,
+                wires: 0,
+                initial_wires: 0,
+                pins: 0,
+                pinned_from_birth: false,
+                marks: Marks::default(),
+            });
+            c.pins += n;
+            self.first_pins.entry(frame).or_insert(origin);
+        }
+        Ok(())
+    }
+
+    /// One pin less of each of `frames`, all or nothing: none goes below its
+    /// initial count. A device window counts nothing.
+    pub fn unpin(&mut self, frames: &[u64]) -> Result<(), LedgerError> {
+        let mut wanted: BTreeMap<u64, u32> = BTreeMap::new();
+        for &gpa in frames.iter().filter(|&&gpa| self.role(gpa).is_some()) {
+            *wanted.entry(page_of(gpa)).or_insert(0) += 1;
+        }
+        if let Some((&frame, _)) = wanted.iter().find(|&(&frame, &n)| self.pin_count(frame) < n) {
+            return Err(LedgerError::NotPinned(frame));
+        }
+        for (frame, n) in wanted {
+            let Some(c) = self.counts.get_mut(&frame) else { continue };
+            c.pins -= n;
+            if c.pins == 0 {
+                self.first_pins.remove(&frame);
+                self.pinned -= u64::from(!c.pinned_from_birth);
+                // A fixed frame's entry exists only while it is pinned (invariant 6).
+                if !c.wired_memory {
+                    self.counts.remove(&frame);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every invariant; the first broken one, said.
     pub fn check(&self) -> Result<(), String> {
         for &frame in self.aliases.keys() {
@@ -396,8 +751,46 @@ impl FrameLedger {
         if free != self.free {
             return Err(format!("invariant 5: {free} frames are free but the count says {}", self.free));
         }
+        let mut pinned = 0;
+        for (&frame, c) in &self.counts {
+            match self.role(frame) {
+                None | Some(Role::Free) => return Err(format!("invariant 6: frame {frame:#x} has counts but is not handed out")),
+                Some(Role::KernelMemory | Role::ProcessPage) if c.wired_memory => {}
+                Some(_) if !c.wired_memory && c.pins > 0 => {}
+                Some(role) => return Err(format!("invariant 8: frame {frame:#x} ({role}) has counts it may not have")),
+            }
+            let no_wires = c.wires == 0 && c.initial_wires == 0 && c.marks == Marks::default() && !c.pinned_from_birth;
+            if !c.wired_memory && !no_wires {
+                return Err(format!("invariant 8: fixed frame {frame:#x} has wires, marks or a birth pin"));
+            }
+            if c.wires < c.initial_wires || u64::from(c.wires) > MAX_WIRE_COUNT {
+                return Err(format!("invariant 8: frame {frame:#x} has wire count {} (initial {})", c.wires, c.initial_wires));
+            }
+            if (c.pins > 0) != self.first_pins.contains_key(&frame) {
+                return Err(format!(
+                    "invariant 9: frame {frame:#x} has {} pins but origin {:?}",
+                    c.pins,
+                    self.first_pins.get(&frame)
+                ));
+            }
+            pinned += u64::from(c.is_pinned());
+        }
+        if let Some(frame) = self.first_pins.keys().find(|f| !self.counts.contains_key(f)) {
+            return Err(format!("invariant 9: frame {frame:#x} has a pin origin but no pins"));
+        }
+        if pinned != self.pinned {
+            return Err(format!("invariant 9: {pinned} frames are pinned but the count says {}", self.pinned));
+        }
+        if let Some((&frame, _)) = self.hides.iter().find(|&(&f, _)| self.role(f) == Some(Role::Free)) {
+            return Err(format!("invariant 6: free frame {frame:#x} is hidden"));
+        }
         Ok(())
     }
+}
+
+/// The frame (page-aligned address) that holds `gpa`.
+fn page_of(gpa: u64) -> u64 {
+    gpa & !(PAGE_SIZE - 1)
 }
 
 #[cfg(test)]
@@ -545,5 +938,124 @@ mod tests {
         let ram = 64u64 << 20;
         let frames = FrameLedger::new(BASE, ram, false);
         assert!(frames.bookkeeping_bytes() * 100 < ram, "{} bytes", frames.bookkeeping_bytes());
+    }
+
+    const ORIGIN: PinOrigin = PinOrigin { service: "pin", vcpu: 0, rip: 0x1234 };
+
+    fn owner(va: u64) -> Owner {
+        Owner { pid: 0, va }
+    }
+
+    #[test]
+    fn wires_and_marks_follow_the_frame_and_block_its_release() {
+        let mut frames = ledger(8, false);
+        let [a, b] = frames.allocate(2, Role::KernelMemory).expect("frames")[..] else { panic!("two frames") };
+        frames.own(a, owner(0x1000), 1, false);
+        frames.own(b, owner(0x2000), 0, false);
+        assert_eq!(frames.wire_count(a + 8), Ok(Some((1, 1))));
+        assert_eq!(frames.wire(&[a, b, b]), Ok(()), "a frame named twice is wired twice");
+        assert_eq!(frames.wire_count(b), Ok(Some((2, 0))));
+        assert_eq!(frames.release_refusal([a]), Some(LedgerError::Wired { frame: a, count: 2, initial: 1 }));
+        assert_eq!(frames.release(a), Err(LedgerError::Wired { frame: a, count: 2, initial: 1 }));
+        assert_eq!(frames.role(a), Some(Role::KernelMemory), "a refused release changes nothing");
+        let marks = Marks { referenced: true, modified: false };
+        assert_eq!(
+            frames.unwire(&[a, a], marks),
+            Err(LedgerError::BelowFloor { frame: a, count: 2, initial: 1 }),
+            "all or nothing"
+        );
+        assert_eq!((frames.wire_count(a), frames.marks(a)), (Ok(Some((2, 1))), Marks::default()));
+        assert_eq!(frames.unwire(&[a, b], marks), Ok(()));
+        assert_eq!(frames.marks(a), marks);
+        assert_eq!(frames.check(), Ok(()));
+        assert_eq!(frames.release(a), Ok(true), "back at its initial count");
+        assert_eq!((frames.counts(a), frames.marks(a)), (None, Marks::default()), "a free frame has no counts or marks");
+        assert_eq!(frames.wire(&[a]), Err(LedgerError::Role { frame: a, role: Role::Free }), "free RAM is no one's to wire");
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_wire_ceiling_is_all_or_nothing() {
+        let mut frames = ledger(4, false);
+        let a = frames.allocate(1, Role::ProcessPage).expect("frame")[0];
+        frames.own(a, Owner { pid: 3, va: 0x1000_0000 }, 0, false);
+        for _ in 0..MAX_WIRE_COUNT - 1 {
+            assert_eq!(frames.wire(&[a]), Ok(()));
+        }
+        assert_eq!(frames.wire(&[a, a]), Err(LedgerError::WireCeiling(a)));
+        assert_eq!(frames.wire_count(a), Ok(Some((MAX_WIRE_COUNT as u32 - 1, 0))));
+        assert_eq!(frames.wire(&[a]), Ok(()));
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn fixed_frames_and_device_windows_are_resident_by_nature() {
+        let mut frames = ledger(4, false);
+        frames.assign(0x3000, 1, Role::Image);
+        let device = BASE + 64 * PAGE_SIZE;
+        for gpa in [0x3000, device] {
+            assert_eq!(frames.wire_count(gpa), Ok(None));
+            assert_eq!(frames.wire(&[gpa]), Ok(()));
+            assert_eq!(frames.unwire(&[gpa], Marks { referenced: true, modified: true }), Ok(()));
+            assert!(frames.is_resident(gpa));
+            assert_eq!(frames.counts(gpa), None, "nothing is counted");
+        }
+        assert!(frames.is_pinned(device), "device memory counts as pinned");
+        assert_eq!(frames.pin(&[(device, owner(0xd000))], ORIGIN, 10), Ok(()));
+        assert_eq!(frames.unpin(&[device, device]), Ok(()), "pinning a device window counts nothing");
+        assert_eq!(frames.pinned_frames(), 0);
+        // The image is pinned (pincode) and counted, with its page and origin.
+        assert_eq!(frames.pin(&[(0x3000, owner(0xffff_8000_0000_0000))], ORIGIN, 10), Ok(()));
+        assert_eq!((frames.pin_count(0x3000), frames.first_pin(0x3000)), (1, Some(ORIGIN)));
+        assert_eq!(frames.counts(0x3000).map(|c| c.owner), Some(owner(0xffff_8000_0000_0000)));
+        assert_eq!(frames.check(), Ok(()));
+        assert_eq!(frames.unpin(&[0x3000]), Ok(()));
+        assert_eq!((frames.counts(0x3000), frames.first_pin(0x3000)), (None, None));
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn pins_follow_the_frame_keep_their_floor_and_block_its_release() {
+        let mut frames = ledger(8, false);
+        let [a, heap, free] = frames.allocate(3, Role::KernelMemory).expect("frames")[..] else { panic!("three frames") };
+        assert_eq!(frames.release(free), Ok(true));
+        frames.own(a, owner(0x1000), 0, false);
+        frames.own(heap, owner(0x2000), 1, true);
+        assert_eq!(frames.pinned_frames(), 1, "the pinned heap's frame is pinned from birth");
+        assert_eq!(frames.unpin(&[heap]), Err(LedgerError::NotPinned(heap)), "below its initial count");
+        assert_eq!(frames.pin(&[(free, owner(0x3000))], ORIGIN, 10), Err(LedgerError::Role { frame: free, role: Role::Free }));
+        assert_eq!(frames.pin(&[(a, owner(0x1000)), (heap, owner(0x2000))], ORIGIN, 1), Err(LedgerError::PinLimit(1)));
+        assert_eq!((frames.pin_count(a), frames.pinned_frames()), (0, 1), "all or nothing");
+        assert_eq!(frames.pin(&[(a, owner(0x9000)), (heap, owner(0x2000))], ORIGIN, 2), Ok(()));
+        assert_eq!(frames.counts(a).map(|c| c.owner), Some(owner(0x1000)), "the owner stays the frame's, not the alias's");
+        assert_eq!(frames.pin(&[(heap, owner(0x2000))], ORIGIN, 2), Ok(()), "pinning pinned frames takes no more");
+        assert_eq!(frames.release_refusal([heap, a]), Some(LedgerError::Pinned { frame: heap, pins: 2 }));
+        assert_eq!(frames.release(a), Err(LedgerError::Pinned { frame: a, pins: 1 }));
+        assert_eq!(frames.check(), Ok(()));
+        assert_eq!(frames.unpin(&[a, a]), Err(LedgerError::NotPinned(a)));
+        assert_eq!(frames.unpin(&[a, heap, heap]), Ok(()));
+        assert_eq!((frames.first_pin(a), frames.pinned_frames()), (None, 1));
+        assert_eq!(frames.release(heap), Ok(true));
+        assert_eq!(frames.pinned_frames(), 0, "the birth pin goes with the frame");
+        assert_eq!(frames.release(a), Ok(true));
+        assert_eq!(frames.check(), Ok(()));
+        let mut counts = ledger(2, false);
+        let c = counts.allocate(1, Role::KernelMemory).expect("frame")[0];
+        counts.own(c, owner(0x1000), 0, false);
+        assert_eq!(counts.pin(&[(c, owner(0x1000))], ORIGIN, u64::MAX), Ok(()));
+        if let Some(entry) = counts.counts.get_mut(&c) {
+            entry.pins = MAX_PIN_COUNT;
+        }
+        assert_eq!(counts.pin(&[(c, owner(0x1000))], ORIGIN, u64::MAX), Err(LedgerError::PinCeiling(c)));
+    }
+
+    #[test]
+    fn check_finds_counts_on_a_free_frame() {
+        let mut frames = ledger(4, false);
+        let a = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        frames.own(a, owner(0x1000), 0, false);
+        frames.roles[(a >> PAGE_SHIFT) as usize] = Role::Free;
+        frames.free += 1;
+        assert!(frames.check().is_err_and(|e| e.contains("invariant 6")));
     }
 }

@@ -9,7 +9,7 @@ use kmemvisor_abi::aix::{PROT_EXEC, PROT_WRITE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory_model::ledger::{FrameLedger, Role};
+use crate::memory_model::ledger::{FrameLedger, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, TableFrames};
 use crate::memory_model::ram::zap_frame;
 
@@ -47,7 +47,7 @@ impl Process {
     }
 
     /// The frames of its mapped pages.
-    pub fn frames(&self) -> impl Iterator<Item = u64> + '_ {
+    pub fn frames(&self) -> impl Iterator<Item = u64> + Clone + '_ {
         self.pages.values().copied()
     }
 }
@@ -119,6 +119,7 @@ impl Processes {
                 return Status::ENOMEM;
             }
             process.pages.insert(page, frame);
+            tables.frames.own(frame, Owner { pid, va: page }, 0, false);
         }
         Status::OK
     }
@@ -126,8 +127,8 @@ impl Processes {
     /// Destroys `pid`: its pages and page tables go back to `frames`.
     pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pid: u64) -> Status {
         let Some(process) = self.all.get(&pid) else { return Status::ESRCH };
-        // A frame hidden for DMA (through any mapping of it) cannot be freed.
-        if frames.first_hidden(process.pages.values().copied()).is_some() {
+        // A frame hidden, wired or pinned (through any mapping of it) cannot be freed.
+        if frames.release_refusal(process.pages.values().copied()).is_some() {
             return Status::EBUSY;
         }
         let Some(process) = self.all.remove(&pid) else { return Status::ESRCH };
@@ -135,7 +136,7 @@ impl Processes {
             if process.space.unmap(memory, page).is_some_and(|old| old.flags.contains(PteFlags::ACCESSED)) {
                 zap_frame(memory, frame);
             }
-            // Not hidden: checked above, under the same lock.
+            // Not hidden, wired or pinned: checked above, under the same lock.
             let _ = frames.release(frame);
         }
         for &table in &process.tables {

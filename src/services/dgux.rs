@@ -95,7 +95,12 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
     match result {
         Ok(()) => Reply::ok(0),
         Err(e) => {
-            let status = if matches!(e, ReleaseError::Hidden { .. }) { Status::EBUSY } else { Status::EINVAL };
+            // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
+            let status = if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. }) {
+                Status::EBUSY
+            } else {
+                Status::EINVAL
+            };
             let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {e}; nothing was released");
             refuse(state, caller, service, &[ptr, bytes], message, status)
         }
@@ -131,11 +136,11 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
     let k = &mut *kernel(state);
     let status = match owner(state, caller, user) {
         None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
-        Some(None) => k.dgux.wire(view(state), None, start, bytes, access),
+        Some(None) => k.dgux.wire(view(state), &mut k.frames, None, start, bytes, access),
         Some(Some(pid)) => match k.processes.get(pid) {
             Some(process) => {
                 let view = GuestView { memory: state.ram.memory(), space: process.space() };
-                k.dgux.wire(view, Some(pid), start, bytes, access)
+                k.dgux.wire(view, &mut k.frames, Some(pid), start, bytes, access)
             }
             None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
         },
@@ -157,10 +162,10 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
     let k = &mut *kernel(state);
     let result = match owner(state, caller, user) {
         None => None,
-        Some(None) => Some(k.dgux.unwire(view(state), None, start, bytes, marks)),
+        Some(None) => Some(k.dgux.unwire(view(state), &mut k.frames, None, start, bytes, marks)),
         Some(Some(pid)) => k.processes.get(pid).map(|process| {
             let view = GuestView { memory: state.ram.memory(), space: process.space() };
-            k.dgux.unwire(view, Some(pid), start, bytes, marks)
+            k.dgux.unwire(view, &mut k.frames, Some(pid), start, bytes, marks)
         }),
     };
     let Some(result) = result else {
@@ -602,7 +607,10 @@ mod tests {
         assert_eq!(kernel_as_user, Outcome::Reply(Reply { status: Status::OK, value: VM_INVALID_PHYSICAL_ADDRESS }));
         assert_eq!(status(&s, Service::ProcessSwitch, &[0]), Status::OK);
         assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY, "its pages are wired");
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert_eq!(leaks.iter().filter(|l| l.4.contains(&format!("of process {pid}"))).count(), 2);
         ok(&s, Service::ProcessSwitch, &[pid]);
         assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[user, 1, 2 * 4096]), Status::OK);
@@ -620,13 +628,159 @@ mod tests {
         let s = state();
         let p = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
         assert_eq!(status(&s, Service::VmWireMemory, &[p, 0, 1]), Status::OK);
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert_eq!(leaks.len(), 2);
         assert_eq!(leaks[0].0, "vm_get_unwired_memory");
         assert_eq!(leaks[0].3, 0x1234, "the RIP of the get");
         assert!(leaks[1].4.contains("still wired at exit"));
         let q = get(&s, Service::VmPerhapsGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert!(leaks.iter().any(|l| l.0 == "vm_perhaps_get_wired_memory" && l.1 == q), "{leaks:?}");
+    }
+
+    /// Maps the frame under `owner` at `alias` (a page of an unwired allocation) with `vm_map_physical_memory`.
+    fn alias(s: &VmState, alias: u64, owner_frame: u64) {
+        let args = [alias, owner_frame, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK];
+        assert_eq!(status(s, Service::VmMapPhysicalMemory, &args), Status::OK);
+    }
+
+    fn frame_of(s: &VmState, va: u64) -> u64 {
+        s.space.translate(s.ram.memory(), va).expect("mapped").gpa
+    }
+
+    fn check_ledger(s: &VmState) {
+        assert_eq!(s.kernel.lock().expect("lock").frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_frame_wired_through_an_alias_is_not_released_and_its_marks_show_on_the_owner() {
+        let s = state();
+        let owner = get(&s, Service::VmGetWiredMemory, 4096, VM_PAGE_ALIGNED);
+        let frame = frame_of(&s, owner);
+        let data = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
+        alias(&s, data, frame);
+        assert_eq!(status(&s, Service::VmWireMemory, &[data, 0, 1]), Status::OK, "wired through the alias");
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[owner, 4096]), Status::EINVAL);
+        let v = violations(&s);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains(&format!("page {owner:#x} is still wired: wire count 2, initial 1")), "{}", v[0]);
+        assert!(v[0].contains("nothing was released"), "{}", v[0]);
+        assert_eq!(frame_of(&s, owner), frame, "nothing was freed");
+        assert_eq!(s.kernel.lock().expect("lock").frames.role(frame), Some(crate::memory_model::ledger::Role::KernelMemory));
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
+        assert!(leaks.iter().any(|l| l.1 == owner && l.4.contains("still wired at exit: wire count 2, initial 1")), "{leaks:?}");
+        // Unwired and marked through the alias: the owner's page shows the marks.
+        assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[data, 0, 1]), Status::OK);
+        let page = report(&s).pages.into_iter().find(|p| p.va == format!("{owner:#x}")).expect("the owner's page is reported");
+        assert_eq!((page.wire_count, page.initial_wire_count, page.referenced, page.modified), (1, 1, true, true));
+        assert_eq!(page.gpa, format!("{frame:#x}"));
+        assert_eq!(
+            status(&s, Service::VmUnwireMemory, &[owner, 0, 1]),
+            Status::EINVAL,
+            "back at its floor, whatever the address"
+        );
+        check_ledger(&s);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[owner, 4096]), Status::OK);
+        check_ledger(&s);
+    }
+
+    #[test]
+    fn a_frame_pinned_through_an_alias_is_not_released() {
+        use kmemvisor_abi::aix::KERNEL_HEAP;
+        let s = state();
+        let owner = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
+        let block = crate::testing::ok(&s, Service::Xmalloc, &[4096, 12, KERNEL_HEAP]);
+        let (data, data2) = (
+            get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED),
+            get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED),
+        );
+        alias(&s, data, frame_of(&s, owner));
+        alias(&s, data2, frame_of(&s, block));
+        assert_eq!(status(&s, Service::Pin, &[data, 1]), Status::OK);
+        assert_eq!(status(&s, Service::Pin, &[data2 + 8, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[owner, 4096]), Status::EBUSY);
+        assert_eq!(status(&s, Service::Xmfree, &[block, KERNEL_HEAP]), Status::EBUSY);
+        let v = violations(&s);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v[0].contains(&format!("page {owner:#x} is still pinned: 1 pin(s) above its initial count")), "{}", v[0]);
+        assert!(
+            v[1].contains(&format!("xmfree of {block:#x} from heap {KERNEL_HEAP}: page {block:#x} is still pinned")),
+            "{}",
+            v[1]
+        );
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.aix.leaks(&k.frames)
+        };
+        assert_eq!(leaks.len(), 2, "{leaks:?}");
+        assert!(leaks.iter().all(|l| l.0 == "pin" && l.4.contains("still pinned at exit: pin count 1, initial 0")));
+        assert_eq!((leaks[0].1, leaks[1].1), (owner.min(block), owner.max(block)), "named by the owner's page");
+        // Unpinned through the owner's address: the pins were the frame's.
+        assert_eq!(status(&s, Service::Unpin, &[owner, 1]), Status::OK);
+        assert_eq!(status(&s, Service::Unpin, &[block, 1]), Status::OK);
+        assert_eq!(status(&s, Service::Unpin, &[data, 1]), Status::EINVAL, "unpinned already");
+        check_ledger(&s);
+        assert_eq!(status(&s, Service::VmReleaseUnwiredMemory, &[owner, 4096]), Status::OK);
+        assert_eq!(status(&s, Service::Xmfree, &[block, KERNEL_HEAP]), Status::OK);
+        check_ledger(&s);
+    }
+
+    #[test]
+    fn a_process_page_wired_or_pinned_through_a_kernel_alias_keeps_the_process() {
+        use crate::testing::ok;
+        use kmemvisor_abi::aix::{PROT_READ, PROT_WRITE};
+        let s = state();
+        let user = 0x1000_0000;
+        let pid = ok(&s, Service::ProcessCreate, &[]);
+        ok(&s, Service::ProcessSwitch, &[pid]);
+        ok(&s, Service::ProcessMap, &[user, 4096, PROT_READ | PROT_WRITE]);
+        let frame = {
+            let k = s.kernel.lock().expect("lock");
+            k.processes.get(pid).expect("live").space().translate(s.ram.memory(), user).expect("mapped").gpa
+        };
+        ok(&s, Service::ProcessSwitch, &[0]);
+        let data = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
+        alias(&s, data, frame);
+        assert_eq!(status(&s, Service::VmWireMemory, &[data, 0, 1]), Status::OK);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY, "wired through the kernel alias");
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
+        assert!(
+            leaks.iter().any(|l| l.4 == format!("user page {user:#x} of process {pid} is still wired at exit: wire count 1"))
+        );
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[data, 0, 1]), Status::OK);
+        assert_eq!(status(&s, Service::Pin, &[data, 1]), Status::OK);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::EBUSY, "pinned through the kernel alias");
+        assert_eq!(status(&s, Service::Unpin, &[data, 1]), Status::OK);
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::OK);
+        check_ledger(&s);
+    }
+
+    #[test]
+    fn device_registers_are_resident_by_nature() {
+        use kmemvisor_abi::dma::DMA_ENGINE_GPA;
+        let s = state();
+        let data = get(&s, Service::VmGetUnwiredMemory, 4096, VM_PAGE_ALIGNED);
+        alias(&s, data, DMA_ENGINE_GPA);
+        assert_eq!(status(&s, Service::VmCheckAccessAndWireMemory, &[data, 0, 8, SC_WRITE_ACCESS]), Status::OK);
+        assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[data, 0, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[data, 0, 8]), Status::OK, "nothing is counted");
+        assert_eq!(status(&s, Service::Pin, &[data, 8]), Status::OK);
+        assert_eq!(status(&s, Service::Unpin, &[data, 8]), Status::OK);
+        assert_eq!(status(&s, Service::Unpin, &[data, 8]), Status::OK, "nothing is counted");
+        assert!(report(&s).pages.is_empty());
+        assert!(violations(&s).is_empty());
+        check_ledger(&s);
     }
 }

@@ -50,13 +50,12 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
                 let why = format!("process_destroy of process {pid}, whose memory is attached for cross-memory: xmdetach first");
                 return refuse(state, caller, service, &args[..1], why, Status::EBUSY);
             }
-            if state.contexts.iter().any(|c| lock(c).pid == pid)
-                || k.aix.pins.pinned_pages_of(pid) > 0
-                || k.dgux.wired_pages_of(pid) > 0
-            {
+            // Its frames' counts say whether they may go, through whatever
+            // address (its own, or a kernel alias) they were wired or pinned.
+            let held = k.processes.get(pid).is_some_and(|p| k.frames.release_refusal(p.frames()).is_some());
+            if state.contexts.iter().any(|c| lock(c).pid == pid) || held {
                 return Reply::status(Status::EBUSY);
             }
-            k.dgux.forget_process(pid);
             Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
         }
         Service::ProcessSwitch => {

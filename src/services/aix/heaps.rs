@@ -132,7 +132,7 @@ fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
             Backing::Boot(region) => match k.dgux.free(view(state), &mut k.frames, *region, ptr) {
                 Ok(_) => Ok(()),
                 Err(e @ ReleaseError::StillWired { .. }) => Err(Some(format!("xmfree of {ptr:#x} from heap {heap}: {e}"))),
-                Err(e @ ReleaseError::Hidden { .. }) => {
+                Err(e @ (ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. })) => {
                     let why = format!("xmfree of {ptr:#x} from heap {heap}: {e}");
                     return refuse(state, caller, Service::Xmfree, &args, why, Status::EBUSY);
                 }
@@ -354,7 +354,10 @@ mod tests {
         assert_eq!(violations(&s).len(), 1);
         assert!(violations(&s)[0].contains("double free"));
         // Live allocations are leaks.
-        let leaks = s.kernel.lock().expect("lock").aix.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.aix.leaks(&k.frames)
+        };
         assert_eq!(leaks.len(), 1);
         assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", b, 0, testing::RIP));
         assert!(leaks[0].4.contains("100 bytes") && leaks[0].4.contains("heap 3"), "{}", leaks[0].4);
@@ -370,7 +373,10 @@ mod tests {
         let p = xmalloc(&s, 77, 4, PINNED_HEAP);
         let q = xmalloc(&s, 5, 0, KERNEL_HEAP);
         assert_eq!(status(&s, Service::Xmfree, &[q, KERNEL_HEAP]), Status::OK);
-        let leaks = s.kernel.lock().expect("lock").dgux.leaks();
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
         assert_eq!(leaks.len(), 1, "{leaks:?}");
         assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", p, 0, testing::RIP));
         assert!(leaks[0].4.contains("77 bytes") && leaks[0].4.contains("pinned_heap"), "{}", leaks[0].4);

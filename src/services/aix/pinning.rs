@@ -1,27 +1,32 @@
 //! AIX memory pinning: `pin`, `unpin`, `pinu`, `unpinu`, `pincode`, `unpincode`.
 //!
-//! Pin counts are per page and VMM-side: per kernel page, and per (process,
-//! page) for user memory. A page's count starts at its initial value — 1 for
-//! the pages of the `pinned_heap`, which are pinned from birth, 0 for every
-//! other page — and may never go below it: "unpin below zero is an error"
-//! (`EINVAL`, nothing changes), not a violation. Every call is all or
-//! nothing. Pinned pages — pages above 0, the pinned heap's included — may
-//! not exceed [`PIN_LIMIT_PERCENT`] of guest RAM (`ENOMEM`).
+//! Pin counts are VMM-side and the frames': a call pins the frames its pages
+//! map now, so a pin made through one address (a `vm_map_physical_memory`
+//! alias, say) holds the frame for every other address of it. A frame's
+//! count starts at its initial value — 1 for the frames of the `pinned_heap`,
+//! which are pinned from birth, 0 for every other — and may never go below
+//! it: "unpin below zero is an error" (`EINVAL`, nothing changes), not a
+//! violation. Every call is all or nothing. Pinned frames — above 0, the
+//! pinned heap's included — may not exceed [`PIN_LIMIT_PERCENT`] of guest
+//! RAM (`ENOMEM`). A page that maps device registers (the DMA engine's
+//! window) is resident by nature: pinning or unpinning it counts nothing;
+//! a page that maps free RAM is no one's memory: pinning it is `EINVAL`.
 //!
 //! Context rules (the seed's "only under a process"): pinning user memory at
 //! interrupt level, or unpinning it there, is a violation (`EPERM`); kernel
 //! memory may be unpinned at interrupt level.
 //!
 //! A page still pinned above its initial count when the guest exits is a
-//! violation. A pinned page that is freed keeps its count (and is reported at
-//! exit); a process with pinned pages cannot be destroyed
-//! ([`Pins::pinned_pages_of`]).
+//! violation. Memory whose frame is pinned cannot be freed (`vm_release_*`,
+//! `xmfree`: a violation, `EBUSY`), and a process with a pinned frame cannot
+//! be destroyed (`EBUSY`).
 
 use kmemvisor_abi::aix::{UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
 use crate::memory_model::kernel_memory::page_span;
+use crate::memory_model::ledger::{LedgerError, Owner};
 use crate::memory_model::paging::PteFlags;
 use crate::memory_model::pins::{KERNEL, MAX_PIN_LENGTH, Origin, PIN_LIMIT_PERCENT};
 use crate::services::{Caller, Outcome, Reply, refuse};
@@ -60,17 +65,27 @@ fn limit(state: &VmState) -> u64 {
     state.ram.frames() / 100 * PIN_LIMIT_PERCENT
 }
 
-fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[u64], change: Change) -> Status {
-    let pinned_heap_pages = k.dgux.pinned_heap_pages();
-    match change {
-        Change::Pin(origin) => k.aix.pins.pin(pid, pages, limit(state), pinned_heap_pages, origin),
-        Change::Unpin => k.aix.pins.unpin(pid, pages),
+/// One more pin or one less on the frame of each of `pages` (page, frame)
+/// of `pid` (0: kernel pages), all or none.
+fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], change: Change) -> Status {
+    let result = match change {
+        Change::Pin(origin) => {
+            let frames: Vec<(u64, Owner)> = pages.iter().map(|&(va, gpa)| (gpa, Owner { pid, va })).collect();
+            k.frames.pin(&frames, origin, limit(state))
+        }
+        Change::Unpin => k.frames.unpin(&pages.iter().map(|&(_, gpa)| gpa).collect::<Vec<u64>>()),
+    };
+    match result {
+        Ok(()) => Status::OK,
+        Err(LedgerError::PinLimit(_)) => Status::ENOMEM,
+        Err(_) => Status::EINVAL,
     }
 }
 
-/// One more pin (`origin` given) or one less on each of `pages` of `pid`
-/// (0: kernel pages), all or none: `xmempin` and `xmemunpin`.
-pub(crate) fn pin_pages(state: &VmState, k: &mut Kernel, pid: u64, pages: &[u64], origin: Option<Origin>) -> Status {
+/// One more pin (`origin` given) or one less on the frame of each of
+/// `pages` (page, frame) of `pid` (0: kernel pages), all or none: `xmempin`
+/// and `xmemunpin`.
+pub(crate) fn pin_pages(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], origin: Option<Origin>) -> Status {
     apply(state, k, pid, pages, origin.map_or(Change::Unpin, Change::Pin))
 }
 
@@ -83,10 +98,11 @@ fn span(addr: u64, length: u64) -> Result<(u64, u64), Status> {
     page_span(addr, length).ok_or(Status::EINVAL)
 }
 
-/// The pages of `[first, end)`, each mapped in `translate`, or the first that is not.
-fn mapped_pages(first: u64, end: u64, mapped: impl Fn(u64) -> bool) -> Option<Vec<u64>> {
+/// The pages of `[first, end)` with the frames `frame` says they map now,
+/// or `None` at the first that maps none.
+fn mapped_pages(first: u64, end: u64, frame: impl Fn(u64) -> Option<u64>) -> Option<Vec<(u64, u64)>> {
     // At most MAX_PIN_LENGTH / PAGE_SIZE + 1 pages; stops at the first unmapped one.
-    (first..end).step_by(PAGE_SIZE as usize).map(|page| mapped(page).then_some(page)).collect()
+    (first..end).step_by(PAGE_SIZE as usize).map(|page| Some((page, frame(page)?))).collect()
 }
 
 /// `pin`, `unpin` and the `UIO_SYSSPACE` forms of `pinu` and `unpinu`.
@@ -101,7 +117,7 @@ fn kernel_range(state: &VmState, addr: u64, length: u64, change: Change) -> Stat
     let memory = state.ram.memory();
     let k = &mut *lock(&state.kernel);
     // Supervisor-only pages (the CPU tables) are the VMM's, not the guest's to pin.
-    let guest_page = |page| state.space.translate(memory, page).is_some_and(|t| t.flags.contains(PteFlags::USER));
+    let guest_page = |page| state.space.translate(memory, page).filter(|t| t.flags.contains(PteFlags::USER)).map(|t| t.gpa);
     let Some(pages) = mapped_pages(first, end, guest_page) else {
         return Status::EINVAL;
     };
@@ -128,7 +144,7 @@ fn user_range(state: &VmState, caller: Caller, service: Service, args: &[u64], c
     let memory = state.ram.memory();
     let k = &mut *lock(&state.kernel);
     let Some(process) = k.processes.get(context.pid) else { return Reply::status(Status::EFAULT) };
-    let Some(pages) = mapped_pages(first, end, |page| process.space().translate(memory, page).is_some()) else {
+    let Some(pages) = mapped_pages(first, end, |page| process.space().translate(memory, page).map(|t| t.gpa)) else {
         return Reply::status(Status::EFAULT);
     };
     Reply::status(apply(state, k, context.pid, &pages, change))
@@ -150,6 +166,11 @@ fn code(state: &VmState, function: u64, change: Change) -> Status {
     let mut pages: Vec<u64> = segments.iter().flat_map(|s| (0..s.pages).map(move |i| s.va + i * PAGE_SIZE)).collect();
     pages.sort_unstable();
     pages.dedup();
+    let memory = state.ram.memory();
+    let Some(pages) = pages.iter().map(|&va| state.space.translate(memory, va).map(|t| (va, t.gpa))).collect::<Option<Vec<_>>>()
+    else {
+        return Status::EINVAL;
+    };
     let k = &mut *lock(&state.kernel);
     let outstanding = k.aix.pins.code_pins.get(&object).copied().unwrap_or(0);
     if matches!(change, Change::Unpin) && outstanding == 0 {
@@ -181,13 +202,15 @@ mod tests {
 
     use crate::loader::Segment;
     use crate::memory_model::paging::PteFlags;
-    use crate::memory_model::pins::{MAX_PIN_COUNT, Origin, Pin, Pins};
     use crate::state::VmState;
 
     use crate::testing::{ok as value, state, state_with_module, status, violations};
 
+    /// Pins above the initial count of the frame `page` of `pid` (0: the kernel) maps now.
     fn count(s: &VmState, pid: u64, page: u64) -> u32 {
-        s.kernel.lock().expect("lock").aix.pins.extra_count(pid, page)
+        let k = s.kernel.lock().expect("lock");
+        let space = if pid == 0 { Some(&s.space) } else { k.processes.get(pid).map(|p| p.space()) };
+        space.and_then(|space| space.translate(s.ram.memory(), page)).map_or(0, |t| k.frames.pin_count(t.gpa))
     }
 
     fn wired(s: &VmState, bytes: u64) -> u64 {
@@ -195,7 +218,8 @@ mod tests {
     }
 
     fn leaks(s: &VmState) -> Vec<(&'static str, u64, usize, u64, String)> {
-        s.kernel.lock().expect("lock").aix.leaks()
+        let k = s.kernel.lock().expect("lock");
+        k.aix.leaks(&k.frames)
     }
 
     #[test]
@@ -264,23 +288,8 @@ mod tests {
         assert_eq!(status(&s, Service::Unpin, &[pageable, 64]), Status::OK);
         assert!(leaks(&s).is_empty());
         let k = s.kernel.lock().expect("lock");
-        assert_eq!((k.aix.pins.on_pinned_heap, k.aix.pins.pinned(k.dgux.pinned_heap_pages())), (0, 1));
-    }
-
-    #[test]
-    fn the_pin_limit_counts_pinned_heap_pages_and_is_all_or_nothing() {
-        let origin = Origin { service: "pin", vcpu: 0, rip: 0 };
-        let mut pins = Pins::default();
-        let pages: Vec<u64> = (0..6).map(|i| layout::WIRED_ARENA_VA + i * PAGE_SIZE).collect();
-        assert_eq!(pins.pin(0, &pages, 10, 5, origin), Status::ENOMEM, "5 pinned-heap pages + 6 > 10");
-        assert!(pins.pages.is_empty());
-        assert_eq!(pins.pin(0, &pages, 10, 4, origin), Status::OK);
-        assert_eq!(pins.pin(0, &pages, 10, 4, origin), Status::OK, "pinning pinned pages again takes no more");
-        let heap = [layout::PINNED_HEAP_VA];
-        assert_eq!(pins.pin(0, &heap, 10, 4, origin), Status::OK, "a pinned-heap page is counted already");
-        assert_eq!(pins.pin(7, &[0x1000_0000], 10, 4, origin), Status::ENOMEM, "user pages count too");
-        pins.pages.insert((0, 0x5000), Pin { count: MAX_PIN_COUNT, vcpu: 0, rip: 0, service: "pin" });
-        assert_eq!(pins.pin(0, &[0x5000], u64::MAX, 0, origin), Status::EINVAL, "the count would overflow");
+        assert_eq!(k.frames.pinned_frames(), 1, "the pinned heap's one frame");
+        assert_eq!(k.frames.check(), Ok(()));
     }
 
     #[test]
@@ -298,7 +307,7 @@ mod tests {
         assert_eq!(status(&s, Service::Pinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::OK);
         assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_USERISPACE]), Status::OK);
         assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE), count(&s, 0, va)), (2, 1, 0));
-        assert_eq!(s.kernel.lock().expect("lock").aix.pins.pinned_pages_of(pid), 2);
+        assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE)), (2, 1));
         assert_eq!(status(&s, Service::Pin, &[va, 8]), Status::EINVAL, "pin is for kernel addresses");
         assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_SYSSPACE]), Status::EINVAL);
         let leaked = leaks(&s);
@@ -320,7 +329,7 @@ mod tests {
         assert_eq!(status(&s, Service::Unpinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::OK);
         assert_eq!(status(&s, Service::Unpinu, &[va, 2 * PAGE_SIZE, UIO_USERSPACE]), Status::EINVAL, "page 2 is at 0");
         assert_eq!(status(&s, Service::Unpinu, &[va, 8, UIO_USERISPACE]), Status::OK);
-        assert_eq!(s.kernel.lock().expect("lock").aix.pins.pinned_pages_of(pid), 0);
+        assert_eq!((count(&s, pid, va), count(&s, pid, va + PAGE_SIZE)), (0, 0));
         assert!(leaks(&s).is_empty());
         // Another process has its own counts for the same address.
         let other = value(&s, Service::ProcessCreate, &[]);

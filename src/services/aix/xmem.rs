@@ -162,9 +162,10 @@ struct Move {
     dp: u64,
 }
 
-/// Whether every page of `pages` of `pid` stays in memory.
-fn resident(k: &Kernel, pid: u64, pages: &[(u64, u64)]) -> bool {
-    pages.iter().all(|&(va, _)| k.aix.pins.is_pinned(pid, va) || k.dgux.is_wired((pid != 0).then_some(pid), va))
+/// Whether every frame of `pages` stays in memory (pinned or wired through
+/// any address, or resident by nature).
+fn resident(k: &Kernel, pages: &[(u64, u64)]) -> bool {
+    pages.iter().all(|&(_, gpa)| k.frames.is_resident(gpa))
 }
 
 fn move_bytes(state: &VmState, caller: Caller, service: Service, args: &[u64], m: Move) -> Outcome {
@@ -188,7 +189,7 @@ fn move_bytes(state: &VmState, caller: Caller, service: Service, args: &[u64], m
     let Some(attached) = frames(state, space, m.attached, m.count, user) else { return Reply::status(Status::EFAULT) };
     // AIX answers a bad buffer on either side with an error return (XMEM_FAIL).
     let Some(kernel) = frames(state, &state.space, m.kernel, m.count, false) else { return Reply::status(Status::EFAULT) };
-    if lock(&state.contexts[caller.vcpu]).at_interrupt_level() && !(resident(k, a.pid, &attached) && resident(k, 0, &kernel)) {
+    if lock(&state.contexts[caller.vcpu]).at_interrupt_level() && !(resident(k, &attached) && resident(k, &kernel)) {
         let why = format!("{} at interrupt level with a buffer that is not resident (pin it first)", service.name());
         return refuse(state, caller, service, args, why, Status::EPERM);
     }
@@ -257,7 +258,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
     // An unhide names the frames its hides took, whatever the addresses map now:
     // hides follow the frame, and a remap must not redirect an unhide.
     let gpas: Vec<u64> = if p.flags == XMEM_HIDE {
-        if let Some(&(va, _)) = pages.iter().find(|&&(va, _)| !k.aix.pins.is_pinned(pid, va)) {
+        if let Some(&(va, _)) = pages.iter().find(|&&(_, gpa)| !k.frames.is_pinned(gpa)) {
             let why =
                 format!("xmemdma hides {va:#x}, a page that is not pinned: pin it (xmempin, pinu) before handing it to a device");
             return refuse(state, caller, service, args, why, Status::EINVAL);
@@ -345,7 +346,6 @@ fn pin(state: &VmState, caller: Caller, service: Service, args: &[u64]) -> Outco
     let (pid, user) = (a.pid, a.pid != 0);
     let Some(space) = space_of(state, k, pid) else { return Reply::status(Status::EFAULT) };
     let Some(pages) = frames(state, space, uaddr, count, user) else { return Reply::status(Status::EFAULT) };
-    let pages: Vec<u64> = pages.into_iter().map(|(va, _)| va).collect();
     let origin = (service == Service::Xmempin).then(|| crate::memory_model::pins::Origin {
         service: service.name(),
         vcpu: caller.vcpu,

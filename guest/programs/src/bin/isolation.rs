@@ -12,7 +12,8 @@
 //!   `vm_map_physical_memory`, unhides: the first frame comes back, so a
 //!   later touch does not stall.
 //! - `two-attachments`: A1 hides a page, the address is remapped, A2 hides
-//!   it (now the second frame), A1 unhides: the second frame stays hidden,
+//!   it (now the second frame, pinned through its own address: pins follow
+//!   the frame), A1 unhides: the second frame stays hidden,
 //!   and the DMA engine writes it without a violation.
 //! - `alias-free`: hides a wired page through an alias; releasing the wired
 //!   memory is `EBUSY` with a violation while the frame is hidden.
@@ -189,6 +190,8 @@ fn two_attachments() -> bool {
         status(xmem::xmattach64(va, PAGE, &mut a1, SYS_ADSPACE)),
         status(xmem::xmattach64(va, PAGE, &mut a2, SYS_ADSPACE)),
         aix::pin(va as *const u8, PAGE as usize),
+        // Pins are the frame's: the second frame is pinned through its own address.
+        aix::pin(other as *const u8, PAGE as usize),
         status(xmem::xmemdma64(&a1, va, XMEM_HIDE)),
         map(va, second, PAGE),
         status(xmem::xmemdma64(&a2, va, XMEM_HIDE)),
@@ -202,6 +205,7 @@ fn two_attachments() -> bool {
         status(xmem::xmemdma64(&a2, va, XMEM_UNHIDE)),
         unmap(va, PAGE),
         aix::unpin(va as *const u8, PAGE as usize),
+        aix::unpin(other as *const u8, PAGE as usize),
         status(xmem::xmdetach(&mut a1)),
         status(xmem::xmdetach(&mut a2)),
         // SAFETY: nothing uses the window any more.
@@ -212,7 +216,7 @@ fn two_attachments() -> bool {
         unsafe { raw::vm_release_wired_memory(other, PAGE) },
     ];
     println!("isolation two-attachments: {:?}, DMA to the frame A2 hides: {written:?}", steps.map(Status::name));
-    steps == [Status::OK; 7] && written == Ok(()) && cleanup == [Status::OK; 8]
+    steps == [Status::OK; 8] && written == Ok(()) && cleanup == [Status::OK; 9]
 }
 
 fn alias_free() -> bool {
