@@ -300,6 +300,8 @@ fn a_page_hidden_again_after_a_remap_gives_back_each_frame_it_hid() {
     assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_HIDE]), (Status::OK, first));
     let map = [page, second, PAGE_SIZE, PROT_READ | PROT_WRITE, 1, VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK];
     ok(&s, Service::VmMapPhysicalMemory, &map);
+    // Pins follow the frame too: the second frame needs its own.
+    ok(&s, Service::Pin, &[page, PAGE_SIZE]);
     assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_HIDE]), (Status::OK, second));
     assert_eq!((hides(first), hides(second)), (1, 1));
     assert_eq!(check_invariants(&s), Ok(()));
