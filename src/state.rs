@@ -322,8 +322,12 @@ impl VmState {
     /// Asks the main thread to start the helper threads, once: a page is
     /// about to be hidden, or the DMA engine is being driven.
     pub fn want_helpers(&self) {
-        if !self.helpers_requested.swap(true, Ordering::SeqCst) {
-            let _ = self.helpers_wanted.write(1);
+        // Without the helpers, touches of hidden pages and DMA would go unserved: stop instead.
+        if !self.helpers_requested.swap(true, Ordering::SeqCst)
+            && let Err(e) = self.helpers_wanted.write(1)
+        {
+            let what = format!("cannot ask the main thread for the helper threads: {e}");
+            self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
         }
     }
 

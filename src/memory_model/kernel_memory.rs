@@ -22,7 +22,7 @@ use super::inject::{FailSpec, Injector};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags};
-use crate::memory_model::ram::zap_frame;
+use crate::memory_model::ram::{ZapError, zap_frame};
 
 /// DG/UX wired or unwired memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +207,9 @@ pub enum ReleaseError {
         /// The frame.
         frame: u64,
     },
+    /// Not a refusal: the memory was released, but a freed frame's stage-2
+    /// mappings could not be dropped (the VM must stop).
+    Zap(ZapError),
 }
 
 impl fmt::Display for ReleaseError {
@@ -230,6 +233,7 @@ impl fmt::Display for ReleaseError {
                     "guest-physical frame {frame:#x} of the allocation is hidden for DMA: unhide it (xmemdma XMEM_UNHIDE) first"
                 )
             }
+            ReleaseError::Zap(e) => write!(f, "{e}"),
         }
     }
 }
@@ -550,6 +554,7 @@ impl KernelMemory {
         }
         self.allocations.remove(&ptr);
         self.arena(region).release(ptr, bytes);
+        let mut zapped = Ok(());
         for page in pages(first, end) {
             let Some(p) = self.pages.get_mut(&page) else { continue };
             p.live -= 1;
@@ -560,13 +565,14 @@ impl KernelMemory {
                     frames.remove_alias(alias, page);
                 }
                 if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
-                    zap_frame(memory, old.gpa);
+                    zapped = zapped.and(zap_frame(memory, old.gpa));
                 }
                 // Not hidden, wired or pinned: checked above, under the same lock.
                 let _ = frames.release(frame);
             }
         }
-        Ok(())
+        // Released all the same: the books are right, the VM must stop.
+        zapped.map_err(ReleaseError::Zap)
     }
 
     /// Frees the `region` allocation that starts at `ptr`, whatever its size
@@ -717,27 +723,28 @@ impl KernelMemory {
         bytes: u64,
         flags: PteFlags,
         ram_end: u64,
-    ) -> Status {
+    ) -> Result<Status, ZapError> {
         if space.translate(memory, logical).is_none() {
-            return Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED;
+            return Ok(Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED);
         }
-        let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA };
+        let Some((_, span_end)) = self.unwired_span(logical) else { return Ok(Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA) };
         let in_span = logical.checked_add(bytes).is_some_and(|end| end <= span_end);
         let end = physical.checked_add(bytes);
         let in_ram = physical >= layout::FREE_RAM_GPA && end.is_some_and(|end| end <= ram_end);
         // A device's registers are mapped like hardware's: the DMA engine's window.
         let in_device = physical >= DMA_ENGINE_GPA && end.is_some_and(|end| end <= DMA_ENGINE_GPA + DMA_ENGINE_SIZE);
         if !in_span || !(in_ram || in_device) {
-            return Status::VM_EINVAL_MMAP_BAD_REGION;
+            return Ok(Status::VM_EINVAL_MMAP_BAD_REGION);
         }
         // Page tables and fixed frames are the VMM's: a guest that could map
         // one would rewrite its own translations (the ledger says what each frame is now).
         if in_ram && pages(physical, physical + bytes).any(|frame| frames.may_alias(frame).is_err()) {
-            return Status::VM_EINVAL_MMAP_BAD_REGION;
+            return Ok(Status::VM_EINVAL_MMAP_BAD_REGION);
         }
         if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_some_and(|p| p.physical.is_some())) {
-            return Status::VM_EINVAL_MMAP_ALREADY_MAPPED;
+            return Ok(Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
         }
+        let mut zapped = Ok(());
         for (i, page) in pages(logical, logical + bytes).enumerate() {
             let frame = physical + i as u64 * PAGE_SIZE;
             if let Ok(old) = space.remap(memory, page, frame, flags)
@@ -750,29 +757,31 @@ impl KernelMemory {
                     frames.add_alias(frame, page);
                 }
                 if old.flags.contains(PteFlags::ACCESSED) {
-                    zap_frame(memory, old.gpa);
+                    zapped = zapped.and(zap_frame(memory, old.gpa));
                 }
             }
         }
-        Status::OK
+        zapped.map(|()| Status::OK)
     }
 
     /// `vm_unmap_physical_memory` for a kernel address (the caller checked
-    /// sizes and alignment): the pages get their own frames back, zeroed.
+    /// sizes and alignment): the pages get their own frames back, zeroed. An
+    /// error means the books changed but a stale translation may remain.
     pub fn unmap_physical(
         &mut self,
         GuestView { memory, space }: GuestView,
         frames: &mut FrameLedger,
         logical: u64,
         bytes: u64,
-    ) -> Status {
-        let Some((_, span_end)) = self.unwired_span(logical) else { return Status::VM_EINVAL_MUNMAP_BAD_REGION };
+    ) -> Result<Status, ZapError> {
+        let Some((_, span_end)) = self.unwired_span(logical) else { return Ok(Status::VM_EINVAL_MUNMAP_BAD_REGION) };
         if logical.checked_add(bytes).is_none_or(|end| end > span_end) {
-            return Status::VM_EINVAL_MUNMAP_BAD_REGION;
+            return Ok(Status::VM_EINVAL_MUNMAP_BAD_REGION);
         }
         if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_none_or(|p| p.physical.is_none())) {
-            return Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED;
+            return Ok(Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
         }
+        let mut zapped = Ok(());
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for page in pages(logical, logical + bytes) {
             if let Some(p) = self.pages.get_mut(&page) {
@@ -782,12 +791,12 @@ impl KernelMemory {
                         frames.remove_alias(alias, page);
                     }
                     if old.flags.contains(PteFlags::ACCESSED) {
-                        zap_frame(memory, old.gpa);
+                        zapped = zapped.and(zap_frame(memory, old.gpa));
                     }
                 }
             }
         }
-        Status::OK
+        zapped.map(|()| Status::OK)
     }
 
     /// Misuse still standing at the end: (service, address, vCPU, RIP,

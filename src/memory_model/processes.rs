@@ -11,7 +11,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::memory_model::ledger::{FrameLedger, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, TableFrames};
-use crate::memory_model::ram::zap_frame;
+use crate::memory_model::ram::{ZapError, zap_frame};
 
 /// Most processes alive at once.
 pub const MAX_PROCESSES: usize = 64;
@@ -124,17 +124,19 @@ impl Processes {
         Status::OK
     }
 
-    /// Destroys `pid`: its pages and page tables go back to `frames`.
-    pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pid: u64) -> Status {
-        let Some(process) = self.all.get(&pid) else { return Status::ESRCH };
+    /// Destroys `pid`: its pages and page tables go back to `frames`. An
+    /// error means it was destroyed but a stale translation may remain.
+    pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pid: u64) -> Result<Status, ZapError> {
+        let Some(process) = self.all.get(&pid) else { return Ok(Status::ESRCH) };
         // A frame hidden, wired or pinned (through any mapping of it) cannot be freed.
         if frames.release_refusal(process.pages.values().copied()).is_some() {
-            return Status::EBUSY;
+            return Ok(Status::EBUSY);
         }
-        let Some(process) = self.all.remove(&pid) else { return Status::ESRCH };
+        let Some(process) = self.all.remove(&pid) else { return Ok(Status::ESRCH) };
+        let mut zapped = Ok(());
         for (&page, &frame) in &process.pages {
             if process.space.unmap(memory, page).is_some_and(|old| old.flags.contains(PteFlags::ACCESSED)) {
-                zap_frame(memory, frame);
+                zapped = zapped.and(zap_frame(memory, frame));
             }
             // Not hidden, wired or pinned: checked above, under the same lock.
             let _ = frames.release(frame);
@@ -143,7 +145,7 @@ impl Processes {
             // Page tables are never hidden (the ledger refuses).
             let _ = frames.release(table);
         }
-        Status::OK
+        zapped.map(|()| Status::OK)
     }
 
     /// Ids of the live processes.
@@ -182,8 +184,8 @@ mod tests {
         assert_eq!(processes.map(m, &mut frames, pid, u64::MAX - 10, 100, 0), Status::EINVAL);
         assert_eq!(processes.map(m, &mut frames, 99, 0x2000_0000, 1, 0), Status::ESRCH);
         assert_eq!(kernel.translate(m, 0x1000_0000), None);
-        assert_eq!(processes.destroy(m, &mut frames, pid), Status::OK);
-        assert_eq!(processes.destroy(m, &mut frames, pid), Status::ESRCH);
+        assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::OK));
+        assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::ESRCH));
         assert_eq!(frames.free_frames(), free, "pages and page tables are all back");
     }
 

@@ -168,13 +168,35 @@ impl GuestRam {
 /// MMU notifier behind `MADV_DONTNEED` on the CPU view makes KVM drop every
 /// mapping of the frame and flush the TLBs, so the next access walks the real
 /// page tables again: a removed page faults, a remapped one reaches its new frame.
-pub fn zap_frame(memory: &GuestMemoryMmap, gpa: u64) {
-    if let Some(host) = cpu_address(memory, gpa - gpa % PAGE_SIZE) {
+///
+/// A frame outside RAM (a device window) has nothing to drop. A failure is
+/// returned, never ignored: a vCPU could go on using the old translation,
+/// so the caller stops the VM.
+pub fn zap_frame(memory: &GuestMemoryMmap, gpa: u64) -> Result<(), ZapError> {
+    let frame = gpa - gpa % PAGE_SIZE;
+    if let Some(host) = cpu_address(memory, frame) {
         // SAFETY: `host` is the start of one page of the CPU view of guest
         // RAM; MADV_DONTNEED only drops the page-table entries of that page
         // (its memfd contents stay) and cannot affect other memory.
-        unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+        if unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) } != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            return Err(ZapError { frame, errno });
+        }
     }
+    Ok(())
+}
+
+/// A frame whose stage-2 mappings could not be dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot drop the stage-2 mappings of guest-physical frame {frame:#x} ({}): a vCPU could keep a stale translation",
+    std::io::Error::from_raw_os_error(*errno)
+)]
+pub struct ZapError {
+    /// The frame.
+    pub frame: u64,
+    /// What madvise said.
+    pub errno: i32,
 }
 
 /// The CPU-view host address of guest-physical `gpa`, for memory made by
@@ -218,9 +240,9 @@ mod tests {
         let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
         let at = GuestAddress(0x40_0010);
         ram.memory().write_obj(0xfeed_u64, at).expect("write");
-        zap_frame(ram.memory(), 0x40_0010);
+        assert_eq!(zap_frame(ram.memory(), 0x40_0010), Ok(()));
         assert_eq!(ram.memory().read_obj::<u64>(at).expect("read"), 0xfeed);
-        zap_frame(ram.memory(), u64::MAX - 5);
+        assert_eq!(zap_frame(ram.memory(), u64::MAX - 5), Ok(()), "outside RAM: nothing to drop");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::memory_model::guest_access;
 use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
-use crate::services::{Caller, Outcome, Reply, refuse};
+use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
@@ -94,6 +94,7 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
     };
     match result {
         Ok(()) => Reply::ok(0),
+        Err(ReleaseError::Zap(e)) => zap_failed(caller, service, e),
         Err(e) => {
             // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
             let status = if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. }) {
@@ -231,7 +232,10 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
         }
         flags = flags | if control & VM_MMAP_WRITE_THROUGH_MASK != 0 { PteFlags::WRITE_THROUGH } else { PteFlags::CACHE_DISABLE };
         let k = &mut *kernel(state);
-        k.dgux.map_physical(view(state), &mut k.frames, logical, physical, bytes, flags, state.ram.size())
+        match k.dgux.map_physical(view(state), &mut k.frames, logical, physical, bytes, flags, state.ram.size()) {
+            Ok(status) => status,
+            Err(e) => return zap_failed(caller, service, e),
+        }
     };
     Reply::status(status)
 }
@@ -251,7 +255,10 @@ fn unmap_physical(state: &VmState, caller: Caller, service: Service, args: [u64;
         Status::VM_EINVAL_MUNMAP_BAD_REGION
     } else {
         let k = &mut *kernel(state);
-        k.dgux.unmap_physical(view(state), &mut k.frames, logical, bytes)
+        match k.dgux.unmap_physical(view(state), &mut k.frames, logical, bytes) {
+            Ok(status) => status,
+            Err(e) => return zap_failed(caller, service, e),
+        }
     };
     Reply::status(status)
 }

@@ -14,6 +14,7 @@ use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 use crate::checker::Violation;
 use crate::kvm::vcpu_pool::StartRequest;
 use crate::memory_model::guest_access;
+use crate::memory_model::ram::ZapError;
 use crate::report::{ExitCause, vector_name};
 use crate::state::VmState;
 
@@ -66,6 +67,13 @@ pub struct Caller {
     pub vcpu: usize,
     /// Guest RIP at the exit.
     pub rip: u64,
+}
+
+/// The run stops: the VMM changed a guest page-table entry but could not drop
+/// the old frame's stage-2 mappings, so a vCPU might still reach it.
+pub fn zap_failed(caller: Caller, service: Service, error: ZapError) -> Outcome {
+    let what = format!("{}: {error}", service.name());
+    Outcome::Stop(Box::new(ExitCause::VmFailure { vcpu: caller.vcpu, what, registers: None }))
 }
 
 /// Records a violation of `service` and answers `status`. Under `--strict`

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use kmemvisor_abi::{Service, Status};
 
-use crate::services::{Caller, Outcome, Reply, refuse};
+use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::VmState;
 use crate::sync::lock;
 
@@ -56,7 +56,10 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             if state.contexts.iter().any(|c| lock(c).pid == pid) || held {
                 return Reply::status(Status::EBUSY);
             }
-            Reply::status(k.processes.destroy(memory, &mut k.frames, args[0]))
+            match k.processes.destroy(memory, &mut k.frames, args[0]) {
+                Ok(status) => Reply::status(status),
+                Err(e) => zap_failed(caller, service, e),
+            }
         }
         Service::ProcessSwitch => {
             let k = lock(&state.kernel);

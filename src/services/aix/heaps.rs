@@ -27,7 +27,7 @@ use crate::memory_model::arena::Arena;
 use crate::memory_model::heaps::{Allocation, AreaHeap, Backing, Heap, MAX_HEAP_SIZE, MAX_HEAPS, MIN_HEAP_SIZE, RecentFrees};
 use crate::memory_model::kernel_memory::{GetError, GuestView, ReleaseError, zero_range};
 use crate::memory_model::paging::PteFlags;
-use crate::services::{Caller, Outcome, Reply, refuse};
+use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::VmState;
 use crate::sync::lock;
 
@@ -136,6 +136,7 @@ fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
                     let why = format!("xmfree of {ptr:#x} from heap {heap}: {e}");
                     return refuse(state, caller, Service::Xmfree, &args, why, Status::EBUSY);
                 }
+                Err(ReleaseError::Zap(e)) => return zap_failed(caller, Service::Xmfree, e),
                 Err(_) => Err(None),
             },
             Backing::Area(area) => match area.allocations.remove(&ptr) {
