@@ -137,6 +137,7 @@ fn durations_and_sizes_too_large_for_the_vmm_are_usage_errors() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn the_longest_durations_are_accepted() {
     if !kvm_or_skip("the_longest_durations_are_accepted") {
         return;

@@ -79,6 +79,7 @@ fn blocked(mode: &str, options: &[&str], signal: Option<(&str, i32)>) -> Run {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_vcpu_wait_cycle_is_a_deadlock_the_moment_it_closes() {
     if !kvm_or_skip("vcpu-wait-cycle") {
         return;
@@ -101,6 +102,7 @@ fn a_vcpu_wait_cycle_is_a_deadlock_the_moment_it_closes() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn vcpus_waiting_for_a_vcpu_stalled_on_a_hidden_page_are_a_hidden_page_deadlock() {
     if !kvm_or_skip("vcpu-wait-cycle hidden") {
         return;
@@ -118,6 +120,7 @@ fn vcpus_waiting_for_a_vcpu_stalled_on_a_hidden_page_are_a_hidden_page_deadlock(
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_signal_ends_a_run_whose_vcpus_are_stalled_or_waiting() {
     if !kvm_or_skip("vcpu-wait-cycle stall + SIGTERM") {
         return;
@@ -138,6 +141,7 @@ fn a_signal_ends_a_run_whose_vcpus_are_stalled_or_waiting() {
 }
 
 #[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn the_timeout_ends_a_run_whose_vcpus_are_stalled_or_waiting() {
     if !kvm_or_skip("vcpu-wait-cycle stall + --timeout") {
         return;
