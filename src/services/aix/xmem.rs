@@ -297,8 +297,11 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             let _ = k.frames.unhide(&gpas);
         })
     } else {
-        // Touches already made are recorded before the pages come back.
-        if let Err(why) = touches::record_touches(state) {
+        // Touches already made are recorded before the pages come back. With
+        // one vCPU there are none: the only vCPU is the one unhiding.
+        if state.config.vcpus > 1
+            && let Err(why) = touches::record_touches(state)
+        {
             return refuse(state, caller, service, args, why, Status::EPERM);
         }
         match k.frames.unhide(&gpas) {
