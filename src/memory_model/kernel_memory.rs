@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kmemvisor_abi::Status;
-use kmemvisor_abi::dgux::{
-    MAX_WIRE_COUNT, SC_EXECUTE_ACCESS, SC_WRITE_ACCESS, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS, alignment_bytes,
-};
+use kmemvisor_abi::dgux::{SC_EXECUTE_ACCESS, SC_WRITE_ACCESS, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS, alignment_bytes};
 use kmemvisor_abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_SIZE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use serde::Serialize;
@@ -633,11 +631,16 @@ impl KernelMemory {
         }
         let mut translations = Vec::new();
         for page in pages(first, end) {
-            match space.translate(memory, page) {
-                // Free RAM the guest mapped is no one's memory: nothing to wire.
-                Some(t) if frames.wire_count(t.gpa).is_ok() => translations.push(t),
-                _ => return Status::VM_EFAULT_INVALID_ADDRESS,
-            }
+            let Some(t) = space.translate(memory, page) else { return Status::VM_EFAULT_INVALID_ADDRESS };
+            translations.push(t);
+        }
+        let gpas: Vec<u64> = translations.iter().map(|t| t.gpa).collect();
+        // The ledger checks and groups the wire once; its answers keep the
+        // seed's order: no one's memory, then access, then the ceiling.
+        let plan = frames.plan_wire(&gpas);
+        if matches!(plan, Err(LedgerError::Role { .. } | LedgerError::NotRam(_))) {
+            // Free RAM the guest mapped is no one's memory: nothing to wire.
+            return Status::VM_EFAULT_INVALID_ADDRESS;
         }
         for t in &translations {
             let denied = (access != 0 && !t.flags.contains(PteFlags::USER))
@@ -647,32 +650,20 @@ impl KernelMemory {
                 return Status::VM_EFAULT_ACCESS_DENIED;
             }
         }
-        let gpas: Vec<u64> = translations.iter().map(|t| t.gpa).collect();
+        let Ok(plan) = plan else { return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS };
         // A frame at count 0 is pageable: wiring it brings it in first, which
         // `--fail-pagein` can make fail (the seed's "bad I/O status"). A frame
         // named twice (an alias in the range) is wired twice, paged in once.
-        let mut wanted: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        for &gpa in &gpas {
-            if let Ok(Some((count, _))) = frames.wire_count(gpa) {
-                wanted.entry(gpa).or_insert((u64::from(count), 0)).1 += 1;
-            }
-        }
-        if wanted.values().any(|&(count, n)| count + n > MAX_WIRE_COUNT) {
-            return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS;
-        }
-        let pageable = wanted.values().filter(|&&(count, _)| count == 0).count();
         let mut failed = false;
-        for _ in 0..pageable {
+        for _ in 0..plan.pageable() {
             // One draw per page-in, whatever the others gave: runs stay reproducible.
             failed |= self.pagein.should_fail();
         }
         if failed {
             return Status::VM_EIO;
         }
-        match frames.wire(&gpas) {
-            Ok(()) => Status::OK,
-            Err(_) => Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS,
-        }
+        frames.apply_wire(plan);
+        Status::OK
     }
 
     /// `vm_unwire_memory` and the mark routines, for `owner` as in
@@ -691,24 +682,20 @@ impl KernelMemory {
             return Err(UnwireError::NotMapped(first));
         }
         let mut gpas = Vec::new();
-        let mut taken: BTreeMap<u64, u32> = BTreeMap::new();
         for page in pages(first, end) {
             let Some(t) = space.translate(memory, page) else { return Err(UnwireError::NotMapped(page)) };
-            match frames.wire_count(t.gpa) {
-                Err(_) => return Err(UnwireError::NotMapped(page)),
-                Ok(Some((count, initial))) => {
-                    // A frame named twice (an alias in the range) is unwired twice.
-                    let n = taken.entry(t.gpa).or_insert(0);
-                    if count < initial + *n + 1 {
-                        return Err(UnwireError::BelowFloor { page, count: count - *n, initial });
-                    }
-                    *n += 1;
-                }
-                Ok(None) => {}
-            }
             gpas.push(t.gpa);
         }
-        frames.unwire(&gpas, marks).map_err(|_| UnwireError::NotMapped(first))
+        // The page a refusal names: the first that maps the frame.
+        let page_of =
+            |frame: u64| (first..).step_by(PAGE_SIZE as usize).zip(&gpas).find(|&(_, &g)| g == frame).map_or(first, |(p, _)| p);
+        frames.unwire(&gpas, marks).map_err(|e| match e {
+            // A frame named twice (an alias in the range) is unwired twice.
+            LedgerError::BelowFloor { frame, count, initial } => UnwireError::BelowFloor { page: page_of(frame), count, initial },
+            // Free RAM the guest mapped: no one's memory, as an unmapped page.
+            LedgerError::Role { frame, .. } | LedgerError::NotRam(frame) => UnwireError::NotMapped(page_of(frame)),
+            _ => UnwireError::NotMapped(first),
+        })
     }
 
     /// `vm_map_physical_memory` for a kernel address (the caller checked

@@ -59,6 +59,30 @@ pub struct Counts {
     pub marks: Marks,
 }
 
+/// One counted frame of a wire or unwire, as it stands before the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Grouped {
+    frame: u64,
+    wires: u32,
+    initial: u32,
+    /// How many times the call names it.
+    named: u32,
+}
+
+/// A wire that [`FrameLedger::plan_wire`] checked: what
+/// [`FrameLedger::apply_wire`] will count.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WirePlan {
+    frames: Vec<Grouped>,
+}
+
+impl WirePlan {
+    /// Frames at wire count 0 now: pageable, so the wire pages them in first.
+    pub fn pageable(&self) -> usize {
+        self.frames.iter().filter(|g| g.wires == 0).count()
+    }
+}
+
 impl Counts {
     pub(super) fn is_pinned(&self) -> bool {
         self.pinned_from_birth || self.pins > 0
@@ -111,47 +135,65 @@ impl FrameLedger {
         }
     }
 
-    /// How many times each counted frame occurs in `frames`; an error for a
-    /// frame no one was handed.
-    fn counted_frames(&self, frames: &[u64]) -> Result<BTreeMap<u64, u32>, LedgerError> {
-        let mut wanted = BTreeMap::new();
+    /// The counted frames among `frames`, each with its wire count, initial
+    /// count and how many times it is named, sorted; an error for a frame no
+    /// one was handed. One lookup per frame — after a VM exit these maps are
+    /// cold in the cache — and a sorted vector rather than a map: one
+    /// allocation for the usual few pages, O(n log n) for a hostile range.
+    fn grouped(&self, frames: &[u64]) -> Result<Vec<Grouped>, LedgerError> {
+        let mut counted = Vec::with_capacity(frames.len());
         for &gpa in frames {
-            if self.wire_count(gpa)?.is_some() {
-                *wanted.entry(page_of(gpa)).or_insert(0) += 1;
+            if let Some((wires, initial)) = self.wire_count(gpa)? {
+                counted.push(Grouped { frame: page_of(gpa), wires, initial, named: 1 });
             }
         }
-        Ok(wanted)
+        counted.sort_unstable_by_key(|g| g.frame);
+        counted.dedup_by(|next, kept| {
+            let same = next.frame == kept.frame;
+            kept.named += u32::from(same);
+            same
+        });
+        Ok(counted)
+    }
+
+    /// Checks a wire of `frames` (a frame named twice is wired twice),
+    /// changing nothing: an error for a frame no one was handed or one the
+    /// wire would take past `MAX_WIRE_COUNT`.
+    pub fn plan_wire(&self, frames: &[u64]) -> Result<WirePlan, LedgerError> {
+        let grouped = self.grouped(frames)?;
+        if let Some(g) = grouped.iter().find(|g| u64::from(g.wires) + u64::from(g.named) > MAX_WIRE_COUNT) {
+            return Err(LedgerError::WireCeiling(g.frame));
+        }
+        Ok(WirePlan { frames: grouped })
+    }
+
+    /// Applies a wire that [`FrameLedger::plan_wire`] checked under the same lock.
+    pub fn apply_wire(&mut self, plan: WirePlan) {
+        for g in plan.frames {
+            if let Some(c) = self.counts.get_mut(&g.frame) {
+                c.wires += g.named;
+            }
+        }
     }
 
     /// One more wire of each of `frames` (a frame named twice is wired
     /// twice), all or nothing; memory resident by nature counts nothing.
     pub fn wire(&mut self, frames: &[u64]) -> Result<(), LedgerError> {
-        let wanted = self.counted_frames(frames)?;
-        for (&frame, &n) in &wanted {
-            if self.counts.get(&frame).is_some_and(|c| u64::from(c.wires) + u64::from(n) > MAX_WIRE_COUNT) {
-                return Err(LedgerError::WireCeiling(frame));
-            }
-        }
-        for (frame, n) in wanted {
-            if let Some(c) = self.counts.get_mut(&frame) {
-                c.wires += n;
-            }
-        }
+        let plan = self.plan_wire(frames)?;
+        self.apply_wire(plan);
         Ok(())
     }
 
     /// One wire less of each of `frames`, marking them as `marks` says, all
     /// or nothing: no frame goes below its initial count.
     pub fn unwire(&mut self, frames: &[u64], marks: Marks) -> Result<(), LedgerError> {
-        let wanted = self.counted_frames(frames)?;
-        for (&frame, &n) in &wanted {
-            if let Some(c) = self.counts.get(&frame).filter(|c| c.wires < c.initial_wires + n) {
-                return Err(LedgerError::BelowFloor { frame, count: c.wires, initial: c.initial_wires });
-            }
+        let grouped = self.grouped(frames)?;
+        if let Some(g) = grouped.iter().find(|g| g.wires < g.initial + g.named) {
+            return Err(LedgerError::BelowFloor { frame: g.frame, count: g.wires, initial: g.initial });
         }
-        for (frame, n) in wanted {
-            if let Some(c) = self.counts.get_mut(&frame) {
-                c.wires -= n;
+        for g in grouped {
+            if let Some(c) = self.counts.get_mut(&g.frame) {
+                c.wires -= g.named;
                 c.marks.referenced |= marks.referenced;
                 c.marks.modified |= marks.modified;
             }

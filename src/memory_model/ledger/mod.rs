@@ -368,15 +368,24 @@ impl FrameLedger {
     /// Why releasing `frames` must be refused, if it must (invariant 7): the
     /// first that is hidden, then the first wired above its initial count,
     /// then the first pinned above it — through whatever address that happened.
-    pub fn release_refusal(&self, frames: impl IntoIterator<Item = u64> + Clone) -> Option<LedgerError> {
-        if let Some(frame) = self.first_hidden(frames.clone()) {
-            return Some(LedgerError::Hidden(frame));
+    pub fn release_refusal(&self, frames: impl IntoIterator<Item = u64>) -> Option<LedgerError> {
+        // One pass, two lookups a frame: these maps are cold after a VM exit.
+        let (mut hidden, mut wired, mut pinned) = (None, None, None);
+        for gpa in frames {
+            let frame = page_of(gpa);
+            if hidden.is_none() && self.hides.contains_key(&frame) {
+                hidden = Some(LedgerError::Hidden(frame));
+            }
+            if let Some(c) = self.counts.get(&frame) {
+                if wired.is_none() && c.wires > c.initial_wires {
+                    wired = Some(LedgerError::Wired { frame, count: c.wires, initial: c.initial_wires });
+                }
+                if pinned.is_none() && c.pins > 0 {
+                    pinned = Some(LedgerError::Pinned { frame, pins: c.pins });
+                }
+            }
         }
-        let counted = || frames.clone().into_iter().filter_map(|gpa| Some((page_of(gpa), self.counts.get(&page_of(gpa))?)));
-        if let Some((frame, c)) = counted().find(|(_, c)| c.wires > c.initial_wires) {
-            return Some(LedgerError::Wired { frame, count: c.wires, initial: c.initial_wires });
-        }
-        counted().find(|(_, c)| c.pins > 0).map(|(frame, c)| LedgerError::Pinned { frame, pins: c.pins })
+        hidden.or(wired).or(pinned)
     }
 
     /// Checks every invariant; the first broken one, said.
