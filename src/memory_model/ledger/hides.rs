@@ -137,6 +137,7 @@ mod tests {
         assert_eq!(frames.hides(data + 100), 2);
         assert_eq!(frames.release(data), Err(LedgerError::Hidden(data)));
         assert_eq!(frames.first_hidden([table, data]), Some(data));
+        assert_eq!(frames.first_hidden([table, data + 0x123]), Some(data + 0x123), "any byte of a hidden frame");
         assert_eq!(frames.dma_refusal(data), None);
         assert_eq!(frames.dma_refusal(table), Some(LedgerError::Role { frame: table, role: Role::PageTable }));
         assert_eq!(frames.unhide(&[data, data, data]), Err(LedgerError::NotHidden(data)), "more unhides than hides");

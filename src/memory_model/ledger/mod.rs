@@ -475,6 +475,78 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn contiguous_mode_finds_no_run_in_fragmented_ram_and_skips_aliased_frames_for_tables() {
+        let mut frames = ledger(8, true);
+        let all = frames.allocate(8, Role::KernelMemory).expect("all");
+        for &f in all.iter().step_by(2) {
+            assert_eq!(frames.release(f), Ok(true));
+        }
+        assert_eq!(frames.free_frames(), 4);
+        assert_eq!(frames.allocate(2, Role::KernelMemory), None, "four free frames, no two in a row");
+        frames.add_alias(all[0], 0xffff_d000_0000_0000);
+        assert_eq!(frames.allocate_table(), Some(all[2]), "the first free frame is aliased");
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn every_role_says_what_it_is() {
+        let said: Vec<String> = [
+            Role::Unused,
+            Role::CpuTables,
+            Role::BootInfo,
+            Role::VcpuPage,
+            Role::Stack,
+            Role::PageTable,
+            Role::Image,
+            Role::Module,
+            Role::Free,
+            Role::KernelMemory,
+            Role::ProcessPage,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            said,
+            [
+                "unused fixed memory",
+                "a CPU table (GDT, IDT or TSS)",
+                "the boot-info page",
+                "a vCPU page",
+                "a vCPU stack",
+                "a page table",
+                "the guest image",
+                "a guest module",
+                "a free frame",
+                "kernel memory",
+                "a process page"
+            ]
+        );
+    }
+
+    #[test]
+    fn bookkeeping_counts_every_structure() {
+        let mut frames = ledger(16, false);
+        let total = (BASE >> PAGE_SHIFT) + 16;
+        let fresh = frames.bookkeeping_bytes();
+        // The role bytes of every frame and the free list's 4-byte entries (its capacity may be larger).
+        assert!((total + 4 * 16..=total + 8 * 16).contains(&fresh), "{fresh}");
+        let data = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        let after_alloc = frames.bookkeeping_bytes();
+        assert_eq!(after_alloc, fresh, "the free list keeps its capacity");
+        frames.own(data, Owner { pid: 0, va: 0xffff_c000_0000_0000 }, 1, false);
+        let entry = (std::mem::size_of::<(u64, Counts)>() * 4 / 3) as u64;
+        assert_eq!(frames.bookkeeping_bytes(), after_alloc + entry);
+        frames.hide(&[data]).expect("hide");
+        assert_eq!(frames.bookkeeping_bytes(), after_alloc + entry + 48);
+        frames.add_alias(data, 0xffff_d000_0000_0000);
+        assert_eq!(frames.bookkeeping_bytes(), after_alloc + entry + 96);
+        let origin = PinOrigin { service: "pin", vcpu: 0, rip: 0 };
+        frames.pin(&[(data, Owner { pid: 0, va: 0xffff_c000_0000_0000 })], origin, 16).expect("pin");
+        assert_eq!(frames.bookkeeping_bytes(), after_alloc + entry + 144);
+    }
+
+    #[test]
     fn contiguous_mode_hands_out_runs() {
         let mut frames = ledger(16, true);
         let a = frames.allocate(3, Role::ProcessPage).expect("run");
