@@ -3,7 +3,7 @@
 //!
 //! The tree follows the architecture: [`memory_model`] is what every guest
 //! frame and address is (data and rules, no hypercall decoding);
-//! [`services`] decodes hypercalls and applies the seeds' rules through the
+//! [`services`] decodes hypercalls and applies the AIX and DG/UX rules through the
 //! model; [`kvm`] is the KVM core that runs the vCPUs; [`devices`] are what
 //! the guest reaches beside the services (DMA engine, hiding, console).
 #![doc = include_str!("../docs/BOOT_PATH.md")]

@@ -108,7 +108,7 @@ impl fmt::Display for Region {
 pub struct Allocation {
     /// Guest RIP of the get.
     pub rip: u64,
-    /// Bytes asked for (`bytes` is a uint32 in the seed).
+    /// Bytes asked for (`bytes` is a uint32 in the manual page).
     pub bytes: u32,
     /// The vCPU that made the get.
     pub vcpu: u16,
@@ -636,7 +636,7 @@ impl KernelMemory {
         }
         let gpas: Vec<u64> = translations.iter().map(|t| t.gpa).collect();
         // The ledger checks and groups the wire once; its answers keep the
-        // seed's order: no one's memory, then access, then the ceiling.
+        // manual page's order: no one's memory, then access, then the ceiling.
         let plan = frames.plan_wire(&gpas);
         if matches!(plan, Err(LedgerError::Role { .. } | LedgerError::NotRam(_))) {
             // Free RAM the guest mapped is no one's memory: nothing to wire.
@@ -652,7 +652,7 @@ impl KernelMemory {
         }
         let Ok(plan) = plan else { return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS };
         // A frame at count 0 is pageable: wiring it brings it in first, which
-        // `--fail-pagein` can make fail (the seed's "bad I/O status"). A frame
+        // `--fail-pagein` can make fail (the manual page's "bad I/O status"). A frame
         // named twice (an alias in the range) is wired twice, paged in once.
         let mut failed = false;
         for _ in 0..plan.pageable() {

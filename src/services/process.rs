@@ -1,7 +1,7 @@
 //! The process and interrupt-level services, and what each vCPU is running on
 //! behalf of. A vCPU is in process context when it has switched to a
 //! process, and at interrupt level between `interrupt_enter` and
-//! `interrupt_leave`; the seeds' context rules are checked against this.
+//! `interrupt_leave`; the AIX and DG/UX context rules are checked against this.
 
 use std::sync::atomic::Ordering;
 

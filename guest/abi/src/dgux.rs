@@ -11,10 +11,10 @@
 //!   `u32::MAX` bytes, or with an unknown alignment is refused: a violation,
 //!   status `EINVAL`, value [`VM_INVALID_MEMORY_PTR`] — for the demand gets
 //!   too, which halt only when memory runs out.
-//! - Wire counts are kept per page. A wired allocation's pages start at 1, an
-//!   unwired allocation's at 0, and no unwire may take a page below that
-//!   initial count (the manual page's "0 for wired; 1 for unwired" read the other way
-//!   round, as SERVICES.md says).
+//! - Wire counts are kept per frame. A wired allocation's frames start at 1,
+//!   an unwired allocation's at 0, and no unwire may take a frame below that
+//!   initial count (the manual page's "0 for wired; 1 for unwired" read the
+//!   other way round: wired memory is the memory that starts wired).
 //! - Memory outside the two arenas (the image, the stacks) is always resident
 //!   and never paged; wiring or unwiring it is accepted and changes nothing.
 

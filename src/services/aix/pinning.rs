@@ -12,7 +12,7 @@
 //! window) is resident by nature: pinning or unpinning it counts nothing;
 //! a page that maps free RAM is no one's memory: pinning it is `EINVAL`.
 //!
-//! Context rules (the seed's "only under a process"): pinning user memory at
+//! Context rules (the AIX documentation's "only under a process"): pinning user memory at
 //! interrupt level, or unpinning it there, is a violation (`EPERM`); kernel
 //! memory may be unpinned at interrupt level.
 //!

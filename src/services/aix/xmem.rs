@@ -6,7 +6,7 @@
 //! only names one. `xmemdma` hides pages through [`crate::devices::hiding`]: the page
 //! leaves the vCPUs' stage 2 while the device still reaches it.
 //!
-//! Context rules (the seed's): `xmattach` only under a process — at
+//! Context rules (the AIX documentation's): `xmattach` only under a process — at
 //! interrupt level, or for user memory with no current process, it is a
 //! violation; `xmdetach` and `xmemdma` also at interrupt level; `xmemin` and
 //! `xmemout` at interrupt level only when both buffers are resident (pinned,
