@@ -429,4 +429,58 @@ mod tests {
         frames.free += 1;
         assert!(frames.check().is_err_and(|e| e.contains("invariant 6")));
     }
+
+    #[test]
+    fn residency_and_pins_read_the_frame_and_its_role() {
+        let mut frames = ledger(8, false);
+        frames.assign(0x2000, 1, Role::Stack);
+        let [a, b, c] = frames.allocate(3, Role::KernelMemory).expect("frames")[..] else { panic!("three frames") };
+        frames.own(a, owner(0xffff_c000_0000_0000), 0, false);
+        frames.own(b, owner(0xffff_c000_0000_1000), 1, false);
+        let free = BASE + 7 * PAGE_SIZE;
+        assert_eq!(frames.role(free), Some(Role::Free));
+        // Wired above 0, pinned, resident by nature, or none of these.
+        assert_eq!([a, b, 0x2000, 0xd000_0000, free].map(|f| frames.is_resident(f)), [false, true, true, true, false]);
+        assert_eq!([a, b, 0x2000, 0xd000_0000].map(|f| frames.is_pinned(f)), [false, false, false, true]);
+        frames.pin(&[(a, owner(0xffff_c000_0000_0000)), (0x2000, owner(0x2000))], ORIGIN, 8).expect("pin");
+        assert_eq!([a, 0x2000].map(|f| (frames.is_pinned(f), frames.is_resident(f))), [(true, true); 2]);
+        // A fixed frame pinned has counts, but its wires are still not counted.
+        assert_eq!(frames.wire_count(0x2000), Ok(None));
+        assert_eq!(frames.wire(&[0x2000]), Ok(()));
+        assert_eq!(frames.counts(0x2000).map(|c| c.wires), Some(0));
+        let counted: Vec<u64> = frames.all_counts().map(|(f, _)| f).collect();
+        assert_eq!(counted, [0x2000, a, b], "by frame");
+        // c was never owned: no one's memory to wire.
+        assert_eq!(frames.wire_count(c + 0x10), Err(LedgerError::Role { frame: c, role: Role::KernelMemory }));
+    }
+
+    #[test]
+    fn owning_a_frame_again_keeps_the_pinned_count_right() {
+        let mut frames = ledger(4, false);
+        let a = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        frames.own(a, owner(0xffff_e800_0000_0000), 0, true);
+        assert_eq!(frames.pinned_frames(), 1);
+        frames.own(a, owner(0xffff_e800_0000_0000), 0, true);
+        assert_eq!(frames.pinned_frames(), 1, "the old entry's pin goes with it");
+        frames.own(a, owner(0xffff_c000_0000_0000), 1, false);
+        assert_eq!(frames.pinned_frames(), 0);
+        assert_eq!(frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn marks_accumulate_and_the_ceiling_counts_each_naming() {
+        let mut frames = ledger(4, false);
+        let a = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        frames.own(a, owner(0xffff_c000_0000_0000), 0, false);
+        frames.wire(&[a, a]).expect("wire twice");
+        frames.unwire(&[a], Marks { referenced: true, modified: false }).expect("unwire");
+        frames.unwire(&[a], Marks { referenced: false, modified: true }).expect("unwire");
+        assert_eq!(frames.marks(a), Marks { referenced: true, modified: true }, "marks add up, never clear");
+        let below = frames.unwire(&[a], Marks::default());
+        assert_eq!(below, Err(LedgerError::BelowFloor { frame: a, count: 0, initial: 0 }));
+        let max = u32::try_from(MAX_WIRE_COUNT).expect("fits");
+        frames.counts.get_mut(&a).expect("counts").wires = max - 2;
+        assert_eq!(frames.wire(&[a, a, a]), Err(LedgerError::WireCeiling(a)), "three more pass the ceiling");
+        assert_eq!(frames.wire(&[a, a]), Ok(()));
+    }
 }

@@ -147,4 +147,20 @@ mod tests {
         assert_eq!(frames.release(data), Ok(true));
         assert_eq!(frames.check(), Ok(()));
     }
+
+    #[test]
+    fn hides_and_aliases_name_any_byte_of_a_frame_and_are_listed() {
+        let mut frames = ledger(8, false);
+        let [a, b] = frames.allocate(2, Role::KernelMemory).expect("frames")[..] else { panic!("two frames") };
+        assert_eq!(frames.hide(&[a + 0x10, b, b]), Ok(vec![a, b]));
+        assert_eq!(frames.hidden().collect::<Vec<_>>(), [(a, 1), (b, 2)]);
+        assert_eq!(frames.unhide(&[a + 0xfff, b + 8]), Ok(vec![a]));
+        assert_eq!(frames.hidden().collect::<Vec<_>>(), [(b, 1)]);
+        frames.add_alias(a + 0x20, 0xffff_d000_0000_0000);
+        frames.add_alias(a, 0xffff_d000_0000_1000);
+        assert_eq!(frames.aliases(a + 0x30).collect::<Vec<_>>(), [0xffff_d000_0000_0000, 0xffff_d000_0000_1000]);
+        frames.remove_alias(a + 0x40, 0xffff_d000_0000_0000);
+        assert_eq!(frames.aliases(a).collect::<Vec<_>>(), [0xffff_d000_0000_1000]);
+        assert_eq!(frames.aliases(b).count(), 0);
+    }
 }
