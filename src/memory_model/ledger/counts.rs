@@ -455,6 +455,20 @@ mod tests {
     }
 
     #[test]
+    fn a_wire_plan_counts_the_frames_it_pages_in_once() {
+        let mut frames = ledger(4, false);
+        let [a, b] = frames.allocate(2, Role::KernelMemory).expect("frames")[..] else { panic!("two frames") };
+        frames.own(a, owner(0xffff_d000_0000_0000), 0, false);
+        frames.own(b, owner(0xffff_c000_0000_0000), 1, false);
+        assert_eq!(frames.plan_wire(&[a, a, b]).map(|p| p.pageable()), Ok(1), "a at 0, named twice, is paged in once");
+        assert_eq!(frames.plan_wire(&[b, 0x2000]).map(|p| p.pageable()), Ok(0), "wired, or resident by nature");
+        let plan = frames.plan_wire(&[a, a]).expect("plan");
+        frames.apply_wire(plan);
+        assert_eq!(frames.wire_count(a), Ok(Some((2, 0))));
+        assert_eq!(frames.plan_wire(&[a]).map(|p| p.pageable()), Ok(0));
+    }
+
+    #[test]
     fn owning_a_frame_again_keeps_the_pinned_count_right() {
         let mut frames = ledger(4, false);
         let a = frames.allocate(1, Role::KernelMemory).expect("frame")[0];

@@ -482,7 +482,8 @@ pub(super) mod tests {
         assert_eq!(frames.free_frames(), 4);
         assert_eq!(frames.allocate(2, Role::KernelMemory), None, "four free frames, no two in a row");
         frames.add_alias(all[0], 0xffff_d000_0000_0000);
-        assert_eq!(frames.allocate_table(), Some(all[2]), "the first free frame is aliased");
+        frames.add_alias(all[2], 0xffff_d000_0000_1000);
+        assert_eq!(frames.allocate_table(), Some(all[4]), "the first two free frames are aliased");
         assert_eq!(frames.check(), Ok(()));
     }
 
@@ -532,6 +533,13 @@ pub(super) mod tests {
             ),
             (|f, _, _| f.pinned += 1, "invariant 9: 2 frames are pinned but the count says 3"),
         ];
+        // Kernel memory always counts wires: counts that do not are not its.
+        let (mut frames, _, _) = sound();
+        let other = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        frames.own(other, owner, 0, false);
+        frames.counts.get_mut(&other).expect("c").wired_memory = false;
+        let said = frames.check().expect_err("broken");
+        assert!(said.starts_with(&format!("invariant 8: frame {other:#x} (kernel memory) has counts")), "{said}");
         for (i, (corrupt, expected)) in cases.iter().enumerate() {
             let (mut frames, table, data) = sound();
             corrupt(&mut frames, table, data);
