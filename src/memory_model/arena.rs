@@ -109,4 +109,24 @@ mod tests {
         assert_eq!(arena.allocate(u64::MAX, 1, false), None);
         assert_eq!(arena.allocate(8192, 1, false), Some(BASE));
     }
+
+    #[test]
+    fn an_exact_fit_leaves_no_fragment_and_releases_coalesce_both_ways() {
+        let mut arena = Arena::new(BASE, 4 * PAGE_SIZE);
+        assert_eq!(arena.fragments(), 1);
+        let [a, b, c, d] = [0; 4].map(|_| arena.allocate(PAGE_SIZE, PAGE_SIZE, false).expect("page"));
+        assert_eq!([a, b, c, d], [BASE, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, BASE + 3 * PAGE_SIZE]);
+        assert_eq!(arena.fragments(), 0, "exact fits leave no empty ranges");
+        assert_eq!(arena.allocate(1, 1, false), None);
+        arena.release(b, PAGE_SIZE);
+        arena.release(d, PAGE_SIZE);
+        assert_eq!(arena.fragments(), 2);
+        arena.release(c, PAGE_SIZE);
+        assert_eq!(arena.fragments(), 1, "c joins the range before and the range after");
+        assert_eq!(arena.allocate(3 * PAGE_SIZE, PAGE_SIZE, false), Some(b), "one range of three pages");
+        arena.release(b, 3 * PAGE_SIZE);
+        arena.release(a, PAGE_SIZE);
+        assert_eq!(arena.fragments(), 1);
+        assert_eq!(arena.allocate(4 * PAGE_SIZE, PAGE_SIZE, false), Some(BASE), "all of it again");
+    }
 }

@@ -233,4 +233,29 @@ mod tests {
         assert_eq!(table.leaks().len(), 2);
         assert!(table.leaks()[1].4.contains("process 5"), "{}", table.leaks()[1].4);
     }
+
+    #[test]
+    fn tags_mix_every_bit_of_the_handle_and_the_secret() {
+        // splitmix64's finaliser of handle ^ secret (values from an independent implementation): pinned, so that a weaker mix is seen.
+        let a = Attachments::with_secret(0x0123_4567_89ab_cdef);
+        assert_eq!(a.tag(1), mix(0x0123_4567_89ab_cdee));
+        assert_eq!(mix(0), 0);
+        assert_eq!(mix(1), 0x5692_161d_100b_05e5);
+        assert_eq!(mix(0x0123_4567_89ab_cdee), 0x4851_56a6_2597_b055);
+        assert_ne!(a.tag(1), Attachments::with_secret(0x0123_4567_89ab_cdee).tag(1), "the secret's low bit counts");
+    }
+
+    #[test]
+    fn overlaps_and_hides_count_at_the_edges() {
+        let origin = Origin { service: "xmattach", vcpu: 0, rip: 0 };
+        let a = Attachment { pid: 0, base: 0x1000, len: 0x100, origin, hidden: BTreeMap::new() };
+        assert!(a.overlaps(0x10ff, 0x2000) && a.overlaps(0, 0x1001));
+        assert!(!a.overlaps(0x1100, 0x2000), "the range starts at the end");
+        assert!(!a.overlaps(0, 0x1000), "the range ends at the start");
+        let mut all = Attachments::with_secret(7);
+        let handle = all.attach(a);
+        all.get_mut(handle).expect("live").hidden.insert(0x1000, HiddenThrough { frames: vec![0x5000, 0x6000], origin });
+        assert_eq!(all.get(handle).map(|a| a.hidden[&0x1000].count()), Some(2));
+        assert_eq!(all.hidden_frames(), BTreeMap::from([(0x5000, 1), (0x6000, 1)]));
+    }
 }

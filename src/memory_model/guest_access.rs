@@ -95,4 +95,25 @@ mod tests {
         assert_eq!(read(m, &space, va + PAGE_SIZE - 2, 2).expect("read"), [0, 0], "nothing of a refused write lands");
         assert!(write(m, &space, 0, b"x").is_err());
     }
+
+    #[test]
+    fn a_write_across_pages_lands_in_each_page_s_own_frame() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let mut pool = TablePool::new();
+        let space = AddressSpace::new(m, &mut pool).expect("space");
+        let va = 0x40_0000;
+        let flags = PteFlags::USER | PteFlags::WRITABLE;
+        space.map(m, &mut pool, va, 0x50_0000, flags).expect("map");
+        space.map(m, &mut pool, va + PAGE_SIZE, 0x30_0000, flags).expect("map");
+        write(m, &space, va + 0xffd, b"abcdef").expect("write");
+        let mut first = [0u8; 3];
+        let mut second = [0u8; 3];
+        m.read_slice(&mut first, GuestAddress(0x50_0ffd)).expect("read");
+        m.read_slice(&mut second, GuestAddress(0x30_0000)).expect("read");
+        assert_eq!((&first, &second), (b"abc", b"def"));
+        let mut beyond = [0u8; 3];
+        m.read_slice(&mut beyond, GuestAddress(0x50_1000)).expect("read");
+        assert_eq!(beyond, [0; 3], "nothing spills into the frame after the first");
+    }
 }

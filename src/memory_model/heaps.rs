@@ -147,3 +147,44 @@ impl Heaps {
         self.heaps.values().map(|h| if let Backing::Area(a) = &h.backing { a.allocations.len() } else { 0 }).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory_model::ledger::{Owner, PinOrigin, Role};
+
+    #[test]
+    fn the_recent_frees_are_bounded() {
+        let mut recent = RecentFrees::default();
+        for ptr in 0..(RECENT_FREES as u64 + 10) {
+            recent.remember(ptr);
+        }
+        recent.remember(20);
+        assert!(!recent.contains(3), "forgotten");
+        assert!(recent.contains(20) && recent.contains(RECENT_FREES as u64 + 9));
+        assert_eq!(recent.order.len(), RECENT_FREES);
+        assert_eq!(recent.count.len(), RECENT_FREES - 1, "20 is there twice");
+    }
+
+    #[test]
+    fn leaks_are_the_heaps_and_the_pins_leaks() {
+        let mut aix = AixMemory::default();
+        let mut frames = FrameLedger::new(0x0110_0000, 0x0120_0000, false);
+        assert!(aix.leaks(&frames).is_empty());
+        let handle = aix.heaps.next;
+        let arena = Arena::new(0xffff_c000_0000_0000, 0x1000);
+        let allocations = BTreeMap::from([(0xffff_c000_0000_0010, Allocation { rip: 0x1234, bytes: 32, vcpu: 1 })]);
+        let area = AreaHeap { start: 0xffff_c000_0000_0000, arena, allocations };
+        aix.heaps.heaps.insert(handle, Heap { backing: Backing::Area(area), recent: RecentFrees::default() });
+        // And a frame still pinned.
+        let frame = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        let owner = Owner { pid: 0, va: 0xffff_e000_0000_0000 };
+        frames.own(frame, owner, 0, false);
+        frames.pin(&[(frame, owner)], PinOrigin { service: "pin", vcpu: 0, rip: 0x99 }, 8).expect("pin");
+        let leaks = aix.leaks(&frames);
+        assert_eq!(leaks.len(), 2, "{leaks:?}");
+        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", 0xffff_c000_0000_0010, 1, 0x1234));
+        assert!(leaks[0].4.starts_with("xmalloc of 32 bytes from heap 3 (init_heap at 0xffffc00000000000)"), "{}", leaks[0].4);
+        assert_eq!((leaks[1].0, leaks[1].1, leaks[1].3), ("pin", 0xffff_e000_0000_0000, 0x99));
+    }
+}

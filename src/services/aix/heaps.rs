@@ -294,19 +294,6 @@ mod tests {
     }
 
     #[test]
-    fn the_recent_frees_are_bounded() {
-        let mut recent = super::RecentFrees::default();
-        for ptr in 0..(crate::memory_model::heaps::RECENT_FREES as u64 + 10) {
-            recent.remember(ptr);
-        }
-        recent.remember(20);
-        assert!(!recent.contains(3), "forgotten");
-        assert!(recent.contains(20) && recent.contains(crate::memory_model::heaps::RECENT_FREES as u64 + 9));
-        assert_eq!(recent.order.len(), crate::memory_model::heaps::RECENT_FREES);
-        assert_eq!(recent.count.len(), crate::memory_model::heaps::RECENT_FREES - 1, "20 is there twice");
-    }
-
-    #[test]
     fn init_heap_checks_its_region() {
         let s = state();
         let area = wired(&s, 2 * PAGE_SIZE);
