@@ -452,6 +452,9 @@ mod tests {
         assert_eq!(counted, [0x2000, a, b], "by frame");
         // c was never owned: no one's memory to wire.
         assert_eq!(frames.wire_count(c + 0x10), Err(LedgerError::Role { frame: c, role: Role::KernelMemory }));
+        // Nor once pinned: a pin is not an owner.
+        frames.pin(&[(c, owner(0xffff_c000_0000_2000))], ORIGIN, 8).expect("pin");
+        assert_eq!(frames.wire_count(c), Err(LedgerError::Role { frame: c, role: Role::KernelMemory }));
     }
 
     #[test]
