@@ -254,7 +254,9 @@ impl Hiding {
         Ok(ended)
     }
 
-    /// Whether the page holding `gpa` is trapped from the vCPUs now.
+    /// Whether the page holding `gpa` is trapped from the vCPUs now (for the
+    /// model's invariant checks; the services ask the ledger).
+    #[cfg(test)]
     pub fn is_trapped(&self, gpa: u64) -> bool {
         lock(&self.hidden).pages.contains_key(&(gpa - gpa % PAGE_SIZE))
     }

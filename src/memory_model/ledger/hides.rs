@@ -9,12 +9,6 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 use super::{FrameLedger, LedgerError, Role};
 
 impl FrameLedger {
-    /// The first of `frames` that is hidden, if any: what a release of them
-    /// must refuse before it changes anything.
-    pub fn first_hidden(&self, frames: impl IntoIterator<Item = u64>) -> Option<u64> {
-        frames.into_iter().find(|gpa| self.hides.contains_key(&(gpa & !(PAGE_SIZE - 1))))
-    }
-
     /// How many times the frame holding `gpa` is hidden (0: not hidden).
     pub fn hides(&self, gpa: u64) -> u32 {
         self.hides.get(&(gpa & !(PAGE_SIZE - 1))).copied().unwrap_or(0)
@@ -108,7 +102,8 @@ impl FrameLedger {
         }
     }
 
-    /// The aliases of the frame at `gpa`.
+    /// The aliases of the frame at `gpa` (for tests: the services only add and remove them).
+    #[cfg(test)]
     pub fn aliases(&self, gpa: u64) -> impl Iterator<Item = u64> + '_ {
         self.aliases.get(&(gpa & !(PAGE_SIZE - 1))).into_iter().flatten().copied()
     }
@@ -136,8 +131,8 @@ mod tests {
         assert_eq!(frames.hide(&[data]), Ok(vec![]), "a nested hide");
         assert_eq!(frames.hides(data + 100), 2);
         assert_eq!(frames.release(data), Err(LedgerError::Hidden(data)));
-        assert_eq!(frames.first_hidden([table, data]), Some(data));
-        assert_eq!(frames.first_hidden([table, data + 0x123]), Some(data + 0x123), "any byte of a hidden frame");
+        assert_eq!(frames.release_refusal([table, data]), Some(LedgerError::Hidden(data)));
+        assert_eq!(frames.release_refusal([table, data + 0x123]), Some(LedgerError::Hidden(data)), "any byte of a hidden frame");
         assert_eq!(frames.dma_refusal(data), None);
         assert_eq!(frames.dma_refusal(table), Some(LedgerError::Role { frame: table, role: Role::PageTable }));
         assert_eq!(frames.unhide(&[data, data, data]), Err(LedgerError::NotHidden(data)), "more unhides than hides");
