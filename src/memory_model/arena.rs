@@ -4,54 +4,56 @@ use std::collections::BTreeMap;
 
 use kmemvisor_abi::layout::PAGE_SIZE;
 
-/// Free ranges of one arena, keyed by start, coalesced.
+/// Free ranges of one arena, coalesced, keyed by their end: taking from the
+/// front of a range or giving back in front of one changes a value, not a
+/// key, so the usual get and release reshape no tree node.
 #[derive(Debug)]
 pub struct Arena {
+    /// end -> start.
     free: BTreeMap<u64, u64>,
 }
 
 impl Arena {
     /// The arena `[base, base + size)`, all free.
     pub fn new(base: u64, size: u64) -> Arena {
-        Arena { free: BTreeMap::from([(base, size)]) }
+        Arena { free: BTreeMap::from([(base + size, base)]) }
     }
 
     /// `bytes` at an address aligned to `align` (a power of two); with
-    /// `no_page_cross`, the range stays within one page.
+    /// `no_page_cross`, the range stays within one page (none for more than a page).
     pub fn allocate(&mut self, bytes: u64, align: u64, no_page_cross: bool) -> Option<u64> {
-        let (start, len, at) = self.free.iter().find_map(|(&start, &len)| {
-            let end = start.checked_add(len)?;
+        if no_page_cross && bytes > PAGE_SIZE {
+            return None;
+        }
+        let (end, start, at) = self.free.iter().find_map(|(&end, &start)| {
             let mut at = start.checked_next_multiple_of(align)?;
             if no_page_cross && at / PAGE_SIZE != (at + bytes - 1) / PAGE_SIZE {
                 at = at.checked_next_multiple_of(PAGE_SIZE)?;
             }
-            (at.checked_add(bytes)? <= end).then_some((start, len, at))
+            (at.checked_add(bytes)? <= end).then_some((end, start, at))
         })?;
-        self.free.remove(&start);
-        if at > start {
-            self.free.insert(start, at - start);
+        let after = at + bytes;
+        if after < end {
+            self.free.insert(end, after);
+        } else {
+            self.free.remove(&end);
         }
-        let tail = start + len - (at + bytes);
-        if tail > 0 {
-            self.free.insert(at + bytes, tail);
+        if at > start {
+            self.free.insert(at, start);
         }
         Some(at)
     }
 
     /// Gives `[start, start + bytes)` back, merging it with free neighbours.
     pub fn release(&mut self, start: u64, bytes: u64) {
-        let (mut start, mut bytes) = (start, bytes);
-        if let Some((&before, &len)) = self.free.range(..start).next_back()
-            && before + len == start
-        {
-            self.free.remove(&before);
-            start = before;
-            bytes += len;
+        let end = start + bytes;
+        let start = self.free.remove(&start).unwrap_or(start);
+        match self.free.range_mut(end + 1..).next() {
+            Some((_, next_start)) if *next_start == end => *next_start = start,
+            _ => {
+                self.free.insert(end, start);
+            }
         }
-        if let Some(len) = self.free.remove(&(start + bytes)) {
-            bytes += len;
-        }
-        self.free.insert(start, bytes);
     }
 
     /// Number of free ranges (the allocator's bookkeeping).
@@ -100,6 +102,53 @@ mod tests {
         arena.release(b, 4096);
         assert_eq!(arena.fragments(), 1);
         assert_eq!(arena.allocate(3 * 4096, 4096, false), Some(BASE));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6172_656e_61),
+            cases: 64,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Against a byte map of 8 pages: every allocation is first-fit,
+        /// aligned, within one page when asked, and free ranges stay coalesced.
+        #[test]
+        fn the_arena_is_first_fit_over_a_byte_map(steps in proptest::collection::vec((0u64..2 * PAGE_SIZE, 0u32..13, proptest::bool::ANY, proptest::bool::ANY), 1..60)) {
+            const SIZE: u64 = 8 * PAGE_SIZE;
+            let mut arena = Arena::new(BASE, SIZE);
+            let mut used = vec![false; SIZE as usize];
+            let mut live: Vec<(u64, u64)> = Vec::new();
+            for (bytes, align_shift, no_page_cross, release) in steps {
+                if release && !live.is_empty() {
+                    let (at, bytes) = live.remove(bytes as usize % live.len());
+                    arena.release(at, bytes);
+                    used[(at - BASE) as usize..(at - BASE + bytes) as usize].fill(false);
+                } else {
+                    let (bytes, align) = (bytes.max(1), 1u64 << align_shift);
+                    let mut taken_before = vec![0u64; used.len() + 1];
+                    for (i, &u) in used.iter().enumerate() {
+                        taken_before[i + 1] = taken_before[i] + u64::from(u);
+                    }
+                    let fits = |at: u64| {
+                        at + bytes <= SIZE
+                            && !(no_page_cross && at / PAGE_SIZE != (at + bytes - 1) / PAGE_SIZE)
+                            && taken_before[(at + bytes) as usize] == taken_before[at as usize]
+                    };
+                    // First fit: the lowest free range that holds an aligned (and,
+                    // if asked, page-local) placement, at its lowest such address.
+                    let expected = (0..SIZE).step_by(align as usize).find(|&at| fits(at));
+                    let got = arena.allocate(bytes, align, no_page_cross).map(|at| at - BASE);
+                    proptest::prop_assert_eq!(got, expected);
+                    if let Some(at) = got {
+                        used[at as usize..(at + bytes) as usize].fill(true);
+                        live.push((at + BASE, bytes));
+                    }
+                }
+                let free_runs = used.iter().zip(std::iter::once(&true).chain(used.iter())).filter(|(u, before)| !**u && **before).count();
+                proptest::prop_assert_eq!(arena.fragments(), free_runs);
+            }
+        }
     }
 
     #[test]

@@ -133,6 +133,9 @@ impl Allocation {
 
 const _: () = assert!(std::mem::size_of::<Allocation>() == 16);
 
+/// Zeros for a fresh frame, from read-only data rather than a stack buffer.
+static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+
 /// Bytes a B-tree map spends per entry of `(K, V)`: the entry and a third more
 /// for partly filled nodes and their links.
 fn tree_bytes<K, V>(entries: usize) -> u64 {
@@ -482,7 +485,7 @@ impl KernelMemory {
         let taken = frames.allocate(new.len() as u64, Role::KernelMemory).ok_or(GetError::OutOfMemory)?;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
-            let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
+            let zeroed = memory.write_slice(&ZERO_PAGE, GuestAddress(frame)).is_ok();
             if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
                 for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);

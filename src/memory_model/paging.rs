@@ -381,8 +381,11 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// One aligned load: entries are shared with vCPUs setting accessed and
+/// dirty bits, and it is the cheapest read vm-memory offers (a walk is on
+/// every get, release and wire).
 fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
-    memory.read_obj(GuestAddress(at)).map_err(|_| PagingError::Memory(at))
+    memory.load(GuestAddress(at), std::sync::atomic::Ordering::Relaxed).map_err(|_| PagingError::Memory(at))
 }
 
 /// Replaces the entry at `at` in one atomic step and returns the old one: a
@@ -402,7 +405,7 @@ fn swap_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<u64, Pagi
 }
 
 fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {
-    memory.write_obj(entry, GuestAddress(at)).map_err(|_| PagingError::Memory(at))
+    memory.store(entry, GuestAddress(at), std::sync::atomic::Ordering::Relaxed).map_err(|_| PagingError::Memory(at))
 }
 
 #[cfg(test)]

@@ -291,12 +291,12 @@ impl FrameLedger {
             return None;
         }
         let offsets = if self.contiguous { self.take_run(n, &eligible)? } else { self.take_scattered(n, &eligible)? };
-        let frames: Vec<u64> = offsets.iter().map(|&i| (self.base + i) << PAGE_SHIFT).collect();
         for &i in &offsets {
             self.roles[(self.base + i) as usize] = role;
         }
         self.free -= n;
-        Some(frames)
+        // Collected in place: the offsets' buffer becomes the frames'.
+        Some(offsets.into_iter().map(|i| (self.base + i) << PAGE_SHIFT).collect())
     }
 
     fn is_free(&self, offset: u64) -> bool {
