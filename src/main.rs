@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kmemvisor::devices::dma_engine::DmaConfig;
+use kmemvisor::devices::dma_engine::{DEFAULT_LATENCY, DmaConfig, MAX_EXITS};
 use kmemvisor::guests::{self, BUNDLED, Kind};
 use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
 use kmemvisor::loader::{LoaderError, ModuleElf};
@@ -112,12 +112,17 @@ struct RunArgs {
     /// is unhidden either way). DURATION as 10ms, 500us, 2s or 0.5s.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
     hidden_stall_timeout: Duration,
-    /// Time from a DMA engine doorbell to the transfer, to widen race windows.
-    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_duration)]
-    dma_latency: Duration,
-    /// Extra random time added to each transfer's latency, uniform in 0..=DURATION.
-    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_duration)]
-    dma_jitter: Duration,
+    /// Device time from a DMA engine doorbell to its transfer, in guest exits
+    /// (hypercalls, port and MMIO accesses, of all vCPUs). The transfer runs
+    /// at the end of the exit this many after the doorbell's: with the
+    /// default 1, the driver's next call or register access still sees it
+    /// queued; 0 runs it at the doorbell. At most 2^40.
+    #[arg(long, default_value_t = DEFAULT_LATENCY, value_name = "EXITS", value_parser = exits)]
+    dma_latency: u64,
+    /// Extra device time added to each transfer's latency, uniform in
+    /// 0..=EXITS, drawn from --dma-seed. At most 2^40.
+    #[arg(long, default_value = "0", value_name = "EXITS", value_parser = exits)]
+    dma_jitter: u64,
     /// Seed of the DMA engine's jitter: the same seed gives the same delays.
     #[arg(long, default_value_t = 1, value_name = "SEED")]
     dma_seed: u64,
@@ -162,6 +167,11 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         Ok(duration) if duration <= LONGEST_DURATION => Ok(duration),
         _ => Err(format!("`{text}` is too long: at most {} seconds (365 days)", LONGEST_DURATION.as_secs())),
     }
+}
+
+/// A count of exits for the DMA options.
+fn exits(text: &str) -> Result<u64, String> {
+    kmemvisor::units::parse_exits(text, MAX_EXITS)
 }
 
 fn main() -> ExitCode {

@@ -343,7 +343,9 @@ impl crate::devices::dma_engine::DmaHost for VmState {
     }
 
     fn handed_off(&self, page: u64) -> bool {
-        lock(&self.kernel).frames.hides(page) > 0
+        // AIX hands a page off with xmemdma; in DG/UX, wiring is the hand-off.
+        let kernel = lock(&self.kernel);
+        kernel.frames.hides(page) > 0 || matches!(kernel.frames.wire_count(page), Ok(Some((wires, _))) if wires > 0)
     }
 
     fn refusal(&self, page: u64) -> Option<String> {
@@ -354,8 +356,17 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         self.record_violation(crate::checker::Violation::new("dma", args, vcpu, rip, message));
     }
 
-    fn stopping(&self) -> bool {
-        self.stop.is_stopping()
+    fn begin_transfer(&self, pages: &[u64]) {
+        lock(&self.kernel).frames.begin_transfer(pages);
+    }
+
+    fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool) {
+        let frames = &mut lock(&self.kernel).frames;
+        frames.end_transfer(reads);
+        frames.end_transfer(writes);
+        if wrote {
+            frames.device_wrote(writes);
+        }
     }
 }
 

@@ -51,9 +51,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a count of guest exits (device time: `--dma-latency`,
+/// `--dma-jitter`), 0 to `max`.
+pub fn parse_exits(text: &str, max: u64) -> Result<u64, String> {
+    let text = text.trim();
+    match text.parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        Ok(_) => Err(format!("`{text}` is too many exits: at most {max}")),
+        Err(_) if text.starts_with(|c: char| c.is_ascii_digit()) && parse_duration(text).is_ok() => Err(format!(
+            "`{text}` is a time, but device time counts guest exits (hypercalls, port and MMIO accesses): give a number, such as 8"
+        )),
+        Err(_) => Err(format!("`{text}` is not a number of exits (a whole number, such as 8)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exits_are_whole_numbers_up_to_the_limit_and_times_are_explained() {
+        assert_eq!(parse_exits("0", 10), Ok(0));
+        assert_eq!(parse_exits(" 10 ", 10), Ok(10));
+        assert_eq!(parse_exits("11", 10), Err("`11` is too many exits: at most 10".into()));
+        assert_eq!(parse_exits("99999999999999999999", 10), Err("`99999999999999999999` is not a number of exits (a whole number, such as 8)".into()));
+        assert_eq!(parse_exits("-1", 10), Err("`-1` is not a number of exits (a whole number, such as 8)".into()));
+        assert_eq!(
+            parse_exits("50ms", 10),
+            Err("`50ms` is a time, but device time counts guest exits (hypercalls, port and MMIO accesses): give a number, such as 8".into())
+        );
+    }
 
     #[test]
     fn sizes_parse_with_and_without_units() {

@@ -91,7 +91,15 @@ pub enum Fault {
 }
 
 /// Decides what `exit` of `vcpu` means; `regs` are its registers at the exit.
+/// Device time moves on by this exit once it is handled, so a transfer due
+/// now runs after the call or access it ends (see `devices::dma_engine`).
 pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
+    let action = decide(state, bus, vcpu, exit, regs);
+    state.dma.advance(state);
+    action
+}
+
+fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
     match exit {
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
             match services::dispatch(state, Caller { vcpu, rip: regs.rip }, Request::from_regs(regs)) {
@@ -113,7 +121,6 @@ pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs
             Action::Load(state.dma.mmio_read(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size))
         }
         Exit::MmioWrite { gpa, size, data } if dma_window(gpa) => {
-            state.want_helpers();
             // A violation under --strict requests the stop, which the run loop sees before re-entry.
             state.dma.mmio_write(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size, data);
             Action::Resume

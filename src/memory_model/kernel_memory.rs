@@ -208,6 +208,12 @@ pub enum ReleaseError {
         /// The frame.
         frame: u64,
     },
+    /// A frame of the allocation is touched by a DMA transfer that is queued
+    /// or running: the device could write it after it was reused.
+    InTransfer {
+        /// The frame.
+        frame: u64,
+    },
     /// Not a refusal: the memory was released, but a freed frame's stage-2
     /// mappings could not be dropped (the VM must stop).
     Zap(ZapError),
@@ -234,6 +240,11 @@ impl fmt::Display for ReleaseError {
                     "guest-physical frame {frame:#x} of the allocation is hidden for DMA: unhide it (xmemdma XMEM_UNHIDE) first"
                 )
             }
+            ReleaseError::InTransfer { frame } => write!(
+                f,
+                "guest-physical frame {frame:#x} of the allocation is touched by a DMA transfer that is queued or running: \
+                 wait for the transfer to complete first"
+            ),
             ReleaseError::Zap(e) => write!(f, "{e}"),
         }
     }
@@ -551,6 +562,7 @@ impl KernelMemory {
             }
             Some(LedgerError::Pinned { frame, pins }) => return Err(ReleaseError::Pinned { page: page_of(frame), pins }),
             Some(LedgerError::Hidden(frame)) => return Err(ReleaseError::Hidden { frame }),
+            Some(LedgerError::InTransfer(frame)) => return Err(ReleaseError::InTransfer { frame }),
             Some(_) => return Err(ReleaseError::NoAllocation),
         }
         self.allocations.remove(&ptr);
@@ -679,7 +691,7 @@ impl KernelMemory {
         start: u64,
         bytes: u64,
         marks: Marks,
-    ) -> Result<(), UnwireError> {
+    ) -> Result<Vec<(u64, u64)>, UnwireError> {
         let (first, end) = page_span(start, bytes).ok_or(UnwireError::NotMapped(start))?;
         if !in_owners_range(owner, first, end) {
             return Err(UnwireError::NotMapped(first));
@@ -698,7 +710,8 @@ impl KernelMemory {
             // Free RAM the guest mapped: no one's memory, as an unmapped page.
             LedgerError::Role { frame, .. } | LedgerError::NotRam(frame) => UnwireError::NotMapped(page_of(frame)),
             _ => UnwireError::NotMapped(first),
-        })
+        })?;
+        Ok(pages(first, end).zip(gpas).collect())
     }
 
     /// `vm_map_physical_memory` for a kernel address (the caller checked

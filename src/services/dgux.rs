@@ -9,7 +9,9 @@ use kmemvisor_abi::dgux::{
 use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
+use crate::checker::Violation;
 use crate::memory_model::guest_access;
+use crate::memory_model::ledger::FrameLedger;
 use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
@@ -97,7 +99,7 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
         Err(ReleaseError::Zap(e)) => zap_failed(caller, service, e),
         Err(e) => {
             // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
-            let status = if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. }) {
+            let status = if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::InTransfer { .. } | ReleaseError::Pinned { .. }) {
                 Status::EBUSY
             } else {
                 Status::EINVAL
@@ -174,9 +176,41 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
         return refuse(state, caller, service, args, why, Status::VM_STATUS_PROCESS_HAS_NO_VM);
     };
     match result {
-        Ok(()) => Reply::ok(0),
+        Ok(unwired) => {
+            for message in dma_findings(&mut k.frames, service, &unwired, marks) {
+                state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
+            }
+            Reply::ok(0)
+        }
         Err(e) => refuse(state, caller, service, args, format!("{e}; nothing was unwired or marked"), Status::EINVAL),
     }
+}
+
+/// What an unwire of `unwired` (page, frame) pairs did wrong with the DMA
+/// engine: it ended the hand-off of a frame a queued or running transfer
+/// touches, or it did not mark modified a frame the device wrote.
+fn dma_findings(frames: &mut FrameLedger, service: Service, unwired: &[(u64, u64)], marks: Marks) -> Vec<String> {
+    let mut findings = Vec::new();
+    if let Some(&(page, frame)) = unwired.iter().find(|&&(_, frame)| frames.transfers_on(frame) > 0) {
+        findings.push(format!(
+            "{} unwires page {page:#x} (frame {frame:#x}) while a DMA transfer that touches it is queued or running: \
+             the device may still read or write it after the hand-off ended; wait for the transfer to complete",
+            service.name()
+        ));
+    }
+    // Every written frame forgets the write, so a later unwire is not blamed again.
+    let written: Vec<(u64, u64)> = unwired.iter().copied().filter(|&(_, frame)| frames.take_device_write(frame)).collect();
+    if let Some(&(page, frame)) = written.first().filter(|_| !marks.modified) {
+        findings.push(format!(
+            "{} unwires page {page:#x} (frame {frame:#x}) and {} other page(s) that the DMA engine wrote without marking \
+             them modified: DMA transfers do not set the referenced or modified bits, and failure to appropriately set \
+             the reference and/or modified bits can cause new buffer data to be lost (unwire with \
+             vm_mark_and_unwire_memory and SC_WRITE_ACCESS)",
+            service.name(),
+            written.len() - 1
+        ));
+    }
+    findings
 }
 
 fn physical_address(state: &VmState, caller: Caller, logical: u64, user: u64, out: u64) -> Outcome {

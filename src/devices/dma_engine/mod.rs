@@ -1,11 +1,16 @@
 //! The DMA engine: the device behind the register window of
 //! `kmemvisor_abi::dma`, a bus-master that copies between guest RAM and its
-//! own memory on a device thread, and reports every transfer that touches a
-//! page the driver did not hand off with `xmemdma`.
+//! own memory, and reports every transfer that touches a page the driver did
+//! not hand off.
 //!
-//! vCPU threads only decode the access and flip a channel's registers under a
-//! short lock; the copy runs in [`DmaEngine::serve`] with no channel lock
-//! held, so a 1 MiB transfer never stalls a vCPU.
+//! Device time is virtual: it counts guest exits, of every vCPU. A doorbell
+//! queues its transfer to run `--dma-latency` (plus a seeded share of
+//! `--dma-jitter`) exits later, and the vCPU thread whose exit reaches that
+//! count runs it ([`DmaEngine::advance`]) — no device thread, no host clock,
+//! so the same guest and options give the same device events on every run.
+//! At the doorbell the frames the transfer will touch go into the frame
+//! ledger, so a driver that ends a hand-off too early is caught at that call
+//! whatever the timing.
 
 mod channel;
 mod delay;
@@ -15,8 +20,8 @@ mod transfer;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kmemvisor_abi::dma::*;
 
@@ -25,18 +30,28 @@ pub use self::delay::Delays;
 use self::transfer::{Transfer, TransferError};
 use crate::sync::lock;
 
-/// How long the device thread sleeps at most before looking at `stopping`.
-const POLL: Duration = Duration::from_millis(20);
+/// The default latency: a transfer runs at the end of the exit after its
+/// doorbell's, so it is still queued when the next call is handled.
+pub const DEFAULT_LATENCY: u64 = 1;
+/// The largest latency or jitter, in exits (a run that long would take years).
+pub const MAX_EXITS: u64 = 1 << 40;
 
-/// Latency, jitter and seed of the engine (`--dma-latency`, `--dma-jitter`, `--dma-seed`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Latency, jitter and seed of the engine (`--dma-latency`, `--dma-jitter`,
+/// `--dma-seed`), in guest exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmaConfig {
-    /// The least time from doorbell to completion.
-    pub latency: std::time::Duration,
-    /// The most added to the latency, drawn uniformly per transfer.
-    pub jitter: std::time::Duration,
+    /// The fewest exits from a doorbell to its transfer.
+    pub latency: u64,
+    /// The most exits added to the latency, drawn uniformly per transfer.
+    pub jitter: u64,
     /// Seeds the jitter draws: a seed reproduces the same delays.
     pub seed: u64,
+}
+
+impl Default for DmaConfig {
+    fn default() -> DmaConfig {
+        DmaConfig { latency: DEFAULT_LATENCY, jitter: 0, seed: 1 }
+    }
 }
 
 impl DmaConfig {
@@ -50,7 +65,8 @@ impl DmaConfig {
 pub trait DmaHost: Sync {
     /// Guest RAM, through the VMM's own mapping (reachable even while a page is hidden from the vCPUs).
     fn memory(&self) -> &vm_memory::GuestMemoryMmap;
-    /// Whether the guest-physical page at `page` (4 KiB aligned) is currently handed off to the device (hidden with xmemdma).
+    /// Whether the guest-physical page at `page` (4 KiB aligned) is currently
+    /// handed off to the device: hidden with xmemdma (AIX), or wired (DG/UX).
     fn handed_off(&self, page: u64) -> bool;
     /// Why the device may never touch the guest-physical page at `page`, if
     /// it may not: its frame's role forbids DMA (page tables, CPU tables, the
@@ -59,8 +75,11 @@ pub trait DmaHost: Sync {
     /// Records a violation, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access at guest RIP `rip`
     /// caused it; `args` are register values.
     fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String);
-    /// Whether the VM is stopping (the device thread then returns).
-    fn stopping(&self) -> bool;
+    /// A queued transfer will touch these guest pages.
+    fn begin_transfer(&self, pages: &[u64]);
+    /// The transfer announced with `reads` and `writes` is over; when
+    /// `wrote`, the device wrote the `writes` pages.
+    fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool);
 }
 
 /// Who touched the register window (for violations).
@@ -72,22 +91,23 @@ pub struct Access {
     pub rip: u64,
 }
 
-/// A rung doorbell waiting for the device thread.
-#[derive(Clone, Copy, Debug)]
+/// A rung doorbell waiting for its exit.
+#[derive(Clone, Debug)]
 struct Job {
     channel: usize,
     access: Access,
     transfer: Transfer,
-    rung: Instant,
-    // Kept as a duration from `rung` rather than an instant, which a huge
-    // configured latency could overflow.
-    delay: Duration,
+    /// The exit count at whose end it runs.
+    due: u64,
+    /// The guest pages it reads and writes, as announced to the host.
+    reads: Vec<u64>,
+    writes: Vec<u64>,
 }
 
-/// What the vCPUs and the device thread share, under one short-held lock.
+/// What the vCPUs share, under one short-held lock.
 struct State {
     channels: [Channel; DMA_CHANNELS as usize],
-    // FIFO over all channels: one device thread runs the jobs in doorbell order.
+    // FIFO over all channels: the jobs run in doorbell order.
     queue: VecDeque<Job>,
     delays: Delays,
 }
@@ -96,7 +116,11 @@ struct State {
 pub struct DmaEngine {
     config: DmaConfig,
     state: Mutex<State>,
-    rung: Condvar,
+    /// Exits handled so far, on all vCPUs: device time.
+    clock: AtomicU64,
+    /// The `due` of the first queued job, `u64::MAX` with none: lets an exit
+    /// with nothing due skip the lock.
+    next_due: AtomicU64,
     device_memory: Mutex<Vec<u8>>,
 }
 
@@ -113,7 +137,8 @@ impl DmaEngine {
         DmaEngine {
             config,
             state: Mutex::new(state),
-            rung: Condvar::new(),
+            clock: AtomicU64::new(0),
+            next_due: AtomicU64::new(u64::MAX),
             device_memory: Mutex::new(vec![0; DMA_DEVICE_MEMORY as usize]),
         }
     }
@@ -151,9 +176,16 @@ impl DmaEngine {
         match c.ring() {
             Some(transfer) => {
                 let delay = state.delays.next().unwrap_or(self.config.latency);
-                state.queue.push_back(Job { channel, access, transfer, rung: Instant::now(), delay });
-                drop(guard);
-                self.rung.notify_one();
+                // This exit ends at clock + 1; a delay of 0 runs the job then.
+                let due = (self.clock.load(Ordering::SeqCst) + 1).saturating_add(delay);
+                let (reads, writes) = transfer::touched_pages(host.memory(), &transfer);
+                // Announced under the engine lock, before the job can run:
+                // lock order is always engine, then the host's.
+                host.begin_transfer(&[reads.as_slice(), writes.as_slice()].concat());
+                if state.queue.is_empty() {
+                    self.next_due.store(due, Ordering::SeqCst);
+                }
+                state.queue.push_back(Job { channel, access, transfer, due, reads, writes });
             }
             None => {
                 // Recorded outside the lock: the host may stop the VM.
@@ -164,44 +196,35 @@ impl DmaEngine {
         }
     }
 
-    /// The device thread's body: waits for rung doorbells and runs each transfer after its delay (see
-    /// [`DmaConfig::delays`]), until `host.stopping()`, which it checks at least every 20 ms.
-    pub fn serve(&self, host: &dyn DmaHost) {
-        while !host.stopping() {
-            self.step(host, POLL);
+    /// One more exit has been handled: device time moves on by one, and the
+    /// jobs due by now run on the calling thread, in doorbell order.
+    pub fn advance(&self, host: &dyn DmaHost) {
+        let now = self.clock.fetch_add(1, Ordering::SeqCst) + 1;
+        if now < self.next_due.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            let job = {
+                let mut state = lock(&self.state);
+                if state.queue.front().is_none_or(|job| job.due > now) {
+                    return;
+                }
+                let job = state.queue.pop_front();
+                self.next_due.store(state.queue.front().map_or(u64::MAX, |next| next.due), Ordering::SeqCst);
+                job
+            };
+            let Some(job) = job else { return };
+            let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
+            host.end_transfer(&job.reads, &job.writes, result.is_ok());
+            if let Some(c) = lock(&self.state).channels.get_mut(job.channel) {
+                c.finish(result);
+            }
         }
     }
 
-    /// Wakes the device thread to look at `host.stopping()` again: the VM
-    /// stops, and its end should not wait for the next poll.
-    pub fn wake(&self) {
-        let _guard = lock(&self.state);
-        self.rung.notify_all();
-    }
-
-    /// Waits at most `wait` for the first queued job to fall due, and runs it if it did.
-    fn step(&self, host: &dyn DmaHost, wait: Duration) {
-        let mut guard = lock(&self.state);
-        // Checked under the lock that `wake` takes: a wake-up cannot slip in before the wait.
-        if host.stopping() {
-            return;
-        }
-        let left = match guard.queue.front() {
-            None => wait,
-            Some(job) => job.delay.saturating_sub(job.rung.elapsed()),
-        };
-        if !left.is_zero() {
-            guard = self.rung.wait_timeout(guard, left.min(wait)).unwrap_or_else(PoisonError::into_inner).0;
-        }
-        if guard.queue.front().is_none_or(|job| job.rung.elapsed() < job.delay) {
-            return;
-        }
-        let Some(job) = guard.queue.pop_front() else { return };
-        drop(guard);
-        let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
-        if let Some(c) = lock(&self.state).channels.get_mut(job.channel) {
-            c.finish(result);
-        }
+    /// Device time: exits handled so far.
+    pub fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst)
     }
 
     /// Runs one transfer now, on the calling thread, with no latency (for `kmemvisor bench` and tests): the same
@@ -222,9 +245,7 @@ impl DmaEngine {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-
-    use super::testing::{ACCESS, TestHost};
+    use super::testing::{ACCESS, Announced, TestHost};
     use super::*;
 
     fn at(channel: u64, reg: u64) -> u64 {
@@ -242,10 +263,10 @@ mod tests {
         engine.mmio_write(host, ACCESS, at(channel, REG_DOORBELL), 8, 0);
     }
 
-    /// Status and error of `channel` once the (zero-latency) device ran its queue.
+    /// Status and error of `channel` once the device ran its queue.
     fn outcome(engine: &DmaEngine, host: &TestHost, channel: u64) -> (u64, u64) {
         while !lock(&engine.state).queue.is_empty() {
-            engine.step(host, Duration::ZERO);
+            engine.advance(host);
         }
         (read(engine, host, channel, REG_STATUS), read(engine, host, channel, REG_ERROR))
     }
@@ -371,32 +392,71 @@ mod tests {
     }
 
     #[test]
-    fn serve_completes_after_the_latency_and_returns_on_stop() {
+    fn a_transfer_runs_at_the_end_of_the_exit_its_latency_names() {
         let host = TestHost::handing_off_all();
-        let latency = Duration::from_millis(5);
-        let engine = DmaEngine::new(DmaConfig { latency, jitter: Duration::ZERO, seed: 0 });
-        std::thread::scope(|s| {
-            let device = s.spawn(|| engine.serve(&host));
-            let rung = Instant::now();
-            start(&engine, &host, 7, [0x1000, 0, 0x40, DIR_TO_DEVICE]);
-            assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_BUSY);
-            while read(&engine, &host, 7, REG_STATUS) == STATUS_BUSY {
-                assert!(rung.elapsed() < Duration::from_secs(10), "the transfer never completed");
-                std::thread::sleep(Duration::from_millis(1));
+        let engine = DmaEngine::new(DmaConfig { latency: 3, jitter: 0, seed: 0 });
+        host.fill_pattern(0x1000, 0x40, 3);
+        engine.advance(&host);
+        // Rung during exit 2: due at the end of exit 2 + 3.
+        start(&engine, &host, 7, [0x1000, 0x2ff0, 0x40, DIR_MEMORY_TO_MEMORY]);
+        assert_eq!(host.announced(), vec![Announced::Begin(vec![0x1000, 0x2000, 0x3000])]);
+        for exit in 2..=4 {
+            engine.advance(&host);
+            assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_BUSY, "after exit {exit}");
+            assert_eq!(host.bytes(0x2ff0, 0x40), vec![0; 0x40]);
+        }
+        engine.advance(&host);
+        assert_eq!((engine.now(), read(&engine, &host, 7, REG_STATUS)), (5, STATUS_DONE));
+        assert_eq!(host.bytes(0x2ff0, 0x40), host.bytes(0x1000, 0x40));
+        assert_eq!(host.announced()[1], Announced::End(vec![0x1000, 0x2000, 0x3000], true));
+    }
+
+    #[test]
+    fn latency_zero_runs_at_the_doorbells_own_exit_and_failures_announce_nothing() {
+        let host = TestHost::handing_off_all();
+        let engine = DmaEngine::new(DmaConfig { latency: 0, jitter: 0, seed: 0 });
+        start(&engine, &host, 0, [0x1000, 0, 0x10, DIR_TO_DEVICE]);
+        engine.advance(&host);
+        assert_eq!(read(&engine, &host, 0, REG_STATUS), STATUS_DONE);
+        start(&engine, &host, 1, [0x1000, 0, 0, DIR_TO_DEVICE]);
+        engine.advance(&host);
+        assert_eq!((read(&engine, &host, 1, REG_STATUS), read(&engine, &host, 1, REG_ERROR)), (STATUS_ERROR, ERROR_BAD_LENGTH));
+        assert_eq!(
+            host.announced(),
+            vec![
+                Announced::Begin(vec![0x1000]),
+                Announced::End(vec![0x1000], true),
+                Announced::Begin(vec![]),
+                Announced::End(vec![], false)
+            ]
+        );
+    }
+
+    #[test]
+    fn jobs_run_in_doorbell_order_whatever_their_delays() {
+        let host = TestHost::handing_off_all();
+        let engine = DmaEngine::new(DmaConfig { latency: 1, jitter: 40, seed: 5 });
+        let delays: Vec<u64> = engine.config.delays().take(2).collect();
+        host.fill_pattern(0x1000, 0x10, 1);
+        start(&engine, &host, 0, [0x1000, 0, 0x10, DIR_TO_DEVICE]);
+        start(&engine, &host, 1, [0x1000, 0x20, 0x10, DIR_TO_DEVICE]);
+        let mut done_at = [0u64; 2];
+        while done_at.contains(&0) {
+            engine.advance(&host);
+            for (channel, at) in done_at.iter_mut().enumerate() {
+                if *at == 0 && read(&engine, &host, channel as u64, REG_STATUS) == STATUS_DONE {
+                    *at = engine.now();
+                }
             }
-            assert!(rung.elapsed() >= latency);
-            assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_DONE);
-            let stopped = Instant::now();
-            host.stopping.store(true, Ordering::SeqCst);
-            device.join().expect("device thread");
-            assert!(stopped.elapsed() < Duration::from_secs(1));
-        });
+        }
+        assert_eq!(done_at[0], 1 + delays[0]);
+        assert_eq!(done_at[1], (1 + delays[1]).max(done_at[0]));
     }
 
     #[test]
     fn transfer_now_copies_without_touching_channels() {
         let host = TestHost::new();
-        let engine = DmaEngine::new(DmaConfig { latency: Duration::from_secs(3600), ..DmaConfig::default() });
+        let engine = DmaEngine::new(DmaConfig { latency: MAX_EXITS, ..DmaConfig::default() });
         host.fill_pattern(0x6000, 0x20, 8);
         assert_eq!(engine.transfer_now(&host, ACCESS, 0x6000, 0x10, 0x20, DIR_TO_DEVICE), Ok(()));
         assert_eq!(engine.transfer_now(&host, ACCESS, 0x10, 0x7000, 0x20, DIR_FROM_DEVICE), Ok(()));

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -23,7 +22,16 @@ pub(super) struct TestHost {
     handed_off: Mutex<HashSet<u64>>,
     forbidden: Mutex<HashSet<u64>>,
     violations: Mutex<Vec<Recorded>>,
-    pub(super) stopping: AtomicBool,
+    transfers: Mutex<Vec<Announced>>,
+}
+
+/// A transfer's announcement to the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Announced {
+    /// The pages a queued transfer will touch.
+    Begin(Vec<u64>),
+    /// The pages of a transfer that is over, and whether it wrote.
+    End(Vec<u64>, bool),
 }
 
 impl TestHost {
@@ -34,7 +42,7 @@ impl TestHost {
             handed_off: Mutex::new(HashSet::new()),
             forbidden: Mutex::new(HashSet::new()),
             violations: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
+            transfers: Mutex::new(Vec::new()),
         }
     }
 
@@ -50,6 +58,10 @@ impl TestHost {
     /// Makes `page` a frame no device may touch (like a page table).
     pub(super) fn forbid(&self, page: u64) {
         lock(&self.forbidden).insert(page);
+    }
+
+    pub(super) fn announced(&self) -> Vec<Announced> {
+        lock(&self.transfers).clone()
     }
 
     pub(super) fn recorded(&self) -> Vec<Recorded> {
@@ -92,7 +104,11 @@ impl DmaHost for TestHost {
         lock(&self.violations).push((vcpu, rip, args.to_vec(), message));
     }
 
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+    fn begin_transfer(&self, pages: &[u64]) {
+        lock(&self.transfers).push(Announced::Begin(pages.to_vec()));
+    }
+
+    fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool) {
+        lock(&self.transfers).push(Announced::End([reads, writes].concat(), wrote));
     }
 }

@@ -121,6 +121,15 @@ fn check(memory: &GuestMemoryMmap, t: &Transfer) -> Result<(Plan, usize), Transf
     Ok((plan, len))
 }
 
+/// The guest pages a transfer will read and write, if it passes the checks
+/// (none if it fails them: it touches nothing).
+pub(super) fn touched_pages(memory: &GuestMemoryMmap, t: &Transfer) -> (Vec<u64>, Vec<u64>) {
+    let Ok((plan, len)) = check(memory, t) else { return (Vec::new(), Vec::new()) };
+    let (read, written) = plan.guest_ranges();
+    let side = |start: Option<u64>| start.map(|start| pages_of(start, len).collect()).unwrap_or_default();
+    (side(read), side(written))
+}
+
 /// The guest pages of `[start, start + len)`; the checks guarantee that it
 /// does not wrap and that `len > 0`.
 fn pages_of(start: u64, len: usize) -> impl Iterator<Item = u64> + Clone {

@@ -60,6 +60,7 @@ use std::fmt;
 use kmemvisor_abi::dgux::MAX_WIRE_COUNT;
 use kmemvisor_abi::layout::{PAGE_SHIFT, PAGE_SIZE};
 mod counts;
+mod dma;
 mod hides;
 
 pub use counts::{Counts, MAX_PIN_COUNT, Marks, Owner, PinOrigin};
@@ -135,6 +136,9 @@ pub enum LedgerError {
     /// The frame is hidden for DMA.
     #[error("guest-physical frame {0:#x} is hidden for DMA")]
     Hidden(u64),
+    /// A transfer queued or running on the DMA engine touches it.
+    #[error("guest-physical frame {0:#x} is touched by a DMA transfer that is queued or running")]
+    InTransfer(u64),
     /// The frame is not hidden.
     #[error("guest-physical frame {0:#x} is not hidden")]
     NotHidden(u64),
@@ -202,6 +206,8 @@ pub struct FrameLedger {
     first_pins: BTreeMap<u64, PinOrigin>,
     /// Frames pinned now: from birth or above their initial count (invariant 9).
     pinned: u64,
+    /// Transfers queued or running on the DMA engine that touch each frame.
+    transfers: BTreeMap<u64, u32>,
 }
 
 impl FrameLedger {
@@ -228,6 +234,7 @@ impl FrameLedger {
             aliases: BTreeMap::new(),
             counts: BTreeMap::new(),
             first_pins: BTreeMap::new(),
+            transfers: BTreeMap::new(),
             pinned: 0,
         }
     }
@@ -269,7 +276,7 @@ impl FrameLedger {
             + self.free_list.capacity() * 4
             + (self.hides.len() + self.aliases.len()) * 48
             + self.counts.len() * (std::mem::size_of::<(u64, Counts)>() * 4 / 3)
-            + self.first_pins.len() * 48) as u64
+            + (self.first_pins.len() + self.transfers.len()) * 48) as u64
     }
 
     /// `n` free frames (guest-physical addresses), now `role`, or `None` if
@@ -375,6 +382,9 @@ impl FrameLedger {
             let frame = page_of(gpa);
             if hidden.is_none() && self.hides.contains_key(&frame) {
                 hidden = Some(LedgerError::Hidden(frame));
+            }
+            if hidden.is_none() && self.transfers.contains_key(&frame) {
+                hidden = Some(LedgerError::InTransfer(frame));
             }
             if let Some(c) = self.counts.get(&frame) {
                 if wired.is_none() && c.wires > c.initial_wires {

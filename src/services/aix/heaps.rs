@@ -132,7 +132,7 @@ fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
             Backing::Boot(region) => match k.dgux.free(view(state), &mut k.frames, *region, ptr) {
                 Ok(_) => Ok(()),
                 Err(e @ ReleaseError::StillWired { .. }) => Err(Some(format!("xmfree of {ptr:#x} from heap {heap}: {e}"))),
-                Err(e @ (ReleaseError::Hidden { .. } | ReleaseError::Pinned { .. })) => {
+                Err(e @ (ReleaseError::Hidden { .. } | ReleaseError::InTransfer { .. } | ReleaseError::Pinned { .. })) => {
                     let why = format!("xmfree of {ptr:#x} from heap {heap}: {e}");
                     return refuse(state, caller, Service::Xmfree, &args, why, Status::EBUSY);
                 }

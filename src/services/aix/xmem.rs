@@ -18,6 +18,7 @@ use kmemvisor_abi::xmem::{
 };
 use kmemvisor_abi::{Service, Status};
 
+use crate::checker::Violation;
 use crate::devices::hiding::{HideOrigin, touches};
 use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
 use crate::memory_model::guest_access;
@@ -305,7 +306,18 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             return refuse(state, caller, service, args, why, Status::EPERM);
         }
         match k.frames.unhide(&gpas) {
-            Ok(last_hides) => state.hiding.unhide(&last_hides).map(|_| ()),
+            Ok(last_hides) => {
+                if let Some(frame) = k.frames.first_in_transfer(last_hides.iter().copied()) {
+                    let va = pages.iter().zip(&gpas).find(|&(_, &gpa)| gpa == frame).map_or(first, |(&(va, _), _)| va);
+                    let message = format!(
+                        "xmemdma XMEM_UNHIDE of {va:#x} (frame {frame:#x}) while a DMA transfer that touches it is queued \
+                         or running: the device may still read or write the page after it was handed back; wait for the \
+                         transfer to complete before unhiding"
+                    );
+                    state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
+                }
+                state.hiding.unhide(&last_hides).map(|_| ())
+            }
             Err(e) => {
                 let why = format!("xmemdma XMEM_UNHIDE: {e}, although this descriptor hid it");
                 return refuse(state, caller, service, args, why, Status::EINVAL);
