@@ -343,9 +343,7 @@ impl crate::devices::dma_engine::DmaHost for VmState {
     }
 
     fn handed_off(&self, page: u64) -> bool {
-        // AIX hands a page off with xmemdma; in DG/UX, wiring is the hand-off.
-        let kernel = lock(&self.kernel);
-        kernel.frames.hides(page) > 0 || matches!(kernel.frames.wire_count(page), Ok(Some((wires, _))) if wires > 0)
+        lock(&self.kernel).frames.handed_off(page)
     }
 
     fn refusal(&self, page: u64) -> Option<String> {

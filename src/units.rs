@@ -74,7 +74,10 @@ mod tests {
         assert_eq!(parse_exits("0", 10), Ok(0));
         assert_eq!(parse_exits(" 10 ", 10), Ok(10));
         assert_eq!(parse_exits("11", 10), Err("`11` is too many exits: at most 10".into()));
-        assert_eq!(parse_exits("99999999999999999999", 10), Err("`99999999999999999999` is not a number of exits (a whole number, such as 8)".into()));
+        assert_eq!(
+            parse_exits("99999999999999999999", 10),
+            Err("`99999999999999999999` is not a number of exits (a whole number, such as 8)".into())
+        );
         assert_eq!(parse_exits("-1", 10), Err("`-1` is not a number of exits (a whole number, such as 8)".into()));
         assert_eq!(
             parse_exits("50ms", 10),

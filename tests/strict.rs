@@ -93,7 +93,7 @@ fn strict_stops_an_xmem_dma_misuse_at_its_first_violation() {
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn strict_stops_a_dma_engine_misuse_at_its_first_violation() {
     // The latency keeps the first transfer in flight for the last misuse (as in tests/xmem.rs).
-    stops_with("xmem-misuse-device", &["--dma-latency", "50ms"], "dma", 6);
+    stops_with("xmem-misuse-device", &["--dma-latency", "50"], "dma", 6);
 }
 
 #[test]

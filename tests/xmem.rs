@@ -106,7 +106,7 @@ fn the_demo_driver_is_correct_under_dma_latency_and_jitter() {
     if !kvm_or_skip("dma-demo latency") {
         return;
     }
-    let r = run("dma-demo", &["--dma-latency", "2ms", "--dma-jitter", "1ms", "--dma-seed", "7"]);
+    let r = run("dma-demo", &["--dma-latency", "20", "--dma-jitter", "10", "--dma-seed", "7"]);
     r.expect_status(0);
     assert_eq!(violations(&r).len(), 0, "{:#?}", violations(&r));
     assert!(r.stdout.contains("dma-demo: user buffer matches the source byte for byte"), "{}", r.stdout);
@@ -163,7 +163,7 @@ fn a_stall_longer_than_the_hidden_stall_timeout_is_reported_too() {
     if !kvm_or_skip("dma-race timeout") {
         return;
     }
-    let r = run("dma-race", &["--vcpus", "2", "--dma-latency", "40ms", "--hidden-stall-timeout", "10ms"]);
+    let r = run("dma-race", &["--vcpus", "2", "--dma-latency", "2000", "--hidden-stall-timeout", "10ms"]);
     r.expect_status(65);
     assert!(r.stdout.contains("vCPU 1 saw it: true"), "{}", r.stdout);
     let v = of(&r, "hidden-page");
@@ -334,7 +334,7 @@ fn misusing_the_dma_engine_registers_is_a_violation_each_time() {
     if !kvm_or_skip("xmem-misuse-device") {
         return;
     }
-    let r = run("xmem-misuse-device", &["--dma-latency", "50ms"]);
+    let r = run("xmem-misuse-device", &["--dma-latency", "50"]);
     r.expect_status(65);
     assert!(r.stdout.contains("xmem-misuse-device: 6 misuses made"), "{}", r.stdout);
     let v = violations(&r);

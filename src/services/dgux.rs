@@ -11,8 +11,8 @@ use kmemvisor_abi::{Service, Status};
 
 use crate::checker::Violation;
 use crate::memory_model::guest_access;
-use crate::memory_model::ledger::FrameLedger;
 use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
+use crate::memory_model::ledger::FrameLedger;
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
@@ -99,11 +99,12 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
         Err(ReleaseError::Zap(e)) => zap_failed(caller, service, e),
         Err(e) => {
             // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
-            let status = if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::InTransfer { .. } | ReleaseError::Pinned { .. }) {
-                Status::EBUSY
-            } else {
-                Status::EINVAL
-            };
+            let status =
+                if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::InTransfer { .. } | ReleaseError::Pinned { .. }) {
+                    Status::EBUSY
+                } else {
+                    Status::EINVAL
+                };
             let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {e}; nothing was released");
             refuse(state, caller, service, &[ptr, bytes], message, status)
         }

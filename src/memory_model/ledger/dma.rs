@@ -42,6 +42,16 @@ impl FrameLedger {
         frames.into_iter().map(page_of).find(|frame| self.transfers.contains_key(frame))
     }
 
+    /// Whether the frame at `gpa` is handed off to a device: hidden with
+    /// `xmemdma` (AIX), or wired the DG/UX way — DG/UX wired memory, or any
+    /// frame wired above its initial count (`vm_wire_memory`). The AIX pinned
+    /// heap is pinned from birth, not handed off: AIX drivers hide.
+    pub fn handed_off(&self, gpa: u64) -> bool {
+        let frame = page_of(gpa);
+        self.hides.contains_key(&frame)
+            || self.counts.get(&frame).is_some_and(|c| c.wires > c.initial_wires || (c.wires > 0 && !c.pinned_from_birth))
+    }
+
     /// The device wrote `frames`: each counted one remembers it until it is
     /// unwired ([`FrameLedger::take_device_write`]).
     pub fn device_wrote(&mut self, frames: &[u64]) {
@@ -85,6 +95,27 @@ mod tests {
         frames.end_transfer(&[b]);
         assert_eq!(frames.transfers_on(b), 0, "an end without a begin is ignored");
         assert_eq!(frames.first_in_transfer([a, b]), None);
+    }
+
+    #[test]
+    fn hidden_frames_dgux_wired_memory_and_frames_wired_above_their_floor_are_handed_off() {
+        let mut frames = FrameLedger::new(0x10_0000, 0x40_0000, false);
+        let [wired, unwired, pinned_heap, hidden] = frames.allocate(4, Role::KernelMemory).expect("frames")[..] else {
+            panic!("four frames")
+        };
+        let owner = Owner { pid: 0, va: 0x1000 };
+        frames.own(wired, owner, 1, false);
+        frames.own(unwired, owner, 0, false);
+        frames.own(pinned_heap, owner, 1, true);
+        frames.own(hidden, owner, 0, false);
+        frames.hide(&[hidden]).expect("hide");
+        let handed = |f: &FrameLedger| [wired, unwired, pinned_heap, hidden].map(|gpa| f.handed_off(gpa + 8));
+        assert_eq!(handed(&frames), [true, false, false, true]);
+        frames.wire(&[unwired, pinned_heap]).expect("wire");
+        assert_eq!(handed(&frames), [true, true, true, true], "wired above the floor");
+        frames.unwire(&[unwired, pinned_heap], Default::default()).expect("unwire");
+        frames.unhide(&[hidden]).expect("unhide");
+        assert_eq!(handed(&frames), [true, false, false, false]);
     }
 
     #[test]
