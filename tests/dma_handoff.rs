@@ -1,0 +1,127 @@
+//! Hand-offs to the DMA engine under real KVM, on device time: the AIX flow
+//! (xmemdma) and the DG/UX flow (wiring is the hand-off), each correct and
+//! with one mistake. Device time counts exits, so each mistake is caught on
+//! every run with default options, and reruns give the same verdict.
+
+mod common;
+
+use common::{Run, kvm_or_skip, run, violations};
+
+fn mode(mode: &str, options: &[&str]) -> Run {
+    let mut args: Vec<&str> = options.to_vec();
+    args.extend(["--timeout", "30", "--", mode]);
+    run("dma-handoff", &args)
+}
+
+/// (service, message start) of every violation, in order.
+fn found(r: &Run) -> Vec<(String, String)> {
+    violations(r)
+        .iter()
+        .map(|v| (v["service"].as_str().unwrap_or("").to_owned(), v["message"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// Runs `mode` and checks its exit status and exact violations (service, message start).
+fn expect(mode_name: &str, status: i32, expected: &[(&str, &str)]) {
+    if !kvm_or_skip(mode_name) {
+        return;
+    }
+    let r = mode(mode_name, &[]);
+    r.expect_status(status);
+    assert!(r.stdout.contains(&format!("dma-handoff: {mode_name}: every call answered as expected")), "{}", r.stdout);
+    let got = found(&r);
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for ((service, message), (want_service, want_start)) in got.iter().zip(expected) {
+        assert_eq!(service, want_service, "{got:#?}");
+        assert!(message.starts_with(want_start), "`{message}` does not start with `{want_start}`");
+    }
+}
+
+const NOT_HANDED_OFF: &str = "DMA to a page the driver did not hand off: page 0x";
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_correct_aix_driver_has_no_violation() {
+    expect("aix-correct", 0, &[]);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn unhiding_right_after_the_doorbell_is_caught_at_the_unhide() {
+    expect(
+        "aix-unhide-early",
+        65,
+        &[("xmemdma", "xmemdma XMEM_UNHIDE of 0xffffe80000000000 (frame 0x"), ("dma", NOT_HANDED_OFF)],
+    );
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_correct_dgux_driver_wires_instead_of_hiding_and_has_no_violation() {
+    expect("dgux-correct", 0, &[]);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn unwiring_during_the_transfer_is_caught_at_the_unwire() {
+    expect(
+        "dgux-unwire-early",
+        65,
+        &[("vm_mark_and_unwire_memory", "vm_mark_and_unwire_memory unwires page 0x"), ("dma", NOT_HANDED_OFF)],
+    );
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn unwiring_a_page_the_device_wrote_without_marking_it_modified_warns_of_lost_data() {
+    expect("dgux-no-modify", 65, &[("vm_unwire_memory", "vm_unwire_memory unwires page 0x")]);
+    if !kvm_or_skip("dgux-no-modify message") {
+        return;
+    }
+    let (_, message) = found(&mode("dgux-no-modify", &[])).remove(0);
+    assert!(message.contains("can cause new buffer data to be lost"), "{message}");
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn dma_into_unwired_memory_is_not_a_hand_off() {
+    expect("dgux-unwired-target", 65, &[("dma", NOT_HANDED_OFF)]);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn releasing_memory_a_transfer_will_write_is_refused_at_the_release() {
+    expect(
+        "dgux-release-early",
+        65,
+        &[("vm_release_wired_memory", "release of 4096 bytes of wired memory at 0xffffc00000000000: guest-physical frame 0x")],
+    );
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_latency_of_zero_runs_the_transfer_at_the_doorbell_so_nothing_is_in_flight() {
+    if !kvm_or_skip("latency 0") {
+        return;
+    }
+    let r = mode("aix-unhide-early", &["--dma-latency", "0"]);
+    r.expect_status(0);
+    assert_eq!(found(&r), Vec::new());
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn seeds_give_the_same_verdict_and_violations_on_every_rerun() {
+    if !kvm_or_skip("reruns") {
+        return;
+    }
+    for seed in ["1", "2", "3", "4", "5"] {
+        let options = ["--dma-latency", "0", "--dma-jitter", "3", "--dma-seed", seed];
+        let first = mode("aix-unhide-early", &options);
+        let verdict = (first.status, found(&first));
+        for _ in 0..3 {
+            let again = mode("aix-unhide-early", &options);
+            assert_eq!((again.status, found(&again)), verdict, "seed {seed}");
+        }
+    }
+}
