@@ -228,7 +228,7 @@ impl DmaEngine {
     }
 
     /// Runs one transfer now, on the calling thread, with no latency (for `kmemvisor bench` and tests): the same
-    /// checks and copy the device thread does. Returns Ok(()) or Err(error code ERROR_*).
+    /// checks and copy a queued transfer gets. Returns Ok(()) or Err(error code ERROR_*).
     pub fn transfer_now(
         &self,
         host: &dyn DmaHost,
