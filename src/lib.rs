@@ -16,6 +16,7 @@ pub mod kvm;
 pub mod loader;
 pub mod memory_model;
 pub mod report;
+pub mod seeded;
 pub mod services;
 pub mod state;
 pub mod sync;

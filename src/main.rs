@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use kmemvisor::devices::dma_engine::{DEFAULT_LATENCY, DmaConfig, MAX_EXITS};
 use kmemvisor::guests::{self, BUNDLED, Kind};
 use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
+use kmemvisor::kvm::pct::{DEFAULT_DEPTH, DEFAULT_STEPS};
+use kmemvisor::kvm::vcpu_pool::Schedule;
 use kmemvisor::loader::{LoaderError, ModuleElf};
 use kmemvisor::memory_model::inject::FailSpec;
 use kmemvisor::memory_model::ram::GuestRam;
@@ -120,12 +122,32 @@ struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_LATENCY, value_name = "EXITS", value_parser = exits)]
     dma_latency: u64,
     /// Extra device time added to each transfer's latency, uniform in
-    /// 0..=EXITS, drawn from --dma-seed. At most 2^40.
+    /// 0..=EXITS, drawn from --seed. At most 2^40.
     #[arg(long, default_value = "0", value_name = "EXITS", value_parser = exits)]
     dma_jitter: u64,
-    /// Seed of the DMA engine's jitter: the same seed gives the same delays.
-    #[arg(long, default_value_t = 1, value_name = "SEED")]
-    dma_seed: u64,
+    /// The seed of every choice the VMM makes for the run: the DMA engine's
+    /// jitter and, with several vCPUs, the serial schedule. The same guest,
+    /// options and seed give the same verdict on every rerun.
+    #[arg(long, alias = "dma-seed", default_value_t = 1, value_name = "SEED")]
+    seed: u64,
+    /// How several vCPUs share the host. `serial` (the default): one vCPU
+    /// runs at a time, and at every exit a PCT schedule drawn from --seed
+    /// chooses which (random priorities, with --pct-depth - 1 priority
+    /// changes among the first --pct-steps exits), so that a run is
+    /// reproducible. `parallel`: every vCPU runs at once, for raw
+    /// concurrency stress; the report then says the verdict may differ on a
+    /// rerun.
+    #[arg(long, value_enum, default_value_t = ScheduleMode::Serial, value_name = "MODE")]
+    schedule: ScheduleMode,
+    /// The ordering constraints a serial schedule targets (PCT depth d): a bug
+    /// that needs d constraints among n vCPUs and k exits shows in a run with
+    /// probability at least 1/(n·k^(d−1)). 1 to 64.
+    #[arg(long, default_value_t = DEFAULT_DEPTH, value_name = "D", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pct_depth: u32,
+    /// The exits among which a serial schedule draws its priority changes
+    /// (PCT k): about the number of exits of the run.
+    #[arg(long, default_value_t = DEFAULT_STEPS, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pct_steps: u64,
     /// Load a guest module next to GUEST; repeat to load several (at most 8).
     ///
     /// MODULE is the name of a bundled module (`kmemvisor list` marks them
@@ -167,6 +189,15 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         Ok(duration) if duration <= LONGEST_DURATION => Ok(duration),
         _ => Err(format!("`{text}` is too long: at most {} seconds (365 days)", LONGEST_DURATION.as_secs())),
     }
+}
+
+/// `--schedule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ScheduleMode {
+    /// One vCPU at a time, in the seed's order.
+    Serial,
+    /// All vCPUs at once.
+    Parallel,
 }
 
 /// A count of exits for the DMA options.
@@ -426,7 +457,11 @@ fn run(args: RunArgs) -> ExitCode {
             fail_pagein: args.fail_pagein.unwrap_or_default(),
             contiguous_frames: args.contiguous_frames,
             hidden_stall_timeout: args.hidden_stall_timeout,
-            dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.dma_seed },
+            dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },
+            schedule: match args.schedule {
+                ScheduleMode::Serial => Schedule::Serial { seed: args.seed, depth: args.pct_depth, steps: args.pct_steps },
+                ScheduleMode::Parallel => Schedule::Parallel,
+            },
             modules,
         },
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),

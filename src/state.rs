@@ -20,7 +20,9 @@ use crate::devices::console::Console;
 use crate::devices::dma_engine::{DmaConfig, DmaEngine};
 use crate::devices::hiding::Hiding;
 use crate::kvm::cpu;
+use crate::kvm::pct::{DEFAULT_DEPTH, DEFAULT_STEPS};
 use crate::kvm::stop::Stop;
+use crate::kvm::vcpu_pool::Schedule;
 use crate::kvm::vcpu_pool::VcpuPool;
 use crate::loader::{self, Image, LoaderError, Module, ModuleElf, Segment};
 use crate::memory_model::attachments::Attachments;
@@ -79,6 +81,8 @@ pub struct VmConfig {
     pub hidden_stall_timeout: Duration,
     /// The DMA engine's latency, jitter and seed.
     pub dma: DmaConfig,
+    /// How the vCPUs share the host (`--schedule`, `--seed`).
+    pub schedule: Schedule,
     /// Guest modules to load next to the image (`--module`), in this order.
     pub modules: Vec<ModuleElf>,
 }
@@ -95,6 +99,7 @@ impl Default for VmConfig {
             contiguous_frames: false,
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
+            schedule: Schedule::Serial { seed: 1, depth: DEFAULT_DEPTH, steps: DEFAULT_STEPS },
             modules: Vec::new(),
         }
     }
@@ -253,7 +258,7 @@ impl VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
             checker: Checker::new(config.strict),
-            vcpus: VcpuPool::new(config.vcpus),
+            vcpus: VcpuPool::new(config.vcpus, config.schedule),
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
             first_entry: OnceLock::new(),
             kernel: Mutex::new(Kernel {

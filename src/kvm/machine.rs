@@ -25,6 +25,9 @@ use crate::sync::lock;
 const POLL_MS: i32 = 50;
 /// How often a stopping VM's vCPUs are kicked until they leave KVM_RUN.
 const KICK_MS: i32 = 5;
+/// How long the holder of the serial schedule's turn may run without an exit
+/// while another vCPU could run, before the spin fallback takes it back.
+const SPIN_LIMIT: Duration = Duration::from_millis(5);
 /// How long a stopping VM's vCPU threads get to end. A thread still running
 /// after that is stuck where no kick reaches (it should never happen); it is
 /// left behind so that the run still ends, with its report.
@@ -210,7 +213,9 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Vcpu
     let mut reported_kick = false;
     loop {
         let stopping = state.stop.is_stopping();
-        events.run_with_timeout(if stopping { KICK_MS } else { POLL_MS }).map_err(MachineError::Events)?;
+        // Serial schedules are watched for spinning holders at the kick pace.
+        let pace = if stopping || state.config.vcpus > 1 { KICK_MS } else { POLL_MS };
+        events.run_with_timeout(pace).map_err(MachineError::Events)?;
         let running: Vec<(usize, &VcpuThread)> =
             threads.iter().enumerate().filter(|(_, t)| !t.ended.load(Ordering::SeqCst)).collect();
         if running.is_empty() {
@@ -225,6 +230,13 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Vcpu
             });
         }
         if !state.stop.is_stopping() {
+            // The spin fallback: a holder of the turn that makes no exit is
+            // kicked so that the others can run.
+            if let Some(id) = state.vcpus.overdue(SPIN_LIMIT)
+                && let Some(thread) = threads.get(id)
+            {
+                let _ = thread.handle.kill(kick_signal());
+            }
             continue;
         }
         if stopping_since.get_or_insert_with(Instant::now).elapsed() > STOP_GRACE {

@@ -5,6 +5,7 @@ pub mod bus;
 pub mod cpu;
 pub mod events;
 pub mod machine;
+pub mod pct;
 pub mod stop;
 pub mod vcpu;
 pub mod vcpu_pool;

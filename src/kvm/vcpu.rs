@@ -236,7 +236,8 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
     let _ = state.first_entry.set(Instant::now());
     let mut cr3 = state.space.root();
     loop {
-        if state.stop.is_stopping() {
+        // Under the serial schedule, only the holder of the turn enters the guest.
+        if !state.vcpus.take_turn(id, &state.stop) {
             return Ended::Stopped;
         }
         // `process_switch` asked for another address space.
@@ -254,17 +255,27 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
         }
         let exit = match exit_of(fd) {
             Ok(exit) => exit,
-            // A kick (signal) or a spurious wake-up: look at the stop request again.
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            // A kick (signal) or a spurious wake-up: the spin fallback may
+            // have taken the turn back; then look at the stop request again.
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                if state.vcpus.take_preemption(id) {
+                    state.vcpus.exited(id);
+                }
+                continue;
+            }
             Err(e) => Exit::Failed("KVM_RUN failed; errno", e.errno() as u64),
         };
-        // A stop may have come while the vCPU ran (or waited for a hidden
-        // page that the stop released): nothing after it is served.
-        if state.stop.is_stopping() {
+        // A vCPU released from a hidden-page stall ran on without the turn:
+        // its exit waits for it. A stop may have come while the vCPU ran (or
+        // waited for a hidden page that the stop released): nothing after it
+        // is served.
+        if !state.vcpus.take_turn(id, &state.stop) {
             return Ended::Stopped;
         }
         let regs = fd.sync_regs_mut().regs;
-        match handle_exit(state, bus, id, exit, &regs) {
+        let action = handle_exit(state, bus, id, exit, &regs);
+        state.vcpus.exited(id);
+        match action {
             Action::Resume => {}
             Action::Reply(reply) => {
                 apply_reply(&mut fd.sync_regs_mut().regs, reply);

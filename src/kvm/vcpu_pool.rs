@@ -1,16 +1,27 @@
-//! Which vCPU is doing what: the guest's "start a function on another vCPU and
-//! wait for it", kept correct under concurrent calls by one mutex and condvar.
+//! Which vCPU is doing what, and which one runs: the guest's "start a
+//! function on another vCPU and wait for it", and the serial schedule, kept
+//! correct under concurrent calls by one mutex and condvar.
 //!
 //! Each vCPU waits for at most one other, so the waits form chains. A wait
 //! that would close a chain into a cycle can never end: it stops the VM with
 //! `vcpu-wait-deadlock` at that moment, under the same lock that keeps the
 //! chains, instead of leaving the vCPUs to wait for a timeout.
+//!
+//! Under the serial schedule (the default with several vCPUs) one vCPU holds
+//! the turn: only it enters the guest and only it has its exits handled. At
+//! every handled exit the [`Pct`] schedule, drawn from the seed, names the
+//! next holder among the runnable vCPUs, so a run's order of exits — and of
+//! everything the VMM does at them, device events included — is the seed's.
+//! A vCPU that blocks (idle, `vcpu_wait` on a busy vCPU, stalled on a hidden
+//! page) hands the turn on; a holder that runs too long without an exit is
+//! preempted by a kick, which makes the run timing-dependent.
 
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use kmemvisor_abi::Status;
 
+use crate::kvm::pct::Pct;
 use crate::kvm::stop::Stop;
 use crate::report::ExitCause;
 use crate::sync::lock;
@@ -45,22 +56,188 @@ enum Slot {
     },
 }
 
+/// How vCPUs share the host: one at a time in the seed's order, or freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// One vCPU runs at a time; the PCT schedule of `seed` chooses at every exit.
+    Serial {
+        /// The seed of the schedule.
+        seed: u64,
+        /// Ordering constraints targeted (PCT depth).
+        depth: u32,
+        /// Scheduling points the change points are drawn from.
+        steps: u64,
+    },
+    /// Every vCPU runs whenever the host runs its thread: raw concurrency,
+    /// and verdicts that may differ between runs.
+    Parallel,
+}
+
+/// The turn under the serial schedule.
+#[derive(Debug)]
+struct Turn {
+    pct: Pct,
+    /// The vCPU that may run, if any may.
+    holder: Option<usize>,
+    /// When the holder got the turn, for the spin fallback.
+    since: Instant,
+    /// A kick asked the holder to give the turn back.
+    preempt: bool,
+    /// Turns taken back by the spin fallback.
+    preemptions: u64,
+}
+
+/// Everything under the pool's lock.
+#[derive(Debug)]
+struct Pool {
+    slots: Vec<Slot>,
+    /// vCPUs stalled on a hidden page.
+    stalled: Vec<bool>,
+    turn: Option<Turn>,
+}
+
+impl Pool {
+    fn runnable(&self) -> Vec<bool> {
+        self.slots
+            .iter()
+            .zip(&self.stalled)
+            .map(|(slot, &stalled)| {
+                !stalled
+                    && match *slot {
+                        Slot::Idle { .. } => false,
+                        Slot::Pending(_) | Slot::Running => true,
+                        Slot::Waiting { on } => matches!(self.slots.get(on), Some(Slot::Idle { .. })),
+                    }
+            })
+            .collect()
+    }
+
+    /// Hands the turn on when its holder cannot run, or gives it out when no
+    /// one held it: no scheduling point.
+    fn settle(&mut self) {
+        let runnable = self.runnable();
+        if let Some(turn) = &mut self.turn
+            && turn.holder.is_none_or(|h| !runnable.get(h).copied().unwrap_or(false))
+        {
+            let next = turn.pct.pick(&runnable);
+            if next != turn.holder {
+                turn.holder = next;
+                turn.since = Instant::now();
+            }
+        }
+    }
+
+    /// Whether `vcpu` may run now.
+    fn may_run(&self, vcpu: usize) -> bool {
+        self.turn.as_ref().is_none_or(|t| t.holder == Some(vcpu))
+    }
+}
+
 /// The state of every vCPU.
 #[derive(Debug)]
 pub struct VcpuPool {
-    slots: Mutex<Vec<Slot>>,
+    pool: Mutex<Pool>,
     changed: Condvar,
 }
 
 impl VcpuPool {
-    /// `count` vCPUs: vCPU 0 runs the program, the others are idle.
-    pub fn new(count: usize) -> VcpuPool {
+    /// `count` vCPUs: vCPU 0 runs the program, the others are idle. With one
+    /// vCPU there is nothing to schedule.
+    pub fn new(count: usize, schedule: Schedule) -> VcpuPool {
         let slots = (0..count).map(|i| if i == 0 { Slot::Running } else { Slot::Idle { result: 0 } }).collect();
-        VcpuPool { slots: Mutex::new(slots), changed: Condvar::new() }
+        let turn = match schedule {
+            Schedule::Serial { seed, depth, steps } if count > 1 => Some(Turn {
+                pct: Pct::new(count, seed, depth, steps),
+                holder: Some(0),
+                since: Instant::now(),
+                preempt: false,
+                preemptions: 0,
+            }),
+            _ => None,
+        };
+        VcpuPool { pool: Mutex::new(Pool { slots, stalled: vec![false; count], turn }), changed: Condvar::new() }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
-        lock(&self.slots)
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        lock(&self.pool)
+    }
+
+    /// Blocks `vcpu` until it holds the turn (at once without a serial
+    /// schedule); false once the VM stops.
+    pub fn take_turn(&self, vcpu: usize, stop: &Stop) -> bool {
+        let mut pool = self.pool();
+        loop {
+            if stop.is_stopping() {
+                return false;
+            }
+            if pool.may_run(vcpu) {
+                return true;
+            }
+            pool = self.changed.wait_timeout(pool, STOP_POLL).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// A scheduling point: `vcpu`'s exit was handled (or a kick took the
+    /// turn back); the schedule names who runs next.
+    pub fn exited(&self, vcpu: usize) {
+        let mut pool = self.pool();
+        let runnable = pool.runnable();
+        let Some(turn) = &mut pool.turn else { return };
+        let next = turn.pct.next(Some(vcpu), &runnable);
+        turn.preempt = false;
+        if next != turn.holder {
+            turn.holder = next;
+            turn.since = Instant::now();
+            self.changed.notify_all();
+        }
+    }
+
+    /// The holder of the turn if it has held it longer than `limit`, marked
+    /// to give it back at its next chance: another vCPU can run.
+    pub fn overdue(&self, limit: Duration) -> Option<usize> {
+        let mut pool = self.pool();
+        let others = pool.runnable().iter().filter(|&&r| r).count() > 1;
+        let turn = pool.turn.as_mut()?;
+        let holder = turn.holder?;
+        (others && turn.since.elapsed() > limit).then(|| {
+            turn.preempt = true;
+            holder
+        })
+    }
+
+    /// Whether a kick asked `vcpu` to give the turn back; counts it.
+    pub fn take_preemption(&self, vcpu: usize) -> bool {
+        let mut pool = self.pool();
+        match &mut pool.turn {
+            Some(turn) if turn.preempt && turn.holder == Some(vcpu) => {
+                turn.preempt = false;
+                turn.preemptions += 1;
+                // It spins for another: let the others run first.
+                turn.pct.demote(vcpu);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Turns the spin fallback took back: the run's order depended on host time.
+    pub fn preemptions(&self) -> u64 {
+        self.pool().turn.as_ref().map_or(0, |t| t.preemptions)
+    }
+
+    /// Scheduling points so far under the serial schedule.
+    pub fn scheduling_points(&self) -> u64 {
+        self.pool().turn.as_ref().map_or(0, |t| t.pct.steps())
+    }
+
+    /// `vcpu` stalled on a hidden page, or was released from its stall.
+    pub fn set_stalled(&self, vcpu: usize, stalled: bool) {
+        let mut pool = self.pool();
+        if let Some(s) = pool.stalled.get_mut(vcpu) {
+            *s = stalled;
+        }
+        pool.settle();
+        self.changed.notify_all();
     }
 
     /// vCPU 0 runs the program and is never started or waited for.
@@ -73,40 +250,47 @@ impl VcpuPool {
 
     /// Asks idle vCPU `target` to run `request`.
     pub fn start(&self, target: u64, request: StartRequest) -> Result<(), Status> {
-        let mut slots = self.slots();
-        let target = VcpuPool::check_target(slots.len(), target)?;
-        if !matches!(slots[target], Slot::Idle { .. }) {
+        let mut pool = self.pool();
+        let target = VcpuPool::check_target(pool.slots.len(), target)?;
+        if !matches!(pool.slots[target], Slot::Idle { .. }) {
             return Err(Status::EBUSY);
         }
-        slots[target] = Slot::Pending(request);
+        pool.slots[target] = Slot::Pending(request);
+        pool.settle();
         self.changed.notify_all();
         Ok(())
     }
 
-    /// Blocks `caller` until `target` is idle; returns its last result.
+    /// Blocks `caller` until `target` is idle; returns its last result. Under
+    /// the serial schedule the caller hands the turn on while it waits, and
+    /// returns when the schedule gives it back.
     pub fn wait(&self, caller: usize, target: u64, stop: &Stop) -> Result<u64, Status> {
-        let mut slots = self.slots();
-        let target = VcpuPool::check_target(slots.len(), target)?;
+        let mut pool = self.pool();
+        let target = VcpuPool::check_target(pool.slots.len(), target)?;
         if target == caller {
             return Err(Status::EINVAL);
         }
-        let Some(&me) = slots.get(caller) else { return Err(Status::EINVAL) };
-        if let Some(cycle) = VcpuPool::cycle_closed_by(&slots, caller, target) {
+        let Some(&me) = pool.slots.get(caller) else { return Err(Status::EINVAL) };
+        if let Some(cycle) = VcpuPool::cycle_closed_by(&pool.slots, caller, target) {
             stop.request(ExitCause::VcpuWaitDeadlock { cycle });
             self.changed.notify_all();
             return Err(Status::EINTR);
         }
-        slots[caller] = Slot::Waiting { on: target };
+        pool.slots[caller] = Slot::Waiting { on: target };
+        pool.settle();
+        self.changed.notify_all();
         let result = loop {
-            if let Slot::Idle { result } = slots[target] {
+            if let Slot::Idle { result } = pool.slots[target]
+                && pool.may_run(caller)
+            {
                 break Ok(result);
             }
             if stop.is_stopping() {
                 break Err(Status::EINTR);
             }
-            slots = self.changed.wait_timeout(slots, STOP_POLL).unwrap_or_else(|e| e.into_inner()).0;
+            pool = self.changed.wait_timeout(pool, STOP_POLL).unwrap_or_else(|e| e.into_inner()).0;
         };
-        slots[caller] = me;
+        pool.slots[caller] = me;
         result
     }
 
@@ -140,7 +324,8 @@ impl VcpuPool {
         if stalled.is_empty() {
             return false;
         }
-        let slots = self.slots();
+        let pool = self.pool();
+        let slots = &pool.slots;
         slots.iter().enumerate().all(|(vcpu, slot)| match *slot {
             Slot::Idle { .. } => true,
             Slot::Pending(_) => false,
@@ -149,36 +334,43 @@ impl VcpuPool {
         })
     }
 
-    /// Wakes every thread blocked in [`wait`](VcpuPool::wait) or
-    /// [`next_start`](VcpuPool::next_start) to look at the stop request now
+    /// Wakes every thread blocked in [`wait`](VcpuPool::wait),
+    /// [`next_start`](VcpuPool::next_start) or
+    /// [`take_turn`](VcpuPool::take_turn) to look at the stop request now
     /// rather than at its next poll. Taking the lock first means a thread is
     /// either before its look at the stop flag or already asleep, so none
     /// misses the wake-up.
     pub fn wake_all(&self) {
-        drop(self.slots());
+        drop(self.pool());
         self.changed.notify_all();
     }
 
-    /// `vcpu` finished its work with `result`.
+    /// `vcpu` finished its work with `result`; under the serial schedule it
+    /// hands the turn on.
     pub fn finish(&self, vcpu: usize, result: u64) {
-        if let Some(slot) = self.slots().get_mut(vcpu) {
+        let mut pool = self.pool();
+        if let Some(slot) = pool.slots.get_mut(vcpu) {
             *slot = Slot::Idle { result };
         }
+        pool.settle();
         self.changed.notify_all();
     }
 
-    /// Blocks idle `vcpu` until it is asked to start; `None` once the VM stops.
+    /// Blocks idle `vcpu` until it is asked to start (and, under the serial
+    /// schedule, holds the turn); `None` once the VM stops.
     pub fn next_start(&self, vcpu: usize, stop: &Stop) -> Option<StartRequest> {
-        let mut slots = self.slots();
+        let mut pool = self.pool();
         loop {
             if stop.is_stopping() {
                 return None;
             }
-            if let Some(Slot::Pending(request)) = slots.get(vcpu).copied() {
-                slots[vcpu] = Slot::Running;
+            if let Some(Slot::Pending(request)) = pool.slots.get(vcpu).copied()
+                && pool.may_run(vcpu)
+            {
+                pool.slots[vcpu] = Slot::Running;
                 return Some(request);
             }
-            slots = self.changed.wait_timeout(slots, STOP_POLL).unwrap_or_else(|e| e.into_inner()).0;
+            pool = self.changed.wait_timeout(pool, STOP_POLL).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 }
@@ -193,7 +385,7 @@ mod tests {
 
     #[test]
     fn targets_are_checked() {
-        let pool = VcpuPool::new(2);
+        let pool = VcpuPool::new(2, Schedule::Parallel);
         let stop = Stop::new().expect("stop");
         for bad in [0, 2, u64::MAX] {
             assert_eq!(pool.start(bad, WORK), Err(Status::EINVAL), "start {bad}");
@@ -204,14 +396,14 @@ mod tests {
 
     #[test]
     fn a_busy_vcpu_cannot_be_started_twice() {
-        let pool = VcpuPool::new(2);
+        let pool = VcpuPool::new(2, Schedule::Parallel);
         assert_eq!(pool.start(1, WORK), Ok(()));
         assert_eq!(pool.start(1, WORK), Err(Status::EBUSY));
     }
 
     #[test]
     fn start_run_finish_and_wait_hand_the_result_back() {
-        let pool = Arc::new(VcpuPool::new(3));
+        let pool = Arc::new(VcpuPool::new(3, Schedule::Parallel));
         let stop = Arc::new(Stop::new().expect("stop"));
         let worker = {
             let (pool, stop) = (pool.clone(), stop.clone());
@@ -230,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_stop_releases_blocked_threads() {
-        let pool = Arc::new(VcpuPool::new(2));
+        let pool = Arc::new(VcpuPool::new(2, Schedule::Parallel));
         let stop = Arc::new(Stop::new().expect("stop"));
         pool.start(1, WORK).expect("start");
         assert!(pool.next_start(1, &stop).is_some());
@@ -245,7 +437,7 @@ mod tests {
 
     /// A pool whose vCPU `i` is in `slots[i]`.
     fn pool_of(slots: Vec<Slot>) -> VcpuPool {
-        VcpuPool { slots: Mutex::new(slots), changed: Condvar::new() }
+        VcpuPool { pool: Mutex::new(Pool { stalled: vec![false; slots.len()], slots, turn: None }), changed: Condvar::new() }
     }
 
     fn waits(on: usize) -> Slot {
@@ -282,7 +474,7 @@ mod tests {
     /// Blocks until vCPU `vcpu` of `pool` waits in `vcpu_wait` (10 s at most).
     fn until_waiting(pool: &VcpuPool, vcpu: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !matches!(pool.slots()[vcpu], Slot::Waiting { .. }) {
+        while !matches!(pool.pool().slots[vcpu], Slot::Waiting { .. }) {
             assert!(std::time::Instant::now() < deadline, "vCPU {vcpu} never waited");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -329,7 +521,7 @@ mod tests {
 
     #[test]
     fn wake_all_makes_blocked_threads_see_a_stop_without_waiting_for_their_poll() {
-        let pool = Arc::new(VcpuPool::new(2));
+        let pool = Arc::new(VcpuPool::new(2, Schedule::Parallel));
         let stop = Arc::new(Stop::new().expect("stop"));
         let idle = {
             let (pool, stop) = (pool.clone(), stop.clone());
@@ -338,5 +530,107 @@ mod tests {
         stop.request(ExitCause::Interrupted { signal: 15 });
         pool.wake_all();
         assert_eq!(idle.join().expect("idle vCPU"), None);
+    }
+
+    fn serial(count: usize) -> VcpuPool {
+        VcpuPool::new(count, Schedule::Serial { seed: 3, depth: 1, steps: 10 })
+    }
+
+    fn holder(pool: &VcpuPool) -> Option<usize> {
+        pool.pool().turn.as_ref().and_then(|t| t.holder)
+    }
+
+    #[test]
+    fn one_vcpu_or_the_parallel_schedule_has_no_turn() {
+        let stop = Stop::new().expect("stop");
+        assert!(serial(1).pool().turn.is_none());
+        let parallel = VcpuPool::new(2, Schedule::Parallel);
+        assert!(parallel.take_turn(0, &stop) && parallel.take_turn(1, &stop));
+        parallel.exited(0);
+        assert_eq!(parallel.scheduling_points(), 0);
+    }
+
+    #[test]
+    fn under_the_serial_schedule_only_the_holder_runs_and_blocked_vcpus_hand_the_turn_on() {
+        let pool = serial(2);
+        let stop = Stop::new().expect("stop");
+        assert_eq!(holder(&pool), Some(0), "vCPU 0 starts with the turn");
+        pool.start(1, WORK).expect("start");
+        // Depth 1: the priorities never change, so one of the two always runs
+        // while it can.
+        pool.exited(0);
+        let first = holder(&pool).expect("a holder");
+        let other = 1 - first;
+        for _ in 0..5 {
+            pool.exited(first);
+            assert_eq!(holder(&pool), Some(first));
+        }
+        assert_eq!(pool.scheduling_points(), 6);
+        // The holder stalls on a hidden page: the other runs, with no step.
+        pool.set_stalled(first, true);
+        assert_eq!((holder(&pool), pool.scheduling_points()), (Some(other), 6));
+        pool.set_stalled(other, true);
+        assert_eq!(holder(&pool), None, "no one can run");
+        pool.set_stalled(first, false);
+        assert_eq!(holder(&pool), Some(first));
+        pool.set_stalled(other, false);
+        assert!(pool.take_turn(first, &stop));
+        // vCPU 1 finishes its work: idle, it can no longer hold the turn.
+        if first == 1 {
+            assert_eq!(pool.next_start(1, &stop), Some(WORK));
+        }
+        pool.finish(1, 9);
+        assert_eq!(holder(&pool), Some(0));
+        assert_eq!(pool.wait(0, 1, &stop), Ok(9));
+    }
+
+    #[test]
+    fn a_vcpu_waiting_for_a_busy_one_hands_the_turn_over_and_gets_it_back_at_its_end() {
+        let pool = Arc::new(serial(2));
+        let stop = Arc::new(Stop::new().expect("stop"));
+        pool.start(1, WORK).expect("start");
+        let waiter = {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            std::thread::spawn(move || pool.wait(0, 1, &stop))
+        };
+        until_waiting(&pool, 0);
+        assert_eq!(holder(&pool), Some(1), "the waiter handed the turn to the only runnable vCPU");
+        assert_eq!(pool.next_start(1, &stop), Some(WORK));
+        pool.finish(1, 7);
+        assert_eq!(waiter.join().expect("waiter"), Ok(7));
+        assert_eq!(holder(&pool), Some(0));
+    }
+
+    #[test]
+    fn the_spin_fallback_takes_the_turn_back_only_when_another_vcpu_can_run() {
+        let pool = serial(2);
+        assert_eq!(pool.overdue(Duration::ZERO), None, "vCPU 1 is idle");
+        assert!(!pool.take_preemption(0));
+        pool.start(1, WORK).expect("start");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(pool.overdue(Duration::from_secs(60)), None, "not overdue yet");
+        assert_eq!(pool.overdue(Duration::from_millis(1)), Some(0));
+        assert!(!pool.take_preemption(1), "only the holder gives the turn back");
+        assert!(pool.take_preemption(0));
+        assert!(!pool.take_preemption(0), "once");
+        assert_eq!(pool.preemptions(), 1);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_order_of_turns() {
+        let order = |seed: u64| {
+            let pool = VcpuPool::new(3, Schedule::Serial { seed, depth: 3, steps: 20 });
+            pool.start(1, WORK).expect("start");
+            pool.start(2, WORK).expect("start");
+            (0..30)
+                .map(|_| {
+                    let h = holder(&pool).expect("a holder");
+                    pool.exited(h);
+                    h
+                })
+                .collect::<Vec<usize>>()
+        };
+        assert_eq!(order(11), order(11));
+        assert!((0..20).any(|seed| order(seed) != order(11)), "seeds choose different orders");
     }
 }

@@ -3,6 +3,7 @@
 //! run's device timing (and the races a driver has with it) exactly.
 
 use super::DmaConfig;
+use crate::seeded::SplitMix64;
 
 /// The delay of each transfer in doorbell order, for one configuration: a
 /// pure sequence, the same for the same seed.
@@ -10,21 +11,13 @@ use super::DmaConfig;
 pub struct Delays {
     latency: u64,
     jitter: u64,
-    state: u64,
+    draws: SplitMix64,
 }
 
 impl Delays {
     /// The sequence `config` gives.
     pub fn new(config: DmaConfig) -> Delays {
-        Delays { latency: config.latency, jitter: config.jitter, state: config.seed }
-    }
-
-    fn splitmix64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        Delays { latency: config.latency, jitter: config.jitter, draws: SplitMix64::new(config.seed) }
     }
 }
 
@@ -35,13 +28,7 @@ impl Iterator for Delays {
         if self.jitter == 0 {
             return Some(self.latency);
         }
-        let draw = self.splitmix64();
-        // Uniform in 0..=jitter, up to a modulo bias of jitter / 2^64.
-        let share = match self.jitter.checked_add(1) {
-            Some(span) => draw % span,
-            None => draw,
-        };
-        Some(self.latency.saturating_add(share))
+        Some(self.latency.saturating_add(self.draws.up_to(self.jitter)))
     }
 }
 

@@ -53,6 +53,10 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
         let vcpu = state.vcpu_of_thread(fault.tid);
         match state.hiding.fault(fault, vcpu) {
             Ok(Touch::Stalled(stall)) => {
+                // It cannot run until the page comes back: the turn goes on.
+                if let Some(vcpu) = stall.vcpu {
+                    state.vcpus.set_stalled(vcpu, true);
+                }
                 let message = format!(
                     "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
                      it waits until the page is unhidden",

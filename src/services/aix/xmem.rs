@@ -316,7 +316,11 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                     );
                     state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
                 }
-                state.hiding.unhide(&last_hides).map(|_| ())
+                state.hiding.unhide(&last_hides).map(|released| {
+                    for vcpu in released.iter().filter_map(|stall| stall.vcpu) {
+                        state.vcpus.set_stalled(vcpu, false);
+                    }
+                })
             }
             Err(e) => {
                 let why = format!("xmemdma XMEM_UNHIDE: {e}, although this descriptor hid it");
