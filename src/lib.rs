@@ -15,6 +15,7 @@ pub mod guests;
 pub mod kvm;
 pub mod loader;
 pub mod memory_model;
+pub mod replay;
 pub mod report;
 pub mod seeded;
 pub mod services;
@@ -22,4 +23,5 @@ pub mod state;
 pub mod sync;
 #[cfg(test)]
 pub mod testing;
+pub mod trace;
 pub mod units;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use kmemvisor::devices::dma_engine::{DEFAULT_LATENCY, DmaConfig, MAX_EXITS};
 use kmemvisor::guests::{self, BUNDLED, Kind};
 use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
@@ -14,10 +16,12 @@ use kmemvisor::kvm::vcpu_pool::Schedule;
 use kmemvisor::loader::{LoaderError, ModuleElf};
 use kmemvisor::memory_model::inject::FailSpec;
 use kmemvisor::memory_model::ram::GuestRam;
+use kmemvisor::report::Invocation;
 use kmemvisor::report::status;
 use kmemvisor::state::{SetupError, VmConfig};
+use kmemvisor::trace::content_hash;
 use kmemvisor::units::{LONGEST_DURATION, parse_duration, parse_size};
-use kmemvisor::{bench, report::Report};
+use kmemvisor::{bench, replay, report::Report};
 
 const EXIT_STATUSES: &str = "\
 EXIT STATUS:
@@ -67,6 +71,18 @@ enum Command {
     List,
     /// Measure hypercall cost and boot time against floors measured in the same run.
     Bench(bench::BenchArgs),
+    /// Rerun the run a JSON report describes (`kmemvisor run … --report
+    /// FILE`) and say whether the verdict — exit status and violations — and
+    /// the event-trace hash are the same. Exit status 0 when they are, 1 when
+    /// not, 64 when the report cannot be replayed: not a report, written by
+    /// another kmemvisor version, or its guest or a module changed since.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// The JSON report of the run to replay.
+    report: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +103,14 @@ struct RunArgs {
     /// service, boot and run time, and every violation.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the run's events (hypercalls with their status, port and MMIO
+    /// accesses, DMA transfers per channel, stalls on hidden pages and their
+    /// release, preemptions, violations) to FILE as Chrome trace-event JSON:
+    /// open it in Perfetto (ui.perfetto.dev) or chrome://tracing for a
+    /// timeline per vCPU and per DMA channel, in device time (1 µs of the
+    /// timeline = 1 exit).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
     /// Stop the guest at its first violation (exit status 66).
     #[arg(long)]
     strict: bool,
@@ -206,15 +230,21 @@ fn exits(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command().try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { status::USAGE } else { 0 });
         }
     };
+    let given = Given {
+        command_line: std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
+        options: matches.subcommand_matches("run").map(options_of).unwrap_or_default(),
+    };
     match cli.command {
-        Command::Run(args) => run(*args),
+        Command::Run(args) => run(*args, given),
+        Command::Replay(args) => replay(&args),
         Command::List => {
             let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {
@@ -227,6 +257,17 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
     }
+}
+
+/// Every option of a `run` with its value as given or defaulted.
+fn options_of(matches: &clap::ArgMatches) -> BTreeMap<String, Vec<String>> {
+    matches
+        .ids()
+        .filter_map(|id| {
+            let values = matches.get_raw(id.as_str())?;
+            Some((id.to_string(), values.map(|v| v.to_string_lossy().into_owned()).collect()))
+        })
+        .collect()
 }
 
 /// Prints an error with its chain of causes and returns the VMM-error status.
@@ -422,10 +463,18 @@ fn name_the_input(error: MachineError, guest: &str, modules: &[(String, Option<&
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
+/// What ran, before the run: the command line and options as given.
+struct Given {
+    command_line: Vec<String>,
+    options: BTreeMap<String, Vec<String>>,
+}
+
+/// Runs the guest `args` name, or says why it cannot: the outcome, with the
+/// invocation filled in for the report.
+fn execute(args: &RunArgs, given: Given) -> Result<machine::RunOutcome, ExitCode> {
     let elf = match resolve(&args.guest, Kind::Guest) {
         Ok((_, elf)) => elf,
-        Err(e) => return report_error(&e, e.status()),
+        Err(e) => return Err(report_error(&e, e.status())),
     };
     let mut modules = Vec::with_capacity(args.modules.len());
     // Each module's name and, when it came from a file, the path: for messages.
@@ -440,11 +489,18 @@ fn run(args: RunArgs) -> ExitCode {
             // A usage error says which option it is about; a load error names the module.
             Err(e) if e.status() == status::USAGE => {
                 eprintln!("kmemvisor: --module: {e}");
-                return ExitCode::from(status::USAGE);
+                return Err(ExitCode::from(status::USAGE));
             }
-            Err(e) => return report_error(&e, e.status()),
+            Err(e) => return Err(report_error(&e, e.status())),
         }
     }
+    let invocation = Invocation {
+        command_line: given.command_line,
+        options: given.options,
+        guest_hash: content_hash(&elf),
+        modules: modules.iter().map(|m| (m.name.clone(), content_hash(&m.elf))).collect(),
+        guest_args: args.guest_args.clone(),
+    };
     let options = RunOptions {
         name: args.guest.clone(),
         elf,
@@ -453,8 +509,8 @@ fn run(args: RunArgs) -> ExitCode {
             vcpus: usize::from(args.vcpus),
             strict: args.strict,
             cmdline: args.guest_args.join(" "),
-            fail_alloc: args.fail_alloc.unwrap_or_default(),
-            fail_pagein: args.fail_pagein.unwrap_or_default(),
+            fail_alloc: args.fail_alloc.clone().unwrap_or_default(),
+            fail_pagein: args.fail_pagein.clone().unwrap_or_default(),
             contiguous_frames: args.contiguous_frames,
             hidden_stall_timeout: args.hidden_stall_timeout,
             dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },
@@ -462,16 +518,26 @@ fn run(args: RunArgs) -> ExitCode {
                 ScheduleMode::Serial => Schedule::Serial { seed: args.seed, depth: args.pct_depth, steps: args.pct_steps },
                 ScheduleMode::Parallel => Schedule::Parallel,
             },
+            keep_trace: args.trace.is_some(),
             modules,
         },
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),
         console: Box::new(std::io::stdout()),
         handle_signals: true,
     };
-    let outcome = match machine::run(options).map_err(|e| name_the_input(e, &args.guest, &origins)) {
+    let mut outcome = match machine::run(options).map_err(|e| name_the_input(e, &args.guest, &origins)) {
         Ok(outcome) => outcome,
-        Err(Ok(input)) => return report_error(&input, input.status()),
-        Err(Err(e)) => return fail(&e),
+        Err(Ok(input)) => return Err(report_error(&input, input.status())),
+        Err(Err(e)) => return Err(fail(&e)),
+    };
+    outcome.report.invocation = Some(invocation);
+    Ok(outcome)
+}
+
+fn run(args: RunArgs, given: Given) -> ExitCode {
+    let outcome = match execute(&args, given) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
     };
     print_summary(&outcome.report);
     if let Some(path) = &args.report
@@ -480,7 +546,63 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
         return ExitCode::from(status::VMM_ERROR);
     }
+    if let (Some(path), Some(trace)) = (&args.trace, &outcome.chrome_trace)
+        && let Err(e) = std::fs::write(path, trace)
+    {
+        eprintln!("kmemvisor: cannot write the trace to {}: {e}", path.display());
+        return ExitCode::from(status::VMM_ERROR);
+    }
     ExitCode::from(outcome.status)
+}
+
+/// `kmemvisor replay REPORT`: reruns the run a report describes and says
+/// whether the verdict and the event trace are the same.
+fn replay(args: &ReplayArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("kmemvisor: replay: {message}");
+        ExitCode::from(status::USAGE)
+    };
+    let recorded = match replay::Recorded::read(&args.report) {
+        Ok(recorded) => recorded,
+        Err(e) => return usage(e.to_string()),
+    };
+    if recorded.version != env!("CARGO_PKG_VERSION") {
+        return usage(format!(
+            "{} was written by kmemvisor {}, this is {}: another version may schedule differently, so the run cannot be replayed",
+            args.report.display(),
+            recorded.version,
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    let argv = std::iter::once("kmemvisor".to_owned()).chain(recorded.command_line.iter().cloned());
+    let run_args = match Cli::try_parse_from(argv) {
+        Ok(Cli { command: Command::Run(run_args) }) => run_args,
+        Ok(_) | Err(_) => return usage(format!("{} records a command line that is not a `run`", args.report.display())),
+    };
+    let mut run_args = *run_args;
+    // The replay writes nothing the original wrote.
+    run_args.report = None;
+    run_args.trace = None;
+    if let Err(why) = recorded.inputs_unchanged(&run_args.guest, &run_args.modules, |arg, kind| {
+        resolve(arg, if kind == replay::Input::Guest { Kind::Guest } else { Kind::Module })
+            .map(|(_, elf)| elf)
+            .map_err(|e| e.to_string())
+    }) {
+        return usage(why);
+    }
+    if !recorded.reproducible {
+        eprintln!("kmemvisor: replay: the report says its run was timing-dependent; the replay may differ");
+    }
+    let given = Given { command_line: recorded.command_line.clone(), options: BTreeMap::new() };
+    let outcome = match execute(&run_args, given) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
+    let verdict = replay::compare(&recorded, &outcome.report);
+    for line in &verdict.lines {
+        eprintln!("kmemvisor: replay: {line}");
+    }
+    if verdict.same { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn print_summary(report: &Report) {

@@ -349,6 +349,47 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// DG/UX kernel memory at the end of the run.
     pub dgux: DgUxReport,
+    /// How the vCPUs and the device were scheduled, and whether a rerun
+    /// gives the same verdict.
+    pub determinism: Determinism,
+    /// What ran, for `kmemvisor replay`: the command line, every option, the
+    /// guest's and modules' content hashes (set by the command line tool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<Invocation>,
+}
+
+/// How the run was scheduled, and whether its verdict is reproducible.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Determinism {
+    /// `single vCPU`, `serial` or `parallel`.
+    pub schedule: &'static str,
+    /// The seed of every choice (`--seed`).
+    pub seed: u64,
+    /// Scheduling points of the serial schedule.
+    pub scheduling_points: u64,
+    /// Turns the spin fallback took back, on host time.
+    pub preemptions: u64,
+    /// Whether the same guest, options and seed give the same verdict and trace.
+    pub reproducible: bool,
+    /// Why not, when not.
+    pub timing_dependent: Vec<String>,
+    /// The event trace's count and hash.
+    pub trace: crate::trace::TraceSummary,
+}
+
+/// What ran, as the command line tool saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Invocation {
+    /// The arguments after `kmemvisor`, as given.
+    pub command_line: Vec<String>,
+    /// Every option of the run with its value, defaults included.
+    pub options: BTreeMap<String, Vec<String>>,
+    /// The content hash of the guest's ELF file.
+    pub guest_hash: String,
+    /// Each `--module`: its name and content hash.
+    pub modules: Vec<(String, String)>,
+    /// The guest's command line.
+    pub guest_args: Vec<String>,
 }
 
 impl Report {

@@ -36,6 +36,7 @@ use crate::memory_model::ram::{GuestRam, MemoryError};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
 use crate::sync::lock;
+use crate::trace::{Event, EventTrace};
 
 /// The kernel regions that grow after boot, each `ARENA_SIZE` long.
 const KERNEL_REGIONS: [u64; 4] =
@@ -83,6 +84,8 @@ pub struct VmConfig {
     pub dma: DmaConfig,
     /// How the vCPUs share the host (`--schedule`, `--seed`).
     pub schedule: Schedule,
+    /// Keep the event trace's events, to write them out (`--trace`).
+    pub keep_trace: bool,
     /// Guest modules to load next to the image (`--module`), in this order.
     pub modules: Vec<ModuleElf>,
 }
@@ -100,6 +103,7 @@ impl Default for VmConfig {
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
             schedule: Schedule::Serial { seed: 1, depth: DEFAULT_DEPTH, steps: DEFAULT_STEPS },
+            keep_trace: false,
             modules: Vec::new(),
         }
     }
@@ -159,6 +163,8 @@ pub struct VmState {
     pub calls: CallCounts,
     /// Recorded violations.
     pub checker: Checker,
+    /// Every event that can decide a verdict, hashed (and kept for `--trace`).
+    pub trace: EventTrace,
     /// What each vCPU is doing.
     pub vcpus: VcpuPool,
     /// The stop request.
@@ -258,6 +264,7 @@ impl VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
             checker: Checker::new(config.strict),
+            trace: EventTrace::new(config.keep_trace),
             vcpus: VcpuPool::new(config.vcpus, config.schedule),
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
             first_entry: OnceLock::new(),
@@ -321,7 +328,14 @@ impl VmState {
     /// Records a violation; under `--strict` it stops the VM. Every
     /// violation goes through here (`crate::checker::Checker::record` decides).
     pub fn record_violation(&self, violation: crate::checker::Violation) {
+        let event = Event::Violation { vcpu: violation.vcpu, service: violation.service.clone() };
+        self.trace.record(self.dma.now(), event);
         self.checker.record(violation, &self.stop);
+    }
+
+    /// Records `event` in the trace at the current device time.
+    pub fn trace(&self, event: Event) {
+        self.trace.record(self.dma.now(), event);
     }
 
     /// Asks the main thread to start the helper threads, once: a page is
@@ -334,6 +348,20 @@ impl VmState {
             let what = format!("cannot ask the main thread for the helper threads: {e}");
             self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
         }
+    }
+
+    /// Sends the kick signal to vCPU `vcpu`'s thread: if it is in KVM_RUN, it
+    /// leaves it before it runs another guest instruction.
+    pub fn kick(&self, vcpu: usize) -> std::io::Result<()> {
+        let tid = self.vcpu_tids.get(vcpu).map_or(0, |t| t.load(Ordering::Relaxed));
+        if tid == 0 {
+            return Ok(());
+        }
+        // SAFETY: tgkill with our own pid and a thread id of ours; the signal
+        // has a handler that does nothing (kvm::machine installs it).
+        let sent =
+            unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid as libc::pid_t, crate::kvm::vcpu::kick_signal()) };
+        if sent == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
     }
 
     /// The vCPU whose thread has id `tid`.
@@ -361,6 +389,10 @@ impl crate::devices::dma_engine::DmaHost for VmState {
 
     fn begin_transfer(&self, pages: &[u64]) {
         lock(&self.kernel).frames.begin_transfer(pages);
+    }
+
+    fn transfer_ran(&self, channel: usize, rung: u64, error: u64) {
+        self.trace(Event::Transfer { channel, rung, error });
     }
 
     fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool) {

@@ -16,8 +16,9 @@ use crate::devices::helpers::HelperStarter;
 use crate::kvm::bus::PortBus;
 use crate::kvm::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
 use crate::kvm::vcpu::{self, kick_signal};
+use crate::kvm::vcpu_pool::Schedule;
 use crate::kvm::vm::{self, KvmError};
-use crate::report::{ExitCause, ExitReport, Report};
+use crate::report::{Determinism, ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
 use crate::sync::lock;
 
@@ -27,7 +28,7 @@ const POLL_MS: i32 = 50;
 const KICK_MS: i32 = 5;
 /// How long the holder of the serial schedule's turn may run without an exit
 /// while another vCPU could run, before the spin fallback takes it back.
-const SPIN_LIMIT: Duration = Duration::from_millis(5);
+const SPIN_LIMIT: Duration = Duration::from_millis(50);
 /// How long a stopping VM's vCPU threads get to end. A thread still running
 /// after that is stuck where no kick reaches (it should never happen); it is
 /// left behind so that the run still ends, with its report.
@@ -56,6 +57,8 @@ pub struct RunOutcome {
     pub report: Report,
     /// The process exit status that goes with it.
     pub status: u8,
+    /// The event trace as Chrome trace-event JSON, when it was kept.
+    pub chrome_trace: Option<Vec<u8>>,
 }
 
 /// Why a run could not happen or be completed.
@@ -282,6 +285,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let status = cause.exit_status(violations.len());
     let first_entry = state.first_entry.get().copied().unwrap_or(ended);
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let determinism = determinism(state, &cause);
     let report = Report {
         kmemvisor_version: env!("CARGO_PKG_VERSION"),
         guest: name,
@@ -295,8 +299,49 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         unknown_calls: state.calls.unknown(),
         violations,
         dgux: kernel.dgux.report(&kernel.frames),
+        determinism,
+        invocation: None,
     };
-    RunOutcome { report, status }
+    let chrome_trace = state.config.keep_trace.then(|| {
+        let mut out = Vec::new();
+        // Writing to memory fails only on a serialization bug; the bytes say so.
+        if let Err(e) = state.trace.write_chrome(&mut out, state.config.vcpus, kmemvisor_abi::dma::DMA_CHANNELS as usize) {
+            out = format!("{{\"error\": \"{e}\"}}").into_bytes();
+        }
+        out
+    });
+    RunOutcome { report, status, chrome_trace }
+}
+
+/// How the run was scheduled, and why its verdict may not repeat.
+fn determinism(state: &VmState, cause: &ExitCause) -> Determinism {
+    let (schedule, seed) = match state.config.schedule {
+        _ if state.config.vcpus == 1 => ("single vCPU", state.config.dma.seed),
+        Schedule::Serial { seed, .. } => ("serial", seed),
+        Schedule::Parallel => ("parallel", state.config.dma.seed),
+    };
+    let preemptions = state.vcpus.preemptions();
+    let mut timing_dependent = Vec::new();
+    if schedule == "parallel" {
+        timing_dependent.push("the vCPUs ran in parallel (--schedule parallel): the host ordered their exits".to_owned());
+    }
+    if preemptions > 0 {
+        timing_dependent.push(format!(
+            "{preemptions} turn(s) were taken back, on host time, from a vCPU that ran without an exit (it spun, waiting for another)"
+        ));
+    }
+    if matches!(cause, ExitCause::Timeout { .. } | ExitCause::Interrupted { .. }) {
+        timing_dependent.push("the run ended on host time (--timeout or a signal)".to_owned());
+    }
+    Determinism {
+        schedule,
+        seed,
+        scheduling_points: state.vcpus.scheduling_points(),
+        preemptions,
+        reproducible: timing_dependent.is_empty(),
+        timing_dependent,
+        trace: state.trace.summary(),
+    }
 }
 
 #[cfg(test)]

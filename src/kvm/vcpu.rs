@@ -19,6 +19,7 @@ use crate::kvm::cpu;
 use crate::report::{ExitCause, RegisterDump};
 use crate::services::{self, Caller, Outcome, Reply, Request};
 use crate::state::VmState;
+use crate::trace::Event;
 
 /// An exit, copied out of `kvm_run` so that it can be handled (and tested)
 /// without the vCPU.
@@ -95,8 +96,31 @@ pub enum Fault {
 /// now runs after the call or access it ends (see `devices::dma_engine`).
 pub fn handle_exit(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
     let action = decide(state, bus, vcpu, exit, regs);
+    state.trace(exit_event(bus, vcpu, exit, regs, &action));
     state.dma.advance(state);
     action
+}
+
+/// What the trace records of a handled exit.
+fn exit_event(bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs, action: &Action) -> Event {
+    let access = |what, at, value| Event::Access { vcpu, what, at, value };
+    match exit {
+        Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
+            let name = kmemvisor_abi::Service::try_from(regs.rax).map_or("unknown", |s| s.name());
+            let (status, value) = match action {
+                Action::Reply(reply) => (Some(reply.status.code()), reply.value),
+                Action::Idle(result) => (None, *result),
+                _ => (None, 0),
+            };
+            Event::Hypercall { vcpu, number: regs.rax, name, status, value }
+        }
+        Exit::IoOut { port, data, .. } => access("port-out", u64::from(port), u64::from(data)),
+        Exit::IoIn { port, .. } => access("port-in", u64::from(port), 0),
+        Exit::MmioRead { gpa, .. } => access("mmio-read", gpa, if let Action::Load(v) = action { *v } else { 0 }),
+        Exit::MmioWrite { gpa, data, .. } => access("mmio-write", gpa, data),
+        Exit::Shutdown => access("shutdown", 0, 0),
+        Exit::Failed(_, code) => access("failed", code, 0),
+    }
 }
 
 fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
@@ -259,6 +283,7 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
             // have taken the turn back; then look at the stop request again.
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 if state.vcpus.take_preemption(id) {
+                    state.trace(Event::Preemption { vcpu: id });
                     state.vcpus.exited(id);
                 }
                 continue;

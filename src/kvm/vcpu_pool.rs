@@ -220,6 +220,15 @@ impl VcpuPool {
         }
     }
 
+    /// `vcpu` waits for another through memory (`vcpu_yield`): every other
+    /// runnable vCPU runs before it again, from the scheduling point its exit
+    /// ends with.
+    pub fn yield_turn(&self, vcpu: usize) {
+        if let Some(turn) = &mut self.pool().turn {
+            turn.pct.demote(vcpu);
+        }
+    }
+
     /// Turns the spin fallback took back: the run's order depended on host time.
     pub fn preemptions(&self) -> u64 {
         self.pool().turn.as_ref().map_or(0, |t| t.preemptions)
@@ -231,13 +240,16 @@ impl VcpuPool {
     }
 
     /// `vcpu` stalled on a hidden page, or was released from its stall.
-    pub fn set_stalled(&self, vcpu: usize, stalled: bool) {
+    /// Returns whether a serial schedule runs: then a stalled vCPU must be
+    /// kicked, so that its release does not let it run without the turn.
+    pub fn set_stalled(&self, vcpu: usize, stalled: bool) -> bool {
         let mut pool = self.pool();
         if let Some(s) = pool.stalled.get_mut(vcpu) {
             *s = stalled;
         }
         pool.settle();
         self.changed.notify_all();
+        pool.turn.is_some()
     }
 
     /// vCPU 0 runs the program and is never started or waited for.
@@ -599,6 +611,26 @@ mod tests {
         pool.finish(1, 7);
         assert_eq!(waiter.join().expect("waiter"), Ok(7));
         assert_eq!(holder(&pool), Some(0));
+    }
+
+    #[test]
+    fn a_yield_lets_every_other_runnable_vcpu_run_first() {
+        let pool = VcpuPool::new(3, Schedule::Serial { seed: 5, depth: 1, steps: 10 });
+        pool.start(1, WORK).expect("start");
+        pool.start(2, WORK).expect("start");
+        pool.exited(0);
+        let first = holder(&pool).expect("holder");
+        pool.yield_turn(first);
+        pool.exited(first);
+        let second = holder(&pool).expect("holder");
+        assert_ne!(second, first);
+        pool.yield_turn(second);
+        pool.exited(second);
+        let third = holder(&pool).expect("holder");
+        assert!(third != first && third != second, "{first} {second} {third}");
+        pool.yield_turn(third);
+        pool.exited(third);
+        assert_eq!(holder(&pool), Some(first), "the one that yielded longest ago");
     }
 
     #[test]

@@ -169,6 +169,10 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
             state.vcpus.start(a0, request).map(|()| 0).into()
         }
         Service::VcpuWait => state.vcpus.wait(vcpu, a0, &state.stop).into(),
+        Service::VcpuYield => {
+            state.vcpus.yield_turn(vcpu);
+            Reply::ok(0)
+        }
         Service::VcpuDone if vcpu == 0 => Reply::status(Status::EINVAL),
         Service::VcpuDone => Outcome::Idle(a0),
         Service::ProcessCreate

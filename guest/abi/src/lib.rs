@@ -41,8 +41,9 @@ pub use vcpu::VcpuPage;
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: changes when calls are added (1: the DG/UX and AIX
 /// services, processes and interrupt level; 2: cross-memory services and the
-/// DMA engine; 3: guest modules, their header and the boot-info module table).
-pub const ABI_MINOR: u16 = 3;
+/// DMA engine; 3: guest modules, their header and the boot-info module table;
+/// 4: `vcpu_yield`).
+pub const ABI_MINOR: u16 = 4;
 /// The value [`Service::AbiVersion`] returns: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_MAJOR as u64) << 16) | ABI_MINOR as u64;
 

@@ -123,6 +123,9 @@ services! {
     InterruptEnter = 0x00d, "interrupt_enter", returns: true;
     /// `()`: this vCPU leaves one level of interrupt level.
     InterruptLeave = 0x00e, "interrupt_leave", returns: true;
+    /// `()`: this vCPU waits for another (it spins): under the serial
+    /// schedule every other runnable vCPU runs before it again.
+    VcpuYield = 0x00f, "vcpu_yield", returns: true;
 
     /// `(area, size, flags)`: makes a heap of the mapped kernel region; the value is its handle.
     InitHeap = 0x100, "init_heap", returns: true;

@@ -81,7 +81,7 @@ impl DmaEngine {
                     WINDOW.store(*mapped.as_ref().unwrap_or(&0), Ordering::Release);
                     return mapped.map(|base| DmaEngine { base });
                 }
-                Err(MAPPING) => core::hint::spin_loop(),
+                Err(MAPPING) => crate::smp::relax(),
                 Err(base) => return Ok(DmaEngine { base }),
             }
         }

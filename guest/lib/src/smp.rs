@@ -32,3 +32,13 @@ pub fn wait(vcpu: u64) -> Result<u64, Status> {
     // SAFETY: `vcpu_wait` takes no pointers.
     unsafe { crate::call(Service::VcpuWait, [vcpu, 0, 0, 0, 0, 0]) }
 }
+
+/// Lets the other vCPUs run: call it in every loop that waits for another
+/// vCPU through memory. Under the VMM's serial schedule (the default) one
+/// vCPU runs at a time, so a loop that makes no exit would hold the host
+/// until the VMM's spin fallback takes it back, on host time; this call is
+/// an exit after which every other runnable vCPU runs before this one.
+pub fn relax() {
+    // SAFETY: `vcpu_yield` takes no arguments and touches no memory.
+    let _ = unsafe { crate::call(Service::VcpuYield, [0; 6]) };
+}

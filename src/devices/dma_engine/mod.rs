@@ -77,6 +77,9 @@ pub trait DmaHost: Sync {
     fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String);
     /// A queued transfer will touch these guest pages.
     fn begin_transfer(&self, pages: &[u64]);
+    /// The transfer rung at device time `rung` on `channel` ran (`error` 0)
+    /// or failed with that `ERROR_*` code.
+    fn transfer_ran(&self, channel: usize, rung: u64, error: u64);
     /// The transfer announced with `reads` and `writes` is over; when
     /// `wrote`, the device wrote the `writes` pages.
     fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool);
@@ -97,6 +100,8 @@ struct Job {
     channel: usize,
     access: Access,
     transfer: Transfer,
+    /// Device time of the doorbell.
+    rung: u64,
     /// The exit count at whose end it runs.
     due: u64,
     /// The guest pages it reads and writes, as announced to the host.
@@ -177,7 +182,8 @@ impl DmaEngine {
             Some(transfer) => {
                 let delay = state.delays.next().unwrap_or(self.config.latency);
                 // This exit ends at clock + 1; a delay of 0 runs the job then.
-                let due = (self.clock.load(Ordering::SeqCst) + 1).saturating_add(delay);
+                let rung = self.clock.load(Ordering::SeqCst);
+                let due = (rung + 1).saturating_add(delay);
                 let (reads, writes) = transfer::touched_pages(host.memory(), &transfer);
                 // Announced under the engine lock, before the job can run:
                 // lock order is always engine, then the host's.
@@ -185,7 +191,7 @@ impl DmaEngine {
                 if state.queue.is_empty() {
                     self.next_due.store(due, Ordering::SeqCst);
                 }
-                state.queue.push_back(Job { channel, access, transfer, due, reads, writes });
+                state.queue.push_back(Job { channel, access, transfer, rung, due, reads, writes });
             }
             None => {
                 // Recorded outside the lock: the host may stop the VM.
@@ -215,6 +221,7 @@ impl DmaEngine {
             };
             let Some(job) = job else { return };
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
+            host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0));
             host.end_transfer(&job.reads, &job.writes, result.is_ok());
             if let Some(c) = lock(&self.state).channels.get_mut(job.channel) {
                 c.finish(result);

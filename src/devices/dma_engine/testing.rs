@@ -108,6 +108,8 @@ impl DmaHost for TestHost {
         lock(&self.transfers).push(Announced::Begin(pages.to_vec()));
     }
 
+    fn transfer_ran(&self, _channel: usize, _rung: u64, _error: u64) {}
+
     fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool) {
         lock(&self.transfers).push(Announced::End([reads, writes].concat(), wrote));
     }

@@ -12,6 +12,7 @@ use crate::checker::Violation;
 use crate::devices::hiding::{Stall, Touch};
 use crate::report::ExitCause;
 use crate::state::VmState;
+use crate::trace::Event;
 
 /// How often the thread looks at stalls and the stop request.
 const POLL: Duration = Duration::from_millis(10);
@@ -53,10 +54,6 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
         let vcpu = state.vcpu_of_thread(fault.tid);
         match state.hiding.fault(fault, vcpu) {
             Ok(Touch::Stalled(stall)) => {
-                // It cannot run until the page comes back: the turn goes on.
-                if let Some(vcpu) = stall.vcpu {
-                    state.vcpus.set_stalled(vcpu, true);
-                }
                 let message = format!(
                     "{} touched guest-physical page {:#x} ({}) while it was hidden for DMA by xmemdma on vCPU {} at RIP {:#x}; \
                      it waits until the page is unhidden",
@@ -66,7 +63,20 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                     stall.origin.vcpu,
                     stall.origin.rip
                 );
+                if let Some(vcpu) = stall.vcpu {
+                    state.trace(Event::Stall { vcpu, page: stall.page });
+                }
                 record(state, &stall, message);
+                // It cannot run until the page comes back: the turn goes on,
+                // after the stall is on record. A pending signal makes its
+                // KVM_RUN return at the release instead of running on
+                // without the turn.
+                if let Some(vcpu) = stall.vcpu
+                    && state.vcpus.set_stalled(vcpu, true)
+                    && let Err(e) = state.kick(vcpu)
+                {
+                    return Err(format!("cannot kick stalled vCPU {vcpu}: {e}"));
+                }
             }
             Ok(Touch::Resumed) => {}
             Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),

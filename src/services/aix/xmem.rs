@@ -28,6 +28,7 @@ use crate::services::aix::uaccess::{self, Region, Side};
 use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
+use crate::trace::Event;
 
 /// Largest byte count of one call (AIX's `int`).
 const MAX_COUNT: u64 = i32::MAX as u64;
@@ -317,8 +318,11 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                     state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
                 }
                 state.hiding.unhide(&last_hides).map(|released| {
-                    for vcpu in released.iter().filter_map(|stall| stall.vcpu) {
-                        state.vcpus.set_stalled(vcpu, false);
+                    for stall in &released {
+                        if let Some(vcpu) = stall.vcpu {
+                            state.trace(Event::Release { vcpu, page: stall.page });
+                            state.vcpus.set_stalled(vcpu, false);
+                        }
                     }
                 })
             }

@@ -113,7 +113,7 @@ fn run(deadlock: bool) -> Result<(), Failed> {
 
     check("starting vCPU 1", smp::start(1, reader, pid))?;
     while READING.load(Ordering::Acquire) == 0 {
-        core::hint::spin_loop();
+        smp::relax();
     }
     for _ in 0..HEAD_START {
         let _ = null();

@@ -55,7 +55,7 @@ fn spin_forever() -> ! {
 
 fn until_go() {
     while GO.load(Ordering::Acquire) == 0 {
-        core::hint::spin_loop();
+        smp::relax();
     }
 }
 
@@ -161,7 +161,7 @@ fn run(mode: Mode, last: u64) -> Result<(), Failed> {
         }
         Mode::Hidden | Mode::Stall => {
             while READING.load(Ordering::Acquire) == 0 {
-                core::hint::spin_loop();
+                smp::relax();
             }
             for _ in 0..HEAD_START {
                 let _ = null();

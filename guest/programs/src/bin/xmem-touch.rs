@@ -154,7 +154,7 @@ fn toucher(page: u64) -> u64 {
     let mut wrong = 0;
     for round in 1..=KINDS.len() as u64 {
         while ROUND.load(Ordering::Acquire) != round {
-            core::hint::spin_loop();
+            smp::relax();
         }
         TOUCHING.store(round, Ordering::Release);
         if let Err(what) = access(page, round) {
@@ -208,7 +208,7 @@ fn run() -> Result<(), Failed> {
         let real_source = check("xmemdma(XMEM_HIDE) of the source", xmem::xmemdma(&from, source, XMEM_HIDE))?;
         ROUND.store(round, Ordering::Release);
         while TOUCHING.load(Ordering::Acquire) != round {
-            core::hint::spin_loop();
+            smp::relax();
         }
         for _ in 0..HEAD_START {
             let _ = null();
@@ -219,7 +219,7 @@ fn run() -> Result<(), Failed> {
         check("xmemdma(XMEM_UNHIDE) of the page", xmem::xmemdma(&target, page, XMEM_UNHIDE))?;
         check("xmemdma(XMEM_UNHIDE) of the source", xmem::xmemdma(&from, source, XMEM_UNHIDE))?;
         while FINISHED.load(Ordering::Acquire) != round {
-            core::hint::spin_loop();
+            smp::relax();
         }
         // SAFETY: the page is ours, unhidden, and vCPU 1 is done with it.
         let bad = (0..PAGE).find(|&i| unsafe { read_volatile((page + i) as *const u8) } != stored(round, i));
