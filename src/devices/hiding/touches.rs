@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::checker::Violation;
+use crate::checker::{Violation, ViolationKind};
 use crate::devices::hiding::{Stall, Touch};
 use crate::report::ExitCause;
 use crate::state::VmState;
@@ -19,10 +19,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// margin for a vCPU whose stall has just ended but which is not running yet.
 const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
 
-fn record(state: &VmState, stall: &Stall, message: String) {
+fn record(state: &VmState, kind: ViolationKind, stall: &Stall, message: String) {
     let vcpu = stall.vcpu.unwrap_or(0);
     // The RIP is not known: the vCPU waits inside KVM_RUN, where its registers cannot be read.
-    state.record_violation(Violation::new("hidden-page", &[stall.page], vcpu, 0, message));
+    state.record_violation(Violation::new(kind, "hidden-page", &[stall.page], vcpu, 0, message));
 }
 
 fn who(stall: &Stall) -> String {
@@ -62,7 +62,7 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                     stall.origin.vcpu,
                     stall.origin.rip
                 );
-                record(state, &stall, message);
+                record(state, ViolationKind::HiddenPageTouched, &stall, message);
             }
             Ok(Touch::Resumed) => {}
             Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),
@@ -104,7 +104,7 @@ pub fn serve(state: &VmState, done: &EventFd) {
                 stall.page,
                 stall.origin.what
             );
-            record(state, &stall, message);
+            record(state, ViolationKind::HiddenPageStallTimeout, &stall, message);
         }
         let stalled = state.hiding.stalled_vcpu_ids();
         if !state.vcpus.all_blocked(&stalled) {
