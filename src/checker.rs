@@ -10,6 +10,8 @@
 //! from entering the guest again (each vCPU thread checks it before every
 //! `KVM_RUN`).
 
+mod kinds;
+
 use std::sync::Mutex;
 
 use crate::kvm::stop::Stop;
@@ -17,11 +19,15 @@ use crate::report::ExitCause;
 use crate::sync::lock;
 use serde::Serialize;
 
+pub use kinds::ViolationKind;
+
 /// One recorded misuse.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
     /// The service (guest-library name) or access (`port-io`) concerned.
     pub service: String,
+    /// The rule it broke (`docs/VIOLATIONS.md`).
+    pub kind: ViolationKind,
     /// Its arguments, in hex.
     pub args: Vec<String>,
     /// The vCPU that made it.
@@ -33,15 +39,41 @@ pub struct Violation {
 }
 
 impl Violation {
-    /// A violation of `service` with `args` by `vcpu` at `rip`.
-    pub fn new(service: &str, args: &[u64], vcpu: usize, rip: u64, message: String) -> Violation {
+    /// A violation of the rule `kind` by `service` with `args`, made by
+    /// `vcpu` at `rip`.
+    pub fn new(kind: ViolationKind, service: &str, args: &[u64], vcpu: usize, rip: u64, message: String) -> Violation {
         Violation {
             service: service.to_string(),
+            kind,
             args: args.iter().map(|a| format!("{a:#x}")).collect(),
             vcpu,
             rip: format!("{rip:#x}"),
             message,
         }
+    }
+}
+
+/// Misuse still standing when the guest exits by itself: the memory model
+/// lists these, and each becomes a violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leak {
+    /// The rule it breaks.
+    pub kind: ViolationKind,
+    /// The service that made what is left behind (the get, `xmalloc`, the pin, `xmattach`, …).
+    pub service: &'static str,
+    /// The address of what is left behind.
+    pub address: u64,
+    /// The vCPU of that call.
+    pub vcpu: usize,
+    /// Guest RIP of that call.
+    pub rip: u64,
+    /// What is left behind.
+    pub message: String,
+}
+
+impl From<Leak> for Violation {
+    fn from(leak: Leak) -> Violation {
+        Violation::new(leak.kind, leak.service, &[leak.address], leak.vcpu, leak.rip, leak.message)
     }
 }
 
@@ -87,8 +119,8 @@ mod tests {
 
     #[test]
     fn strict_checkers_stop_and_lenient_ones_continue() {
-        let v = Violation::new("port-io", &[0x80, 1], 0, 0x1234, "no device".into());
-        let w = Violation::new("dma", &[2], 1, 0, "channel busy".into());
+        let v = Violation::new(ViolationKind::PortIoNoDevice, "port-io", &[0x80, 1], 0, 0x1234, "no device".into());
+        let w = Violation::new(ViolationKind::DmaDoorbellWhileBusy, "dma", &[2], 1, 0, "channel busy".into());
         let stop = Stop::new().expect("stop");
         let lenient = Checker::new(false);
         lenient.record(v.clone(), &stop);
@@ -104,6 +136,15 @@ mod tests {
         assert_eq!(strict.violations(), vec![v], "only the first violation is kept under --strict");
         assert_eq!(strict.violations()[0].args, vec!["0x80", "0x1"]);
         assert_eq!(strict.violations()[0].rip, "0x1234");
+        assert_eq!(strict.violations()[0].kind, ViolationKind::PortIoNoDevice);
+    }
+
+    #[test]
+    fn the_kind_is_serialized_as_its_identifier_beside_the_service_and_message() {
+        let v = Violation::new(ViolationKind::DgUxReleaseSizeMismatch, "vm_release_wired_memory", &[8], 0, 0, "size".into());
+        let json = serde_json::to_value(&v).expect("json");
+        assert_eq!(json["kind"], "dgux.release-size-mismatch");
+        assert_eq!((json["service"].as_str(), json["message"].as_str()), (Some("vm_release_wired_memory"), Some("size")));
     }
 
     #[test]
@@ -111,7 +152,7 @@ mod tests {
         let stop = Stop::new().expect("stop");
         assert!(stop.request(ExitCause::GuestExit { code: 0 }));
         let strict = Checker::new(true);
-        let v = Violation::new("xmattach", &[], 0, 0, "left attached at exit".into());
+        let v = Violation::new(ViolationKind::LeakAttachment, "xmattach", &[], 0, 0, "left attached at exit".into());
         strict.record(v.clone(), &stop);
         assert_eq!(stop.cause(), Some(ExitCause::GuestExit { code: 0 }));
         assert_eq!(strict.violations(), vec![v]);

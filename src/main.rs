@@ -609,7 +609,8 @@ fn print_summary(report: &Report) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "kmemvisor: {}", report.exit.summary);
     for v in &report.violations {
-        let _ = writeln!(err, "kmemvisor: violation on vCPU {} at RIP {}: {}: {}", v.vcpu, v.rip, v.service, v.message);
+        let _ =
+            writeln!(err, "kmemvisor: violation on vCPU {} at RIP {}: {} [{}]: {}", v.vcpu, v.rip, v.service, v.kind, v.message);
     }
     if !report.violations.is_empty() {
         let _ = writeln!(err, "kmemvisor: {} violation(s)", report.violations.len());

@@ -383,8 +383,8 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         lock(&self.kernel).frames.dma_refusal(page).map(|e| e.to_string())
     }
 
-    fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {
-        self.record_violation(crate::checker::Violation::new("dma", args, vcpu, rip, message));
+    fn violation(&self, kind: crate::checker::ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String) {
+        self.record_violation(crate::checker::Violation::new(kind, "dma", args, vcpu, rip, message));
     }
 
     fn begin_transfer(&self, pages: &[u64]) {

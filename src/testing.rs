@@ -62,3 +62,8 @@ pub fn ok(state: &VmState, service: Service, args: &[u64]) -> u64 {
 pub fn violations(state: &VmState) -> Vec<String> {
     state.checker.violations().into_iter().map(|v| v.message).collect()
 }
+
+/// The kinds of the violations recorded so far, as their identifiers.
+pub fn kinds(state: &VmState) -> Vec<&'static str> {
+    state.checker.violations().into_iter().map(|v| v.kind.as_str()).collect()
+}

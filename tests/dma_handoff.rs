@@ -13,16 +13,14 @@ fn mode(mode: &str, options: &[&str]) -> Run {
     run("dma-handoff", &args)
 }
 
-/// (service, message start) of every violation, in order.
-fn found(r: &Run) -> Vec<(String, String)> {
-    violations(r)
-        .iter()
-        .map(|v| (v["service"].as_str().unwrap_or("").to_owned(), v["message"].as_str().unwrap_or("").to_owned()))
-        .collect()
+/// (service, kind, message) of every violation, in order.
+fn found(r: &Run) -> Vec<(String, String, String)> {
+    let text = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
+    violations(r).iter().map(|v| (text(v, "service"), text(v, "kind"), text(v, "message"))).collect()
 }
 
-/// Runs `mode` and checks its exit status and exact violations (service, message start).
-fn expect(mode_name: &str, status: i32, expected: &[(&str, &str)]) {
+/// Runs `mode` and checks its exit status and exact violations (service, kind, message start).
+fn expect(mode_name: &str, status: i32, expected: &[(&str, &str, &str)]) {
     if !kvm_or_skip(mode_name) {
         return;
     }
@@ -31,13 +29,15 @@ fn expect(mode_name: &str, status: i32, expected: &[(&str, &str)]) {
     assert!(r.stdout.contains(&format!("dma-handoff: {mode_name}: every call answered as expected")), "{}", r.stdout);
     let got = found(&r);
     assert_eq!(got.len(), expected.len(), "{got:#?}");
-    for ((service, message), (want_service, want_start)) in got.iter().zip(expected) {
+    for ((service, kind, message), (want_service, want_kind, want_start)) in got.iter().zip(expected) {
         assert_eq!(service, want_service, "{got:#?}");
+        assert_eq!(kind, want_kind, "{got:#?}");
         assert!(message.starts_with(want_start), "`{message}` does not start with `{want_start}`");
     }
 }
 
-const NOT_HANDED_OFF: &str = "DMA to a page the driver did not hand off: page 0x";
+const NOT_HANDED_OFF: (&str, &str, &str) =
+    ("dma", "dma.page-not-handed-off", "DMA to a page the driver did not hand off: page 0x");
 
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
@@ -51,7 +51,7 @@ fn unhiding_right_after_the_doorbell_is_caught_at_the_unhide() {
     expect(
         "aix-unhide-early",
         65,
-        &[("xmemdma", "xmemdma XMEM_UNHIDE of 0xffffe80000000000 (frame 0x"), ("dma", NOT_HANDED_OFF)],
+        &[("xmemdma", "dma.unhide-during-transfer", "xmemdma XMEM_UNHIDE of 0xffffe80000000000 (frame 0x"), NOT_HANDED_OFF],
     );
 }
 
@@ -67,25 +67,28 @@ fn unwiring_during_the_transfer_is_caught_at_the_unwire() {
     expect(
         "dgux-unwire-early",
         65,
-        &[("vm_mark_and_unwire_memory", "vm_mark_and_unwire_memory unwires page 0x"), ("dma", NOT_HANDED_OFF)],
+        &[
+            ("vm_mark_and_unwire_memory", "dma.unwire-during-transfer", "vm_mark_and_unwire_memory unwires page 0x"),
+            NOT_HANDED_OFF,
+        ],
     );
 }
 
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn unwiring_a_page_the_device_wrote_without_marking_it_modified_warns_of_lost_data() {
-    expect("dgux-no-modify", 65, &[("vm_unwire_memory", "vm_unwire_memory unwires page 0x")]);
+    expect("dgux-no-modify", 65, &[("vm_unwire_memory", "dma.unwire-without-modified-mark", "vm_unwire_memory unwires page 0x")]);
     if !kvm_or_skip("dgux-no-modify message") {
         return;
     }
-    let (_, message) = found(&mode("dgux-no-modify", &[])).remove(0);
+    let (_, _, message) = found(&mode("dgux-no-modify", &[])).remove(0);
     assert!(message.contains("can cause new buffer data to be lost"), "{message}");
 }
 
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn dma_into_unwired_memory_is_not_a_hand_off() {
-    expect("dgux-unwired-target", 65, &[("dma", NOT_HANDED_OFF)]);
+    expect("dgux-unwired-target", 65, &[NOT_HANDED_OFF]);
 }
 
 #[test]
@@ -94,7 +97,11 @@ fn releasing_memory_a_transfer_will_write_is_refused_at_the_release() {
     expect(
         "dgux-release-early",
         65,
-        &[("vm_release_wired_memory", "release of 4096 bytes of wired memory at 0xffffc00000000000: guest-physical frame 0x")],
+        &[(
+            "vm_release_wired_memory",
+            "dma.release-during-transfer",
+            "release of 4096 bytes of wired memory at 0xffffc00000000000: guest-physical frame 0x",
+        )],
     );
 }
 

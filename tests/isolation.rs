@@ -8,8 +8,8 @@ mod common;
 
 use common::{kvm_or_skip, run, violations};
 
-/// Runs one attempt and checks its line, exit status and violations (service, message start).
-fn attempt(mode: &str, options: &[&str], line: &str, status: i32, expected: &[(&str, &str)]) {
+/// Runs one attempt and checks its line, exit status and violations (service, kind, message start).
+fn attempt(mode: &str, options: &[&str], line: &str, status: i32, expected: &[(&str, &str, &str)]) {
     if !kvm_or_skip(mode) {
         return;
     }
@@ -21,11 +21,13 @@ fn attempt(mode: &str, options: &[&str], line: &str, status: i32, expected: &[(&
     assert!(r.stdout.contains(&format!("isolation {mode}: refused as expected")), "{}", r.stdout);
     assert_eq!(r.report()["exit"]["cause"], "guest-exit");
     let v = violations(&r);
-    let got: Vec<(&str, &str)> =
-        v.iter().map(|v| (v["service"].as_str().unwrap_or(""), v["message"].as_str().unwrap_or(""))).collect();
+    let text = |v: &'_ serde_json::Value, key: &str| v[key].as_str().unwrap_or("").to_owned();
+    let got: Vec<(String, String, String)> =
+        v.iter().map(|v| (text(v, "service"), text(v, "kind"), text(v, "message"))).collect();
     assert_eq!(got.len(), expected.len(), "{got:#?}");
-    for ((service, message), (want_service, want_start)) in got.iter().zip(expected) {
+    for ((service, kind, message), (want_service, want_kind, want_start)) in got.iter().zip(expected) {
         assert_eq!(service, want_service, "{got:#?}");
+        assert_eq!(kind, want_kind, "{got:#?}");
         assert!(message.starts_with(want_start), "`{message}` does not start with `{want_start}`");
     }
 }
@@ -46,7 +48,11 @@ fn the_device_window_is_not_ram_and_is_never_hidden() {
         &["--mem", "3G"],
         "attach OK, pin OK, hide EINVAL, then the id register reads 0x",
         65,
-        &[("xmemdma64", "xmemdma cannot hand 0xffffd00000000000 to a device: guest-physical 0xd0000000 is not RAM")],
+        &[(
+            "xmemdma64",
+            "xmem.hide-forbidden-frame",
+            "xmemdma cannot hand 0xffffd00000000000 to a device: guest-physical 0xd0000000 is not RAM",
+        )],
     );
 }
 
@@ -70,7 +76,11 @@ fn a_frame_hidden_through_an_alias_cannot_be_released() {
         &[],
         r#"["OK", "OK", "OK", "OK", "EBUSY"]"#,
         65,
-        &[("vm_release_wired_memory", "release of 4096 bytes of wired memory at 0xffffc00000000000: guest-physical frame 0x")],
+        &[(
+            "vm_release_wired_memory",
+            "xmem.free-hidden-page",
+            "release of 4096 bytes of wired memory at 0xffffc00000000000: guest-physical frame 0x",
+        )],
     );
 }
 
@@ -90,11 +100,27 @@ fn dma_into_page_tables_and_fixed_frames_is_refused_whole() {
         "into the PML4, GDT, image, vCPU page: [Err(6), Err(6), Err(6), Err(6)]; out of the IDT: Err(6)",
         65,
         &[
-            ("dma", "DMA writes page 0x100000, which no device may touch (guest-physical frame 0x100000 is a page table)"),
-            ("dma", "DMA writes page 0x1000, which no device may touch (guest-physical frame 0x1000 is a CPU table"),
-            ("dma", "DMA writes page 0x200000, which no device may touch (guest-physical frame 0x200000 is the guest image)"),
-            ("dma", "DMA writes page 0x10000, which no device may touch (guest-physical frame 0x10000 is a vCPU page)"),
-            ("dma", &format!("DMA reads page 0x2000, {refused} 0x2000 is a CPU table")),
+            (
+                "dma",
+                "dma.forbidden-frame",
+                "DMA writes page 0x100000, which no device may touch (guest-physical frame 0x100000 is a page table)",
+            ),
+            (
+                "dma",
+                "dma.forbidden-frame",
+                "DMA writes page 0x1000, which no device may touch (guest-physical frame 0x1000 is a CPU table",
+            ),
+            (
+                "dma",
+                "dma.forbidden-frame",
+                "DMA writes page 0x200000, which no device may touch (guest-physical frame 0x200000 is the guest image)",
+            ),
+            (
+                "dma",
+                "dma.forbidden-frame",
+                "DMA writes page 0x10000, which no device may touch (guest-physical frame 0x10000 is a vCPU page)",
+            ),
+            ("dma", "dma.forbidden-frame", &format!("DMA reads page 0x2000, {refused} 0x2000 is a CPU table")),
         ],
     );
 }

@@ -120,11 +120,18 @@ fn a_stray_port_access_is_a_violation_and_strict_stops_at_it() {
         (&violations[1], vec!["0x80"], "`in` of 1 byte(s) from port 0x80, which no device answers"),
     ] {
         assert_eq!(v["service"], "port-io");
+        assert_eq!(v["kind"], "port-io.no-device");
         assert_eq!(v["args"], serde_json::json!(args));
         assert_eq!(v["vcpu"], 0);
         assert_eq!(v["message"], message);
         assert!(v["rip"].as_str().is_some_and(|rip| rip.starts_with("0xffffffff802")));
     }
+
+    assert!(
+        r.stderr.contains(": port-io [port-io.no-device]: `out` of 1 byte(s) to port 0x80"),
+        "the stderr line names the kind:\n{}",
+        r.stderr
+    );
 
     let strict = run("stray-io", &["--strict"]);
     strict.expect_status(66);

@@ -115,6 +115,7 @@ fn vcpus_waiting_for_a_vcpu_stalled_on_a_hidden_page_are_a_hidden_page_deadlock(
     let violations = violations(&r);
     assert_eq!(violations.len(), 1, "{}", r.stderr);
     assert_eq!(violations[0]["service"], "hidden-page");
+    assert_eq!(violations[0]["kind"], "hidden-page.touched");
     assert_eq!(violations[0]["vcpu"], 1);
     assert!(!r.stdout.contains("it ran on"), "the stalled read never completed:\n{}", r.stdout);
 }

@@ -277,8 +277,8 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         let leaks =
             kernel.dgux.leaks(&kernel.frames).into_iter().chain(kernel.aix.leaks(&kernel.frames)).chain(kernel.xmem.leaks());
         // Under --strict only the first leak is kept; the cause stays the guest's exit.
-        for (service, address, vcpu, rip, message) in leaks {
-            state.record_violation(Violation::new(service, &[address], vcpu, rip, message));
+        for leak in leaks {
+            state.record_violation(Violation::from(leak));
         }
     }
     let violations = state.checker.violations();

@@ -12,7 +12,7 @@ use kmemvisor_abi::layout;
 use kvm_bindings::{KVM_EXIT_INTERNAL_ERROR, kvm_regs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use crate::checker::Violation;
+use crate::checker::{Violation, ViolationKind};
 use crate::devices::dma_engine::Access;
 use crate::kvm::bus::{PortBus, PortDevice};
 use crate::kvm::cpu;
@@ -135,11 +135,12 @@ fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_re
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Null) => Action::Resume,
         Exit::IoOut { port, data, size } => {
             let message = format!("`out` of {size} byte(s) to port {port:#x}, where no device is");
-            stray(state, vcpu, regs, "port-io", &[u64::from(port), u64::from(data)], message, Action::Resume)
+            let args = [u64::from(port), u64::from(data)];
+            stray(state, vcpu, regs, ViolationKind::PortIoNoDevice, "port-io", &args, message, Action::Resume)
         }
         Exit::IoIn { port, size } => {
             let message = format!("`in` of {size} byte(s) from port {port:#x}, which no device answers");
-            stray(state, vcpu, regs, "port-io", &[u64::from(port)], message, Action::AllOnes)
+            stray(state, vcpu, regs, ViolationKind::PortIoNoDevice, "port-io", &[u64::from(port)], message, Action::AllOnes)
         }
         Exit::MmioRead { gpa, size } if dma_window(gpa) => {
             Action::Load(state.dma.mmio_read(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size))
@@ -151,11 +152,11 @@ fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_re
         }
         Exit::MmioRead { gpa, size } => {
             let message = format!("load of {size} byte(s) from guest-physical {gpa:#x}, where no RAM or device is");
-            stray(state, vcpu, regs, "mmio", &[gpa], message, Action::AllOnes)
+            stray(state, vcpu, regs, ViolationKind::MmioNoRamOrDevice, "mmio", &[gpa], message, Action::AllOnes)
         }
         Exit::MmioWrite { gpa, size, .. } => {
             let message = format!("store of {size} byte(s) to guest-physical {gpa:#x}, where no RAM or device is");
-            stray(state, vcpu, regs, "mmio", &[gpa], message, Action::Resume)
+            stray(state, vcpu, regs, ViolationKind::MmioNoRamOrDevice, "mmio", &[gpa], message, Action::Resume)
         }
         Exit::Shutdown => Action::Fault(Fault::TripleFault),
         Exit::Failed(what, code) => Action::Fault(Fault::Failed(what, code)),
@@ -175,9 +176,19 @@ fn dma_window(gpa: u64) -> bool {
     gpa.checked_sub(DMA_ENGINE_GPA).is_some_and(|offset| offset < DMA_ENGINE_SIZE)
 }
 
-fn stray(state: &VmState, vcpu: usize, regs: &kvm_regs, what: &str, args: &[u64], message: String, then: Action) -> Action {
+#[allow(clippy::too_many_arguments)] // the violation's parts plus what the vCPU does next
+fn stray(
+    state: &VmState,
+    vcpu: usize,
+    regs: &kvm_regs,
+    kind: ViolationKind,
+    what: &str,
+    args: &[u64],
+    message: String,
+    then: Action,
+) -> Action {
     // Under --strict this requested the stop, which the run loop sees before re-entry.
-    state.record_violation(Violation::new(what, args, vcpu, regs.rip, message));
+    state.record_violation(Violation::new(kind, what, args, vcpu, regs.rip, message));
     then
 }
 

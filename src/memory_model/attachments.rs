@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use kmemvisor_abi::xmem::Xmem;
 
+use crate::checker::{Leak, ViolationKind};
+
 /// Who made an attachment or hid a page, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -169,14 +171,14 @@ impl Attachments {
         frames
     }
 
-    /// What is left at exit: attachments not detached and pages not unhidden,
-    /// as (service, address, vCPU, RIP, message).
-    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+    /// What is left at exit: attachments not detached and pages not unhidden.
+    pub fn leaks(&self) -> Vec<Leak> {
         let mut leaks = Vec::new();
         for a in self.live.values() {
             let whose = if a.pid == 0 { "kernel memory".to_string() } else { format!("memory of process {}", a.pid) };
             let message = format!("{} bytes of {whose} at {:#x} are still attached at exit (no xmdetach)", a.len, a.base);
-            leaks.push((a.origin.service, a.base, a.origin.vcpu, a.origin.rip, message));
+            let (service, vcpu, rip) = (a.origin.service, a.origin.vcpu, a.origin.rip);
+            leaks.push(Leak { kind: ViolationKind::LeakAttachment, service, address: a.base, vcpu, rip, message });
             for (&page, h) in &a.hidden {
                 let frames: Vec<String> = h.frames.iter().map(|f| format!("{f:#x}")).collect();
                 let message = format!(
@@ -184,7 +186,8 @@ impl Attachments {
                     frames.join(", "),
                     h.count()
                 );
-                leaks.push((h.origin.service, page, h.origin.vcpu, h.origin.rip, message));
+                let (service, vcpu, rip) = (h.origin.service, h.origin.vcpu, h.origin.rip);
+                leaks.push(Leak { kind: ViolationKind::LeakHiddenPage, service, address: page, vcpu, rip, message });
             }
         }
         leaks
@@ -231,7 +234,8 @@ mod tests {
         assert_eq!(table.overlapping(5, 0x2000, 1).map(|a| a.pid), Some(5));
         assert!(table.holds_process(5) && !table.holds_process(6));
         assert_eq!(table.leaks().len(), 2);
-        assert!(table.leaks()[1].4.contains("process 5"), "{}", table.leaks()[1].4);
+        assert!(table.leaks()[1].message.contains("process 5"), "{}", table.leaks()[1].message);
+        assert_eq!(table.leaks()[1].kind, crate::checker::ViolationKind::LeakAttachment);
     }
 
     #[test]

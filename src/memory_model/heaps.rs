@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP};
 
+use crate::checker::{Leak, ViolationKind};
 use crate::memory_model::arena::Arena;
 use crate::memory_model::kernel_memory::Region;
 use crate::memory_model::ledger::FrameLedger;
@@ -36,7 +37,7 @@ impl AixMemory {
     /// [`KernelMemory::leaks`](crate::memory_model::kernel_memory::KernelMemory::leaks)
     /// gives it: live allocations of `init_heap` heaps and frames still pinned.
     /// (Live allocations of the two boot heaps are that function's.)
-    pub fn leaks(&self, frames: &FrameLedger) -> Vec<(&'static str, u64, usize, u64, String)> {
+    pub fn leaks(&self, frames: &FrameLedger) -> Vec<Leak> {
         let mut leaks = self.heaps.leaks();
         leaks.extend(crate::memory_model::pins::leaks(frames));
         leaks
@@ -126,8 +127,8 @@ impl Heaps {
         self.regions.range(..end).next_back().is_some_and(|(_, &e)| e > start)
     }
 
-    /// Live allocations of `init_heap` heaps: (service, address, vCPU, RIP, message).
-    pub fn leaks(&self) -> Vec<(&'static str, u64, usize, u64, String)> {
+    /// Live allocations of `init_heap` heaps.
+    pub fn leaks(&self) -> Vec<Leak> {
         let mut leaks = Vec::new();
         for (&handle, heap) in &self.heaps {
             let Backing::Area(area) = &heap.backing else { continue };
@@ -136,7 +137,8 @@ impl Heaps {
                     "xmalloc of {} bytes from heap {handle} (init_heap at {:#x}) at {ptr:#x} was never freed (xmfree) before exit",
                     a.bytes, area.start
                 );
-                leaks.push(("xmalloc", ptr, usize::from(a.vcpu), a.rip, message));
+                let (vcpu, rip) = (usize::from(a.vcpu), a.rip);
+                leaks.push(Leak { kind: ViolationKind::LeakXmalloc, service: "xmalloc", address: ptr, vcpu, rip, message });
             }
         }
         leaks
@@ -183,8 +185,18 @@ mod tests {
         frames.pin(&[(frame, owner)], PinOrigin { service: "pin", vcpu: 0, rip: 0x99 }, 8).expect("pin");
         let leaks = aix.leaks(&frames);
         assert_eq!(leaks.len(), 2, "{leaks:?}");
-        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", 0xffff_c000_0000_0010, 1, 0x1234));
-        assert!(leaks[0].4.starts_with("xmalloc of 32 bytes from heap 3 (init_heap at 0xffffc00000000000)"), "{}", leaks[0].4);
-        assert_eq!((leaks[1].0, leaks[1].1, leaks[1].3), ("pin", 0xffff_e000_0000_0000, 0x99));
+        assert_eq!(
+            (leaks[0].kind, leaks[0].service, leaks[0].address, leaks[0].vcpu, leaks[0].rip),
+            (ViolationKind::LeakXmalloc, "xmalloc", 0xffff_c000_0000_0010, 1, 0x1234)
+        );
+        assert!(
+            leaks[0].message.starts_with("xmalloc of 32 bytes from heap 3 (init_heap at 0xffffc00000000000)"),
+            "{}",
+            leaks[0].message
+        );
+        assert_eq!(
+            (leaks[1].kind, leaks[1].service, leaks[1].address, leaks[1].rip),
+            (ViolationKind::LeakPinned, "pin", 0xffff_e000_0000_0000, 0x99)
+        );
     }
 }

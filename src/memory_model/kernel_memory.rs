@@ -17,6 +17,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};
+use crate::checker::{Leak, ViolationKind};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags};
@@ -157,14 +158,83 @@ struct Page {
 #[derive(Debug, PartialEq, Eq)]
 pub enum GetError {
     /// The request itself is wrong (a violation).
-    Refused(String),
+    Refused(GetRefusal),
     /// No memory (or an injected failure).
     OutOfMemory,
 }
 
-/// Why a release was refused: each is a violation.
+/// What is wrong with a get: each is a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GetRefusal {
+    /// `bytes` is 0.
+    #[error("bytes must be positive")]
+    ZeroBytes,
+    /// `bytes` does not fit its `uint32`.
+    #[error("{bytes} bytes does not fit the uint32 `bytes`")]
+    TooLarge {
+        /// The byte count asked for.
+        bytes: u64,
+    },
+    /// `alignment` is no alignment code.
+    #[error("{alignment} is not an alignment code (VM_BYTE_ALIGNED .. VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)")]
+    NotAnAlignmentCode {
+        /// The alignment argument.
+        alignment: u64,
+    },
+    /// An alignment in bytes that is not a power of two.
+    #[error("an alignment of {align} bytes is not a power of two")]
+    AlignmentNotPowerOfTwo {
+        /// The alignment in bytes.
+        align: u64,
+    },
+    /// Fewer bytes than the alignment.
+    #[error("{bytes} bytes is less than the alignment of {align} bytes")]
+    SmallerThanAlignment {
+        /// The byte count asked for.
+        bytes: u64,
+        /// The alignment in bytes.
+        align: u64,
+    },
+    /// More than a page with `VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS`.
+    #[error("{bytes} bytes cannot fit one page (VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)")]
+    NoPageCrossTooLarge {
+        /// The byte count asked for.
+        bytes: u64,
+    },
+}
+
+impl GetRefusal {
+    /// The rule the get broke.
+    pub fn kind(self) -> ViolationKind {
+        match self {
+            GetRefusal::ZeroBytes => ViolationKind::DgUxGetZeroBytes,
+            GetRefusal::TooLarge { .. } => ViolationKind::DgUxUint32Overflow,
+            GetRefusal::NotAnAlignmentCode { .. } | GetRefusal::AlignmentNotPowerOfTwo { .. } => ViolationKind::DgUxBadAlignment,
+            GetRefusal::SmallerThanAlignment { .. } => ViolationKind::DgUxGetSmallerThanAlignment,
+            GetRefusal::NoPageCrossTooLarge { .. } => ViolationKind::DgUxNoPageCrossTooLarge,
+        }
+    }
+}
+
+/// Why a release failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReleaseError {
+    /// The release is wrong: nothing was released (a violation).
+    Refused(ReleaseRefusal),
+    /// Not a refusal: the memory was released, but a freed frame's stage-2
+    /// mappings could not be dropped (the VM must stop).
+    Zap(ZapError),
+}
+
+impl From<ReleaseRefusal> for ReleaseError {
+    fn from(refusal: ReleaseRefusal) -> ReleaseError {
+        ReleaseError::Refused(refusal)
+    }
+}
+
+/// Why a release was refused: each is a violation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReleaseRefusal {
     /// No live allocation there.
     NoAllocation,
     /// Inside an allocation, not at its start.
@@ -214,38 +284,56 @@ pub enum ReleaseError {
         /// The frame.
         frame: u64,
     },
-    /// Not a refusal: the memory was released, but a freed frame's stage-2
-    /// mappings could not be dropped (the VM must stop).
-    Zap(ZapError),
 }
 
-impl fmt::Display for ReleaseError {
+impl ReleaseRefusal {
+    /// The rule the release broke.
+    pub fn kind(&self) -> ViolationKind {
+        match self {
+            ReleaseRefusal::NoAllocation => ViolationKind::DgUxReleaseNoAllocation,
+            ReleaseRefusal::NotStart { .. } => ViolationKind::DgUxReleaseNotStart,
+            ReleaseRefusal::WrongKind { .. } => ViolationKind::DgUxReleaseWrongType,
+            ReleaseRefusal::WrongSize { .. } => ViolationKind::DgUxReleaseSizeMismatch,
+            ReleaseRefusal::StillWired { .. } => ViolationKind::DgUxReleaseStillWired,
+            ReleaseRefusal::Pinned { .. } => ViolationKind::AixFreePinned,
+            ReleaseRefusal::Hidden { .. } => ViolationKind::XmemFreeHiddenPage,
+            ReleaseRefusal::InTransfer { .. } => ViolationKind::DmaReleaseDuringTransfer,
+        }
+    }
+
+    /// Whether another subsystem holds the memory (pinned, hidden for DMA,
+    /// in a transfer) rather than DG/UX itself refusing the release.
+    pub fn held_elsewhere(&self) -> bool {
+        matches!(self, ReleaseRefusal::Hidden { .. } | ReleaseRefusal::InTransfer { .. } | ReleaseRefusal::Pinned { .. })
+    }
+}
+
+impl fmt::Display for ReleaseRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReleaseError::NoAllocation => write!(f, "no live allocation starts there (released already, or never allocated)"),
-            ReleaseError::NotStart { start, bytes } => {
+            ReleaseRefusal::NoAllocation => write!(f, "no live allocation starts there (released already, or never allocated)"),
+            ReleaseRefusal::NotStart { start, bytes } => {
                 write!(f, "the pointer is inside the allocation of {bytes} bytes at {start:#x}, not at its start")
             }
-            ReleaseError::WrongKind { actual } => write!(f, "the memory was allocated as {actual} memory"),
-            ReleaseError::WrongSize { expected } => write!(f, "expected the {expected} bytes of the get"),
-            ReleaseError::StillWired { page, count, initial } => {
+            ReleaseRefusal::WrongKind { actual } => write!(f, "the memory was allocated as {actual} memory"),
+            ReleaseRefusal::WrongSize { expected } => write!(f, "expected the {expected} bytes of the get"),
+            ReleaseRefusal::StillWired { page, count, initial } => {
                 write!(f, "page {page:#x} is still wired: wire count {count}, initial {initial}; unwire it first")
             }
-            ReleaseError::Pinned { page, pins } => {
+            ReleaseRefusal::Pinned { page, pins } => {
                 write!(f, "page {page:#x} is still pinned: {pins} pin(s) above its initial count; unpin it first")
             }
-            ReleaseError::Hidden { frame } => {
+            ReleaseRefusal::Hidden { frame } => {
                 write!(
                     f,
                     "guest-physical frame {frame:#x} of the allocation is hidden for DMA: unhide it (xmemdma XMEM_UNHIDE) first"
                 )
             }
-            ReleaseError::InTransfer { frame } => write!(
+            ReleaseRefusal::InTransfer { frame } => write!(
                 f,
                 "guest-physical frame {frame:#x} of the allocation is touched by a DMA transfer that is queued or running: \
                  wait for the transfer to complete first"
             ),
-            ReleaseError::Zap(e) => write!(f, "{e}"),
         }
     }
 }
@@ -264,6 +352,16 @@ pub enum UnwireError {
         /// Its initial count.
         initial: u32,
     },
+}
+
+impl UnwireError {
+    /// The rule the unwire broke.
+    pub fn kind(&self) -> ViolationKind {
+        match self {
+            UnwireError::NotMapped(_) => ViolationKind::DgUxUnwireNotAllocated,
+            UnwireError::BelowFloor { .. } => ViolationKind::DgUxUnwireBelowInitialCount,
+        }
+    }
 }
 
 impl fmt::Display for UnwireError {
@@ -398,24 +496,22 @@ impl KernelMemory {
         alignment: u64,
         caller: (usize, u64),
     ) -> Result<u64, GetError> {
-        let refuse = |why: String| Err(GetError::Refused(why));
+        let refuse = |refusal| Err(GetError::Refused(refusal));
         if bytes == 0 {
-            return refuse("bytes must be positive".into());
+            return refuse(GetRefusal::ZeroBytes);
         }
         if bytes > u64::from(u32::MAX) {
-            return refuse(format!("{bytes} bytes does not fit the uint32 `bytes`"));
+            return refuse(GetRefusal::TooLarge { bytes });
         }
         let Some(align) = u32::try_from(alignment).ok().and_then(alignment_bytes) else {
-            return refuse(format!(
-                "{alignment} is not an alignment code (VM_BYTE_ALIGNED .. VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)"
-            ));
+            return refuse(GetRefusal::NotAnAlignmentCode { alignment });
         };
         if bytes < align {
-            return refuse(format!("{bytes} bytes is less than the alignment of {align} bytes"));
+            return refuse(GetRefusal::SmallerThanAlignment { bytes, align });
         }
         let no_page_cross = alignment == u64::from(VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS);
         if no_page_cross && bytes > PAGE_SIZE {
-            return refuse(format!("{bytes} bytes cannot fit one page (VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS)"));
+            return refuse(GetRefusal::NoPageCrossTooLarge { bytes });
         }
         self.allocate(view, frames, kind.into(), demand, bytes, align, no_page_cross, caller)
     }
@@ -439,8 +535,14 @@ impl KernelMemory {
         no_page_cross: bool,
         caller: (usize, u64),
     ) -> Result<u64, GetError> {
-        if bytes == 0 || bytes > u64::from(u32::MAX) || !align.is_power_of_two() {
-            return Err(GetError::Refused(format!("{bytes} bytes aligned to {align} cannot be allocated")));
+        if bytes == 0 {
+            return Err(GetError::Refused(GetRefusal::ZeroBytes));
+        }
+        if bytes > u64::from(u32::MAX) {
+            return Err(GetError::Refused(GetRefusal::TooLarge { bytes }));
+        }
+        if !align.is_power_of_two() {
+            return Err(GetError::Refused(GetRefusal::AlignmentNotPowerOfTwo { align }));
         }
         if self.injector.should_fail() {
             return Err(GetError::OutOfMemory);
@@ -538,17 +640,18 @@ impl KernelMemory {
     ) -> Result<(), ReleaseError> {
         let Some(&allocation) = self.allocations.get(&ptr) else {
             return Err(match self.containing(ptr) {
-                Some((start, a)) => ReleaseError::NotStart { start, bytes: u64::from(a.bytes) },
-                None => ReleaseError::NoAllocation,
-            });
+                Some((start, a)) => ReleaseRefusal::NotStart { start, bytes: u64::from(a.bytes) },
+                None => ReleaseRefusal::NoAllocation,
+            }
+            .into());
         };
         if allocation.kind != region {
-            return Err(ReleaseError::WrongKind { actual: allocation.kind });
+            return Err(ReleaseRefusal::WrongKind { actual: allocation.kind }.into());
         }
         if u64::from(allocation.bytes) != bytes {
-            return Err(ReleaseError::WrongSize { expected: u64::from(allocation.bytes) });
+            return Err(ReleaseRefusal::WrongSize { expected: u64::from(allocation.bytes) }.into());
         }
-        let (first, end) = page_span(ptr, bytes).ok_or(ReleaseError::NoAllocation)?;
+        let (first, end) = page_span(ptr, bytes).ok_or(ReleaseRefusal::NoAllocation)?;
         // Only the frames of pages this allocation has alone are freed: a page
         // shared with other live allocations may be wired or pinned for them.
         // A frame hidden, wired or pinned — through any mapping of it — cannot be freed.
@@ -558,12 +661,12 @@ impl KernelMemory {
         match frames.release_refusal(freed.iter().map(|&(_, frame)| frame)) {
             None => {}
             Some(LedgerError::Wired { frame, count, initial }) => {
-                return Err(ReleaseError::StillWired { page: page_of(frame), count, initial });
+                return Err(ReleaseRefusal::StillWired { page: page_of(frame), count, initial }.into());
             }
-            Some(LedgerError::Pinned { frame, pins }) => return Err(ReleaseError::Pinned { page: page_of(frame), pins }),
-            Some(LedgerError::Hidden(frame)) => return Err(ReleaseError::Hidden { frame }),
-            Some(LedgerError::InTransfer(frame)) => return Err(ReleaseError::InTransfer { frame }),
-            Some(_) => return Err(ReleaseError::NoAllocation),
+            Some(LedgerError::Pinned { frame, pins }) => return Err(ReleaseRefusal::Pinned { page: page_of(frame), pins }.into()),
+            Some(LedgerError::Hidden(frame)) => return Err(ReleaseRefusal::Hidden { frame }.into()),
+            Some(LedgerError::InTransfer(frame)) => return Err(ReleaseRefusal::InTransfer { frame }.into()),
+            Some(_) => return Err(ReleaseRefusal::NoAllocation.into()),
         }
         self.allocations.remove(&ptr);
         self.arena(region).release(ptr, bytes);
@@ -593,8 +696,8 @@ impl KernelMemory {
     pub fn free(&mut self, view: GuestView, frames: &mut FrameLedger, region: Region, ptr: u64) -> Result<u64, ReleaseError> {
         let bytes = match self.allocations.get(&ptr) {
             Some(a) if a.kind == region => u64::from(a.bytes),
-            Some(a) => return Err(ReleaseError::WrongKind { actual: a.kind }),
-            None => return Err(ReleaseError::NoAllocation),
+            Some(a) => return Err(ReleaseRefusal::WrongKind { actual: a.kind }.into()),
+            None => return Err(ReleaseRefusal::NoAllocation.into()),
         };
         self.release_region(view, frames, region, ptr, bytes).map(|()| bytes)
     }
@@ -805,17 +908,22 @@ impl KernelMemory {
     /// Misuse still standing at the end: (service, address, vCPU, RIP,
     /// message): live allocations, then frames of kernel memory and process
     /// pages still wired above their initial count, by owner and address.
-    pub fn leaks(&self, frames: &FrameLedger) -> Vec<(&'static str, u64, usize, u64, String)> {
+    pub fn leaks(&self, frames: &FrameLedger) -> Vec<Leak> {
         let mut leaks: Vec<_> = self
             .allocations
             .iter()
             .map(|(&va, a)| {
-                let message = if a.kind.is_dgux() {
-                    format!("{} bytes of {} memory at {va:#x} are still allocated at exit", a.bytes, a.kind)
+                let (kind, message) = if a.kind.is_dgux() {
+                    let message = format!("{} bytes of {} memory at {va:#x} are still allocated at exit", a.bytes, a.kind);
+                    (ViolationKind::LeakDgUxAllocation, message)
                 } else {
-                    format!("xmalloc of {} bytes from the {} at {va:#x} was never freed (xmfree) before exit", a.bytes, a.kind)
+                    let message = format!(
+                        "xmalloc of {} bytes from the {} at {va:#x} was never freed (xmfree) before exit",
+                        a.bytes, a.kind
+                    );
+                    (ViolationKind::LeakXmalloc, message)
                 };
-                (a.service(), va, usize::from(a.vcpu), a.rip, message)
+                Leak { kind, service: a.service(), address: va, vcpu: usize::from(a.vcpu), rip: a.rip, message }
             })
             .collect();
         let mut wired: Vec<_> = frames.all_counts().filter(|(_, c)| c.wires > c.initial_wires).map(|(_, c)| c).collect();
@@ -827,7 +935,14 @@ impl KernelMemory {
             } else {
                 format!("user page {page:#x} of process {pid} is still wired at exit: wire count {}", c.wires)
             };
-            leaks.push(("vm_unwire_memory", page, 0, 0, message));
+            leaks.push(Leak {
+                kind: ViolationKind::LeakWired,
+                service: "vm_unwire_memory",
+                address: page,
+                vcpu: 0,
+                rip: 0,
+                message,
+            });
         }
         leaks
     }

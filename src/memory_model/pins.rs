@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::checker::{Leak, ViolationKind};
 use crate::memory_model::ledger::FrameLedger;
 pub(crate) use crate::memory_model::ledger::PinOrigin as Origin;
 
@@ -26,9 +27,8 @@ pub struct Pins {
     pub(crate) code_pins: BTreeMap<usize, u64>,
 }
 
-/// Frames still pinned above their initial count, by owner and address:
-/// (service, address, vCPU, RIP, message).
-pub fn leaks(frames: &FrameLedger) -> Vec<(&'static str, u64, usize, u64, String)> {
+/// Frames still pinned above their initial count, by owner and address.
+pub fn leaks(frames: &FrameLedger) -> Vec<Leak> {
     let mut pinned: Vec<_> = frames.all_counts().filter(|(_, c)| c.pins > 0).collect();
     pinned.sort_by_key(|(_, c)| c.owner);
     pinned
@@ -43,7 +43,14 @@ pub fn leaks(frames: &FrameLedger) -> Vec<(&'static str, u64, usize, u64, String
                 u64::from(base) + u64::from(c.pins),
                 origin.service
             );
-            (origin.service, page, origin.vcpu, origin.rip, message)
+            Leak {
+                kind: ViolationKind::LeakPinned,
+                service: origin.service,
+                address: page,
+                vcpu: origin.vcpu,
+                rip: origin.rip,
+                message,
+            }
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use kmemvisor_abi::dgux::{
 use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
-use crate::checker::Violation;
+use crate::checker::{Violation, ViolationKind};
 use crate::memory_model::guest_access;
 use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
 use crate::memory_model::ledger::FrameLedger;
@@ -62,7 +62,9 @@ fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bo
     };
     match result {
         Ok(ptr) => Reply::ok(ptr),
-        Err(GetError::Refused(why)) => refuse(state, caller, service, &[bytes, alignment], why, Status::EINVAL),
+        Err(GetError::Refused(refusal)) => {
+            refuse(state, caller, refusal.kind(), service, &[bytes, alignment], refusal.to_string(), Status::EINVAL)
+        }
         Err(GetError::OutOfMemory) if demand => {
             let code = match kind {
                 Kind::Wired => AbortCode::VmPanicGetWiredMemory,
@@ -90,23 +92,18 @@ fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u
                 "release of {bytes} bytes at {ptr:#x}, which are attached for cross-memory (xmattach on vCPU {} at RIP {:#x}): xmdetach first",
                 a.origin.vcpu, a.origin.rip
             );
-            return refuse(state, caller, service, &[ptr, bytes], why, Status::EBUSY);
+            return refuse(state, caller, ViolationKind::XmemFreeWhileAttached, service, &[ptr, bytes], why, Status::EBUSY);
         }
         k.dgux.release(view(state), &mut k.frames, kind, ptr, bytes)
     };
     match result {
         Ok(()) => Reply::ok(0),
         Err(ReleaseError::Zap(e)) => zap_failed(caller, service, e),
-        Err(e) => {
-            // Held by another subsystem (hidden for DMA, pinned): busy; misuse of DG/UX itself: invalid.
-            let status =
-                if matches!(e, ReleaseError::Hidden { .. } | ReleaseError::InTransfer { .. } | ReleaseError::Pinned { .. }) {
-                    Status::EBUSY
-                } else {
-                    Status::EINVAL
-                };
-            let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {e}; nothing was released");
-            refuse(state, caller, service, &[ptr, bytes], message, status)
+        Err(ReleaseError::Refused(refusal)) => {
+            // Held by another subsystem (hidden for DMA, pinned, in a transfer): busy; misuse of DG/UX itself: invalid.
+            let status = if refusal.held_elsewhere() { Status::EBUSY } else { Status::EINVAL };
+            let message = format!("release of {bytes} bytes of {kind} memory at {ptr:#x}: {refusal}; nothing was released");
+            refuse(state, caller, refusal.kind(), service, &[ptr, bytes], message, status)
         }
     }
 }
@@ -131,11 +128,11 @@ fn region(args: &[u64]) -> Result<(u64, u64, bool), String> {
 fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access: u64) -> Outcome {
     let (start, bytes, user) = match region(args) {
         Ok(region) => region,
-        Err(why) => return refuse(state, caller, service, args, why, Status::EINVAL),
+        Err(why) => return refuse(state, caller, ViolationKind::DgUxUint32Overflow, service, args, why, Status::EINVAL),
     };
     if access & !SC_ACCESS_MODE_MASK != 0 {
         let why = format!("access mode {access:#x} has bits outside SC_ACCESS_MODE_MASK");
-        return refuse(state, caller, service, args, why, Status::EINVAL);
+        return refuse(state, caller, ViolationKind::DgUxAccessModeReservedBits, service, args, why, Status::EINVAL);
     }
     let k = &mut *kernel(state);
     let status = match owner(state, caller, user) {
@@ -155,12 +152,12 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
 fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], access: Option<u64>) -> Outcome {
     let (start, bytes, user) = match region(args) {
         Ok(region) => region,
-        Err(why) => return refuse(state, caller, service, args, why, Status::EINVAL),
+        Err(why) => return refuse(state, caller, ViolationKind::DgUxUint32Overflow, service, args, why, Status::EINVAL),
     };
     let access = access.unwrap_or(SC_NO_ACCESS);
     if access & !SC_ACCESS_MODE_MASK != 0 {
         let why = format!("access mode {access:#x} has bits outside SC_ACCESS_MODE_MASK");
-        return refuse(state, caller, service, args, why, Status::EINVAL);
+        return refuse(state, caller, ViolationKind::DgUxAccessModeReservedBits, service, args, why, Status::EINVAL);
     }
     let marks = Marks { referenced: access != SC_NO_ACCESS, modified: access & SC_WRITE_ACCESS != 0 };
     let k = &mut *kernel(state);
@@ -174,42 +171,53 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
     };
     let Some(result) = result else {
         let why = format!("user address {start:#x}, but the caller has no user address space");
-        return refuse(state, caller, service, args, why, Status::VM_STATUS_PROCESS_HAS_NO_VM);
+        let kind = ViolationKind::DgUxUserAddressWithoutProcess;
+        return refuse(state, caller, kind, service, args, why, Status::VM_STATUS_PROCESS_HAS_NO_VM);
     };
     match result {
         Ok(unwired) => {
-            for message in dma_findings(&mut k.frames, service, &unwired, marks) {
-                state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
+            for (kind, message) in dma_findings(&mut k.frames, service, &unwired, marks) {
+                state.record_violation(Violation::new(kind, service.name(), args, caller.vcpu, caller.rip, message));
             }
             Reply::ok(0)
         }
-        Err(e) => refuse(state, caller, service, args, format!("{e}; nothing was unwired or marked"), Status::EINVAL),
+        Err(e) => {
+            let message = format!("{e}; nothing was unwired or marked");
+            refuse(state, caller, e.kind(), service, args, message, Status::EINVAL)
+        }
     }
 }
 
 /// What an unwire of `unwired` (page, frame) pairs did wrong with the DMA
-/// engine: it ended the hand-off of a frame a queued or running transfer
-/// touches, or it did not mark modified a frame the device wrote.
-fn dma_findings(frames: &mut FrameLedger, service: Service, unwired: &[(u64, u64)], marks: Marks) -> Vec<String> {
+/// engine, each with its kind: it ended the hand-off of a frame a queued or
+/// running transfer touches, or it did not mark modified a frame the device wrote.
+fn dma_findings(
+    frames: &mut FrameLedger,
+    service: Service,
+    unwired: &[(u64, u64)],
+    marks: Marks,
+) -> Vec<(ViolationKind, String)> {
     let mut findings = Vec::new();
     if let Some(&(page, frame)) = unwired.iter().find(|&&(_, frame)| frames.transfers_on(frame) > 0) {
-        findings.push(format!(
+        let message = format!(
             "{} unwires page {page:#x} (frame {frame:#x}) while a DMA transfer that touches it is queued or running: \
              the device may still read or write it after the hand-off ended; wait for the transfer to complete",
             service.name()
-        ));
+        );
+        findings.push((ViolationKind::DmaUnwireDuringTransfer, message));
     }
     // Every written frame forgets the write, so a later unwire is not blamed again.
     let written: Vec<(u64, u64)> = unwired.iter().copied().filter(|&(_, frame)| frames.take_device_write(frame)).collect();
     if let Some(&(page, frame)) = written.first().filter(|_| !marks.modified) {
-        findings.push(format!(
+        let message = format!(
             "{} unwires page {page:#x} (frame {frame:#x}) and {} other page(s) that the DMA engine wrote without marking \
              them modified: DMA transfers do not set the referenced or modified bits, and failure to appropriately set \
              the reference and/or modified bits can cause new buffer data to be lost (unwire with \
              vm_mark_and_unwire_memory and SC_WRITE_ACCESS)",
             service.name(),
             written.len() - 1
-        ));
+        );
+        findings.push((ViolationKind::DmaUnwireWithoutModifiedMark, message));
     }
     findings
 }
@@ -237,7 +245,7 @@ fn reserved_bits(state: &VmState, caller: Caller, service: Service, args: &[u64]
         return None;
     }
     let why = format!("control flags {flags:#x} set reserved bits {:#x}", flags & !known);
-    match refuse(state, caller, service, args, why, Status::OK) {
+    match refuse(state, caller, ViolationKind::DgUxReservedControlBits, service, args, why, Status::OK) {
         stop @ Outcome::Stop(_) => Some(stop),
         _ => None,
     }
@@ -309,7 +317,7 @@ mod tests {
     use crate::report::ExitCause;
     use crate::services::{Outcome, Reply};
     use crate::state::{VmConfig, VmState};
-    use crate::testing::{call, state, state_with, status, violations};
+    use crate::testing::{call, kinds, state, state_with, status, violations};
 
     fn get(s: &VmState, service: Service, bytes: u64, alignment: u32) -> u64 {
         match call(s, service, &[bytes, u64::from(alignment)]) {
@@ -364,7 +372,17 @@ mod tests {
                 "{bytes} {alignment}"
             );
         }
-        assert_eq!(violations(&s).len(), 6);
+        assert_eq!(
+            kinds(&s),
+            [
+                "dgux.get-zero-bytes",
+                "dgux.get-smaller-than-alignment",
+                "dgux.get-smaller-than-alignment",
+                "dgux.no-page-cross-too-large",
+                "dgux.bad-alignment",
+                "dgux.uint32-overflow"
+            ]
+        );
         assert_eq!(report(&s).live_allocations, 0);
     }
 
@@ -406,6 +424,10 @@ mod tests {
         assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 64]), Status::OK);
         assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 64]), Status::EINVAL, "double release");
         assert!(violations(&s)[3].contains("no live allocation"));
+        assert_eq!(
+            kinds(&s),
+            ["dgux.release-size-mismatch", "dgux.release-wrong-type", "dgux.release-not-start", "dgux.release-no-allocation"]
+        );
     }
 
     #[test]
@@ -581,7 +603,7 @@ mod tests {
         assert!(first.flags.contains(PteFlags::WRITABLE | PteFlags::NO_EXECUTE));
         assert_eq!(map(data, frame, 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
         assert_eq!(map(data, frame, 4096, MAP_SHARED, kernel | 4), Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
-        assert_eq!(violations(&s).len(), 1, "reserved control bits are a violation");
+        assert_eq!(kinds(&s), ["dgux.reserved-control-bits"], "reserved control bits are a violation");
     }
 
     #[test]
@@ -653,7 +675,7 @@ mod tests {
             let k = s.kernel.lock().expect("lock");
             k.dgux.leaks(&k.frames)
         };
-        assert_eq!(leaks.iter().filter(|l| l.4.contains(&format!("of process {pid}"))).count(), 2);
+        assert_eq!(leaks.iter().filter(|l| l.message.contains(&format!("of process {pid}"))).count(), 2);
         ok(&s, Service::ProcessSwitch, &[pid]);
         assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[user, 1, 2 * 4096]), Status::OK);
         assert_eq!(status(&s, Service::VmUnwireMemory, &[user, 1, 1]), Status::EINVAL, "below 0");
@@ -675,15 +697,15 @@ mod tests {
             k.dgux.leaks(&k.frames)
         };
         assert_eq!(leaks.len(), 2);
-        assert_eq!(leaks[0].0, "vm_get_unwired_memory");
-        assert_eq!(leaks[0].3, 0x1234, "the RIP of the get");
-        assert!(leaks[1].4.contains("still wired at exit"));
+        assert_eq!(leaks[0].service, "vm_get_unwired_memory");
+        assert_eq!(leaks[0].rip, 0x1234, "the RIP of the get");
+        assert!(leaks[1].message.contains("still wired at exit"));
         let q = get(&s, Service::VmPerhapsGetWiredMemory, 8, VM_DEFAULT_ALIGNMENT);
         let leaks = {
             let k = s.kernel.lock().expect("lock");
             k.dgux.leaks(&k.frames)
         };
-        assert!(leaks.iter().any(|l| l.0 == "vm_perhaps_get_wired_memory" && l.1 == q), "{leaks:?}");
+        assert!(leaks.iter().any(|l| l.service == "vm_perhaps_get_wired_memory" && l.address == q), "{leaks:?}");
     }
 
     /// Maps the frame under `owner` at `alias` (a page of an unwired allocation) with `vm_map_physical_memory`.
@@ -719,7 +741,10 @@ mod tests {
             let k = s.kernel.lock().expect("lock");
             k.dgux.leaks(&k.frames)
         };
-        assert!(leaks.iter().any(|l| l.1 == owner && l.4.contains("still wired at exit: wire count 2, initial 1")), "{leaks:?}");
+        assert!(
+            leaks.iter().any(|l| l.address == owner && l.message.contains("still wired at exit: wire count 2, initial 1")),
+            "{leaks:?}"
+        );
         // Unwired and marked through the alias: the owner's page shows the marks.
         assert_eq!(status(&s, Service::VmMarkModAndRefAndUnwireMemory, &[data, 0, 1]), Status::OK);
         let page = report(&s).pages.into_iter().find(|p| p.va == format!("{owner:#x}")).expect("the owner's page is reported");
@@ -764,8 +789,8 @@ mod tests {
             k.aix.leaks(&k.frames)
         };
         assert_eq!(leaks.len(), 2, "{leaks:?}");
-        assert!(leaks.iter().all(|l| l.0 == "pin" && l.4.contains("still pinned at exit: pin count 1, initial 0")));
-        assert_eq!((leaks[0].1, leaks[1].1), (owner.min(block), owner.max(block)), "named by the owner's page");
+        assert!(leaks.iter().all(|l| l.service == "pin" && l.message.contains("still pinned at exit: pin count 1, initial 0")));
+        assert_eq!((leaks[0].address, leaks[1].address), (owner.min(block), owner.max(block)), "named by the owner's page");
         // Unpinned through the owner's address: the pins were the frame's.
         assert_eq!(status(&s, Service::Unpin, &[owner, 1]), Status::OK);
         assert_eq!(status(&s, Service::Unpin, &[block, 1]), Status::OK);
@@ -799,7 +824,9 @@ mod tests {
             k.dgux.leaks(&k.frames)
         };
         assert!(
-            leaks.iter().any(|l| l.4 == format!("user page {user:#x} of process {pid} is still wired at exit: wire count 1"))
+            leaks
+                .iter()
+                .any(|l| l.message == format!("user page {user:#x} of process {pid} is still wired at exit: wire count 1"))
         );
         assert_eq!(status(&s, Service::VmUnwireMemory, &[data, 0, 1]), Status::OK);
         assert_eq!(status(&s, Service::Pin, &[data, 1]), Status::OK);

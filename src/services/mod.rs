@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 
-use crate::checker::Violation;
+use crate::checker::{Violation, ViolationKind};
 use crate::kvm::vcpu_pool::StartRequest;
 use crate::memory_model::guest_access;
 use crate::memory_model::ram::ZapError;
@@ -79,8 +79,16 @@ pub fn zap_failed(caller: Caller, service: Service, error: ZapError) -> Outcome 
 /// Records a violation of `service` and answers `status`. Under `--strict`
 /// the recording requested the stop (`Checker::record`), and the vCPU does
 /// not re-enter the guest to see the status.
-pub fn refuse(state: &VmState, caller: Caller, service: Service, args: &[u64], message: String, status: Status) -> Outcome {
-    state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
+pub fn refuse(
+    state: &VmState,
+    caller: Caller,
+    kind: ViolationKind,
+    service: Service,
+    args: &[u64],
+    message: String,
+    status: Status,
+) -> Outcome {
+    state.record_violation(Violation::new(kind, service.name(), args, caller.vcpu, caller.rip, message));
     Reply::status(status)
 }
 
@@ -347,6 +355,7 @@ mod tests {
         assert_eq!(strict.stop.cause(), Some(ExitCause::StrictViolation), "the vCPU loop sees this before re-entry");
         assert_eq!(call(&strict, leave, [0; 6]), Reply::status(Status::EINVAL));
         assert_eq!(crate::testing::violations(&strict), vec!["interrupt_leave without interrupt_enter".to_string()]);
+        assert_eq!(crate::testing::kinds(&strict), ["process.interrupt-leave-without-enter"]);
     }
 
     /// Everything of the VMM's memory model that a call can change: the

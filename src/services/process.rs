@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use kmemvisor_abi::{Service, Status};
 
+use crate::checker::ViolationKind;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::VmState;
 use crate::sync::lock;
@@ -48,7 +49,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             }
             if k.xmem.holds_process(pid) {
                 let why = format!("process_destroy of process {pid}, whose memory is attached for cross-memory: xmdetach first");
-                return refuse(state, caller, service, &args[..1], why, Status::EBUSY);
+                return refuse(state, caller, ViolationKind::XmemFreeWhileAttached, service, &args[..1], why, Status::EBUSY);
             }
             // Its frames' counts say whether they may go, through whatever
             // address (its own, or a kernel alias) they were wired or pinned.
@@ -95,7 +96,15 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             let mut context = lock(context);
             if context.interrupt_depth == 0 {
                 drop(context);
-                return refuse(state, caller, service, &[], "interrupt_leave without interrupt_enter".into(), Status::EINVAL);
+                return refuse(
+                    state,
+                    caller,
+                    ViolationKind::ProcessInterruptLeaveWithoutEnter,
+                    service,
+                    &[],
+                    "interrupt_leave without interrupt_enter".into(),
+                    Status::EINVAL,
+                );
             }
             context.interrupt_depth -= 1;
             Reply::ok(u64::from(context.interrupt_depth))
@@ -132,7 +141,7 @@ mod tests {
         assert_eq!(call(Service::ProcessSwitch, [0; 6]), reply(Status::EPERM, 0), "no switching at interrupt level");
         assert_eq!(call(Service::InterruptLeave, [0; 6]), reply(Status::OK, 0));
         assert_eq!(call(Service::InterruptLeave, [0; 6]), reply(Status::EINVAL, 0));
-        assert_eq!(state.checker.violations().len(), 1);
+        assert_eq!(crate::testing::kinds(&state), ["process.interrupt-leave-without-enter"]);
         assert_eq!(call(Service::ProcessSwitch, [0; 6]), reply(Status::OK, 0));
         assert_eq!(state.cr3[0].load(Ordering::SeqCst), state.space.root());
         assert_eq!(call(Service::ProcessDestroy, [pid, 0, 0, 0, 0, 0]), reply(Status::OK, 0));

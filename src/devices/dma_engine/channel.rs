@@ -6,6 +6,7 @@ use std::fmt;
 use kmemvisor_abi::dma::*;
 
 use super::transfer::Transfer;
+use crate::checker::ViolationKind;
 
 /// A register of a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +94,19 @@ pub(super) enum MmioMisuse {
     /// A store to a register the driver may only read.
     #[error("DMA engine {op} to the read-only register {name} of channel {channel}")]
     ReadOnly { op: Op, channel: usize, name: &'static str },
+}
+
+impl MmioMisuse {
+    /// The rule the access broke.
+    pub(super) fn kind(&self) -> ViolationKind {
+        match self {
+            MmioMisuse::BadSize { .. } => ViolationKind::DmaRegisterAccessSize,
+            MmioMisuse::Unaligned { .. } => ViolationKind::DmaRegisterUnaligned,
+            MmioMisuse::PastChannels { .. } => ViolationKind::DmaRegisterPastChannels,
+            MmioMisuse::UnknownRegister { .. } => ViolationKind::DmaUnknownRegister,
+            MmioMisuse::ReadOnly { .. } => ViolationKind::DmaReadOnlyRegisterStore,
+        }
+    }
 }
 
 /// The channel and register an access at `offset` of `size` bytes reaches,

@@ -28,6 +28,7 @@ use kmemvisor_abi::dma::*;
 use self::channel::{Channel, Op, Register};
 pub use self::delay::Delays;
 use self::transfer::{Transfer, TransferError};
+use crate::checker::ViolationKind;
 use crate::sync::lock;
 
 /// The default latency: a transfer runs at the end of the exit after its
@@ -72,9 +73,9 @@ pub trait DmaHost: Sync {
     /// it may not: its frame's role forbids DMA (page tables, CPU tables, the
     /// image, …; the frame ledger decides).
     fn refusal(&self, page: u64) -> Option<String>;
-    /// Records a violation, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access at guest RIP `rip`
-    /// caused it; `args` are register values.
-    fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String);
+    /// Records a violation of the rule `kind`, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access
+    /// at guest RIP `rip` caused it; `args` are register values.
+    fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String);
     /// A queued transfer will touch these guest pages.
     fn begin_transfer(&self, pages: &[u64]);
     /// The transfer rung at device time `rung` on `channel` ran (`error` 0)
@@ -155,7 +156,7 @@ impl DmaEngine {
         match channel::decode(offset, size, Op::Load) {
             Ok((channel, reg)) => lock(&self.state).channels.get(channel).map_or(u64::MAX, |c| c.read(reg)),
             Err(misuse) => {
-                host.violation(access.vcpu, access.rip, &[offset, size as u64], misuse.to_string());
+                host.violation(misuse.kind(), access.vcpu, access.rip, &[offset, size as u64], misuse.to_string());
                 u64::MAX
             }
         }
@@ -170,7 +171,9 @@ impl DmaEngine {
                     c.write(reg, value);
                 }
             }
-            Err(misuse) => host.violation(access.vcpu, access.rip, &[offset, size as u64, value], misuse.to_string()),
+            Err(misuse) => {
+                host.violation(misuse.kind(), access.vcpu, access.rip, &[offset, size as u64, value], misuse.to_string())
+            }
         }
     }
 
@@ -197,7 +200,7 @@ impl DmaEngine {
                 // Recorded outside the lock: the host may stop the VM.
                 drop(guard);
                 let message = format!("doorbell rang on channel {channel} while its transfer was in flight");
-                host.violation(access.vcpu, access.rip, &[channel as u64], message);
+                host.violation(ViolationKind::DmaDoorbellWhileBusy, access.vcpu, access.rip, &[channel as u64], message);
             }
         }
     }
@@ -303,12 +306,17 @@ mod tests {
         let host = TestHost::new();
         let engine = DmaEngine::new(DmaConfig::default());
         let cases = [
-            (REG_SOURCE, 4, "of 4 bytes at offset 0x8"),
-            (REG_SOURCE + 4, 8, "at offset 0xc, which is not 8-byte aligned"),
-            (at(DMA_CHANNELS, REG_ID), 8, "at offset 0x800, past the last channel (the 8 channels end at 0x800)"),
-            (at(2, 0x48), 8, "at offset 0x248: channel 2 has no register at 0x48"),
+            (REG_SOURCE, 4, "of 4 bytes at offset 0x8", "dma.register-access-size"),
+            (REG_SOURCE + 4, 8, "at offset 0xc, which is not 8-byte aligned", "dma.register-unaligned"),
+            (
+                at(DMA_CHANNELS, REG_ID),
+                8,
+                "at offset 0x800, past the last channel (the 8 channels end at 0x800)",
+                "dma.register-past-channels",
+            ),
+            (at(2, 0x48), 8, "at offset 0x248: channel 2 has no register at 0x48", "dma.unknown-register"),
         ];
-        for (i, &(offset, size, expected)) in cases.iter().enumerate() {
+        for (i, &(offset, size, expected, kind)) in cases.iter().enumerate() {
             assert_eq!(engine.mmio_read(&host, ACCESS, offset, size), u64::MAX);
             engine.mmio_write(&host, ACCESS, offset, size, 0x55);
             let recorded = host.recorded();
@@ -318,6 +326,7 @@ mod tests {
             assert!(store.3.contains(&format!("DMA engine store of 0x55 {expected}")), "{}", store.3);
             assert_eq!((load.0, load.1, load.2.clone()), (ACCESS.vcpu, ACCESS.rip, vec![offset, size as u64]));
             assert_eq!(store.2, vec![offset, size as u64, 0x55]);
+            assert_eq!((load.4.as_str(), store.4.as_str()), (kind, kind));
         }
         // Ignored stores left the registers alone.
         assert_eq!(read(&engine, &host, 0, REG_SOURCE), 0);
@@ -326,6 +335,7 @@ mod tests {
         {
             engine.mmio_write(&host, ACCESS, at(3, reg), 8, 9);
             let message = host.messages().pop().unwrap_or_default();
+            assert_eq!(host.kinds().pop().map(|k| k.as_str()), Some("dma.read-only-register-store"));
             assert_eq!(message, format!("DMA engine store of 0x9 to the read-only register {name} of channel 3"));
         }
         assert_eq!(read(&engine, &host, 3, REG_ID), DMA_ENGINE_ID);
@@ -386,6 +396,7 @@ mod tests {
         start(&engine, &host, 4, [0x1000, 0x9000, 0x100, DIR_MEMORY_TO_MEMORY]);
         assert_eq!(host.messages(), vec!["doorbell rang on channel 4 while its transfer was in flight".to_string()]);
         assert_eq!(host.recorded()[0].2, vec![4]);
+        assert_eq!(host.kinds()[0].as_str(), "dma.doorbell-while-busy");
         assert_eq!(outcome(&engine, &host, 4), (STATUS_ERROR, ERROR_BUSY));
         assert_eq!(host.bytes(0x2000, 0x100), host.bytes(0x1000, 0x100));
         assert_eq!(host.bytes(0x9000, 0x100), vec![0; 0x100]);

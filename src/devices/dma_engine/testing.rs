@@ -7,13 +7,14 @@ use std::sync::Mutex;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{Access, DmaHost};
+use crate::checker::ViolationKind;
 use crate::sync::lock;
 
 /// The access the tests make.
 pub(super) const ACCESS: Access = Access { vcpu: 2, rip: 0xffff_ffff_8020_1234 };
 
-/// A recorded violation: vCPU, RIP, arguments, message.
-pub(super) type Recorded = (usize, u64, Vec<u64>, String);
+/// A recorded violation: vCPU, RIP, arguments, message, kind.
+pub(super) type Recorded = (usize, u64, Vec<u64>, String, ViolationKind);
 
 /// 2 MiB of guest RAM at 0, nothing handed off unless asked.
 pub(super) struct TestHost {
@@ -72,6 +73,10 @@ impl TestHost {
         self.recorded().into_iter().map(|v| v.3).collect()
     }
 
+    pub(super) fn kinds(&self) -> Vec<ViolationKind> {
+        self.recorded().into_iter().map(|v| v.4).collect()
+    }
+
     /// Fills `len` bytes at `gpa` with a pattern that differs for each `salt`
     /// and does not repeat at page or chunk strides.
     pub(super) fn fill_pattern(&self, gpa: u64, len: u64, salt: u8) {
@@ -100,8 +105,8 @@ impl DmaHost for TestHost {
         lock(&self.forbidden).contains(&page).then(|| format!("page {page:#x}, a page table"))
     }
 
-    fn violation(&self, vcpu: usize, rip: u64, args: &[u64], message: String) {
-        lock(&self.violations).push((vcpu, rip, args.to_vec(), message));
+    fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String) {
+        lock(&self.violations).push((vcpu, rip, args.to_vec(), message, kind));
     }
 
     fn begin_transfer(&self, pages: &[u64]) {

@@ -12,6 +12,7 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::{Access, DmaHost};
+use crate::checker::ViolationKind;
 use crate::sync::lock;
 
 /// Bounce buffer size for RAM-to-RAM copies, so that a 1 MiB transfer does
@@ -149,7 +150,8 @@ fn refuse_forbidden(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan
             let message = format!(
                 "DMA {verb}s page {page:#x}, which no device may touch ({why}): the transfer is refused and nothing was copied"
             );
-            host.violation(access.vcpu, access.rip, &[t.source, t.destination, t.length, t.direction], message);
+            let args = [t.source, t.destination, t.length, t.direction];
+            host.violation(ViolationKind::DmaForbiddenFrame, access.vcpu, access.rip, &args, message);
             return Err(TransferError::Forbidden(page));
         }
     }
@@ -174,7 +176,8 @@ fn report_unhanded(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan,
              {count} of the {total} page(s) the transfer {verb}, are not handed off to the device",
             others = count - 1
         );
-        host.violation(access.vcpu, access.rip, &[t.source, t.destination, t.length, t.direction], message);
+        let args = [t.source, t.destination, t.length, t.direction];
+        host.violation(ViolationKind::DmaPageNotHandedOff, access.vcpu, access.rip, &args, message);
     }
 }
 
@@ -323,6 +326,7 @@ mod tests {
         let recorded = host.recorded();
         assert_eq!((recorded[0].0, recorded[0].1), (ACCESS.vcpu, ACCESS.rip));
         assert_eq!(recorded[0].2, vec![0, 0x4800, 0x3000, DIR_FROM_DEVICE]);
+        assert_eq!(recorded[0].4.as_str(), "dma.page-not-handed-off");
 
         let host = TestHost::new();
         host.fill_pattern(0x9000, 0x10, 9);
@@ -362,6 +366,7 @@ mod tests {
             messages[0]
         );
         assert!(messages[2].starts_with("DMA reads page 0x9000, which"), "{}", messages[2]);
+        assert!(host.kinds().iter().all(|k| k.as_str() == "dma.forbidden-frame"), "{:?}", host.kinds());
     }
 
     #[test]

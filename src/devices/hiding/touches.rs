@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::checker::Violation;
+use crate::checker::{Violation, ViolationKind};
 use crate::devices::hiding::{Stall, Touch};
 use crate::report::ExitCause;
 use crate::state::VmState;
@@ -20,10 +20,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// margin for a vCPU whose stall has just ended but which is not running yet.
 const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
 
-fn record(state: &VmState, stall: &Stall, message: String) {
+fn record(state: &VmState, kind: ViolationKind, stall: &Stall, message: String) {
     let vcpu = stall.vcpu.unwrap_or(0);
     // The RIP is not known: the vCPU waits inside KVM_RUN, where its registers cannot be read.
-    state.record_violation(Violation::new("hidden-page", &[stall.page], vcpu, 0, message));
+    state.record_violation(Violation::new(kind, "hidden-page", &[stall.page], vcpu, 0, message));
 }
 
 fn who(stall: &Stall) -> String {
@@ -66,7 +66,7 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                 if let Some(vcpu) = stall.vcpu {
                     state.trace(Event::Stall { vcpu, page: stall.page });
                 }
-                record(state, &stall, message);
+                record(state, ViolationKind::HiddenPageTouched, &stall, message);
                 // It cannot run until the page comes back: the turn goes on,
                 // after the stall is on record. A pending signal makes its
                 // KVM_RUN return at the release instead of running on
@@ -118,7 +118,7 @@ pub fn serve(state: &VmState, done: &EventFd) {
                 stall.page,
                 stall.origin.what
             );
-            record(state, &stall, message);
+            record(state, ViolationKind::HiddenPageStallTimeout, &stall, message);
         }
         let stalled = state.hiding.stalled_vcpu_ids();
         if !state.vcpus.all_blocked(&stalled) {

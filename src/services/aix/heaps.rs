@@ -23,9 +23,10 @@ use kmemvisor_abi::aix::XMALLOC_MAX_ALIGN_LOG2;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
+use crate::checker::ViolationKind;
 use crate::memory_model::arena::Arena;
 use crate::memory_model::heaps::{Allocation, AreaHeap, Backing, Heap, MAX_HEAP_SIZE, MAX_HEAPS, MIN_HEAP_SIZE, RecentFrees};
-use crate::memory_model::kernel_memory::{GetError, GuestView, ReleaseError, zero_range};
+use crate::memory_model::kernel_memory::{GetError, GuestView, ReleaseError, ReleaseRefusal, zero_range};
 use crate::memory_model::paging::PteFlags;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::VmState;
@@ -125,19 +126,21 @@ fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
                 "xmfree of {ptr:#x}, which is attached for cross-memory (xmattach on vCPU {} at RIP {:#x}): xmdetach first",
                 a.origin.vcpu, a.origin.rip
             );
-            return refuse(state, caller, Service::Xmfree, &args, why, Status::EBUSY);
+            return refuse(state, caller, ViolationKind::XmemFreeWhileAttached, Service::Xmfree, &args, why, Status::EBUSY);
         }
         let Some(h) = k.aix.heaps.heaps.get_mut(&heap) else { return Reply::status(Status::EINVAL) };
         let freed = match &mut h.backing {
             Backing::Boot(region) => match k.dgux.free(view(state), &mut k.frames, *region, ptr) {
                 Ok(_) => Ok(()),
-                Err(e @ ReleaseError::StillWired { .. }) => Err(Some(format!("xmfree of {ptr:#x} from heap {heap}: {e}"))),
-                Err(e @ (ReleaseError::Hidden { .. } | ReleaseError::InTransfer { .. } | ReleaseError::Pinned { .. })) => {
-                    let why = format!("xmfree of {ptr:#x} from heap {heap}: {e}");
-                    return refuse(state, caller, Service::Xmfree, &args, why, Status::EBUSY);
+                Err(ReleaseError::Refused(refusal @ ReleaseRefusal::StillWired { .. })) => {
+                    Err(Some((refusal.kind(), format!("xmfree of {ptr:#x} from heap {heap}: {refusal}"))))
+                }
+                Err(ReleaseError::Refused(refusal)) if refusal.held_elsewhere() => {
+                    let why = format!("xmfree of {ptr:#x} from heap {heap}: {refusal}");
+                    return refuse(state, caller, refusal.kind(), Service::Xmfree, &args, why, Status::EBUSY);
                 }
                 Err(ReleaseError::Zap(e)) => return zap_failed(caller, Service::Xmfree, e),
-                Err(_) => Err(None),
+                Err(ReleaseError::Refused(_)) => Err(None),
             },
             Backing::Area(area) => match area.allocations.remove(&ptr) {
                 Some(a) => {
@@ -152,15 +155,17 @@ fn xmfree(state: &VmState, caller: Caller, ptr: u64, heap: u64) -> Outcome {
                 h.recent.remember(ptr);
                 return Reply::ok(0);
             }
-            Err(Some(message)) => message,
-            Err(None) if h.recent.contains(ptr) => {
-                format!("double free: {ptr:#x} was allocated from heap {heap} and freed already")
-            }
+            Err(Some(problem)) => problem,
+            Err(None) if h.recent.contains(ptr) => (
+                ViolationKind::AixXmfreeDoubleFree,
+                format!("double free: {ptr:#x} was allocated from heap {heap} and freed already"),
+            ),
             // Not this heap's: AIX's error return, not misuse the VMM reports.
             Err(None) => return Reply::status(Status::EINVAL),
         }
     };
-    refuse(state, caller, Service::Xmfree, &args, problem, Status::EINVAL)
+    let (kind, message) = problem;
+    refuse(state, caller, kind, Service::Xmfree, &args, message, Status::EINVAL)
 }
 
 #[cfg(test)]
@@ -285,6 +290,7 @@ mod tests {
         let v = violations(&s);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("double free"), "{}", v[0]);
+        assert_eq!(testing::kinds(&s), ["aix.xmfree-double-free"]);
         // Freed pages are unmapped: a use after free faults.
         assert_eq!(s.space.translate(s.ram.memory(), p), None);
         // A pointer handed out again is live again.
@@ -347,8 +353,8 @@ mod tests {
             k.aix.leaks(&k.frames)
         };
         assert_eq!(leaks.len(), 1);
-        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", b, 0, testing::RIP));
-        assert!(leaks[0].4.contains("100 bytes") && leaks[0].4.contains("heap 3"), "{}", leaks[0].4);
+        assert_eq!((leaks[0].service, leaks[0].address, leaks[0].vcpu, leaks[0].rip), ("xmalloc", b, 0, testing::RIP));
+        assert!(leaks[0].message.contains("100 bytes") && leaks[0].message.contains("heap 3"), "{}", leaks[0].message);
         // The region was taken back: the heap can no longer hand it out.
         assert_eq!(status(&s, Service::Xmfree, &[b, heap]), Status::OK);
         assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[area, 2 * PAGE_SIZE]), Status::OK);
@@ -366,8 +372,8 @@ mod tests {
             k.dgux.leaks(&k.frames)
         };
         assert_eq!(leaks.len(), 1, "{leaks:?}");
-        assert_eq!((leaks[0].0, leaks[0].1, leaks[0].2, leaks[0].3), ("xmalloc", p, 0, testing::RIP));
-        assert!(leaks[0].4.contains("77 bytes") && leaks[0].4.contains("pinned_heap"), "{}", leaks[0].4);
+        assert_eq!((leaks[0].service, leaks[0].address, leaks[0].vcpu, leaks[0].rip), ("xmalloc", p, 0, testing::RIP));
+        assert!(leaks[0].message.contains("77 bytes") && leaks[0].message.contains("pinned_heap"), "{}", leaks[0].message);
     }
 
     #[test]

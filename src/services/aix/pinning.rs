@@ -25,6 +25,7 @@ use kmemvisor_abi::aix::{UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
+use crate::checker::ViolationKind;
 use crate::memory_model::kernel_memory::page_span;
 use crate::memory_model::ledger::{LedgerError, Owner};
 use crate::memory_model::paging::PteFlags;
@@ -128,11 +129,17 @@ fn kernel_range(state: &VmState, addr: u64, length: u64, change: Change) -> Stat
 fn user_range(state: &VmState, caller: Caller, service: Service, args: &[u64], change: Change) -> Outcome {
     let context = state.contexts.get(caller.vcpu).map(|c| *lock(c)).unwrap_or_default();
     if context.at_interrupt_level() {
-        let why = match change {
-            Change::Pin(_) => "user pinning only under a process: pinu of user memory at interrupt level",
-            Change::Unpin => "unpinning user memory at interrupt level: unpinu of user memory must run under the process",
+        let (kind, why) = match change {
+            Change::Pin(_) => (
+                ViolationKind::AixPinuAtInterruptLevel,
+                "user pinning only under a process: pinu of user memory at interrupt level",
+            ),
+            Change::Unpin => (
+                ViolationKind::AixUnpinuAtInterruptLevel,
+                "unpinning user memory at interrupt level: unpinu of user memory must run under the process",
+            ),
         };
-        return refuse(state, caller, service, args, why.into(), Status::EPERM);
+        return refuse(state, caller, kind, service, args, why.into(), Status::EPERM);
     }
     let (first, end) = match span(args[0], args[1]) {
         Ok(span) => span,
@@ -217,7 +224,7 @@ mod tests {
         value(s, Service::VmGetWiredMemory, &[bytes, u64::from(VM_PAGE_ALIGNED)])
     }
 
-    fn leaks(s: &VmState) -> Vec<(&'static str, u64, usize, u64, String)> {
+    fn leaks(s: &VmState) -> Vec<crate::checker::Leak> {
         let k = s.kernel.lock().expect("lock");
         k.aix.leaks(&k.frames)
     }
@@ -279,10 +286,14 @@ mod tests {
         let leaked = leaks(&s);
         assert_eq!(leaked.len(), 2);
         assert!(
-            leaked.iter().any(|l| l.1 == pinned - pinned % PAGE_SIZE && l.4.contains("pin count 2, initial 1")),
+            leaked.iter().any(|l| l.address == pinned - pinned % PAGE_SIZE && l.message.contains("pin count 2, initial 1")),
             "{leaked:?}"
         );
-        assert!(leaked.iter().all(|l| l.0 == "pin" && l.3 == crate::testing::RIP && l.4.contains("still pinned at exit")));
+        assert!(
+            leaked
+                .iter()
+                .all(|l| l.service == "pin" && l.rip == crate::testing::RIP && l.message.contains("still pinned at exit"))
+        );
         assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::OK);
         assert_eq!(status(&s, Service::Unpin, &[pinned, 64]), Status::EINVAL);
         assert_eq!(status(&s, Service::Unpin, &[pageable, 64]), Status::OK);
@@ -312,8 +323,8 @@ mod tests {
         assert_eq!(status(&s, Service::Pinu, &[va, 8, UIO_SYSSPACE]), Status::EINVAL);
         let leaked = leaks(&s);
         assert_eq!(leaked.len(), 2);
-        assert!(leaked[0].4.contains(&format!("of process {pid} is still pinned at exit")), "{}", leaked[0].4);
-        assert_eq!(leaked[0].0, "pinu");
+        assert!(leaked[0].message.contains(&format!("of process {pid} is still pinned at exit")), "{}", leaked[0].message);
+        assert_eq!(leaked[0].service, "pinu");
 
         // At interrupt level: violations, and nothing changes.
         assert_eq!(value(&s, Service::InterruptEnter, &[]), 1);
@@ -323,6 +334,7 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert!(v[0].contains("user pinning only under a process"), "{}", v[0]);
         assert!(v[1].contains("unpinning user memory at interrupt level"), "{}", v[1]);
+        assert_eq!(crate::testing::kinds(&s), ["aix.pinu-at-interrupt-level", "aix.unpinu-at-interrupt-level"]);
         assert_eq!(count(&s, pid, va), 2);
         assert_eq!(value(&s, Service::InterruptLeave, &[]), 0);
 
@@ -362,7 +374,7 @@ mod tests {
             assert_eq!(count(&s, 0, seg.va + (seg.pages - 1) * PAGE_SIZE), 2);
         }
         assert_eq!(leaks(&s).len() as u64, pages);
-        assert!(leaks(&s).iter().all(|l| l.0 == "pincode"));
+        assert!(leaks(&s).iter().all(|l| l.service == "pincode"));
         // An explicit unpin takes a page back to 1; two unpincodes cannot both succeed then.
         assert_eq!(status(&s, Service::Unpin, &[entry, 1]), Status::OK);
         assert_eq!(status(&s, Service::Unpincode, &[entry]), Status::OK);

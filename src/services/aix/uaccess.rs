@@ -12,6 +12,7 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
+use crate::checker::ViolationKind;
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
 use crate::services::{Caller, Outcome, Reply, refuse};
 use crate::state::VmState;
@@ -131,7 +132,7 @@ fn process_context(state: &VmState, caller: Caller, service: Service, args: &[u6
     let context = *lock(&state.contexts[caller.vcpu]);
     if context.at_interrupt_level() {
         let why = format!("{} at interrupt level: user memory may be touched only in process context", service.name());
-        return Err(refuse(state, caller, service, args, why, Status::EFAULT));
+        return Err(refuse(state, caller, ViolationKind::AixUserAccessAtInterruptLevel, service, args, why, Status::EFAULT));
     }
     if context.pid == 0 { Err(Reply::status(Status::EFAULT)) } else { Ok(context.pid) }
 }
@@ -150,7 +151,7 @@ pub(crate) fn answer(
         Some(Fault::User(_)) => Outcome::Reply(Reply { status: Status::EFAULT, value: done }),
         Some(Fault::Kernel(at)) => {
             let why = format!("kernel address {at:#x} is not mapped (writable) kernel memory; {done} bytes were copied");
-            match refuse(state, caller, service, args, why, Status::EFAULT) {
+            match refuse(state, caller, ViolationKind::AixKernelBufferUnmapped, service, args, why, Status::EFAULT) {
                 Outcome::Reply(reply) => Outcome::Reply(Reply { value: done, ..reply }),
                 stop => stop,
             }
@@ -352,7 +353,7 @@ fn uiomove(
     let memory = state.ram.memory();
     let bad_kernel = |what: &str| {
         let why = format!("the {what} at {uio_va:#x} is not in writable kernel memory");
-        refuse(state, caller, service, args, why, Status::EFAULT)
+        refuse(state, caller, ViolationKind::AixUioNotInKernelMemory, service, args, why, Status::EFAULT)
     };
     let Some(mut uio) = read_kernel(memory, &state.space, uio_va, decode_uio, 40) else { return bad_kernel("uio") };
     if rw != UIO_READ && rw != UIO_WRITE || uio.iovcnt > UIO_MAXIOV {
@@ -369,7 +370,7 @@ fn uiomove(
     let Some(buffer_space) = buffers else { return Reply::status(Status::EFAULT) };
     if lock(&state.contexts[caller.vcpu]).at_interrupt_level() {
         let why = format!("{} at interrupt level", service.name());
-        return refuse(state, caller, service, args, why, Status::EFAULT);
+        return refuse(state, caller, ViolationKind::AixUiomoveAtInterruptLevel, service, args, why, Status::EFAULT);
     }
     let region = if u64::from(uio.segflg) == UIO_SYSSPACE { Region::Kernel } else { Region::User { limit: layout::USER_END } };
     let total = n.min(uio.resid);
@@ -565,6 +566,10 @@ mod tests {
         vm.ok(Service::ProcessSwitch, &[0]);
         assert_eq!(vm.reply(Service::Copyin, &[USER, k, 8]), (Status::EFAULT, 0), "no process: no user memory");
         assert_eq!(vm.violations(), 3);
+        assert_eq!(
+            testing::kinds(&vm.state),
+            ["aix.kernel-buffer-unmapped", "aix.user-access-at-interrupt-level", "aix.user-access-at-interrupt-level"]
+        );
     }
 
     fn uio(vm: &Vm, iovs: &[(u64, u64)], segflg: u64) -> u64 {

@@ -18,7 +18,7 @@ use kmemvisor_abi::xmem::{
 };
 use kmemvisor_abi::{Service, Status};
 
-use crate::checker::Violation;
+use crate::checker::{Violation, ViolationKind};
 use crate::devices::hiding::{HideOrigin, touches};
 use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
 use crate::memory_model::guest_access;
@@ -99,7 +99,7 @@ fn named(state: &VmState, k: &Kernel, caller: Caller, service: Service, args: &[
         Named::Forged => Err(Reply::status(Status::EINVAL)),
         Named::Detached => {
             let why = format!("the descriptor at {dp:#x} names attachment {} after xmdetach ended it", descriptor.handle);
-            Err(refuse(state, caller, service, args, why, Status::EINVAL))
+            Err(refuse(state, caller, ViolationKind::XmemDescriptorAfterDetach, service, args, why, Status::EINVAL))
         }
     }
 }
@@ -114,7 +114,7 @@ fn attach(state: &VmState, caller: Caller, service: Service, args: &[u64]) -> Ou
         } else {
             "xmattach only under a process: user memory attached with no current process".to_string()
         };
-        return refuse(state, caller, service, args, why, Status::EPERM);
+        return refuse(state, caller, ViolationKind::XmemAttachOutsideProcess, service, args, why, Status::EPERM);
     }
     if (!user && segflag != SYS_ADSPACE) || count == 0 || count > MAX_COUNT || addr.checked_add(count).is_none() {
         return Reply::status(Status::EINVAL);
@@ -147,7 +147,7 @@ fn detach(state: &VmState, caller: Caller, args: &[u64]) -> Outcome {
     let hidden: u32 = k.xmem.get(handle).map_or(0, |a| a.hidden.values().map(HiddenThrough::count).sum());
     if hidden > 0 {
         let why = format!("xmdetach while {hidden} xmemdma hide(s) through the attachment are not undone: unhide first");
-        return refuse(state, caller, Service::Xmdetach, args, why, Status::EBUSY);
+        return refuse(state, caller, ViolationKind::XmemDetachWhileHidden, Service::Xmdetach, args, why, Status::EBUSY);
     }
     k.xmem.detach(handle);
     // Best effort: the descriptor was readable a moment ago.
@@ -193,11 +193,13 @@ fn move_bytes(state: &VmState, caller: Caller, service: Service, args: &[u64], m
     let Some(kernel) = frames(state, &state.space, m.kernel, m.count, false) else { return Reply::status(Status::EFAULT) };
     if lock(&state.contexts[caller.vcpu]).at_interrupt_level() && !(resident(k, &attached) && resident(k, &kernel)) {
         let why = format!("{} at interrupt level with a buffer that is not resident (pin it first)", service.name());
-        return refuse(state, caller, service, args, why, Status::EPERM);
+        return refuse(state, caller, ViolationKind::XmemCopyNotResidentAtInterruptLevel, service, args, why, Status::EPERM);
     }
     if let Some(&(va, gpa)) = attached.iter().chain(&kernel).find(|&&(_, gpa)| k.frames.hides(gpa) > 0) {
         let why = format!("{} touched {va:#x} (guest-physical {gpa:#x}) while it is hidden for DMA", service.name());
-        if let stop @ Outcome::Stop(_) = refuse(state, caller, service, args, why, Status::OK) {
+        if let stop @ Outcome::Stop(_) =
+            refuse(state, caller, ViolationKind::XmemCopyTouchesHiddenPage, service, args, why, Status::OK)
+        {
             return stop;
         }
     }
@@ -263,7 +265,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         if let Some(&(va, _)) = pages.iter().find(|&&(_, gpa)| !k.frames.is_pinned(gpa)) {
             let why =
                 format!("xmemdma hides {va:#x}, a page that is not pinned: pin it (xmempin, pinu) before handing it to a device");
-            return refuse(state, caller, service, args, why, Status::EINVAL);
+            return refuse(state, caller, ViolationKind::XmemHideUnpinnedPage, service, args, why, Status::EINVAL);
         }
         pages.iter().map(|&(_, gpa)| gpa).collect()
     } else {
@@ -272,7 +274,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             Err(va) => {
                 let why =
                     format!("xmemdma XMEM_UNHIDE of {va:#x}, a page not hidden through this descriptor (unhide without hide)");
-                return refuse(state, caller, service, args, why, Status::EINVAL);
+                return refuse(state, caller, ViolationKind::XmemUnhideWithoutHide, service, args, why, Status::EINVAL);
             }
         }
     };
@@ -287,7 +289,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             Ok(first_hides) => first_hides,
             Err(e) => {
                 let why = format!("xmemdma cannot hand {first:#x} to a device: {e}; no device may touch it");
-                return refuse(state, caller, service, args, why, Status::EINVAL);
+                return refuse(state, caller, ViolationKind::XmemHideForbiddenFrame, service, args, why, Status::EINVAL);
             }
         };
         state.want_helpers();
@@ -304,7 +306,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         if state.config.vcpus > 1
             && let Err(why) = touches::record_touches(state)
         {
-            return refuse(state, caller, service, args, why, Status::EPERM);
+            return refuse(state, caller, ViolationKind::XmemHidingFailed, service, args, why, Status::EPERM);
         }
         match k.frames.unhide(&gpas) {
             Ok(last_hides) => {
@@ -315,7 +317,14 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                          or running: the device may still read or write the page after it was handed back; wait for the \
                          transfer to complete before unhiding"
                     );
-                    state.record_violation(Violation::new(service.name(), args, caller.vcpu, caller.rip, message));
+                    state.record_violation(Violation::new(
+                        ViolationKind::DmaUnhideDuringTransfer,
+                        service.name(),
+                        args,
+                        caller.vcpu,
+                        caller.rip,
+                        message,
+                    ));
                 }
                 state.hiding.unhide(&last_hides).map(|released| {
                     for stall in &released {
@@ -328,12 +337,12 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             }
             Err(e) => {
                 let why = format!("xmemdma XMEM_UNHIDE: {e}, although this descriptor hid it");
-                return refuse(state, caller, service, args, why, Status::EINVAL);
+                return refuse(state, caller, ViolationKind::XmemUnhideNotHidden, service, args, why, Status::EINVAL);
             }
         }
     };
     if let Err(e) = changed {
-        return refuse(state, caller, service, args, e.to_string(), Status::EPERM);
+        return refuse(state, caller, ViolationKind::XmemHidingFailed, service, args, e.to_string(), Status::EPERM);
     }
     let origin = origin(caller, service);
     if let Some(a) = k.xmem.get_mut(handle) {
@@ -388,7 +397,7 @@ mod tests {
     use super::read_descriptor;
     use crate::memory_model::guest_access;
     use crate::state::VmState;
-    use crate::testing::{ok, reply, state, status, violations};
+    use crate::testing::{kinds, ok, reply, state, status, violations};
 
     const USER: u64 = 0x1000_0000;
 
@@ -457,6 +466,7 @@ mod tests {
         assert_eq!(status(&s, Service::Xmattach64, &[USER, 8, dp, USER_ADSPACE]), Status::EPERM);
         assert_eq!(violations(&s).len(), 2);
         assert!(violations(&s)[1].contains("interrupt level"));
+        assert_eq!(kinds(&s), ["xmem.attach-outside-process", "xmem.attach-outside-process"], "one rule, two ways to break it");
     }
 
     #[test]
