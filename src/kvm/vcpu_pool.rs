@@ -417,6 +417,9 @@ mod tests {
     fn start_run_finish_and_wait_hand_the_result_back() {
         let pool = Arc::new(VcpuPool::new(3, Schedule::Parallel));
         let stop = Arc::new(Stop::new().expect("stop"));
+        pool.start(2, WORK).expect("start");
+        // Checked before the worker exists, which could otherwise finish first.
+        assert!(!pool.all_blocked(&[0]), "the started vCPU runs");
         let worker = {
             let (pool, stop) = (pool.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -424,8 +427,6 @@ mod tests {
                 pool.finish(2, request.function + request.argument);
             })
         };
-        pool.start(2, WORK).expect("start");
-        assert!(!pool.all_blocked(&[0]), "the started vCPU runs");
         assert_eq!(pool.wait(0, 2, &stop), Ok(5));
         assert!(pool.all_blocked(&[0]), "only vCPU 0 runs");
         worker.join().expect("worker");

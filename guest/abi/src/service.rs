@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x00f, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x010, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);
