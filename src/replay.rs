@@ -6,6 +6,9 @@ use std::path::Path;
 use crate::report::Report;
 use crate::trace::content_hash;
 
+/// The largest report read: 256 MiB (a run of a million violations).
+const LARGEST_REPORT: u64 = 256 << 20;
+
 /// Why a report cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -69,9 +72,18 @@ impl Recorded {
     /// Reads the report at `path`.
     pub fn read(path: &Path) -> Result<Recorded, ReplayError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read { path: shown.clone(), source })?;
         let not = |why: &str| ReplayError::NotAReport { path: shown.clone(), why: why.to_owned() };
-        let report: serde_json::Value = serde_json::from_str(&text).map_err(|e| not(&format!("not JSON ({e})")))?;
+        // A FIFO would block and a device never end: only a regular file of a
+        // report's size is read.
+        let metadata = std::fs::metadata(path).map_err(|source| ReplayError::Read { path: shown.clone(), source })?;
+        if !metadata.is_file() {
+            return Err(not("not a regular file"));
+        }
+        if metadata.len() > LARGEST_REPORT {
+            return Err(not(&format!("{} bytes, more than any report ({LARGEST_REPORT})", metadata.len())));
+        }
+        let bytes = std::fs::read(path).map_err(|source| ReplayError::Read { path: shown.clone(), source })?;
+        let report: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| not(&format!("not JSON ({e})")))?;
         let invocation = &report["invocation"];
         if invocation.is_null() {
             return Err(not("it records no invocation (only `kmemvisor run … --report` writes one)"));
@@ -204,6 +216,8 @@ mod tests {
         );
         let e = Recorded::read(write("not json").path()).expect_err("not JSON").to_string();
         assert!(e.contains("is not a kmemvisor report: not JSON"), "{e}");
+        let e = Recorded::read(Path::new("/dev/null")).expect_err("a device").to_string();
+        assert_eq!(e, "/dev/null is not a kmemvisor report: not a regular file");
         let e = Recorded::read(Path::new("/nonexistent/report.json")).expect_err("missing").to_string();
         assert!(e.starts_with("cannot read /nonexistent/report.json: "), "{e}");
     }

@@ -26,8 +26,10 @@ use crate::sync::lock;
 const POLL_MS: i32 = 50;
 /// How often a stopping VM's vCPUs are kicked until they leave KVM_RUN.
 const KICK_MS: i32 = 5;
-/// How long the holder of the serial schedule's turn may run without an exit
-/// while another vCPU could run, before the spin fallback takes it back.
+/// How much CPU time the holder of the serial schedule's turn may use without
+/// an exit while another vCPU could run, before the spin fallback takes the
+/// turn back: far above what a vCPU's first entry or a burst of page faults
+/// costs on the PVM flavour of KVM.
 const SPIN_LIMIT: Duration = Duration::from_millis(50);
 /// How long a stopping VM's vCPU threads get to end. A thread still running
 /// after that is stuck where no kick reaches (it should never happen); it is
@@ -235,7 +237,7 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Vcpu
         if !state.stop.is_stopping() {
             // The spin fallback: a holder of the turn that makes no exit is
             // kicked so that the others can run.
-            if let Some(id) = state.vcpus.overdue(SPIN_LIMIT)
+            if let Some(id) = state.vcpus.overdue(SPIN_LIMIT, |vcpu| state.cpu_time(vcpu))
                 && let Some(thread) = threads.get(id)
             {
                 let _ = thread.handle.kill(kick_signal());

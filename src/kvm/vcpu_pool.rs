@@ -79,8 +79,11 @@ struct Turn {
     pct: Pct,
     /// The vCPU that may run, if any may.
     holder: Option<usize>,
-    /// When the holder got the turn, for the spin fallback.
+    /// When the holder got the turn.
     since: Instant,
+    /// The holder's CPU time when the spin fallback first looked at this
+    /// turn (`since` tells turns apart), the baseline of what it used since.
+    cpu_baseline: Option<(Instant, Duration)>,
     /// A kick asked the holder to give the turn back.
     preempt: bool,
     /// Turns taken back by the spin fallback.
@@ -150,6 +153,7 @@ impl VcpuPool {
                 pct: Pct::new(count, seed, depth, steps),
                 holder: Some(0),
                 since: Instant::now(),
+                cpu_baseline: None,
                 preempt: false,
                 preemptions: 0,
             }),
@@ -192,14 +196,25 @@ impl VcpuPool {
         }
     }
 
-    /// The holder of the turn if it has held it longer than `limit`, marked
-    /// to give it back at its next chance: another vCPU can run.
-    pub fn overdue(&self, limit: Duration) -> Option<usize> {
+    /// The holder of the turn if its thread has run for `limit` of CPU time
+    /// (`cpu_time` says how much a vCPU's thread has used) since the turn
+    /// was first looked at, marked to give it back at its next chance:
+    /// another vCPU can run. CPU time, not host time: a thread the host
+    /// does not run is not spinning.
+    pub fn overdue(&self, limit: Duration, cpu_time: impl Fn(usize) -> Option<Duration>) -> Option<usize> {
         let mut pool = self.pool();
         let others = pool.runnable().iter().filter(|&&r| r).count() > 1;
         let turn = pool.turn.as_mut()?;
         let holder = turn.holder?;
-        (others && turn.since.elapsed() > limit).then(|| {
+        let used = cpu_time(holder)?;
+        let baseline = match turn.cpu_baseline {
+            Some((since, baseline)) if since == turn.since => baseline,
+            _ => {
+                turn.cpu_baseline = Some((turn.since, used));
+                return None;
+            }
+        };
+        (others && used.saturating_sub(baseline) >= limit).then(|| {
             turn.preempt = true;
             holder
         })
@@ -637,12 +652,17 @@ mod tests {
     #[test]
     fn the_spin_fallback_takes_the_turn_back_only_when_another_vcpu_can_run() {
         let pool = serial(2);
-        assert_eq!(pool.overdue(Duration::ZERO), None, "vCPU 1 is idle");
+        let cpu = std::cell::Cell::new(Duration::from_millis(10));
+        let used = |_: usize| Some(cpu.get());
+        assert_eq!(pool.overdue(Duration::ZERO, used), None, "the first look takes the baseline");
+        assert_eq!(pool.overdue(Duration::ZERO, used), None, "vCPU 1 is idle");
         assert!(!pool.take_preemption(0));
         pool.start(1, WORK).expect("start");
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(pool.overdue(Duration::from_secs(60)), None, "not overdue yet");
-        assert_eq!(pool.overdue(Duration::from_millis(1)), Some(0));
+        cpu.set(Duration::from_millis(14));
+        assert_eq!(pool.overdue(Duration::from_millis(5), used), None, "4 ms of CPU: not overdue yet");
+        assert_eq!(pool.overdue(Duration::from_millis(5), |_| None), None, "no thread, no fallback");
+        cpu.set(Duration::from_millis(15));
+        assert_eq!(pool.overdue(Duration::from_millis(5), used), Some(0));
         assert!(!pool.take_preemption(1), "only the holder gives the turn back");
         assert!(pool.take_preemption(0));
         assert!(!pool.take_preemption(0), "once");
