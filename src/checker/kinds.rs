@@ -60,6 +60,8 @@ violation_kinds! {
     DmaReleaseDuringTransfer => "dma.release-during-transfer",
     /// An unwire that does not mark modified a page the device wrote.
     DmaUnwireWithoutModifiedMark => "dma.unwire-without-modified-mark",
+    /// A channel finished a transfer whose STATUS the driver never read.
+    DmaCompletionNotAcknowledged => "dma.completion-not-acknowledged",
     /// A vCPU touched a page hidden for DMA.
     HiddenPageTouched => "hidden-page.touched",
     /// A vCPU has waited longer than `--hidden-stall-timeout` for a hidden page.
@@ -148,6 +150,8 @@ violation_kinds! {
     LeakAttachment => "leak.attachment",
     /// A page still hidden for DMA at exit.
     LeakHiddenPage => "leak.hidden-page",
+    /// A DMA transfer still queued when the guest exited.
+    LeakDmaTransfer => "leak.dma-transfer",
 }
 
 impl fmt::Display for ViolationKind {

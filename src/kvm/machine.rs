@@ -276,8 +276,13 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let kernel = lock(&state.kernel);
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
-        let leaks =
-            kernel.dgux.leaks(&kernel.frames).into_iter().chain(kernel.aix.leaks(&kernel.frames)).chain(kernel.xmem.leaks());
+        let leaks = kernel
+            .dgux
+            .leaks(&kernel.frames)
+            .into_iter()
+            .chain(kernel.aix.leaks(&kernel.frames))
+            .chain(kernel.xmem.leaks())
+            .chain(state.dma.leaks());
         // Under --strict only the first leak is kept; the cause stays the guest's exit.
         for leak in leaks {
             state.record_violation(Violation::from(leak));

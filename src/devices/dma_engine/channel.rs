@@ -149,11 +149,17 @@ pub(super) struct Channel {
     // finishes, then the channel reports ERROR_BUSY so the driver learns its
     // second request was dropped.
     rung_while_busy: bool,
+    // A transfer ended and the driver has not read STATUS since.
+    unacknowledged: bool,
 }
 
 impl Channel {
-    /// What a load of `reg` returns.
-    pub(super) fn read(&self, reg: Register) -> u64 {
+    /// What a load of `reg` returns; a load of STATUS after a transfer
+    /// ended acknowledges its completion.
+    pub(super) fn read(&mut self, reg: Register) -> u64 {
+        if reg == Register::Status && self.status != STATUS_BUSY {
+            self.unacknowledged = false;
+        }
         match reg {
             Register::Id => DMA_ENGINE_ID,
             Register::Source => self.source,
@@ -192,6 +198,11 @@ impl Channel {
         Some(Transfer { source: self.source, destination: self.destination, length: self.length, direction: self.direction })
     }
 
+    /// Whether a transfer ended that the driver has not looked at (STATUS).
+    pub(super) fn unacknowledged(&self) -> bool {
+        self.unacknowledged
+    }
+
     /// Ends the transfer in flight with `result` (an `ERROR_*` code on failure).
     pub(super) fn finish(&mut self, result: Result<(), u64>) {
         // The data of a successful transfer moved even if the doorbell rang
@@ -200,6 +211,7 @@ impl Channel {
             self.completed = self.completed.wrapping_add(1);
         }
         let result = if std::mem::take(&mut self.rung_while_busy) { Err(ERROR_BUSY) } else { result };
+        self.unacknowledged = true;
         (self.status, self.error) = match result {
             Ok(()) => (STATUS_DONE, 0),
             Err(code) => (STATUS_ERROR, code),

@@ -28,7 +28,7 @@ use kmemvisor_abi::dma::*;
 use self::channel::{Channel, Op, Register};
 pub use self::delay::Delays;
 use self::transfer::{Transfer, TransferError};
-use crate::checker::ViolationKind;
+use crate::checker::{Leak, ViolationKind};
 use crate::sync::lock;
 
 /// The default latency: a transfer runs at the end of the exit after its
@@ -154,7 +154,7 @@ impl DmaEngine {
     /// and reads as all-ones.
     pub fn mmio_read(&self, host: &dyn DmaHost, access: Access, offset: u64, size: usize) -> u64 {
         match channel::decode(offset, size, Op::Load) {
-            Ok((channel, reg)) => lock(&self.state).channels.get(channel).map_or(u64::MAX, |c| c.read(reg)),
+            Ok((channel, reg)) => lock(&self.state).channels.get_mut(channel).map_or(u64::MAX, |c| c.read(reg)),
             Err(misuse) => {
                 host.violation(misuse.kind(), access.vcpu, access.rip, &[offset, size as u64], misuse.to_string());
                 u64::MAX
@@ -230,6 +230,35 @@ impl DmaEngine {
                 c.finish(result);
             }
         }
+    }
+
+    /// What the driver left undone at exit: transfers still queued, and
+    /// completions whose STATUS it never read.
+    pub fn leaks(&self) -> Vec<Leak> {
+        let state = lock(&self.state);
+        let queued = state.queue.iter().map(|job| Leak {
+            kind: ViolationKind::LeakDmaTransfer,
+            service: "dma",
+            address: job.channel as u64,
+            vcpu: job.access.vcpu,
+            rip: job.access.rip,
+            message: format!(
+                "the transfer rung on channel {} at device time {} was still queued at exit: the device would still read \
+                 or write guest memory",
+                job.channel, job.rung
+            ),
+        });
+        let unacknowledged = state.channels.iter().enumerate().filter(|(_, c)| c.unacknowledged()).map(|(n, _)| Leak {
+            kind: ViolationKind::DmaCompletionNotAcknowledged,
+            service: "dma",
+            address: n as u64,
+            vcpu: 0,
+            rip: 0,
+            message: format!(
+                "channel {n} finished a transfer whose REG_STATUS the driver never read: a completion never acknowledged"
+            ),
+        });
+        queued.chain(unacknowledged).collect()
     }
 
     /// Device time: exits handled so far.
@@ -448,6 +477,36 @@ mod tests {
                 Announced::End(vec![], false)
             ]
         );
+    }
+
+    #[test]
+    fn transfers_queued_and_completions_unread_at_exit_are_leaks() {
+        let host = TestHost::handing_off_all();
+        let engine = DmaEngine::new(DmaConfig { latency: 5, jitter: 0, seed: 0 });
+        start(&engine, &host, 3, [0x1000, 0, 0x10, DIR_TO_DEVICE]);
+        let leaks = engine.leaks();
+        assert_eq!(leaks.len(), 1);
+        assert_eq!(
+            (leaks[0].kind, leaks[0].vcpu, leaks[0].rip, leaks[0].address),
+            (ViolationKind::LeakDmaTransfer, ACCESS.vcpu, ACCESS.rip, 3)
+        );
+        assert_eq!(
+            leaks[0].message,
+            "the transfer rung on channel 3 at device time 0 was still queued at exit: the device would still read or write guest memory"
+        );
+        while !lock(&engine.state).queue.is_empty() {
+            engine.advance(&host);
+        }
+        let leaks = engine.leaks();
+        assert_eq!(leaks.iter().map(|l| l.kind).collect::<Vec<_>>(), vec![ViolationKind::DmaCompletionNotAcknowledged]);
+        assert_eq!(
+            leaks[0].message,
+            "channel 3 finished a transfer whose REG_STATUS the driver never read: a completion never acknowledged"
+        );
+        assert_eq!(read(&engine, &host, 3, REG_ERROR), 0, "reading another register acknowledges nothing");
+        assert_eq!(engine.leaks().len(), 1);
+        assert_eq!(read(&engine, &host, 3, REG_STATUS), STATUS_DONE);
+        assert!(engine.leaks().is_empty());
     }
 
     #[test]
