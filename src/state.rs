@@ -406,20 +406,19 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         self.record_violation(crate::checker::Violation::new(kind, "dma", args, vcpu, rip, message));
     }
 
-    fn begin_transfer(&self, pages: &[u64]) {
-        lock(&self.kernel).frames.begin_transfer(pages);
+    fn begin_transfer(&self, ranges: &[std::ops::Range<u64>]) {
+        lock(&self.kernel).frames.begin_transfer(ranges);
     }
 
     fn transfer_ran(&self, channel: usize, rung: u64, error: u64) {
         self.trace(Event::Transfer { channel, rung, error });
     }
 
-    fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool) {
+    fn end_transfer(&self, ranges: &[std::ops::Range<u64>], written: Option<std::ops::Range<u64>>) {
         let frames = &mut lock(&self.kernel).frames;
-        frames.end_transfer(reads);
-        frames.end_transfer(writes);
-        if wrote {
-            frames.device_wrote(writes);
+        frames.end_transfer(ranges);
+        if let Some(written) = written {
+            frames.device_wrote(&written);
         }
     }
 }

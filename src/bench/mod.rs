@@ -7,6 +7,7 @@
 
 mod aix;
 mod dgux;
+mod schedule;
 mod xmem;
 
 use std::io::Write;
@@ -184,6 +185,7 @@ struct Results {
     dgux: dgux::DgUxFigures,
     aix: aix::AixFigures,
     xmem: xmem::XmemFigures,
+    schedule: schedule::ScheduleFigures,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -207,6 +209,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     aix.heap = aix::measure_heap(args.rounds, hypercall.baseline.median)?;
     progress("hiding pages and the DMA engine, in-process");
     let xmem = xmem::measure(args.rounds, hypercall.baseline.median)?;
+    let schedule = schedule::measure(args.rounds, args.calls)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -219,6 +222,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         dgux,
         aix,
         xmem,
+        schedule,
     };
     print_results(&results);
     if let Some(path) = &args.json {
@@ -255,8 +259,13 @@ fn run_guest(guest: &'static str, cmdline: String, timeout: Duration) -> Result<
 
 /// [`run_guest`], returning the console output as well.
 fn run_guest_capturing(guest: &'static str, cmdline: String, timeout: Duration) -> Result<(Report, String), BenchError> {
+    run_guest_with(guest, VmConfig { cmdline, ..VmConfig::default() }, timeout)
+}
+
+/// Runs `guest` with `vm` to its exit 0 without violations; its report and console output.
+fn run_guest_with(guest: &'static str, vm: VmConfig, timeout: Duration) -> Result<(Report, String), BenchError> {
     let elf = guests::find(guest).ok_or(BenchError::MissingGuest(guest))?.elf.to_vec();
-    let vm = VmConfig { cmdline: cmdline.clone(), ..VmConfig::default() };
+    let cmdline = vm.cmdline.clone();
     let console = Captured::default();
     let options = RunOptions {
         name: guest.into(),
@@ -470,8 +479,9 @@ fn print_results(r: &Results) {
     dgux::print(&r.dgux, r.hypercall.baseline.median);
     aix::print(&r.aix, r.hypercall.baseline.median);
     xmem::print(&r.xmem, r.hypercall.baseline.median);
+    schedule::print(&r.schedule);
     println!("\nSummary — command: {}", r.command);
-    for c in [&r.hypercall, &r.boot] {
+    for c in [&r.hypercall, &r.boot, &r.schedule.hypercall] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
         println!("  {:<40} {ratio:>8}  target ≤ {target:<6} {}", c.what, verdict(c.ratio, c.target));
     }
@@ -502,6 +512,9 @@ fn print_results(r: &Results) {
         format_ratio(xmem::TOGGLE_TARGET),
         verdict(toggle, xmem::TOGGLE_TARGET)
     );
+    let share = r.schedule.bookkeeping_share;
+    let met = if share <= schedule::BOOKKEEPING_TARGET { "PASS" } else { "MISS" };
+    println!("  {:<40} {:>7.1}%  target ≤ 10%    {met}", "DMA transfer bookkeeping / 64 KiB copy", 100.0 * share);
 }
 
 /// Which of hello's phases is larger, and its share of the total in percent.

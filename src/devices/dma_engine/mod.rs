@@ -20,6 +20,7 @@ mod transfer;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,14 +77,19 @@ pub trait DmaHost: Sync {
     /// Records a violation of the rule `kind`, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access
     /// at guest RIP `rip` caused it; `args` are register values.
     fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String);
-    /// A queued transfer will touch these guest pages.
-    fn begin_transfer(&self, pages: &[u64]);
+    /// A queued transfer will touch these guest-physical ranges.
+    fn begin_transfer(&self, ranges: &[Range<u64>]);
     /// The transfer rung at device time `rung` on `channel` ran (`error` 0)
     /// or failed with that `ERROR_*` code.
     fn transfer_ran(&self, channel: usize, rung: u64, error: u64);
-    /// The transfer announced with `reads` and `writes` is over; when
-    /// `wrote`, the device wrote the `writes` pages.
-    fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool);
+    /// The transfer announced with `ranges` is over; the device wrote
+    /// `written`, if anything.
+    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>);
+}
+
+/// The ranges of a transfer as the host hears of them.
+fn announced(reads: &Option<Range<u64>>, writes: &Option<Range<u64>>) -> Vec<Range<u64>> {
+    reads.iter().chain(writes).cloned().collect()
 }
 
 /// Who touched the register window (for violations).
@@ -105,9 +111,9 @@ struct Job {
     rung: u64,
     /// The exit count at whose end it runs.
     due: u64,
-    /// The guest pages it reads and writes, as announced to the host.
-    reads: Vec<u64>,
-    writes: Vec<u64>,
+    /// The guest ranges it reads and writes, as announced to the host.
+    reads: Option<Range<u64>>,
+    writes: Option<Range<u64>>,
 }
 
 /// What the vCPUs share, under one short-held lock.
@@ -187,10 +193,10 @@ impl DmaEngine {
                 // This exit ends at clock + 1; a delay of 0 runs the job then.
                 let rung = self.clock.load(Ordering::SeqCst);
                 let due = (rung + 1).saturating_add(delay);
-                let (reads, writes) = transfer::touched_pages(host.memory(), &transfer);
+                let (reads, writes) = transfer::touched(host.memory(), &transfer);
                 // Announced under the engine lock, before the job can run:
                 // lock order is always engine, then the host's.
-                host.begin_transfer(&[reads.as_slice(), writes.as_slice()].concat());
+                host.begin_transfer(&announced(&reads, &writes));
                 if state.queue.is_empty() {
                     self.next_due.store(due, Ordering::SeqCst);
                 }
@@ -225,7 +231,7 @@ impl DmaEngine {
             let Some(job) = job else { return };
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
             host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0));
-            host.end_transfer(&job.reads, &job.writes, result.is_ok());
+            host.end_transfer(&announced(&job.reads, &job.writes), job.writes.clone().filter(|_| result.is_ok()));
             if let Some(c) = lock(&self.state).channels.get_mut(job.channel) {
                 c.finish(result);
             }
@@ -446,7 +452,7 @@ mod tests {
         engine.advance(&host);
         // Rung during exit 2: due at the end of exit 2 + 3.
         start(&engine, &host, 7, [0x1000, 0x2ff0, 0x40, DIR_MEMORY_TO_MEMORY]);
-        assert_eq!(host.announced(), vec![Announced::Begin(vec![0x1000, 0x2000, 0x3000])]);
+        assert_eq!(host.announced(), vec![Announced::Begin(vec![0x1000..0x1040, 0x2ff0..0x3030])]);
         for exit in 2..=4 {
             engine.advance(&host);
             assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_BUSY, "after exit {exit}");
@@ -455,7 +461,7 @@ mod tests {
         engine.advance(&host);
         assert_eq!((engine.now(), read(&engine, &host, 7, REG_STATUS)), (5, STATUS_DONE));
         assert_eq!(host.bytes(0x2ff0, 0x40), host.bytes(0x1000, 0x40));
-        assert_eq!(host.announced()[1], Announced::End(vec![0x1000, 0x2000, 0x3000], true));
+        assert_eq!(host.announced()[1], Announced::End(vec![0x1000..0x1040, 0x2ff0..0x3030], Some(0x2ff0..0x3030)));
     }
 
     #[test]
@@ -471,10 +477,10 @@ mod tests {
         assert_eq!(
             host.announced(),
             vec![
-                Announced::Begin(vec![0x1000]),
-                Announced::End(vec![0x1000], true),
+                Announced::Begin(vec![0x1000..0x1010]),
+                Announced::End(vec![0x1000..0x1010], None),
                 Announced::Begin(vec![]),
-                Announced::End(vec![], false)
+                Announced::End(vec![], None)
             ]
         );
     }

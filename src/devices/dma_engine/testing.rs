@@ -2,6 +2,7 @@
 //! set and inspect.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Mutex;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -29,10 +30,10 @@ pub(super) struct TestHost {
 /// A transfer's announcement to the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Announced {
-    /// The pages a queued transfer will touch.
-    Begin(Vec<u64>),
-    /// The pages of a transfer that is over, and whether it wrote.
-    End(Vec<u64>, bool),
+    /// The ranges a queued transfer will touch.
+    Begin(Vec<Range<u64>>),
+    /// The ranges of a transfer that is over, and what it wrote.
+    End(Vec<Range<u64>>, Option<Range<u64>>),
 }
 
 impl TestHost {
@@ -109,13 +110,13 @@ impl DmaHost for TestHost {
         lock(&self.violations).push((vcpu, rip, args.to_vec(), message, kind));
     }
 
-    fn begin_transfer(&self, pages: &[u64]) {
-        lock(&self.transfers).push(Announced::Begin(pages.to_vec()));
+    fn begin_transfer(&self, ranges: &[Range<u64>]) {
+        lock(&self.transfers).push(Announced::Begin(ranges.to_vec()));
     }
 
     fn transfer_ran(&self, _channel: usize, _rung: u64, _error: u64) {}
 
-    fn end_transfer(&self, reads: &[u64], writes: &[u64], wrote: bool) {
-        lock(&self.transfers).push(Announced::End([reads, writes].concat(), wrote));
+    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>) {
+        lock(&self.transfers).push(Announced::End(ranges.to_vec(), written));
     }
 }

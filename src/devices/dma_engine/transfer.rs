@@ -5,6 +5,7 @@
 //! so a page hidden from the vCPUs is still reachable, and a range is only
 //! ever used after `check_range` accepted it.
 
+use std::ops::Range;
 use std::sync::Mutex;
 
 use kmemvisor_abi::dma::*;
@@ -122,13 +123,13 @@ fn check(memory: &GuestMemoryMmap, t: &Transfer) -> Result<(Plan, usize), Transf
     Ok((plan, len))
 }
 
-/// The guest pages a transfer will read and write, if it passes the checks
-/// (none if it fails them: it touches nothing).
-pub(super) fn touched_pages(memory: &GuestMemoryMmap, t: &Transfer) -> (Vec<u64>, Vec<u64>) {
-    let Ok((plan, len)) = check(memory, t) else { return (Vec::new(), Vec::new()) };
+/// The guest-physical ranges a transfer will read and write, if it passes
+/// the checks (none if it fails them: it touches nothing).
+pub(super) fn touched(memory: &GuestMemoryMmap, t: &Transfer) -> (Option<Range<u64>>, Option<Range<u64>>) {
+    let Ok((plan, len)) = check(memory, t) else { return (None, None) };
     let (read, written) = plan.guest_ranges();
-    let side = |start: Option<u64>| start.map(|start| pages_of(start, len).collect()).unwrap_or_default();
-    (side(read), side(written))
+    let range = |start: Option<u64>| start.map(|start| start..start + len as u64);
+    (range(read), range(written))
 }
 
 /// The guest pages of `[start, start + len)`; the checks guarantee that it

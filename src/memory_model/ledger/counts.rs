@@ -57,9 +57,6 @@ pub struct Counts {
     pub pinned_from_birth: bool,
     /// The marks.
     pub marks: Marks,
-    /// A DMA transfer wrote the frame since its last unwire: the driver must
-    /// mark it modified when it unwires it (see [`FrameLedger::device_wrote`]).
-    pub device_wrote: bool,
 }
 
 /// One counted frame of a wire or unwire, as it stands before the call.
@@ -105,7 +102,6 @@ impl FrameLedger {
             pins: 0,
             pinned_from_birth,
             marks: Marks::default(),
-            device_wrote: false,
         };
         if let Some(old) = self.counts.insert(page_of(gpa), counts) {
             self.pinned -= u64::from(old.is_pinned());
@@ -276,7 +272,6 @@ impl FrameLedger {
                 pins: 0,
                 pinned_from_birth: false,
                 marks: Marks::default(),
-                device_wrote: false,
             });
             c.pins += n;
             self.first_pins.entry(frame).or_insert(origin);

@@ -7,39 +7,48 @@
 //! that call, however the device's timing falls — not only when the
 //! transfer happens to run after it.
 
+use std::ops::Range;
+
+use kmemvisor_abi::layout::PAGE_SIZE;
+
 use super::{FrameLedger, page_of};
 
+/// The frames of `range`, page-aligned: from the frame of its start to the
+/// end of the frame of its last byte (empty for an empty range).
+fn frames_of(range: &Range<u64>) -> Range<u64> {
+    if range.is_empty() {
+        return 0..0;
+    }
+    page_of(range.start)..page_of(range.end - 1).saturating_add(PAGE_SIZE)
+}
+
 impl FrameLedger {
-    /// A transfer on the DMA engine will touch `frames` (guest-physical
-    /// addresses; a frame named twice counts twice).
-    pub fn begin_transfer(&mut self, frames: &[u64]) {
-        for &gpa in frames {
-            *self.transfers.entry(page_of(gpa)).or_insert(0) += 1;
-        }
+    /// A transfer on the DMA engine will touch `ranges` of guest-physical
+    /// memory. A transfer touches at most two ranges and the engine runs
+    /// one per channel, so a short list beats a per-frame table: a doorbell
+    /// costs two pushes, not a map update per page.
+    pub fn begin_transfer(&mut self, ranges: &[Range<u64>]) {
+        self.transfers.extend(ranges.iter().map(frames_of).filter(|r| !r.is_empty()));
     }
 
-    /// The transfer [`FrameLedger::begin_transfer`] announced with `frames`
+    /// The transfer [`FrameLedger::begin_transfer`] announced with `ranges`
     /// ran or was dropped.
-    pub fn end_transfer(&mut self, frames: &[u64]) {
-        for &gpa in frames {
-            let frame = page_of(gpa);
-            if let Some(n) = self.transfers.get_mut(&frame) {
-                *n -= 1;
-                if *n == 0 {
-                    self.transfers.remove(&frame);
-                }
+    pub fn end_transfer(&mut self, ranges: &[Range<u64>]) {
+        for range in ranges.iter().map(frames_of) {
+            if let Some(i) = self.transfers.iter().position(|r| *r == range) {
+                self.transfers.swap_remove(i);
             }
         }
     }
 
     /// Transfers queued or running that touch the frame at `gpa`.
     pub fn transfers_on(&self, gpa: u64) -> u32 {
-        self.transfers.get(&page_of(gpa)).copied().unwrap_or(0)
+        self.transfers.iter().filter(|r| r.contains(&gpa)).count() as u32
     }
 
     /// The first of `frames` that a queued or running transfer touches.
     pub fn first_in_transfer(&self, frames: impl IntoIterator<Item = u64>) -> Option<u64> {
-        frames.into_iter().map(page_of).find(|frame| self.transfers.contains_key(frame))
+        frames.into_iter().map(page_of).find(|&frame| self.transfers_on(frame) > 0)
     }
 
     /// Whether the frame at `gpa` is handed off to a device: hidden with
@@ -52,20 +61,32 @@ impl FrameLedger {
             || self.counts.get(&frame).is_some_and(|c| c.wires > c.initial_wires || (c.wires > 0 && !c.pinned_from_birth))
     }
 
-    /// The device wrote `frames`: each counted one remembers it until it is
-    /// unwired ([`FrameLedger::take_device_write`]).
-    pub fn device_wrote(&mut self, frames: &[u64]) {
-        for &gpa in frames {
-            if let Some(c) = self.counts.get_mut(&page_of(gpa)) {
-                c.device_wrote = true;
-            }
+    /// The device wrote `range`: its frames remember it until they are
+    /// unwired or freed ([`FrameLedger::take_device_write`]). Kept as merged
+    /// ranges: drivers write the same buffers again and again.
+    pub fn device_wrote(&mut self, range: &Range<u64>) {
+        let mut merged = frames_of(range);
+        if merged.is_empty() {
+            return;
         }
+        self.written.retain(|r| {
+            let touches = r.start <= merged.end && merged.start <= r.end;
+            if touches {
+                merged = merged.start.min(r.start)..merged.end.max(r.end);
+            }
+            !touches
+        });
+        self.written.push(merged);
     }
 
     /// Whether the device wrote the frame at `gpa` since this was last asked,
     /// and forgets it.
     pub fn take_device_write(&mut self, gpa: u64) -> bool {
-        self.counts.get_mut(&page_of(gpa)).is_some_and(|c| std::mem::take(&mut c.device_wrote))
+        let frame = page_of(gpa);
+        let Some(i) = self.written.iter().position(|r| r.contains(&frame)) else { return false };
+        let r = self.written.swap_remove(i);
+        self.written.extend([r.start..frame, frame + PAGE_SIZE..r.end].into_iter().filter(|r| !r.is_empty()));
+        true
     }
 }
 
@@ -75,7 +96,7 @@ mod tests {
     use kmemvisor_abi::layout::PAGE_SIZE;
 
     fn ledger() -> (FrameLedger, u64, u64) {
-        let mut frames = FrameLedger::new(0x10_0000, 0x40_0000, false);
+        let mut frames = FrameLedger::new(0x10_0000, 0x40_0000, true);
         let [a, b] = frames.allocate(2, Role::KernelMemory).expect("frames")[..] else { panic!("two frames") };
         frames.own(a, Owner { pid: 0, va: 0x1000 }, 1, false);
         (frames, a, b)
@@ -84,15 +105,17 @@ mod tests {
     #[test]
     fn transfers_are_counted_per_frame_until_each_ends() {
         let (mut frames, a, b) = ledger();
-        frames.begin_transfer(&[a, a + 8, b]);
-        frames.begin_transfer(&[b + PAGE_SIZE - 1]);
-        assert_eq!((frames.transfers_on(a), frames.transfers_on(b)), (2, 2));
+        assert_eq!(b, a + PAGE_SIZE, "contiguous frames");
+        // A transfer reading a + 8 .. b + 8 (two frames), and one writing the last byte of b.
+        frames.begin_transfer(&[a + 8..b + 8, 0..0]);
+        frames.begin_transfer(&[b + PAGE_SIZE - 1..b + PAGE_SIZE]);
+        assert_eq!((frames.transfers_on(a), frames.transfers_on(b + 100), frames.transfers_on(b + PAGE_SIZE)), (1, 2, 0));
         assert_eq!(frames.first_in_transfer([a + PAGE_SIZE * 40, b]), Some(b));
-        frames.end_transfer(&[a, a + 8, b]);
+        frames.end_transfer(&[a + 8..b + 8, 0..0]);
         assert_eq!((frames.transfers_on(a), frames.transfers_on(b)), (0, 1));
         assert_eq!(frames.first_in_transfer([a]), None);
-        frames.end_transfer(&[b]);
-        frames.end_transfer(&[b]);
+        frames.end_transfer(&[b + PAGE_SIZE - 1..b + PAGE_SIZE]);
+        frames.end_transfer(&[b..b + 1]);
         assert_eq!(frames.transfers_on(b), 0, "an end without a begin is ignored");
         assert_eq!(frames.first_in_transfer([a, b]), None);
     }
@@ -119,11 +142,19 @@ mod tests {
     }
 
     #[test]
-    fn a_device_write_is_remembered_once_and_only_for_counted_frames() {
+    fn a_device_write_is_remembered_per_frame_once_and_forgotten_at_release() {
         let (mut frames, a, b) = ledger();
-        frames.device_wrote(&[a + 16, b]);
+        frames.device_wrote(&(a + 16..a + 32));
+        frames.device_wrote(&(b..b + 1));
+        frames.device_wrote(&(a..a));
+        assert_eq!(frames.written, vec![a..b + PAGE_SIZE], "adjacent writes merge");
+        assert!(frames.take_device_write(b + 5));
+        assert!(!frames.take_device_write(b), "asked once");
         assert!(frames.take_device_write(a));
-        assert!(!frames.take_device_write(a), "asked once");
-        assert!(!frames.take_device_write(b), "b was never handed out with counts");
+        assert!(frames.written.is_empty());
+        frames.device_wrote(&(a..b + PAGE_SIZE));
+        assert_eq!(frames.release(b), Ok(true));
+        assert!(!frames.take_device_write(b), "a freed frame forgets");
+        assert!(frames.take_device_write(a));
     }
 }

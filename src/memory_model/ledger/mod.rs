@@ -206,8 +206,10 @@ pub struct FrameLedger {
     first_pins: BTreeMap<u64, PinOrigin>,
     /// Frames pinned now: from birth or above their initial count (invariant 9).
     pinned: u64,
-    /// Transfers queued or running on the DMA engine that touch each frame.
-    transfers: BTreeMap<u64, u32>,
+    /// Frame ranges of the transfers queued or running on the DMA engine.
+    transfers: Vec<std::ops::Range<u64>>,
+    /// Frame ranges the DMA engine wrote, until each frame is unwired or freed.
+    written: Vec<std::ops::Range<u64>>,
 }
 
 impl FrameLedger {
@@ -234,7 +236,8 @@ impl FrameLedger {
             aliases: BTreeMap::new(),
             counts: BTreeMap::new(),
             first_pins: BTreeMap::new(),
-            transfers: BTreeMap::new(),
+            transfers: Vec::new(),
+            written: Vec::new(),
             pinned: 0,
         }
     }
@@ -276,7 +279,8 @@ impl FrameLedger {
             + self.free_list.capacity() * 4
             + (self.hides.len() + self.aliases.len()) * 48
             + self.counts.len() * (std::mem::size_of::<(u64, Counts)>() * 4 / 3)
-            + (self.first_pins.len() + self.transfers.len()) * 48) as u64
+            + self.first_pins.len() * 48
+            + (self.transfers.capacity() + self.written.capacity()) * 16) as u64
     }
 
     /// `n` free frames (guest-physical addresses), now `role`, or `None` if
@@ -364,6 +368,8 @@ impl FrameLedger {
         if self.counts.remove(&gpa).is_some_and(|c| c.pinned_from_birth) {
             self.pinned -= 1;
         }
+        // A freed frame's next owner is not blamed for this one's DMA.
+        self.take_device_write(gpa);
         self.roles[i] = Role::Free;
         self.free += 1;
         if let Ok(offset) = u32::try_from(i as u64 - self.base) {
@@ -383,7 +389,7 @@ impl FrameLedger {
             if hidden.is_none() && self.hides.contains_key(&frame) {
                 hidden = Some(LedgerError::Hidden(frame));
             }
-            if hidden.is_none() && self.transfers.contains_key(&frame) {
+            if hidden.is_none() && self.transfers_on(frame) > 0 {
                 hidden = Some(LedgerError::InTransfer(frame));
             }
             if let Some(c) = self.counts.get(&frame) {
