@@ -477,8 +477,8 @@ mod tests {
         assert_eq!(
             host.announced(),
             vec![
-                Announced::Begin(vec![0x1000..0x1010]),
-                Announced::End(vec![0x1000..0x1010], None),
+                Announced::Begin([0x1000..0x1010].to_vec()),
+                Announced::End([0x1000..0x1010].to_vec(), None),
                 Announced::Begin(vec![]),
                 Announced::End(vec![], None)
             ]
