@@ -477,8 +477,8 @@ mod tests {
         assert_eq!(
             host.announced(),
             vec![
-                Announced::Begin([0x1000..0x1010].to_vec()),
-                Announced::End([0x1000..0x1010].to_vec(), None),
+                Announced::Begin(std::iter::once(0x1000..0x1010).collect()),
+                Announced::End(std::iter::once(0x1000..0x1010).collect(), None),
                 Announced::Begin(vec![]),
                 Announced::End(vec![], None)
             ]

@@ -108,14 +108,15 @@ mod tests {
         assert_eq!(b, a + PAGE_SIZE, "contiguous frames");
         // A transfer reading a + 8 .. b + 8 (two frames), and one writing the last byte of b.
         frames.begin_transfer(&[a + 8..b + 8, 0..0]);
-        frames.begin_transfer(&[b + PAGE_SIZE - 1..b + PAGE_SIZE]);
+        let last_byte = b + PAGE_SIZE - 1..b + PAGE_SIZE;
+        frames.begin_transfer(std::slice::from_ref(&last_byte));
         assert_eq!((frames.transfers_on(a), frames.transfers_on(b + 100), frames.transfers_on(b + PAGE_SIZE)), (1, 2, 0));
         assert_eq!(frames.first_in_transfer([a + PAGE_SIZE * 40, b]), Some(b));
         frames.end_transfer(&[a + 8..b + 8, 0..0]);
         assert_eq!((frames.transfers_on(a), frames.transfers_on(b)), (0, 1));
         assert_eq!(frames.first_in_transfer([a]), None);
-        frames.end_transfer(&[b + PAGE_SIZE - 1..b + PAGE_SIZE]);
-        frames.end_transfer(&[b..b + 1]);
+        frames.end_transfer(std::slice::from_ref(&last_byte));
+        frames.end_transfer(std::slice::from_ref(&(b..b + 1)));
         assert_eq!(frames.transfers_on(b), 0, "an end without a begin is ignored");
         assert_eq!(frames.first_in_transfer([a, b]), None);
     }
