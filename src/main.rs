@@ -261,8 +261,15 @@ fn main() -> ExitCode {
 
 /// Every option of a `run` with its value as given or defaulted.
 fn options_of(matches: &clap::ArgMatches) -> BTreeMap<String, Vec<String>> {
+    let command = Cli::command();
+    let arguments: Vec<String> = command
+        .find_subcommand("run")
+        .map(|run| run.get_arguments().map(|a| a.get_id().to_string()).collect())
+        .unwrap_or_default();
     matches
         .ids()
+        // Argument groups (the struct's own) are not options.
+        .filter(|id| arguments.iter().any(|a| a == id.as_str()))
         .filter_map(|id| {
             let values = matches.get_raw(id.as_str())?;
             Some((id.to_string(), values.map(|v| v.to_string_lossy().into_owned()).collect()))

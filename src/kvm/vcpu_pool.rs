@@ -254,17 +254,21 @@ impl VcpuPool {
         self.pool().turn.as_ref().map_or(0, |t| t.pct.steps())
     }
 
+    /// Whether a serial schedule runs: then a stalled vCPU must be kicked
+    /// before it hands the turn on, so that its release does not let it run
+    /// without the turn.
+    pub fn is_serial(&self) -> bool {
+        self.pool().turn.is_some()
+    }
+
     /// `vcpu` stalled on a hidden page, or was released from its stall.
-    /// Returns whether a serial schedule runs: then a stalled vCPU must be
-    /// kicked, so that its release does not let it run without the turn.
-    pub fn set_stalled(&self, vcpu: usize, stalled: bool) -> bool {
+    pub fn set_stalled(&self, vcpu: usize, stalled: bool) {
         let mut pool = self.pool();
         if let Some(s) = pool.stalled.get_mut(vcpu) {
             *s = stalled;
         }
         pool.settle();
         self.changed.notify_all();
-        pool.turn.is_some()
     }
 
     /// vCPU 0 runs the program and is never started or waited for.

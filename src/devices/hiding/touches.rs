@@ -70,12 +70,15 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                 // It cannot run until the page comes back: the turn goes on,
                 // after the stall is on record. A pending signal makes its
                 // KVM_RUN return at the release instead of running on
-                // without the turn.
-                if let Some(vcpu) = stall.vcpu
-                    && state.vcpus.set_stalled(vcpu, true)
-                    && let Err(e) = state.kick(vcpu)
-                {
-                    return Err(format!("cannot kick stalled vCPU {vcpu}: {e}"));
+                // without the turn; it is sent before the turn goes on, or
+                // the new holder could release the page before the signal.
+                if let Some(vcpu) = stall.vcpu {
+                    if state.vcpus.is_serial()
+                        && let Err(e) = state.kick(vcpu)
+                    {
+                        return Err(format!("cannot kick stalled vCPU {vcpu}: {e}"));
+                    }
+                    state.vcpus.set_stalled(vcpu, true);
                 }
             }
             Ok(Touch::Resumed) => {}
