@@ -130,6 +130,8 @@ pub enum Touch {
     Stalled(Stall),
     /// The page is not hidden (any more): the thread was woken.
     Resumed,
+    /// A vCPU already stalled on the page faulted on it again: it still waits.
+    Again,
 }
 
 #[derive(Debug, Default)]
@@ -268,6 +270,10 @@ impl Hiding {
         let offset = fault.address.wrapping_sub(self.cpu_view);
         let page = offset - offset % PAGE_SIZE;
         match hidden.pages.get(&page) {
+            // The same vCPU faulting again on a page it already waits for: a
+            // signal (the serial schedule's kick) interrupted its wait and its
+            // fault was retried. It is the same touch, not a new one.
+            Some(_) if vcpu.is_some() && hidden.stalls.iter().any(|s| s.page == page && s.vcpu == vcpu) => Ok(Touch::Again),
             Some(entry) if offset < self.size && !hidden.released => {
                 let stall = Stall { page, vcpu, since: Instant::now(), origin: entry.origin.clone(), overdue: false };
                 hidden.stalls.push(stall.clone());
@@ -408,6 +414,7 @@ mod tests {
         assert_eq!(fault.address - fault.address % PAGE_SIZE, ram.cpu_view() + page);
         let Touch::Stalled(stall) = hiding.fault(fault, Some(3)).expect("fault") else { panic!("not a stall") };
         assert_eq!((stall.page, stall.vcpu), (page, Some(3)));
+        assert!(matches!(hiding.fault(fault, Some(3)), Ok(Touch::Again)), "the same vCPU's retried fault is no new touch");
         assert_eq!(hiding.stalled_vcpus(), 1);
         assert_eq!(hiding.stalled_vcpu_ids(), [3]);
         std::thread::sleep(Duration::from_millis(5));

@@ -81,7 +81,7 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                     state.vcpus.set_stalled(vcpu, true);
                 }
             }
-            Ok(Touch::Resumed) => {}
+            Ok(Touch::Resumed | Touch::Again) => {}
             Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),
         }
     }
