@@ -337,6 +337,13 @@ fn determinism(state: &VmState, cause: &ExitCause) -> Determinism {
             "{preemptions} turn(s) were taken back, on host time, from a vCPU that ran without an exit (it spun, waiting for another)"
         ));
     }
+    let unstopped = state.vcpus.unstopped_stalls();
+    if unstopped > 0 {
+        timing_dependent.push(format!(
+            "{unstopped} vCPU(s) stalled on a hidden page could not be stopped before the page came back, and may have run \
+             beside the holder of the turn"
+        ));
+    }
     if matches!(cause, ExitCause::Timeout { .. } | ExitCause::Interrupted { .. }) {
         timing_dependent.push("the run ended on host time (--timeout or a signal)".to_owned());
     }

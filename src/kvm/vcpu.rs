@@ -293,6 +293,7 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
             // A kick (signal) or a spurious wake-up: the spin fallback may
             // have taken the turn back; then look at the stop request again.
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                state.vcpus.kicked_out(id);
                 if state.vcpus.take_preemption(id) {
                     state.trace(Event::Preemption { vcpu: id });
                     state.vcpus.exited(id);

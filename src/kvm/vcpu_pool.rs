@@ -81,9 +81,10 @@ struct Turn {
     holder: Option<usize>,
     /// When the holder got the turn.
     since: Instant,
-    /// The holder's CPU time when the spin fallback first looked at this
-    /// turn (`since` tells turns apart), the baseline of what it used since.
-    cpu_baseline: Option<(Instant, Duration)>,
+    /// The holder's CPU time when the spin fallback first looked at it after
+    /// its last scheduling point (told apart by their count), the baseline
+    /// of what it used since without an exit.
+    cpu_baseline: Option<(u64, Duration)>,
     /// A kick asked the holder to give the turn back.
     preempt: bool,
     /// Turns taken back by the spin fallback.
@@ -96,6 +97,10 @@ struct Pool {
     slots: Vec<Slot>,
     /// vCPUs stalled on a hidden page.
     stalled: Vec<bool>,
+    /// Times each vCPU's KVM_RUN returned to a signal.
+    kicked_out: Vec<u64>,
+    /// Stalled vCPUs a kick did not bring out of KVM_RUN in time.
+    unstopped_stalls: u64,
     turn: Option<Turn>,
 }
 
@@ -130,9 +135,10 @@ impl Pool {
         }
     }
 
-    /// Whether `vcpu` may run now.
+    /// Whether `vcpu` may run now: it holds the turn, and is not stalled
+    /// (a stalled holder keeps the turn only until its kick is through).
     fn may_run(&self, vcpu: usize) -> bool {
-        self.turn.as_ref().is_none_or(|t| t.holder == Some(vcpu))
+        self.turn.as_ref().is_none_or(|t| t.holder == Some(vcpu) && !self.stalled.get(vcpu).copied().unwrap_or(false))
     }
 }
 
@@ -159,7 +165,8 @@ impl VcpuPool {
             }),
             _ => None,
         };
-        VcpuPool { pool: Mutex::new(Pool { slots, stalled: vec![false; count], turn }), changed: Condvar::new() }
+        let pool = Pool { slots, stalled: vec![false; count], kicked_out: vec![0; count], unstopped_stalls: 0, turn };
+        VcpuPool { pool: Mutex::new(pool), changed: Condvar::new() }
     }
 
     fn pool(&self) -> MutexGuard<'_, Pool> {
@@ -197,8 +204,8 @@ impl VcpuPool {
     }
 
     /// The holder of the turn if its thread has run for `limit` of CPU time
-    /// (`cpu_time` says how much a vCPU's thread has used) since the turn
-    /// was first looked at, marked to give it back at its next chance:
+    /// (`cpu_time` says how much a vCPU's thread has used) since the last
+    /// scheduling point was first looked at, marked to give it back at its next chance:
     /// another vCPU can run. CPU time, not host time: a thread the host
     /// does not run is not spinning.
     pub fn overdue(&self, limit: Duration, cpu_time: impl Fn(usize) -> Option<Duration>) -> Option<usize> {
@@ -207,10 +214,11 @@ impl VcpuPool {
         let turn = pool.turn.as_mut()?;
         let holder = turn.holder?;
         let used = cpu_time(holder)?;
+        let point = turn.pct.steps();
         let baseline = match turn.cpu_baseline {
-            Some((since, baseline)) if since == turn.since => baseline,
+            Some((at, baseline)) if at == point => baseline,
             _ => {
-                turn.cpu_baseline = Some((turn.since, used));
+                turn.cpu_baseline = Some((point, used));
                 return None;
             }
         };
@@ -261,11 +269,61 @@ impl VcpuPool {
         self.pool().turn.is_some()
     }
 
-    /// `vcpu` stalled on a hidden page, or was released from its stall.
-    pub fn set_stalled(&self, vcpu: usize, stalled: bool) {
+    /// `vcpu`'s KVM_RUN returned to a signal (a kick).
+    pub fn kicked_out(&self, vcpu: usize) {
+        if let Some(n) = self.pool().kicked_out.get_mut(vcpu) {
+            *n += 1;
+        }
+        self.changed.notify_all();
+    }
+
+    /// How many times `vcpu`'s KVM_RUN returned to a signal so far.
+    pub fn times_kicked_out(&self, vcpu: usize) -> u64 {
+        self.pool().kicked_out.get(vcpu).copied().unwrap_or(0)
+    }
+
+    /// Waits at most `wait` for `vcpu`'s KVM_RUN to return to a signal more
+    /// than `before` times; whether it did.
+    pub fn wait_kicked_out(&self, vcpu: usize, before: u64, wait: Duration) -> bool {
+        let pool = self.pool();
+        let (pool, _) = self
+            .changed
+            .wait_timeout_while(pool, wait, |p| p.kicked_out.get(vcpu).is_some_and(|&n| n <= before))
+            .unwrap_or_else(|e| e.into_inner());
+        pool.kicked_out.get(vcpu).is_some_and(|&n| n > before)
+    }
+
+    /// A stalled vCPU could not be brought out of KVM_RUN before the turn
+    /// went on: when its page comes back it may run beside the holder.
+    pub fn stall_not_stopped(&self) {
+        self.pool().unstopped_stalls += 1;
+    }
+
+    /// Stalled vCPUs that could not be stopped: the run's order depended on host time.
+    pub fn unstopped_stalls(&self) -> u64 {
+        self.pool().unstopped_stalls
+    }
+
+    /// `vcpu` stalled on a hidden page: it may not enter the guest again,
+    /// but keeps the turn until [`VcpuPool::pass_turn`] — so that it can be
+    /// brought out of KVM_RUN before another vCPU could release its page.
+    pub fn mark_stalled(&self, vcpu: usize) {
+        if let Some(s) = self.pool().stalled.get_mut(vcpu) {
+            *s = true;
+        }
+    }
+
+    /// Hands the turn on if its holder can no longer run.
+    pub fn pass_turn(&self) {
+        self.pool().settle();
+        self.changed.notify_all();
+    }
+
+    /// `vcpu` was released from its stall.
+    pub fn release_stall(&self, vcpu: usize) {
         let mut pool = self.pool();
         if let Some(s) = pool.stalled.get_mut(vcpu) {
-            *s = stalled;
+            *s = false;
         }
         pool.settle();
         self.changed.notify_all();
@@ -469,7 +527,9 @@ mod tests {
 
     /// A pool whose vCPU `i` is in `slots[i]`.
     fn pool_of(slots: Vec<Slot>) -> VcpuPool {
-        VcpuPool { pool: Mutex::new(Pool { stalled: vec![false; slots.len()], slots, turn: None }), changed: Condvar::new() }
+        let count = slots.len();
+        let pool = Pool { stalled: vec![false; count], kicked_out: vec![0; count], unstopped_stalls: 0, slots, turn: None };
+        VcpuPool { pool: Mutex::new(pool), changed: Condvar::new() }
     }
 
     fn waits(on: usize) -> Slot {
@@ -599,13 +659,15 @@ mod tests {
         }
         assert_eq!(pool.scheduling_points(), 6);
         // The holder stalls on a hidden page: the other runs, with no step.
-        pool.set_stalled(first, true);
+        pool.mark_stalled(first);
+        pool.pass_turn();
         assert_eq!((holder(&pool), pool.scheduling_points()), (Some(other), 6));
-        pool.set_stalled(other, true);
+        pool.mark_stalled(other);
+        pool.pass_turn();
         assert_eq!(holder(&pool), None, "no one can run");
-        pool.set_stalled(first, false);
+        pool.release_stall(first);
         assert_eq!(holder(&pool), Some(first));
-        pool.set_stalled(other, false);
+        pool.release_stall(other);
         assert!(pool.take_turn(first, &stop));
         // vCPU 1 finishes its work: idle, it can no longer hold the turn.
         if first == 1 {

@@ -19,6 +19,8 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long every vCPU must have been blocked before that is a deadlock: a
 /// margin for a vCPU whose stall has just ended but which is not running yet.
 const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
+/// How long a stalled vCPU is kicked before the turn goes on without it.
+const KICK_OUT_WAIT: Duration = Duration::from_millis(20);
 
 fn record(state: &VmState, kind: ViolationKind, stall: &Stall, message: String) {
     let vcpu = stall.vcpu.unwrap_or(0);
@@ -73,16 +75,36 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                 // without the turn; it is sent before the turn goes on, or
                 // the new holder could release the page before the signal.
                 if let Some(vcpu) = stall.vcpu {
-                    if state.vcpus.is_serial()
-                        && let Err(e) = state.kick(vcpu)
-                    {
-                        return Err(format!("cannot kick stalled vCPU {vcpu}: {e}"));
+                    state.vcpus.mark_stalled(vcpu);
+                    if state.vcpus.is_serial() {
+                        kick_out(state, vcpu)?;
                     }
-                    state.vcpus.set_stalled(vcpu, true);
+                    state.vcpus.pass_turn();
                 }
             }
             Ok(Touch::Resumed | Touch::Again) => {}
             Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),
+        }
+    }
+}
+
+/// Brings stalled `vcpu` out of KVM_RUN before the turn goes on, so that the
+/// page's release cannot let it run beside the holder: it then waits for the
+/// turn like any other vCPU. A kick whose signal came before the vCPU slept
+/// does not wake it, so the kick is repeated; an access the host completes
+/// uninterruptibly cannot be stopped, and the run is then marked
+/// timing-dependent.
+fn kick_out(state: &VmState, vcpu: usize) -> Result<(), String> {
+    let before = state.vcpus.times_kicked_out(vcpu);
+    let deadline = Instant::now() + KICK_OUT_WAIT;
+    loop {
+        state.kick(vcpu).map_err(|e| format!("cannot kick stalled vCPU {vcpu}: {e}"))?;
+        if state.vcpus.wait_kicked_out(vcpu, before, Duration::from_millis(1)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline || state.stop.is_stopping() {
+            state.vcpus.stall_not_stopped();
+            return Ok(());
         }
     }
 }

@@ -330,7 +330,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                     for stall in &released {
                         if let Some(vcpu) = stall.vcpu {
                             state.trace(Event::Release { vcpu, page: stall.page });
-                            state.vcpus.set_stalled(vcpu, false);
+                            state.vcpus.release_stall(vcpu);
                         }
                     }
                 })
