@@ -15,7 +15,7 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
 use kmemvisor_abi::{BootInfo, MAX_VCPUS, ModuleInfo, VcpuPage};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::checker::Checker;
+use crate::checker::{Checker, ViolationKind};
 use crate::devices::console::Console;
 use crate::devices::dma_engine::{DmaConfig, DmaEngine};
 use crate::devices::hiding::Hiding;
@@ -175,6 +175,8 @@ pub struct VmState {
     pub kernel: Mutex<Kernel>,
     /// What each vCPU runs on behalf of.
     pub contexts: Vec<Mutex<VcpuContext>>,
+    /// Whether the guest registered a device-interrupt handler (`interrupt_register`).
+    pub interrupt_handler: AtomicBool,
     /// The CR3 each vCPU must run with (its process's, or the kernel's);
     /// the vCPU loads it before it next enters the guest.
     pub cr3: Vec<AtomicU64>,
@@ -281,6 +283,7 @@ impl VmState {
                 xmem: Attachments::default(),
             }),
             contexts: (0..config.vcpus).map(|_| Mutex::new(VcpuContext::default())).collect(),
+            interrupt_handler: AtomicBool::new(false),
             cr3: (0..config.vcpus).map(|_| AtomicU64::new(space.root())).collect(),
             hiding: Hiding::new(&ram, config.hidden_stall_timeout),
             vcpu_tids: (0..config.vcpus).map(|_| AtomicU32::new(0)).collect(),
@@ -402,12 +405,27 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         lock(&self.kernel).frames.dma_refusal(page).map(|e| e.to_string())
     }
 
-    fn violation(&self, kind: crate::checker::ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String) {
+    fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String) {
         self.record_violation(crate::checker::Violation::new(kind, "dma", args, vcpu, rip, message));
     }
 
     fn begin_transfer(&self, ranges: &[std::ops::Range<u64>]) {
         lock(&self.kernel).frames.begin_transfer(ranges);
+    }
+
+    fn raise_interrupt(&self, vcpu: usize, channel: usize) {
+        if !self.interrupt_handler.load(Ordering::SeqCst) {
+            let message = format!(
+                "the DMA engine's channel {channel} raised its completion interrupt, but no handler is registered \
+                 (interrupt_register): the interrupt is dropped"
+            );
+            let v = crate::checker::Violation::new(ViolationKind::InterruptNoHandler, "dma", &[channel as u64], vcpu, 0, message);
+            self.record_violation(v);
+            return;
+        }
+        if let Some(context) = self.contexts.get(vcpu) {
+            lock(context).interrupt_pending = true;
+        }
     }
 
     fn transfer_ran(&self, channel: usize, rung: u64, error: u64) {

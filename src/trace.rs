@@ -75,6 +75,11 @@ pub enum Event {
         /// The vCPU.
         vcpu: usize,
     },
+    /// A device interrupt was injected into a vCPU.
+    Interrupt {
+        /// The vCPU.
+        vcpu: usize,
+    },
     /// A violation was recorded.
     Violation {
         /// The vCPU.
@@ -97,6 +102,7 @@ impl Event {
             Event::Release { vcpu, page } => hash.tag(5).num(*vcpu as u64).num(*page),
             Event::Preemption { vcpu } => hash.tag(6).num(*vcpu as u64),
             Event::Violation { vcpu, service } => hash.tag(7).num(*vcpu as u64).bytes(service.as_bytes()),
+            Event::Interrupt { vcpu } => hash.tag(8).num(*vcpu as u64),
         };
     }
 
@@ -152,6 +158,7 @@ impl Event {
             Event::Violation { vcpu, service } => {
                 instant(format!("violation: {service}"), "violation", *vcpu as u64, serde_json::json!({ "service": service }))
             }
+            Event::Interrupt { vcpu } => instant("interrupt".into(), "interrupt", *vcpu as u64, serde_json::json!({})),
         }
     }
 }
@@ -291,6 +298,7 @@ mod tests {
         trace.record(4, Event::Release { vcpu: 1, page: 0x5000 });
         trace.record(4, Event::Preemption { vcpu: 0 });
         trace.record(5, Event::Violation { vcpu: 0, service: "dma".into() });
+        trace.record(6, Event::Interrupt { vcpu: 0 });
     }
 
     #[test]
@@ -299,7 +307,7 @@ mod tests {
         sample(&a);
         sample(&b);
         assert_eq!(a.summary(), b.summary());
-        assert_eq!(a.summary().events, 7);
+        assert_eq!(a.summary().events, 8);
         let c = EventTrace::new(false);
         sample(&c);
         c.record(6, Event::Preemption { vcpu: 0 });
@@ -327,7 +335,7 @@ mod tests {
         trace.write_chrome(&mut out, 2, 8).expect("write");
         let doc: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         let events = doc["traceEvents"].as_array().expect("traceEvents");
-        assert_eq!(events.len(), 1 + 2 + 8 + 7);
+        assert_eq!(events.len(), 1 + 2 + 8 + 8);
         for e in events {
             for field in ["name", "ph", "pid", "tid"] {
                 assert!(e.get(field).is_some(), "{field} missing from {e}");

@@ -343,7 +343,7 @@ fn misusing_the_dma_engine_registers_is_a_violation_each_time() {
         &["load of 4 bytes", "8-byte loads and stores only"],
         &["not 8-byte aligned"],
         &["read-only register REG_STATUS of channel 2"],
-        &["channel 2 has no register at 0x48"],
+        &["channel 2 has no register at 0x50"],
         &["past the last channel"],
         &["doorbell rang on channel 2 while its transfer was in flight"],
     ];

@@ -49,7 +49,9 @@ global_asm!(
     include_str!("vectors.s"),
     stride = const VECTOR_STRIDE,
     exception = const Service::Exception.number(),
+    interrupt_return = const Service::InterruptReturn.number(),
     port = const HYPERCALL_PORT,
+    dispatch = sym kmemvisor_guest::interrupts::kmv_interrupt_dispatch,
 );
 
 pub use kmemvisor_guest::panic::PANIC_MESSAGE_MAX;

@@ -1,4 +1,5 @@
-// The exception vectors: 32 stubs, one per CPU exception, VECTOR_STRIDE bytes
+// The vectors: 32 stubs, one per CPU exception, and vector 32, device
+// interrupts (image::INTERRUPT_VECTOR); VECTOR_STRIDE bytes
 // apart from kmv_vectors (the header's `vectors` field). The VMM's IDT gate n
 // points at kmv_vectors + n * VECTOR_STRIDE with the user code segment, so a
 // stub runs at CPL3 on the stack that faulted: there is no stack switch.
@@ -23,7 +24,7 @@ kmv_vector_\n:
     jmp kmv_vector_common       // at most 2 + 2 + 5 bytes: fits the stride
 .endm
 // (A stub longer than the stride would push the next one a whole stride on;
-// the linker script checks that the 32 stubs take exactly 32 strides.)
+// the linker script checks that the 33 stubs take exactly 33 strides.)
 
     .section .text.kmv_vectors, "ax"
     .balign {stride}
@@ -32,6 +33,9 @@ kmv_vectors:
 .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     kmv_vector \n
 .endr
+    .balign {stride}
+kmv_vector_32:
+    jmp kmv_interrupt_common
     .balign {stride}
     .global kmv_vectors_end
 kmv_vectors_end:
@@ -49,3 +53,40 @@ kmv_vector_common:
     out dx, eax
 2:
     jmp 2b                      // the VMM never resumes a reported exception
+
+// Vector 32, a device interrupt the VMM injected at an exit boundary, on the
+// interrupted code's stack (CPL3 to CPL3: no stack switch; the guest is built
+// without a red zone). The CPU pushed SS, RSP, RFLAGS, CS, RIP and cleared
+// IF. Every register the SysV ABI lets a call clobber is saved, the stack is
+// aligned for the call, the guest library's dispatcher runs the handler, and
+// `interrupt_return` tells the VMM the handler is done (the vCPU leaves
+// interrupt level) before `iretq` resumes the interrupted code.
+kmv_interrupt_common:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    call {dispatch}
+    mov rsp, rbp
+    pop rbp
+    mov eax, {interrupt_return}  // Service::InterruptReturn
+    mov edx, {port}
+    out dx, eax
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq

@@ -68,6 +68,10 @@ violation_kinds! {
     HiddenPageStallTimeout => "hidden-page.stall-timeout",
     /// `interrupt_leave` without a matching `interrupt_enter`.
     ProcessInterruptLeaveWithoutEnter => "process.interrupt-leave-without-enter",
+    /// An `interrupt_return` with no injected interrupt's handler running.
+    ProcessInterruptReturnOutsideHandler => "process.interrupt-return-outside-handler",
+    /// A device raised an interrupt while the guest had no handler registered.
+    InterruptNoHandler => "interrupt.no-handler",
     /// `xmattach` not under a process.
     XmemAttachOutsideProcess => "xmem.attach-outside-process",
     /// A descriptor used after `xmdetach` ended its attachment.

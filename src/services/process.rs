@@ -1,7 +1,9 @@
 //! The process and interrupt-level services, and what each vCPU is running on
 //! behalf of. A vCPU is in process context when it has switched to a
 //! process, and at interrupt level between `interrupt_enter` and
-//! `interrupt_leave`; the AIX and DG/UX context rules are checked against this.
+//! `interrupt_leave` or while a device-interrupt handler the VMM injected
+//! runs (until `interrupt_return`); the AIX and DG/UX context rules are
+//! checked against this.
 
 use std::sync::atomic::Ordering;
 
@@ -17,14 +19,32 @@ use crate::sync::lock;
 pub struct VcpuContext {
     /// The current process, 0 for none.
     pub pid: u64,
-    /// Interrupt-level nesting; 0 in process or kernel context.
+    /// Interrupt-level nesting the guest declared (`interrupt_enter`).
     pub interrupt_depth: u32,
+    /// A device interrupt waits to be injected.
+    pub interrupt_pending: bool,
+    /// An injected interrupt's handler runs (until `interrupt_return`).
+    pub in_handler: bool,
 }
 
 impl VcpuContext {
     /// Whether the vCPU is at interrupt level.
     pub fn at_interrupt_level(&self) -> bool {
-        self.interrupt_depth > 0
+        self.interrupt_depth > 0 || self.in_handler
+    }
+
+    /// Whether to inject the pending interrupt now that the vCPU is about to
+    /// enter the guest: one is pending, no handler runs (they do not nest)
+    /// and the guest has a handler `registered`. If so, the handler counts
+    /// as running from now. (RFLAGS.IF cannot say it: `sti` faults at CPL3
+    /// on PVM.)
+    pub fn take_injection(&mut self, registered: bool) -> bool {
+        let inject = self.interrupt_pending && !self.in_handler && registered;
+        if inject {
+            self.interrupt_pending = false;
+            self.in_handler = true;
+        }
+        inject
     }
 }
 
@@ -108,6 +128,31 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             }
             context.interrupt_depth -= 1;
             Reply::ok(u64::from(context.interrupt_depth))
+        }
+        Service::InterruptRegister => match args[0] {
+            0 | 1 => {
+                state.interrupt_handler.store(args[0] == 1, Ordering::SeqCst);
+                Reply::ok(0)
+            }
+            _ => Reply::status(Status::EINVAL),
+        },
+        Service::InterruptReturn => {
+            let mut context = lock(context);
+            if !context.in_handler {
+                drop(context);
+                let why = "interrupt_return outside an interrupt handler (the firmware's vector 32 makes it)".to_owned();
+                return refuse(
+                    state,
+                    caller,
+                    ViolationKind::ProcessInterruptReturnOutsideHandler,
+                    service,
+                    &[],
+                    why,
+                    Status::EINVAL,
+                );
+            }
+            context.in_handler = false;
+            Reply::ok(0)
         }
         _ => Reply::status(Status::ENOSYS),
     }

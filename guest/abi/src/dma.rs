@@ -39,6 +39,9 @@ pub const REG_STATUS: u64 = 0x30;
 pub const REG_ERROR: u64 = 0x38;
 /// Read-only: transfers completed since reset.
 pub const REG_COMPLETED: u64 = 0x40;
+/// Read/write: 1 raises the interrupt [`INTERRUPT_VECTOR`](crate::image::INTERRUPT_VECTOR)
+/// on the vCPU that rang the doorbell when the transfer ends; 0 (the default) does not.
+pub const REG_INTERRUPT: u64 = 0x48;
 
 /// The value of [`REG_ID`]: "KMVDMA01" in little-endian bytes.
 pub const DMA_ENGINE_ID: u64 = u64::from_le_bytes(*b"KMVDMA01");

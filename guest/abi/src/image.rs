@@ -7,8 +7,13 @@
 
 /// The bytes that open every kmemvisor guest image.
 pub const IMAGE_MAGIC: [u8; 8] = *b"KMEMVSR\0";
-/// Number of exception vectors the firmware provides (the CPU's 0–31).
-pub const VECTOR_COUNT: usize = 32;
+/// Number of vectors the firmware provides: the CPU's exceptions 0–31 and
+/// [`INTERRUPT_VECTOR`].
+pub const VECTOR_COUNT: usize = 33;
+/// The vector of device interrupts (the DMA engine's completions): the
+/// firmware's stub calls the guest library's handler, then
+/// `interrupt_return`, then `iretq`.
+pub const INTERRUPT_VECTOR: u64 = 32;
 /// Bytes between the entries of consecutive vectors.
 pub const VECTOR_STRIDE: u64 = 16;
 

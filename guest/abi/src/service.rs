@@ -126,6 +126,12 @@ services! {
     /// `()`: this vCPU waits for another (it spins): under the serial
     /// schedule every other runnable vCPU runs before it again.
     VcpuYield = 0x00f, "vcpu_yield", returns: true;
+    /// `(present)`: the guest has (1) or no longer has (0) a handler for
+    /// device interrupts, which the firmware's vector 32 calls.
+    InterruptRegister = 0x010, "interrupt_register", returns: true;
+    /// `()`: the firmware's interrupt stub: the handler returned; the vCPU
+    /// leaves the interrupt level the injection entered.
+    InterruptReturn = 0x011, "interrupt_return", returns: true;
 
     /// `(area, size, flags)`: makes a heap of the mapped kernel region; the value is its handle.
     InitHeap = 0x100, "init_heap", returns: true;
@@ -293,7 +299,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x010, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

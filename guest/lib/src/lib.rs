@@ -36,6 +36,7 @@ pub mod console;
 pub mod dgux;
 pub mod dma;
 pub mod hypercall;
+pub mod interrupts;
 pub mod module;
 pub mod panic;
 pub mod process;

@@ -20,6 +20,7 @@ pub(super) enum Register {
     Status,
     Error,
     Completed,
+    Interrupt,
 }
 
 impl Register {
@@ -34,6 +35,7 @@ impl Register {
             REG_STATUS => Register::Status,
             REG_ERROR => Register::Error,
             REG_COMPLETED => Register::Completed,
+            REG_INTERRUPT => Register::Interrupt,
             _ => return None,
         })
     }
@@ -49,6 +51,7 @@ impl Register {
             Register::Status => "REG_STATUS",
             Register::Error => "REG_ERROR",
             Register::Completed => "REG_COMPLETED",
+            Register::Interrupt => "REG_INTERRUPT",
         }
     }
 
@@ -151,6 +154,8 @@ pub(super) struct Channel {
     rung_while_busy: bool,
     // A transfer ended and the driver has not read STATUS since.
     unacknowledged: bool,
+    // REG_INTERRUPT: raise the completion interrupt.
+    interrupt: bool,
 }
 
 impl Channel {
@@ -172,6 +177,7 @@ impl Channel {
             Register::Status => self.status,
             Register::Error => self.error,
             Register::Completed => self.completed,
+            Register::Interrupt => u64::from(self.interrupt),
         }
     }
 
@@ -182,6 +188,8 @@ impl Channel {
             Register::Destination => self.destination = value,
             Register::Length => self.length = value,
             Register::Direction => self.direction = value,
+            // Only bit 0 means something; the others read back as 0.
+            Register::Interrupt => self.interrupt = value & 1 != 0,
             Register::Id | Register::Doorbell | Register::Status | Register::Error | Register::Completed => {}
         }
     }
@@ -196,6 +204,11 @@ impl Channel {
         self.status = STATUS_BUSY;
         self.error = 0;
         Some(Transfer { source: self.source, destination: self.destination, length: self.length, direction: self.direction })
+    }
+
+    /// Whether a transfer's end raises the completion interrupt.
+    pub(super) fn interrupts(&self) -> bool {
+        self.interrupt
     }
 
     /// Whether a transfer ended that the driver has not looked at (STATUS).
@@ -235,7 +248,7 @@ mod tests {
         assert!(matches!(decode(0x801, 8, Op::Load), Err(MmioMisuse::Unaligned { offset: 0x801, .. })));
         assert!(matches!(decode(0x800, 8, Op::Load), Err(MmioMisuse::PastChannels { offset: 0x800, .. })));
         assert!(matches!(decode(u64::MAX - 7, 8, Op::Load), Err(MmioMisuse::PastChannels { .. })));
-        assert!(matches!(decode(0x148, 8, Op::Load), Err(MmioMisuse::UnknownRegister { channel: 1, register: 0x48, .. })));
+        assert!(matches!(decode(0x150, 8, Op::Load), Err(MmioMisuse::UnknownRegister { channel: 1, register: 0x50, .. })));
         assert_eq!(
             decode(REG_STATUS, 8, Op::Store(5)),
             Err(MmioMisuse::ReadOnly { op: Op::Store(5), channel: 0, name: "REG_STATUS" })

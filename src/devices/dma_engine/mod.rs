@@ -79,6 +79,9 @@ pub trait DmaHost: Sync {
     fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String);
     /// A queued transfer will touch these guest-physical ranges.
     fn begin_transfer(&self, ranges: &[Range<u64>]);
+    /// `channel`'s transfer ended and its `REG_INTERRUPT` asked for the
+    /// completion interrupt on `vcpu`, the doorbell's.
+    fn raise_interrupt(&self, vcpu: usize, channel: usize);
     /// The transfer rung at device time `rung` on `channel` ran (`error` 0)
     /// or failed with that `ERROR_*` code.
     fn transfer_ran(&self, channel: usize, rung: u64, error: u64);
@@ -232,8 +235,15 @@ impl DmaEngine {
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
             host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0));
             host.end_transfer(&announced(&job.reads, &job.writes), job.writes.clone().filter(|_| result.is_ok()));
-            if let Some(c) = lock(&self.state).channels.get_mut(job.channel) {
-                c.finish(result);
+            let interrupt = match lock(&self.state).channels.get_mut(job.channel) {
+                Some(c) => {
+                    c.finish(result);
+                    c.interrupts()
+                }
+                None => false,
+            };
+            if interrupt {
+                host.raise_interrupt(job.access.vcpu, job.channel);
             }
         }
     }
@@ -349,7 +359,7 @@ mod tests {
                 "at offset 0x800, past the last channel (the 8 channels end at 0x800)",
                 "dma.register-past-channels",
             ),
-            (at(2, 0x48), 8, "at offset 0x248: channel 2 has no register at 0x48", "dma.unknown-register"),
+            (at(2, 0x50), 8, "at offset 0x250: channel 2 has no register at 0x50", "dma.unknown-register"),
         ];
         for (i, &(offset, size, expected, kind)) in cases.iter().enumerate() {
             assert_eq!(engine.mmio_read(&host, ACCESS, offset, size), u64::MAX);

@@ -34,6 +34,8 @@ pub(super) enum Announced {
     Begin(Vec<Range<u64>>),
     /// The ranges of a transfer that is over, and what it wrote.
     End(Vec<Range<u64>>, Option<Range<u64>>),
+    /// A completion interrupt for a vCPU, from a channel.
+    Interrupt(usize, usize),
 }
 
 impl TestHost {
@@ -115,6 +117,10 @@ impl DmaHost for TestHost {
     }
 
     fn transfer_ran(&self, _channel: usize, _rung: u64, _error: u64) {}
+
+    fn raise_interrupt(&self, vcpu: usize, channel: usize) {
+        lock(&self.transfers).push(Announced::Interrupt(vcpu, channel));
+    }
 
     fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>) {
         lock(&self.transfers).push(Announced::End(ranges.to_vec(), written));

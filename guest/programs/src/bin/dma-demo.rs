@@ -1,4 +1,4 @@
-//! A correct DMA driver: hands a process's buffer to the DMA engine with xmattach/xmempin/xmemdma, completes at interrupt level, checks the data; no violations.
+//! A correct DMA driver: hands a process's buffer to the DMA engine with xmattach/xmempin/xmemdma, completes in its interrupt handler, checks the data; no violations.
 //!
 //! The steps are those of an AIX driver whose `read` entry point has a device
 //! fill a user buffer:
@@ -11,8 +11,10 @@
 //! 2. program the engine: one memory-to-memory transfer per page, each on a
 //!    channel of its own (the pages' frames are not contiguous, so one
 //!    transfer cannot span two pages);
-//! 3. the "interrupt": wait for the channels, then, at interrupt level,
-//!    `xmemdma(XMEM_UNHIDE)` every page and `xmdetach` the kernel buffer;
+//! 3. the completion interrupt: each channel raises one when its transfer
+//!    ends (`REG_INTERRUPT`); the handler, which the VMM runs at interrupt
+//!    level, acknowledges every finished channel, `xmemdma(XMEM_UNHIDE)`s its
+//!    pages, and `xmdetach`es the kernel buffer after the last;
 //! 4. back in the process: `xmemunpin` and `xmdetach` the user buffer, and
 //!    check it byte for byte.
 //!
@@ -21,12 +23,14 @@
 #![no_std]
 #![no_main]
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use kmemvisor_guest::abi::layout;
 use kmemvisor_guest::aix::{self, Heap};
-use kmemvisor_guest::dma::{DIR_MEMORY_TO_MEMORY, DmaEngine};
-use kmemvisor_guest::println;
-use kmemvisor_guest::process::{self, PROT_READ, PROT_WRITE, at_interrupt_level};
+use kmemvisor_guest::dma::{DIR_MEMORY_TO_MEMORY, DmaEngine, REG_INTERRUPT, STATUS_DONE, STATUS_ERROR};
+use kmemvisor_guest::process::{self, PROT_READ, PROT_WRITE};
 use kmemvisor_guest::xmem::{self, SYS_ADSPACE, USER_ADSPACE, XMEM_HIDE, XMEM_UNHIDE, Xmem};
+use kmemvisor_guest::{interrupts, println, smp};
 
 use kmemvisor_guest::steps::{self, Failed, check};
 
@@ -57,6 +61,58 @@ fn checksum(base: u64, bytes: u64) -> u64 {
 
 fn main() -> u32 {
     steps::exit_code("dma-demo", run())
+}
+
+/// What the interrupt handler works on: the addresses of the two
+/// descriptors (on `run`'s stack, which outlives the transfers) and of the
+/// kernel buffer, set before the first doorbell.
+static USER_DESCRIPTOR: AtomicU64 = AtomicU64::new(0);
+static KERNEL_DESCRIPTOR: AtomicU64 = AtomicU64::new(0);
+static SOURCE: AtomicU64 = AtomicU64::new(0);
+/// Bit n: channel n's transfer is done and its pages are unhidden.
+static DONE: AtomicU64 = AtomicU64::new(0);
+/// Set by the handler when something failed: the value says what.
+static FAILED: AtomicU64 = AtomicU64::new(0);
+/// Interrupts the handler ran for.
+static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+/// The completion interrupt: every channel whose transfer ended is
+/// acknowledged (STATUS read) and its pages are handed back; after the last,
+/// the kernel buffer is detached. At interrupt level, where AIX wants it.
+fn on_completion() {
+    INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+    let Ok(engine) = DmaEngine::map() else { return };
+    // SAFETY: `run` stored the addresses of its descriptors, which live until
+    // every channel is done, and nothing else uses them meanwhile.
+    let (user, kernel) = unsafe {
+        (
+            &*(USER_DESCRIPTOR.load(Ordering::Acquire) as *const Xmem),
+            &mut *(KERNEL_DESCRIPTOR.load(Ordering::Acquire) as *mut Xmem),
+        )
+    };
+    let source = SOURCE.load(Ordering::Acquire);
+    for page in 0..PAGES as u64 {
+        if DONE.load(Ordering::Acquire) & (1 << page) != 0 {
+            continue;
+        }
+        // Not rung yet (the interrupt can come while `run` still programs
+        // the other channels) or still busy: later.
+        match engine.status(engine.channel(page)) {
+            STATUS_DONE => {}
+            STATUS_ERROR => FAILED.store(1 + page, Ordering::Release),
+            _ => continue,
+        }
+        let offset = page * PAGE;
+        let back =
+            xmem::xmemdma(user, USER_BUFFER + offset, XMEM_UNHIDE).and(xmem::xmemdma(kernel, source + offset, XMEM_UNHIDE));
+        if back.is_err() {
+            FAILED.store(100 + page, Ordering::Release);
+        }
+        DONE.fetch_or(1 << page, Ordering::AcqRel);
+    }
+    if DONE.load(Ordering::Acquire) == (1 << PAGES) - 1 && xmem::xmdetach(kernel).is_err() {
+        FAILED.store(200, Ordering::Release);
+    }
 }
 
 fn run() -> Result<(), Failed> {
@@ -102,27 +158,35 @@ fn run() -> Result<(), Failed> {
         );
     }
 
-    // 2. One transfer per page, each on its own channel.
+    // 2. One transfer per page, each on its own channel, each raising the
+    //    completion interrupt.
+    USER_DESCRIPTOR.store(&user as *const Xmem as u64, Ordering::Release);
+    KERNEL_DESCRIPTOR.store(&mut kernel as *mut Xmem as u64, Ordering::Release);
+    SOURCE.store(source, Ordering::Release);
+    check("interrupt_register", interrupts::register(on_completion))?;
     for page in 0..PAGES {
+        let channel = engine.channel(page as u64);
         // SAFETY: both pages are handed off to the device (hidden), and
         // nothing reads the user page until the transfer is done.
-        unsafe { engine.start(engine.channel(page as u64), from[page], to[page], PAGE, DIR_MEMORY_TO_MEMORY) };
+        unsafe {
+            engine.write_reg(channel, REG_INTERRUPT, 1);
+            engine.start(channel, from[page], to[page], PAGE, DIR_MEMORY_TO_MEMORY);
+        }
     }
 
-    // 3. The completion: wait for the device, then take the pages back at
-    //    interrupt level, where xmemdma and xmdetach are allowed.
-    for page in 0..PAGES {
-        engine.wait(engine.channel(page as u64)).map_err(|code| Failed("the transfer", code))?;
+    // 3. The completion comes in the interrupt handler; this vCPU lets the
+    //    others (and the device) run until every channel is handed back.
+    while DONE.load(Ordering::Acquire) != (1 << PAGES) - 1 && FAILED.load(Ordering::Acquire) == 0 {
+        smp::relax();
     }
-    at_interrupt_level(|| {
-        for page in 0..PAGES {
-            let offset = page as u64 * PAGE;
-            check("xmemdma(XMEM_UNHIDE) of a user page", xmem::xmemdma(&user, USER_BUFFER + offset, XMEM_UNHIDE))?;
-            check("xmemdma(XMEM_UNHIDE) of a kernel page", xmem::xmemdma(&kernel, source + offset, XMEM_UNHIDE))?;
-        }
-        check("xmdetach of the kernel buffer", xmem::xmdetach(&mut kernel))
-    })?;
-    println!("dma-demo: {PAGES} transfers done, {BYTES} bytes moved; pages unhidden at interrupt level");
+    check("interrupt_register (none)", interrupts::unregister())?;
+    if FAILED.load(Ordering::Acquire) != 0 {
+        return Err(Failed("the completion handler", FAILED.load(Ordering::Acquire)));
+    }
+    println!(
+        "dma-demo: {PAGES} transfers done, {BYTES} bytes moved; pages unhidden at interrupt level, in the handler ({} interrupt(s))",
+        INTERRUPTS.load(Ordering::Relaxed)
+    );
 
     // 4. Back in the process: unpin, detach, check.
     check("xmemunpin", xmem::xmemunpin(USER_BUFFER, BYTES, &user))?;

@@ -1,4 +1,4 @@
-//! Misuse of the DMA engine's registers: a 4-byte load, an unaligned load, a store to a read-only register, a load of no register, a store past the channels, a doorbell while busy: six violations, exit 65. Run with --dma-latency 50ms.
+//! Misuse of the DMA engine's registers: a 4-byte load, an unaligned load, a store to a read-only register, a load of no register, a store past the channels, a doorbell while busy: six violations, exit 65. Run with --dma-latency 50.
 //!
 //! The registers take aligned 8-byte loads and stores only. Each access
 //! below is a violation; a bad load reads all-ones and a bad store is
@@ -41,7 +41,7 @@ fn main() -> u32 {
     // SAFETY: as above.
     unsafe { write_volatile(at(REG_STATUS) as *mut u64, 0x1234) };
     // SAFETY: as above.
-    let nothing = unsafe { read_volatile(at(0x48) as *const u64) };
+    let nothing = unsafe { read_volatile(at(0x50) as *const u64) };
     // SAFETY: as above: past the last channel, inside the window's page.
     unsafe { write_volatile((base + DMA_CHANNELS * DMA_CHANNEL_STRIDE) as *mut u64, 0x55) };
     let status = engine.status(c);
