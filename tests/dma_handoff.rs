@@ -132,3 +132,27 @@ fn seeds_give_the_same_verdict_and_violations_on_every_rerun() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_completion_interrupt_with_no_handler_is_dropped_with_a_violation() {
+    expect(
+        "irq-no-handler",
+        65,
+        &[(
+            "dma",
+            "interrupt.no-handler",
+            "the DMA engine's channel 0 raised its completion interrupt, but no handler is registered (interrupt_register)",
+        )],
+    );
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn interrupt_return_outside_a_handler_is_refused() {
+    expect(
+        "irq-return-outside",
+        65,
+        &[("interrupt_return", "process.interrupt-return-outside-handler", "interrupt_return outside an interrupt handler")],
+    );
+}

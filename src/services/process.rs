@@ -193,6 +193,36 @@ mod tests {
     }
 
     #[test]
+    fn an_injected_interrupt_is_interrupt_level_until_its_return_and_never_nests() {
+        let mut context = VcpuContext::default();
+        assert!(!context.take_injection(true), "nothing pending");
+        context.interrupt_pending = true;
+        assert!(!context.take_injection(false), "no handler registered");
+        assert!(context.take_injection(true));
+        assert!(context.at_interrupt_level() && context.in_handler && !context.interrupt_pending);
+        context.interrupt_pending = true;
+        assert!(!context.take_injection(true), "no nesting while a handler runs");
+        context.in_handler = false;
+        assert!(context.take_injection(true), "the pending one enters after the return");
+    }
+
+    #[test]
+    fn interrupt_register_takes_0_or_1_and_interrupt_return_needs_a_running_handler() {
+        use crate::testing::{state, status};
+        let s = state();
+        assert_eq!(status(&s, Service::InterruptRegister, &[2]), Status::EINVAL);
+        assert_eq!(status(&s, Service::InterruptRegister, &[1]), Status::OK);
+        assert!(s.interrupt_handler.load(Ordering::SeqCst));
+        assert_eq!(status(&s, Service::InterruptReturn, &[]), Status::EINVAL);
+        assert_eq!(crate::testing::kinds(&s), ["process.interrupt-return-outside-handler"]);
+        s.contexts[0].lock().expect("context").in_handler = true;
+        assert_eq!(status(&s, Service::InterruptReturn, &[]), Status::OK);
+        assert!(!s.contexts[0].lock().expect("context").at_interrupt_level());
+        assert_eq!(status(&s, Service::InterruptRegister, &[0]), Status::OK);
+        assert!(!s.interrupt_handler.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn a_process_with_pinned_memory_cannot_be_destroyed() {
         use crate::testing::{ok, state, status};
         use kmemvisor_abi::aix::UIO_USERSPACE;

@@ -19,6 +19,11 @@
 //! - `dgux-unwired-target`: DMA into unwired memory (one).
 //! - `dgux-release-early`: releases DG/UX wired memory right after the
 //!   doorbell: `EBUSY`, nothing released (one); released after the wait.
+//! - `irq-no-handler`: asks for the completion interrupt (`REG_INTERRUPT`)
+//!   without registering a handler: the interrupt is dropped with a
+//!   violation (one); polling still sees the transfer done.
+//! - `irq-return-outside`: `interrupt_return` with no handler running:
+//!   `EINVAL` (one).
 #![no_std]
 #![no_main]
 
@@ -44,10 +49,16 @@ fn main() -> u32 {
         "dgux-no-modify" => dgux_flow(Mistake::NoModify),
         "dgux-unwired-target" => dgux_flow(Mistake::Unwired),
         "dgux-release-early" => release_early(),
+        "irq-no-handler" => irq_no_handler(),
+        "irq-return-outside" => {
+            // SAFETY: `interrupt_return` takes no arguments; outside a handler it is refused.
+            let status = unsafe { kmemvisor_guest::hypercall::call(kmemvisor_guest::abi::Service::InterruptReturn, [0; 6]) };
+            expect("interrupt_return outside a handler", status.err().unwrap_or(Status::OK), Status::EINVAL)
+        }
         _ => {
             println!(
                 "dma-handoff: which mode? aix-correct, aix-unhide-early, dgux-correct, dgux-unwire-early, dgux-no-modify, \
-                 dgux-unwired-target, dgux-release-early"
+                 dgux-unwired-target, dgux-release-early, irq-no-handler, irq-return-outside"
             );
             return 2;
         }
@@ -142,6 +153,21 @@ fn release_early() -> Result<(), &'static str> {
     start(engine, real);
     // SAFETY: refused while the transfer is queued: nothing is released.
     expect("the early release (EBUSY)", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::EBUSY)?;
+    engine.wait(engine.channel(0)).map_err(|_| "the transfer")?;
+    // SAFETY: the transfer is over and the page unused.
+    expect("the release", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::OK)?;
+    // SAFETY: no transfer runs.
+    unsafe { engine.unmap() }.map_err(|_| "unmapping the DMA engine")
+}
+
+fn irq_no_handler() -> Result<(), &'static str> {
+    let engine = DmaEngine::map().map_err(|_| "mapping the DMA engine")?;
+    let (status, page) = raw::vm_get_wired_memory(PAGE, u64::from(VM_PAGE_ALIGNED));
+    expect("vm_get_wired_memory", status, Status::OK)?;
+    let real = kmemvisor_guest::dgux::physical_address_of(page as *const u8).ok_or("vm_get_physical_byte_address")?;
+    // SAFETY: a register store; the page is wired, so handed off.
+    unsafe { engine.write_reg(engine.channel(0), kmemvisor_guest::dma::REG_INTERRUPT, 1) };
+    start(engine, real);
     engine.wait(engine.channel(0)).map_err(|_| "the transfer")?;
     // SAFETY: the transfer is over and the page unused.
     expect("the release", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::OK)?;
