@@ -428,8 +428,8 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         }
     }
 
-    fn transfer_ran(&self, channel: usize, rung: u64, error: u64) {
-        self.trace(Event::Transfer { channel, rung, error });
+    fn transfer_ran(&self, channel: usize, rung: u64, error: u64, registers: [u64; 4]) {
+        self.trace(Event::Transfer { channel, rung, error, registers });
     }
 
     fn end_transfer(&self, ranges: &[std::ops::Range<u64>], written: Option<std::ops::Range<u64>>) {

@@ -55,6 +55,17 @@ pub enum Event {
         rung: u64,
         /// 0, or the `ERROR_*` code.
         error: u64,
+        /// Its source, destination, length and direction registers.
+        registers: [u64; 4],
+    },
+    /// Pages handed to the device (`xmemdma` `XMEM_HIDE`) or back.
+    Hide {
+        /// The vCPU.
+        vcpu: usize,
+        /// Hidden (true) or handed back.
+        hide: bool,
+        /// The guest-physical frames.
+        frames: Vec<u64>,
     },
     /// A vCPU touched a hidden page and waits.
     Stall {
@@ -97,7 +108,14 @@ impl Event {
                 hash.tag(1).num(*vcpu as u64).num(*number).num(status.map_or(u64::MAX, |s| s)).num(*value)
             }
             Event::Access { vcpu, what, at, value } => hash.tag(2).num(*vcpu as u64).bytes(what.as_bytes()).num(*at).num(*value),
-            Event::Transfer { channel, rung, error } => hash.tag(3).num(*channel as u64).num(*rung).num(*error),
+            Event::Transfer { channel, rung, error, registers } => {
+                let hash = hash.tag(3).num(*channel as u64).num(*rung).num(*error);
+                registers.iter().fold(hash, |h, r| h.num(*r))
+            }
+            Event::Hide { vcpu, hide, frames } => {
+                let hash = hash.tag(9).num(*vcpu as u64).num(u64::from(*hide)).num(frames.len() as u64);
+                frames.iter().fold(hash, |h, f| h.num(*f))
+            }
             Event::Stall { vcpu, page } => hash.tag(4).num(*vcpu as u64).num(*page),
             Event::Release { vcpu, page } => hash.tag(5).num(*vcpu as u64).num(*page),
             Event::Preemption { vcpu } => hash.tag(6).num(*vcpu as u64),
@@ -137,7 +155,13 @@ impl Event {
                 *vcpu as u64,
                 serde_json::json!({ "at": format!("{address:#x}"), "value": format!("{value:#x}") }),
             ),
-            Event::Transfer { channel, rung, error } => ChromeEvent {
+            Event::Hide { vcpu, hide, frames } => instant(
+                if *hide { "hide".into() } else { "unhide".into() },
+                "hidden-page",
+                *vcpu as u64,
+                serde_json::json!({ "frames": frames.iter().map(|f| format!("{f:#x}")).collect::<Vec<_>>() }),
+            ),
+            Event::Transfer { channel, rung, error, registers } => ChromeEvent {
                 name: if *error == 0 { "transfer".to_owned() } else { format!("transfer failed ({error})") },
                 cat: "dma",
                 ph: "X",
@@ -146,7 +170,14 @@ impl Event {
                 pid: 1,
                 tid: DMA_TRACK + *channel as u64,
                 s: None,
-                args: serde_json::json!({ "channel": channel, "error": error }),
+                args: serde_json::json!({
+                    "channel": channel,
+                    "error": error,
+                    "source": format!("{:#x}", registers[0]),
+                    "destination": format!("{:#x}", registers[1]),
+                    "length": registers[2],
+                    "direction": registers[3],
+                }),
             },
             Event::Stall { vcpu, page } => {
                 instant("stall".into(), "hidden-page", *vcpu as u64, serde_json::json!({ "page": format!("{page:#x}") }))
@@ -293,7 +324,8 @@ mod tests {
     fn sample(trace: &EventTrace) {
         trace.record(1, Event::Hypercall { vcpu: 0, number: 0x600, name: "vm_get_wired_memory", status: Some(0), value: 0x1000 });
         trace.record(2, Event::Access { vcpu: 1, what: "mmio-write", at: 0xd000_0028, value: 1 });
-        trace.record(3, Event::Transfer { channel: 2, rung: 2, error: 0 });
+        trace.record(3, Event::Transfer { channel: 2, rung: 2, error: 0, registers: [0x1000, 0x2000, 0x40, 3] });
+        trace.record(3, Event::Hide { vcpu: 0, hide: true, frames: vec![0x5000] });
         trace.record(3, Event::Stall { vcpu: 1, page: 0x5000 });
         trace.record(4, Event::Release { vcpu: 1, page: 0x5000 });
         trace.record(4, Event::Preemption { vcpu: 0 });
@@ -307,7 +339,7 @@ mod tests {
         sample(&a);
         sample(&b);
         assert_eq!(a.summary(), b.summary());
-        assert_eq!(a.summary().events, 8);
+        assert_eq!(a.summary().events, 9);
         let c = EventTrace::new(false);
         sample(&c);
         c.record(6, Event::Preemption { vcpu: 0 });
@@ -335,7 +367,7 @@ mod tests {
         trace.write_chrome(&mut out, 2, 8).expect("write");
         let doc: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         let events = doc["traceEvents"].as_array().expect("traceEvents");
-        assert_eq!(events.len(), 1 + 2 + 8 + 8);
+        assert_eq!(events.len(), 1 + 2 + 8 + 9);
         for e in events {
             for field in ["name", "ph", "pid", "tid"] {
                 assert!(e.get(field).is_some(), "{field} missing from {e}");

@@ -147,6 +147,9 @@ fn the_trace_file_is_chrome_trace_json_with_a_row_per_vcpu_and_dma_channel() {
     let transfers = of("dma");
     assert_eq!(transfers.len(), 1, "one transfer");
     assert_eq!((transfers[0]["tid"].as_u64(), transfers[0]["ph"].as_str()), (Some(100), Some("X")));
+    assert_eq!(transfers[0]["args"]["length"], 4096);
+    let hides: Vec<&str> = of("hidden-page").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(hides, ["hide", "unhide"], "the page handed off, then back");
     let violations = of("violation");
     assert_eq!(violations.len(), 2, "the unhide and the transfer");
     let rows: Vec<&str> = events.iter().filter(|e| e["ph"] == "M").filter_map(|e| e["args"]["name"].as_str()).collect();

@@ -83,8 +83,9 @@ pub trait DmaHost: Sync {
     /// completion interrupt on `vcpu`, the doorbell's.
     fn raise_interrupt(&self, vcpu: usize, channel: usize);
     /// The transfer rung at device time `rung` on `channel` ran (`error` 0)
-    /// or failed with that `ERROR_*` code.
-    fn transfer_ran(&self, channel: usize, rung: u64, error: u64);
+    /// or failed with that `ERROR_*` code; `registers` are its source,
+    /// destination, length and direction.
+    fn transfer_ran(&self, channel: usize, rung: u64, error: u64, registers: [u64; 4]);
     /// The transfer announced with `ranges` is over; the device wrote
     /// `written`, if anything.
     fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>);
@@ -233,7 +234,8 @@ impl DmaEngine {
             };
             let Some(job) = job else { return };
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
-            host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0));
+            let t = &job.transfer;
+            host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0), [t.source, t.destination, t.length, t.direction]);
             host.end_transfer(&announced(&job.reads, &job.writes), job.writes.clone().filter(|_| result.is_ok()));
             let interrupt = match lock(&self.state).channels.get_mut(job.channel) {
                 Some(c) => {

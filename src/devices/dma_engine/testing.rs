@@ -116,7 +116,7 @@ impl DmaHost for TestHost {
         lock(&self.transfers).push(Announced::Begin(ranges.to_vec()));
     }
 
-    fn transfer_ran(&self, _channel: usize, _rung: u64, _error: u64) {}
+    fn transfer_ran(&self, _channel: usize, _rung: u64, _error: u64, _registers: [u64; 4]) {}
 
     fn raise_interrupt(&self, vcpu: usize, channel: usize) {
         lock(&self.transfers).push(Announced::Interrupt(vcpu, channel));

@@ -344,6 +344,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
     if let Err(e) = changed {
         return refuse(state, caller, ViolationKind::XmemHidingFailed, service, args, e.to_string(), Status::EPERM);
     }
+    state.trace(Event::Hide { vcpu: caller.vcpu, hide: p.flags == XMEM_HIDE, frames: gpas.clone() });
     let origin = origin(caller, service);
     if let Some(a) = k.xmem.get_mut(handle) {
         for (&(va, _), &gpa) in pages.iter().zip(&gpas) {
