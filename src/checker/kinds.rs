@@ -56,6 +56,8 @@ violation_kinds! {
     DmaUnhideDuringTransfer => "dma.unhide-during-transfer",
     /// A DG/UX unwire of a page a queued or running transfer touches.
     DmaUnwireDuringTransfer => "dma.unwire-during-transfer",
+    /// The last pin of a frame a queued or running transfer touches ended.
+    DmaUnpinDuringTransfer => "dma.unpin-during-transfer",
     /// A release or free of memory a queued or running transfer touches.
     DmaReleaseDuringTransfer => "dma.release-during-transfer",
     /// An unwire that does not mark modified a page the device wrote.

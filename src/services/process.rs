@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::ViolationKind;
+use crate::memory_model::ledger::LedgerError;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::VmState;
 use crate::sync::lock;
@@ -73,8 +74,16 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             }
             // Its frames' counts say whether they may go, through whatever
             // address (its own, or a kernel alias) they were wired or pinned.
-            let held = k.processes.get(pid).is_some_and(|p| k.frames.release_refusal(p.frames()).is_some());
-            if state.contexts.iter().any(|c| lock(c).pid == pid) || held {
+            let refusal = k.processes.get(pid).and_then(|p| k.frames.release_refusal(p.frames()));
+            // A frame a transfer will still touch: ending the hand-off now is caught at this call.
+            if let Some(LedgerError::InTransfer(frame)) = refusal {
+                let why = format!(
+                    "process_destroy of process {pid}, whose frame {frame:#x} a DMA transfer that is queued or running \
+                     touches: wait for the transfer to complete"
+                );
+                return refuse(state, caller, ViolationKind::DmaReleaseDuringTransfer, service, &args[..1], why, Status::EBUSY);
+            }
+            if state.contexts.iter().any(|c| lock(c).pid == pid) || refusal.is_some() {
                 return Reply::status(Status::EBUSY);
             }
             match k.processes.destroy(memory, &mut k.frames, args[0]) {

@@ -25,7 +25,7 @@ use kmemvisor_abi::aix::{UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
 
-use crate::checker::ViolationKind;
+use crate::checker::{Violation, ViolationKind};
 use crate::memory_model::kernel_memory::page_span;
 use crate::memory_model::ledger::{LedgerError, Owner};
 use crate::memory_model::paging::PteFlags;
@@ -40,9 +40,9 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
     let origin = Origin { service: service.name(), vcpu: caller.vcpu, rip: caller.rip };
     match service {
         Service::Pin => Reply::status(kernel_range(state, a0, a1, Change::Pin(origin))),
-        Service::Unpin => Reply::status(kernel_range(state, a0, a1, Change::Unpin)),
+        Service::Unpin => Reply::status(kernel_range(state, a0, a1, Change::Unpin(origin))),
         Service::Pinu | Service::Unpinu => {
-            let change = if service == Service::Pinu { Change::Pin(origin) } else { Change::Unpin };
+            let change = if service == Service::Pinu { Change::Pin(origin) } else { Change::Unpin(origin) };
             match a2 {
                 UIO_SYSSPACE => Reply::status(kernel_range(state, a0, a1, change)),
                 UIO_USERSPACE | UIO_USERISPACE => user_range(state, caller, service, &args[..3], change),
@@ -50,15 +50,16 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             }
         }
         Service::Pincode => Reply::status(code(state, a0, Change::Pin(origin))),
-        Service::Unpincode => Reply::status(code(state, a0, Change::Unpin)),
+        Service::Unpincode => Reply::status(code(state, a0, Change::Unpin(origin))),
         _ => Reply::status(Status::ENOSYS),
     }
 }
 
+/// A pin or an unpin, with the call that makes it.
 #[derive(Clone, Copy, Debug)]
 enum Change {
     Pin(Origin),
-    Unpin,
+    Unpin(Origin),
 }
 
 /// The most pages that may be pinned.
@@ -74,7 +75,14 @@ fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], change
             let frames: Vec<(u64, Owner)> = pages.iter().map(|&(va, gpa)| (gpa, Owner { pid, va })).collect();
             k.frames.pin(&frames, origin, limit(state))
         }
-        Change::Unpin => k.frames.unpin(&pages.iter().map(|&(_, gpa)| gpa).collect::<Vec<u64>>()),
+        Change::Unpin(origin) => {
+            let frames: Vec<u64> = pages.iter().map(|&(_, gpa)| gpa).collect();
+            let unpinned = k.frames.unpin(&frames);
+            if unpinned.is_ok() {
+                unpinned_in_transfer(state, k, pages, origin);
+            }
+            unpinned
+        }
     };
     match result {
         Ok(()) => Status::OK,
@@ -83,11 +91,27 @@ fn apply(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], change
     }
 }
 
-/// One more pin (`origin` given) or one less on the frame of each of
-/// `pages` (page, frame) of `pid` (0: kernel pages), all or none: `xmempin`
-/// and `xmemunpin`.
-pub(crate) fn pin_pages(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], origin: Option<Origin>) -> Status {
-    apply(state, k, pid, pages, origin.map_or(Change::Unpin, Change::Pin))
+/// An unpin that left a frame a queued or running DMA transfer touches
+/// without a pin: the device may still read or write memory that can now
+/// be paged out. A violation of the call, which still happens.
+fn unpinned_in_transfer(state: &VmState, k: &Kernel, pages: &[(u64, u64)], origin: Origin) {
+    let Some(&(va, frame)) = pages.iter().find(|&&(_, gpa)| !k.frames.is_pinned(gpa) && k.frames.transfers_on(gpa) > 0) else {
+        return;
+    };
+    let message = format!(
+        "{} unpins page {va:#x} (frame {frame:#x}) while a DMA transfer that touches it is queued or running: the device may \
+         still read or write it; wait for the transfer to complete",
+        origin.service
+    );
+    let kind = ViolationKind::DmaUnpinDuringTransfer;
+    state.record_violation(Violation::new(kind, origin.service, &[va], origin.vcpu, origin.rip, message));
+}
+
+/// One more pin (`pin`) or one less on the frame of each of `pages` (page,
+/// frame) of `pid` (0: kernel pages), all or none, made by `origin`:
+/// `xmempin` and `xmemunpin`.
+pub(crate) fn pin_pages(state: &VmState, k: &mut Kernel, pid: u64, pages: &[(u64, u64)], origin: Origin, pin: bool) -> Status {
+    apply(state, k, pid, pages, if pin { Change::Pin(origin) } else { Change::Unpin(origin) })
 }
 
 /// The pages of `[addr, addr + length)`, or `EINVAL` for a length of 0 or
@@ -134,7 +158,7 @@ fn user_range(state: &VmState, caller: Caller, service: Service, args: &[u64], c
                 ViolationKind::AixPinuAtInterruptLevel,
                 "user pinning only under a process: pinu of user memory at interrupt level",
             ),
-            Change::Unpin => (
+            Change::Unpin(_) => (
                 ViolationKind::AixUnpinuAtInterruptLevel,
                 "unpinning user memory at interrupt level: unpinu of user memory must run under the process",
             ),
@@ -180,7 +204,7 @@ fn code(state: &VmState, function: u64, change: Change) -> Status {
     };
     let k = &mut *lock(&state.kernel);
     let outstanding = k.aix.pins.code_pins.get(&object).copied().unwrap_or(0);
-    if matches!(change, Change::Unpin) && outstanding == 0 {
+    if matches!(change, Change::Unpin(_)) && outstanding == 0 {
         return Status::EINVAL;
     }
     let status = apply(state, k, KERNEL, &pages, change);
@@ -189,10 +213,10 @@ fn code(state: &VmState, function: u64, change: Change) -> Status {
             Change::Pin(_) => {
                 k.aix.pins.code_pins.insert(object, outstanding + 1);
             }
-            Change::Unpin if outstanding == 1 => {
+            Change::Unpin(_) if outstanding == 1 => {
                 k.aix.pins.code_pins.remove(&object);
             }
-            Change::Unpin => {
+            Change::Unpin(_) => {
                 k.aix.pins.code_pins.insert(object, outstanding - 1);
             }
         }
@@ -227,6 +251,26 @@ mod tests {
     fn leaks(s: &VmState) -> Vec<crate::checker::Leak> {
         let k = s.kernel.lock().expect("lock");
         k.aix.leaks(&k.frames)
+    }
+
+    #[test]
+    fn the_last_unpin_of_a_frame_a_transfer_touches_is_caught_at_the_call() {
+        let s = state();
+        let p = wired(&s, 2 * PAGE_SIZE);
+        let frame = |va: u64| s.space.translate(s.ram.memory(), va).expect("mapped").gpa;
+        let (first, second) = (frame(p), frame(p + PAGE_SIZE));
+        assert_eq!(status(&s, Service::Pin, &[p, 2 * PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::Pin, &[p, 1]), Status::OK, "the first page twice");
+        s.kernel.lock().expect("lock").frames.begin_transfer(&[first..first + 1, second..second + 1]);
+        assert_eq!(status(&s, Service::Unpin, &[p, 2 * PAGE_SIZE]), Status::OK);
+        let v = s.checker.violations();
+        assert_eq!(crate::testing::kinds(&s), ["dma.unpin-during-transfer"], "the second page lost its last pin");
+        assert!(
+            v[0].message.starts_with(&format!("unpin unpins page {:#x} (frame {second:#x}) while a DMA transfer", p + PAGE_SIZE))
+        );
+        s.kernel.lock().expect("lock").frames.end_transfer(&[first..first + 1, second..second + 1]);
+        assert_eq!(status(&s, Service::Unpin, &[p, 1]), Status::OK);
+        assert_eq!(s.checker.violations().len(), 1, "no transfer any more");
     }
 
     #[test]

@@ -379,12 +379,8 @@ fn pin(state: &VmState, caller: Caller, service: Service, args: &[u64]) -> Outco
     let (pid, user) = (a.pid, a.pid != 0);
     let Some(space) = space_of(state, k, pid) else { return Reply::status(Status::EFAULT) };
     let Some(pages) = frames(state, space, uaddr, count, user) else { return Reply::status(Status::EFAULT) };
-    let origin = (service == Service::Xmempin).then(|| crate::memory_model::pins::Origin {
-        service: service.name(),
-        vcpu: caller.vcpu,
-        rip: caller.rip,
-    });
-    Reply::status(pinning::pin_pages(state, k, pid, &pages, origin))
+    let origin = crate::memory_model::pins::Origin { service: service.name(), vcpu: caller.vcpu, rip: caller.rip };
+    Reply::status(pinning::pin_pages(state, k, pid, &pages, origin, service == Service::Xmempin))
 }
 
 #[cfg(test)]
