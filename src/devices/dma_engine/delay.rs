@@ -1,5 +1,5 @@
 //! The delays before transfers complete, in guest exits: the latency plus a
-//! share of the jitter drawn from splitmix64, so that `--dma-seed` replays a
+//! share of the jitter drawn from splitmix64, so that `--seed` replays a
 //! run's device timing (and the races a driver has with it) exactly.
 
 use super::DmaConfig;

@@ -39,7 +39,7 @@ pub const DEFAULT_LATENCY: u64 = 1;
 pub const MAX_EXITS: u64 = 1 << 40;
 
 /// Latency, jitter and seed of the engine (`--dma-latency`, `--dma-jitter`,
-/// `--dma-seed`), in guest exits.
+/// `--seed`), in guest exits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmaConfig {
     /// The fewest exits from a doorbell to its transfer.
