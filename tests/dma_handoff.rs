@@ -9,7 +9,10 @@ use common::{Run, kvm_or_skip, run, violations};
 
 fn mode(mode: &str, options: &[&str]) -> Run {
     let mut args: Vec<&str> = options.to_vec();
-    args.extend(["--timeout", "30", "--", mode]);
+    if !options.contains(&"--timeout") {
+        args.extend(["--timeout", "30"]);
+    }
+    args.extend(["--", mode]);
     run("dma-handoff", &args)
 }
 
@@ -155,4 +158,19 @@ fn interrupt_return_outside_a_handler_is_refused() {
         65,
         &[("interrupt_return", "process.interrupt-return-outside-handler", "interrupt_return outside an interrupt handler")],
     );
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_handler_that_never_returns_keeps_its_vcpu_until_the_timeout() {
+    if !kvm_or_skip("irq-stuck") {
+        return;
+    }
+    let r = mode("irq-stuck", &["--timeout", "1"]);
+    r.expect_status(71);
+    assert!(r.stdout.contains("dma-handoff: irq-stuck: in the handler, for good"), "{}", r.stdout);
+    assert!(found(&r).is_empty(), "{:?}", found(&r));
+    let d = &r.report()["determinism"];
+    assert_eq!(d["reproducible"], false);
+    assert_eq!(d["timing_dependent"][0], "the run ended on host time (--timeout or a signal)");
 }

@@ -24,6 +24,8 @@
 //!   violation (one); polling still sees the transfer done.
 //! - `irq-return-outside`: `interrupt_return` with no handler running:
 //!   `EINVAL` (one).
+//! - `irq-stuck`: the completion handler never returns: the vCPU stays at
+//!   interrupt level and the run ends on `--timeout` (exit status 71).
 #![no_std]
 #![no_main]
 
@@ -50,6 +52,7 @@ fn main() -> u32 {
         "dgux-unwired-target" => dgux_flow(Mistake::Unwired),
         "dgux-release-early" => release_early(),
         "irq-no-handler" => irq_no_handler(),
+        "irq-stuck" => irq_stuck(),
         "irq-return-outside" => {
             // SAFETY: `interrupt_return` takes no arguments; outside a handler it is refused.
             let status = unsafe { kmemvisor_guest::hypercall::call(kmemvisor_guest::abi::Service::InterruptReturn, [0; 6]) };
@@ -58,7 +61,7 @@ fn main() -> u32 {
         _ => {
             println!(
                 "dma-handoff: which mode? aix-correct, aix-unhide-early, dgux-correct, dgux-unwire-early, dgux-no-modify, \
-                 dgux-unwired-target, dgux-release-early, irq-no-handler, irq-return-outside"
+                 dgux-unwired-target, dgux-release-early, irq-no-handler, irq-return-outside, irq-stuck"
             );
             return 2;
         }
@@ -173,4 +176,26 @@ fn irq_no_handler() -> Result<(), &'static str> {
     expect("the release", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::OK)?;
     // SAFETY: no transfer runs.
     unsafe { engine.unmap() }.map_err(|_| "unmapping the DMA engine")
+}
+
+/// A completion handler that never returns.
+fn stuck_handler() {
+    println!("dma-handoff: irq-stuck: in the handler, for good");
+    loop {
+        kmemvisor_guest::smp::relax();
+    }
+}
+
+fn irq_stuck() -> Result<(), &'static str> {
+    let engine = DmaEngine::map().map_err(|_| "mapping the DMA engine")?;
+    let (status, page) = raw::vm_get_wired_memory(PAGE, u64::from(VM_PAGE_ALIGNED));
+    expect("vm_get_wired_memory", status, Status::OK)?;
+    let real = kmemvisor_guest::dgux::physical_address_of(page as *const u8).ok_or("vm_get_physical_byte_address")?;
+    kmemvisor_guest::interrupts::register(stuck_handler).map_err(|_| "interrupt_register")?;
+    // SAFETY: a register store; the page is wired, so handed off.
+    unsafe { engine.write_reg(engine.channel(0), kmemvisor_guest::dma::REG_INTERRUPT, 1) };
+    start(engine, real);
+    loop {
+        kmemvisor_guest::smp::relax();
+    }
 }
