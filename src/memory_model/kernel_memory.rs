@@ -134,6 +134,23 @@ impl Allocation {
 
 const _: () = assert!(std::mem::size_of::<Allocation>() == 16);
 
+/// Whether `vm_map_physical_memory` may map `[physical, physical + bytes)`:
+/// `Ok(true)` for free RAM (kernel memory and process pages: frames whose
+/// role allows an alias), `Ok(false)` for the DMA engine's register window,
+/// `VM_EINVAL_MMAP_BAD_REGION` for anything else — page tables and fixed
+/// frames are the VMM's: a guest that could map one would rewrite its own
+/// translations (the ledger says what each frame is now).
+pub fn physical_region(frames: &FrameLedger, physical: u64, bytes: u64, ram_end: u64) -> Result<bool, Status> {
+    let end = physical.checked_add(bytes);
+    let in_ram = physical >= layout::FREE_RAM_GPA && end.is_some_and(|end| end <= ram_end);
+    // A device's registers are mapped like hardware's: the DMA engine's window.
+    let in_device = physical >= DMA_ENGINE_GPA && end.is_some_and(|end| end <= DMA_ENGINE_GPA + DMA_ENGINE_SIZE);
+    if !(in_ram || in_device) || (in_ram && pages(physical, physical + bytes).any(|frame| frames.may_alias(frame).is_err())) {
+        return Err(Status::VM_EINVAL_MMAP_BAD_REGION);
+    }
+    Ok(in_ram)
+}
+
 /// Zeros for a fresh frame, from read-only data rather than a stack buffer.
 static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
@@ -834,19 +851,13 @@ impl KernelMemory {
             return Ok(Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED);
         }
         let Some((_, span_end)) = self.unwired_span(logical) else { return Ok(Status::VM_EINVAL_MMAP_ADDRESS_NOT_DATA) };
-        let in_span = logical.checked_add(bytes).is_some_and(|end| end <= span_end);
-        let end = physical.checked_add(bytes);
-        let in_ram = physical >= layout::FREE_RAM_GPA && end.is_some_and(|end| end <= ram_end);
-        // A device's registers are mapped like hardware's: the DMA engine's window.
-        let in_device = physical >= DMA_ENGINE_GPA && end.is_some_and(|end| end <= DMA_ENGINE_GPA + DMA_ENGINE_SIZE);
-        if !in_span || !(in_ram || in_device) {
+        if logical.checked_add(bytes).is_none_or(|end| end > span_end) {
             return Ok(Status::VM_EINVAL_MMAP_BAD_REGION);
         }
-        // Page tables and fixed frames are the VMM's: a guest that could map
-        // one would rewrite its own translations (the ledger says what each frame is now).
-        if in_ram && pages(physical, physical + bytes).any(|frame| frames.may_alias(frame).is_err()) {
-            return Ok(Status::VM_EINVAL_MMAP_BAD_REGION);
-        }
+        let in_ram = match physical_region(frames, physical, bytes, ram_end) {
+            Ok(in_ram) => in_ram,
+            Err(status) => return Ok(status),
+        };
         if pages(logical, logical + bytes).any(|page| self.pages.get(&page).is_some_and(|p| p.physical.is_some())) {
             return Ok(Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
         }

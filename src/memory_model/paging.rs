@@ -34,6 +34,11 @@ impl PteFlags {
     /// The bits that hold a frame address.
     const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
 
+    /// The flags of `bits` (an entry's low bits and NX).
+    pub const fn from_bits(bits: u64) -> PteFlags {
+        PteFlags(bits)
+    }
+
     /// No bits.
     pub const fn empty() -> PteFlags {
         PteFlags(0)

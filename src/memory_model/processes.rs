@@ -16,6 +16,13 @@ use crate::memory_model::ram::{ZapError, zap_frame};
 /// Most processes alive at once.
 pub const MAX_PROCESSES: usize = 64;
 
+/// The ledger's name for user page `va` of process `pid` as an alias of a
+/// frame: the process id above bit 48 (user addresses are below 2^47,
+/// kernel ones have bits 48–63 set), so two processes' pages stay apart.
+fn alias_key(pid: u64, va: u64) -> u64 {
+    (pid << 48) | va
+}
+
 /// Page-table frames drawn for one process, so that they go back with it.
 struct Recording<'a> {
     frames: &'a mut FrameLedger,
@@ -36,6 +43,9 @@ pub struct Process {
     space: AddressSpace,
     /// Mapped user pages and their frames.
     pages: BTreeMap<u64, u64>,
+    /// Pages `vm_map_physical_memory` mapped over: the frame each maps now,
+    /// and the page's own flags to restore at the unmap.
+    physical: BTreeMap<u64, (u64, PteFlags)>,
     /// Page-table frames of the user half, the root included.
     tables: Vec<u64>,
 }
@@ -73,7 +83,7 @@ impl Processes {
         let mut tables = Vec::new();
         let space = kernel.new_user(memory, &mut Recording { frames, taken: &mut tables }).map_err(|_| Status::ENOMEM)?;
         self.next += 1;
-        self.all.insert(self.next, Process { space, pages: BTreeMap::new(), tables });
+        self.all.insert(self.next, Process { space, pages: BTreeMap::new(), physical: BTreeMap::new(), tables });
         Ok(self.next)
     }
 
@@ -124,6 +134,94 @@ impl Processes {
         Status::OK
     }
 
+    /// `vm_map_physical_memory` for a user address of `pid` (the caller
+    /// checked sharing, sizes and alignment): every page of `[logical,
+    /// logical + bytes)` must be memory the process mapped (`process_map`,
+    /// DG/UX's valloc), and then maps `physical` instead, with `flags`. An
+    /// error means the books changed but a stale translation may remain.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_physical(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        frames: &mut FrameLedger,
+        pid: u64,
+        logical: u64,
+        physical: u64,
+        bytes: u64,
+        flags: PteFlags,
+        ram_end: u64,
+    ) -> Result<Status, ZapError> {
+        let Some(process) = self.all.get_mut(&pid) else { return Ok(Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED) };
+        let Some(end) = logical.checked_add(bytes).filter(|&end| end <= layout::USER_END) else {
+            return Ok(Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED);
+        };
+        let range = || (logical..end).step_by(PAGE_SIZE as usize);
+        if range().any(|page| !process.pages.contains_key(&page)) {
+            return Ok(Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED);
+        }
+        let in_ram = match crate::memory_model::kernel_memory::physical_region(frames, physical, bytes, ram_end) {
+            Ok(in_ram) => in_ram,
+            Err(status) => return Ok(status),
+        };
+        if range().any(|page| process.physical.contains_key(&page)) {
+            return Ok(Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
+        }
+        let mut zapped = Ok(());
+        for (i, page) in range().enumerate() {
+            let frame = physical + i as u64 * PAGE_SIZE;
+            if let Ok(old) = process.space.remap(memory, page, frame, flags) {
+                // The page's own protection, without what the CPU set.
+                let own =
+                    PteFlags::from_bits(old.flags.bits() & (PteFlags::WRITABLE | PteFlags::USER | PteFlags::NO_EXECUTE).bits());
+                process.physical.insert(page, (frame, own));
+                if in_ram {
+                    frames.add_alias(frame, alias_key(pid, page));
+                }
+                if old.flags.contains(PteFlags::ACCESSED) {
+                    zapped = zapped.and(zap_frame(memory, old.gpa));
+                }
+            }
+        }
+        zapped.map(|()| Status::OK)
+    }
+
+    /// `vm_unmap_physical_memory` for a user address of `pid`: the pages get
+    /// their own frames back, zeroed (non-resident data, in DG/UX's words).
+    pub fn unmap_physical(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        frames: &mut FrameLedger,
+        pid: u64,
+        logical: u64,
+        bytes: u64,
+    ) -> Result<Status, ZapError> {
+        let Some(process) = self.all.get_mut(&pid) else { return Ok(Status::VM_EINVAL_MUNMAP_BAD_REGION) };
+        let Some(end) = logical.checked_add(bytes).filter(|&end| end <= layout::USER_END) else {
+            return Ok(Status::VM_EINVAL_MUNMAP_BAD_REGION);
+        };
+        let range = || (logical..end).step_by(PAGE_SIZE as usize);
+        if range().any(|page| !process.pages.contains_key(&page)) {
+            return Ok(Status::VM_EINVAL_MUNMAP_BAD_REGION);
+        }
+        if range().any(|page| !process.physical.contains_key(&page)) {
+            return Ok(Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
+        }
+        let mut zapped = Ok(());
+        for page in range() {
+            let (Some(&own), Some((mapped, flags))) = (process.pages.get(&page), process.physical.remove(&page)) else {
+                continue;
+            };
+            frames.remove_alias(mapped, alias_key(pid, page));
+            let _ = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(own));
+            if let Ok(old) = process.space.remap(memory, page, own, flags)
+                && old.flags.contains(PteFlags::ACCESSED)
+            {
+                zapped = zapped.and(zap_frame(memory, old.gpa));
+            }
+        }
+        zapped.map(|()| Status::OK)
+    }
+
     /// Destroys `pid`: its pages and page tables go back to `frames`. An
     /// error means it was destroyed but a stale translation may remain.
     pub fn destroy(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pid: u64) -> Result<Status, ZapError> {
@@ -134,6 +232,13 @@ impl Processes {
         }
         let Some(process) = self.all.remove(&pid) else { return Ok(Status::ESRCH) };
         let mut zapped = Ok(());
+        // Its physical mappings end with it (DG/UX: "implicitly unmapped by the exit path").
+        for (&page, &(mapped, _)) in &process.physical {
+            frames.remove_alias(mapped, alias_key(pid, page));
+            if process.space.unmap(memory, page).is_some_and(|old| old.flags.contains(PteFlags::ACCESSED)) {
+                zapped = zapped.and(zap_frame(memory, mapped));
+            }
+        }
         for (&page, &frame) in &process.pages {
             if process.space.unmap(memory, page).is_some_and(|old| old.flags.contains(PteFlags::ACCESSED)) {
                 zapped = zapped.and(zap_frame(memory, frame));
@@ -187,6 +292,59 @@ mod tests {
         assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::OK));
         assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::ESRCH));
         assert_eq!(frames.free_frames(), free, "pages and page tables are all back");
+    }
+
+    #[test]
+    fn user_pages_map_physical_memory_and_get_their_own_frames_back() {
+        let (ram, mut frames, kernel) = setup();
+        let m = ram.memory();
+        let free = frames.free_frames();
+        let mut processes = Processes::default();
+        let pid = processes.create(m, &mut frames, &kernel).expect("create");
+        let va = 0x1000_0000;
+        assert_eq!(processes.map(m, &mut frames, pid, va, 2 * PAGE_SIZE, PROT_WRITE), Status::OK);
+        let own = processes.get(pid).expect("live").space().translate(m, va).expect("mapped").gpa;
+        m.write_obj(0x77_u64, GuestAddress(own)).expect("write");
+        let [device_a, device_b] = frames.allocate(2, Role::KernelMemory).expect("frames")[..] else { panic!("two") };
+        let table = processes.get(pid).expect("live").tables[0];
+        let ram_end = layout::MIN_RAM_SIZE;
+        let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::CACHE_DISABLE;
+        let mut map = |p: &mut Processes, f: &mut FrameLedger, logical, physical, bytes| {
+            p.map_physical(m, f, pid, logical, physical, bytes, flags, ram_end).expect("no zap failure")
+        };
+        assert_eq!(
+            map(&mut processes, &mut frames, va + 2 * PAGE_SIZE, device_a, PAGE_SIZE),
+            Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED
+        );
+        assert_eq!(map(&mut processes, &mut frames, va, table, PAGE_SIZE), Status::VM_EINVAL_MMAP_BAD_REGION, "a page table");
+        assert_eq!(map(&mut processes, &mut frames, va, 0x1000, PAGE_SIZE), Status::VM_EINVAL_MMAP_BAD_REGION, "a fixed frame");
+        if device_b == device_a + PAGE_SIZE {
+            assert_eq!(map(&mut processes, &mut frames, va, device_a, 2 * PAGE_SIZE), Status::OK);
+        } else {
+            assert_eq!(map(&mut processes, &mut frames, va, device_a, PAGE_SIZE), Status::OK);
+        }
+        let t = processes.get(pid).expect("live").space().translate(m, va).expect("mapped");
+        assert_eq!(t.gpa, device_a);
+        assert!(t.flags.contains(PteFlags::CACHE_DISABLE | PteFlags::USER));
+        assert_eq!(frames.aliases(device_a).collect::<Vec<_>>(), [alias_key(pid, va)]);
+        assert!(frames.may_alias(device_a).is_ok());
+        assert_eq!(map(&mut processes, &mut frames, va, device_a, PAGE_SIZE), Status::VM_EINVAL_MMAP_ALREADY_MAPPED);
+        let unmap =
+            |p: &mut Processes, f: &mut FrameLedger, logical, bytes| p.unmap_physical(m, f, pid, logical, bytes).expect("zap");
+        assert_eq!(unmap(&mut processes, &mut frames, va, PAGE_SIZE), Status::OK);
+        let t = processes.get(pid).expect("live").space().translate(m, va).expect("mapped");
+        assert_eq!(t.gpa, own, "its own frame back");
+        assert!(t.flags.contains(PteFlags::WRITABLE) && !t.flags.contains(PteFlags::CACHE_DISABLE));
+        assert_eq!(m.read_obj::<u64>(GuestAddress(own)).expect("read"), 0, "zeroed: the old data is discarded");
+        assert_eq!(frames.aliases(device_a).count(), 0);
+        assert_eq!(unmap(&mut processes, &mut frames, va, PAGE_SIZE), Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
+        assert_eq!(unmap(&mut processes, &mut frames, va + 4 * PAGE_SIZE, PAGE_SIZE), Status::VM_EINVAL_MUNMAP_BAD_REGION);
+        assert_eq!(map(&mut processes, &mut frames, va, device_a, PAGE_SIZE), Status::OK);
+        assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::OK));
+        assert_eq!(frames.aliases(device_a).count(), 0, "the exit unmaps");
+        assert_eq!(frames.release(device_a), Ok(true));
+        assert_eq!(frames.release(device_b), Ok(true));
+        assert_eq!(frames.free_frames(), free);
     }
 
     #[test]

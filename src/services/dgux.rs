@@ -263,8 +263,6 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
         Status::VM_EINVAL_MMAP_BYTES_NOT_MULTIPLE
     } else if logical % PAGE_SIZE != 0 || physical % PAGE_SIZE != 0 {
         Status::VM_EINVAL_MMAP_BAD_ADDR_BOUNDARY
-    } else if control & VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK == 0 {
-        Status::VM_EINVAL_MMAP_SPACE_UNALLOCATED
     } else {
         let mut flags = PteFlags::USER;
         if access & PROT_WRITE != 0 {
@@ -274,8 +272,17 @@ fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6
             flags = flags | PteFlags::NO_EXECUTE;
         }
         flags = flags | if control & VM_MMAP_WRITE_THROUGH_MASK != 0 { PteFlags::WRITE_THROUGH } else { PteFlags::CACHE_DISABLE };
+        let ram_end = state.ram.size();
         let k = &mut *kernel(state);
-        match k.dgux.map_physical(view(state), &mut k.frames, logical, physical, bytes, flags, state.ram.size()) {
+        // Control bit 0 clear: a user address, of the caller's current
+        // process ("called by either user or kernel processes").
+        let mapped = if control & VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK != 0 {
+            k.dgux.map_physical(view(state), &mut k.frames, logical, physical, bytes, flags, ram_end)
+        } else {
+            let pid = lock(&state.contexts[caller.vcpu]).pid;
+            k.processes.map_physical(state.ram.memory(), &mut k.frames, pid, logical, physical, bytes, flags, ram_end)
+        };
+        match mapped {
             Ok(status) => status,
             Err(e) => return zap_failed(caller, service, e),
         }
@@ -294,11 +301,15 @@ fn unmap_physical(state: &VmState, caller: Caller, service: Service, args: [u64;
         Status::VM_EINVAL_MUNMAP_BAD_ADDR_BOUNDARY
     } else if bytes == 0 {
         Status::OK
-    } else if control & VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK == 0 {
-        Status::VM_EINVAL_MUNMAP_BAD_REGION
     } else {
         let k = &mut *kernel(state);
-        match k.dgux.unmap_physical(view(state), &mut k.frames, logical, bytes) {
+        let unmapped = if control & VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK != 0 {
+            k.dgux.unmap_physical(view(state), &mut k.frames, logical, bytes)
+        } else {
+            let pid = lock(&state.contexts[caller.vcpu]).pid;
+            k.processes.unmap_physical(state.ram.memory(), &mut k.frames, pid, logical, bytes)
+        };
+        match unmapped {
             Ok(status) => status,
             Err(e) => return zap_failed(caller, service, e),
         }
