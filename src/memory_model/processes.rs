@@ -309,7 +309,7 @@ mod tests {
         let table = processes.get(pid).expect("live").tables[0];
         let ram_end = layout::MIN_RAM_SIZE;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::CACHE_DISABLE;
-        let mut map = |p: &mut Processes, f: &mut FrameLedger, logical, physical, bytes| {
+        let map = |p: &mut Processes, f: &mut FrameLedger, logical, physical, bytes| {
             p.map_physical(m, f, pid, logical, physical, bytes, flags, ram_end).expect("no zap failure")
         };
         assert_eq!(
