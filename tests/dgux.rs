@@ -370,3 +370,22 @@ fn a_page_that_cannot_come_in_is_vm_eio() {
         without.stdout
     );
 }
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn user_addresses_map_physical_memory_as_the_manual_page_allows() {
+    if !kvm_or_skip("dgux-map-user") {
+        return;
+    }
+    let r = run("dgux-map-user", &[]);
+    r.expect_status(0);
+    assert!(
+        r.stdout.contains("dgux-map-user: engine id 0x3130414d44564d4b and kernel word 0x5eedf00d through user addresses"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("dgux-map-user: every call answered as expected"), "{}", r.stdout);
+    assert_eq!(r.report()["violations"].as_array().map(Vec::len), Some(0));
+    assert_eq!(r.calls("vm_map_physical_memory"), 4);
+    assert_eq!(r.calls("vm_unmap_physical_memory"), 2);
+}
