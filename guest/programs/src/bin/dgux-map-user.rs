@@ -61,8 +61,8 @@ fn run() -> Result<(), &'static str> {
     // SAFETY: nothing references user memory yet.
     unsafe { process::process_switch(pid) }.map_err(|_| "process_switch")?;
     process::process_map(USER, 2 * PAGE, process::PROT_READ | process::PROT_WRITE).map_err(|_| "process_map")?;
-    let rw = u64::from(PROT_READ | PROT_WRITE);
-    let shared = u64::from(MAP_SHARED);
+    let rw = PROT_READ | PROT_WRITE;
+    let shared = MAP_SHARED;
     // SAFETY: the user pages are ours; what they showed is not used again.
     unsafe {
         expect(
