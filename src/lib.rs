@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod checker;
 pub mod devices;
+pub mod fuzz;
 pub mod guests;
 pub mod kvm;
 pub mod loader;
