@@ -24,5 +24,6 @@ pub mod state;
 pub mod sync;
 #[cfg(test)]
 pub mod testing;
+pub mod testrun;
 pub mod trace;
 pub mod units;

@@ -19,6 +19,9 @@ use kmemvisor::memory_model::ram::GuestRam;
 use kmemvisor::report::Invocation;
 use kmemvisor::report::status;
 use kmemvisor::state::{SetupError, VmConfig};
+use kmemvisor::testrun::manifest::{ManifestError, Test};
+use kmemvisor::testrun::select::{Selection, Shard};
+use kmemvisor::testrun::{self, output};
 use kmemvisor::trace::content_hash;
 use kmemvisor::units::{LONGEST_DURATION, parse_duration, parse_size};
 use kmemvisor::{bench, replay, report::Report};
@@ -77,6 +80,54 @@ enum Command {
     /// not, 64 when the report cannot be replayed: not a report, written by
     /// another kmemvisor version, or its guest or a module changed since.
     Replay(ReplayArgs),
+    /// Run a suite of tests a TOML manifest describes, each as its own
+    /// `kmemvisor run` in its own VM, in parallel, and check each one's exit
+    /// status and violation kinds.
+    ///
+    /// Prints one line per test (PASS, FAIL or SKIP), in manifest order, then
+    /// `N passed, M failed, K skipped`. Tests are skipped, with the reason,
+    /// when /dev/kvm is missing or cannot be opened read-write, when
+    /// KMEMVISOR_SKIP_KVM=1, or when a test needs userfaultfd and it is not
+    /// permitted. Exit status 0 when every test that ran passed, 1 when one
+    /// failed, 77 when none ran, 64 for a bad manifest or command line.
+    Test(TestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// The manifest: `[[test]]` tables with `name`, `guest`, `options`,
+    /// `args`, `groups`, `timeout`, `expect` (`status`, `violations`) and
+    /// `needs` (`userfaultfd`, `vcpus`); see the README.
+    #[arg(default_value = "tests/suite.toml")]
+    manifest: PathBuf,
+    /// Only the tests whose name contains FILTER.
+    filter: Option<String>,
+    /// How many tests run at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
+    /// Only the tests in GROUP; repeat for several (a test in any of them runs).
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Print the selected tests instead of running them.
+    #[arg(long)]
+    list: bool,
+    /// Print TAP version 13, with YAML diagnostics, instead of plain lines.
+    #[arg(long)]
+    tap: bool,
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Keep each test's JSON report (NAME.json) and output (NAME.log) in DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Run only shard I of N (1-based): the i-th selected test, counting
+    /// from 0, goes to shard (i mod N) + 1.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -245,6 +296,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(*args, given),
         Command::Replay(args) => replay(&args),
+        Command::Test(args) => test(&args),
         Command::List => {
             let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {
@@ -610,6 +662,101 @@ fn replay(args: &ReplayArgs) -> ExitCode {
         eprintln!("kmemvisor: replay: {line}");
     }
     if verdict.same { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// A usage error of `kmemvisor test`.
+fn test_usage(message: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("kmemvisor: test: {message}");
+    ExitCode::from(status::USAGE)
+}
+
+/// Checks a test's `kmemvisor run` command line as `run` would parse it.
+fn check_run_options(test: &Test, path: &std::path::Path) -> Result<(), ManifestError> {
+    let line = testrun::run::command_line(test, std::path::Path::new("report.json"));
+    match Cli::try_parse_from(std::iter::once("kmemvisor".to_owned()).chain(line)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            Err(ManifestError::Invalid {
+                path: path.display().to_string(),
+                line: test.options_line,
+                test: test.name.clone(),
+                key: "options".into(),
+                message: format!("`kmemvisor run` refuses them: {first}"),
+            })
+        }
+    }
+}
+
+/// `kmemvisor test`: runs the suite a manifest describes.
+fn test(args: &TestArgs) -> ExitCode {
+    let bundled = |name: &str| guests::find(name).is_some_and(|g| g.kind == Kind::Guest);
+    let tests = match testrun::manifest::load(&args.manifest, &bundled) {
+        Ok(tests) => tests,
+        Err(e) => return test_usage(&e),
+    };
+    if let Some(e) = tests.iter().find_map(|t| check_run_options(t, &args.manifest).err()) {
+        return test_usage(&e);
+    }
+    let selection = Selection { groups: args.groups.clone(), filter: args.filter.clone(), shard: args.shard };
+    let selected = selection.apply(&tests);
+    if args.list {
+        for t in &selected {
+            println!("{}  {} {}  [{}]", t.name, t.guest, t.args.join(" "), t.groups.join(", "));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (dir, keep) = match &args.out {
+        Some(dir) => (dir.clone(), true),
+        None => (std::env::temp_dir().join(format!("kmemvisor-test.{}", std::process::id())), false),
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return test_usage(&format_args!("cannot create {}: {e}", dir.display()));
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return fail(&e),
+    };
+    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let config = testrun::run::Config { exe, jobs, dir: dir.clone(), keep };
+    let host = testrun::run::Host::probe();
+    let tap = args.tap;
+    if tap {
+        print!("{}", output::tap_header(selected.len()));
+    }
+    let started = std::time::Instant::now();
+    let outcomes = testrun::run::run_all(&selected, &host, &config, &mut |i, outcome| {
+        let mut out = std::io::stdout().lock();
+        if tap {
+            let _ = write!(out, "{}", output::tap_entry(i + 1, outcome));
+        } else {
+            let _ = writeln!(out, "{}", output::plain(outcome));
+            if matches!(outcome.verdict, testrun::verdict::Verdict::Fail(_)) {
+                for line in outcome.log.lines() {
+                    let _ = writeln!(out, "    | {line}");
+                }
+            }
+        }
+        let _ = out.flush();
+    });
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let counts = output::Counts::of(&outcomes);
+    if let Some(path) = &args.junit {
+        let suite = args.manifest.file_stem().map_or_else(|| "kmemvisor".into(), |s| s.to_string_lossy().into_owned());
+        if let Err(e) = std::fs::write(path, output::junit(&suite, &outcomes, started.elapsed().as_secs_f64())) {
+            eprintln!("kmemvisor: test: cannot write the JUnit results to {}: {e}", path.display());
+            return ExitCode::from(status::VMM_ERROR);
+        }
+    }
+    if tap {
+        println!("# {}", counts.summary());
+    } else {
+        println!("{}", counts.summary());
+    }
+    ExitCode::from(counts.exit_status())
 }
 
 fn print_summary(report: &Report) {
