@@ -1,0 +1,143 @@
+//! `kmemvisor run`: one guest, its summary, its report and trace files.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use std::collections::BTreeMap;
+
+use crate::cli::args::{Cli, RunArgs, ScheduleMode};
+use crate::cli::inputs::{name_the_input, resolve};
+use crate::cli::{fail, report_error};
+use clap::CommandFactory;
+use kmemvisor::devices::dma_engine::DmaConfig;
+use kmemvisor::guests::{self, Kind};
+use kmemvisor::kvm::machine::{self, RunOptions};
+use kmemvisor::kvm::vcpu_pool::Schedule;
+use kmemvisor::loader::ModuleElf;
+use kmemvisor::report::Invocation;
+use kmemvisor::report::Report;
+use kmemvisor::report::status;
+use kmemvisor::state::VmConfig;
+use kmemvisor::trace::content_hash;
+
+/// Every option of a `run` with its value as given or defaulted.
+pub(crate) fn options_of(matches: &clap::ArgMatches) -> BTreeMap<String, Vec<String>> {
+    let command = Cli::command();
+    let arguments: Vec<String> = command
+        .find_subcommand("run")
+        .map(|run| run.get_arguments().map(|a| a.get_id().to_string()).collect())
+        .unwrap_or_default();
+    matches
+        .ids()
+        // Argument groups (the struct's own) are not options.
+        .filter(|id| arguments.iter().any(|a| a == id.as_str()))
+        .filter_map(|id| {
+            let values = matches.get_raw(id.as_str())?;
+            Some((id.to_string(), values.map(|v| v.to_string_lossy().into_owned()).collect()))
+        })
+        .collect()
+}
+
+/// What ran, before the run: the command line and options as given.
+pub(crate) struct Given {
+    pub(crate) command_line: Vec<String>,
+    pub(crate) options: BTreeMap<String, Vec<String>>,
+}
+
+/// Runs the guest `args` name, or says why it cannot: the outcome, with the
+/// invocation filled in for the report.
+pub(crate) fn execute(args: &RunArgs, given: Given) -> Result<machine::RunOutcome, ExitCode> {
+    let elf = match resolve(&args.guest, Kind::Guest) {
+        Ok((_, elf)) => elf,
+        Err(e) => return Err(report_error(&e, e.status())),
+    };
+    let mut modules = Vec::with_capacity(args.modules.len());
+    // Each module's name and, when it came from a file, the path: for messages.
+    let mut origins: Vec<(String, Option<&str>)> = Vec::with_capacity(args.modules.len());
+    for arg in &args.modules {
+        match resolve(arg, Kind::Module) {
+            Ok((name, elf)) => {
+                let path = guests::find(arg).is_none().then_some(arg.as_str());
+                origins.push((name.clone(), path));
+                modules.push(ModuleElf { name, elf });
+            }
+            // A usage error says which option it is about; a load error names the module.
+            Err(e) if e.status() == status::USAGE => {
+                eprintln!("kmemvisor: --module: {e}");
+                return Err(ExitCode::from(status::USAGE));
+            }
+            Err(e) => return Err(report_error(&e, e.status())),
+        }
+    }
+    let invocation = Invocation {
+        command_line: given.command_line,
+        options: given.options,
+        guest_hash: content_hash(&elf),
+        modules: modules.iter().map(|m| (m.name.clone(), content_hash(&m.elf))).collect(),
+        guest_args: args.guest_args.clone(),
+    };
+    let options = RunOptions {
+        name: args.guest.clone(),
+        elf,
+        vm: VmConfig {
+            memory: args.mem,
+            vcpus: usize::from(args.vcpus),
+            strict: args.strict,
+            cmdline: args.guest_args.join(" "),
+            fail_alloc: args.fail_alloc.clone().unwrap_or_default(),
+            fail_pagein: args.fail_pagein.clone().unwrap_or_default(),
+            contiguous_frames: args.contiguous_frames,
+            hidden_stall_timeout: args.hidden_stall_timeout,
+            dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },
+            schedule: match args.schedule {
+                ScheduleMode::Serial => Schedule::Serial { seed: args.seed, depth: args.pct_depth, steps: args.pct_steps },
+                ScheduleMode::Parallel => Schedule::Parallel,
+            },
+            keep_trace: args.trace.is_some(),
+            modules,
+        },
+        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
+        console: Box::new(std::io::stdout()),
+        handle_signals: true,
+    };
+    let mut outcome = match machine::run(options).map_err(|e| name_the_input(e, &args.guest, &origins)) {
+        Ok(outcome) => outcome,
+        Err(Ok(input)) => return Err(report_error(&input, input.status())),
+        Err(Err(e)) => return Err(fail(&e)),
+    };
+    outcome.report.invocation = Some(invocation);
+    Ok(outcome)
+}
+
+pub(crate) fn run(args: RunArgs, given: Given) -> ExitCode {
+    let outcome = match execute(&args, given) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
+    print_summary(&outcome.report);
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, outcome.report.to_json() + "\n")
+    {
+        eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
+        return ExitCode::from(status::VMM_ERROR);
+    }
+    if let (Some(path), Some(trace)) = (&args.trace, &outcome.chrome_trace)
+        && let Err(e) = std::fs::write(path, trace)
+    {
+        eprintln!("kmemvisor: cannot write the trace to {}: {e}", path.display());
+        return ExitCode::from(status::VMM_ERROR);
+    }
+    ExitCode::from(outcome.status)
+}
+
+pub(crate) fn print_summary(report: &Report) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "kmemvisor: {}", report.exit.summary);
+    for v in &report.violations {
+        let _ =
+            writeln!(err, "kmemvisor: violation on vCPU {} at RIP {}: {} [{}]: {}", v.vcpu, v.rip, v.service, v.kind, v.message);
+    }
+    if !report.violations.is_empty() {
+        let _ = writeln!(err, "kmemvisor: {} violation(s)", report.violations.len());
+    }
+}
