@@ -32,6 +32,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args, given),
         Command::Replay(args) => replay(&args),
         Command::Test(args) => test(&args),
+        Command::Fuzz(args) => match matches.subcommand_matches("fuzz") {
+            Some(fuzz_matches) => cli::fuzz::fuzz(&args, fuzz_matches),
+            None => ExitCode::from(kmemvisor::report::status::USAGE),
+        },
         Command::List => {
             let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {

@@ -60,6 +60,41 @@ pub(crate) enum Command {
     /// permitted. Exit status 0 when every test that ran passed, 1 when one
     /// failed, 77 when none ran, 64 for a bad manifest or command line.
     Test(TestArgs),
+    /// Run one guest again and again, each run under another seed — another
+    /// schedule of the vCPUs, other DMA completion times (give a
+    /// `--dma-jitter`) — and keep every distinct way it fails.
+    ///
+    /// A finding is a run with a violation, a fault, a panic or a stop other
+    /// than a clean exit 0. Findings are told apart by the first violation's
+    /// kind and guest RIP (or the exit cause), and each is written at once to
+    /// DIR as the JSON report of `kmemvisor run … --seed S`, which `kmemvisor
+    /// replay` reruns. DIR/stats.json has the campaign's figures. Ctrl-C
+    /// stops after the runs in progress and keeps everything found. Exit
+    /// status 0 with no finding, 1 with findings, 64 for a bad command line,
+    /// 73 when runs cannot be made or DIR cannot be written.
+    Fuzz(Box<FuzzArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FuzzArgs {
+    /// The guest and the options of every run (`--seed` is the campaign's to choose).
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Stop after this many runs.
+    #[arg(long, value_name = "N")]
+    pub(crate) runs: Option<u64>,
+    /// Stop after this long (10s, 500ms, …).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Where the findings and stats.json go (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) findings: PathBuf,
+    /// Runs at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) jobs: Option<u16>,
+    /// The campaign's seed: run i gets the i-th seed drawn from it.
+    #[arg(long, default_value_t = 1, value_name = "SEED")]
+    pub(crate) campaign_seed: u64,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,6 +2,7 @@
 //! subcommand; the library does the work.
 
 pub(crate) mod args;
+pub(crate) mod fuzz;
 pub(crate) mod inputs;
 pub(crate) mod replay;
 pub(crate) mod run;

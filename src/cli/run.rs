@@ -11,7 +11,7 @@ use crate::cli::{fail, report_error};
 use clap::CommandFactory;
 use kmemvisor::devices::dma_engine::DmaConfig;
 use kmemvisor::guests::{self, Kind};
-use kmemvisor::kvm::machine::{self, RunOptions};
+use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
 use kmemvisor::kvm::vcpu_pool::Schedule;
 use kmemvisor::loader::ModuleElf;
 use kmemvisor::report::Invocation;
@@ -44,20 +44,29 @@ pub(crate) struct Given {
     pub(crate) options: BTreeMap<String, Vec<String>>,
 }
 
-/// Runs the guest `args` name, or says why it cannot: the outcome, with the
-/// invocation filled in for the report.
-pub(crate) fn execute(args: &RunArgs, given: Given) -> Result<machine::RunOutcome, ExitCode> {
+/// A run ready to go: the guest's image and the VM's configuration, what
+/// the report records of them, and which input each module came from.
+pub(crate) struct Prepared {
+    pub(crate) elf: Vec<u8>,
+    pub(crate) config: VmConfig,
+    pub(crate) invocation: Invocation,
+    /// Each module's name and, when it came from a file, the path: for messages.
+    pub(crate) origins: Vec<(String, Option<String>)>,
+}
+
+/// Reads the guest and modules `args` name and builds the run's
+/// configuration, or says why it cannot.
+pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode> {
     let elf = match resolve(&args.guest, Kind::Guest) {
         Ok((_, elf)) => elf,
         Err(e) => return Err(report_error(&e, e.status())),
     };
     let mut modules = Vec::with_capacity(args.modules.len());
-    // Each module's name and, when it came from a file, the path: for messages.
-    let mut origins: Vec<(String, Option<&str>)> = Vec::with_capacity(args.modules.len());
+    let mut origins = Vec::with_capacity(args.modules.len());
     for arg in &args.modules {
         match resolve(arg, Kind::Module) {
             Ok((name, elf)) => {
-                let path = guests::find(arg).is_none().then_some(arg.as_str());
+                let path = guests::find(arg).is_none().then(|| arg.clone());
                 origins.push((name.clone(), path));
                 modules.push(ModuleElf { name, elf });
             }
@@ -76,35 +85,49 @@ pub(crate) fn execute(args: &RunArgs, given: Given) -> Result<machine::RunOutcom
         modules: modules.iter().map(|m| (m.name.clone(), content_hash(&m.elf))).collect(),
         guest_args: args.guest_args.clone(),
     };
+    let config = VmConfig {
+        memory: args.mem,
+        vcpus: usize::from(args.vcpus),
+        strict: args.strict,
+        cmdline: args.guest_args.join(" "),
+        fail_alloc: args.fail_alloc.clone().unwrap_or_default(),
+        fail_pagein: args.fail_pagein.clone().unwrap_or_default(),
+        contiguous_frames: args.contiguous_frames,
+        hidden_stall_timeout: args.hidden_stall_timeout,
+        dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },
+        schedule: match args.schedule {
+            ScheduleMode::Serial => Schedule::Serial { seed: args.seed, depth: args.pct_depth, steps: args.pct_steps },
+            ScheduleMode::Parallel => Schedule::Parallel,
+        },
+        keep_trace: args.trace.is_some(),
+        modules,
+    };
+    Ok(Prepared { elf, config, invocation, origins })
+}
+
+/// A failed run's setup error, told with the guest or module argument that
+/// caused it.
+pub(crate) fn setup_failed(error: MachineError, args: &RunArgs, prepared_origins: &[(String, Option<String>)]) -> ExitCode {
+    let origins: Vec<(String, Option<&str>)> = prepared_origins.iter().map(|(n, p)| (n.clone(), p.as_deref())).collect();
+    match name_the_input(error, &args.guest, &origins) {
+        Ok(input) => report_error(&input, input.status()),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Runs the guest `args` name, or says why it cannot: the outcome, with the
+/// invocation filled in for the report.
+pub(crate) fn execute(args: &RunArgs, given: Given) -> Result<machine::RunOutcome, ExitCode> {
+    let Prepared { elf, config, invocation, origins } = prepare(args, given)?;
     let options = RunOptions {
         name: args.guest.clone(),
         elf,
-        vm: VmConfig {
-            memory: args.mem,
-            vcpus: usize::from(args.vcpus),
-            strict: args.strict,
-            cmdline: args.guest_args.join(" "),
-            fail_alloc: args.fail_alloc.clone().unwrap_or_default(),
-            fail_pagein: args.fail_pagein.clone().unwrap_or_default(),
-            contiguous_frames: args.contiguous_frames,
-            hidden_stall_timeout: args.hidden_stall_timeout,
-            dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },
-            schedule: match args.schedule {
-                ScheduleMode::Serial => Schedule::Serial { seed: args.seed, depth: args.pct_depth, steps: args.pct_steps },
-                ScheduleMode::Parallel => Schedule::Parallel,
-            },
-            keep_trace: args.trace.is_some(),
-            modules,
-        },
+        vm: config,
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),
         console: Box::new(std::io::stdout()),
         handle_signals: true,
     };
-    let mut outcome = match machine::run(options).map_err(|e| name_the_input(e, &args.guest, &origins)) {
-        Ok(outcome) => outcome,
-        Err(Ok(input)) => return Err(report_error(&input, input.status())),
-        Err(Err(e)) => return Err(fail(&e)),
-    };
+    let mut outcome = machine::run(options).map_err(|e| setup_failed(e, args, &origins))?;
     outcome.report.invocation = Some(invocation);
     Ok(outcome)
 }

@@ -1,0 +1,93 @@
+//! `kmemvisor fuzz` under real KVM: a campaign over seeds finds the racy
+//! driver's bug as one deduplicated finding that `kmemvisor replay`
+//! reproduces, finds nothing in the correct twin, and refuses what cannot
+//! work.
+
+mod common;
+
+use common::{kmemvisor, kvm_or_skip};
+
+fn stats(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("stats.json")).expect("stats.json")).expect("JSON")
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_campaign_finds_the_early_unhide_once_and_its_finding_replays() {
+    if !kvm_or_skip("fuzz racy") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let findings = dir.path().join("findings");
+    let findings_arg = findings.to_str().expect("utf-8");
+    let args = ["fuzz", "dma-handoff", "--runs", "30", "-j", "2", "--findings", findings_arg];
+    let r = kmemvisor(&[&args[..], &["--dma-latency", "0", "--dma-jitter", "3", "--", "aix-unhide-early"]].concat());
+    assert_eq!(r.status, 1, "findings: exit 1\n{}", r.stderr);
+    let s = stats(&findings);
+    assert_eq!(s["runs"], 30);
+    let found = s["findings"].as_object().expect("findings");
+    assert_eq!(found.len(), 1, "one distinct way to fail: {found:?}");
+    let (signature, runs) = found.iter().next().expect("one");
+    assert!(signature.starts_with("dma.unhide-during-transfer@0x"), "{signature}");
+    assert_eq!(s["failing_runs"], *runs);
+    let files: Vec<_> = std::fs::read_dir(&findings)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "stats.json")
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let finding = findings.join(&files[0]);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&finding).expect("finding")).expect("JSON");
+    let line = report["invocation"]["command_line"].as_array().expect("command line");
+    assert_eq!(line[0], "run");
+    assert!(line.iter().any(|a| a == "--seed"), "{line:?}");
+    for _ in 0..3 {
+        let replay = kmemvisor(&["replay", finding.to_str().expect("utf-8")]);
+        assert_eq!(replay.status, 0, "{}", replay.stderr);
+        assert!(replay.stderr.contains("the run replayed exactly"), "{}", replay.stderr);
+    }
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn the_correct_twin_gives_no_finding() {
+    if !kvm_or_skip("fuzz correct") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let findings = dir.path().join("findings");
+    let r = kmemvisor(&[
+        "fuzz",
+        "dma-handoff",
+        "--runs",
+        "20",
+        "--findings",
+        findings.to_str().expect("utf-8"),
+        "--dma-latency",
+        "0",
+        "--dma-jitter",
+        "3",
+        "--",
+        "aix-correct",
+    ]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let s = stats(&findings);
+    assert_eq!((s["runs"].as_u64(), s["failing_runs"].as_u64()), (Some(20), Some(0)));
+    assert!(s["findings"].as_object().is_some_and(|f| f.is_empty()));
+}
+
+#[test]
+fn what_cannot_work_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let r = kmemvisor(&["fuzz", "hello", "--runs", "1", "--findings", "/tmp/x", "--report", "r.json"]);
+    assert_eq!(r.status, 64, "{}", r.stderr);
+    assert!(r.stderr.contains("--report and --trace do not apply"), "{}", r.stderr);
+    let r = kmemvisor(&["fuzz", "hello", "--runs", "1", "--findings", file.to_str().expect("utf-8")]);
+    assert_eq!(r.status, 73, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("kmemvisor: cannot write {}", file.display())), "{}", r.stderr);
+    let r = kmemvisor(&["fuzz", "hello", "--runs", "1"]);
+    assert_eq!(r.status, 64, "--findings is required: {}", r.stderr);
+}
