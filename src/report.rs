@@ -37,6 +37,16 @@ pub mod status {
     /// Deadlock: every running vCPU waits for a hidden page that nothing can
     /// unhide, or vCPUs wait for each other in a `vcpu_wait` cycle.
     pub const DEADLOCK: u8 = 75;
+    /// No usable /dev/kvm (missing, or no permission): nothing ran. The
+    /// autotools and kvm-unit-tests status for a test that was skipped.
+    pub const NO_KVM: u8 = 77;
+    /// The guest image or a module is not a loadable kmemvisor ELF, or cannot be read.
+    pub const BAD_IMAGE: u8 = 78;
+    /// The report or the trace file cannot be written.
+    pub const CANNOT_WRITE: u8 = 79;
+    /// The guest hid a page for DMA, and userfaultfd, which hiding needs, is
+    /// not permitted to this user: a setup problem, not a driver bug.
+    pub const NO_USERFAULTFD: u8 = 80;
 }
 
 /// The general registers and control registers of a vCPU.
@@ -197,6 +207,13 @@ pub enum ExitCause {
         /// The signal number.
         signal: i32,
     },
+    /// The guest hid a page for DMA and hiding cannot work on this host.
+    UserfaultfdNotPermitted {
+        /// The vCPU that hid.
+        vcpu: usize,
+        /// What the kernel said.
+        why: String,
+    },
 }
 
 /// Mnemonics of the CPU exception vectors.
@@ -253,6 +270,7 @@ impl ExitCause {
             ExitCause::Interrupted { .. } => status::INTERRUPTED,
             ExitCause::DgUxAbort { .. } => status::DGUX_ABORT,
             ExitCause::HiddenPageDeadlock { .. } | ExitCause::VcpuWaitDeadlock { .. } => status::DEADLOCK,
+            ExitCause::UserfaultfdNotPermitted { .. } => status::NO_USERFAULTFD,
         }
     }
 }
@@ -285,6 +303,11 @@ impl fmt::Display for ExitCause {
             }
             ExitCause::Timeout { seconds } => write!(f, "timed out after {seconds} s (--timeout); the vCPUs were stopped"),
             ExitCause::Interrupted { signal } => write!(f, "interrupted by signal {signal}"),
+            ExitCause::UserfaultfdNotPermitted { vcpu, why } => write!(
+                f,
+                "vCPU {vcpu} hid a page for DMA, but userfaultfd, which hiding needs, is not permitted here ({why}): a setup \
+                 problem, not a driver bug. Run kmemvisor as root, or set the sysctl vm.unprivileged_userfaultfd=1"
+            ),
             ExitCause::DgUxAbort { vcpu, code, service, bytes, alignment } => write!(
                 f,
                 "sc_panic({code}) on vCPU {vcpu}: {service}({bytes} bytes, alignment {alignment}) could not be allocated; the kernel halted"
@@ -422,11 +445,19 @@ mod tests {
                 alignment: 0,
             },
             ExitCause::HiddenPageDeadlock { vcpus: 1, pages: vec!["0x1000".into()] },
+            ExitCause::UserfaultfdNotPermitted { vcpu: 0, why: String::new() },
         ];
         // The two deadlocks share their status.
         assert_eq!(ExitCause::VcpuWaitDeadlock { cycle: vec![1, 2] }.exit_status(0), status::DEADLOCK);
         let mut seen: Vec<u8> = causes.iter().map(|c| c.exit_status(0)).collect();
-        seen.extend([status::USAGE, status::VIOLATIONS, status::VMM_ERROR]);
+        seen.extend([
+            status::USAGE,
+            status::VIOLATIONS,
+            status::VMM_ERROR,
+            status::NO_KVM,
+            status::BAD_IMAGE,
+            status::CANNOT_WRITE,
+        ]);
         let count = seen.len();
         seen.sort();
         seen.dedup();

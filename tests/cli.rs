@@ -56,7 +56,7 @@ fn a_file_that_is_not_a_guest_image_is_refused_with_a_reason() {
     let path = dir.path().join("not-a-guest.elf");
     std::fs::write(&path, "#!/bin/sh\n".repeat(20)).expect("write");
     let r = kmemvisor(&["run", path.to_str().expect("utf-8 path")]);
-    assert_eq!(r.status, 73, "{}", r.stderr);
+    assert_eq!(r.status, 78, "{}", r.stderr);
     let expected = format!(
         "kmemvisor: Cannot load the guest image `{}`\n  caused by: Not a static x86-64 ELF executable: no ELF magic",
         path.display()
@@ -167,16 +167,16 @@ fn the_longest_durations_are_accepted() {
     r.expect_status(0);
 }
 
-/// `what` at `path` is refused unread with exit status 73, quickly, as a guest
+/// `what` at `path` is refused unread with exit status 78, quickly, as a guest
 /// and as a module.
 fn refused_unread(path: &Path, reason: &str) {
     let path = path.to_str().expect("utf-8 path");
     let r = kmemvisor_within_deadline(&["run", path]);
-    assert_eq!(r.status, 73, "{path}: {}", r.stderr);
+    assert_eq!(r.status, 78, "{path}: {}", r.stderr);
     let expected = format!("kmemvisor: Cannot load the guest image `{path}`: {reason}");
     assert!(r.stderr.contains(&expected), "`{expected}` missing from:\n{}", r.stderr);
     let r = kmemvisor_within_deadline(&["run", "hello", "--module", path]);
-    assert_eq!(r.status, 73, "--module {path}: {}", r.stderr);
+    assert_eq!(r.status, 78, "--module {path}: {}", r.stderr);
     let expected = format!("kmemvisor: Cannot load the module `{path}`: {reason}");
     assert!(r.stderr.contains(&expected), "`{expected}` missing from:\n{}", r.stderr);
     assert!(r.stdout.is_empty(), "the guest never ran: {}", r.stdout);
@@ -239,7 +239,7 @@ fn a_guest_segment_with_no_memory_size_cannot_write_the_vcpu_pages() {
     std::fs::write(&path, &elf).expect("write");
     let path = path.to_str().expect("utf-8 path");
     let r = kmemvisor_within_deadline(&["run", path]);
-    assert_eq!(r.status, 73, "{}", r.stderr);
+    assert_eq!(r.status, 78, "{}", r.stderr);
     let expected = format!(
         "kmemvisor: Cannot load the guest image `{path}`\n  caused by: Segment at {:#x} (physical {:#x}, 0 bytes) \
          has more bytes in the file (p_filesz) than in memory (p_memsz)",
@@ -261,7 +261,7 @@ fn a_module_segment_with_no_memory_size_cannot_overwrite_the_image() {
     std::fs::write(&path, &elf).expect("write");
     let path = path.to_str().expect("utf-8 path");
     let r = kmemvisor_within_deadline(&["run", "hello", "--module", path]);
-    assert_eq!(r.status, 73, "{}", r.stderr);
+    assert_eq!(r.status, 78, "{}", r.stderr);
     let expected = format!(
         "kmemvisor: Cannot load the module `evil-module` from {path}\n  caused by: Segment at {:#x} (physical {:#x}, 0 bytes) \
          has more bytes in the file (p_filesz) than in memory (p_memsz)",
@@ -270,4 +270,15 @@ fn a_module_segment_with_no_memory_size_cannot_overwrite_the_image() {
     );
     assert!(r.stderr.contains(&expected), "`{expected}` missing from:\n{}", r.stderr);
     assert!(r.stdout.is_empty(), "the guest never ran: {}", r.stdout);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_report_that_cannot_be_written_has_its_own_status() {
+    if !kvm_or_skip("report not written") {
+        return;
+    }
+    let r = kmemvisor(&["run", "hello", "--report", "/nonexistent-directory/report.json"]);
+    assert_eq!(r.status, 79, "{}", r.stderr);
+    assert!(r.stderr.contains("kmemvisor: cannot write the report to /nonexistent-directory/report.json: "), "{}", r.stderr);
 }

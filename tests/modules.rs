@@ -66,7 +66,7 @@ fn a_module_is_not_a_guest_and_a_guest_is_not_a_module() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("mod-sample");
     std::fs::write(&path, kmemvisor::guests::find("mod-sample").expect("bundled").elf).expect("write");
-    refused(&kmemvisor(&["run", path.to_str().expect("utf-8 path")]), 73, &["outside the main image's region", "--module"]);
+    refused(&kmemvisor(&["run", path.to_str().expect("utf-8 path")]), 78, &["outside the main image's region", "--module"]);
 }
 
 #[test]
@@ -75,8 +75,8 @@ fn bad_and_overlapping_modules_stop_the_setup() {
     let junk = dir.path().join("junk.elf");
     std::fs::write(&junk, "not an ELF at all, just text\n".repeat(10)).expect("write");
     let r = kmemvisor(&["run", "hello", "--module", junk.to_str().expect("utf-8 path")]);
-    refused(&r, 73, &["Cannot load the module `junk.elf`", "no ELF magic"]);
+    refused(&r, 78, &["Cannot load the module `junk.elf`", "no ELF magic"]);
     let r = kmemvisor(&["run", "hello", "--module", "mod-sample", "--module", "mod-sample"]);
-    refused(&r, 73, &["Cannot load the module `mod-sample`", "overlaps the module `mod-sample` loaded before it"]);
+    refused(&r, 78, &["Cannot load the module `mod-sample`", "overlaps the module `mod-sample` loaded before it"]);
     assert!(r.stdout.is_empty(), "the guest never ran: {}", r.stdout);
 }

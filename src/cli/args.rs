@@ -235,12 +235,12 @@ pub(crate) struct RunArgs {
     /// guest's image: pincode and unpincode of one of its functions pin and
     /// unpin its pages only. Each module is linked at a fixed 1 MiB slot above
     /// the image (no relocation); one outside the module region, or sharing
-    /// pages with the image or another module, is refused with exit status 73.
+    /// pages with the image or another module, is refused with exit status 78.
     /// The guest finds the modules, in this order, in its boot-info page
     /// (kmemvisor_guest::modules()) and calls their entry functions. A MODULE
     /// that is neither a bundled module nor a readable file is a usage error
     /// (exit status 64); a path to something other than a regular file, or to
-    /// a file over 64 MiB, is refused unread (exit status 73).
+    /// a file over 64 MiB, is refused unread (exit status 78).
     #[arg(long = "module", value_name = "MODULE")]
     pub(crate) modules: Vec<String>,
     /// The guest's command line.
@@ -296,7 +296,12 @@ EXIT STATUS:
      70  KVM failure: internal error, emulation failure, failed entry, unexpected exit
      71  --timeout expired
      72  interrupted by SIGINT or SIGTERM
-     73  the VMM could not set up the VM (no /dev/kvm, bad guest image, ...)
+     73  the VMM could not set up the VM (another failure)
      74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic
      75  deadlock: every running vCPU waits for a page hidden by xmemdma,
-         or vCPUs wait for each other in a vcpu_wait cycle";
+         or vCPUs wait for each other in a vcpu_wait cycle
+     77  no usable /dev/kvm (missing, or no permission): nothing ran
+     78  the guest image or a module is not a loadable kmemvisor ELF, or unreadable
+     79  the report or trace file cannot be written
+     80  the guest hid a page for DMA but userfaultfd is not permitted (a setup
+         problem: run as root or set vm.unprivileged_userfaultfd=1)";

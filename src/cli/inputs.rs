@@ -92,7 +92,7 @@ impl InputError {
         match self {
             InputError::ModuleAsGuest(_) | InputError::GuestAsModule(_) | InputError::Unreadable { .. } => status::USAGE,
             InputError::NotAFile { .. } | InputError::TooLarge { .. } | InputError::Read { .. } | InputError::Load { .. } => {
-                status::VMM_ERROR
+                status::BAD_IMAGE
             }
         }
     }

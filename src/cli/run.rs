@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::cli::args::{Cli, RunArgs, ScheduleMode};
 use crate::cli::inputs::{name_the_input, resolve};
-use crate::cli::{fail, report_error};
+use crate::cli::report_error;
 use clap::CommandFactory;
 use kmemvisor::devices::dma_engine::DmaConfig;
 use kmemvisor::guests::{self, Kind};
@@ -111,7 +111,10 @@ pub(crate) fn setup_failed(error: MachineError, args: &RunArgs, prepared_origins
     let origins: Vec<(String, Option<&str>)> = prepared_origins.iter().map(|(n, p)| (n.clone(), p.as_deref())).collect();
     match name_the_input(error, &args.guest, &origins) {
         Ok(input) => report_error(&input, input.status()),
-        Err(e) => fail(&e),
+        Err(e) => {
+            let code = if matches!(&e, MachineError::Kvm(k) if k.no_kvm()) { status::NO_KVM } else { status::VMM_ERROR };
+            report_error(&e, code)
+        }
     }
 }
 
@@ -142,13 +145,13 @@ pub(crate) fn run(args: RunArgs, given: Given) -> ExitCode {
         && let Err(e) = std::fs::write(path, outcome.report.to_json() + "\n")
     {
         eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
-        return ExitCode::from(status::VMM_ERROR);
+        return ExitCode::from(status::CANNOT_WRITE);
     }
     if let (Some(path), Some(trace)) = (&args.trace, &outcome.chrome_trace)
         && let Err(e) = std::fs::write(path, trace)
     {
         eprintln!("kmemvisor: cannot write the trace to {}: {e}", path.display());
-        return ExitCode::from(status::VMM_ERROR);
+        return ExitCode::from(status::CANNOT_WRITE);
     }
     ExitCode::from(outcome.status)
 }

@@ -15,12 +15,40 @@ use crate::state::VmState;
 /// What went wrong talking to KVM.
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
-    /// /dev/kvm could not be opened.
-    #[error("Cannot open /dev/kvm (kmemvisor needs read-write access to /dev/kvm: run as root or join the group that owns it)")]
+    /// /dev/kvm does not exist: no KVM on this machine.
+    #[error(
+        "There is no /dev/kvm: this machine has no KVM. Enable virtualization (VT-x or AMD-V) in the firmware or the \
+         hypervisor below (nested virtualization), and load kvm_intel or kvm_amd"
+    )]
+    Missing(#[source] kvm_ioctls::Error),
+    /// /dev/kvm exists but this user may not open it read-write.
+    #[error(
+        "No permission to open /dev/kvm read-write: add this user to the group that owns it (usually `kvm`, then log in \
+         again), or run kmemvisor as root"
+    )]
+    Denied(#[source] kvm_ioctls::Error),
+    /// /dev/kvm could not be opened for another reason.
+    #[error("Cannot open /dev/kvm")]
     Open(#[source] kvm_ioctls::Error),
     /// Some KVM call failed.
     #[error("KVM refused to {0}")]
     Ioctl(&'static str, #[source] kvm_ioctls::Error),
+}
+
+/// Why /dev/kvm could not be opened, told so that the advice fits.
+fn open_error(e: kvm_ioctls::Error) -> KvmError {
+    match e.errno() {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing(e),
+        libc::EACCES | libc::EPERM => KvmError::Denied(e),
+        _ => KvmError::Open(e),
+    }
+}
+
+impl KvmError {
+    /// Whether /dev/kvm itself is missing or unusable (nothing could run).
+    pub fn no_kvm(&self) -> bool {
+        matches!(self, KvmError::Missing(_) | KvmError::Denied(_) | KvmError::Open(_))
+    }
 }
 
 /// The VM and one fd per vCPU.
@@ -44,7 +72,7 @@ fn host() -> Result<&'static Host, KvmError> {
     if let Some(host) = HOST.get() {
         return Ok(host);
     }
-    let kvm = Kvm::new().map_err(KvmError::Open)?;
+    let kvm = Kvm::new().map_err(open_error)?;
     let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| KvmError::Ioctl("report its CPUID", e))?;
     Ok(HOST.get_or_init(|| Host { kvm, cpuid }))
 }
@@ -91,4 +119,21 @@ pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
         vcpus.push(vcpu);
     }
     Ok((Vm { fd, slot_zap_all_disabled }, vcpus))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_dev_kvm_and_one_without_permission_get_their_own_advice() {
+        let error = |errno| open_error(kvm_ioctls::Error::new(errno));
+        assert!(matches!(error(libc::ENOENT), KvmError::Missing(_)));
+        assert!(matches!(error(libc::EACCES), KvmError::Denied(_)));
+        assert!(matches!(error(libc::EIO), KvmError::Open(_)));
+        assert!(error(libc::ENOENT).to_string().starts_with("There is no /dev/kvm: this machine has no KVM"));
+        assert!(error(libc::EPERM).to_string().contains("add this user to the group that owns it"));
+        assert!([libc::ENOENT, libc::EACCES, libc::EIO].into_iter().all(|e| error(e).no_kvm()));
+        assert!(!KvmError::Ioctl("create a VM", kvm_ioctls::Error::new(libc::EINVAL)).no_kvm());
+    }
 }

@@ -19,10 +19,11 @@ use kmemvisor_abi::xmem::{
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::{Violation, ViolationKind};
-use crate::devices::hiding::{HideOrigin, touches};
+use crate::devices::hiding::{HideError, HideOrigin, touches};
 use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
 use crate::memory_model::guest_access;
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
+use crate::report::ExitCause;
 use crate::services::aix::pinning;
 use crate::services::aix::uaccess::{self, Region, Side};
 use crate::services::{Caller, Outcome, Reply, refuse};
@@ -341,8 +342,15 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
             }
         }
     };
-    if let Err(e) = changed {
-        return refuse(state, caller, ViolationKind::XmemHidingFailed, service, args, e.to_string(), Status::EPERM);
+    match changed {
+        // Not the driver's doing: the host does not let hiding work. The run
+        // stops once, as a setup problem, instead of a violation here and
+        // follow-on ones at every later touch and unhide.
+        Err(HideError::Unavailable(why)) => {
+            return Outcome::Stop(Box::new(ExitCause::UserfaultfdNotPermitted { vcpu: caller.vcpu, why }));
+        }
+        Err(e) => return refuse(state, caller, ViolationKind::XmemHidingFailed, service, args, e.to_string(), Status::EPERM),
+        Ok(()) => {}
     }
     state.trace(Event::Hide { vcpu: caller.vcpu, hide: p.flags == XMEM_HIDE, frames: gpas.clone() });
     let origin = origin(caller, service);
