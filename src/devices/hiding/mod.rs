@@ -167,6 +167,13 @@ impl Hiding {
         }
     }
 
+    /// Hiding on a host where userfaultfd is not permitted (for tests of
+    /// that refusal on hosts where it is).
+    #[cfg(test)]
+    pub fn without_userfaultfd(ram: &GuestRam) -> Hiding {
+        Hiding { trap: Err("Operation not permitted (os error 1)".into()), ..Hiding::new(ram, Duration::from_secs(1)) }
+    }
+
     /// The userfaultfd, if hiding works on this host.
     pub fn trap(&self) -> Result<&Userfaultfd, HideError> {
         self.trap.as_ref().map_err(|why| HideError::Unavailable(why.clone()))

@@ -537,6 +537,22 @@ mod tests {
     }
 
     #[test]
+    fn without_userfaultfd_a_hide_stops_the_run_once_as_a_setup_problem() {
+        let mut s = state();
+        s.hiding = crate::devices::hiding::Hiding::without_userfaultfd(&s.ram);
+        let dp = wired(&s, 64);
+        process(&s, 1);
+        assert_eq!(status(&s, Service::Xmattach64, &[USER, PAGE_SIZE, dp, USER_ADSPACE]), Status::OK);
+        assert_eq!(status(&s, Service::Xmempin, &[USER, PAGE_SIZE, dp]), Status::OK);
+        let outcome = crate::testing::call(&s, Service::Xmemdma64, &[dp, USER, XMEM_HIDE]);
+        let crate::services::Outcome::Stop(cause) = outcome else { panic!("not a stop: {outcome:?}") };
+        assert!(matches!(*cause, crate::report::ExitCause::UserfaultfdNotPermitted { vcpu: 0, .. }), "{cause:?}");
+        assert_eq!(cause.exit_status(0), crate::report::status::NO_USERFAULTFD);
+        assert!(violations(&s).is_empty(), "a setup problem, not a violation");
+        assert_eq!(hides(&s, frame(&s, 1, USER)), 0, "the ledger gave the hide back");
+    }
+
+    #[test]
     fn xmemdma_hides_pinned_pages_and_unhides_them_with_a_count() {
         let s = state();
         let dp = wired(&s, 64);
