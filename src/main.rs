@@ -21,6 +21,11 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
+            // A word after GUEST that is no option is most likely meant for the guest.
+            let run_like = std::env::args().nth(1).is_some_and(|c| c == "run" || c == "fuzz");
+            if run_like && e.kind() == clap::error::ErrorKind::UnknownArgument {
+                eprintln!("hint: arguments for the guest go after `--`: kmemvisor run GUEST [OPTIONS] -- ARGS");
+            }
             return ExitCode::from(if e.use_stderr() { status::USAGE } else { 0 });
         }
     };

@@ -282,3 +282,32 @@ fn a_report_that_cannot_be_written_has_its_own_status() {
     assert_eq!(r.status, 79, "{}", r.stderr);
     assert!(r.stderr.contains("kmemvisor: cannot write the report to /nonexistent-directory/report.json: "), "{}", r.stderr);
 }
+
+#[test]
+fn usage_errors_point_at_the_fix() {
+    let r = kmemvisor(&["run", "hello", "aix-correct"]);
+    assert_eq!(r.status, 64, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hint: arguments for the guest go after `--`: kmemvisor run GUEST [OPTIONS] -- ARGS"),
+        "{}",
+        r.stderr
+    );
+    let r = kmemvisor(&["run", "dma-handof"]);
+    assert_eq!(r.status, 64, "{}", r.stderr);
+    assert!(r.stderr.contains("; did you mean `dma-handoff`?"), "{}", r.stderr);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn report_dash_writes_the_report_to_stdout_after_the_guest_output() {
+    if !kvm_or_skip("report -") {
+        return;
+    }
+    let r = kmemvisor(&["run", "hello", "--report", "-"]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let (console, report) = r.stdout.split_once('{').expect("a JSON object after the console");
+    assert_eq!(console, "Hello from kmemvisor: vCPU 0 of 1, ABI v1.4\n");
+    let report: serde_json::Value = serde_json::from_str(&format!("{{{report}")).expect("JSON");
+    assert_eq!(report["exit"]["status"], 0);
+    assert_eq!(report["guest"], "hello");
+}

@@ -154,8 +154,9 @@ pub(crate) struct RunArgs {
     /// days). Exit status 71.
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_timeout)]
     pub(crate) timeout: Duration,
-    /// Write the JSON report of the run to FILE: exit cause and status, calls per
-    /// service, boot and run time, and every violation.
+    /// Write the JSON report of the run to FILE (`-`: to stdout, after the
+    /// guest's output): exit cause and status, calls per service, boot and
+    /// run time, every violation, and what replays the run.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
     /// Write the run's events (hypercalls with their status, port and MMIO

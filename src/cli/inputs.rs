@@ -26,10 +26,12 @@ pub(crate) enum InputError {
     GuestAsModule(String),
     /// Neither a bundled name nor a path that can be opened.
     // The reason is part of the one-line usage message, not a `#[source]`.
-    #[error("`{arg}` is neither a bundled {what} (see `kmemvisor list`) nor a readable file: {reason}")]
+    #[error("`{arg}` is neither a bundled {what} (see `kmemvisor list`) nor a readable file: {reason}{suggestion}")]
     Unreadable {
         /// The argument.
         arg: String,
+        /// `; did you mean …?` with the closest bundled names, or nothing.
+        suggestion: String,
         /// `guest` or `module`.
         what: &'static str,
         /// Why it could not be opened.
@@ -138,7 +140,8 @@ pub(crate) fn read_elf_file(path: &str, kind: Kind) -> Result<Vec<u8>, InputErro
         Kind::Guest => "guest image",
         Kind::Module => "module",
     };
-    let unreadable = |reason| InputError::Unreadable { arg: path.to_owned(), what: kind.name(), reason };
+    let unreadable =
+        |reason| InputError::Unreadable { arg: path.to_owned(), suggestion: suggest(path, kind), what: kind.name(), reason };
     let check = |metadata: &std::fs::Metadata| match not_regular(metadata.file_type()) {
         Some(kind) => Err(InputError::NotAFile { what, path: path.to_owned(), kind }),
         None if metadata.len() > LARGEST_ELF_FILE => {
@@ -183,5 +186,57 @@ pub(crate) fn name_the_input(
             Ok(InputError::Load { what: "module", name, from, source })
         }
         other => Err(other),
+    }
+}
+
+/// The bundled names of `kind` closest to `arg` (a mistyped name, not a
+/// path), as `; did you mean …?`, or nothing.
+fn suggest(arg: &str, kind: Kind) -> String {
+    if arg.contains('/') {
+        return String::new();
+    }
+    let mut close: Vec<(usize, &str)> = guests::BUNDLED
+        .iter()
+        .filter(|g| g.kind == kind)
+        .map(|g| (edit_distance(arg, g.name), g.name))
+        .filter(|&(d, name)| d <= (name.len() / 3).max(2))
+        .collect();
+    close.sort_unstable();
+    match close.iter().take(3).map(|(_, name)| format!("`{name}`")).collect::<Vec<_>>().as_slice() {
+        [] => String::new(),
+        names => format!("; did you mean {}?", names.join(" or ")),
+    }
+}
+
+/// Levenshtein distance between `a` and `b`, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distances_and_suggestions() {
+        assert_eq!(edit_distance("hellp", "hello"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("dma-demo", "dma-demo"), 0);
+        assert_eq!(suggest("hellp", Kind::Guest), "; did you mean `hello`?");
+        assert_eq!(suggest("dma-handof", Kind::Guest), "; did you mean `dma-handoff`?");
+        assert_eq!(suggest("./hellp", Kind::Guest), "", "a path is no mistyped name");
+        assert_eq!(suggest("zzzzzzzzzz", Kind::Guest), "");
+        assert_eq!(suggest("mod-sampel", Kind::Module), "; did you mean `mod-sample`?");
     }
 }

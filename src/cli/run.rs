@@ -141,8 +141,17 @@ pub(crate) fn run(args: RunArgs, given: Given) -> ExitCode {
         Err(code) => return code,
     };
     print_summary(&outcome.report);
+    // `--report -`: the report goes to stdout, after the guest's output.
+    let written = |path: &std::path::Path, text: String| {
+        if path.as_os_str() == "-" {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        } else {
+            std::fs::write(path, text)
+        }
+    };
     if let Some(path) = &args.report
-        && let Err(e) = std::fs::write(path, outcome.report.to_json() + "\n")
+        && let Err(e) = written(path, outcome.report.to_json() + "\n")
     {
         eprintln!("kmemvisor: cannot write the report to {}: {e}", path.display());
         return ExitCode::from(status::CANNOT_WRITE);
