@@ -8,6 +8,7 @@
 mod aix;
 mod dgux;
 mod schedule;
+mod suite;
 mod xmem;
 
 use std::io::Write;
@@ -96,6 +97,9 @@ pub enum BenchError {
     /// A service answered otherwise than OK during a measurement.
     #[error("{0} did not answer OK during the measurement: {1}")]
     Service(&'static str, String),
+    /// `kmemvisor test` over the bundled suite failed or could not run.
+    #[error("The bundled suite: {0}")]
+    Suite(String),
     /// The JSON file could not be written.
     #[error("Cannot write the JSON results to {}", .0.display())]
     Json(PathBuf, #[source] std::io::Error),
@@ -186,6 +190,7 @@ struct Results {
     aix: aix::AixFigures,
     xmem: xmem::XmemFigures,
     schedule: schedule::ScheduleFigures,
+    suite: suite::SuiteFigures,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -210,6 +215,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     progress("hiding pages and the DMA engine, in-process");
     let xmem = xmem::measure(args.rounds, hypercall.baseline.median)?;
     let schedule = schedule::measure(args.rounds, args.calls)?;
+    let suite = suite::measure(args.rounds)?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -223,6 +229,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         aix,
         xmem,
         schedule,
+        suite,
     };
     print_results(&results);
     if let Some(path) = &args.json {
@@ -480,6 +487,7 @@ fn print_results(r: &Results) {
     aix::print(&r.aix, r.hypercall.baseline.median);
     xmem::print(&r.xmem, r.hypercall.baseline.median);
     schedule::print(&r.schedule);
+    suite::print(&r.suite);
     println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot, &r.schedule.hypercall] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
@@ -515,6 +523,9 @@ fn print_results(r: &Results) {
     let share = r.schedule.bookkeeping_share;
     let met = if share <= schedule::BOOKKEEPING_TARGET { "PASS" } else { "MISS" };
     println!("  {:<40} {:>7.1}%  target ≤ 10%    {met}", "DMA transfer bookkeeping / 64 KiB copy", 100.0 * share);
+    let speedup = r.suite.speedup;
+    let met = if speedup >= suite::SPEEDUP_TARGET { "PASS" } else { "MISS" };
+    println!("  {:<40} {:>7.2}×  target ≥ 1.80×  {met}", "kmemvisor test -j 2 speed-up", speedup);
 }
 
 /// Which of hello's phases is larger, and its share of the total in percent.
