@@ -169,6 +169,19 @@ mod tests {
     }
 
     #[test]
+    fn live_allocations_count_only_init_heap_allocations() {
+        let mut heaps = Heaps::default();
+        assert_eq!(heaps.live_allocations(), 0, "the boot heaps' allocations are kernel memory's");
+        for (handle, start, n) in [(3, 0xffff_c000_0000_0000u64, 2u64), (4, 0xffff_c000_0001_0000, 3)] {
+            let allocations =
+                (0..n).map(|i| (start + 0x10 * i, Allocation { rip: 0x1234, bytes: 16, vcpu: 0 })).collect::<BTreeMap<_, _>>();
+            let area = AreaHeap { start, arena: Arena::new(start, 0x1000), allocations };
+            heaps.heaps.insert(handle, Heap { backing: Backing::Area(area), recent: RecentFrees::default() });
+        }
+        assert_eq!(heaps.live_allocations(), 5);
+    }
+
+    #[test]
     fn leaks_are_the_heaps_and_the_pins_leaks() {
         let mut aix = AixMemory::default();
         let mut frames = FrameLedger::new(0x0110_0000, 0x0120_0000, false);

@@ -132,4 +132,21 @@ mod tests {
         let none = Injector::new(FailSpec::default());
         assert_eq!(none.injected(), 0);
     }
+
+    #[test]
+    fn a_spec_displays_every_field() {
+        let f = FailSpec { nth: Some(3), rate: 0.25, seed: 7, count: Some(2) };
+        assert_eq!(f.to_string(), "nth=Some(3),rate=0.25,seed=7,count=Some(2)");
+        assert_eq!(FailSpec::default().to_string(), "nth=None,rate=0,seed=0,count=None");
+    }
+
+    #[test]
+    fn the_draws_of_seed_7_are_the_xorshift64_star_sequence() {
+        // Computed independently: splitmix64(7) | 1, then xorshift64* (12, 25, 27),
+        // the top 53 bits of the product over 2^53.
+        let mut injector = Injector::new(FailSpec { seed: 7, ..FailSpec::default() });
+        assert_eq!(injector.state, 0x63cb_e1e4_5932_0dd7);
+        let draws: Vec<f64> = (0..4).map(|_| injector.next_unit() * (1u64 << 53) as f64).collect();
+        assert_eq!(draws, [735_938_254_669_072.0, 2_326_238_878_229_923.0, 3_189_309_963_966_656.0, 4_984_353_089_635_106.0]);
+    }
 }

@@ -348,6 +348,46 @@ mod tests {
     }
 
     #[test]
+    fn a_process_lists_the_frames_of_its_pages_in_page_order() {
+        let (ram, mut frames, kernel) = setup();
+        let m = ram.memory();
+        let mut processes = Processes::default();
+        let pid = processes.create(m, &mut frames, &kernel).expect("create");
+        assert_eq!(processes.map(m, &mut frames, pid, 0x1000_0000, 2 * PAGE_SIZE, 0), Status::OK);
+        let process = processes.get(pid).expect("live");
+        let gpa = |va| process.space().translate(m, va).expect("mapped").gpa;
+        assert_eq!(process.frames().collect::<Vec<_>>(), [gpa(0x1000_0000), gpa(0x1000_1000)]);
+    }
+
+    #[test]
+    fn maps_may_start_at_the_first_user_page_and_end_at_the_last() {
+        let (ram, mut frames, kernel) = setup();
+        let m = ram.memory();
+        let mut processes = Processes::default();
+        let pid = processes.create(m, &mut frames, &kernel).expect("create");
+        assert_eq!(processes.map(m, &mut frames, pid, layout::USER_START, 1, 0), Status::OK);
+        assert_eq!(processes.map(m, &mut frames, pid, layout::USER_END - PAGE_SIZE, PAGE_SIZE, 0), Status::OK);
+        let space = processes.get(pid).expect("live").space();
+        assert!(space.translate(m, layout::USER_START).is_some() && space.translate(m, layout::USER_END - 1).is_some());
+    }
+
+    #[test]
+    fn a_map_needs_its_pages_and_four_frames_to_spare() {
+        // `spare` free frames once the process (its root table) exists.
+        let attempt = |spare: u64| {
+            let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+            let kernel = AddressSpace::new(ram.memory(), &mut TablePool::new()).expect("kernel space");
+            let mut frames = FrameLedger::new(layout::MIN_RAM_SIZE - (spare + 1) * PAGE_SIZE, layout::MIN_RAM_SIZE, false);
+            let mut processes = Processes::default();
+            let pid = processes.create(ram.memory(), &mut frames, &kernel).expect("create");
+            assert_eq!(frames.free_frames(), spare);
+            (processes.map(ram.memory(), &mut frames, pid, 0x1000_0000, PAGE_SIZE, 0), frames.free_frames())
+        };
+        assert_eq!(attempt(4), (Status::ENOMEM, 4), "one page and four to spare is five");
+        assert_eq!(attempt(5), (Status::OK, 1), "the page and its three new tables");
+    }
+
+    #[test]
     fn there_is_a_limit_on_processes() {
         let (ram, mut frames, kernel) = setup();
         let mut processes = Processes::default();

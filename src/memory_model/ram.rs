@@ -235,6 +235,50 @@ mod tests {
         assert!(ram.memory().read_obj::<u64>(GuestAddress(MIN_RAM_SIZE)).is_err());
     }
 
+    /// Whether this process still maps any page of the file with inode `ino`.
+    fn mapped(ino: u64) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        maps.lines().any(|line| line.split_whitespace().nth(4) == Some(ino.to_string().as_str()))
+    }
+
+    /// Whether the host page-table entry of the page at `host` is present (bit 63 of its pagemap entry).
+    fn present(host: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
+        let mut entry = [0u8; 8];
+        pagemap.read_exact_at(&mut entry, host / PAGE_SIZE * 8).expect("pagemap entry");
+        u64::from_ne_bytes(entry) >> 63 == 1
+    }
+
+    #[test]
+    fn zapping_a_frame_drops_its_cpu_view_mapping_only() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let cpu = cpu_address(ram.memory(), 0x40_0000).expect("in RAM");
+        let next = cpu + PAGE_SIZE;
+        // SAFETY: `cpu` and `next` are aligned pages of the CPU view, alive with `ram`.
+        unsafe {
+            std::ptr::write_volatile(cpu as *mut u64, 1);
+            std::ptr::write_volatile(next as *mut u64, 2);
+        }
+        assert!(present(cpu) && present(next));
+        assert_eq!(zap_frame(ram.memory(), 0x40_0ff8), Ok(()));
+        assert!(!present(cpu), "the frame's mapping is gone");
+        assert!(present(next), "the next frame's is not");
+        assert_eq!(ram.memory().read_obj::<u64>(GuestAddress(0x40_0000)).expect("read"), 1);
+    }
+
+    #[test]
+    fn dropping_ram_unmaps_both_views() {
+        use std::os::unix::fs::MetadataExt;
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let region = ram.memory().iter().next().expect("one region");
+        // The memfd is this RAM's own: no other mapping in the process shares its inode.
+        let ino = region.file_offset().expect("memfd").file().metadata().expect("fstat").ino();
+        assert!(mapped(ino));
+        drop(ram);
+        assert!(!mapped(ino), "no page of either view is left mapped");
+    }
+
     #[test]
     fn zapping_a_frame_keeps_its_contents() {
         let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
