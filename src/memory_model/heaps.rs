@@ -143,11 +143,6 @@ impl Heaps {
         }
         leaks
     }
-
-    /// Live allocations of `init_heap` heaps.
-    pub fn live_allocations(&self) -> usize {
-        self.heaps.values().map(|h| if let Backing::Area(a) = &h.backing { a.allocations.len() } else { 0 }).sum()
-    }
 }
 
 #[cfg(test)]
@@ -166,19 +161,6 @@ mod tests {
         assert!(recent.contains(20) && recent.contains(RECENT_FREES as u64 + 9));
         assert_eq!(recent.order.len(), RECENT_FREES);
         assert_eq!(recent.count.len(), RECENT_FREES - 1, "20 is there twice");
-    }
-
-    #[test]
-    fn live_allocations_count_only_init_heap_allocations() {
-        let mut heaps = Heaps::default();
-        assert_eq!(heaps.live_allocations(), 0, "the boot heaps' allocations are kernel memory's");
-        for (handle, start, n) in [(3, 0xffff_c000_0000_0000u64, 2u64), (4, 0xffff_c000_0001_0000, 3)] {
-            let allocations =
-                (0..n).map(|i| (start + 0x10 * i, Allocation { rip: 0x1234, bytes: 16, vcpu: 0 })).collect::<BTreeMap<_, _>>();
-            let area = AreaHeap { start, arena: Arena::new(start, 0x1000), allocations };
-            heaps.heaps.insert(handle, Heap { backing: Backing::Area(area), recent: RecentFrees::default() });
-        }
-        assert_eq!(heaps.live_allocations(), 5);
     }
 
     #[test]
