@@ -62,29 +62,11 @@ pub enum Region {
 }
 
 impl Region {
-    /// Every region.
-    pub const ALL: [Region; 4] = [Region::Wired, Region::Unwired, Region::KernelHeap, Region::PinnedHeap];
-
     fn initial_wire_count(self) -> u32 {
         match self {
             Region::Wired | Region::PinnedHeap => 1,
             Region::Unwired | Region::KernelHeap => 0,
         }
-    }
-
-    /// The arena's first address.
-    pub const fn arena_base(self) -> u64 {
-        match self {
-            Region::Wired => layout::WIRED_ARENA_VA,
-            Region::Unwired => layout::UNWIRED_ARENA_VA,
-            Region::KernelHeap => layout::KERNEL_HEAP_VA,
-            Region::PinnedHeap => layout::PINNED_HEAP_VA,
-        }
-    }
-
-    /// Whether `va` lies in this region's arena.
-    pub const fn contains(self, va: u64) -> bool {
-        va >= self.arena_base() && va - self.arena_base() < layout::ARENA_SIZE
     }
 
     /// Whether DG/UX memory (else an AIX heap).
