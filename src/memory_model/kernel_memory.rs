@@ -417,7 +417,6 @@ pub fn page_span(start: u64, bytes: u64) -> Option<(u64, u64)> {
 /// Writes zeros over `[start, start + bytes)` of `space`, page by page;
 /// false at a page that is not mapped writable.
 pub fn zero_range(memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, bytes: u64) -> bool {
-    static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
     let mut done = 0;
     while done < bytes {
         let Some(at) = start.checked_add(done) else { return false };
@@ -425,7 +424,7 @@ pub fn zero_range(memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, by
         let Some(t) = space.translate(memory, at).filter(|t| t.flags.contains(PteFlags::WRITABLE)) else {
             return false;
         };
-        if memory.write_slice(&ZEROS[..chunk as usize], GuestAddress(t.gpa)).is_err() {
+        if memory.write_slice(&ZERO_PAGE[..chunk as usize], GuestAddress(t.gpa)).is_err() {
             return false;
         }
         done += chunk;
@@ -981,5 +980,25 @@ impl KernelMemory {
             pages,
             bookkeeping_bytes: frames.bookkeeping_bytes() + tables,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_regions_are_named_as_the_messages_say() {
+        assert_eq!([Kind::Wired.to_string(), Kind::Unwired.to_string()], ["wired", "unwired"]);
+        assert!(Region::Wired.is_dgux() && Region::Unwired.is_dgux());
+        assert!(!Region::KernelHeap.is_dgux() && !Region::PinnedHeap.is_dgux());
+    }
+
+    #[test]
+    fn a_tree_is_counted_at_a_third_more_than_its_entries() {
+        // (u64, Allocation) is 24 bytes, (u64, u64) 16.
+        assert_eq!(tree_bytes::<u64, Allocation>(3), 96);
+        assert_eq!(tree_bytes::<u64, u64>(5), 106);
+        assert_eq!(tree_bytes::<u64, u64>(0), 0);
     }
 }

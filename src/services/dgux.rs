@@ -324,6 +324,7 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
+    use crate::checker::ViolationKind;
     use crate::memory_model::paging::PteFlags;
     use crate::report::ExitCause;
     use crate::services::{Outcome, Reply};
@@ -419,6 +420,24 @@ mod tests {
         assert_eq!(second, Outcome::Reply(Reply { status: Status::ENOMEM, value: 0 }));
         get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
         assert_eq!(report(&s).injected_failures, 1);
+    }
+
+    #[test]
+    fn leaks_tell_dgux_allocations_from_xmalloc_ones() {
+        let s = state();
+        let wired = get(&s, Service::VmGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
+        let heap = crate::testing::ok(&s, Service::Xmalloc, &[32, 3, kmemvisor_abi::aix::KERNEL_HEAP]);
+        let leaks = {
+            let k = s.kernel.lock().expect("lock");
+            k.dgux.leaks(&k.frames)
+        };
+        let seen: Vec<(u64, ViolationKind, &str)> = leaks.iter().map(|l| (l.address, l.kind, l.service)).collect();
+        assert_eq!(
+            seen,
+            [(wired, ViolationKind::LeakDgUxAllocation, "vm_get_wired_memory"), (heap, ViolationKind::LeakXmalloc, "xmalloc")]
+        );
+        assert_eq!(leaks[0].message, format!("64 bytes of wired memory at {wired:#x} are still allocated at exit"));
+        assert!(leaks[1].message.starts_with("xmalloc of 32 bytes from the kernel_heap at"), "{}", leaks[1].message);
     }
 
     #[test]
@@ -598,6 +617,13 @@ mod tests {
             "VMM-owned frames"
         );
         assert_eq!(map(data, s.ram.size(), 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "beyond RAM");
+        let window = kmemvisor_abi::dma::DMA_ENGINE_GPA;
+        assert_eq!(
+            map(data, window + 4096, 4096, MAP_SHARED, kernel),
+            Status::VM_EINVAL_MMAP_BAD_REGION,
+            "past the engine's page"
+        );
+        assert_eq!(map(data, window, 2 * 4096, MAP_SHARED, kernel), Status::VM_EINVAL_MMAP_BAD_REGION, "more than the page");
         let table =
             (layout::FREE_RAM_GPA..s.ram.size()).step_by(4096).find(|&f| s.kernel.lock().expect("lock").frames.is_table(f));
         let table = table.expect("the arenas' page tables come from the frame allocator");

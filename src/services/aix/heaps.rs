@@ -362,6 +362,23 @@ mod tests {
     }
 
     #[test]
+    fn an_allocation_across_pages_is_zeroed_and_nothing_after_it() {
+        let s = state();
+        let area = wired(&s, 3 * PAGE_SIZE);
+        let heap = call(&s, Service::InitHeap, &[area, 3 * PAGE_SIZE, 0]).value;
+        write(&s, area, &[0xee; 3 * PAGE_SIZE as usize]);
+        let first = xmalloc(&s, PAGE_SIZE + 100, 0, heap);
+        let after = xmalloc(&s, 64, 0, heap);
+        assert_eq!((first, after), (area, area + PAGE_SIZE + 100));
+        assert_eq!(read(&s, first, (PAGE_SIZE + 100) as usize), vec![0; (PAGE_SIZE + 100) as usize]);
+        write(&s, after, &[0xab; 64]);
+        assert_eq!(status(&s, Service::Xmfree, &[first, heap]), Status::OK);
+        assert_eq!(xmalloc(&s, PAGE_SIZE + 100, 0, heap), first, "first fit: the same place");
+        assert_eq!(read(&s, first, (PAGE_SIZE + 100) as usize), vec![0; (PAGE_SIZE + 100) as usize]);
+        assert_eq!(read(&s, after, 64), vec![0xab; 64], "the zeroing stops at the allocation's end");
+    }
+
+    #[test]
     fn boot_heap_leaks_are_reported_with_the_xmalloc_caller() {
         let s = state();
         let p = xmalloc(&s, 77, 4, PINNED_HEAP);
