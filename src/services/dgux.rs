@@ -409,6 +409,10 @@ mod tests {
         };
         assert!(matches!(*cause, ExitCause::DgUxAbort { code: "VM_PANIC_GET_WIRED_MEMORY", .. }), "{cause:?}");
         assert!(violations(&s).is_empty(), "running out is not misuse");
+        // The largest size a uint32_t holds is a size, not an overflow.
+        let largest = call(&s, Service::VmPerhapsGetWiredMemory, &[u64::from(u32::MAX), u64::from(VM_BYTE_ALIGNED)]);
+        assert_eq!(largest, Outcome::Reply(Reply { status: Status::ENOMEM, value: VM_INVALID_MEMORY_PTR }));
+        assert!(violations(&s).is_empty(), "{:?}", kinds(&s));
     }
 
     #[test]
