@@ -56,8 +56,66 @@ impl ImageHeader {
     }
 }
 
+/// The values the linker scripts' `@NAME@` placeholders stand for: the image
+/// layout, shared by the firmware's script and the C SDK's.
+pub const fn linker_script_values() -> [(&'static str, u64); 8] {
+    [
+        ("PAGE_SIZE", crate::layout::PAGE_SIZE),
+        ("IMAGE_VA_OFFSET", crate::layout::IMAGE_VA_OFFSET),
+        ("IMAGE_VA", crate::layout::IMAGE_VA),
+        ("IMAGE_GPA", crate::layout::IMAGE_GPA),
+        // The main image ends where the module region begins.
+        ("IMAGE_VA_END", crate::layout::IMAGE_VA_OFFSET + crate::layout::MODULES_GPA),
+        ("HEADER_SIZE", core::mem::size_of::<ImageHeader>() as u64),
+        ("VECTORS_SIZE", VECTOR_COUNT as u64 * VECTOR_STRIDE),
+        ("VECTOR_STRIDE", VECTOR_STRIDE),
+    ]
+}
+
+/// What is wrong with a linker script template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateError<'a> {
+    /// `@NAME@` names no value of [`linker_script_values`].
+    UnknownPlaceholder(&'a str),
+    /// An `@` that opens no placeholder.
+    UnclosedPlaceholder,
+    /// A value the template never uses (a script that ignores part of the
+    /// layout is out of date).
+    Unused(&'static str),
+    /// The output refused a write.
+    Write,
+}
+
+/// Writes `template` to `out` with every `@NAME@` replaced by that value of
+/// [`linker_script_values`] in hex: the one filler of the firmware's and the
+/// C SDK's linker scripts.
+pub fn fill_linker_script<'a>(template: &'a str, out: &mut impl core::fmt::Write) -> Result<(), TemplateError<'a>> {
+    let values = linker_script_values();
+    let mut used = [false; 8];
+    let mut rest = template;
+    while let Some(at) = rest.find('@') {
+        out.write_str(&rest[..at]).map_err(|_| TemplateError::Write)?;
+        let after = &rest[at + 1..];
+        let end = after.find('@').ok_or(TemplateError::UnclosedPlaceholder)?;
+        let name = &after[..end];
+        let index = values.iter().position(|(n, _)| *n == name).ok_or(TemplateError::UnknownPlaceholder(name))?;
+        used[index] = true;
+        write!(out, "{:#x}", values[index].1).map_err(|_| TemplateError::Write)?;
+        rest = &after[end + 1..];
+    }
+    out.write_str(rest).map_err(|_| TemplateError::Write)?;
+    match used.iter().position(|u| !u) {
+        Some(unused) => Err(TemplateError::Unused(values[unused].0)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::String;
+
     use super::*;
 
     #[test]
@@ -70,5 +128,16 @@ mod tests {
         assert_eq!(header.magic, IMAGE_MAGIC);
         assert_eq!(header.abi_version, 0x0001_0000);
         assert_eq!(header.vectors, 0xffff_ffff_8020_0100);
+    }
+
+    #[test]
+    fn linker_script_placeholders_are_filled_and_checked() {
+        let all: String = linker_script_values().iter().map(|(name, _)| format!("@{name}@ ")).collect();
+        let mut out = String::new();
+        assert_eq!(fill_linker_script(&all, &mut out), Ok(()));
+        assert!(out.starts_with("0x1000 0xffffffff80000000 "), "{out}");
+        assert_eq!(fill_linker_script("@PAGE_SIZE@", &mut String::new()), Err(TemplateError::Unused("IMAGE_VA_OFFSET")));
+        assert_eq!(fill_linker_script("x @NOPE@", &mut String::new()), Err(TemplateError::UnknownPlaceholder("NOPE")));
+        assert_eq!(fill_linker_script("a @PAGE_SIZE", &mut String::new()), Err(TemplateError::UnclosedPlaceholder));
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod aix;
 pub mod boot_info;
+pub mod c_header;
 pub mod dgux;
 pub mod dma;
 pub mod image;
