@@ -13,7 +13,8 @@
 //!   `const`/`sym` filled in here;
 //! - `lib/kmemvisor.ld`: the firmware's linker script, filled by
 //!   `kmemvisor_abi::image::fill_linker_script` as the firmware's own;
-//! - `lib/pkgconfig/kmemvisor.pc`, with [`CFLAGS`] and [`LIBS`].
+//! - `lib/pkgconfig/kmemvisor.pc`, with [`CFLAGS`] and [`LIBS`];
+//! - `share/doc/kmemvisor/README.md`: sdk/README.md.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -147,6 +148,8 @@ fn firmware_assembly(source: &str, name: &str) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    // The stack is not executable (GNU ld warns about objects that do not say so).
+    out.push_str(".section .note.GNU-stack, \"\", @progbits\n");
     out
 }
 
@@ -214,6 +217,9 @@ pub fn build(manifest_dir: &Path, out_dir: &Path) -> Sdk {
     }
     write(&dir.join("lib/kmemvisor.ld"), script.as_bytes());
     files.push("lib/kmemvisor.ld".to_owned());
+
+    write(&dir.join("share/doc/kmemvisor/README.md"), read(&sources.join("README.md")).as_bytes());
+    files.push("share/doc/kmemvisor/README.md".to_owned());
 
     // pkg-config: the prefix is filled in at install time.
     let pc = format!(

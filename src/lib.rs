@@ -18,6 +18,7 @@ pub mod loader;
 pub mod memory_model;
 pub mod replay;
 pub mod report;
+pub mod sdk;
 pub mod seeded;
 pub mod services;
 pub mod state;

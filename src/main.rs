@@ -41,6 +41,8 @@ fn main() -> ExitCode {
             Some(fuzz_matches) => cli::fuzz::fuzz(&args, fuzz_matches),
             None => ExitCode::from(kmemvisor::report::status::USAGE),
         },
+        Command::Sdk(args) => cli::sdk::sdk(&args),
+        Command::Cc(args) => cli::sdk::cc(&args),
         Command::List => {
             let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {

@@ -73,6 +73,46 @@ pub(crate) enum Command {
     /// status 0 with no finding, 1 with findings, 64 for a bad command line,
     /// 73 when runs cannot be made or DIR cannot be written.
     Fuzz(Box<FuzzArgs>),
+    /// The C SDK: headers, the C runtime, the linker script and a pkg-config
+    /// file, to build driver tests written in C into kmemvisor guests.
+    Sdk(SdkArgs),
+    /// Compile and link C sources into a kmemvisor guest: runs the system's C
+    /// compiler (CC, else cc, gcc or clang) with the SDK's flags around ARGS.
+    ///
+    /// `kmemvisor cc -O2 driver.c -o driver.elf` builds a guest that
+    /// `kmemvisor run driver.elf` runs. With -c, -S or -E nothing is linked.
+    /// The SDK it uses is kept in $XDG_CACHE_HOME/kmemvisor (else
+    /// ~/.cache/kmemvisor), written there on first use. The compiler's exit
+    /// status is kmemvisor's.
+    Cc(CcArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SdkArgs {
+    #[command(subcommand)]
+    pub(crate) command: SdkCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SdkCommand {
+    /// Write the SDK under a prefix: PREFIX/include (kmemvisor.h),
+    /// PREFIX/lib (libkmemvisor.a, kmemvisor.ld, pkgconfig/kmemvisor.pc) and
+    /// PREFIX/share/doc/kmemvisor. Then
+    /// `PKG_CONFIG_PATH=PREFIX/lib/pkgconfig cc $(pkg-config --cflags --libs
+    /// kmemvisor) driver.c -o driver.elf` builds a guest. Exit status 79
+    /// when a file cannot be written.
+    Install {
+        /// Where the SDK goes (created if missing).
+        #[arg(long, value_name = "DIR")]
+        prefix: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CcArgs {
+    /// What the compiler gets between the SDK's compile and link flags.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub(crate) args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, clap::Args)]

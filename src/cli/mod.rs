@@ -6,6 +6,7 @@ pub(crate) mod fuzz;
 pub(crate) mod inputs;
 pub(crate) mod replay;
 pub(crate) mod run;
+pub(crate) mod sdk;
 pub(crate) mod test;
 
 use std::process::ExitCode;
