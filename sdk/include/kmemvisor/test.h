@@ -5,8 +5,7 @@
  *   report(pass, "what was checked %d", n);   prints PASS: or FAIL: and the message
  *   report_skip("why");                       prints SKIP: and the message
  *   return report_summary();                  prints the SUMMARY line; 0 when
- *                                             nothing failed, 1 when something
- *                                             did, 77 when everything was skipped
+ *                                             nothing failed, 1 when something did
  *   GUEST_ASSERT(cond);                       a panic at file:line when cond is false
  *   GUEST_ASSERT_EQ(a, b);                    the same, with both values
  */
