@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         },
         Command::Sdk(args) => cli::sdk::sdk(&args),
         Command::Cc(args) => cli::sdk::cc(&args),
+        Command::New(args) => cli::sdk::new(&args),
         Command::List => {
             let width = BUNDLED.iter().map(|g| g.name.len()).max().unwrap_or(0);
             for guest in BUNDLED {

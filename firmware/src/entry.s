@@ -5,10 +5,14 @@
 
     .section .text.kmv_entry, "ax"
 
-// vCPU 0: the ELF entry. FS base points at the vCPU page.
+// vCPU 0: the ELF entry. FS base points at the vCPU page. The `lea` names a
+// symbol only the kmemvisor linker script defines: an image linked without
+// the script fails at link time, on a name that says what is missing, rather
+// than at run time.
     .global _start
     .type _start, @function
 _start:
+    lea rax, [rip + add_Tkmemvisor_ld_to_the_link_flags]
     xor ebp, ebp
     call {boot}                 // runs the program's main, then exit: never returns
     ud2

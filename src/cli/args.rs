@@ -85,6 +85,30 @@ pub(crate) enum Command {
     /// ~/.cache/kmemvisor), written there on first use. The compiler's exit
     /// status is kmemvisor's.
     Cc(CcArgs),
+    /// Create a guest project in a new directory NAME that builds the first
+    /// time, from any folder: for C, NAME.c and a Makefile (`make`, `make
+    /// run`) on the SDK through `kmemvisor cc`; for Rust, a Cargo project
+    /// (`cargo build --release`) on the guest library and firmware of this
+    /// kmemvisor's checkout, of --source DIR, or of --git URL.
+    New(NewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NewArgs {
+    /// The project's name: letters, digits, `-` and `_`.
+    pub(crate) name: String,
+    /// The guest's language.
+    #[arg(long, value_enum, default_value = "c")]
+    pub(crate) lang: kmemvisor::new_project::Lang,
+    /// Where the project directory goes.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Rust: take the guest library and firmware from this kmemvisor checkout.
+    #[arg(long, value_name = "DIR", conflicts_with = "git")]
+    pub(crate) source: Option<PathBuf>,
+    /// Rust: take the guest library and firmware from this git repository.
+    #[arg(long, value_name = "URL")]
+    pub(crate) git: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

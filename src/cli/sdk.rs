@@ -1,11 +1,13 @@
-//! `kmemvisor sdk install` and `kmemvisor cc`.
+//! `kmemvisor sdk install`, `kmemvisor cc` and `kmemvisor new`.
 
 use std::process::ExitCode;
 
 use kmemvisor::report::status;
 use kmemvisor::sdk::{self, SdkError};
 
-use super::args::{CcArgs, SdkArgs, SdkCommand};
+use kmemvisor::new_project::{self, Lang, Source};
+
+use super::args::{CcArgs, NewArgs, SdkArgs, SdkCommand};
 use super::report_error;
 
 pub(crate) fn sdk(args: &SdkArgs) -> ExitCode {
@@ -46,4 +48,30 @@ pub(crate) fn cc(args: &CcArgs) -> ExitCode {
         };
         report_error(&e, code)
     })
+}
+
+pub(crate) fn new(args: &NewArgs) -> ExitCode {
+    let source = match (&args.source, &args.git) {
+        (Some(dir), _) => Some(Source::Path(dir.clone())),
+        (None, Some(url)) => Some(Source::Git(url.clone())),
+        (None, None) => None,
+    };
+    let kmemvisor = std::env::current_exe().unwrap_or_else(|_| "kmemvisor".into());
+    match new_project::create(&args.dir, &args.name, args.lang, source, &kmemvisor) {
+        Ok(files) => {
+            let dir = args.dir.join(&args.name);
+            println!("kmemvisor: created {} ({} files)", dir.display(), files.len());
+            match args.lang {
+                Lang::C => println!("build and run it with: cd {} && make run", dir.display()),
+                Lang::Rust => println!(
+                    "build and run it with: cd {} && cargo build --release && kmemvisor run target/x86_64-unknown-none/release/{}",
+                    dir.display(),
+                    args.name
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ new_project::NewError::Write { .. }) => report_error(&e, status::CANNOT_WRITE),
+        Err(e) => report_error(&e, status::USAGE),
+    }
 }
