@@ -85,8 +85,7 @@ fn main() {
         fail(&format!("`{}` is both a guest program and a guest module: rename one", pair[0].name));
     }
     let bundle = out_dir.join("bundled_guests.rs");
-    fs::write(&bundle, bundle_source(&bundled))
-        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", bundle.display())));
+    fs::write(&bundle, bundle_source(&bundled)).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", bundle.display())));
 }
 
 /// One guest program or module: `src/bin/NAME.rs`.

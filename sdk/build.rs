@@ -121,8 +121,7 @@ pub fn flags(template: &str, sdk: &Path) -> Vec<String> {
 /// `//` comments removed (GNU as does not take them on x86), Intel syntax.
 fn firmware_assembly(source: &str, name: &str) -> String {
     let magic = image::IMAGE_MAGIC;
-    let mut operands: Vec<(String, String)> =
-        (0..magic.len()).map(|i| (format!("{{m{i}}}"), magic[i].to_string())).collect();
+    let mut operands: Vec<(String, String)> = (0..magic.len()).map(|i| (format!("{{m{i}}}"), magic[i].to_string())).collect();
     operands.extend(
         [
             ("{abi_version}", ABI_VERSION.to_string()),
@@ -283,7 +282,10 @@ pub fn files_source(sdk: &Sdk) -> String {
         let _ = writeln!(source, "    ({file:?}, include_bytes!({:?})),", path.display().to_string());
     }
     source.push_str("];\n");
-    let _ = writeln!(source, "/// The compile flags; `{{includedir}}` stands for PREFIX/include.\npub const CFLAGS: &str = {CFLAGS:?};");
+    let _ = writeln!(
+        source,
+        "/// The compile flags; `{{includedir}}` stands for PREFIX/include.\npub const CFLAGS: &str = {CFLAGS:?};"
+    );
     let _ = writeln!(source, "/// The link flags; `{{libdir}}` stands for PREFIX/lib.\npub const LIBS: &str = {LIBS:?};");
     source
 }

@@ -89,10 +89,10 @@ pub fn cached() -> Result<PathBuf, SdkError> {
 
 /// FNV-1a over the SDK's files: tells two builds' SDKs apart.
 fn fingerprint() -> u64 {
-    FILES.iter().flat_map(|(path, contents)| path.bytes().chain(contents.iter().copied())).fold(
-        0xcbf2_9ce4_8422_2325,
-        |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3),
-    )
+    FILES
+        .iter()
+        .flat_map(|(path, contents)| path.bytes().chain(contents.iter().copied()))
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The compile flags for the SDK at `prefix`.

@@ -29,7 +29,12 @@ fn output(command: &mut Command) -> Output {
 
 fn succeeds(command: &mut Command) {
     let out = output(command);
-    assert!(out.status.success(), "{command:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn new(dir: &Path, args: &[&str]) {

@@ -23,7 +23,12 @@ fn install(dir: &Path) -> PathBuf {
 /// Runs `command` and returns its stdout; fails the test with its output otherwise.
 fn output_of(command: &mut Command) -> String {
     let out = command.output().unwrap_or_else(|e| panic!("{command:?} does not run: {e}"));
-    assert!(out.status.success(), "{command:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -98,7 +103,9 @@ fn the_c_headers_numbers_are_the_rust_definitions() {
     let source = dir.path().join("numbers.c");
     std::fs::write(&source, program).expect("write numbers.c");
     let binary = dir.path().join("numbers");
-    output_of(Command::new("cc").arg("-Wall").arg("-Werror").arg("-I").arg(prefix.join("include")).arg(&source).arg("-o").arg(&binary));
+    output_of(
+        Command::new("cc").arg("-Wall").arg("-Werror").arg("-I").arg(prefix.join("include")).arg(&source).arg("-o").arg(&binary),
+    );
     let printed: BTreeMap<String, u64> = output_of(&mut Command::new(&binary))
         .lines()
         .map(|line| {

@@ -95,11 +95,8 @@ pub fn create(parent: &Path, name: &str, lang: Lang, source: Option<Source>, kme
                     }
                 })
             };
-            let dependencies = format!(
-                "{}\n{}\n",
-                dependency("kmemvisor-guest", "guest/lib")?,
-                dependency("kmemvisor-firmware", "firmware")?
-            );
+            let dependencies =
+                format!("{}\n{}\n", dependency("kmemvisor-guest", "guest/lib")?, dependency("kmemvisor-firmware", "firmware")?);
             rust_files(name, &dependencies)
         }
         Lang::C => c_files(name, utf8(kmemvisor)?),
@@ -132,10 +129,7 @@ fn rust_files(name: &str, dependencies: &str) -> Vec<(String, String)> {
 /// The files of a C guest.
 fn c_files(name: &str, kmemvisor: &str) -> Vec<(String, String)> {
     let fill = |template: &str| template.replace("{name}", name).replace("{kmemvisor}", kmemvisor);
-    vec![
-        ("Makefile".to_owned(), fill(include_str!("c/Makefile.in"))),
-        (format!("{name}.c"), fill(include_str!("c/main.c.in"))),
-    ]
+    vec![("Makefile".to_owned(), fill(include_str!("c/Makefile.in"))), (format!("{name}.c"), fill(include_str!("c/main.c.in")))]
 }
 
 #[cfg(test)]
@@ -157,7 +151,10 @@ mod tests {
         let files = create(dir.path(), "drv", Lang::Rust, source.clone(), Path::new("/bin/kmemvisor")).expect("create");
         assert_eq!(files.len(), 5);
         let toml = fs::read_to_string(dir.path().join("drv/Cargo.toml")).expect("Cargo.toml");
-        assert!(toml.contains("name = \"drv\"") && toml.contains("kmemvisor-guest = { git = \"https://example.invalid/kmemvisor.git\" }"));
+        assert!(
+            toml.contains("name = \"drv\"")
+                && toml.contains("kmemvisor-guest = { git = \"https://example.invalid/kmemvisor.git\" }")
+        );
         assert!(!files.iter().any(|f| fs::read_to_string(f).expect("file").contains("{name}")));
         assert!(matches!(create(dir.path(), "drv", Lang::C, source, Path::new("/bin/kmemvisor")), Err(NewError::Exists(_))));
         create(dir.path(), "cdrv", Lang::C, None, Path::new("/opt/kmv/kmemvisor")).expect("create C");

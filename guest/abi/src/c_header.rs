@@ -24,11 +24,7 @@ macro_rules! defines {
 
 /// Writes one `#define`: small values in decimal, large ones as unsigned hex.
 fn define(out: &mut impl Write, name: &str, value: u64) -> fmt::Result {
-    if value <= i32::MAX as u64 {
-        writeln!(out, "#define {name} {value}")
-    } else {
-        writeln!(out, "#define {name} {value:#x}ULL")
-    }
+    if value <= i32::MAX as u64 { writeln!(out, "#define {name} {value}") } else { writeln!(out, "#define {name} {value:#x}ULL") }
 }
 
 /// Writes the whole header.
@@ -201,4 +197,5 @@ pub fn write_c_header(out: &mut impl Write) -> fmt::Result {
 }
 
 // One PROT_* set serves both families.
-const _: () = assert!(aix::PROT_READ == dgux::PROT_READ && aix::PROT_WRITE == dgux::PROT_WRITE && aix::PROT_EXEC == dgux::PROT_EXEC);
+const _: () =
+    assert!(aix::PROT_READ == dgux::PROT_READ && aix::PROT_WRITE == dgux::PROT_WRITE && aix::PROT_EXEC == dgux::PROT_EXEC);
