@@ -7,13 +7,18 @@
 //!
 //! - `include/`: sdk/include, plus `kmemvisor/abi.h` written from the ABI
 //!   crate (`kmemvisor_abi::c_header`), so no number is typed twice;
-//! - `lib/libkmemvisor.a`: sdk/runtime/*.c and the firmware's own assembly
-//!   (firmware/src/{header,entry,vectors}.s: the image header, the entry
-//!   points, the vectors), with the operands the Rust firmware passes as
-//!   `const`/`sym` filled in here;
+//! - `lib/libkmemvisor.a`: sdk/runtime/common and sdk/runtime/image, and the
+//!   firmware's own assembly (firmware/src/{header,entry,vectors}.s: the image
+//!   header, the entry points, the vectors), with the operands the Rust
+//!   firmware passes as `const`/`sym` filled in here;
+//! - `lib/libkmemvisor-module.a`: sdk/runtime/common and the module runtime's
+//!   header (guest/modules/src/header.s), for guest modules;
+//! - `lib/kmemvisor-module-slotN.ld`: the module runtime's linker script, one
+//!   per module slot;
 //! - `lib/kmemvisor.ld`: the firmware's linker script, filled by
 //!   `kmemvisor_abi::image::fill_linker_script` as the firmware's own;
-//! - `lib/pkgconfig/kmemvisor.pc`, with [`CFLAGS`] and [`LIBS`];
+//! - `lib/pkgconfig/kmemvisor.pc`, with [`CFLAGS`] and [`LIBS`], and
+//!   `kmemvisor-module.pc`, with [`MODULE_LIBS`];
 //! - `share/doc/kmemvisor/README.md`: sdk/README.md.
 
 use std::fmt::Write as _;
@@ -21,7 +26,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kmemvisor_abi::{ABI_VERSION, HYPERCALL_PORT, Service, image};
+use kmemvisor_abi::module::{self, MODULE_MAGIC};
+use kmemvisor_abi::{ABI_VERSION, HYPERCALL_PORT, Service, image, layout};
 
 use super::fail;
 
@@ -42,13 +48,21 @@ pub const CFLAGS: &str = "-I{includedir} -ffreestanding -fno-pic -fno-pie -mcmod
 pub const LIBS: &str = "-nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,{libdir}/kmemvisor.ld \
      -Wl,--gc-sections -L{libdir} -Wl,--whole-archive -lkmemvisor -Wl,--no-whole-archive";
 
+/// How a guest module is linked: as an image, with the module runtime and the
+/// linker script of module slot `{slot}`.
+pub const MODULE_LIBS: &str = "-nostdlib -static -no-pie -Wl,--build-id=none \
+     -Wl,-T,{libdir}/kmemvisor-module-slot{slot}.ld -Wl,--gc-sections -L{libdir} -Wl,--whole-archive \
+     -lkmemvisor-module -Wl,--no-whole-archive";
+
 /// The runtime's own extra flags: warnings are errors, and the string
 /// functions must not be compiled into calls to themselves.
 const RUNTIME_CFLAGS: &str = "-O2 -Wall -Wextra -Werror -ffunction-sections -fdata-sections -fno-builtin \
      -fno-tree-loop-distribute-patterns";
 
-/// The firmware's assembly files the runtime assembles, in link order.
+/// The firmware's assembly files the image runtime assembles, in link order.
 const FIRMWARE_ASSEMBLY: [&str; 3] = ["header.s", "entry.s", "vectors.s"];
+/// The module runtime's assembly: the module header.
+const MODULE_ASSEMBLY: &str = "guest/modules/src/header.s";
 
 /// The SDK as built: where it is and the files it holds, relative to it.
 pub struct Sdk {
@@ -119,8 +133,7 @@ pub fn flags(template: &str, sdk: &Path) -> Vec<String> {
 /// One firmware assembly file for GNU as: the operands the Rust firmware
 /// passes to `global_asm!` filled in (its symbols are the C runtime's),
 /// `//` comments removed (GNU as does not take them on x86), Intel syntax.
-fn firmware_assembly(source: &str, name: &str) -> String {
-    let magic = image::IMAGE_MAGIC;
+fn firmware_assembly(source: &str, name: &str, magic: [u8; 8]) -> String {
     let mut operands: Vec<(String, String)> = (0..magic.len()).map(|i| (format!("{{m{i}}}"), magic[i].to_string())).collect();
     operands.extend(
         [
@@ -142,7 +155,7 @@ fn firmware_assembly(source: &str, name: &str) -> String {
             line = line.replace(placeholder.as_str(), value);
         }
         if line.contains('{') {
-            fail(&format!("firmware/src/{name} has an operand sdk/build.rs does not know: {line}"));
+            fail(&format!("{name} has an operand sdk/build.rs does not know: {line}"));
         }
         out.push_str(&line);
         out.push('\n');
@@ -152,10 +165,14 @@ fn firmware_assembly(source: &str, name: &str) -> String {
     out
 }
 
+fn sources_dir(manifest_dir: &Path) -> PathBuf {
+    manifest_dir.join("sdk")
+}
+
 /// Builds the SDK into `$OUT_DIR/sdk`.
 pub fn build(manifest_dir: &Path, out_dir: &Path) -> Sdk {
     let cc = compiler();
-    let sources = manifest_dir.join("sdk");
+    let sources = sources_dir(manifest_dir);
     let dir = out_dir.join("sdk");
     let work = out_dir.join("sdk-build");
     let _ = fs::remove_dir_all(&dir);
@@ -174,39 +191,52 @@ pub fn build(manifest_dir: &Path, out_dir: &Path) -> Sdk {
     write(&dir.join("include/kmemvisor/abi.h"), abi.as_bytes());
     files.push("include/kmemvisor/abi.h".to_owned());
 
-    // The runtime.
-    let mut objects = Vec::new();
-    let cflags = flags(CFLAGS, &dir);
-    let prefix_map = format!("-fdebug-prefix-map={}=kmemvisor-sdk", sources.display());
-    for source in files_in(&sources.join("runtime"), ".c") {
-        let object = work.join(source.file_name().unwrap_or_default()).with_extension("o");
-        fs::create_dir_all(&work).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", work.display())));
-        run(
-            Command::new(&cc)
-                .args(&cflags)
-                .args(RUNTIME_CFLAGS.split_whitespace())
-                .arg(&prefix_map)
-                .arg("-c")
-                .arg(&source)
-                .arg("-o")
-                .arg(&object),
-            &format!("compiling {}", source.display()),
-        );
-        objects.push(object);
-    }
-    for name in FIRMWARE_ASSEMBLY {
-        let assembly = firmware_assembly(&read(&manifest_dir.join("firmware/src").join(name)), name);
-        let source = work.join(name);
-        write(&source, assembly.as_bytes());
+    // The runtimes: what images and modules share, then each one's own.
+    fs::create_dir_all(&work).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", work.display())));
+    let compile = |sources: Vec<PathBuf>| -> Vec<PathBuf> {
+        let cflags = flags(CFLAGS, &dir);
+        let prefix_map = format!("-fdebug-prefix-map={}=kmemvisor-sdk", sources_dir(manifest_dir).display());
+        sources
+            .into_iter()
+            .map(|source| {
+                let object = work.join(source.file_name().unwrap_or_default()).with_extension("o");
+                run(
+                    Command::new(&cc)
+                        .args(&cflags)
+                        .args(RUNTIME_CFLAGS.split_whitespace())
+                        .arg(&prefix_map)
+                        .arg("-c")
+                        .arg(&source)
+                        .arg("-o")
+                        .arg(&object),
+                    &format!("compiling {}", source.display()),
+                );
+                object
+            })
+            .collect()
+    };
+    let assemble = |path: &Path, magic: [u8; 8], object_name: &str| -> PathBuf {
+        let name = path.strip_prefix(manifest_dir).unwrap_or(path).display().to_string();
+        let source = work.join(object_name).with_extension("s");
+        write(&source, firmware_assembly(&read(path), &name, magic).as_bytes());
         let object = source.with_extension("o");
-        run(Command::new(&cc).arg("-c").arg(&source).arg("-o").arg(&object), &format!("assembling firmware/src/{name}"));
-        objects.push(object);
+        run(Command::new(&cc).arg("-c").arg(&source).arg("-o").arg(&object), &format!("assembling {name}"));
+        object
+    };
+    let common = compile(files_in(&sources.join("runtime/common"), ".c"));
+    let mut image_objects = common.clone();
+    image_objects.extend(compile(files_in(&sources.join("runtime/image"), ".c")));
+    for name in FIRMWARE_ASSEMBLY {
+        image_objects.push(assemble(&manifest_dir.join("firmware/src").join(name), image::IMAGE_MAGIC, name));
     }
-    let archive = dir.join("lib/libkmemvisor.a");
+    let mut module_objects = common;
+    module_objects.push(assemble(&manifest_dir.join(MODULE_ASSEMBLY), MODULE_MAGIC, "module-header"));
     fs::create_dir_all(dir.join("lib")).unwrap_or_else(|e| fail(&format!("cannot create {}/lib: {e}", dir.display())));
     let ar = std::env::var("AR").ok().filter(|ar| !ar.is_empty()).unwrap_or_else(|| "ar".to_owned());
-    run(Command::new(ar).arg("rcs").arg(&archive).args(&objects), "archiving the C runtime (ar)");
-    files.push("lib/libkmemvisor.a".to_owned());
+    for (archive, objects) in [("libkmemvisor.a", image_objects), ("libkmemvisor-module.a", module_objects)] {
+        run(Command::new(&ar).arg("rcs").arg(dir.join("lib").join(archive)).args(&objects), &format!("archiving {archive} (ar)"));
+        files.push(format!("lib/{archive}"));
+    }
 
     // The linker script.
     let template = read(&manifest_dir.join("firmware/kmemvisor.ld.in"));
@@ -216,6 +246,16 @@ pub fn build(manifest_dir: &Path, out_dir: &Path) -> Sdk {
     }
     write(&dir.join("lib/kmemvisor.ld"), script.as_bytes());
     files.push("lib/kmemvisor.ld".to_owned());
+    let template = read(&manifest_dir.join("guest/modules/kmemvisor-module.ld.in"));
+    for slot in 0..layout::MODULE_SLOTS as u64 {
+        let mut script = String::from("/* The kmemvisor module layout (from guest/modules/kmemvisor-module.ld.in). */\n");
+        if let Err(e) = image::fill_template(&template, &module::linker_script_values(slot), &mut script) {
+            fail(&format!("guest/modules/kmemvisor-module.ld.in: {e:?}"));
+        }
+        let name = format!("lib/kmemvisor-module-slot{slot}.ld");
+        write(&dir.join(&name), script.as_bytes());
+        files.push(name);
+    }
 
     write(&dir.join("share/doc/kmemvisor/README.md"), read(&sources.join("README.md")).as_bytes());
     files.push("share/doc/kmemvisor/README.md".to_owned());
@@ -231,6 +271,17 @@ pub fn build(manifest_dir: &Path, out_dir: &Path) -> Sdk {
     );
     write(&dir.join("lib/pkgconfig/kmemvisor.pc.in"), pc.as_bytes());
     files.push("lib/pkgconfig/kmemvisor.pc.in".to_owned());
+    let pc = format!(
+        "prefix=@PREFIX@\nincludedir=${{prefix}}/include\nlibdir=${{prefix}}/lib\n\
+         # The module slot to link at: --define-variable=slot=N.\nslot=0\n\n\
+         Name: kmemvisor-module\nDescription: Build guest modules in C for kmemvisor\nVersion: {}\n\
+         Cflags: {}\nLibs: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        CFLAGS.replace("{includedir}", "${includedir}"),
+        MODULE_LIBS.replace("{libdir}", "${libdir}").replace("{slot}", "${slot}"),
+    );
+    write(&dir.join("lib/pkgconfig/kmemvisor-module.pc.in"), pc.as_bytes());
+    files.push("lib/pkgconfig/kmemvisor-module.pc.in".to_owned());
 
     Sdk { dir, files, cc }
 }
@@ -287,5 +338,10 @@ pub fn files_source(sdk: &Sdk) -> String {
         "/// The compile flags; `{{includedir}}` stands for PREFIX/include.\npub const CFLAGS: &str = {CFLAGS:?};"
     );
     let _ = writeln!(source, "/// The link flags; `{{libdir}}` stands for PREFIX/lib.\npub const LIBS: &str = {LIBS:?};");
+    let _ = writeln!(
+        source,
+        "/// The link flags of a module; `{{slot}}` stands for its slot.\npub const MODULE_LIBS: &str = {MODULE_LIBS:?};"
+    );
+    let _ = writeln!(source, "/// The module slots.\npub const MODULE_SLOTS: u64 = {};", layout::MODULE_SLOTS);
     source
 }

@@ -9,8 +9,10 @@ use std::process::Command;
 
 include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 
-/// The SDK's pkg-config template, whose `@PREFIX@` install fills in.
-const PKG_CONFIG_TEMPLATE: &str = "lib/pkgconfig/kmemvisor.pc.in";
+/// The SDK's pkg-config templates end so; install fills in their `@PREFIX@`.
+const PKG_CONFIG_TEMPLATE: &str = ".pc.in";
+/// A file every complete install has (written last).
+const INSTALLED: &str = "lib/pkgconfig/kmemvisor.pc";
 
 /// What can go wrong installing or using the SDK.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +62,7 @@ pub fn install(prefix: &Path) -> Result<Vec<PathBuf>, SdkError> {
     let mut written = Vec::new();
     for (relative, contents) in FILES {
         let (relative, contents) = match relative.strip_suffix(".in") {
-            Some(pc) if *relative == PKG_CONFIG_TEMPLATE => {
+            Some(pc) if relative.ends_with(PKG_CONFIG_TEMPLATE) => {
                 (pc, String::from_utf8_lossy(contents).replace("@PREFIX@", text).into_bytes())
             }
             _ => (*relative, contents.to_vec()),
@@ -81,7 +83,7 @@ pub fn cached() -> Result<PathBuf, SdkError> {
         .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|home| PathBuf::from(home).join(".cache")))
         .ok_or(SdkError::NoCacheDirectory)?;
     let prefix = cache.join("kmemvisor").join(format!("sdk-{}-{:016x}", env!("CARGO_PKG_VERSION"), fingerprint()));
-    if !prefix.join(PKG_CONFIG_TEMPLATE.trim_end_matches(".in")).is_file() {
+    if !prefix.join(INSTALLED).is_file() {
         install(&prefix)?;
     }
     Ok(prefix)
@@ -100,9 +102,13 @@ pub fn compile_flags(prefix: &Path) -> Vec<String> {
     flags(CFLAGS, prefix)
 }
 
-/// The link flags for the SDK at `prefix`.
-pub fn link_flags(prefix: &Path) -> Vec<String> {
-    flags(LIBS, prefix)
+/// The link flags for the SDK at `prefix`: of an image, or of a module
+/// linked at `module_slot`.
+pub fn link_flags(prefix: &Path, module_slot: Option<u64>) -> Vec<String> {
+    match module_slot {
+        None => flags(LIBS, prefix),
+        Some(slot) => flags(&MODULE_LIBS.replace("{slot}", &slot.to_string()), prefix),
+    }
 }
 
 fn flags(template: &str, prefix: &Path) -> Vec<String> {
@@ -135,11 +141,11 @@ pub fn compiles_only(args: &[OsString]) -> bool {
 /// The command `kmemvisor cc ARGS` runs: the compiler with the SDK's
 /// compile flags, ARGS, then the link flags (after the driver's own files,
 /// where a linker wants libraries).
-pub fn cc_command(compiler: &str, prefix: &Path, args: &[OsString]) -> Command {
+pub fn cc_command(compiler: &str, prefix: &Path, module_slot: Option<u64>, args: &[OsString]) -> Command {
     let mut command = Command::new(compiler);
     command.args(compile_flags(prefix)).args(args);
     if !compiles_only(args) {
-        command.args(link_flags(prefix));
+        command.args(link_flags(prefix, module_slot));
     }
     command
 }
@@ -156,7 +162,15 @@ mod tests {
         let pc = fs::read_to_string(dir.path().join("lib/pkgconfig/kmemvisor.pc")).expect("kmemvisor.pc");
         assert!(pc.starts_with(&format!("prefix={}\n", dir.path().display())), "{pc}");
         assert!(!pc.contains('@'));
-        for file in ["include/kmemvisor.h", "include/kmemvisor/abi.h", "lib/libkmemvisor.a", "lib/kmemvisor.ld"] {
+        let module_pc = fs::read_to_string(dir.path().join("lib/pkgconfig/kmemvisor-module.pc")).expect("kmemvisor-module.pc");
+        assert!(module_pc.contains("\nslot=0\n") && module_pc.contains("kmemvisor-module-slot${slot}.ld"), "{module_pc}");
+        for file in [
+            "include/kmemvisor.h",
+            "include/kmemvisor/abi.h",
+            "lib/libkmemvisor.a",
+            "lib/kmemvisor.ld",
+            "lib/libkmemvisor-module.a",
+        ] {
             assert!(dir.path().join(file).is_file(), "{file}");
         }
     }
@@ -165,11 +179,15 @@ mod tests {
     fn compile_only_commands_get_no_link_flags() {
         let prefix = Path::new("/opt/kmv");
         let args = |words: &[&str]| words.iter().map(OsString::from).collect::<Vec<_>>();
-        let linked: Vec<_> = cc_command("gcc", prefix, &args(&["a.c", "-o", "a.elf"])).get_args().map(|a| a.to_owned()).collect();
+        let linked: Vec<_> =
+            cc_command("gcc", prefix, None, &args(&["a.c", "-o", "a.elf"])).get_args().map(|a| a.to_owned()).collect();
         assert!(linked.iter().any(|a| a == "-Wl,-T,/opt/kmv/lib/kmemvisor.ld"));
         assert_eq!(linked.iter().position(|a| a == "a.c"), Some(compile_flags(prefix).len()));
-        let compiled: Vec<_> = cc_command("gcc", prefix, &args(&["-c", "a.c"])).get_args().map(|a| a.to_owned()).collect();
+        let compiled: Vec<_> = cc_command("gcc", prefix, None, &args(&["-c", "a.c"])).get_args().map(|a| a.to_owned()).collect();
         assert!(compiled.iter().any(|a| a == "-I/opt/kmv/include"));
         assert!(!compiled.iter().any(|a| a.to_string_lossy().starts_with("-Wl")));
+        let module: Vec<_> = cc_command("gcc", prefix, Some(3), &args(&["m.c"])).get_args().map(|a| a.to_owned()).collect();
+        assert!(module.iter().any(|a| a == "-Wl,-T,/opt/kmv/lib/kmemvisor-module-slot3.ld"));
+        assert!(module.iter().any(|a| a == "-lkmemvisor-module"));
     }
 }

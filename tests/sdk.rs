@@ -146,6 +146,22 @@ int main(int argc, char **argv)
 }
 "#;
 
+/// A guest module in C: the twin of the bundled `mod-sample`, which the
+/// bundled `modules` guest loads, calls and pins.
+const MODULE: &str = r#"#include <kmemvisor.h>
+
+static uint64_t calls;
+
+static uint64_t triple_plus_one(uint64_t argument)
+{
+    calls++;
+    printf("c module: call %llu: %llu\n", (unsigned long long)calls, (unsigned long long)argument);
+    return argument * 3 + 1;
+}
+
+KMV_MODULE_ENTRY(triple_plus_one)
+"#;
+
 /// The line of DRIVER that holds `marker`.
 fn line_of(marker: &str) -> usize {
     DRIVER.lines().position(|line| line.contains(marker)).expect("marker") + 1
@@ -203,6 +219,21 @@ fn a_driver_built_with_pkg_config_outside_the_repository_runs() {
     assert!(r.stderr.contains(&at), "no {at} in:\n{}", r.stderr);
     assert!(r.stderr.contains("GUEST_ASSERT_EQ failed: 1 + 1 == 3: 2 (0x2) != 3 (0x3)"), "{}", r.stderr);
 
+    // A module, built with kmemvisor-module.pc at slot 0, replaces the bundled mod-sample.
+    std::fs::write(dir.path().join("module.c"), MODULE).expect("write module.c");
+    output_of(
+        Command::new("sh")
+            .arg("-c")
+            .arg("cc $(pkg-config --define-variable=slot=0 --cflags --libs kmemvisor-module) module.c -o mod-sample")
+            .current_dir(dir.path())
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+    );
+    let module = dir.path().join("mod-sample").display().to_string();
+    let r = common::run("modules", &["--module", &module]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("c module: call 1: 14\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("SUMMARY: 5 passed, 0 failed, 0 skipped"), "{}", r.stdout);
+
     // report_summary: 0 when nothing failed, even with everything skipped.
     let r = run_elf(&elf, &["skip"]);
     assert!(r.stdout.contains("SKIP: nothing to do\nSUMMARY: 1 tests, 0 unexpected failures, 1 skipped\n"), "{}", r.stdout);
@@ -230,6 +261,11 @@ fn kmemvisor_cc_builds_a_guest_without_an_install() {
     assert!(dir.path().join("driver.o").is_file());
     cc(&["-O2", "driver.o", "-o", "driver.elf"]);
     run_elf(&dir.path().join("driver.elf"), &[]).expect_status(0);
+    std::fs::write(dir.path().join("module.c"), MODULE).expect("write module.c");
+    cc(&["--module", "0", "module.c", "-o", "mod-sample"]);
+    let r = common::run("modules", &["--module", &dir.path().join("mod-sample").display().to_string()]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("SUMMARY: 5 passed, 0 failed, 0 skipped"), "{}", r.stdout);
     // The SDK was kept in the cache.
     let kept = std::fs::read_dir(dir.path().join("cache/kmemvisor")).expect("cache").count();
     assert_eq!(kept, 1);

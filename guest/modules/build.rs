@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-use kmemvisor_abi::{ModuleHeader, layout};
+use kmemvisor_abi::{image, layout, module};
 
 const TEMPLATE: &str = "kmemvisor-module.ld.in";
 
@@ -39,26 +39,9 @@ fn main() {
 
 /// The linker script of `slot`.
 fn script(template: &str, slot: u64) -> String {
-    let values: [(&str, u64); 7] = [
-        ("SLOT", slot),
-        ("PAGE_SIZE", layout::PAGE_SIZE),
-        ("IMAGE_VA_OFFSET", layout::IMAGE_VA_OFFSET),
-        ("MODULE_VA", layout::module_slot_va(slot)),
-        ("MODULE_GPA", layout::module_slot_gpa(slot)),
-        ("MODULES_VA_END", layout::IMAGE_VA_OFFSET + layout::IMAGE_GPA_END),
-        ("HEADER_SIZE", size_of::<ModuleHeader>() as u64),
-    ];
-    let mut script = template.to_owned();
-    for (name, value) in values {
-        let placeholder = format!("@{name}@");
-        assert!(script.contains(&placeholder), "{TEMPLATE} does not use {placeholder}");
-        // The slot reads best in decimal, addresses in hex.
-        let text = if name == "SLOT" { value.to_string() } else { format!("{value:#x}") };
-        script = script.replace(&placeholder, &text);
-    }
-    if let Some(at) = script.find('@') {
-        let rest: String = script[at..].chars().take(40).collect();
-        panic!("{TEMPLATE} has a placeholder build.rs does not know: {rest}");
+    let mut script = String::new();
+    if let Err(e) = image::fill_template(template, &module::linker_script_values(slot), &mut script) {
+        panic!("{TEMPLATE}: {e:?}");
     }
     script
 }

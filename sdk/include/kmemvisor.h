@@ -20,6 +20,7 @@
 #include <kmemvisor/dgux.h>
 #include <kmemvisor/aix.h>
 #include <kmemvisor/dma.h>
+#include <kmemvisor/module.h>
 #include <kmemvisor/test.h>
 
 #endif /* KMEMVISOR_H */

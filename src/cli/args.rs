@@ -80,7 +80,9 @@ pub(crate) enum Command {
     /// compiler (CC, else cc, gcc or clang) with the SDK's flags around ARGS.
     ///
     /// `kmemvisor cc -O2 driver.c -o driver.elf` builds a guest that
-    /// `kmemvisor run driver.elf` runs. With -c, -S or -E nothing is linked.
+    /// `kmemvisor run driver.elf` runs; `kmemvisor cc --module 0 mod.c -o
+    /// mod` a guest module for `--module mod`. With -c, -S or -E nothing is
+    /// linked.
     /// The SDK it uses is kept in $XDG_CACHE_HOME/kmemvisor (else
     /// ~/.cache/kmemvisor), written there on first use. The compiler's exit
     /// status is kmemvisor's.
@@ -120,7 +122,9 @@ pub(crate) struct SdkArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum SdkCommand {
     /// Write the SDK under a prefix: PREFIX/include (kmemvisor.h),
-    /// PREFIX/lib (libkmemvisor.a, kmemvisor.ld, pkgconfig/kmemvisor.pc) and
+    /// PREFIX/lib (libkmemvisor.a, kmemvisor.ld, pkgconfig/kmemvisor.pc, and
+    /// for guest modules libkmemvisor-module.a, kmemvisor-module-slotN.ld,
+    /// pkgconfig/kmemvisor-module.pc) and
     /// PREFIX/share/doc/kmemvisor. Then
     /// `PKG_CONFIG_PATH=PREFIX/lib/pkgconfig cc $(pkg-config --cflags --libs
     /// kmemvisor) driver.c -o driver.elf` builds a guest. Exit status 79
@@ -134,6 +138,10 @@ pub(crate) enum SdkCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CcArgs {
+    /// Build a guest module linked at this module slot (`kmemvisor run GUEST
+    /// --module FILE` loads it) instead of a main image.
+    #[arg(long, value_name = "SLOT", value_parser = clap::value_parser!(u64).range(0..kmemvisor::sdk::MODULE_SLOTS))]
+    pub(crate) module: Option<u64>,
     /// What the compiler gets between the SDK's compile and link flags.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     pub(crate) args: Vec<std::ffi::OsString>,

@@ -34,7 +34,7 @@ pub(crate) fn cc(args: &CcArgs) -> ExitCode {
     let run = || -> Result<ExitCode, SdkError> {
         let prefix = sdk::cached()?;
         let compiler = sdk::compiler()?;
-        let mut command = sdk::cc_command(&compiler, &prefix, &args.args);
+        let mut command = sdk::cc_command(&compiler, &prefix, args.module, &args.args);
         let exit = command.status().map_err(|source| SdkError::Compiler { compiler: compiler.clone(), source })?;
         Ok(match exit.code() {
             Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -75,7 +75,7 @@ pub const fn linker_script_values() -> [(&'static str, u64); 8] {
 /// What is wrong with a linker script template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TemplateError<'a> {
-    /// `@NAME@` names no value of [`linker_script_values`].
+    /// `@NAME@` names no value.
     UnknownPlaceholder(&'a str),
     /// An `@` that opens no placeholder.
     UnclosedPlaceholder,
@@ -87,11 +87,20 @@ pub enum TemplateError<'a> {
 }
 
 /// Writes `template` to `out` with every `@NAME@` replaced by that value of
-/// [`linker_script_values`] in hex: the one filler of the firmware's and the
-/// C SDK's linker scripts.
+/// [`linker_script_values`]: the one filler of the firmware's and the C
+/// SDK's image linker scripts.
 pub fn fill_linker_script<'a>(template: &'a str, out: &mut impl core::fmt::Write) -> Result<(), TemplateError<'a>> {
-    let values = linker_script_values();
-    let mut used = [false; 8];
+    fill_template(template, &linker_script_values(), out)
+}
+
+/// Writes `template` to `out` with every `@NAME@` replaced by its value in
+/// `values` (below 10 in decimal, else in hex); every value must be used.
+pub fn fill_template<'a, const N: usize>(
+    template: &'a str,
+    values: &[(&'static str, u64); N],
+    out: &mut impl core::fmt::Write,
+) -> Result<(), TemplateError<'a>> {
+    let mut used = [false; N];
     let mut rest = template;
     while let Some(at) = rest.find('@') {
         out.write_str(&rest[..at]).map_err(|_| TemplateError::Write)?;
@@ -100,7 +109,8 @@ pub fn fill_linker_script<'a>(template: &'a str, out: &mut impl core::fmt::Write
         let name = &after[..end];
         let index = values.iter().position(|(n, _)| *n == name).ok_or(TemplateError::UnknownPlaceholder(name))?;
         used[index] = true;
-        write!(out, "{:#x}", values[index].1).map_err(|_| TemplateError::Write)?;
+        let value = values[index].1;
+        if value < 10 { write!(out, "{value}") } else { write!(out, "{value:#x}") }.map_err(|_| TemplateError::Write)?;
         rest = &after[end + 1..];
     }
     out.write_str(rest).map_err(|_| TemplateError::Write)?;
@@ -136,6 +146,9 @@ mod tests {
         let mut out = String::new();
         assert_eq!(fill_linker_script(&all, &mut out), Ok(()));
         assert!(out.starts_with("0x1000 0xffffffff80000000 "), "{out}");
+        let mut small = String::new();
+        assert_eq!(fill_template("slot @S@, @B@", &[("S", 3), ("B", 16)], &mut small), Ok(()));
+        assert_eq!(small, "slot 3, 0x10");
         assert_eq!(fill_linker_script("@PAGE_SIZE@", &mut String::new()), Err(TemplateError::Unused("IMAGE_VA_OFFSET")));
         assert_eq!(fill_linker_script("x @NOPE@", &mut String::new()), Err(TemplateError::UnknownPlaceholder("NOPE")));
         assert_eq!(fill_linker_script("a @PAGE_SIZE", &mut String::new()), Err(TemplateError::UnclosedPlaceholder));

@@ -100,6 +100,22 @@ impl ModuleInfo {
     }
 }
 
+/// The values the module linker script's `@NAME@` placeholders stand for,
+/// for a module linked at `slot`: shared by the module runtime's scripts and
+/// the C SDK's (filled with [`fill_template`](crate::image::fill_template)).
+pub const fn linker_script_values(slot: u64) -> [(&'static str, u64); 7] {
+    use crate::layout;
+    [
+        ("SLOT", slot),
+        ("PAGE_SIZE", layout::PAGE_SIZE),
+        ("IMAGE_VA_OFFSET", layout::IMAGE_VA_OFFSET),
+        ("MODULE_VA", layout::module_slot_va(slot)),
+        ("MODULE_GPA", layout::module_slot_gpa(slot)),
+        ("MODULES_VA_END", layout::IMAGE_VA_OFFSET + layout::IMAGE_GPA_END),
+        ("HEADER_SIZE", core::mem::size_of::<ModuleHeader>() as u64),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

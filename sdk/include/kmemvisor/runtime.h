@@ -54,6 +54,8 @@ int putchar(int c);
 
 /* Ends the VM: `status` becomes the exit status of `kmemvisor run`. */
 void exit(int status) __attribute__((noreturn));
+/* Spins forever: what a vCPU does when a call that ends it returned. */
+void kmv_halt(void) __attribute__((noreturn));
 /* Ends the VM with a panic report ("abort called"). */
 void abort(void) __attribute__((noreturn));
 /* Reports a panic at file:line with a printf-style message; the VM ends. */
@@ -92,7 +94,9 @@ int kmv_interrupt_enter(void);
 int kmv_interrupt_leave(void);
 
 /* Device interrupts: the DMA engine's completion interrupts call `handler`
- * at interrupt level, one at a time, from the vCPU that rang the doorbell. */
+ * at interrupt level, one at a time, from the vCPU that rang the doorbell.
+ * (Main images only, as is kmv_vcpu_start: a module has no vectors and no
+ * entry point for vCPUs.) */
 int kmv_interrupt_register(void (*handler)(void));
 int kmv_interrupt_unregister(void);
 
