@@ -45,12 +45,12 @@ pub const CFLAGS: &str = "-I{includedir} -ffreestanding -fno-pic -fno-pie -mcmod
 /// layout, and the whole runtime (it must come in even though `pkg-config`
 /// puts it before the driver's own files), unused sections dropped.
 /// `{libdir}` is replaced.
-pub const LIBS: &str = "-nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,{libdir}/kmemvisor.ld \
+pub const LIBS: &str = "-nostdlib -static -Wl,--build-id=none -Wl,-T,{libdir}/kmemvisor.ld \
      -Wl,--gc-sections -L{libdir} -Wl,--whole-archive -lkmemvisor -Wl,--no-whole-archive";
 
 /// How a guest module is linked: as an image, with the module runtime and the
 /// linker script of module slot `{slot}`.
-pub const MODULE_LIBS: &str = "-nostdlib -static -no-pie -Wl,--build-id=none \
+pub const MODULE_LIBS: &str = "-nostdlib -static -Wl,--build-id=none \
      -Wl,-T,{libdir}/kmemvisor-module-slot{slot}.ld -Wl,--gc-sections -L{libdir} -Wl,--whole-archive \
      -lkmemvisor-module -Wl,--no-whole-archive";
 

@@ -284,3 +284,31 @@ fn kmemvisor_cc_passes_the_compilers_failure_on() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("undefined_thing"));
 }
+
+/// The SDK with clang, where clang is installed (the SDK's flags are common
+/// to gcc and clang); says so and checks nothing where it is not.
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn clang_builds_the_same_driver_where_installed() {
+    if !kvm_or_skip("kmemvisor cc with clang") {
+        return;
+    }
+    if Command::new("clang").arg("--version").output().is_err() {
+        eprintln!("clang_builds_the_same_driver_where_installed: skipped: clang is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("driver.c"), DRIVER).expect("write driver.c");
+    let out = Command::new(env!("CARGO_BIN_EXE_kmemvisor"))
+        .args(["cc", "-O2", "-Wall", "-Werror", "driver.c", "-o", "driver.elf"])
+        .current_dir(dir.path())
+        .env("CC", "clang")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .expect("kmemvisor cc runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "clang warned:\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = run_elf(&dir.path().join("driver.elf"), &["one"]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("\n   42|42   |000ff|0xff|str|abc|Z|-1234567890123|7|0x1000|%\n"), "{}", r.stdout);
+}
