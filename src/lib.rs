@@ -16,6 +16,7 @@ pub mod guests;
 pub mod kvm;
 pub mod loader;
 pub mod memory_model;
+pub mod minimize;
 pub mod new_project;
 pub mod replay;
 pub mod report;

@@ -16,6 +16,10 @@ use kmemvisor::guests::BUNDLED;
 use kmemvisor::report::status;
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(code) = cli::minimize::intercept(&argv) {
+        return code;
+    }
     let parsed = Cli::command().try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,

@@ -47,6 +47,48 @@ fn a_campaign_finds_the_early_unhide_once_and_its_finding_replays() {
         assert_eq!(replay.status, 0, "{}", replay.stderr);
         assert!(replay.stderr.contains("the run replayed exactly"), "{}", replay.stderr);
     }
+
+    // --minimize: the schedule shrinks to one PCT level and step, the guest
+    // argument that selects the bug stays, and the result replays.
+    let min = dir.path().join("min.json");
+    let r = kmemvisor(&["fuzz", "--minimize", finding.to_str().expect("utf-8"), "-o", min.to_str().expect("utf-8")]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("--pct-depth 3 → 1") && r.stderr.contains("--pct-steps 1000 → 1"), "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&min).expect("min.json")).expect("JSON");
+    let line: Vec<&str> =
+        report["invocation"]["command_line"].as_array().expect("command line").iter().filter_map(|a| a.as_str()).collect();
+    let value = |option: &str| line.iter().position(|a| *a == option).map(|i| line[i + 1]);
+    assert_eq!((value("--pct-depth"), value("--pct-steps")), (Some("1"), Some("1")), "{line:?}");
+    assert_eq!(line.last(), Some(&"aix-unhide-early"), "{line:?}");
+    assert_eq!(report["violations"][0]["kind"], "dma.unhide-during-transfer");
+    let replay = kmemvisor(&["replay", min.to_str().expect("utf-8")]);
+    assert_eq!(replay.status, 0, "{}", replay.stderr);
+}
+
+#[test]
+fn minimize_refuses_what_is_no_finding() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("nothing.json");
+    let r = kmemvisor(&["fuzz", "--minimize", missing.to_str().expect("utf-8")]);
+    assert_eq!(r.status, 64, "{}", r.stderr);
+    assert!(r.stderr.starts_with("kmemvisor: fuzz --minimize: "), "{}", r.stderr);
+    let r = kmemvisor(&["fuzz", "--minimize"]);
+    assert_eq!(r.status, 64, "{}", r.stderr);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn minimize_refuses_a_clean_run() {
+    if !kvm_or_skip("fuzz minimize clean") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let report = dir.path().join("hello.json");
+    let r = kmemvisor(&["run", "hello", "--report", report.to_str().expect("utf-8")]);
+    assert_eq!(r.status, 0);
+    let r = kmemvisor(&["fuzz", "--minimize", report.to_str().expect("utf-8")]);
+    assert_eq!(r.status, 64, "{}", r.stderr);
+    assert!(r.stderr.contains("records a clean run: nothing to minimize"), "{}", r.stderr);
 }
 
 #[test]

@@ -72,6 +72,14 @@ pub(crate) enum Command {
     /// stops after the runs in progress and keeps everything found. Exit
     /// status 0 with no finding, 1 with findings, 64 for a bad command line,
     /// 73 when runs cannot be made or DIR cannot be written.
+    ///
+    /// `kmemvisor fuzz --minimize FINDING [-o FILE]` shrinks a finding
+    /// instead: it drops guest arguments and lowers --dma-jitter,
+    /// --pct-depth, --pct-steps and --vcpus while the run still fails the
+    /// same way (first violation kind and call site, or exit cause), and
+    /// writes that run's report to FILE (default FINDING.min.json). Exit
+    /// status 0 when written, 1 when the finding does not reproduce, 64 when
+    /// it cannot be replayed at all.
     Fuzz(Box<FuzzArgs>),
     /// The C SDK: headers, the C runtime, the linker script and a pkg-config
     /// file, to build driver tests written in C into kmemvisor guests.

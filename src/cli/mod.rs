@@ -4,6 +4,7 @@
 pub(crate) mod args;
 pub(crate) mod fuzz;
 pub(crate) mod inputs;
+pub(crate) mod minimize;
 pub(crate) mod replay;
 pub(crate) mod run;
 pub(crate) mod sdk;

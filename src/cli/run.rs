@@ -119,16 +119,27 @@ pub(crate) fn setup_failed(error: MachineError, args: &RunArgs, prepared_origins
 }
 
 /// Runs the guest `args` name, or says why it cannot: the outcome, with the
-/// invocation filled in for the report.
+/// invocation filled in for the report. The guest's console goes to stdout.
 pub(crate) fn execute(args: &RunArgs, given: Given) -> Result<machine::RunOutcome, ExitCode> {
+    execute_to(args, given, Box::new(std::io::stdout()), true)
+}
+
+/// As [`execute`], with the guest's console going to `console`, and SIGINT
+/// and SIGTERM stopping the run when `handle_signals`.
+pub(crate) fn execute_to(
+    args: &RunArgs,
+    given: Given,
+    console: Box<dyn std::io::Write + Send>,
+    handle_signals: bool,
+) -> Result<machine::RunOutcome, ExitCode> {
     let Prepared { elf, config, invocation, origins } = prepare(args, given)?;
     let options = RunOptions {
         name: args.guest.clone(),
         elf,
         vm: config,
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),
-        console: Box::new(std::io::stdout()),
-        handle_signals: true,
+        console,
+        handle_signals,
     };
     let mut outcome = machine::run(options).map_err(|e| setup_failed(e, args, &origins))?;
     outcome.report.invocation = Some(invocation);
