@@ -72,8 +72,10 @@ pub struct Stats {
     pub runs: u64,
     /// Runs that failed in some way (a violation, a fault, a stop other than a clean exit).
     pub failing_runs: u64,
-    /// Distinct findings, by what went wrong.
+    /// Distinct findings, by what went wrong: the runs that failed so.
     pub findings: BTreeMap<String, u64>,
+    /// Seconds from the start to each finding's first run.
+    pub first_found: BTreeMap<String, f64>,
     /// Seconds since the start.
     pub seconds: f64,
     /// Runs per second.
@@ -179,6 +181,8 @@ fn one(
     let count = s.findings.entry(finding.clone()).or_insert(0);
     *count += 1;
     if *count == 1 {
+        let seconds = s.seconds;
+        s.first_found.insert(finding.clone(), seconds);
         report.invocation = Some(invocation(seed));
         let file = campaign.findings.join(format!("{}.json", file_name(&finding)));
         write_json(&file, &report)?;

@@ -401,7 +401,7 @@ pub struct Determinism {
 }
 
 /// What ran, as the command line tool saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Invocation {
     /// The arguments after `kmemvisor`, as given.
     pub command_line: Vec<String>,

@@ -7,6 +7,7 @@
 
 mod aix;
 mod dgux;
+mod fuzz;
 mod schedule;
 mod suite;
 mod xmem;
@@ -97,6 +98,9 @@ pub enum BenchError {
     /// A service answered otherwise than OK during a measurement.
     #[error("{0} did not answer OK during the measurement: {1}")]
     Service(&'static str, String),
+    /// A fuzz campaign of the seeded-bug benchmark failed or could not run.
+    #[error("The seeded-bug benchmark: {0}")]
+    Fuzz(String),
     /// `kmemvisor test` over the bundled suite failed or could not run.
     #[error("The bundled suite: {0}")]
     Suite(String),
@@ -191,6 +195,7 @@ struct Results {
     xmem: xmem::XmemFigures,
     schedule: schedule::ScheduleFigures,
     suite: suite::SuiteFigures,
+    fuzz: fuzz::FuzzFigures,
 }
 
 /// Per-call VMM-side decode cost of the two call transports.
@@ -216,6 +221,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let xmem = xmem::measure(args.rounds, hypercall.baseline.median)?;
     let schedule = schedule::measure(args.rounds, args.calls)?;
     let suite = suite::measure(args.rounds)?;
+    let fuzz = fuzz::measure()?;
     let results = Results {
         command,
         rounds: args.rounds,
@@ -230,6 +236,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         xmem,
         schedule,
         suite,
+        fuzz,
     };
     print_results(&results);
     if let Some(path) = &args.json {
@@ -488,6 +495,7 @@ fn print_results(r: &Results) {
     xmem::print(&r.xmem, r.hypercall.baseline.median);
     schedule::print(&r.schedule);
     suite::print(&r.suite);
+    fuzz::print(&r.fuzz);
     println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot, &r.schedule.hypercall] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
@@ -526,6 +534,7 @@ fn print_results(r: &Results) {
     let speedup = r.suite.speedup;
     let met = if speedup >= suite::SPEEDUP_TARGET { "PASS" } else { "MISS" };
     println!("  {:<40} {:>7.2}×  target ≥ 1.80×  {met}", "kmemvisor test -j 2 speed-up", speedup);
+    fuzz::summary(&r.fuzz);
 }
 
 /// Which of hello's phases is larger, and its share of the total in percent.
