@@ -129,6 +129,12 @@ int main(int argc, char **argv)
         printf(" [%s]", argv[i]);
     printf("\n%5d|%-5d|%05x|%#x|%s|%.3s|%c|%lld|%zu|%p|%%\n", 42, 42, 255, 255, "str", "abcdef", 'Z',
            -1234567890123LL, (size_t)7, (void *)0x1000);
+    if (argc > 1 && strcmp(argv[1], "module") == 0) {
+        const struct kmv_module *m = kmv_find_module("mod-sample");
+        GUEST_ASSERT(m != 0 && kmv_find_module("mod-sampl") == 0);
+        GUEST_ASSERT_EQ(kmv_module_call(m, 14), 43);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "skip") == 0) {
         report_skip("nothing to do");
         return report_summary();
@@ -218,6 +224,11 @@ fn a_driver_built_with_pkg_config_outside_the_repository_runs() {
     let at = format!("driver.c:{}", line_of("ASSERT LINE"));
     assert!(r.stderr.contains(&at), "no {at} in:\n{}", r.stderr);
     assert!(r.stderr.contains("GUEST_ASSERT_EQ failed: 1 + 1 == 3: 2 (0x2) != 3 (0x3)"), "{}", r.stderr);
+
+    // The image finds and calls the bundled Rust module.
+    let r = common::run(&elf.display().to_string(), &["--module", "mod-sample", "--", "module"]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("mod-sample: call 1: 14 -> 43"), "{}", r.stdout);
 
     // A module, built with kmemvisor-module.pc at slot 0, replaces the bundled mod-sample.
     std::fs::write(dir.path().join("module.c"), MODULE).expect("write module.c");

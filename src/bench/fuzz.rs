@@ -52,12 +52,54 @@ struct SeededBug {
 /// jitter, so that whether the device is done at the driver's next call is
 /// the schedule's to choose.
 const BUGS: [SeededBug; 6] = [
-    SeededBug { name: "AIX unhide during the transfer", guest: "dma-handoff", args: "aix-unhide-early", vcpus: 1, jitter: 3, kind: "dma.unhide-during-transfer" },
-    SeededBug { name: "DG/UX unwire during the transfer", guest: "dma-handoff", args: "dgux-unwire-early", vcpus: 1, jitter: 3, kind: "dma.unwire-during-transfer" },
-    SeededBug { name: "DG/UX release during the transfer", guest: "dma-handoff", args: "dgux-release-early", vcpus: 1, jitter: 3, kind: "dma.release-during-transfer" },
-    SeededBug { name: "DG/UX unwire without the modified mark", guest: "dma-handoff", args: "dgux-no-modify", vcpus: 1, jitter: 3, kind: "dma.unwire-without-modified-mark" },
-    SeededBug { name: "DMA into unwired memory", guest: "dma-handoff", args: "dgux-unwired-target", vcpus: 1, jitter: 3, kind: "dma.page-not-handed-off" },
-    SeededBug { name: "read before the completion (2 vCPUs)", guest: "dma-race", args: "", vcpus: 2, jitter: 3, kind: "hidden-page.touched" },
+    SeededBug {
+        name: "AIX unhide during the transfer",
+        guest: "dma-handoff",
+        args: "aix-unhide-early",
+        vcpus: 1,
+        jitter: 3,
+        kind: "dma.unhide-during-transfer",
+    },
+    SeededBug {
+        name: "DG/UX unwire during the transfer",
+        guest: "dma-handoff",
+        args: "dgux-unwire-early",
+        vcpus: 1,
+        jitter: 3,
+        kind: "dma.unwire-during-transfer",
+    },
+    SeededBug {
+        name: "DG/UX release during the transfer",
+        guest: "dma-handoff",
+        args: "dgux-release-early",
+        vcpus: 1,
+        jitter: 3,
+        kind: "dma.release-during-transfer",
+    },
+    SeededBug {
+        name: "DG/UX unwire without the modified mark",
+        guest: "dma-handoff",
+        args: "dgux-no-modify",
+        vcpus: 1,
+        jitter: 3,
+        kind: "dma.unwire-without-modified-mark",
+    },
+    SeededBug {
+        name: "DMA into unwired memory",
+        guest: "dma-handoff",
+        args: "dgux-unwired-target",
+        vcpus: 1,
+        jitter: 3,
+        kind: "dma.page-not-handed-off",
+    },
+    SeededBug {
+        name: "read before the completion (2 vCPUs)",
+        guest: "dma-race",
+        args: "",
+        vcpus: 2,
+        jitter: 3,
+        kind: "hidden-page.touched",
+    },
 ];
 
 /// The correct twins: no campaign may find anything in them.
@@ -104,10 +146,27 @@ fn config(vcpus: usize, jitter: u64, cmdline: &str) -> VmConfig {
 }
 
 /// A campaign of `guest` in a scratch findings directory.
-fn campaign(guest: &'static str, vm: VmConfig, seed: u64, runs: Option<u64>, duration: Option<Duration>, jobs: usize) -> Result<Campaign, BenchError> {
+fn campaign(
+    guest: &'static str,
+    vm: VmConfig,
+    seed: u64,
+    runs: Option<u64>,
+    duration: Option<Duration>,
+    jobs: usize,
+) -> Result<Campaign, BenchError> {
     let elf = guests::find(guest).ok_or(BenchError::MissingGuest(guest))?.elf.to_vec();
     let findings = std::env::temp_dir().join(format!("kmemvisor-bench-fuzz-{}-{seed}", std::process::id()));
-    Ok(Campaign { name: guest.to_owned(), elf, config: vm, timeout: Some(Duration::from_secs(10)), runs, duration, jobs, findings, seed })
+    Ok(Campaign {
+        name: guest.to_owned(),
+        elf,
+        config: vm,
+        timeout: Some(Duration::from_secs(10)),
+        runs,
+        duration,
+        jobs,
+        findings,
+        seed,
+    })
 }
 
 /// Runs `campaign` to its end, or until `stop_at` is found; the stats.
@@ -153,7 +212,18 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
     let started = Instant::now();
     for seed in 1..=SHELL_RUNS {
         let out = Command::new(&exe)
-            .args(["run", "dma-handoff", "--dma-latency", "0", "--dma-jitter", "3", "--seed", &seed.to_string(), "--", "aix-correct"])
+            .args([
+                "run",
+                "dma-handoff",
+                "--dma-latency",
+                "0",
+                "--dma-jitter",
+                "3",
+                "--seed",
+                &seed.to_string(),
+                "--",
+                "aix-correct",
+            ])
             .output()
             .map_err(|e| BenchError::Fuzz(e.to_string()))?;
         if !out.status.success() {
@@ -191,7 +261,12 @@ pub fn print(f: &FuzzFigures) {
 pub fn summary(f: &FuzzFigures) {
     let verdict = |met: bool| if met { "PASS" } else { "MISS" };
     let worst = f.bugs.iter().map(|b| b.p90_seconds).fold(0.0, f64::max);
-    println!("  {:<40} {:>7.3}s  target ≤ 10 s    {}", "slowest seeded bug found, p90", worst, verdict(worst <= FIND_TARGET_SECONDS));
+    println!(
+        "  {:<40} {:>7.3}s  target ≤ 10 s    {}",
+        "slowest seeded bug found, p90",
+        worst,
+        verdict(worst <= FIND_TARGET_SECONDS)
+    );
     let false_findings: usize = f.twins.iter().map(|t| t.2).sum();
     println!("  {:<40} {:>8}  target 0        {}", "findings in the correct twins", false_findings, verdict(false_findings == 0));
     println!(

@@ -12,8 +12,10 @@
 use core::fmt::{self, Write};
 use core::mem::{offset_of, size_of};
 
-use crate::{ABI_MAJOR, ABI_MINOR, ABI_VERSION, ARG_COUNT, BootInfo, HYPERCALL_PORT, MAX_VCPUS, Service, Status, VcpuPage};
-use crate::{aix, boot_info, dgux, dma, image, layout, xmem};
+use crate::{
+    ABI_MAJOR, ABI_MINOR, ABI_VERSION, ARG_COUNT, BootInfo, HYPERCALL_PORT, MAX_VCPUS, ModuleInfo, Service, Status, VcpuPage,
+};
+use crate::{aix, boot_info, dgux, dma, image, layout, module, xmem};
 
 /// `#define NAME VALUE` for each `module::NAME`, under `prefix`.
 macro_rules! defines {
@@ -166,9 +168,17 @@ pub fn write_c_header(out: &mut impl Write) -> fmt::Result {
     }
 
     out.write_str("\n/* Structure layouts (the C declarations are checked against these). */\n")?;
-    let layouts: [(&str, usize); 20] = [
+    let layouts: [(&str, usize); 28] = [
         ("KMV_BOOT_INFO_CMDLINE_LEN_OFFSET", offset_of!(BootInfo, cmdline_len)),
         ("KMV_BOOT_INFO_CMDLINE_OFFSET", offset_of!(BootInfo, cmdline)),
+        ("KMV_BOOT_INFO_MODULE_COUNT_OFFSET", offset_of!(BootInfo, module_count)),
+        ("KMV_BOOT_INFO_MODULES_OFFSET", offset_of!(BootInfo, modules)),
+        ("KMV_MAX_MODULES", boot_info::MAX_MODULES),
+        ("KMV_MODULE_NAME_MAX", module::MODULE_NAME_MAX),
+        ("KMV_MODULE_INFO_SIZE", size_of::<ModuleInfo>()),
+        ("KMV_MODULE_INFO_ENTRY_OFFSET", offset_of!(ModuleInfo, entry)),
+        ("KMV_MODULE_INFO_NAME_LEN_OFFSET", offset_of!(ModuleInfo, name_len)),
+        ("KMV_MODULE_INFO_NAME_OFFSET", offset_of!(ModuleInfo, name)),
         ("KMV_VCPU_PAGE_VCPU_ID_OFFSET", offset_of!(VcpuPage, vcpu_id)),
         ("KMV_VCPU_PAGE_VCPU_COUNT_OFFSET", offset_of!(VcpuPage, vcpu_count)),
         ("KMV_XMEM_SIZE", size_of::<xmem::Xmem>()),

@@ -19,6 +19,28 @@
 
 #include <stdint.h>
 
+#include <kmemvisor/abi.h>
+
+/* A loaded module, as the boot-info page's module table lists it. */
+struct kmv_module {
+    uint64_t base;     /* its first byte (the module header) */
+    uint64_t size;     /* bytes to the end of its last page */
+    uint64_t entry;    /* its entry function */
+    uint64_t name_len; /* bytes of name in use */
+    char name[KMV_MODULE_NAME_MAX];
+};
+_Static_assert(sizeof(struct kmv_module) == KMV_MODULE_INFO_SIZE, "struct kmv_module");
+_Static_assert(__builtin_offsetof(struct kmv_module, entry) == KMV_MODULE_INFO_ENTRY_OFFSET, "kmv_module.entry");
+_Static_assert(__builtin_offsetof(struct kmv_module, name) == KMV_MODULE_INFO_NAME_OFFSET, "kmv_module.name");
+
+/* In an image: the modules loaded with --module, in command-line order;
+ * *count is set to their number. */
+const struct kmv_module *kmv_modules(unsigned *count);
+/* The loaded module called `name`, or a null pointer. */
+const struct kmv_module *kmv_find_module(const char *name);
+/* Calls a module's entry function with `argument` on this vCPU's stack. */
+uint64_t kmv_module_call(const struct kmv_module *module, uint64_t argument);
+
 /* The entry the module header names (the module runtime's header.s). */
 #define KMV_MODULE_ENTRY(function)                                                                              \
     uint64_t kmv_module_entry(uint64_t argument);                                                               \
