@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use crate::kvm::stop::Stop;
 use crate::report::ExitCause;
+use crate::symbols::Place;
 use crate::sync::lock;
 use serde::Serialize;
 
@@ -32,10 +33,20 @@ pub struct Violation {
     pub args: Vec<String>,
     /// The vCPU that made it.
     pub vcpu: usize,
-    /// Guest RIP at the exit that reported it.
+    /// Guest RIP of the instruction that made it: for a hypercall the `out`
+    /// itself, for a touch of a hidden page the touching instruction.
     pub rip: String,
     /// What was wrong, naming what was expected and what was given.
     pub message: String,
+    /// The site in the guest's source and the frames that led there: only
+    /// `rip` is known until the report looks the stack up (`symbols`).
+    #[serde(flatten)]
+    pub place: Place,
+    /// What the report looks up: the instruction, then the return addresses
+    /// of the frames above it (`symbols::stack`); empty while the RIP is not
+    /// known yet (a vCPU that touched a hidden page still waits in KVM_RUN).
+    #[serde(skip)]
+    pub stack: Vec<u64>,
 }
 
 impl Violation {
@@ -49,7 +60,20 @@ impl Violation {
             vcpu,
             rip: format!("{rip:#x}"),
             message,
+            place: Place::unknown(rip),
+            stack: vec![rip],
         }
+    }
+
+    /// This violation with `stack` (from `symbols::stack::capture`, starting
+    /// at its RIP) as the stack to look up.
+    pub fn with_stack(self, stack: Vec<u64>) -> Violation {
+        Violation { stack, ..self }
+    }
+
+    /// This violation with its RIP not known yet: `Checker::place` gives it later.
+    pub fn unplaced(self) -> Violation {
+        Violation { stack: Vec::new(), ..self }
     }
 }
 
@@ -107,6 +131,25 @@ impl Checker {
         }
     }
 
+    /// Gives the violations of `vcpu` whose RIP was not known yet the stack
+    /// `stack` (its first address is the RIP). Returns how many it placed.
+    pub fn place(&self, vcpu: usize, stack: &[u64]) -> usize {
+        let Some(&rip) = stack.first() else { return 0 };
+        let mut placed = 0;
+        for v in lock(&self.violations).iter_mut().filter(|v| v.vcpu == vcpu && v.stack.is_empty()) {
+            v.rip = format!("{rip:#x}");
+            v.place = Place::unknown(rip);
+            v.stack = stack.to_vec();
+            placed += 1;
+        }
+        placed
+    }
+
+    /// Whether a violation of `vcpu` waits for its RIP (`place`).
+    pub fn awaits_place(&self, vcpu: usize) -> bool {
+        lock(&self.violations).iter().any(|v| v.vcpu == vcpu && v.stack.is_empty())
+    }
+
     /// Every violation so far.
     pub fn violations(&self) -> Vec<Violation> {
         lock(&self.violations).clone()
@@ -145,6 +188,24 @@ mod tests {
         let json = serde_json::to_value(&v).expect("json");
         assert_eq!(json["kind"], "dgux.release-size-mismatch");
         assert_eq!((json["service"].as_str(), json["message"].as_str()), (Some("vm_release_wired_memory"), Some("size")));
+    }
+
+    #[test]
+    fn violations_without_a_rip_get_it_from_their_vcpu_later() {
+        let stop = Stop::new().expect("stop");
+        let checker = Checker::new(false);
+        let touch = |vcpu| Violation::new(ViolationKind::HiddenPageTouched, "hidden-page", &[0x1000], vcpu, 0, "t".into());
+        checker.record(touch(1).unplaced(), &stop);
+        checker.record(touch(2).unplaced(), &stop);
+        checker.record(touch(1), &stop);
+        assert!(checker.awaits_place(1) && checker.awaits_place(2) && !checker.awaits_place(0));
+        assert_eq!(checker.place(1, &[0xffff_ffff_8020_0010, 0xffff_ffff_8020_0100]), 1);
+        assert_eq!(checker.place(1, &[0x1]), 0, "placed once");
+        assert_eq!(checker.place(2, &[]), 0, "an empty stack places nothing");
+        let v = checker.violations();
+        assert_eq!((v[0].rip.as_str(), v[0].stack.as_slice()), ("0xffffffff80200010", &[0xffff_ffff_8020_0010, 0xffff_ffff_8020_0100][..]));
+        assert_eq!((v[1].rip.as_str(), v[1].stack.len()), ("0x0", 0));
+        assert_eq!(v[2].stack, vec![0], "a violation recorded with its RIP keeps it");
     }
 
     #[test]

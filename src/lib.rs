@@ -24,6 +24,7 @@ pub mod sdk;
 pub mod seeded;
 pub mod services;
 pub mod state;
+pub mod symbols;
 pub mod sync;
 #[cfg(test)]
 pub mod testing;

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::checker::Violation;
 use crate::memory_model::kernel_memory::DgUxReport;
+use crate::symbols::{Place, Symbols};
 
 /// Process exit statuses; `kmemvisor run --help` and the README list them.
 pub mod status {
@@ -127,6 +128,9 @@ pub enum ExitCause {
         line: u64,
         /// Column in that line.
         column: u64,
+        /// The stack at the panic call, for the report's `location` and `frames`.
+        #[serde(skip)]
+        stack: Vec<u64>,
     },
     /// A CPU exception reached the firmware's vectors.
     Exception {
@@ -148,6 +152,10 @@ pub enum ExitCause {
         /// The stack pointer at the fault.
         #[serde(serialize_with = "hex")]
         rsp: u64,
+        /// The faulting instruction and the return addresses of the frames
+        /// above it, for the report's `location` and `frames`.
+        #[serde(skip)]
+        stack: Vec<u64>,
     },
     /// The vCPU shut down after a triple fault.
     TripleFault {
@@ -275,15 +283,26 @@ impl ExitCause {
     }
 }
 
+impl ExitCause {
+    /// Where a panic or an exception happened, looked up in `symbols`; `None`
+    /// for every other cause.
+    pub fn place(&self, symbols: &Symbols) -> Option<Place> {
+        match self {
+            ExitCause::Panic { stack, .. } | ExitCause::Exception { stack, .. } => Some(Place::of(stack, symbols)),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for ExitCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExitCause::GuestExit { code } => write!(f, "guest exited with code {code}"),
             ExitCause::StrictViolation => write!(f, "stopped at the first violation (--strict)"),
-            ExitCause::Panic { vcpu, message, file, line, column } => {
+            ExitCause::Panic { vcpu, message, file, line, column, .. } => {
                 write!(f, "guest panicked on vCPU {vcpu} at {file}:{line}:{column}: {message}")
             }
-            ExitCause::Exception { vcpu, vector, name, error_code, cr2, rip, rsp } => write!(
+            ExitCause::Exception { vcpu, vector, name, error_code, cr2, rip, rsp, .. } => write!(
                 f,
                 "CPU exception {name} (vector {vector}) on vCPU {vcpu}: error code {error_code:#x}, CR2 {cr2:#x}, RIP {rip:#x}, RSP {rsp:#x}"
             ),
@@ -340,8 +359,21 @@ pub struct ExitReport {
     pub cause: ExitCause,
     /// The process exit status.
     pub status: u8,
-    /// The cause in words.
+    /// The cause in words, with the place of a panic or an exception.
     pub summary: String,
+    /// For a panic or an exception: `location`, where in the guest's source
+    /// it happened, and `frames`, the stack that led there.
+    #[serde(flatten)]
+    pub place: Option<Place>,
+}
+
+impl ExitReport {
+    /// The report of `cause`, its place looked up in `symbols`.
+    pub fn new(cause: ExitCause, status: u8, symbols: &Symbols) -> ExitReport {
+        let place = cause.place(symbols);
+        let summary = format!("{cause}{}", place.as_ref().map(Place::describe).unwrap_or_default());
+        ExitReport { cause, status, summary, place }
+    }
 }
 
 /// The machine-readable account of one run (`--report FILE`).
@@ -431,8 +463,8 @@ mod tests {
         let dump = RegisterDump::default();
         let causes = [
             ExitCause::StrictViolation,
-            ExitCause::Panic { vcpu: 0, message: String::new(), file: String::new(), line: 1, column: 1 },
-            ExitCause::Exception { vcpu: 0, vector: 14, name: "#PF", error_code: 0, cr2: 0, rip: 0, rsp: 0 },
+            ExitCause::Panic { vcpu: 0, message: String::new(), file: String::new(), line: 1, column: 1, stack: Vec::new() },
+            ExitCause::Exception { vcpu: 0, vector: 14, name: "#PF", error_code: 0, cr2: 0, rip: 0, rsp: 0, stack: Vec::new() },
             ExitCause::TripleFault { vcpu: 0, registers: dump, hint: None },
             ExitCause::VmFailure { vcpu: 0, what: String::new(), registers: None },
             ExitCause::Timeout { seconds: 1.0 },
@@ -485,9 +517,24 @@ mod tests {
 
     #[test]
     fn causes_serialize_with_a_tag_and_hex_addresses() {
-        let cause =
-            ExitCause::Exception { vcpu: 1, vector: 14, name: "#PF", error_code: 6, cr2: 0xdead_0000, rip: 0x10, rsp: 0x20 };
+        let cause = ExitCause::Exception {
+            vcpu: 1,
+            vector: 14,
+            name: "#PF",
+            error_code: 6,
+            cr2: 0xdead_0000,
+            rip: 0x10,
+            rsp: 0x20,
+            stack: vec![0x10, 0x30],
+        };
         let json = serde_json::to_value(&cause).expect("json");
+        assert_eq!(json.get("stack"), None, "the stack is looked up into the report's place, not written");
+        let exit = serde_json::to_value(ExitReport::new(cause.clone(), 68, &Symbols::new(&[]))).expect("json");
+        assert_eq!(exit["location"]["rip"], "0x10");
+        assert_eq!(exit["frames"][1], serde_json::json!({"rip": "0x30", "function": null, "file": null, "line": null}));
+        assert_eq!(exit["summary"], cause.to_string(), "nothing to add when nothing is known");
+        let timeout = serde_json::to_value(ExitReport::new(ExitCause::Timeout { seconds: 1.0 }, 71, &Symbols::new(&[])));
+        assert_eq!(timeout.expect("json").get("location"), None, "only panics and exceptions have a place");
         assert_eq!(json["cause"], "exception");
         let abort = ExitCause::DgUxAbort {
             vcpu: 0,

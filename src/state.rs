@@ -19,6 +19,7 @@ use crate::checker::{Checker, ViolationKind};
 use crate::devices::console::Console;
 use crate::devices::dma_engine::{DmaConfig, DmaEngine};
 use crate::devices::hiding::Hiding;
+use crate::kvm::call_site::CallSite;
 use crate::kvm::cpu;
 use crate::kvm::pct::{DEFAULT_DEPTH, DEFAULT_STEPS};
 use crate::kvm::stop::Stop;
@@ -182,6 +183,8 @@ pub struct VmState {
     pub cr3: Vec<AtomicU64>,
     /// Pages hidden from the vCPUs (`xmemdma`).
     pub hiding: Hiding,
+    /// Where RIP points at a hypercall's exit: the `out` or past it.
+    pub call_site: CallSite,
     /// The thread id of each vCPU thread (0 until it starts): a stalled
     /// thread is known to the VMM by its id only.
     pub vcpu_tids: Vec<AtomicU32>,
@@ -286,6 +289,7 @@ impl VmState {
             interrupt_handler: AtomicBool::new(false),
             cr3: (0..config.vcpus).map(|_| AtomicU64::new(space.root())).collect(),
             hiding: Hiding::new(&ram, config.hidden_stall_timeout),
+            call_site: CallSite::default(),
             vcpu_tids: (0..config.vcpus).map(|_| AtomicU32::new(0)).collect(),
             dma: DmaEngine::new(config.dma),
             helpers_wanted: Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|_| SetupError::Write("helper request"))?),

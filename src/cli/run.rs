@@ -180,8 +180,8 @@ pub(crate) fn print_summary(report: &Report) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "kmemvisor: {}", report.exit.summary);
     for v in &report.violations {
-        let _ =
-            writeln!(err, "kmemvisor: violation on vCPU {} at RIP {}: {} [{}]: {}", v.vcpu, v.rip, v.service, v.kind, v.message);
+        let (vcpu, rip, service, kind, message, place) = (v.vcpu, &v.rip, &v.service, &v.kind, &v.message, v.place.describe());
+        let _ = writeln!(err, "kmemvisor: violation on vCPU {vcpu} at RIP {rip}{place}: {service} [{kind}]: {message}");
     }
     if !report.violations.is_empty() {
         let _ = writeln!(err, "kmemvisor: {} violation(s)", report.violations.len());

@@ -2,6 +2,7 @@
 //! port bus, the main thread's events and the stop request.
 
 pub mod bus;
+pub mod call_site;
 pub mod cpu;
 pub mod events;
 pub mod machine;

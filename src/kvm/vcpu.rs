@@ -19,6 +19,7 @@ use crate::kvm::cpu;
 use crate::report::{ExitCause, RegisterDump};
 use crate::services::{self, Caller, Outcome, Reply, Request};
 use crate::state::VmState;
+use crate::symbols::stack;
 use crate::sync::lock;
 use crate::trace::Event;
 
@@ -127,7 +128,8 @@ fn exit_event(bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs, action: &
 fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_regs) -> Action {
     match exit {
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
-            match services::dispatch(state, Caller { vcpu, rip: regs.rip }, Request::from_regs(regs)) {
+            let rip = state.call_site.of(state.ram.memory(), &state.space, regs.rip);
+            match services::dispatch(state, Caller { vcpu, rip, rbp: regs.rbp }, Request::from_regs(regs)) {
                 Outcome::Reply(reply) => Action::Reply(reply),
                 Outcome::Stop(cause) => Action::Stop(*cause),
                 Outcome::Idle(result) => Action::Idle(result),
@@ -189,7 +191,8 @@ fn stray(
     then: Action,
 ) -> Action {
     // Under --strict this requested the stop, which the run loop sees before re-entry.
-    state.record_violation(Violation::new(kind, what, args, vcpu, regs.rip, message));
+    let stack = stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rbp);
+    state.record_violation(Violation::new(kind, what, args, vcpu, regs.rip, message).with_stack(stack));
     then
 }
 
@@ -304,6 +307,7 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
             // A kick (signal) or a spurious wake-up: the spin fallback may
             // have taken the turn back; then look at the stop request again.
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                place_touch(fd, state, id);
                 state.vcpus.kicked_out(id);
                 if state.vcpus.take_preemption(id) {
                     state.trace(Event::Preemption { vcpu: id });
@@ -354,6 +358,19 @@ fn run_guest(id: usize, fd: &mut VcpuFd, state: &VmState, bus: &PortBus) -> Ende
     }
 }
 
+/// Gives the touch of a hidden page this vCPU made its RIP and stack. The
+/// vCPU is out of KVM_RUN after its kick: the touching instruction has not
+/// run yet, so RIP is still that instruction's. Only a touch waiting for it
+/// pays the `KVM_GET_REGS`.
+fn place_touch(fd: &VcpuFd, state: &VmState, id: usize) {
+    if !state.checker.awaits_place(id) {
+        return;
+    }
+    if let Ok(regs) = fd.get_regs() {
+        state.checker.place(id, &stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rbp));
+    }
+}
+
 /// Queues the device interrupt (`INTERRUPT_VECTOR`) for delivery at the next
 /// entry, through the guest's IDT.
 fn inject_interrupt(fd: &mut VcpuFd) -> Result<(), kvm_ioctls::Error> {
@@ -391,9 +408,9 @@ fn in_data(fd: &mut VcpuFd) -> Option<&mut [u8]> {
 
 fn with_cr2(fd: &mut VcpuFd, cause: ExitCause) -> ExitCause {
     match cause {
-        ExitCause::Exception { vcpu, vector, name, error_code, rip, rsp, .. } => {
+        ExitCause::Exception { vcpu, vector, name, error_code, rip, rsp, stack, .. } => {
             let cr2 = fd.get_sregs().map(|s| s.cr2).unwrap_or(0);
-            ExitCause::Exception { vcpu, vector, name, error_code, cr2, rip, rsp }
+            ExitCause::Exception { vcpu, vector, name, error_code, cr2, rip, rsp, stack }
         }
         other => other,
     }

@@ -9,7 +9,7 @@ use kmemvisor_abi::dgux::{
 use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
-use crate::checker::{Violation, ViolationKind};
+use crate::checker::ViolationKind;
 use crate::memory_model::guest_access;
 use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
 use crate::memory_model::ledger::FrameLedger;
@@ -177,7 +177,7 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
     match result {
         Ok(unwired) => {
             for (kind, message) in dma_findings(&mut k.frames, service, &unwired, marks) {
-                state.record_violation(Violation::new(kind, service.name(), args, caller.vcpu, caller.rip, message));
+                state.record_violation(caller.violation(state, kind, service.name(), args, message));
             }
             Reply::ok(0)
         }

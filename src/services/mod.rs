@@ -17,6 +17,7 @@ use crate::memory_model::guest_access;
 use crate::memory_model::ram::ZapError;
 use crate::report::{ExitCause, vector_name};
 use crate::state::VmState;
+use crate::symbols::stack;
 
 /// Largest `console_write` in bytes; longer writes are refused with EINVAL.
 pub const MAX_CONSOLE_WRITE: u64 = 64 * 1024;
@@ -65,8 +66,22 @@ impl Reply {
 pub struct Caller {
     /// The vCPU.
     pub vcpu: usize,
-    /// Guest RIP at the exit.
+    /// Guest RIP of the call: the `out` itself (`kvm::call_site`).
     pub rip: u64,
+    /// The frame pointer at the call, where the walk of its stack starts.
+    pub rbp: u64,
+}
+
+impl Caller {
+    /// A violation of `kind` by this call of `service`, with the call's stack.
+    pub fn violation(self, state: &VmState, kind: ViolationKind, service: &str, args: &[u64], message: String) -> Violation {
+        Violation::new(kind, service, args, self.vcpu, self.rip, message).with_stack(self.stack(state))
+    }
+
+    /// The call's RIP, then the return addresses of the frames above it.
+    pub fn stack(self, state: &VmState) -> Vec<u64> {
+        stack::capture(state.ram.memory(), &state.space, self.rip, self.rbp)
+    }
 }
 
 /// The run stops: the VMM changed a guest page-table entry but could not drop
@@ -88,7 +103,7 @@ pub fn refuse(
     message: String,
     status: Status,
 ) -> Outcome {
-    state.record_violation(Violation::new(kind, service.name(), args, caller.vcpu, caller.rip, message));
+    state.record_violation(caller.violation(state, kind, service.name(), args, message));
     Reply::status(status)
 }
 
@@ -162,6 +177,7 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
             file: guest_text(state, a2, a3),
             line: a4,
             column: a5,
+            stack: caller.stack(state),
         })),
         Service::Exception => Outcome::Stop(Box::new(ExitCause::Exception {
             vcpu,
@@ -171,6 +187,7 @@ pub fn dispatch(state: &VmState, caller: Caller, request: Request) -> Outcome {
             cr2: 0,
             rip: a2,
             rsp: a5,
+            stack: stack::capture_exception(state.ram.memory(), &state.space, a2, a5, caller.rbp),
         })),
         Service::VcpuStart => {
             let request = StartRequest { entry: a1, function: a2, argument: a3 };
@@ -225,7 +242,7 @@ mod tests {
     }
 
     fn call(state: &VmState, number: u64, args: [u64; 6]) -> Outcome {
-        dispatch(state, Caller { vcpu: 0, rip: 0x1000 }, Request { number, args })
+        dispatch(state, Caller { vcpu: 0, rip: 0x1000, rbp: 0 }, Request { number, args })
     }
 
     fn flushed(state: &VmState) -> String {
@@ -338,7 +355,7 @@ mod tests {
             "vCPU 0 is never done"
         );
         assert_eq!(
-            dispatch(&s, Caller { vcpu: 1, rip: 0 }, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }),
+            dispatch(&s, Caller { vcpu: 1, rip: 0, rbp: 0 }, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }),
             Outcome::Idle(9)
         );
     }
@@ -397,7 +414,7 @@ mod tests {
             return None;
         }
         let args = std::array::from_fn(|_| if next().is_multiple_of(2) { next() } else { next() % 0x10_0000 });
-        Some((Caller { vcpu: (next() % 2) as usize, rip: next() }, Request { number, args }))
+        Some((Caller { vcpu: (next() % 2) as usize, rip: next(), rbp: next() }, Request { number, args }))
     }
 
     #[test]

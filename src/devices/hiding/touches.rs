@@ -24,8 +24,14 @@ const KICK_OUT_WAIT: Duration = Duration::from_millis(20);
 
 fn record(state: &VmState, kind: ViolationKind, stall: &Stall, message: String) {
     let vcpu = stall.vcpu.unwrap_or(0);
-    // The RIP is not known: the vCPU waits inside KVM_RUN, where its registers cannot be read.
-    state.record_violation(Violation::new(kind, "hidden-page", &[stall.page], vcpu, 0, message));
+    let violation = Violation::new(kind, "hidden-page", &[stall.page], vcpu, 0, message);
+    // The vCPU waits inside KVM_RUN, where its registers cannot be read: the
+    // touch gets its RIP from the vCPU's thread when the kick brings it out
+    // (`Checker::place`). A wait that lasts is reported without one.
+    match (kind, stall.vcpu) {
+        (ViolationKind::HiddenPageTouched, Some(_)) => state.record_violation(violation.unplaced()),
+        _ => state.record_violation(violation),
+    }
 }
 
 fn who(stall: &Stall) -> String {
@@ -78,6 +84,10 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                     state.vcpus.mark_stalled(vcpu);
                     if state.vcpus.is_serial() {
                         kick_out(state, vcpu)?;
+                    } else {
+                        // Its KVM_RUN then returns, now or at the release, before
+                        // the touching instruction runs: its RIP is still the touch's.
+                        state.kick(vcpu).map_err(|e| format!("cannot kick stalled vCPU {vcpu}: {e}"))?;
                     }
                     state.vcpus.pass_turn();
                 }

@@ -18,7 +18,7 @@ use kmemvisor_abi::xmem::{
 };
 use kmemvisor_abi::{Service, Status};
 
-use crate::checker::{Violation, ViolationKind};
+use crate::checker::ViolationKind;
 use crate::devices::hiding::{HideError, HideOrigin, touches};
 use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
 use crate::memory_model::guest_access;
@@ -318,14 +318,8 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                          or running: the device may still read or write the page after it was handed back; wait for the \
                          transfer to complete before unhiding"
                     );
-                    state.record_violation(Violation::new(
-                        ViolationKind::DmaUnhideDuringTransfer,
-                        service.name(),
-                        args,
-                        caller.vcpu,
-                        caller.rip,
-                        message,
-                    ));
+                    let kind = ViolationKind::DmaUnhideDuringTransfer;
+                    state.record_violation(caller.violation(state, kind, service.name(), args, message));
                 }
                 state.hiding.unhide(&last_hides).map(|released| {
                     for stall in &released {

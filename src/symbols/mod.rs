@@ -1,0 +1,182 @@
+//! Symbolised diagnostics: where in the guest's source a violation, an
+//! exception or a panic happened.
+//!
+//! When a violation is recorded, the vCPU's stack is captured as plain
+//! addresses ([`stack::capture`]: the instruction, then the return address
+//! of each frame found by following the frame pointers). Nothing is looked
+//! up then: the guest's DWARF is read once, when the report is written
+//! ([`Symbols`]), and every address becomes a [`Location`]. The *site* of a
+//! report is the first frame whose function belongs to the guest's own code
+//! rather than to the support code around it (the guest library, the
+//! firmware, the module runtime, Rust's `core` and `alloc`), so that a
+//! driver's violation names the driver's line, not the library's wrapper
+//! that made the hypercall.
+
+mod dwarf;
+pub mod stack;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use dwarf::Symbols;
+
+/// Crates whose functions are support code, not the code under test: the
+/// site is the first frame outside them. Told by the demangled function name
+/// (`kmemvisor_guest::aix::xmfree`), which names the crate the function was
+/// written in wherever it was built; `__rustc::` is the symbol the panic
+/// handler is given.
+const SUPPORT_CRATES: &[&str] = &[
+    "kmemvisor_guest::",
+    "kmemvisor_firmware::",
+    "kmemvisor_modules::",
+    "core::",
+    "alloc::",
+    "compiler_builtins::",
+    "__rustc::",
+];
+
+/// Source directories of support code, for the functions whose names do not
+/// say their crate: the `#[no_mangle]` functions of the firmware (`kmv_main`,
+/// which its `entry!` macro writes into the program) and of the library, and
+/// Rust's own library (built under `/rustc/`).
+const SUPPORT_SOURCES: &[&str] = &["/firmware/src/", "/guest/lib/src/", "/guest/modules/src/lib.rs", "/rustc/"];
+
+/// One place in the guest's code; the parts DWARF does not give are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The instruction, or for a caller's frame the return address (its line
+    /// is that of the call).
+    #[serde(serialize_with = "hex")]
+    pub rip: u64,
+    /// The function, demangled; for inlined code, the inlined function.
+    pub function: Option<String>,
+    /// The source file.
+    pub file: Option<String>,
+    /// The line in that file.
+    pub line: Option<u32>,
+}
+
+fn hex<S: serde::Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{value:#x}"))
+}
+
+impl Location {
+    /// A location of which only the address is known.
+    pub fn unknown(rip: u64) -> Location {
+        Location { rip, function: None, file: None, line: None }
+    }
+
+    /// Whether this is the guest's own code rather than support code (by
+    /// its function's crate or its file's directory). A frame without a
+    /// function name (no DWARF for it) is not the guest's code either.
+    fn is_guest_code(&self) -> bool {
+        let Some(name) = self.function.as_deref() else { return false };
+        let name = name.trim_start_matches('<');
+        let in_support = SUPPORT_CRATES.iter().any(|krate| name.starts_with(krate))
+            || self.file.as_deref().is_some_and(|file| SUPPORT_SOURCES.iter().any(|dir| file.contains(dir)));
+        !in_support
+    }
+}
+
+impl fmt::Display for Location {
+    /// `FUNCTION (FILE:LINE)`, with `?` for what is unknown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (", self.function.as_deref().unwrap_or("?"))?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line})"),
+            (Some(file), None) => write!(f, "{file})"),
+            _ => write!(f, "{:#x})", self.rip),
+        }
+    }
+}
+
+/// Where a report happened: the site, its caller, and every frame.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Place {
+    /// The site: the first frame in the guest's own code, or the first frame
+    /// when none is.
+    pub location: Location,
+    /// The frame after the site, when there is one.
+    #[serde(skip)]
+    pub caller: Option<Location>,
+    /// Every frame, innermost first; inlined functions are frames of their own.
+    pub frames: Vec<Location>,
+}
+
+impl Place {
+    /// The place of `stack` (as [`stack::capture`] gives it): each address
+    /// looked up in `symbols`, return addresses by the call before them.
+    pub fn of(stack: &[u64], symbols: &Symbols) -> Place {
+        let frames: Vec<Location> = stack
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &rip)| {
+                // A return address follows its call; the byte before it is the call's.
+                let probe = if i == 0 { rip } else { rip.wrapping_sub(1) };
+                symbols.frames(rip, probe)
+            })
+            .collect();
+        let site = frames.iter().position(Location::is_guest_code).unwrap_or(0);
+        let location = frames.get(site).cloned().unwrap_or_else(|| Location::unknown(stack.first().copied().unwrap_or(0)));
+        Place { location, caller: frames.get(site + 1).cloned(), frames }
+    }
+
+    /// A place of which only `rip` is known (before the report looks it up).
+    pub fn unknown(rip: u64) -> Place {
+        Place { location: Location::unknown(rip), caller: None, frames: Vec::new() }
+    }
+
+    /// ` at FUNCTION (FILE:LINE), called from FUNCTION (FILE:LINE)` for the
+    /// human-readable lines; empty when nothing is known of the site.
+    pub fn describe(&self) -> String {
+        if self.location.function.is_none() && self.location.line.is_none() {
+            return String::new();
+        }
+        match &self.caller {
+            Some(caller) => format!(" at {}, called from {caller}", self.location),
+            None => format!(" at {}", self.location),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rip: u64, function: &str, line: u32) -> Location {
+        Location { rip, function: Some(function.into()), file: Some("src/bin/x.rs".into()), line: Some(line) }
+    }
+
+    #[test]
+    fn support_code_is_told_by_the_crate_of_the_function() {
+        assert!(!at(1, "kmemvisor_guest::aix::xmfree", 1).is_guest_code());
+        assert!(!at(1, "<kmemvisor_guest::Console as core::fmt::Write>::write_str", 1).is_guest_code());
+        assert!(!at(1, "core::ptr::read_volatile<u64>", 1).is_guest_code());
+        assert!(at(1, "dma_race::main", 1).is_guest_code());
+        assert!(!at(1, "__rustc::rust_begin_unwind", 1).is_guest_code(), "the panic handler");
+        let firmware = Location { file: Some("/src/kmemvisor/firmware/src/lib.rs".into()), ..at(1, "kmv_main", 74) };
+        assert!(!firmware.is_guest_code(), "the firmware's unmangled functions are told by their file");
+        assert!(!Location::unknown(1).is_guest_code(), "a frame without a name is never the site");
+    }
+
+    #[test]
+    fn places_describe_the_site_and_its_caller() {
+        let place = Place { location: at(0x10, "a::f", 7), caller: Some(at(0x20, "a::main", 9)), frames: Vec::new() };
+        assert_eq!(place.describe(), " at a::f (src/bin/x.rs:7), called from a::main (src/bin/x.rs:9)");
+        assert_eq!(Place::unknown(0x10).describe(), "");
+        let no_file = Location { function: Some("f".into()), ..Location::unknown(0x30) };
+        assert_eq!(no_file.to_string(), "f (0x30)");
+        let json = serde_json::to_value(Place::unknown(0x10)).expect("json");
+        assert_eq!(json, serde_json::json!({"location": {"rip": "0x10", "function": null, "file": null, "line": null}, "frames": []}));
+    }
+
+    #[test]
+    fn an_empty_stack_or_no_dwarf_gives_unknown_frames() {
+        let none = Symbols::new(&[]);
+        assert_eq!(Place::of(&[], &none), Place::unknown(0));
+        let place = Place::of(&[0x1000, 0x2000], &none);
+        assert_eq!(place.location, Location::unknown(0x1000));
+        assert_eq!(place.frames, vec![Location::unknown(0x1000), Location::unknown(0x2000)]);
+    }
+}
