@@ -78,56 +78,80 @@ fn lookup(context: &addr2line::Context<Reader>, rip: u64, probe: u64) -> Vec<Loc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object::ObjectSymbol;
 
-    fn bundled(name: &str) -> &'static [u8] {
-        crate::guests::find(name).expect("bundled guest").elf
+    fn hello() -> &'static [u8] {
+        crate::guests::find("hello").expect("bundled guest").elf
+    }
+
+    /// The address range of each function in `elf`'s symbol table.
+    fn functions(elf: &[u8]) -> Vec<(String, std::ops::Range<u64>)> {
+        let file = object::File::parse(elf).expect("elf");
+        let symbols = file.symbols().filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0);
+        symbols.map(|s| (s.name().unwrap_or("").to_owned(), s.address()..s.address() + s.size())).collect()
+    }
+
+    fn kmv_main(elf: &[u8]) -> std::ops::Range<u64> {
+        functions(elf).into_iter().find(|(name, _)| name == "kmv_main").expect("kmv_main").1
+    }
+
+    /// `hello::main` is inlined into the firmware's `kmv_main`: an address
+    /// in it has both frames, the inlined one first, each with its line.
+    #[test]
+    fn code_of_a_bundled_guest_is_named_with_its_function_file_and_line() {
+        let symbols = Symbols::new(&[hello()]);
+        let found = kmv_main(hello()).find_map(|rip| {
+            let frames = symbols.frames(rip, rip);
+            frames.iter().any(|f| f.function.as_deref() == Some("hello::main")).then_some(frames)
+        });
+        let frames = found.expect("an address in hello::main");
+        let main = frames.iter().find(|f| f.function.as_deref() == Some("hello::main")).expect("main");
+        assert!(main.file.as_deref().is_some_and(|f| f.ends_with("guest/programs/src/bin/hello.rs")), "{frames:?}");
+        assert!(main.line.is_some_and(|l| l > 0), "{frames:?}");
+        let outer = frames.last().expect("outermost");
+        assert_eq!(outer.function.as_deref(), Some("kmv_main"), "{frames:?}");
+        assert!(outer.file.as_deref().is_some_and(|f| f.ends_with("firmware/src/lib.rs")), "{frames:?}");
     }
 
     #[test]
     fn input_that_is_no_elf_or_has_no_dwarf_gives_no_location() {
-        let hello = bundled("hello");
+        let elf = hello();
         let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        for elf in [&[][..], b"\x7fELF", &hello[..64], &hello[..hello.len() / 2], &garbage[..]] {
-            let symbols = Symbols::new(&[elf]);
-            assert!(symbols.contexts.is_empty() || symbols.frames(0xffff_ffff_8020_0000, 0xffff_ffff_8020_0000).len() <= MAX_INLINED);
-            assert_eq!(Symbols::new(&[elf]).frames(0x1234, 0x1234), vec![Location::unknown(0x1234)]);
+        let main = kmv_main(elf).start;
+        for bytes in [&[][..], b"\x7fELF", &elf[..64], &elf[..elf.len() / 2], &garbage[..]] {
+            assert_eq!(Symbols::new(&[bytes]).frames(main, main), vec![Location::unknown(main)], "{} bytes", bytes.len());
         }
+        assert_eq!(Symbols::new(&[elf]).frames(0x1234, 0x1234), vec![Location::unknown(0x1234)], "an address no object has");
     }
 
-    /// Every byte of the DWARF sections of a real guest flipped in turn
-    /// (a stride of them): lookups find something or nothing, and never panic.
+    /// Bytes of the DWARF sections of a real guest flipped, one at a time
+    /// (a stride of them in each section): every function still looks up to
+    /// something or nothing, and nothing panics.
     #[test]
     fn garbled_dwarf_never_panics() {
-        let hello = bundled("hello");
-        let file = object::File::parse(hello).expect("elf");
-        let entry = file.entry();
+        let elf = hello();
+        let file = object::File::parse(elf).expect("elf");
         let ranges: Vec<(usize, usize)> = file
             .sections()
             .filter(|s| s.name().is_ok_and(|n| n.starts_with(".debug_")))
             .filter_map(|s| s.file_range())
             .map(|(start, size)| (start as usize, size as usize))
             .collect();
-        assert!(!ranges.is_empty(), "the bundled guests carry DWARF");
-        let mut looked_up = 0;
+        assert!(ranges.len() >= 3, "the bundled guests carry DWARF: {ranges:?}");
+        let probes: Vec<u64> = functions(elf).into_iter().flat_map(|(_, range)| [range.start, range.end - 1]).collect();
+        let mut garbled = 0;
         for &(start, size) in &ranges {
-            for offset in (start..start + size).step_by(size / 24 + 1) {
-                let mut broken = hello.to_vec();
-                broken[offset] ^= 0xff;
+            for offset in (start..start + size).step_by(size / 16 + 1) {
+                let mut broken = elf.to_vec();
+                broken[offset] ^= 0xa5;
                 let symbols = Symbols::new(&[&broken]);
-                let frames = symbols.frames(entry, entry);
-                assert!(!frames.is_empty() && frames.len() <= MAX_INLINED);
-                looked_up += 1;
+                for &probe in &probes {
+                    let frames = symbols.frames(probe, probe);
+                    assert!(!frames.is_empty() && frames.len() <= MAX_INLINED);
+                }
+                garbled += 1;
             }
         }
-        assert!(looked_up > 24);
-    }
-
-    #[test]
-    fn the_entry_of_a_bundled_guest_is_in_the_firmware() {
-        let hello = bundled("hello");
-        let entry = object::File::parse(hello).expect("elf").entry();
-        let frames = Symbols::new(&[hello]).frames(entry, entry);
-        assert_eq!(frames.len(), 1, "{frames:?}");
-        assert_eq!(frames[0].rip, entry);
+        assert!(garbled >= 3 * 16, "{garbled}");
     }
 }

@@ -97,7 +97,9 @@ pub struct Place {
     /// The site: the first frame in the guest's own code, or the first frame
     /// when none is.
     pub location: Location,
-    /// The frame after the site, when there is one.
+    /// Who called the site: the next frame in the guest's own code, or
+    /// the frame right after the site when none is (`main`'s caller is the
+    /// firmware); `None` when the site is the last frame.
     #[serde(skip)]
     pub caller: Option<Location>,
     /// Every frame, innermost first; inlined functions are frames of their own.
@@ -117,9 +119,16 @@ impl Place {
                 symbols.frames(rip, probe)
             })
             .collect();
+        Place::from_frames(frames)
+    }
+
+    /// The place whose frames are `frames`, innermost first.
+    fn from_frames(frames: Vec<Location>) -> Place {
         let site = frames.iter().position(Location::is_guest_code).unwrap_or(0);
-        let location = frames.get(site).cloned().unwrap_or_else(|| Location::unknown(stack.first().copied().unwrap_or(0)));
-        Place { location, caller: frames.get(site + 1).cloned(), frames }
+        let location = frames.get(site).cloned().unwrap_or_else(|| Location::unknown(0));
+        let after = frames.get(site + 1..).unwrap_or_default();
+        let caller = after.iter().find(|f| f.is_guest_code()).or(after.first()).cloned();
+        Place { location, caller, frames }
     }
 
     /// A place of which only `rip` is known (before the report looks it up).
@@ -169,6 +178,29 @@ mod tests {
         assert_eq!(no_file.to_string(), "f (0x30)");
         let json = serde_json::to_value(Place::unknown(0x10)).expect("json");
         assert_eq!(json, serde_json::json!({"location": {"rip": "0x10", "function": null, "file": null, "line": null}, "frames": []}));
+    }
+
+    fn place_of(frames: &[Location]) -> Place {
+        Place::from_frames(frames.to_vec())
+    }
+
+    #[test]
+    fn the_caller_is_the_next_frame_of_the_guest_s_own_code() {
+        let frames = [
+            at(1, "kmemvisor_guest::hypercall::hypercall", 29),
+            at(1, "drv::read_words::{{closure}}", 55),
+            at(2, "core::iter::adapters::map::map_try_fold", 9),
+            at(3, "drv::main", 70),
+            at(4, "kmv_main", 74),
+        ];
+        let site = frames.iter().position(Location::is_guest_code);
+        assert_eq!(site, Some(1));
+        let place = place_of(&frames);
+        assert_eq!((place.location.line, place.caller.and_then(|c| c.line)), (Some(55), Some(70)));
+        let place = place_of(&frames[3..]);
+        assert_eq!(place.caller.map(|c| c.function), Some(Some("kmv_main".into())), "no guest code after main: its caller");
+        assert_eq!(place_of(&frames[4..]).location.line, Some(74), "no guest code at all: the first frame");
+        assert_eq!(place_of(&frames[4..]).caller, None);
     }
 
     #[test]
