@@ -414,7 +414,7 @@ mod tests {
             return None;
         }
         let args = std::array::from_fn(|_| if next().is_multiple_of(2) { next() } else { next() % 0x10_0000 });
-        Some((Caller { vcpu: (next() % 2) as usize, rip: next(), rbp: next() }, Request { number, args }))
+        Some((Caller { vcpu: (next() % 2) as usize, rip: next(), rbp: 0 }, Request { number, args }))
     }
 
     #[test]
