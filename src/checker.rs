@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(checker.place(1, &[0x1]), 0, "placed once");
         assert_eq!(checker.place(2, &[]), 0, "an empty stack places nothing");
         let v = checker.violations();
-        assert_eq!((v[0].rip.as_str(), v[0].stack.as_slice()), ("0xffffffff80200010", &[0xffff_ffff_8020_0010, 0xffff_ffff_8020_0100][..]));
+        assert_eq!(
+            (v[0].rip.as_str(), v[0].stack.as_slice()),
+            ("0xffffffff80200010", &[0xffff_ffff_8020_0010, 0xffff_ffff_8020_0100][..])
+        );
         assert_eq!((v[1].rip.as_str(), v[1].stack.len()), ("0x0", 0));
         assert_eq!(v[2].stack, vec![0], "a violation recorded with its RIP keeps it");
     }

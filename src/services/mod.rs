@@ -355,7 +355,11 @@ mod tests {
             "vCPU 0 is never done"
         );
         assert_eq!(
-            dispatch(&s, Caller { vcpu: 1, rip: 0, rbp: 0 }, Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }),
+            dispatch(
+                &s,
+                Caller { vcpu: 1, rip: 0, rbp: 0 },
+                Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }
+            ),
             Outcome::Idle(9)
         );
     }

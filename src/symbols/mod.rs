@@ -177,7 +177,10 @@ mod tests {
         let no_file = Location { function: Some("f".into()), ..Location::unknown(0x30) };
         assert_eq!(no_file.to_string(), "f (0x30)");
         let json = serde_json::to_value(Place::unknown(0x10)).expect("json");
-        assert_eq!(json, serde_json::json!({"location": {"rip": "0x10", "function": null, "file": null, "line": null}, "frames": []}));
+        assert_eq!(
+            json,
+            serde_json::json!({"location": {"rip": "0x10", "function": null, "file": null, "line": null}, "frames": []})
+        );
     }
 
     fn place_of(frames: &[Location]) -> Place {
