@@ -34,12 +34,13 @@ use super::fail;
 /// What every translation unit of a guest is compiled with: a static,
 /// freestanding image in the top 2 GiB (the kernel code model), no red zone
 /// (exceptions and interrupts push on the guest's own stack), no stack
-/// protector (no C library), frame pointers for kmemvisor's backtraces, and
-/// debug information for its file:line diagnostics. `{includedir}` is
-/// replaced.
+/// protector (no C library), frame pointers for kmemvisor's backtraces (in
+/// leaf functions too: without one, a leaf such as the runtime's `xmfree`
+/// hides its caller), and debug information for its file:line diagnostics.
+/// `{includedir}` is replaced.
 pub const CFLAGS: &str = "-I{includedir} -ffreestanding -fno-pic -fno-pie -mcmodel=kernel -mno-red-zone \
      -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables -fno-omit-frame-pointer \
-     -fcf-protection=none -g";
+     -mno-omit-leaf-frame-pointer -fcf-protection=none -g";
 
 /// How a guest is linked: no C library or start files, the kmemvisor image
 /// layout, and the whole runtime (it must come in even though `pkg-config`

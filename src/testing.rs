@@ -35,7 +35,7 @@ pub fn state_with_module() -> VmState {
 pub fn call(state: &VmState, service: Service, args: &[u64]) -> Outcome {
     let mut all = [0u64; 6];
     all[..args.len()].copy_from_slice(args);
-    dispatch(state, Caller { vcpu: 0, rip: RIP, rbp: 0 }, Request { number: service.number(), args: all })
+    dispatch(state, Caller { vcpu: 0, rip: RIP, rbp: 0, rsp: 0 }, Request { number: service.number(), args: all })
 }
 
 /// The reply to `service(args…)`; panics on a stop.

@@ -122,3 +122,64 @@ fn a_touch_of_a_hidden_page_names_the_touching_instruction() {
     expect_at(&touches[0]["location"], "xmem-touch", "xmem_touch::access", line);
     assert!(r.stderr.contains(&format!("xmem-touch.rs:{line}), called from xmem_touch::toucher (")), "{}", r.stderr);
 }
+
+/// A C driver with a double free in a helper and a fault in `main`.
+const C_DRIVER: &str = r#"#include <kmemvisor.h>
+
+static int release_twice(caddr_t p)
+{
+    xmfree(p, kernel_heap);
+    return xmfree(p, kernel_heap); /* SECOND FREE */
+}
+
+int main(int argc, char **argv)
+{
+    caddr_t p = xmalloc(64, 3, kernel_heap);
+    if (argc > 1)
+        *(volatile unsigned long *)0xdead0000ul = 1; /* FAULT */
+    printf("again: %d\n", release_twice(p)); /* CALL */
+    return 0;
+}
+"#;
+
+fn c_line(marker: &str) -> u64 {
+    C_DRIVER.lines().position(|line| line.contains(marker)).expect("marker") as u64 + 1
+}
+
+fn expect_c_at(location: &Value, function: &str, line: u64) {
+    assert!(location["file"].as_str().is_some_and(|f| f.ends_with("/driver.c")), "{location:#}");
+    assert_eq!((&location["function"], &location["line"]), (&Value::from(function), &Value::from(line)), "{location:#}");
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_c_driver_s_violation_and_fault_name_its_lines() {
+    if !kvm_or_skip("symbols: C driver") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("driver.c"), C_DRIVER).expect("write driver.c");
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_kmemvisor"))
+        .args(["cc", "-O2", "driver.c", "-o", "driver.elf"])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .expect("kmemvisor cc runs");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let elf = dir.path().join("driver.elf").display().to_string();
+
+    let r = run(&elf, &[]);
+    r.expect_status(65);
+    let double_free = &violations(&r)[0];
+    assert_eq!(double_free["kind"], "aix.xmfree-double-free");
+    // The runtime's `xmfree` has no frame of its own (a leaf): its caller comes from RSP.
+    expect_c_at(&double_free["location"], "release_twice", c_line("SECOND FREE"));
+    let frames = double_free["frames"].as_array().expect("frames");
+    let main = frames.iter().find(|f| f["function"] == "main").expect("main's frame");
+    expect_c_at(main, "main", c_line("CALL"));
+    assert!(r.stderr.contains(&format!("driver.c:{}), called from main (", c_line("SECOND FREE"))), "{}", r.stderr);
+
+    let r = run(&elf, &["--", "fault"]);
+    r.expect_status(68);
+    expect_c_at(&r.report()["exit"]["location"], "main", c_line("FAULT"));
+}

@@ -325,7 +325,7 @@ fn ns_per_call(iterations: u64, mut f: impl FnMut()) -> f64 {
 /// Dispatches `service(args)` in-process from vCPU 0, as a vCPU thread would
 /// after an exit; the value, or an error unless the status is OK.
 fn call(state: &VmState, service: Service, args: [u64; 6]) -> Result<u64, BenchError> {
-    match dispatch(state, Caller { vcpu: 0, rip: 0, rbp: 0 }, Request { number: service.number(), args }) {
+    match dispatch(state, Caller { vcpu: 0, rip: 0, rbp: 0, rsp: 0 }, Request { number: service.number(), args }) {
         Outcome::Reply(Reply { status: Status::OK, value }) => Ok(value),
         other => Err(BenchError::Service(service.name(), format!("{other:?}"))),
     }

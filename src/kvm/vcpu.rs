@@ -129,7 +129,7 @@ fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_re
     match exit {
         Exit::IoOut { port, .. } if bus.device(port) == Some(PortDevice::Hypercall) => {
             let rip = state.call_site.of(state.ram.memory(), &state.space, regs.rip);
-            match services::dispatch(state, Caller { vcpu, rip, rbp: regs.rbp }, Request::from_regs(regs)) {
+            match services::dispatch(state, Caller { vcpu, rip, rbp: regs.rbp, rsp: regs.rsp }, Request::from_regs(regs)) {
                 Outcome::Reply(reply) => Action::Reply(reply),
                 Outcome::Stop(cause) => Action::Stop(*cause),
                 Outcome::Idle(result) => Action::Idle(result),
@@ -191,7 +191,7 @@ fn stray(
     then: Action,
 ) -> Action {
     // Under --strict this requested the stop, which the run loop sees before re-entry.
-    let stack = stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rbp);
+    let stack = stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rsp, regs.rbp);
     state.record_violation(Violation::new(kind, what, args, vcpu, regs.rip, message).with_stack(stack));
     then
 }
@@ -367,7 +367,7 @@ fn place_touch(fd: &VcpuFd, state: &VmState, id: usize) {
         return;
     }
     if let Ok(regs) = fd.get_regs() {
-        state.checker.place(id, &stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rbp));
+        state.checker.place(id, &stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rsp, regs.rbp));
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Caller {
     pub rip: u64,
     /// The frame pointer at the call, where the walk of its stack starts.
     pub rbp: u64,
+    /// The stack pointer at the call: a frameless function's return address is there.
+    pub rsp: u64,
 }
 
 impl Caller {
@@ -80,7 +82,7 @@ impl Caller {
 
     /// The call's RIP, then the return addresses of the frames above it.
     pub fn stack(self, state: &VmState) -> Vec<u64> {
-        stack::capture(state.ram.memory(), &state.space, self.rip, self.rbp)
+        stack::capture(state.ram.memory(), &state.space, self.rip, self.rsp, self.rbp)
     }
 }
 
@@ -242,7 +244,7 @@ mod tests {
     }
 
     fn call(state: &VmState, number: u64, args: [u64; 6]) -> Outcome {
-        dispatch(state, Caller { vcpu: 0, rip: 0x1000, rbp: 0 }, Request { number, args })
+        dispatch(state, Caller { vcpu: 0, rip: 0x1000, rbp: 0, rsp: 0 }, Request { number, args })
     }
 
     fn flushed(state: &VmState) -> String {
@@ -357,7 +359,7 @@ mod tests {
         assert_eq!(
             dispatch(
                 &s,
-                Caller { vcpu: 1, rip: 0, rbp: 0 },
+                Caller { vcpu: 1, rip: 0, rbp: 0, rsp: 0 },
                 Request { number: Service::VcpuDone.number(), args: [9, 0, 0, 0, 0, 0] }
             ),
             Outcome::Idle(9)
@@ -418,7 +420,7 @@ mod tests {
             return None;
         }
         let args = std::array::from_fn(|_| if next().is_multiple_of(2) { next() } else { next() % 0x10_0000 });
-        Some((Caller { vcpu: (next() % 2) as usize, rip: next(), rbp: 0 }, Request { number, args }))
+        Some((Caller { vcpu: (next() % 2) as usize, rip: next(), rbp: 0, rsp: 0 }, Request { number, args }))
     }
 
     #[test]

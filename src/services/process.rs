@@ -178,7 +178,7 @@ mod tests {
         let state =
             VmState::new(crate::state::VmConfig::default(), crate::guests::find("hello").expect("hello").elf).expect("state");
         let call = |service: Service, args: [u64; 6]| {
-            dispatch(&state, Caller { vcpu: 0, rip: 0, rbp: 0 }, Request { number: service.number(), args })
+            dispatch(&state, Caller { vcpu: 0, rip: 0, rbp: 0, rsp: 0 }, Request { number: service.number(), args })
         };
         let reply = |status, value| Outcome::Reply(Reply { status, value });
         assert_eq!(call(Service::ProcessMap, [0x1000_0000, 10, 0, 0, 0, 0]), reply(Status::ESRCH, 0), "no current process");

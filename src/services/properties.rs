@@ -225,7 +225,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     let config = VmConfig { memory: layout::MIN_RAM_SIZE, vcpus: VCPUS, ..VmConfig::default() };
     let state = VmState::new(config, hello).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let call = |vcpu: usize, service: Service, args: [u64; 6]| {
-        dispatch(&state, Caller { vcpu, rip: 0x1234, rbp: 0 }, Request { number: service.number(), args })
+        dispatch(&state, Caller { vcpu, rip: 0x1234, rbp: 0, rsp: 0 }, Request { number: service.number(), args })
     };
     let Outcome::Reply(scratch) = call(0, Service::VmGetWiredMemory, [PAGE_SIZE, u64::from(VM_PAGE_ALIGNED), 0, 0, 0, 0]) else {
         return Err(TestCaseError::fail("no scratch page"));

@@ -38,9 +38,12 @@ const SUPPORT_CRATES: &[&str] = &[
 
 /// Source directories of support code, for the functions whose names do not
 /// say their crate: the `#[no_mangle]` functions of the firmware (`kmv_main`,
-/// which its `entry!` macro writes into the program) and of the library, and
-/// Rust's own library (built under `/rustc/`).
-const SUPPORT_SOURCES: &[&str] = &["/firmware/src/", "/guest/lib/src/", "/guest/modules/src/lib.rs", "/rustc/"];
+/// which its `entry!` macro writes into the program) and of the library,
+/// Rust's own library (built under `/rustc/`), and the C SDK: its runtime
+/// (compiled with its directory mapped to `kmemvisor-sdk/`) and the inline
+/// functions of its headers (`include/kmemvisor/`, wherever installed).
+const SUPPORT_SOURCES: &[&str] =
+    &["/firmware/src/", "/guest/lib/src/", "/guest/modules/src/lib.rs", "/rustc/", "kmemvisor-sdk/", "/include/kmemvisor/"];
 
 /// One place in the guest's code; the parts DWARF does not give are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -166,6 +169,11 @@ mod tests {
         assert!(!at(1, "__rustc::rust_begin_unwind", 1).is_guest_code(), "the panic handler");
         let firmware = Location { file: Some("/src/kmemvisor/firmware/src/lib.rs".into()), ..at(1, "kmv_main", 74) };
         assert!(!firmware.is_guest_code(), "the firmware's unmangled functions are told by their file");
+        let c_runtime = Location { file: Some("/build/kmemvisor-sdk/runtime/services.c".into()), ..at(1, "xmfree", 111) };
+        let c_header = Location { file: Some("/opt/sdk/include/kmemvisor/runtime.h".into()), ..at(1, "kmv_hypercall", 39) };
+        assert!(!c_runtime.is_guest_code() && !c_header.is_guest_code(), "the C SDK's runtime and headers");
+        let c_driver = Location { file: Some("/home/me/driver.c".into()), ..at(1, "main", 9) };
+        assert!(c_driver.is_guest_code());
         assert!(!Location::unknown(1).is_guest_code(), "a frame without a name is never the site");
     }
 

@@ -1,9 +1,13 @@
 //! Capturing a vCPU's stack when something is reported: the instruction and
 //! the return addresses found by following the frame pointers.
 //!
-//! The guests are built with frame pointers (`guest/.cargo/config.toml`):
-//! each frame starts with the caller's RBP, and the return address lies just
-//! above it. The frames are read from guest memory through the VMM's own
+//! The guests are built with frame pointers (`guest/.cargo/config.toml`,
+//! the C SDK's flags): each frame starts with the caller's RBP, and the
+//! return address lies just above it. A function without a frame of its own
+//! (a leaf that GCC leaves frameless whatever the flags say, such as the C
+//! runtime's service wrappers, or Rust's prebuilt `memcpy`) would hide its
+//! caller from that walk: its return address is still at RSP, which is
+//! recognised by the direct `call` just before it (`leaf_return`). The frames are read from guest memory through the VMM's own
 //! page tables, as the guest could read them, with bounds-checked reads
 //! only; the walk stops at the first frame pointer that is zero, misaligned,
 //! not canonical, not mapped for the guest, or not above the one before
@@ -18,9 +22,16 @@ use crate::memory_model::paging::{AddressSpace, is_canonical};
 /// The most addresses captured: the instruction and 15 callers.
 pub const MAX_FRAMES: usize = 16;
 
-/// `rip`, then the return address of each frame from `rbp` on.
-pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rbp: u64) -> Vec<u64> {
-    capture_above(memory, space, rip, rbp, 0)
+/// How far into a frameless function the instruction may be: a leaf is short.
+const LEAF_MAX: u64 = 4096;
+
+/// The opcode of `call rel32`.
+const CALL_REL32: u8 = 0xe8;
+
+/// `rip`, then the return address of each frame from `rbp` on (`rsp`'s
+/// first, when the function at `rip` has no frame of its own).
+pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
+    capture_above(memory, space, rip, rsp, rbp, 0)
 }
 
 /// The stack of a CPU exception at `rip` with the stack pointer `rsp`, from
@@ -29,13 +40,15 @@ pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rbp: u6
 /// those below `rsp` and are left out; the first frame at or above it is the
 /// faulting function's, whose return address leads to its caller.
 pub fn capture_exception(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
-    capture_above(memory, space, rip, rbp, rsp)
+    capture_above(memory, space, rip, rsp, rbp, rsp)
 }
 
-/// `rip`, then the return addresses of the frames from `rbp` on that lie at
+/// `rip`, the return address at `rsp` when the function at `rip` has no
+/// frame, then the return addresses of the frames from `rbp` on that lie at
 /// or above `floor`.
-fn capture_above(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rbp: u64, floor: u64) -> Vec<u64> {
+fn capture_above(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64, floor: u64) -> Vec<u64> {
     let mut stack = vec![rip];
+    stack.extend(leaf_return(memory, space, rip, rsp));
     let mut frame = rbp;
     let mut walked = 0;
     while stack.len() < MAX_FRAMES && walked < 2 * MAX_FRAMES && frame != 0 && frame.is_multiple_of(8) && is_canonical(frame) {
@@ -55,6 +68,24 @@ fn capture_above(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rbp: 
     stack
 }
 
+/// The return address at `rsp` if the function at `rip` has pushed nothing:
+/// the word there follows a direct `call` to an address at or before `rip`
+/// and less than `LEAF_MAX` before it. In a function with a frame, the word
+/// at RSP is a local or a saved register, which is not such an address.
+fn leaf_return(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64) -> Option<u64> {
+    let ret = read_word(memory, space, rsp)?;
+    let call = guest_access::read(memory, space, ret.checked_sub(5)?, 5).ok()?;
+    let (&opcode, offset) = call.split_first()?;
+    let offset = i32::from_le_bytes(offset.try_into().ok()?);
+    let target = ret.wrapping_add_signed(i64::from(offset));
+    (opcode == CALL_REL32 && target <= rip && rip - target < LEAF_MAX).then_some(ret)
+}
+
+fn read_word(memory: &GuestMemoryMmap, space: &AddressSpace, at: u64) -> Option<u64> {
+    let bytes = guest_access::read(memory, space, at, 8).ok()?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
 /// The saved RBP and the return address of the frame at `frame`.
 fn read_frame(memory: &GuestMemoryMmap, space: &AddressSpace, frame: u64) -> Option<(u64, u64)> {
     let bytes = guest_access::read(memory, space, frame, 16).ok()?;
@@ -71,6 +102,8 @@ mod tests {
 
     const STACK_VA: u64 = 0xffff_c000_0000_0000;
     const STACK_GPA: u64 = 0x50_0000;
+    const CODE_VA: u64 = 0xffff_ffff_8020_0000;
+    const CODE_GPA: u64 = 0x60_0000;
 
     fn words(memory: &GuestMemoryMmap, at: u64, values: &[u64]) {
         for (i, v) in values.iter().enumerate() {
@@ -83,6 +116,7 @@ mod tests {
         let mut pool = TablePool::new();
         let space = AddressSpace::new(ram.memory(), &mut pool).expect("space");
         space.map(ram.memory(), &mut pool, STACK_VA, STACK_GPA, flags).expect("map");
+        space.map(ram.memory(), &mut pool, CODE_VA, CODE_GPA, PteFlags::USER).expect("map code");
         (ram, space)
     }
 
@@ -94,7 +128,7 @@ mod tests {
         words(m, STACK_VA + 0x100, &[STACK_VA + 0x200, 0xffff_ffff_8020_1111]);
         words(m, STACK_VA + 0x200, &[STACK_VA + 0x300, 0xffff_ffff_8020_2222]);
         words(m, STACK_VA + 0x300, &[0, 0xffff_ffff_8020_3333]);
-        let stack = capture(m, &space, 0xffff_ffff_8020_0000, STACK_VA + 0x100);
+        let stack = capture(m, &space, 0xffff_ffff_8020_0000, 0, STACK_VA + 0x100);
         assert_eq!(stack, vec![0xffff_ffff_8020_0000, 0xffff_ffff_8020_1111, 0xffff_ffff_8020_2222, 0xffff_ffff_8020_3333]);
     }
 
@@ -111,22 +145,42 @@ mod tests {
     }
 
     #[test]
+    fn a_frameless_function_s_return_address_is_taken_from_rsp() {
+        let (ram, space) = setup(PteFlags::USER | PteFlags::WRITABLE);
+        let m = ram.memory();
+        // At CODE_VA + 0x100: `call CODE_VA + 0x800`, returning to CODE_VA + 0x105.
+        let call = [0xe8, 0xfb, 0x06, 0x00, 0x00];
+        m.write_slice(&call, GuestAddress(CODE_GPA + 0x100)).expect("code");
+        let ret = CODE_VA + 0x105;
+        words(m, STACK_VA + 0x80, &[ret]);
+        words(m, STACK_VA + 0x100, &[0, 0xffff_ffff_8020_3333]);
+        let leaf = CODE_VA + 0x810;
+        assert_eq!(capture(m, &space, leaf, STACK_VA + 0x80, STACK_VA + 0x100), vec![leaf, ret, 0xffff_ffff_8020_3333]);
+        // Not taken: an instruction before the call's target, or too far past it, or a word not after a call.
+        for rip in [CODE_VA + 0x7ff, CODE_VA + 0x800 + LEAF_MAX] {
+            assert_eq!(capture(m, &space, rip, STACK_VA + 0x80, STACK_VA + 0x100), vec![rip, 0xffff_ffff_8020_3333]);
+        }
+        words(m, STACK_VA + 0x80, &[ret + 1]);
+        assert_eq!(capture(m, &space, leaf, STACK_VA + 0x80, STACK_VA + 0x100), vec![leaf, 0xffff_ffff_8020_3333]);
+    }
+
+    #[test]
     fn bad_frame_pointers_end_the_walk() {
         let (ram, space) = setup(PteFlags::USER | PteFlags::WRITABLE);
         let m = ram.memory();
         // A loop (a frame pointing at itself), a frame pointing down, a non-canonical return.
         words(m, STACK_VA + 0x100, &[STACK_VA + 0x100, 0x1111]);
-        assert_eq!(capture(m, &space, 1, STACK_VA + 0x100), vec![1, 0x1111]);
+        assert_eq!(capture(m, &space, 1, 0, STACK_VA + 0x100), vec![1, 0x1111]);
         words(m, STACK_VA + 0x200, &[STACK_VA + 0x180, 0x2222]);
-        assert_eq!(capture(m, &space, 1, STACK_VA + 0x200), vec![1, 0x2222]);
+        assert_eq!(capture(m, &space, 1, 0, STACK_VA + 0x200), vec![1, 0x2222]);
         words(m, STACK_VA + 0x300, &[STACK_VA + 0x400, 0x8000_0000_0000_0000]);
-        assert_eq!(capture(m, &space, 1, STACK_VA + 0x300), vec![1]);
+        assert_eq!(capture(m, &space, 1, 0, STACK_VA + 0x300), vec![1]);
         // Unmapped, misaligned, non-canonical, zero.
         for rbp in [STACK_VA + 0x1000, STACK_VA + 0x104, 0x8000_0000_0000_0000, 0] {
-            assert_eq!(capture(m, &space, 1, rbp), vec![1], "rbp {rbp:#x}");
+            assert_eq!(capture(m, &space, 1, 0, rbp), vec![1], "rbp {rbp:#x}");
         }
         // A frame whose second word crosses into an unmapped page.
-        assert_eq!(capture(m, &space, 1, STACK_VA + 0xff8), vec![1]);
+        assert_eq!(capture(m, &space, 1, 0, STACK_VA + 0xff8), vec![1]);
     }
 
     #[test]
@@ -136,9 +190,9 @@ mod tests {
         for i in 0..64u64 {
             words(m, STACK_VA + 0x10 * i, &[STACK_VA + 0x10 * (i + 1), 0x1000 + i]);
         }
-        assert_eq!(capture(m, &space, 1, STACK_VA).len(), MAX_FRAMES);
+        assert_eq!(capture(m, &space, 1, 0, STACK_VA).len(), MAX_FRAMES);
         let (ram, space) = setup(PteFlags::WRITABLE);
         words(ram.memory(), STACK_VA, &[STACK_VA + 0x10, 0x1000]);
-        assert_eq!(capture(ram.memory(), &space, 1, STACK_VA), vec![1], "a page the guest cannot read is not read");
+        assert_eq!(capture(ram.memory(), &space, 1, 0, STACK_VA), vec![1], "a page the guest cannot read is not read");
     }
 }
