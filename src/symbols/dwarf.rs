@@ -5,6 +5,9 @@
 //! refuses (no ELF, no DWARF, a truncated or garbled section) leaves that
 //! object, or that one address, without a location. Nothing here panics on
 //! what the guest built, and each lookup is bounded (`MAX_INLINED`).
+//! `addr2line` parses nested inlined functions recursively, so DWARF that
+//! nests deeper than [`MAX_DIE_DEPTH`] (none that a compiler writes) is
+//! refused whole before it could exhaust the stack.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,6 +21,10 @@ type Reader = EndianArcSlice<RunTimeEndian>;
 
 /// The most inlined functions reported at one address.
 const MAX_INLINED: usize = 16;
+
+/// The deepest nesting of DWARF entries accepted; compilers nest a few
+/// dozen levels.
+const MAX_DIE_DEPTH: isize = 256;
 
 /// The DWARF of every loaded object that has some.
 pub struct Symbols {
@@ -50,11 +57,37 @@ fn context(elf: &[u8]) -> Option<addr2line::Context<Reader>> {
         let data = file.section_by_name(id.name()).and_then(|s| s.uncompressed_data().ok()).unwrap_or(Cow::Borrowed(&[]));
         Ok(EndianArcSlice::new(Arc::from(&*data), endian))
     };
-    let dwarf = gimli::Dwarf::load(load).ok()?;
-    if dwarf.debug_info.reader().is_empty() && dwarf.debug_line.reader().is_empty() {
+    context_of(gimli::Dwarf::load(load).ok()?)
+}
+
+/// The `addr2line` context of `dwarf`, or `None` when it is empty or nests too deep.
+fn context_of(dwarf: gimli::Dwarf<Reader>) -> Option<addr2line::Context<Reader>> {
+    if dwarf.debug_info.reader().is_empty() && dwarf.debug_line.reader().is_empty() || !shallow(&dwarf) {
         return None;
     }
     addr2line::Context::from_dwarf(dwarf).ok()
+}
+
+/// Whether no entry of `dwarf` nests deeper than `MAX_DIE_DEPTH`, read
+/// without recursion. Reading stops at the first malformed unit or entry,
+/// where `addr2line`'s own reading stops too.
+fn shallow(dwarf: &gimli::Dwarf<Reader>) -> bool {
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(abbreviations) = header.abbreviations(&dwarf.debug_abbrev) else { continue };
+        let Ok(mut entries) = header.entries_raw(&abbreviations, None) else { continue };
+        while !entries.is_empty() {
+            if entries.next_depth() > MAX_DIE_DEPTH {
+                return false;
+            }
+            match entries.read_abbreviation() {
+                Ok(Some(abbreviation)) if entries.skip_attributes(abbreviation.attributes()).is_ok() => {}
+                Ok(None) => {}
+                _ => break,
+            }
+        }
+    }
+    true
 }
 
 /// The frames `context` knows at `probe`, at most `MAX_INLINED`; empty when
@@ -122,6 +155,41 @@ mod tests {
             assert_eq!(Symbols::new(&[bytes]).frames(main, main), vec![Location::unknown(main)], "{} bytes", bytes.len());
         }
         assert_eq!(Symbols::new(&[elf]).frames(0x1234, 0x1234), vec![Location::unknown(0x1234)], "an address no object has");
+    }
+
+    /// DWARF of one unit whose entries nest `depth` levels: a compile unit
+    /// holding inlined subroutines each inside the one before.
+    fn nested(depth: usize) -> gimli::Dwarf<Reader> {
+        // Abbreviation 1: DW_TAG_compile_unit, 2: DW_TAG_inlined_subroutine; both with children, no attributes.
+        let abbrev = [1, 0x11, 1, 0, 0, 2, 0x1d, 1, 0, 0, 0];
+        let mut entries = vec![1u8];
+        entries.extend(std::iter::repeat_n(2u8, depth));
+        entries.extend(std::iter::repeat_n(0u8, depth + 1));
+        // A DWARF 4 unit header: length, version, abbreviation offset, address size.
+        let length = u32::try_from(2 + 4 + 1 + entries.len()).expect("small");
+        let mut info = length.to_le_bytes().to_vec();
+        info.extend(4u16.to_le_bytes());
+        info.extend(0u32.to_le_bytes());
+        info.push(8);
+        info.extend(entries);
+        let section = |bytes: &[u8]| EndianArcSlice::new(Arc::from(bytes), RunTimeEndian::Little);
+        let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+            Ok(match id {
+                gimli::SectionId::DebugAbbrev => section(&abbrev),
+                gimli::SectionId::DebugInfo => section(&info),
+                _ => section(&[]),
+            })
+        };
+        gimli::Dwarf::load(load).expect("sections")
+    }
+
+    #[test]
+    fn dwarf_that_nests_too_deep_is_refused_before_addr2line_reads_it() {
+        assert!(shallow(&nested(10)));
+        assert!(shallow(&nested(MAX_DIE_DEPTH as usize - 1)));
+        assert!(!shallow(&nested(MAX_DIE_DEPTH as usize + 1)));
+        assert!(context_of(nested(100_000)).is_none(), "a hostile nesting is refused");
+        assert!(context_of(nested(10)).is_some());
     }
 
     /// Bytes of the DWARF sections of a real guest flipped, one at a time
