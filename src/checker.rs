@@ -145,6 +145,13 @@ impl Checker {
         placed
     }
 
+    /// The stack of the last violation of `kind` by `vcpu`, when it has one.
+    pub fn stack_of_last(&self, vcpu: usize, kind: ViolationKind) -> Option<Vec<u64>> {
+        let violations = lock(&self.violations);
+        let last = violations.iter().rev().find(|v| v.vcpu == vcpu && v.kind == kind)?;
+        (!last.stack.is_empty()).then(|| last.stack.clone())
+    }
+
     /// Whether a violation of `vcpu` waits for its RIP (`place`).
     pub fn awaits_place(&self, vcpu: usize) -> bool {
         lock(&self.violations).iter().any(|v| v.vcpu == vcpu && v.stack.is_empty())
@@ -209,6 +216,9 @@ mod tests {
         );
         assert_eq!((v[1].rip.as_str(), v[1].stack.len()), ("0x0", 0));
         assert_eq!(v[2].stack, vec![0], "a violation recorded with its RIP keeps it");
+        assert_eq!(checker.stack_of_last(1, ViolationKind::HiddenPageTouched), Some(vec![0]), "the last one");
+        assert_eq!(checker.stack_of_last(2, ViolationKind::HiddenPageTouched), None, "not placed yet");
+        assert_eq!(checker.stack_of_last(1, ViolationKind::HiddenPageStallTimeout), None);
     }
 
     #[test]

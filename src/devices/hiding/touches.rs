@@ -24,13 +24,15 @@ const KICK_OUT_WAIT: Duration = Duration::from_millis(20);
 
 fn record(state: &VmState, kind: ViolationKind, stall: &Stall, message: String) {
     let vcpu = stall.vcpu.unwrap_or(0);
-    let violation = Violation::new(kind, "hidden-page", &[stall.page], vcpu, 0, message);
+    let violation = |rip| Violation::new(kind, "hidden-page", &[stall.page], vcpu, rip, message.clone());
     // The vCPU waits inside KVM_RUN, where its registers cannot be read: the
     // touch gets its RIP from the vCPU's thread when the kick brings it out
-    // (`Checker::place`). A wait that lasts is reported without one.
-    match (kind, stall.vcpu) {
-        (ViolationKind::HiddenPageTouched, Some(_)) => state.record_violation(violation.unplaced()),
-        _ => state.record_violation(violation),
+    // (`Checker::place`), and a wait that lasts has the RIP of its touch.
+    let touch = stall.vcpu.and_then(|vcpu| state.checker.stack_of_last(vcpu, ViolationKind::HiddenPageTouched));
+    match (kind, stall.vcpu, touch) {
+        (ViolationKind::HiddenPageTouched, Some(_), _) => state.record_violation(violation(0).unplaced()),
+        (_, _, Some(stack)) => state.record_violation(violation(stack.first().copied().unwrap_or(0)).with_stack(stack)),
+        _ => state.record_violation(violation(0)),
     }
 }
 
