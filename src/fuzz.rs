@@ -184,6 +184,9 @@ fn one(
         let seconds = s.seconds;
         s.first_found.insert(finding.clone(), seconds);
         report.invocation = Some(invocation(seed));
+        let objects: Vec<&[u8]> =
+            std::iter::once(&campaign.elf[..]).chain(campaign.config.modules.iter().map(|m| &m.elf[..])).collect();
+        report.locate(&objects);
         let file = campaign.findings.join(format!("{}.json", file_name(&finding)));
         write_json(&file, &report)?;
     }

@@ -448,6 +448,24 @@ pub struct Invocation {
 }
 
 impl Report {
+    /// Looks up where each violation, panic or exception happened in
+    /// `objects`, the ELF files of the guest and its modules: their
+    /// `location` and `frames`, and the summary's place. The DWARF is read
+    /// only here, and only when there is something to place: a run itself
+    /// never reads it, and neither do the runs of a fuzz campaign that find
+    /// nothing new.
+    pub fn locate(&mut self, objects: &[&[u8]]) {
+        let placed = matches!(self.exit.cause, ExitCause::Panic { .. } | ExitCause::Exception { .. });
+        if self.violations.is_empty() && !placed {
+            return;
+        }
+        let symbols = Symbols::new(objects);
+        for violation in &mut self.violations {
+            violation.place = Place::of(&violation.stack, &symbols);
+        }
+        self.exit = ExitReport::new(self.exit.cause.clone(), self.exit.status, &symbols);
+    }
+
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))

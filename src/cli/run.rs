@@ -133,6 +133,8 @@ pub(crate) fn execute_to(
     handle_signals: bool,
 ) -> Result<machine::RunOutcome, ExitCode> {
     let Prepared { elf, config, invocation, origins } = prepare(args, given)?;
+    // The ELF files stay here for the report's places (`Report::locate`).
+    let objects: Vec<Vec<u8>> = std::iter::once(elf.clone()).chain(config.modules.iter().map(|m| m.elf.clone())).collect();
     let options = RunOptions {
         name: args.guest.clone(),
         elf,
@@ -142,6 +144,7 @@ pub(crate) fn execute_to(
         handle_signals,
     };
     let mut outcome = machine::run(options).map_err(|e| setup_failed(e, args, &origins))?;
+    outcome.report.locate(&objects.iter().map(Vec::as_slice).collect::<Vec<_>>());
     outcome.report.invocation = Some(invocation);
     Ok(outcome)
 }

@@ -20,7 +20,7 @@ use crate::kvm::vcpu_pool::Schedule;
 use crate::kvm::vm::{self, KvmError};
 use crate::report::{Determinism, ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
-use crate::symbols::{Place, Symbols};
+use crate::symbols::Symbols;
 use crate::sync::lock;
 
 /// How long the main loop sleeps between looks at the vCPU threads.
@@ -181,7 +181,7 @@ pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
         let mut sink = lock(&sink);
         let _ = state.console.flush_to(&mut **sink);
     }
-    Ok(account(&state, options.name, &options.elf, slot_zap_all_quirk_disabled, created, ended))
+    Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
 }
 
 /// A vCPU thread and whether it has ended.
@@ -268,14 +268,7 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Vcpu
     }
 }
 
-fn account(
-    state: &VmState,
-    name: String,
-    elf: &[u8],
-    slot_zap_all_quirk_disabled: bool,
-    created: Instant,
-    ended: Instant,
-) -> RunOutcome {
+fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, created: Instant, ended: Instant) -> RunOutcome {
     let cause = state.stop.cause().unwrap_or(ExitCause::VmFailure {
         vcpu: 0,
         what: "the VM stopped without a cause".into(),
@@ -296,15 +289,8 @@ fn account(
             state.record_violation(Violation::from(leak));
         }
     }
-    let mut violations = state.checker.violations();
+    let violations = state.checker.violations();
     let status = cause.exit_status(violations.len());
-    // The guest's DWARF is read only when something is to be placed in it.
-    let placed = !violations.is_empty() || matches!(cause, ExitCause::Panic { .. } | ExitCause::Exception { .. });
-    let objects: Vec<&[u8]> = std::iter::once(elf).chain(state.config.modules.iter().map(|m| &m.elf[..])).collect();
-    let symbols = Symbols::new(if placed { &objects } else { &[] });
-    for violation in &mut violations {
-        violation.place = Place::of(&violation.stack, &symbols);
-    }
     let first_entry = state.first_entry.get().copied().unwrap_or(ended);
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let determinism = determinism(state, &cause);
@@ -314,7 +300,8 @@ fn account(
         vcpus: state.config.vcpus,
         memory_bytes: state.ram.size(),
         slot_zap_all_quirk_disabled,
-        exit: ExitReport::new(cause, status, &symbols),
+        // Places are looked up by whoever shows the report (`Report::locate`).
+        exit: ExitReport::new(cause, status, &Symbols::new(&[])),
         boot_time_us: micros(first_entry.saturating_duration_since(created)),
         run_time_us: micros(ended.saturating_duration_since(first_entry)),
         calls: state.calls.snapshot().into_iter().map(|(s, n)| (s.name(), n)).collect(),
