@@ -91,13 +91,17 @@ pub struct Leak {
     pub vcpu: usize,
     /// Guest RIP of that call.
     pub rip: u64,
+    /// That call's stack when it was kept (its first address is `rip`):
+    /// the frames let the report name the driver's line. Empty: `rip` only.
+    pub stack: Vec<u64>,
     /// What is left behind.
     pub message: String,
 }
 
 impl From<Leak> for Violation {
     fn from(leak: Leak) -> Violation {
-        Violation::new(leak.kind, leak.service, &[leak.address], leak.vcpu, leak.rip, leak.message)
+        let violation = Violation::new(leak.kind, leak.service, &[leak.address], leak.vcpu, leak.rip, leak.message);
+        if leak.stack.is_empty() { violation } else { violation.with_stack(leak.stack) }
     }
 }
 

@@ -409,8 +409,9 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         lock(&self.kernel).frames.dma_refusal(page).map(|e| e.to_string())
     }
 
-    fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String) {
-        self.record_violation(crate::checker::Violation::new(kind, "dma", args, vcpu, rip, message));
+    fn violation(&self, kind: ViolationKind, access: crate::devices::dma_engine::Access, args: &[u64], message: String) {
+        let violation = crate::checker::Violation::new(kind, "dma", args, access.vcpu, access.rip, message);
+        self.record_violation(violation.with_stack(vec![access.site()]));
     }
 
     fn begin_transfer(&self, ranges: &[std::ops::Range<u64>]) {

@@ -73,6 +73,26 @@ fn a_violation_names_the_driver_s_line_not_the_library_s_wrapper() {
 
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_leak_found_at_exit_names_the_driver_s_get_not_the_wrapper() {
+    if !kvm_or_skip("symbols: leak") {
+        return;
+    }
+    let r: Run = run("dgux-leak", &[]);
+    r.expect_status(65);
+    let leaks: Vec<Value> = violations(&r).into_iter().filter(|v| v["kind"] == "leak.dgux-allocation").collect();
+    assert_eq!(leaks.len(), 2, "{:#?}", violations(&r));
+    let wired = line_of("dgux-leak", "let wired = vm_get_wired_memory(");
+    let unwired = line_of("dgux-leak", "let unwired = vm_get_unwired_memory(");
+    expect_at(&leaks[0]["location"], "dgux-leak", "dgux_leak::main", wired);
+    expect_at(&leaks[1]["location"], "dgux-leak", "dgux_leak::main", unwired);
+    // An xmalloc's leak too.
+    let r: Run = run("aix-misuse-heap", &[]);
+    let leak = violations(&r).into_iter().find(|v| v["kind"] == "leak.xmalloc").expect("the xmalloc leak");
+    assert_eq!(leak["location"]["function"], "aix_misuse_heap::main", "{leak:#}");
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn an_exception_names_the_faulting_line() {
     if !kvm_or_skip("symbols: exception") {
         return;
@@ -182,4 +202,22 @@ fn a_c_driver_s_violation_and_fault_name_its_lines() {
     let r = run(&elf, &["--", "fault"]);
     r.expect_status(68);
     expect_c_at(&r.report()["exit"]["location"], "main", c_line("FAULT"));
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_transfer_into_a_page_not_handed_off_names_the_driver_s_doorbell() {
+    if !kvm_or_skip("symbols: doorbell") {
+        return;
+    }
+    let r: Run = run("dma-handoff", &["--", "aix-unhide-early"]);
+    r.expect_status(65);
+    let transfer = violations(&r).into_iter().find(|v| v["kind"] == "dma.page-not-handed-off").expect("the transfer");
+    // KVM completes the doorbell's store before it exits: RIP is past it,
+    // and the line is the store's, the engine library's register write
+    // inlined into the driver.
+    let rip = hex(&transfer["rip"]);
+    assert_eq!(hex(&transfer["location"]["rip"]), rip - 1, "{transfer:#}");
+    let doorbell = line_of("dma-handoff", "unsafe { engine.start(engine.channel(0), 0, real, PAGE, DIR_FROM_DEVICE) }");
+    expect_at(&transfer["location"], "dma-handoff", "dma_handoff::start", doorbell);
 }

@@ -89,7 +89,7 @@ pub fn measure(rounds: u32, exit_us: f64) -> Result<XmemFigures, BenchError> {
             ok(&state, Service::XmemdmaPages, [dp, single, BATCH, XMEM_HIDE, 0, 0])?;
             ok(&state, Service::XmemdmaPages, [dp, single, BATCH, XMEM_UNHIDE, 0, 0]).map(|_| ())
         })?);
-        let access = Access { vcpu: 0, rip: 0 };
+        let access = Access { vcpu: 0, rip: 0, completed: true };
         transfer.push(mean_ns(500, || {
             state
                 .dma

@@ -37,6 +37,12 @@ impl CallSite {
         };
         if past { rip.wrapping_sub(1) } else { rip }
     }
+
+    /// Whether RIP at a port-I/O exit is past the instruction, as told by
+    /// a hypercall so far (not told: taken as at it).
+    pub fn past_port_io(&self) -> bool {
+        self.past_out.get() == Some(&true)
+    }
 }
 
 /// Past (`true`) or at (`false`) the `out`, from the bytes around `rip`;

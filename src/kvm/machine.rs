@@ -281,7 +281,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
             .dgux
             .leaks(&kernel.frames)
             .into_iter()
-            .chain(kernel.aix.leaks(&kernel.frames))
+            .chain(kernel.aix.leaks(&kernel.frames, &kernel.dgux.origins))
             .chain(kernel.xmem.leaks())
             .chain(state.dma.leaks());
         // Under --strict only the first leak is kept; the cause stays the guest's exit.

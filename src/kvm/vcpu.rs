@@ -139,27 +139,48 @@ fn decide(state: &VmState, bus: &PortBus, vcpu: usize, exit: Exit, regs: &kvm_re
         Exit::IoOut { port, data, size } => {
             let message = format!("`out` of {size} byte(s) to port {port:#x}, where no device is");
             let args = [u64::from(port), u64::from(data)];
-            stray(state, vcpu, regs, ViolationKind::PortIoNoDevice, "port-io", &args, message, Action::Resume)
+            stray(
+                state,
+                vcpu,
+                regs,
+                state.call_site.past_port_io(),
+                ViolationKind::PortIoNoDevice,
+                "port-io",
+                &args,
+                message,
+                Action::Resume,
+            )
         }
         Exit::IoIn { port, size } => {
             let message = format!("`in` of {size} byte(s) from port {port:#x}, which no device answers");
-            stray(state, vcpu, regs, ViolationKind::PortIoNoDevice, "port-io", &[u64::from(port)], message, Action::AllOnes)
+            stray(
+                state,
+                vcpu,
+                regs,
+                state.call_site.past_port_io(),
+                ViolationKind::PortIoNoDevice,
+                "port-io",
+                &[u64::from(port)],
+                message,
+                Action::AllOnes,
+            )
         }
         Exit::MmioRead { gpa, size } if dma_window(gpa) => {
-            Action::Load(state.dma.mmio_read(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size))
+            Action::Load(state.dma.mmio_read(state, Access { vcpu, rip: regs.rip, completed: false }, gpa - DMA_ENGINE_GPA, size))
         }
         Exit::MmioWrite { gpa, size, data } if dma_window(gpa) => {
             // A violation under --strict requests the stop, which the run loop sees before re-entry.
-            state.dma.mmio_write(state, Access { vcpu, rip: regs.rip }, gpa - DMA_ENGINE_GPA, size, data);
+            state.dma.mmio_write(state, Access { vcpu, rip: regs.rip, completed: true }, gpa - DMA_ENGINE_GPA, size, data);
             Action::Resume
         }
         Exit::MmioRead { gpa, size } => {
             let message = format!("load of {size} byte(s) from guest-physical {gpa:#x}, where no RAM or device is");
-            stray(state, vcpu, regs, ViolationKind::MmioNoRamOrDevice, "mmio", &[gpa], message, Action::AllOnes)
+            stray(state, vcpu, regs, false, ViolationKind::MmioNoRamOrDevice, "mmio", &[gpa], message, Action::AllOnes)
         }
         Exit::MmioWrite { gpa, size, .. } => {
             let message = format!("store of {size} byte(s) to guest-physical {gpa:#x}, where no RAM or device is");
-            stray(state, vcpu, regs, ViolationKind::MmioNoRamOrDevice, "mmio", &[gpa], message, Action::Resume)
+            // KVM completes a store before it exits: RIP is past it.
+            stray(state, vcpu, regs, true, ViolationKind::MmioNoRamOrDevice, "mmio", &[gpa], message, Action::Resume)
         }
         Exit::Shutdown => Action::Fault(Fault::TripleFault),
         Exit::Failed(what, code) => Action::Fault(Fault::Failed(what, code)),
@@ -179,11 +200,15 @@ fn dma_window(gpa: u64) -> bool {
     gpa.checked_sub(DMA_ENGINE_GPA).is_some_and(|offset| offset < DMA_ENGINE_SIZE)
 }
 
+/// Records a violation of the access the vCPU exited for; `past`: RIP is
+/// already past the accessing instruction, so its line is looked up from
+/// the byte before RIP.
 #[allow(clippy::too_many_arguments)] // the violation's parts plus what the vCPU does next
 fn stray(
     state: &VmState,
     vcpu: usize,
     regs: &kvm_regs,
+    past: bool,
     kind: ViolationKind,
     what: &str,
     args: &[u64],
@@ -191,7 +216,10 @@ fn stray(
     then: Action,
 ) -> Action {
     // Under --strict this requested the stop, which the run loop sees before re-entry.
-    let stack = stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rsp, regs.rbp);
+    let mut stack = stack::capture(state.ram.memory(), &state.space, regs.rip, regs.rsp, regs.rbp);
+    if let Some(site) = stack.first_mut().filter(|_| past) {
+        *site = site.wrapping_sub(1);
+    }
     state.record_violation(Violation::new(kind, what, args, vcpu, regs.rip, message).with_stack(stack));
     then
 }

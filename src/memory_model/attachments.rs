@@ -178,7 +178,15 @@ impl Attachments {
             let whose = if a.pid == 0 { "kernel memory".to_string() } else { format!("memory of process {}", a.pid) };
             let message = format!("{} bytes of {whose} at {:#x} are still attached at exit (no xmdetach)", a.len, a.base);
             let (service, vcpu, rip) = (a.origin.service, a.origin.vcpu, a.origin.rip);
-            leaks.push(Leak { kind: ViolationKind::LeakAttachment, service, address: a.base, vcpu, rip, message });
+            leaks.push(Leak {
+                kind: ViolationKind::LeakAttachment,
+                service,
+                address: a.base,
+                vcpu,
+                rip,
+                stack: Vec::new(),
+                message,
+            });
             for (&page, h) in &a.hidden {
                 let frames: Vec<String> = h.frames.iter().map(|f| format!("{f:#x}")).collect();
                 let message = format!(
@@ -187,7 +195,15 @@ impl Attachments {
                     h.count()
                 );
                 let (service, vcpu, rip) = (h.origin.service, h.origin.vcpu, h.origin.rip);
-                leaks.push(Leak { kind: ViolationKind::LeakHiddenPage, service, address: page, vcpu, rip, message });
+                leaks.push(Leak {
+                    kind: ViolationKind::LeakHiddenPage,
+                    service,
+                    address: page,
+                    vcpu,
+                    rip,
+                    stack: Vec::new(),
+                    message,
+                });
             }
         }
         leaks

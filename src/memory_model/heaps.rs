@@ -12,6 +12,7 @@ use crate::checker::{Leak, ViolationKind};
 use crate::memory_model::arena::Arena;
 use crate::memory_model::kernel_memory::Region;
 use crate::memory_model::ledger::FrameLedger;
+use crate::memory_model::origins::Origins;
 use crate::memory_model::pins::Pins;
 
 /// How many frees each heap remembers to tell a double free from a wild pointer.
@@ -37,8 +38,8 @@ impl AixMemory {
     /// [`KernelMemory::leaks`](crate::memory_model::kernel_memory::KernelMemory::leaks)
     /// gives it: live allocations of `init_heap` heaps and frames still pinned.
     /// (Live allocations of the two boot heaps are that function's.)
-    pub fn leaks(&self, frames: &FrameLedger) -> Vec<Leak> {
-        let mut leaks = self.heaps.leaks();
+    pub fn leaks(&self, frames: &FrameLedger, origins: &Origins) -> Vec<Leak> {
+        let mut leaks = self.heaps.leaks(origins);
         leaks.extend(crate::memory_model::pins::leaks(frames));
         leaks
     }
@@ -74,7 +75,8 @@ impl RecentFrees {
 /// A live allocation of an `init_heap` heap.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Allocation {
-    pub(crate) rip: u64,
+    /// Where the `xmalloc` came from: its stack in [`Origins`].
+    pub(crate) origin: u32,
     pub(crate) bytes: u32,
     pub(crate) vcpu: u16,
 }
@@ -128,7 +130,7 @@ impl Heaps {
     }
 
     /// Live allocations of `init_heap` heaps.
-    pub fn leaks(&self) -> Vec<Leak> {
+    pub fn leaks(&self, origins: &Origins) -> Vec<Leak> {
         let mut leaks = Vec::new();
         for (&handle, heap) in &self.heaps {
             let Backing::Area(area) = &heap.backing else { continue };
@@ -137,8 +139,16 @@ impl Heaps {
                     "xmalloc of {} bytes from heap {handle} (init_heap at {:#x}) at {ptr:#x} was never freed (xmfree) before exit",
                     a.bytes, area.start
                 );
-                let (vcpu, rip) = (usize::from(a.vcpu), a.rip);
-                leaks.push(Leak { kind: ViolationKind::LeakXmalloc, service: "xmalloc", address: ptr, vcpu, rip, message });
+                let (vcpu, rip, stack) = (usize::from(a.vcpu), origins.rip(a.origin), origins.stack(a.origin));
+                leaks.push(Leak {
+                    kind: ViolationKind::LeakXmalloc,
+                    service: "xmalloc",
+                    address: ptr,
+                    vcpu,
+                    rip,
+                    stack,
+                    message,
+                });
             }
         }
         leaks
@@ -167,10 +177,12 @@ mod tests {
     fn leaks_are_the_heaps_and_the_pins_leaks() {
         let mut aix = AixMemory::default();
         let mut frames = FrameLedger::new(0x0110_0000, 0x0120_0000, false);
-        assert!(aix.leaks(&frames).is_empty());
+        let mut origins = Origins::default();
+        assert!(aix.leaks(&frames, &origins).is_empty());
+        let origin = origins.intern(&[0x1234, 0x5678]);
         let handle = aix.heaps.next;
         let arena = Arena::new(0xffff_c000_0000_0000, 0x1000);
-        let allocations = BTreeMap::from([(0xffff_c000_0000_0010, Allocation { rip: 0x1234, bytes: 32, vcpu: 1 })]);
+        let allocations = BTreeMap::from([(0xffff_c000_0000_0010, Allocation { origin, bytes: 32, vcpu: 1 })]);
         let area = AreaHeap { start: 0xffff_c000_0000_0000, arena, allocations };
         aix.heaps.heaps.insert(handle, Heap { backing: Backing::Area(area), recent: RecentFrees::default() });
         // And a frame still pinned.
@@ -178,8 +190,9 @@ mod tests {
         let owner = Owner { pid: 0, va: 0xffff_e000_0000_0000 };
         frames.own(frame, owner, 0, false);
         frames.pin(&[(frame, owner)], PinOrigin { service: "pin", vcpu: 0, rip: 0x99 }, 8).expect("pin");
-        let leaks = aix.leaks(&frames);
+        let leaks = aix.leaks(&frames, &origins);
         assert_eq!(leaks.len(), 2, "{leaks:?}");
+        assert_eq!((leaks[0].stack.as_slice(), leaks[1].stack.as_slice()), (&[0x1234, 0x5678][..], &[][..]));
         assert_eq!(
             (leaks[0].kind, leaks[0].service, leaks[0].address, leaks[0].vcpu, leaks[0].rip),
             (ViolationKind::LeakXmalloc, "xmalloc", 0xffff_c000_0000_0010, 1, 0x1234)

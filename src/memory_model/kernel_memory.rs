@@ -17,6 +17,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};
+use super::origins::Origins;
 use crate::checker::{Leak, ViolationKind};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
@@ -89,8 +90,8 @@ impl fmt::Display for Region {
 /// A live allocation, kept small: there may be very many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Allocation {
-    /// Guest RIP of the get.
-    pub rip: u64,
+    /// Where the get came from: its stack in [`Origins`].
+    pub origin: u32,
     /// Bytes asked for (`bytes` is a uint32 in the manual page).
     pub bytes: u32,
     /// The vCPU that made the get.
@@ -114,7 +115,7 @@ impl Allocation {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Allocation>() == 16);
+const _: () = assert!(std::mem::size_of::<Allocation>() == 12);
 
 /// Whether `vm_map_physical_memory` may map `[physical, physical + bytes)`:
 /// `Ok(true)` for free RAM (kernel memory and process pages: frames whose
@@ -465,6 +466,8 @@ pub struct KernelMemory {
     injector: Injector,
     /// Decides which page-ins fail (`--fail-pagein`).
     pagein: Injector,
+    /// Where the live allocations (and the `init_heap` heaps') came from.
+    pub origins: Origins,
 }
 
 impl KernelMemory {
@@ -479,10 +482,12 @@ impl KernelMemory {
             pages: BTreeMap::new(),
             injector: Injector::new(fail),
             pagein: Injector::new(pagein),
+            origins: Origins::default(),
         }
     }
 
-    /// Allocates `bytes` of `kind` memory with an alignment code, zero-filled.
+    /// Allocates `bytes` of `kind` memory with an alignment code, zero-filled;
+    /// `caller` is the vCPU and the call's stack (see [`Origins`]).
     #[allow(clippy::too_many_arguments)]
     pub fn get(
         &mut self,
@@ -492,7 +497,7 @@ impl KernelMemory {
         demand: bool,
         bytes: u64,
         alignment: u64,
-        caller: (usize, u64),
+        caller: (usize, &[u64]),
     ) -> Result<u64, GetError> {
         let refuse = |refusal| Err(GetError::Refused(refusal));
         if bytes == 0 {
@@ -531,7 +536,7 @@ impl KernelMemory {
         bytes: u64,
         align: u64,
         no_page_cross: bool,
-        caller: (usize, u64),
+        caller: (usize, &[u64]),
     ) -> Result<u64, GetError> {
         if bytes == 0 {
             return Err(GetError::Refused(GetRefusal::ZeroBytes));
@@ -565,7 +570,8 @@ impl KernelMemory {
             zero_range(memory, space, from, to - from);
         }
         let (bytes, vcpu) = (bytes as u32, u16::try_from(caller.0).unwrap_or(u16::MAX));
-        self.allocations.insert(va, Allocation { rip: caller.1, bytes, vcpu, kind: region, demand });
+        let origin = self.origins.intern(caller.1);
+        self.allocations.insert(va, Allocation { origin, bytes, vcpu, kind: region, demand });
         Ok(va)
     }
 
@@ -901,6 +907,7 @@ impl KernelMemory {
     /// message): live allocations, then frames of kernel memory and process
     /// pages still wired above their initial count, by owner and address.
     pub fn leaks(&self, frames: &FrameLedger) -> Vec<Leak> {
+        let origins = &self.origins;
         let mut leaks: Vec<_> = self
             .allocations
             .iter()
@@ -915,7 +922,8 @@ impl KernelMemory {
                     );
                     (ViolationKind::LeakXmalloc, message)
                 };
-                Leak { kind, service: a.service(), address: va, vcpu: usize::from(a.vcpu), rip: a.rip, message }
+                let (rip, stack) = (origins.rip(a.origin), origins.stack(a.origin));
+                Leak { kind, service: a.service(), address: va, vcpu: usize::from(a.vcpu), rip, stack, message }
             })
             .collect();
         let mut wired: Vec<_> = frames.all_counts().filter(|(_, c)| c.wires > c.initial_wires).map(|(_, c)| c).collect();
@@ -933,6 +941,7 @@ impl KernelMemory {
                 address: page,
                 vcpu: 0,
                 rip: 0,
+                stack: Vec::new(),
                 message,
             });
         }

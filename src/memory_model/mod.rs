@@ -10,6 +10,7 @@ pub mod heaps;
 pub mod inject;
 pub mod kernel_memory;
 pub mod ledger;
+pub mod origins;
 pub mod paging;
 pub mod pins;
 pub mod processes;

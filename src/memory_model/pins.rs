@@ -49,6 +49,7 @@ pub fn leaks(frames: &FrameLedger) -> Vec<Leak> {
                 address: page,
                 vcpu: origin.vcpu,
                 rip: origin.rip,
+                stack: Vec::new(),
                 message,
             }
         })

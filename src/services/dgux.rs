@@ -56,9 +56,10 @@ fn uint32(name: &str, value: u64) -> Result<u64, String> {
 }
 
 fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bool, bytes: u64, alignment: u64) -> Outcome {
+    let stack = caller.origin(state);
     let result = {
         let k = &mut *kernel(state);
-        k.dgux.get(view(state), &mut k.frames, kind, demand, bytes, alignment, (caller.vcpu, caller.rip))
+        k.dgux.get(view(state), &mut k.frames, kind, demand, bytes, alignment, (caller.vcpu, &stack))
     };
     match result {
         Ok(ptr) => Reply::ok(ptr),
@@ -827,7 +828,7 @@ mod tests {
         );
         let leaks = {
             let k = s.kernel.lock().expect("lock");
-            k.aix.leaks(&k.frames)
+            k.aix.leaks(&k.frames, &k.dgux.origins)
         };
         assert_eq!(leaks.len(), 2, "{leaks:?}");
         assert!(leaks.iter().all(|l| l.service == "pin" && l.message.contains("still pinned at exit: pin count 1, initial 0")));

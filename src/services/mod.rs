@@ -13,8 +13,8 @@ use kmemvisor_abi::{ABI_VERSION, ARG_COUNT, Service, ServiceGroup, Status};
 
 use crate::checker::{Violation, ViolationKind};
 use crate::kvm::vcpu_pool::StartRequest;
-use crate::memory_model::guest_access;
 use crate::memory_model::ram::ZapError;
+use crate::memory_model::{guest_access, origins};
 use crate::report::{ExitCause, vector_name};
 use crate::state::VmState;
 use crate::symbols::stack;
@@ -83,6 +83,12 @@ impl Caller {
     /// The call's RIP, then the return addresses of the frames above it.
     pub fn stack(self, state: &VmState) -> Vec<u64> {
         stack::capture(state.ram.memory(), &state.space, self.rip, self.rsp, self.rbp)
+    }
+
+    /// The first [`origins::DEPTH`] addresses of [`Caller::stack`]: what an
+    /// allocation keeps of its call, for a leak at exit.
+    pub fn origin(self, state: &VmState) -> Vec<u64> {
+        stack::capture_at_most(state.ram.memory(), &state.space, self.rip, self.rsp, self.rbp, origins::DEPTH)
     }
 }
 

@@ -31,7 +31,13 @@ const CALL_REL32: u8 = 0xe8;
 /// `rip`, then the return address of each frame from `rbp` on (`rsp`'s
 /// first, when the function at `rip` has no frame of its own).
 pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
-    capture_above(memory, space, rip, rsp, rbp, 0)
+    capture_above(memory, space, rip, rsp, rbp, 0, MAX_FRAMES)
+}
+
+/// As [`capture`], at most `max` addresses: what an allocation keeps, read
+/// on every call, so the walk stops early.
+pub fn capture_at_most(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64, max: usize) -> Vec<u64> {
+    capture_above(memory, space, rip, rsp, rbp, 0, max.min(MAX_FRAMES))
 }
 
 /// The stack of a CPU exception at `rip` with the stack pointer `rsp`, from
@@ -40,18 +46,28 @@ pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u6
 /// those below `rsp` and are left out; the first frame at or above it is the
 /// faulting function's, whose return address leads to its caller.
 pub fn capture_exception(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
-    capture_above(memory, space, rip, rsp, rbp, rsp)
+    capture_above(memory, space, rip, rsp, rbp, rsp, MAX_FRAMES)
 }
 
 /// `rip`, the return address at `rsp` when the function at `rip` has no
 /// frame, then the return addresses of the frames from `rbp` on that lie at
 /// or above `floor`.
-fn capture_above(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64, floor: u64) -> Vec<u64> {
+fn capture_above(
+    memory: &GuestMemoryMmap,
+    space: &AddressSpace,
+    rip: u64,
+    rsp: u64,
+    rbp: u64,
+    floor: u64,
+    max: usize,
+) -> Vec<u64> {
     let mut stack = vec![rip];
-    stack.extend(leaf_return(memory, space, rip, rsp));
+    if max > 1 {
+        stack.extend(leaf_return(memory, space, rip, rsp));
+    }
     let mut frame = rbp;
     let mut walked = 0;
-    while stack.len() < MAX_FRAMES && walked < 2 * MAX_FRAMES && frame != 0 && frame.is_multiple_of(8) && is_canonical(frame) {
+    while stack.len() < max && walked < 2 * MAX_FRAMES && frame != 0 && frame.is_multiple_of(8) && is_canonical(frame) {
         walked += 1;
         let Some((caller_frame, ret)) = read_frame(memory, space, frame) else { break };
         if ret == 0 || !is_canonical(ret) {

@@ -3,6 +3,8 @@
 
 /* 0 while unmapped, MAPPING while a vCPU maps it, then the window's address. */
 static uint64_t window;
+/* The window once mapped, for the inline register accesses of <kmemvisor/dma.h>. */
+volatile uint64_t *kmv_dma_window;
 #define MAPPING 1
 
 /* The window is mapped with the DG/UX services: an unwired page, then
@@ -34,6 +36,7 @@ volatile uint64_t *kmv_dma_map(uint64_t *status)
         uint64_t expected = 0;
         if (__atomic_compare_exchange_n(&window, &expected, MAPPING, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             uint64_t base = map_window(status);
+            __atomic_store_n(&kmv_dma_window, (volatile uint64_t *)base, __ATOMIC_RELEASE);
             __atomic_store_n(&window, base, __ATOMIC_RELEASE);
             return (volatile uint64_t *)base;
         }
@@ -53,31 +56,16 @@ uint64_t kmv_dma_unmap(void)
     if (status != OK)
         return status;
     vm_release_unwired_memory((pointertoanytype)base, KMV_DMA_ENGINE_SIZE);
+    __atomic_store_n(&kmv_dma_window, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&window, 0, __ATOMIC_RELEASE);
     return OK;
 }
 
-static volatile uint64_t *reg(unsigned channel, uint64_t offset)
+void kmv_dma_bad_register(unsigned channel, uint64_t reg)
 {
-    uint64_t base = __atomic_load_n(&window, __ATOMIC_ACQUIRE);
-    if (base == 0 || base == MAPPING)
+    if (!kmv_dma_window)
         kmv_panic("the DMA engine is used before kmv_dma_map");
-    if (channel >= KMV_DMA_CHANNELS || offset >= KMV_DMA_CHANNEL_STRIDE || offset % 8 != 0)
-        kmv_panic("no DMA register %#llx on channel %u", (unsigned long long)offset, channel);
-    return (volatile uint64_t *)(base + channel * KMV_DMA_CHANNEL_STRIDE + offset);
-}
-
-uint64_t kmv_dma_read(unsigned channel, uint64_t offset) { return *reg(channel, offset); }
-
-void kmv_dma_write(unsigned channel, uint64_t offset, uint64_t value) { *reg(channel, offset) = value; }
-
-void kmv_dma_start(unsigned channel, uint64_t source, uint64_t destination, uint64_t length, uint64_t direction)
-{
-    kmv_dma_write(channel, KMV_DMA_REG_SOURCE, source);
-    kmv_dma_write(channel, KMV_DMA_REG_DESTINATION, destination);
-    kmv_dma_write(channel, KMV_DMA_REG_LENGTH, length);
-    kmv_dma_write(channel, KMV_DMA_REG_DIRECTION, direction);
-    kmv_dma_write(channel, KMV_DMA_REG_DOORBELL, 1);
+    kmv_panic("no DMA register %#llx on channel %u", (unsigned long long)reg, channel);
 }
 
 uint64_t kmv_dma_wait(unsigned channel)

@@ -74,9 +74,10 @@ pub trait DmaHost: Sync {
     /// it may not: its frame's role forbids DMA (page tables, CPU tables, the
     /// image, …; the frame ledger decides).
     fn refusal(&self, page: u64) -> Option<String>;
-    /// Records a violation of the rule `kind`, under the tag `dma`, on behalf of the vCPU `vcpu` whose doorbell/access
-    /// at guest RIP `rip` caused it; `args` are register values.
-    fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String);
+    /// Records a violation of the rule `kind`, under the tag `dma`, on
+    /// behalf of the register access (a doorbell's, for a transfer) that
+    /// caused it; `args` are register values.
+    fn violation(&self, kind: ViolationKind, access: Access, args: &[u64], message: String);
     /// A queued transfer will touch these guest-physical ranges.
     fn begin_transfer(&self, ranges: &[Range<u64>]);
     /// `channel`'s transfer ended and its `REG_INTERRUPT` asked for the
@@ -101,8 +102,19 @@ fn announced(reads: &Option<Range<u64>>, writes: &Option<Range<u64>>) -> Vec<Ran
 pub struct Access {
     /// The vCPU that made the access.
     pub vcpu: usize,
-    /// Guest RIP at the access.
+    /// Guest RIP at the exit of the access.
     pub rip: u64,
+    /// RIP is past the accessing instruction: KVM completes an MMIO store
+    /// before it exits (a load waits for its value, so RIP is still at it).
+    pub completed: bool,
+}
+
+impl Access {
+    /// An address within the accessing instruction, for looking up its
+    /// line: the byte before RIP when RIP is past it.
+    pub fn site(&self) -> u64 {
+        if self.completed { self.rip.wrapping_sub(1) } else { self.rip }
+    }
 }
 
 /// A rung doorbell waiting for its exit.
@@ -166,7 +178,7 @@ impl DmaEngine {
         match channel::decode(offset, size, Op::Load) {
             Ok((channel, reg)) => lock(&self.state).channels.get_mut(channel).map_or(u64::MAX, |c| c.read(reg)),
             Err(misuse) => {
-                host.violation(misuse.kind(), access.vcpu, access.rip, &[offset, size as u64], misuse.to_string());
+                host.violation(misuse.kind(), access, &[offset, size as u64], misuse.to_string());
                 u64::MAX
             }
         }
@@ -181,9 +193,7 @@ impl DmaEngine {
                     c.write(reg, value);
                 }
             }
-            Err(misuse) => {
-                host.violation(misuse.kind(), access.vcpu, access.rip, &[offset, size as u64, value], misuse.to_string())
-            }
+            Err(misuse) => host.violation(misuse.kind(), access, &[offset, size as u64, value], misuse.to_string()),
         }
     }
 
@@ -210,7 +220,7 @@ impl DmaEngine {
                 // Recorded outside the lock: the host may stop the VM.
                 drop(guard);
                 let message = format!("doorbell rang on channel {channel} while its transfer was in flight");
-                host.violation(ViolationKind::DmaDoorbellWhileBusy, access.vcpu, access.rip, &[channel as u64], message);
+                host.violation(ViolationKind::DmaDoorbellWhileBusy, access, &[channel as u64], message);
             }
         }
     }
@@ -260,6 +270,7 @@ impl DmaEngine {
             address: job.channel as u64,
             vcpu: job.access.vcpu,
             rip: job.access.rip,
+            stack: vec![job.access.site()],
             message: format!(
                 "the transfer rung on channel {} at device time {} was still queued at exit: the device would still read \
                  or write guest memory",
@@ -272,6 +283,7 @@ impl DmaEngine {
             address: n as u64,
             vcpu: 0,
             rip: 0,
+            stack: Vec::new(),
             message: format!(
                 "channel {n} finished a transfer whose REG_STATUS the driver never read: a completion never acknowledged"
             ),

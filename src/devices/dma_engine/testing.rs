@@ -12,7 +12,7 @@ use crate::checker::ViolationKind;
 use crate::sync::lock;
 
 /// The access the tests make.
-pub(super) const ACCESS: Access = Access { vcpu: 2, rip: 0xffff_ffff_8020_1234 };
+pub(super) const ACCESS: Access = Access { vcpu: 2, rip: 0xffff_ffff_8020_1234, completed: true };
 
 /// A recorded violation: vCPU, RIP, arguments, message, kind.
 pub(super) type Recorded = (usize, u64, Vec<u64>, String, ViolationKind);
@@ -108,8 +108,8 @@ impl DmaHost for TestHost {
         lock(&self.forbidden).contains(&page).then(|| format!("page {page:#x}, a page table"))
     }
 
-    fn violation(&self, kind: ViolationKind, vcpu: usize, rip: u64, args: &[u64], message: String) {
-        lock(&self.violations).push((vcpu, rip, args.to_vec(), message, kind));
+    fn violation(&self, kind: ViolationKind, access: Access, args: &[u64], message: String) {
+        lock(&self.violations).push((access.vcpu, access.rip, args.to_vec(), message, kind));
     }
 
     fn begin_transfer(&self, ranges: &[Range<u64>]) {

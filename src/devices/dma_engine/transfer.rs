@@ -152,7 +152,7 @@ fn refuse_forbidden(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan
                 "DMA {verb}s page {page:#x}, which no device may touch ({why}): the transfer is refused and nothing was copied"
             );
             let args = [t.source, t.destination, t.length, t.direction];
-            host.violation(ViolationKind::DmaForbiddenFrame, access.vcpu, access.rip, &args, message);
+            host.violation(ViolationKind::DmaForbiddenFrame, access, &args, message);
             return Err(TransferError::Forbidden(page));
         }
     }
@@ -178,7 +178,7 @@ fn report_unhanded(host: &dyn DmaHost, access: Access, t: &Transfer, plan: Plan,
             others = count - 1
         );
         let args = [t.source, t.destination, t.length, t.direction];
-        host.violation(ViolationKind::DmaPageNotHandedOff, access.vcpu, access.rip, &args, message);
+        host.violation(ViolationKind::DmaPageNotHandedOff, access, &args, message);
     }
 }
 

@@ -86,11 +86,12 @@ fn xmalloc(state: &VmState, caller: Caller, size: u64, align_log2: u64, heap: u6
         return Err(Status::EINVAL);
     }
     let align = 1u64 << align_log2;
+    let stack = caller.origin(state);
     let k = &mut *lock(&state.kernel);
     let Some(h) = k.aix.heaps.heaps.get_mut(&heap) else { return Err(Status::EINVAL) };
     match &mut h.backing {
         Backing::Boot(region) => {
-            match k.dgux.allocate(view(state), &mut k.frames, *region, false, size, align, false, (caller.vcpu, caller.rip)) {
+            match k.dgux.allocate(view(state), &mut k.frames, *region, false, size, align, false, (caller.vcpu, &stack)) {
                 Ok(ptr) => Ok(ptr),
                 Err(GetError::OutOfMemory) => Err(Status::ENOMEM),
                 Err(GetError::Refused(_)) => Err(Status::EINVAL),
@@ -106,7 +107,8 @@ fn xmalloc(state: &VmState, caller: Caller, size: u64, align_log2: u64, heap: u6
                 return Err(Status::ENOMEM);
             }
             let vcpu = u16::try_from(caller.vcpu).unwrap_or(u16::MAX);
-            area.allocations.insert(ptr, Allocation { rip: caller.rip, bytes: size as u32, vcpu });
+            let origin = k.dgux.origins.intern(&stack);
+            area.allocations.insert(ptr, Allocation { origin, bytes: size as u32, vcpu });
             Ok(ptr)
         }
     }
@@ -350,7 +352,7 @@ mod tests {
         // Live allocations are leaks.
         let leaks = {
             let k = s.kernel.lock().expect("lock");
-            k.aix.leaks(&k.frames)
+            k.aix.leaks(&k.frames, &k.dgux.origins)
         };
         assert_eq!(leaks.len(), 1);
         assert_eq!((leaks[0].service, leaks[0].address, leaks[0].vcpu, leaks[0].rip), ("xmalloc", b, 0, testing::RIP));

@@ -250,7 +250,7 @@ mod tests {
 
     fn leaks(s: &VmState) -> Vec<crate::checker::Leak> {
         let k = s.kernel.lock().expect("lock");
-        k.aix.leaks(&k.frames)
+        k.aix.leaks(&k.frames, &k.dgux.origins)
     }
 
     #[test]
