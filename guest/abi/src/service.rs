@@ -190,6 +190,41 @@ services! {
     /// `(uio)`: takes one character from the `uio`'s buffers; it is the value.
     Uwritec = 0x310, "uwritec", returns: true;
 
+    /// `(type, gnode, size, uplim, downlim)`: creates a client-storage
+    /// virtual memory object of `size` bytes; the value is its `vmid`.
+    VmsCreate = 0x400, "vms_create", returns: true;
+    /// `(vmid)`: deletes the object; `EBUSY` while a region maps it.
+    VmsDelete = 0x401, "vms_delete", returns: true;
+    /// `(vmid, key)`: the value is a handle naming the object with the
+    /// access key (0 unlimited, 1 limited: read-only).
+    VmHandle = 0x402, "vm_handle", returns: true;
+    /// `(vmhandle, offset)`: maps the object into a free kernel region; the
+    /// value is the address of `offset` in it. No free region halts the VM.
+    VmAtt = 0x403, "vm_att", returns: false;
+    /// `(eaddr)`: unmaps the region holding `eaddr` (mapped by `vm_att`).
+    VmDet = 0x404, "vm_det", returns: true;
+    /// `(vaddr, nbytes)`: drops the contents of the object pages that
+    /// `[vaddr, vaddr + nbytes)` maps: they read as zeros afterwards.
+    VmRelease = 0x405, "vm_release", returns: true;
+    /// `(vmid, pfirst, npages)`: as `vm_release`, by page number.
+    VmReleasep = 0x406, "vm_releasep", returns: true;
+    /// `(vmid)`: the value is 1 when a page of the object was modified, else 0.
+    VmQmodify = 0x407, "vm_qmodify", returns: true;
+    /// `(vmid, pfirst, npages, key)`: sets the storage protect key
+    /// (`FILEKEY` read-write, `RDONLY` read-only) of the pages.
+    VmProtectp = 0x408, "vm_protectp", returns: true;
+    /// `(vmid, pno)`: makes page `pno` exist without a page-in (its
+    /// contents are undefined: a poison pattern).
+    VmMakep = 0x409, "vm_makep", returns: true;
+    /// `(eaddr, nbytes)`: writes back the cache lines of a kernel range: a
+    /// no-op on coherent x86 that checks its arguments.
+    VmCflush = 0x40a, "vm_cflush", returns: true;
+    /// `(iohandle, offset)`: maps a device window into a free kernel region;
+    /// the value is the address of `offset` in it. No free region halts the VM.
+    IoAtt = 0x40b, "io_att", returns: false;
+    /// `(eaddr)`: unmaps the region holding `eaddr` (mapped by `io_att`).
+    IoDet = 0x40c, "io_det", returns: true;
+
     /// `(addr, count, dp, segflag)`: attaches a buffer for cross-memory
     /// moves and fills the [`Xmem`](crate::xmem::Xmem) at `dp`; only under a
     /// process; 32-bit user address.
@@ -299,7 +334,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x40d, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);
