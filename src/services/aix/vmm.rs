@@ -265,3 +265,320 @@ impl Call<'_> {
         Reply::ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kmemvisor_abi::aix_vmm::{FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_MAKEP_POISON, io_handle};
+    use kmemvisor_abi::dma::DMA_ENGINE_GPA;
+    use kmemvisor_abi::layout::{self, PAGE_SIZE, VM_REGION_SIZE, VM_REGIONS, vm_region_va};
+    use kmemvisor_abi::{Service, Status};
+
+    use crate::memory_model::aix_vmm::MAX_PAGES;
+    use crate::memory_model::guest_access;
+    use crate::memory_model::paging::PteFlags;
+    use crate::report::ExitCause;
+    use crate::services::Outcome;
+    use crate::state::VmState;
+    use crate::testing::{call, kinds, ok, reply, state, status};
+
+    /// A new object of `pages` pages; its vmid.
+    fn object(s: &VmState, pages: u64) -> u64 {
+        ok(s, Service::VmsCreate, &[V_CLIENT, 0x9000, pages * PAGE_SIZE, 0, 0])
+    }
+
+    /// `vm_att` of `vmid` with `key`; the region's base.
+    fn attach(s: &VmState, vmid: u64, key: u64) -> u64 {
+        let handle = ok(s, Service::VmHandle, &[vmid, key]);
+        ok(s, Service::VmAtt, &[handle, 0])
+    }
+
+    fn flags(s: &VmState, va: u64) -> Option<PteFlags> {
+        s.space.translate(s.ram.memory(), va).map(|t| t.flags)
+    }
+
+    fn peek(s: &VmState, va: u64, len: usize) -> Vec<u8> {
+        guest_access::read(s.ram.memory(), &s.space, va, len).expect("read")
+    }
+
+    fn poke(s: &VmState, va: u64, bytes: &[u8]) {
+        guest_access::write(s.ram.memory(), &s.space, va, bytes).expect("write");
+    }
+
+    /// What the CPU does on a store through `va`: the entry's accessed and dirty bits.
+    fn cpu_store(s: &VmState, va: u64) {
+        let t = s.space.translate(s.ram.memory(), va).expect("mapped");
+        let bits = PteFlags::from_bits(t.flags.bits() | PteFlags::ACCESSED.bits() | PteFlags::DIRTY.bits());
+        s.space.remap(s.ram.memory(), va & !(PAGE_SIZE - 1), t.gpa & !(PAGE_SIZE - 1), bits).expect("remap");
+    }
+
+    fn free_frames(s: &VmState) -> u64 {
+        s.kernel.lock().expect("lock").frames.free_frames()
+    }
+
+    fn check_ledger(s: &VmState) {
+        assert_eq!(s.kernel.lock().expect("lock").frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn an_object_lives_in_frames_maps_into_a_region_and_is_deleted_once_detached() {
+        let s = state();
+        let free = free_frames(&s);
+        let vmid = object(&s, 3);
+        assert_eq!(free_frames(&s), free - 3);
+        let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
+        let at = ok(&s, Service::VmAtt, &[handle, 0x0234_5678 + 5 * VM_REGION_SIZE]);
+        assert_eq!(at, vm_region_va(0) + 0x0234_5678, "the offset's bits inside a region");
+        let base = vm_region_va(0);
+        assert_eq!(peek(&s, base, 8), [0; 8], "zeroed");
+        poke(&s, base + 2 * PAGE_SIZE, b"object");
+        assert!(flags(&s, base + 3 * PAGE_SIZE).is_none(), "only the object's pages are mapped");
+        let writable = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
+        assert!(flags(&s, base).is_some_and(|f| f.contains(writable)));
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::EBUSY);
+        assert_eq!(kinds(&s), ["vmm.delete-attached"]);
+        // A second region maps the same frames.
+        let second = attach(&s, vmid, 0);
+        assert_eq!(second, vm_region_va(1));
+        assert_eq!(peek(&s, second + 2 * PAGE_SIZE, 6), b"object");
+        assert_eq!(status(&s, Service::VmDet, &[base + 17]), Status::OK);
+        assert_eq!(status(&s, Service::VmDet, &[second + VM_REGION_SIZE - 1]), Status::OK);
+        assert!(flags(&s, base).is_none(), "unmapped");
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        // The regions' page tables stay for the next attach: one directory, a table per region.
+        assert_eq!(free_frames(&s), free - 3, "every frame of the object is back");
+        check_ledger(&s);
+        assert_eq!(s.checker.violations().len(), 1);
+    }
+
+    #[test]
+    fn vmids_are_never_reused_and_a_deleted_one_is_a_violation_a_forged_one_einval() {
+        let s = state();
+        let vmid = object(&s, 1);
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        assert_ne!(object(&s, 1), vmid);
+        for service in [Service::VmsDelete, Service::VmQmodify] {
+            assert_eq!(status(&s, service, &[vmid]), Status::EINVAL);
+        }
+        assert_eq!(status(&s, Service::VmHandle, &[vmid, 0]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, 0]), Status::EINVAL);
+        assert_eq!(kinds(&s), ["vmm.deleted-object"; 4]);
+        for forged in [0, 99, INVLSID] {
+            assert_eq!(status(&s, Service::VmsDelete, &[forged]), Status::EINVAL);
+            assert_eq!(status(&s, Service::VmReleasep, &[forged, 0, 1]), Status::EINVAL);
+        }
+        assert_eq!(s.checker.violations().len(), 4, "a vmid never made is a plain EINVAL");
+        assert_eq!(status(&s, Service::VmAtt, &[INVLSID, 0]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmAtt, &[vmid << 1, 0]), Status::EINVAL);
+        assert_eq!(kinds(&s)[4..], ["vmm.bad-handle"; 2]);
+        assert_eq!(status(&s, Service::VmHandle, &[vmid + 1, 2]), Status::EINVAL, "keys are 0 and 1");
+    }
+
+    #[test]
+    fn vms_create_checks_its_type_and_size() {
+        let s = state();
+        let create = |kind, size| reply(&s, Service::VmsCreate, &[kind, 0, size, 7, 9]);
+        assert_eq!(create(0, PAGE_SIZE).0, Status::EINVAL, "not V_CLIENT");
+        assert_eq!(create(V_CLIENT | 1 << 3, PAGE_SIZE).0, Status::EINVAL, "an unknown bit");
+        assert_eq!(create(V_CLIENT, VM_REGION_SIZE + 1).0, Status::EINVAL, "larger than a region");
+        assert_eq!(create(V_CLIENT | V_LARGE, u64::MAX).0, Status::EINVAL);
+        assert_eq!(create(V_CLIENT, VM_REGION_SIZE).0, Status::ENOMEM, "more than RAM");
+        let free = free_frames(&s);
+        let empty = create(V_CLIENT | V_INTRSEG, 0);
+        assert_eq!(empty.0, Status::OK, "an empty file");
+        let part = create(V_CLIENT, PAGE_SIZE + 1).1;
+        let large = create(V_CLIENT | V_LARGE, 2).1;
+        assert_eq!(free_frames(&s), free - 4, "bytes round up to pages; V_LARGE counts pages");
+        for vmid in [empty.1, part, large] {
+            assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        }
+        assert_eq!(free_frames(&s), free);
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
+    fn the_attach_that_finds_no_region_halts_and_detaches_name_their_own_regions() {
+        let s = state();
+        let vmid = object(&s, 1);
+        for n in 0..VM_REGIONS {
+            assert_eq!(attach(&s, vmid, 0), vm_region_va(n));
+        }
+        let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
+        let Outcome::Stop(cause) = call(&s, Service::VmAtt, &[handle, 0]) else { panic!("no halt") };
+        assert!(matches!(&*cause, ExitCause::AixHalt { service: "vm_att", why, .. } if why.starts_with("all 16 regions")), "{cause:?}");
+        assert_eq!(cause.exit_status(0), crate::report::status::AIX_HALT);
+        let Outcome::Stop(cause) = call(&s, Service::IoAtt, &[io_handle(DMA_ENGINE_GPA, 1), 0]) else { panic!("no halt") };
+        assert!(matches!(&*cause, ExitCause::AixHalt { service: "io_att", .. }));
+        assert_eq!(status(&s, Service::IoDet, &[vm_region_va(3)]), Status::EINVAL, "a vm_att region");
+        assert_eq!(status(&s, Service::VmDet, &[vm_region_va(VM_REGIONS)]), Status::EINVAL, "past the regions");
+        assert_eq!(status(&s, Service::VmDet, &[layout::KERNEL_HEAP_VA]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmDet, &[vm_region_va(2)]), Status::OK);
+        assert_eq!(status(&s, Service::VmDet, &[vm_region_va(2)]), Status::EINVAL, "detached already");
+        assert_eq!(kinds(&s), ["vmm.detach-not-attached"; 4]);
+        assert_eq!(attach(&s, vmid, 0), vm_region_va(2), "the region is free again");
+    }
+
+    #[test]
+    fn io_att_maps_the_dma_engine_uncached_and_refuses_windows_outside_the_device_window() {
+        let s = state();
+        let at = ok(&s, Service::IoAtt, &[io_handle(DMA_ENGINE_GPA, 1), 0x10]);
+        assert_eq!(at, vm_region_va(0) + 0x10);
+        let t = s.space.translate(s.ram.memory(), at).expect("mapped");
+        assert_eq!(t.gpa, DMA_ENGINE_GPA + 0x10);
+        assert!(t.flags.contains(PteFlags::CACHE_DISABLE | PteFlags::WRITABLE | PteFlags::USER));
+        assert_eq!(status(&s, Service::VmDet, &[at]), Status::EINVAL, "an io_att region");
+        assert_eq!(status(&s, Service::VmRelease, &[at, 8]), Status::EINVAL, "an I/O region");
+        assert_eq!(status(&s, Service::IoDet, &[at]), Status::OK);
+        assert!(s.space.translate(s.ram.memory(), at).is_none());
+        let end = layout::DEVICE_WINDOW_GPA + layout::DEVICE_WINDOW_SIZE;
+        for bad in [io_handle(0x10_0000, 1), io_handle(end - PAGE_SIZE, 2), io_handle(end, 1)] {
+            assert_eq!(status(&s, Service::IoAtt, &[bad, 0]), Status::EINVAL, "{bad:#x}");
+        }
+        assert_eq!(kinds(&s), ["vmm.detach-not-attached", "vmm.bad-io-handle", "vmm.bad-io-handle", "vmm.bad-io-handle"]);
+    }
+
+    #[test]
+    fn stores_mark_pages_modified_and_a_release_zeroes_them_and_clears_the_mark() {
+        let s = state();
+        let vmid = object(&s, 2);
+        let base = attach(&s, vmid, 0);
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 0);
+        poke(&s, base + PAGE_SIZE, b"data");
+        cpu_store(&s, base + PAGE_SIZE);
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 1, "from the dirty bit");
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 1, "the frames' marks stay");
+        assert_eq!(status(&s, Service::VmRelease, &[base + PAGE_SIZE + 5, 1]), Status::OK);
+        assert_eq!(peek(&s, base + PAGE_SIZE, 4), [0; 4], "reads as zeros");
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 0, "a released page is clean");
+        // A store seen only at vm_det still counts.
+        cpu_store(&s, base);
+        assert_eq!(status(&s, Service::VmDet, &[base]), Status::OK);
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 1);
+        assert_eq!(status(&s, Service::VmReleasep, &[vmid, 0, MAX_PAGES]), Status::OK, "the whole object, as AFS truncates");
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 0);
+        check_ledger(&s);
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
+    fn release_ranges_are_checked_and_a_limited_handle_may_not_release() {
+        let s = state();
+        let vmid = object(&s, 1);
+        let base = attach(&s, vmid, 0);
+        let limited = attach(&s, vmid, 1);
+        assert_eq!(status(&s, Service::VmRelease, &[limited, 8]), Status::EACCES);
+        assert_eq!(status(&s, Service::VmRelease, &[base, u64::MAX]), Status::EINVAL, "a negative int");
+        assert_eq!(status(&s, Service::VmRelease, &[base + VM_REGION_SIZE - 1, 2]), Status::EINVAL, "crosses the object's boundary");
+        assert_eq!(status(&s, Service::VmRelease, &[vm_region_va(5), 2]), Status::EINVAL, "not mapped");
+        assert_eq!(status(&s, Service::VmRelease, &[base, 0]), Status::OK);
+        for (first, count) in [(u64::MAX, 1), (0, 1 << 31), (MAX_PAGES, 1), (MAX_PAGES - 1, 2)] {
+            assert_eq!(status(&s, Service::VmReleasep, &[vmid, first, count]), Status::EINVAL, "{first} {count}");
+        }
+        assert_eq!(status(&s, Service::VmReleasep, &[vmid, MAX_PAGES - 1, 1]), Status::OK, "no page there: nothing to do");
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
+    fn a_pinned_page_keeps_its_contents() {
+        let s = state();
+        let vmid = object(&s, 1);
+        let base = attach(&s, vmid, 0);
+        poke(&s, base, b"pinned");
+        assert_eq!(status(&s, Service::Pin, &[base, PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleasep, &[vmid, 0, 1]), Status::EBUSY);
+        assert_eq!(status(&s, Service::VmDet, &[base]), Status::OK);
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::EBUSY);
+        assert_eq!(kinds(&s), ["aix.free-pinned"; 2]);
+        let base = attach(&s, vmid, 0);
+        assert_eq!(peek(&s, base, 6), b"pinned");
+        assert_eq!(status(&s, Service::Unpin, &[base, PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::VmDet, &[base]), Status::OK);
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        check_ledger(&s);
+    }
+
+    #[test]
+    fn protect_keys_and_handle_keys_decide_the_writable_bit() {
+        let s = state();
+        let vmid = object(&s, 2);
+        let base = attach(&s, vmid, 0);
+        let limited = attach(&s, vmid, 1);
+        let writable = |va| flags(&s, va).is_some_and(|f| f.contains(PteFlags::WRITABLE));
+        assert_eq!([writable(base), writable(limited)], [true, false]);
+        cpu_store(&s, base + PAGE_SIZE);
+        assert_eq!(status(&s, Service::VmProtectp, &[vmid, 1, 1, RDONLY]), Status::OK);
+        assert_eq!([writable(base), writable(base + PAGE_SIZE)], [true, false]);
+        assert!(flags(&s, base + PAGE_SIZE).is_some_and(|f| !f.contains(PteFlags::DIRTY)), "a fresh entry");
+        assert_eq!(ok(&s, Service::VmQmodify, &[vmid]), 1, "the store before it was folded into the mark");
+        assert_eq!(status(&s, Service::VmProtectp, &[vmid, 0, 2, FILEKEY]), Status::OK);
+        assert_eq!([writable(base + PAGE_SIZE), writable(limited + PAGE_SIZE)], [true, false]);
+        // A page made later gets the default key.
+        assert_eq!(status(&s, Service::VmProtectp, &[vmid, 0, 8, RDONLY]), Status::OK);
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, 5]), Status::OK);
+        assert!(writable(base + 5 * PAGE_SIZE));
+        for bad in [[vmid, 0, 1, 2], [vmid, u64::MAX, 1, RDONLY], [vmid, 0, MAX_PAGES + 1, RDONLY]] {
+            assert_eq!(status(&s, Service::VmProtectp, &bad), Status::EINVAL, "{bad:x?}");
+        }
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
+    fn vm_makep_makes_a_poisoned_page_in_every_region_and_keeps_existing_ones() {
+        let s = state();
+        let vmid = object(&s, 1);
+        let base = attach(&s, vmid, 0);
+        poke(&s, base, b"kept");
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, 0]), Status::OK);
+        assert_eq!(peek(&s, base, 4), b"kept");
+        let free = free_frames(&s);
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, 9]), Status::OK);
+        assert_eq!(free_frames(&s), free - 1);
+        assert_eq!(peek(&s, base + 9 * PAGE_SIZE, 4), [VM_MAKEP_POISON; 4]);
+        let second = attach(&s, vmid, 0);
+        assert_eq!(peek(&s, second + 9 * PAGE_SIZE, 1), [VM_MAKEP_POISON]);
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, MAX_PAGES]), Status::EFBIG);
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, u64::MAX]), Status::EINVAL);
+        check_ledger(&s);
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
+    fn vm_cflush_checks_its_arguments_and_does_nothing_else() {
+        let s = state();
+        for (eaddr, nbytes) in [(layout::KERNEL_HEAP_VA, 64), (0x1000, 0), (0x1000, u64::MAX), (u64::MAX, 1 << 31 | 1 << 63)] {
+            assert_eq!(status(&s, Service::VmCflush, &[eaddr, nbytes]), Status::OK, "{eaddr:#x} {nbytes:#x}");
+        }
+        assert_eq!(status(&s, Service::VmCflush, &[layout::KERNEL_HEAP_VA, 1 << 31]), Status::EINVAL, "more than an int");
+        assert!(s.checker.violations().is_empty());
+        assert_eq!(status(&s, Service::VmCflush, &[0x1000_0000, 16]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmCflush, &[u64::MAX - 4, 16]), Status::EINVAL, "wraps");
+        assert_eq!(kinds(&s), ["vmm.cflush-not-kernel"; 2]);
+    }
+
+    #[test]
+    fn process_only_services_refuse_interrupt_level_and_the_others_serve_it() {
+        let s = state();
+        let vmid = object(&s, 1);
+        let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
+        assert_eq!(status(&s, Service::InterruptEnter, &[]), Status::OK);
+        let refused: [(Service, &[u64]); 8] = [
+            (Service::VmsCreate, &[V_CLIENT, 0, PAGE_SIZE, 0, 0]),
+            (Service::VmsDelete, &[vmid]),
+            (Service::VmHandle, &[vmid, 0]),
+            (Service::VmRelease, &[vm_region_va(0), 1]),
+            (Service::VmReleasep, &[vmid, 0, 1]),
+            (Service::VmQmodify, &[vmid]),
+            (Service::VmProtectp, &[vmid, 0, 1, RDONLY]),
+            (Service::VmMakep, &[vmid, 1]),
+        ];
+        for (service, args) in refused {
+            assert_eq!(status(&s, service, args), Status::EPERM, "{}", service.name());
+        }
+        assert_eq!(kinds(&s), ["vmm.at-interrupt-level"; 8]);
+        let at = ok(&s, Service::VmAtt, &[handle, 0]);
+        assert_eq!(status(&s, Service::VmCflush, &[at, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmDet, &[at]), Status::OK);
+        let io = ok(&s, Service::IoAtt, &[io_handle(DMA_ENGINE_GPA, 1), 0]);
+        assert_eq!(status(&s, Service::IoDet, &[io]), Status::OK);
+        assert_eq!(s.checker.violations().len(), 8);
+    }
+}
