@@ -267,7 +267,9 @@ impl AixVmm {
     pub fn detach(&mut self, view: GuestView, frames: &mut FrameLedger, va: u64) -> Result<Mapping, VmError> {
         let (base, mapping) = self.region_of(va).ok_or(VmError::NotAttached(va))?;
         let pnos: Vec<u64> = match mapping {
-            Mapping::Object { vmid, .. } => self.objects.get(&vmid).map(|o| o.pages.keys().copied().collect()).unwrap_or_default(),
+            Mapping::Object { vmid, .. } => {
+                self.objects.get(&vmid).map(|o| o.pages.keys().copied().collect()).unwrap_or_default()
+            }
             Mapping::Device { pages, .. } => (0..pages).collect(),
         };
         let mut zapped = Ok(());
@@ -306,7 +308,14 @@ impl AixVmm {
     /// `vm_releasep`: the existing pages of `[first, first + count)` lose
     /// their contents (zeros afterwards) and their modified marks. Refused
     /// whole while one is pinned, hidden or in a DMA transfer.
-    pub fn release(&mut self, view: GuestView, frames: &mut FrameLedger, vmid: u64, first: u64, count: u64) -> Result<(), VmError> {
+    pub fn release(
+        &mut self,
+        view: GuestView,
+        frames: &mut FrameLedger,
+        vmid: u64,
+        first: u64,
+        count: u64,
+    ) -> Result<(), VmError> {
         let pages = self.pages_in(vmid, first, count)?;
         if let Some(refusal) = frames.release_refusal(pages.iter().map(|(_, p)| p.frame)) {
             return Err(VmError::Busy(refusal));
@@ -329,7 +338,8 @@ impl AixVmm {
         let object = self.object(vmid)?;
         for (base, _) in self.regions_of(vmid) {
             for (&pno, page) in &object.pages {
-                let dirty = view.space.translate(view.memory, base + pno * PAGE_SIZE).is_some_and(|t| t.flags.contains(PteFlags::DIRTY));
+                let dirty =
+                    view.space.translate(view.memory, base + pno * PAGE_SIZE).is_some_and(|t| t.flags.contains(PteFlags::DIRTY));
                 if dirty {
                     frames.set_modified(page.frame, true);
                 }
@@ -340,7 +350,15 @@ impl AixVmm {
 
     /// `vm_protectp`: sets the storage protect key of the existing pages of
     /// `[first, first + count)` and rewrites their mappings.
-    pub fn protect(&mut self, view: GuestView, frames: &mut FrameLedger, vmid: u64, first: u64, count: u64, key: u64) -> Result<(), VmError> {
+    pub fn protect(
+        &mut self,
+        view: GuestView,
+        frames: &mut FrameLedger,
+        vmid: u64,
+        first: u64,
+        count: u64,
+        key: u64,
+    ) -> Result<(), VmError> {
         let pages = self.pages_in(vmid, first, count)?;
         let mut zapped = Ok(());
         for (pno, page) in pages {

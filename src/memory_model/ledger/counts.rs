@@ -127,10 +127,12 @@ impl FrameLedger {
         let frame = page_of(gpa);
         match self.role(frame) {
             None => Ok(None),
-            Some(role @ (Role::Free | Role::KernelMemory | Role::ProcessPage | Role::VmObject)) => match self.counts.get(&frame) {
-                Some(c) if c.wired_memory => Ok(Some((c.wires, c.initial_wires))),
-                _ => Err(LedgerError::Role { frame, role }),
-            },
+            Some(role @ (Role::Free | Role::KernelMemory | Role::ProcessPage | Role::VmObject)) => {
+                match self.counts.get(&frame) {
+                    Some(c) if c.wired_memory => Ok(Some((c.wires, c.initial_wires))),
+                    _ => Err(LedgerError::Role { frame, role }),
+                }
+            }
             Some(_) => Ok(None),
         }
     }

@@ -120,7 +120,9 @@ impl Call<'_> {
             VmError::Deleted(_) => self.refuse(ViolationKind::VmmDeletedObject, format!("{name}: {error}"), Status::EINVAL),
             VmError::TooMany | VmError::NoFrames => Reply::status(Status::ENOMEM),
             VmError::TooLarge(_) => Reply::status(Status::EFBIG),
-            VmError::Attached { .. } => self.refuse(ViolationKind::VmmDeleteAttached, format!("vms_delete: {error}"), Status::EBUSY),
+            VmError::Attached { .. } => {
+                self.refuse(ViolationKind::VmmDeleteAttached, format!("vms_delete: {error}"), Status::EBUSY)
+            }
             VmError::Busy(refusal) => {
                 let why = format!("{name} would drop the contents of an object page that may not lose them: {refusal}");
                 self.refuse(busy_kind(refusal), why, Status::EBUSY)
@@ -404,7 +406,10 @@ mod tests {
         }
         let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
         let Outcome::Stop(cause) = call(&s, Service::VmAtt, &[handle, 0]) else { panic!("no halt") };
-        assert!(matches!(&*cause, ExitCause::AixHalt { service: "vm_att", why, .. } if why.starts_with("all 16 regions")), "{cause:?}");
+        assert!(
+            matches!(&*cause, ExitCause::AixHalt { service: "vm_att", why, .. } if why.starts_with("all 16 regions")),
+            "{cause:?}"
+        );
         assert_eq!(cause.exit_status(0), crate::report::status::AIX_HALT);
         let Outcome::Stop(cause) = call(&s, Service::IoAtt, &[io_handle(DMA_ENGINE_GPA, 1), 0]) else { panic!("no halt") };
         assert!(matches!(&*cause, ExitCause::AixHalt { service: "io_att", .. }));
@@ -467,7 +472,11 @@ mod tests {
         let limited = attach(&s, vmid, 1);
         assert_eq!(status(&s, Service::VmRelease, &[limited, 8]), Status::EACCES);
         assert_eq!(status(&s, Service::VmRelease, &[base, u64::MAX]), Status::EINVAL, "a negative int");
-        assert_eq!(status(&s, Service::VmRelease, &[base + VM_REGION_SIZE - 1, 2]), Status::EINVAL, "crosses the object's boundary");
+        assert_eq!(
+            status(&s, Service::VmRelease, &[base + VM_REGION_SIZE - 1, 2]),
+            Status::EINVAL,
+            "crosses the object's boundary"
+        );
         assert_eq!(status(&s, Service::VmRelease, &[vm_region_va(5), 2]), Status::EINVAL, "not mapped");
         assert_eq!(status(&s, Service::VmRelease, &[base, 0]), Status::OK);
         for (first, count) in [(u64::MAX, 1), (0, 1 << 31), (MAX_PAGES, 1), (MAX_PAGES - 1, 2)] {
