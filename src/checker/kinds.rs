@@ -106,6 +106,12 @@ violation_kinds! {
     VmmBadHandle => "vmm.bad-handle",
     /// `vms_delete` of an object a region still maps.
     VmmDeleteAttached => "vmm.delete-attached",
+    /// `vms_delete` of an object a hold of `as_geth64` protects.
+    VmmDeleteHeld => "vmm.delete-held",
+    /// `as_puth64` with no hold of `as_geth64` to end.
+    VmmPuthWithoutGeth => "vmm.puth-without-geth",
+    /// `as_puth64` while the region still maps the object.
+    VmmPuthWhileAttached => "vmm.puth-while-attached",
     /// `vm_det` or `io_det` of an address in no region its attach mapped.
     VmmDetachNotAttached => "vmm.detach-not-attached",
     /// `io_att` of a handle that names no device window.

@@ -9,21 +9,24 @@
 //! or removed, and when the mark is asked for, so the mark covers every
 //! store made so far. DMA sets no dirty bit and so no mark, as on AIX.
 //!
-//! Regions are [`VM_REGIONS`] fixed slots of [`VM_REGION_SIZE`] in the kernel
-//! half, shared by every vCPU and process (the kernel half is one). Each holds
-//! one object, mapped whole at the slot's base, or one device window. Every
-//! change to an entry that may be cached (accessed bit set) zaps the old
-//! frame's stage-2 mappings, so no vCPU keeps a stale (writable) translation.
+//! Regions are fixed slots of [`VM_REGION_SIZE`]: [`VM_REGIONS`] in the
+//! kernel half, shared by every vCPU and process (the kernel half is one),
+//! and as many at the top of each process's user half. Each holds one
+//! object, mapped whole at the slot's base, or (in the kernel) one device
+//! window. Every change to an entry that may be cached (accessed bit set)
+//! zaps the old frame's stage-2 mappings, so no vCPU keeps a stale
+//! (writable) translation. A hold (`as_geth64`) keeps an object from being
+//! deleted until its put.
 
 use std::collections::BTreeMap;
 
 use kmemvisor_abi::aix_vmm::{FILEKEY, VM_KEY_UNLIMITED, VM_MAKEP_POISON, VM_MAX_OBJECTS, VM_OBJECT_MAX_SIZE};
-use kmemvisor_abi::layout::{PAGE_SIZE, VM_REGION_SIZE, VM_REGIONS, vm_region_va};
-use vm_memory::{Bytes, GuestAddress};
+use kmemvisor_abi::layout::{PAGE_SIZE, USER_END, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, VM_REGIONS_VA, user_region_va, vm_region_va};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory_model::kernel_memory::GuestView;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
-use crate::memory_model::paging::{PteFlags, Translation};
+use crate::memory_model::paging::{AddressSpace, PteFlags, Translation, Walker};
+use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{ZapError, zap_frame};
 
 /// Pages of the largest object: one region's.
@@ -45,12 +48,20 @@ pub enum VmError {
     #[error("not enough free guest frames")]
     NoFrames,
     /// A region maps the object.
-    #[error("object {vmid} is still mapped by {regions} region(s) (vm_att): vm_det first")]
+    #[error("object {vmid} is still mapped by {regions} region(s): vm_det or as_det64 first")]
     Attached {
         /// The object.
         vmid: u64,
         /// Regions that map it.
         regions: u32,
+    },
+    /// A hold protects the object.
+    #[error("object {vmid} is protected by {holds} hold(s) of as_geth64: as_puth64 first")]
+    Held {
+        /// The object.
+        vmid: u64,
+        /// Holds on it.
+        holds: u32,
     },
     /// A frame of the object may not lose its contents now.
     #[error("{0}")]
@@ -59,7 +70,7 @@ pub enum VmError {
     #[error("all {VM_REGIONS} regions are in use")]
     NoRegion,
     /// No region holds the address.
-    #[error("{0:#x} lies in no region that vm_att or io_att mapped")]
+    #[error("{0:#x} lies in no region that is mapped")]
     NotAttached(u64),
     /// The page number lies past the largest object.
     #[error("page {0} lies past the largest object ({MAX_PAGES} pages)")]
@@ -86,6 +97,8 @@ pub struct VmObject {
     pages: BTreeMap<u64, Page>,
     /// Regions that map it.
     regions: u32,
+    /// Holds on it (`as_geth64` without its `as_puth64` yet).
+    holds: u32,
 }
 
 impl VmObject {
@@ -103,7 +116,7 @@ impl VmObject {
 /// What a region maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mapping {
-    /// An object, through a handle with this access key (`vm_att`).
+    /// An object, through a handle with this access key (`vm_att`, `as_att64`).
     Object {
         /// The object.
         vmid: u64,
@@ -119,18 +132,86 @@ pub enum Mapping {
     },
 }
 
-/// Every object and region of a VM.
-#[derive(Debug, PartialEq, Eq)]
-pub struct AixVmm {
-    objects: BTreeMap<u64, VmObject>,
-    next_vmid: u64,
-    regions: [Option<Mapping>; VM_REGIONS as usize],
+/// A region slot: the kernel's (`pid` 0) or a process's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    /// 0 for the kernel regions, else the process.
+    pub pid: u64,
+    /// The slot, 0 to [`VM_REGIONS`] − 1.
+    pub n: u64,
 }
 
-impl Default for AixVmm {
-    fn default() -> AixVmm {
-        AixVmm { objects: BTreeMap::new(), next_vmid: 1, regions: [None; VM_REGIONS as usize] }
+impl Place {
+    /// The region's first address.
+    pub fn base(self) -> u64 {
+        if self.pid == 0 { vm_region_va(self.n) } else { user_region_va(self.n) }
     }
+}
+
+/// The kernel region that holds `va`, or else the region of process `pid`
+/// (0: none) that holds it.
+pub fn place_of(pid: u64, va: u64) -> Option<Place> {
+    if let Some(n) = va.checked_sub(VM_REGIONS_VA).map(|offset| offset / VM_REGION_SIZE).filter(|&n| n < VM_REGIONS) {
+        return Some(Place { pid: 0, n });
+    }
+    (pid != 0 && (USER_REGIONS_VA..USER_END).contains(&va)).then(|| Place { pid, n: (va - USER_REGIONS_VA) / VM_REGION_SIZE })
+}
+
+/// Everything a region change touches: guest RAM, the kernel's address
+/// space, the processes' (whose page tables go back with them), the frames.
+pub struct Books<'a> {
+    /// Guest RAM.
+    pub memory: &'a GuestMemoryMmap,
+    /// The kernel address space.
+    pub kernel: &'a AddressSpace,
+    /// The processes.
+    pub processes: &'a mut Processes,
+    /// The frame ledger.
+    pub frames: &'a mut FrameLedger,
+}
+
+impl Books<'_> {
+    fn space(&self, pid: u64) -> Option<&AddressSpace> {
+        if pid == 0 { Some(self.kernel) } else { self.processes.get(pid).map(|p| p.space()) }
+    }
+
+    /// Maps page `va` of `pid`'s space to `gpa`; false when no table frame is left.
+    fn map(&mut self, pid: u64, va: u64, gpa: u64, flags: PteFlags) -> bool {
+        if pid == 0 {
+            self.kernel.map(self.memory, self.frames, va, gpa, flags).is_ok()
+        } else {
+            self.processes.map_foreign(self.memory, self.frames, pid, va, gpa, flags)
+        }
+    }
+
+    fn unmap(&self, pid: u64, va: u64) -> Option<Translation> {
+        self.space(pid)?.unmap(self.memory, va)
+    }
+
+    fn remap(&self, pid: u64, va: u64, gpa: u64, flags: PteFlags) -> Option<Translation> {
+        self.space(pid)?.remap(self.memory, va, gpa, flags).ok()
+    }
+
+    /// What an entry that is rewritten or removed leaves behind: its dirty
+    /// bit becomes the frame's modified mark, and a translation that may be
+    /// cached (accessed bit set) is zapped.
+    fn retire(&mut self, old: Translation) -> Result<(), ZapError> {
+        if old.flags.contains(PteFlags::DIRTY) {
+            self.frames.set_modified(old.gpa, true);
+        }
+        if old.flags.contains(PteFlags::ACCESSED) { zap_frame(self.memory, old.gpa) } else { Ok(()) }
+    }
+}
+
+/// Every object, region and hold of a VM.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AixVmm {
+    objects: BTreeMap<u64, VmObject>,
+    /// The last vmid handed out (vmids start at 1).
+    last_vmid: u64,
+    regions: BTreeMap<Place, Mapping>,
+    /// Holds, each on the object a region held when `as_geth64` took it.
+    holds: Vec<(Place, u64)>,
 }
 
 /// The handle of `vmid` with access `key` (0 or 1): what `vm_handle` returns.
@@ -155,55 +236,42 @@ fn device_flags() -> PteFlags {
     PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::CACHE_DISABLE | PteFlags::WRITE_THROUGH
 }
 
-/// What an entry that is rewritten or removed leaves behind: its dirty bit
-/// becomes the frame's modified mark, and a translation that may be cached
-/// (accessed bit set) is zapped.
-fn retire(view: GuestView, frames: &mut FrameLedger, old: Translation) -> Result<(), ZapError> {
-    if old.flags.contains(PteFlags::DIRTY) {
-        frames.set_modified(old.gpa, true);
-    }
-    if old.flags.contains(PteFlags::ACCESSED) { zap_frame(view.memory, old.gpa) } else { Ok(()) }
-}
-
 impl AixVmm {
     /// The live object `vmid`, or why there is none.
     pub fn object(&self, vmid: u64) -> Result<&VmObject, VmError> {
         match self.objects.get(&vmid) {
             Some(object) => Ok(object),
-            None if (1..self.next_vmid).contains(&vmid) => Err(VmError::Deleted(vmid)),
+            None if (1..=self.last_vmid).contains(&vmid) => Err(VmError::Deleted(vmid)),
             None => Err(VmError::Forged(vmid)),
         }
     }
 
-    /// Live objects.
-    pub fn objects(&self) -> usize {
-        self.objects.len()
-    }
-
     /// A new object of `pages` zeroed pages (all or nothing); its vmid.
-    pub fn create(&mut self, view: GuestView, frames: &mut FrameLedger, pages: u64, gnode: u64) -> Result<u64, VmError> {
+    pub fn create(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pages: u64, gnode: u64) -> Result<u64, VmError> {
         if self.objects.len() >= VM_MAX_OBJECTS {
             return Err(VmError::TooMany);
         }
         let got = frames.allocate(pages, Role::VmObject).ok_or(VmError::NoFrames)?;
-        let vmid = self.next_vmid;
-        self.next_vmid += 1;
-        let mut object = VmObject { gnode, pages: BTreeMap::new(), regions: 0 };
+        self.last_vmid += 1;
+        let mut object = VmObject { gnode, pages: BTreeMap::new(), regions: 0, holds: 0 };
         for (pno, frame) in (0..).zip(got) {
-            fill(view, frame, 0);
+            fill(memory, frame, 0);
             frames.own(frame, Owner { pid: 0, va: 0 }, 0, false);
             object.pages.insert(pno, Page { frame, key: FILEKEY });
         }
-        self.objects.insert(vmid, object);
-        Ok(vmid)
+        self.objects.insert(self.last_vmid, object);
+        Ok(self.last_vmid)
     }
 
     /// Deletes `vmid` and gives its frames back: refused while a region maps
-    /// it or while a frame is pinned, hidden or in a DMA transfer.
+    /// it, a hold protects it, or a frame is pinned, hidden or in a DMA transfer.
     pub fn delete(&mut self, frames: &mut FrameLedger, vmid: u64) -> Result<(), VmError> {
         let object = self.object(vmid)?;
         if object.regions > 0 {
             return Err(VmError::Attached { vmid, regions: object.regions });
+        }
+        if object.holds > 0 {
+            return Err(VmError::Held { vmid, holds: object.holds });
         }
         if let Some(refusal) = frames.release_refusal(object.frames()) {
             return Err(VmError::Busy(refusal));
@@ -216,28 +284,31 @@ impl AixVmm {
         Ok(())
     }
 
-    /// The region that holds `va` and what it maps.
-    pub fn region_of(&self, va: u64) -> Option<(u64, Mapping)> {
-        let n = va.checked_sub(vm_region_va(0))? / VM_REGION_SIZE;
-        Some((vm_region_va(n), (*self.regions.get(usize::try_from(n).ok()?)?)?))
+    /// What the region at `place` maps.
+    pub fn region(&self, place: Place) -> Option<Mapping> {
+        self.regions.get(&place).copied()
     }
 
-    /// Bases of the regions that map `vmid`, with their handles' keys.
-    fn regions_of(&self, vmid: u64) -> Vec<(u64, u64)> {
-        (0..)
-            .zip(&self.regions)
-            .filter_map(|(n, r)| match r {
-                Some(Mapping::Object { vmid: v, key }) if *v == vmid => Some((vm_region_va(n), *key)),
+    /// The first free region of `pid` (0: the kernel's).
+    pub fn free_place(&self, pid: u64) -> Option<Place> {
+        (0..VM_REGIONS).map(|n| Place { pid, n }).find(|place| !self.regions.contains_key(place))
+    }
+
+    /// The regions that map `vmid`, with their handles' keys.
+    fn regions_of(&self, vmid: u64) -> Vec<(Place, u64)> {
+        self.regions
+            .iter()
+            .filter_map(|(&place, m)| match *m {
+                Mapping::Object { vmid: v, key } if v == vmid => Some((place, key)),
                 _ => None,
             })
             .collect()
     }
 
-    /// Maps `mapping` (a live object, or a device window the caller checked)
-    /// into a free region; its base address.
-    pub fn attach(&mut self, view: GuestView, frames: &mut FrameLedger, mapping: Mapping) -> Result<u64, VmError> {
-        let n = self.regions.iter().position(Option::is_none).ok_or(VmError::NoRegion)?;
-        let base = vm_region_va(n as u64);
+    /// Maps `mapping` (a live object, or a device window the caller
+    /// checked) into the free region at `place`; its base address.
+    pub fn attach(&mut self, books: &mut Books, place: Place, mapping: Mapping) -> Result<u64, VmError> {
+        let base = place.base();
         let pages: Vec<(u64, u64, PteFlags)> = match mapping {
             Mapping::Object { vmid, key } => {
                 self.object(vmid)?.pages.iter().map(|(&pno, p)| (pno, p.frame, object_flags(key, p.key))).collect()
@@ -245,10 +316,10 @@ impl AixVmm {
             Mapping::Device { bus, pages } => (0..pages).map(|i| (i, bus + i * PAGE_SIZE, device_flags())).collect(),
         };
         for (i, &(pno, frame, flags)) in pages.iter().enumerate() {
-            if view.space.map(view.memory, frames, base + pno * PAGE_SIZE, frame, flags).is_err() {
+            if !books.map(place.pid, base + pno * PAGE_SIZE, frame, flags) {
                 // Only a page table could not be had; nothing was reached yet.
                 for &(pno, ..) in &pages[..i] {
-                    view.space.unmap(view.memory, base + pno * PAGE_SIZE);
+                    books.unmap(place.pid, base + pno * PAGE_SIZE);
                 }
                 return Err(VmError::NoFrames);
             }
@@ -258,24 +329,22 @@ impl AixVmm {
         {
             object.regions += 1;
         }
-        self.regions[n] = Some(mapping);
+        self.regions.insert(place, mapping);
         Ok(base)
     }
 
-    /// Unmaps the region holding `va`; what it mapped. The dirty bits of an
+    /// Unmaps the region at `place`; what it mapped. The dirty bits of an
     /// object's pages become their modified marks.
-    pub fn detach(&mut self, view: GuestView, frames: &mut FrameLedger, va: u64) -> Result<Mapping, VmError> {
-        let (base, mapping) = self.region_of(va).ok_or(VmError::NotAttached(va))?;
+    pub fn detach(&mut self, books: &mut Books, place: Place) -> Result<Mapping, VmError> {
+        let mapping = self.region(place).ok_or(VmError::NotAttached(place.base()))?;
         let pnos: Vec<u64> = match mapping {
-            Mapping::Object { vmid, .. } => {
-                self.objects.get(&vmid).map(|o| o.pages.keys().copied().collect()).unwrap_or_default()
-            }
+            Mapping::Object { vmid, .. } => self.objects.get(&vmid).map(|o| o.pages.keys().copied().collect()).unwrap_or_default(),
             Mapping::Device { pages, .. } => (0..pages).collect(),
         };
         let mut zapped = Ok(());
         for pno in pnos {
-            if let Some(old) = view.space.unmap(view.memory, base + pno * PAGE_SIZE) {
-                zapped = zapped.and(retire(view, frames, old));
+            if let Some(old) = books.unmap(place.pid, place.base() + pno * PAGE_SIZE) {
+                zapped = zapped.and(books.retire(old));
             }
         }
         if let Mapping::Object { vmid, .. } = mapping
@@ -283,9 +352,48 @@ impl AixVmm {
         {
             object.regions -= 1;
         }
-        self.regions[((base - vm_region_va(0)) / VM_REGION_SIZE) as usize] = None;
+        self.regions.remove(&place);
         zapped?;
         Ok(mapping)
+    }
+
+    /// Before process `pid` is destroyed: its regions are detached and its
+    /// holds dropped (they could only be put under it).
+    pub fn forget_process(&mut self, books: &mut Books, pid: u64) -> Result<(), VmError> {
+        let places: Vec<Place> = self.regions.keys().copied().filter(|p| p.pid == pid).collect();
+        let mut zapped = Ok(());
+        for place in places {
+            zapped = zapped.and(self.detach(books, place).map(drop));
+        }
+        for (_, vmid) in self.holds.extract_if(.., |(place, _)| place.pid == pid) {
+            if let Some(object) = self.objects.get_mut(&vmid) {
+                object.holds -= 1;
+            }
+        }
+        zapped
+    }
+
+    /// `as_geth64`: a hold on the object the region at `place` maps.
+    pub fn hold(&mut self, place: Place, vmid: u64) {
+        if let Some(object) = self.objects.get_mut(&vmid) {
+            object.holds += 1;
+            self.holds.push((place, vmid));
+        }
+    }
+
+    /// Whether a hold was taken at `place` on `vmid` and not put yet.
+    pub fn is_held(&self, place: Place, vmid: u64) -> bool {
+        self.holds.contains(&(place, vmid))
+    }
+
+    /// `as_puth64`: drops a hold taken at `place` on `vmid`; false if none was.
+    pub fn put(&mut self, place: Place, vmid: u64) -> bool {
+        let Some(i) = self.holds.iter().position(|&h| h == (place, vmid)) else { return false };
+        self.holds.swap_remove(i);
+        if let Some(object) = self.objects.get_mut(&vmid) {
+            object.holds -= 1;
+        }
+        true
     }
 
     /// The existing pages of `vmid` in `[first, first + count)` with their frames.
@@ -293,13 +401,13 @@ impl AixVmm {
         Ok(self.object(vmid)?.pages.range(first..first.saturating_add(count)).map(|(&pno, &p)| (pno, p)).collect())
     }
 
-    /// Rewrites the entry of page `pno` in every region that maps `vmid`
-    /// with the flags `key` gives for `page_key`, folding the old entry in.
-    fn remap(&self, view: GuestView, frames: &mut FrameLedger, vmid: u64, pno: u64, page: Page) -> Result<(), ZapError> {
+    /// Rewrites the entry of page `pno` in every region that maps `vmid`,
+    /// folding the old entry in.
+    fn remap(&self, books: &mut Books, vmid: u64, pno: u64, page: Page) -> Result<(), ZapError> {
         let mut zapped = Ok(());
-        for (base, key) in self.regions_of(vmid) {
-            if let Ok(old) = view.space.remap(view.memory, base + pno * PAGE_SIZE, page.frame, object_flags(key, page.key)) {
-                zapped = zapped.and(retire(view, frames, old));
+        for (place, key) in self.regions_of(vmid) {
+            if let Some(old) = books.remap(place.pid, place.base() + pno * PAGE_SIZE, page.frame, object_flags(key, page.key)) {
+                zapped = zapped.and(books.retire(old));
             }
         }
         zapped
@@ -308,25 +416,18 @@ impl AixVmm {
     /// `vm_releasep`: the existing pages of `[first, first + count)` lose
     /// their contents (zeros afterwards) and their modified marks. Refused
     /// whole while one is pinned, hidden or in a DMA transfer.
-    pub fn release(
-        &mut self,
-        view: GuestView,
-        frames: &mut FrameLedger,
-        vmid: u64,
-        first: u64,
-        count: u64,
-    ) -> Result<(), VmError> {
+    pub fn release(&mut self, books: &mut Books, vmid: u64, first: u64, count: u64) -> Result<(), VmError> {
         let pages = self.pages_in(vmid, first, count)?;
-        if let Some(refusal) = frames.release_refusal(pages.iter().map(|(_, p)| p.frame)) {
+        if let Some(refusal) = books.frames.release_refusal(pages.iter().map(|(_, p)| p.frame)) {
             return Err(VmError::Busy(refusal));
         }
         let mut zapped = Ok(());
         for (pno, page) in pages {
             // Dirty bits set before the release are folded in first, then
             // cleared with the mark: the page is a fresh zero page.
-            zapped = zapped.and(self.remap(view, frames, vmid, pno, page));
-            fill(view, page.frame, 0);
-            frames.set_modified(page.frame, false);
+            zapped = zapped.and(self.remap(books, vmid, pno, page));
+            fill(books.memory, page.frame, 0);
+            books.frames.set_modified(page.frame, false);
         }
         Ok(zapped?)
     }
@@ -334,31 +435,27 @@ impl AixVmm {
     /// `vm_qmodify`: whether a page of `vmid` is marked modified, once the
     /// dirty bits of its mappings are folded into the marks (they stay set:
     /// AIX leaves the frames' bits alone).
-    pub fn modified(&self, view: GuestView, frames: &mut FrameLedger, vmid: u64) -> Result<bool, VmError> {
+    pub fn modified(&self, books: &mut Books, vmid: u64) -> Result<bool, VmError> {
         let object = self.object(vmid)?;
-        for (base, _) in self.regions_of(vmid) {
+        let mut dirty = Vec::new();
+        for (place, _) in self.regions_of(vmid) {
+            let Some(space) = books.space(place.pid) else { continue };
+            let mut walker = Walker::new(books.memory, space);
             for (&pno, page) in &object.pages {
-                let dirty =
-                    view.space.translate(view.memory, base + pno * PAGE_SIZE).is_some_and(|t| t.flags.contains(PteFlags::DIRTY));
-                if dirty {
-                    frames.set_modified(page.frame, true);
+                if walker.translate(place.base() + pno * PAGE_SIZE).is_some_and(|t| t.flags.contains(PteFlags::DIRTY)) {
+                    dirty.push(page.frame);
                 }
             }
         }
-        Ok(object.frames().any(|frame| frames.marks(frame).modified))
+        for frame in dirty {
+            books.frames.set_modified(frame, true);
+        }
+        Ok(object.frames().any(|frame| books.frames.marks(frame).modified))
     }
 
     /// `vm_protectp`: sets the storage protect key of the existing pages of
     /// `[first, first + count)` and rewrites their mappings.
-    pub fn protect(
-        &mut self,
-        view: GuestView,
-        frames: &mut FrameLedger,
-        vmid: u64,
-        first: u64,
-        count: u64,
-        key: u64,
-    ) -> Result<(), VmError> {
+    pub fn protect(&mut self, books: &mut Books, vmid: u64, first: u64, count: u64, key: u64) -> Result<(), VmError> {
         let pages = self.pages_in(vmid, first, count)?;
         let mut zapped = Ok(());
         for (pno, page) in pages {
@@ -366,7 +463,7 @@ impl AixVmm {
             if let Some(p) = self.objects.get_mut(&vmid).and_then(|o| o.pages.get_mut(&pno)) {
                 *p = page;
             }
-            zapped = zapped.and(self.remap(view, frames, vmid, pno, page));
+            zapped = zapped.and(self.remap(books, vmid, pno, page));
         }
         Ok(zapped?)
     }
@@ -374,27 +471,27 @@ impl AixVmm {
     /// `vm_makep`: page `pno` of `vmid` exists afterwards; a new one holds
     /// [`VM_MAKEP_POISON`] and appears in every region that maps the object.
     /// Whether it is new.
-    pub fn make_page(&mut self, view: GuestView, frames: &mut FrameLedger, vmid: u64, pno: u64) -> Result<bool, VmError> {
+    pub fn make_page(&mut self, books: &mut Books, vmid: u64, pno: u64) -> Result<bool, VmError> {
         if self.object(vmid)?.pages.contains_key(&pno) {
             return Ok(false);
         }
         if pno >= MAX_PAGES {
             return Err(VmError::TooLarge(pno));
         }
-        let frame = frames.allocate(1, Role::VmObject).and_then(|f| f.first().copied()).ok_or(VmError::NoFrames)?;
+        let frame = books.frames.allocate(1, Role::VmObject).and_then(|f| f.first().copied()).ok_or(VmError::NoFrames)?;
         // Filled before any vCPU can reach it.
-        fill(view, frame, VM_MAKEP_POISON);
+        fill(books.memory, frame, VM_MAKEP_POISON);
         let regions = self.regions_of(vmid);
-        for (i, &(base, key)) in regions.iter().enumerate() {
-            if view.space.map(view.memory, frames, base + pno * PAGE_SIZE, frame, object_flags(key, FILEKEY)).is_err() {
-                for &(base, _) in &regions[..i] {
-                    view.space.unmap(view.memory, base + pno * PAGE_SIZE);
+        for (i, &(place, key)) in regions.iter().enumerate() {
+            if !books.map(place.pid, place.base() + pno * PAGE_SIZE, frame, object_flags(key, FILEKEY)) {
+                for &(place, _) in &regions[..i] {
+                    books.unmap(place.pid, place.base() + pno * PAGE_SIZE);
                 }
-                let _ = frames.release(frame);
+                let _ = books.frames.release(frame);
                 return Err(VmError::NoFrames);
             }
         }
-        frames.own(frame, Owner { pid: 0, va: 0 }, 0, false);
+        books.frames.own(frame, Owner { pid: 0, va: 0 }, 0, false);
         if let Some(object) = self.objects.get_mut(&vmid) {
             object.pages.insert(pno, Page { frame, key: FILEKEY });
         }
@@ -403,7 +500,7 @@ impl AixVmm {
 }
 
 /// Fills the frame at `gpa` with `byte`.
-fn fill(view: GuestView, gpa: u64, byte: u8) {
+fn fill(memory: &GuestMemoryMmap, gpa: u64, byte: u8) {
     // The frame came from the ledger: it is RAM, so the write cannot fail.
-    let _ = view.memory.write_slice(&[byte; PAGE_SIZE as usize], GuestAddress(gpa));
+    let _ = memory.write_slice(&[byte; PAGE_SIZE as usize], GuestAddress(gpa));
 }

@@ -17,6 +17,7 @@
 //! 0xd000_0000  device window (MMIO devices)
 //!
 //! user address spaces: USER_START .. USER_END (the canonical low half)
+//!   USER_REGIONS_VA    AIX as_att64 / as_seth64 regions (the top 4 GiB)
 //! kernel:              KERNEL_START .. (the canonical high half)
 //!   WIRED_ARENA_VA     DG/UX wired kernel memory     (ARENA_SIZE)
 //!   UNWIRED_ARENA_VA   DG/UX unwired kernel memory   (ARENA_SIZE)
@@ -130,6 +131,8 @@ pub const MODULES_VA: u64 = IMAGE_VA_OFFSET + MODULES_GPA;
 const _: () = assert!(PINNED_HEAP_VA + ARENA_SIZE <= VM_REGIONS_VA);
 const _: () = assert!(VM_REGIONS * VM_REGION_SIZE <= 1 << 39 && VM_REGIONS_VA.is_multiple_of(1 << 39));
 const _: () = assert!(VM_REGIONS_VA + VM_REGIONS * VM_REGION_SIZE <= STACKS_VA);
+// The user regions are the top of the user half.
+const _: () = assert!(USER_REGIONS_VA > USER_START && USER_REGIONS_VA.is_multiple_of(VM_REGION_SIZE));
 // The system pages do not run into each other or into the image.
 const _: () = assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
 const _: () = assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
@@ -145,6 +148,16 @@ pub const fn module_slot_gpa(n: u64) -> u64 {
 /// Guest-virtual address of module slot `n`, where a module linked for it starts.
 pub const fn module_slot_va(n: u64) -> u64 {
     IMAGE_VA_OFFSET + module_slot_gpa(n)
+}
+
+/// Where the AIX `as_att64`/`as_seth64` regions of a process start: the
+/// top [`VM_REGIONS`] × [`VM_REGION_SIZE`] of the user half, which
+/// `process_map` leaves alone.
+pub const USER_REGIONS_VA: u64 = USER_END - VM_REGIONS * VM_REGION_SIZE;
+
+/// Guest-virtual address of a process's `as_att64` region `n` (0 ≤ n < [`VM_REGIONS`]).
+pub const fn user_region_va(n: u64) -> u64 {
+    USER_REGIONS_VA + n * VM_REGION_SIZE
 }
 
 /// Guest-virtual address of `vm_att`/`io_att` region `n` (0 ≤ n < [`VM_REGIONS`]).

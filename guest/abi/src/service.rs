@@ -225,6 +225,22 @@ services! {
     /// `(eaddr)`: unmaps the region holding `eaddr` (mapped by `io_att`).
     IoDet = 0x40c, "io_det", returns: true;
 
+    /// `(vmhandle, offset)`: maps the object into a free region of the
+    /// current process; the value is the address of `offset` in it.
+    AsAtt64 = 0x40d, "as_att64", returns: true;
+    /// `(addr64)`: unmaps the current process's region holding `addr64`.
+    AsDet64 = 0x40e, "as_det64", returns: true;
+    /// `(addr64, vmhandle)`: maps the object into the current process's
+    /// region holding `addr64`, replacing what it mapped.
+    AsSeth64 = 0x40f, "as_seth64", returns: true;
+    /// `(addr64)`: the value is the handle of the object mapped at
+    /// `addr64`, which is protected from deletion until `as_puth64`.
+    AsGeth64 = 0x410, "as_geth64", returns: true;
+    /// `(addr64)`: as `as_geth64`, without the protection.
+    AsGetsrval64 = 0x411, "as_getsrval64", returns: true;
+    /// `(addr64, vmhandle)`: ends the protection `as_geth64` took.
+    AsPuth64 = 0x412, "as_puth64", returns: true;
+
     /// `(addr, count, dp, segflag)`: attaches a buffer for cross-memory
     /// moves and fills the [`Xmem`](crate::xmem::Xmem) at `dp`; only under a
     /// process; 32-bit user address.
@@ -334,7 +350,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x40d, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x413, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

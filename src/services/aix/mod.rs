@@ -1,6 +1,7 @@
 //! AIX kernel services: heaps, pinning, user memory access, the virtual
 //! memory manager and cross-memory services.
 
+pub mod adspace;
 pub mod heaps;
 pub mod pinning;
 pub mod uaccess;

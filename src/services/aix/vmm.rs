@@ -1,6 +1,7 @@
 //! AIX virtual memory manager services: `vms_create`, `vms_delete`,
 //! `vm_handle`, `vm_att`, `vm_det`, `vm_release`, `vm_releasep`,
-//! `vm_qmodify`, `vm_protectp`, `vm_makep`, `vm_cflush`, `io_att`, `io_det`.
+//! `vm_qmodify`, `vm_protectp`, `vm_makep`, `vm_cflush`, `io_att`, `io_det`;
+//! the `as_*64` services are in [`adspace`](super::adspace).
 //!
 //! The objects and regions are the memory model's ([`aix_vmm`]); this
 //! module decodes the arguments (AIX `int`s: 0 to `i32::MAX`), enforces the
@@ -8,8 +9,8 @@
 //! at interrupt level) and decides which refusal is a plain status and
 //! which a violation: AIX documents `EINVAL` for a vmid it never made, but
 //! gives `vm_att`, `vm_det`, `io_det` and `vm_cflush` no error return, so
-//! their misuse is a violation; the attaches halt the VM when every region
-//! is in use, as AIX's panic.
+//! their misuse is a violation; the kernel attaches halt the VM when every
+//! region is in use, as AIX's panic.
 
 use kmemvisor_abi::aix_vmm::{
     FILEKEY, IO_HANDLE_PAGES_MASK, RDONLY, V_CLIENT, V_LARGE, VM_KEY_LIMITED, VM_OBJECT_MAX_SIZE, VMS_CREATE_TYPE_MASK,
@@ -18,48 +19,55 @@ use kmemvisor_abi::layout::{self, PAGE_SIZE, VM_REGION_SIZE};
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::ViolationKind;
-use crate::memory_model::aix_vmm::{self, MAX_PAGES, Mapping, VmError};
-use crate::memory_model::kernel_memory::GuestView;
+use crate::memory_model::aix_vmm::{self, AixVmm, Books, MAX_PAGES, Mapping, VmError, place_of};
 use crate::memory_model::ledger::LedgerError;
 use crate::report::ExitCause;
+use crate::services::aix::adspace;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
-use crate::state::VmState;
+use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
 /// Serves the virtual memory manager services.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, ..] = args;
     let anywhere = matches!(service, Service::VmAtt | Service::VmDet | Service::IoAtt | Service::IoDet | Service::VmCflush);
-    if !anywhere && lock(&state.contexts[caller.vcpu]).at_interrupt_level() {
+    let context = *lock(&state.contexts[caller.vcpu]);
+    let call = Call { state, caller, service, args: &args[..arity(service)], pid: context.pid };
+    if !anywhere && context.at_interrupt_level() {
         let why = format!("{} can be called from the process environment only: called at interrupt level", service.name());
-        return refuse(state, caller, ViolationKind::VmmAtInterruptLevel, service, &args[..arity(service)], why, Status::EPERM);
+        return call.refuse(ViolationKind::VmmAtInterruptLevel, why, Status::EPERM);
     }
-    let call = Call { state, caller, service, args: &args[..arity(service)] };
     match service {
         Service::VmsCreate => call.create(a0, a1, a2),
-        Service::VmsDelete => call.with_kernel(|k, _| k.vmm.delete(&mut k.frames, a0).map(|()| 0)),
+        Service::VmsDelete => call.with_kernel(|vmm, books| vmm.delete(books.frames, a0).map(|()| 0)),
         Service::VmHandle if a1 > VM_KEY_LIMITED => Reply::status(Status::EINVAL),
-        Service::VmHandle => call.with_kernel(|k, _| k.vmm.object(a0).map(|_| aix_vmm::handle(a0, a1))),
+        Service::VmHandle => call.with_kernel(|vmm, _| vmm.object(a0).map(|_| aix_vmm::handle(a0, a1))),
         Service::VmAtt => call.attach(a0, a1),
         Service::IoAtt => call.io_attach(a0, a1),
         Service::VmDet | Service::IoDet => call.detach(a0),
         Service::VmRelease => call.release_range(a0, a1),
         Service::VmReleasep => match pages(a1, a2) {
-            Some((first, count)) => call.with_kernel(|k, view| k.vmm.release(view, &mut k.frames, a0, first, count).map(|()| 0)),
+            Some((first, count)) => call.with_kernel(|vmm, books| vmm.release(books, a0, first, count).map(|()| 0)),
             None => Reply::status(Status::EINVAL),
         },
-        Service::VmQmodify => call.with_kernel(|k, view| k.vmm.modified(view, &mut k.frames, a0).map(u64::from)),
+        Service::VmQmodify => call.with_kernel(|vmm, books| vmm.modified(books, a0).map(u64::from)),
         Service::VmProtectp => match pages(a1, a2) {
             Some((first, count)) if a3 == FILEKEY || a3 == RDONLY => {
-                call.with_kernel(|k, view| k.vmm.protect(view, &mut k.frames, a0, first, count, a3).map(|()| 0))
+                call.with_kernel(|vmm, books| vmm.protect(books, a0, first, count, a3).map(|()| 0))
             }
             _ => Reply::status(Status::EINVAL),
         },
         Service::VmMakep => match int(a1) {
-            Some(pno) => call.with_kernel(|k, view| k.vmm.make_page(view, &mut k.frames, a0, pno).map(|_| 0)),
+            Some(pno) => call.with_kernel(|vmm, books| vmm.make_page(books, a0, pno).map(|_| 0)),
             None => Reply::status(Status::EINVAL),
         },
         Service::VmCflush => call.cflush(a0, a1),
+        Service::AsAtt64
+        | Service::AsDet64
+        | Service::AsSeth64
+        | Service::AsGeth64
+        | Service::AsGetsrval64
+        | Service::AsPuth64 => adspace::serve(&call, a0, a1),
         _ => Reply::status(Status::ENOSYS),
     }
 }
@@ -70,7 +78,15 @@ fn arity(service: Service) -> usize {
         Service::VmsCreate => 5,
         Service::VmProtectp => 4,
         Service::VmReleasep => 3,
-        Service::VmHandle | Service::VmAtt | Service::IoAtt | Service::VmRelease | Service::VmMakep | Service::VmCflush => 2,
+        Service::VmHandle
+        | Service::VmAtt
+        | Service::IoAtt
+        | Service::VmRelease
+        | Service::VmMakep
+        | Service::VmCflush
+        | Service::AsAtt64
+        | Service::AsSeth64
+        | Service::AsPuth64 => 2,
         _ => 1,
     }
 }
@@ -100,29 +116,30 @@ fn busy_kind(refusal: LedgerError) -> ViolationKind {
 }
 
 /// One call being served.
-struct Call<'a> {
-    state: &'a VmState,
-    caller: Caller,
-    service: Service,
-    args: &'a [u64],
+pub(super) struct Call<'a> {
+    pub(super) state: &'a VmState,
+    pub(super) caller: Caller,
+    pub(super) service: Service,
+    pub(super) args: &'a [u64],
+    /// The calling vCPU's current process (0: none).
+    pub(super) pid: u64,
 }
 
 impl Call<'_> {
-    fn refuse(&self, kind: ViolationKind, why: String, status: Status) -> Outcome {
+    pub(super) fn refuse(&self, kind: ViolationKind, why: String, status: Status) -> Outcome {
         refuse(self.state, self.caller, kind, self.service, self.args, why, status)
     }
 
     /// The answer to a refusal of the memory model.
-    fn refused(&self, error: VmError) -> Outcome {
+    pub(super) fn refused(&self, error: VmError) -> Outcome {
         let name = self.service.name();
         match error {
             VmError::Forged(_) => Reply::status(Status::EINVAL),
             VmError::Deleted(_) => self.refuse(ViolationKind::VmmDeletedObject, format!("{name}: {error}"), Status::EINVAL),
             VmError::TooMany | VmError::NoFrames => Reply::status(Status::ENOMEM),
             VmError::TooLarge(_) => Reply::status(Status::EFBIG),
-            VmError::Attached { .. } => {
-                self.refuse(ViolationKind::VmmDeleteAttached, format!("vms_delete: {error}"), Status::EBUSY)
-            }
+            VmError::Attached { .. } => self.refuse(ViolationKind::VmmDeleteAttached, format!("{name}: {error}"), Status::EBUSY),
+            VmError::Held { .. } => self.refuse(ViolationKind::VmmDeleteHeld, format!("{name}: {error}"), Status::EBUSY),
             VmError::Busy(refusal) => {
                 let why = format!("{name} would drop the contents of an object page that may not lose them: {refusal}");
                 self.refuse(busy_kind(refusal), why, Status::EBUSY)
@@ -140,11 +157,12 @@ impl Call<'_> {
         }
     }
 
-    /// Runs `f` on the kernel under its lock; its value, or the answer to its refusal.
-    fn with_kernel(&self, f: impl FnOnce(&mut crate::state::Kernel, GuestView) -> Result<u64, VmError>) -> Outcome {
-        let view = GuestView { memory: self.state.ram.memory(), space: &self.state.space };
-        let result = f(&mut lock(&self.state.kernel), view);
-        match result {
+    /// Runs `f` on the objects and the books under the kernel's lock; its
+    /// value, or the answer to its refusal.
+    pub(super) fn with_kernel(&self, f: impl FnOnce(&mut AixVmm, &mut Books) -> Result<u64, VmError>) -> Outcome {
+        let k = &mut *lock(&self.state.kernel);
+        let (vmm, mut books) = split(self.state, k);
+        match f(vmm, &mut books) {
             Ok(value) => Reply::ok(value),
             Err(error) => self.refused(error),
         }
@@ -158,20 +176,33 @@ impl Call<'_> {
         }
         let bytes = if kind & V_LARGE != 0 { size.checked_mul(PAGE_SIZE) } else { Some(size) };
         let Some(bytes) = bytes.filter(|&b| b <= VM_OBJECT_MAX_SIZE) else { return Reply::status(Status::EINVAL) };
-        self.with_kernel(|k, view| k.vmm.create(view, &mut k.frames, bytes.div_ceil(PAGE_SIZE), gnode))
+        self.with_kernel(|vmm, books| vmm.create(books.memory, books.frames, bytes.div_ceil(PAGE_SIZE), gnode))
+    }
+
+    /// The (vmid, key) of a handle that names a live object, or the
+    /// violation a bad handle is (AIX gives the attaches no error return).
+    pub(super) fn live_handle(&self, vmm: &AixVmm, handle: u64) -> Result<(u64, u64), Outcome> {
+        let (vmid, key) = aix_vmm::decode(handle);
+        match vmm.object(vmid) {
+            Ok(_) => Ok((vmid, key)),
+            Err(error) => {
+                let why = format!("{} of handle {handle:#x}: {error}", self.service.name());
+                Err(self.refuse(ViolationKind::VmmBadHandle, why, Status::EINVAL))
+            }
+        }
     }
 
     /// `vm_att(vmhandle, offset)`: the address of `offset` (its bits inside
-    /// a region) in the region the object now has.
+    /// a region) in the kernel region the object now has.
     fn attach(&self, handle: u64, offset: u64) -> Outcome {
-        let (vmid, key) = aix_vmm::decode(handle);
-        let view = GuestView { memory: self.state.ram.memory(), space: &self.state.space };
         let k = &mut *lock(&self.state.kernel);
-        if let Err(error) = k.vmm.object(vmid) {
-            let why = format!("vm_att of handle {handle:#x}: {error}");
-            return self.refuse(ViolationKind::VmmBadHandle, why, Status::EINVAL);
-        }
-        match k.vmm.attach(view, &mut k.frames, Mapping::Object { vmid, key }) {
+        let (vmid, key) = match self.live_handle(&k.vmm, handle) {
+            Ok(named) => named,
+            Err(answer) => return answer,
+        };
+        let Some(place) = k.vmm.free_place(0) else { return self.refused(VmError::NoRegion) };
+        let (vmm, mut books) = split(self.state, k);
+        match vmm.attach(&mut books, place, Mapping::Object { vmid, key }) {
             Ok(base) => Reply::ok(base + offset % VM_REGION_SIZE),
             Err(error) => self.refused(error),
         }
@@ -190,60 +221,57 @@ impl Call<'_> {
             );
             return self.refuse(ViolationKind::VmmBadIoHandle, why, Status::EINVAL);
         }
-        let view = GuestView { memory: self.state.ram.memory(), space: &self.state.space };
-        let k = &mut *lock(&self.state.kernel);
-        match k.vmm.attach(view, &mut k.frames, Mapping::Device { bus, pages }) {
-            Ok(base) => Reply::ok(base + offset % VM_REGION_SIZE),
-            Err(error) => self.refused(error),
-        }
+        self.with_kernel(|vmm, books| {
+            let place = vmm.free_place(0).ok_or(VmError::NoRegion)?;
+            vmm.attach(books, place, Mapping::Device { bus, pages }).map(|base| base + offset % VM_REGION_SIZE)
+        })
     }
 
-    /// `vm_det(eaddr)` and `io_det(eaddr)`: each gives back a region its
-    /// own attach made.
+    /// `vm_det(eaddr)` and `io_det(eaddr)`: each gives back a kernel region
+    /// its own attach made.
     fn detach(&self, eaddr: u64) -> Outcome {
-        let view = GuestView { memory: self.state.ram.memory(), space: &self.state.space };
-        let k = &mut *lock(&self.state.kernel);
         let device = self.service == Service::IoDet;
-        match k.vmm.region_of(eaddr) {
+        let k = &mut *lock(&self.state.kernel);
+        let place = place_of(0, eaddr);
+        match place.and_then(|p| k.vmm.region(p).map(|m| (p, m))) {
             Some((_, mapping)) if matches!(mapping, Mapping::Device { .. }) == device => {}
-            Some((base, _)) => {
+            Some((place, _)) => {
                 let (made, other) = if device { ("vm_att", "vm_det") } else { ("io_att", "io_det") };
                 let why = format!(
-                    "{}: the region at {base:#x} holding {eaddr:#x} was mapped by {made}: give it back with {other}",
-                    self.service.name()
+                    "{}: the region at {:#x} holding {eaddr:#x} was mapped by {made}: give it back with {other}",
+                    self.service.name(),
+                    place.base()
                 );
                 return self.refuse(ViolationKind::VmmDetachNotAttached, why, Status::EINVAL);
             }
             None => return self.refused(VmError::NotAttached(eaddr)),
         }
-        match k.vmm.detach(view, &mut k.frames, eaddr) {
+        let Some(place) = place else { return self.refused(VmError::NotAttached(eaddr)) };
+        let (vmm, mut books) = split(self.state, k);
+        match vmm.detach(&mut books, place) {
             Ok(_) => Reply::ok(0),
             Err(error) => self.refused(error),
         }
     }
 
     /// `vm_release(vaddr, nbytes)`: the object pages that the range of a
-    /// `vm_att` region maps.
+    /// region (the kernel's, or the current process's) maps.
     fn release_range(&self, vaddr: u64, nbytes: u64) -> Outcome {
         let Some(nbytes) = int(nbytes) else { return Reply::status(Status::EINVAL) };
-        let view = GuestView { memory: self.state.ram.memory(), space: &self.state.space };
         let k = &mut *lock(&self.state.kernel);
-        let Some((base, Mapping::Object { vmid, key })) = k.vmm.region_of(vaddr) else {
-            // Not mapped, or an I/O region: EINVAL, as AIX documents.
-            return Reply::status(Status::EINVAL);
-        };
+        let (vmm, mut books) = split(self.state, k);
+        let found = place_of(self.pid, vaddr).and_then(|place| vmm.region(place).map(|m| (place.base(), m)));
+        // Not mapped, or an I/O region: EINVAL, as AIX documents.
+        let Some((base, Mapping::Object { vmid, key })) = found else { return Reply::status(Status::EINVAL) };
         if vaddr + nbytes > base + VM_REGION_SIZE {
             return Reply::status(Status::EINVAL);
         }
         if key == VM_KEY_LIMITED {
             return Reply::status(Status::EACCES);
         }
-        if nbytes == 0 {
-            return Reply::ok(0);
-        }
         let first = (vaddr - base) / PAGE_SIZE;
         let end = (vaddr - base + nbytes).div_ceil(PAGE_SIZE);
-        match k.vmm.release(view, &mut k.frames, vmid, first, end - first) {
+        match vmm.release(&mut books, vmid, first, end - first) {
             Ok(()) => Reply::ok(0),
             Err(error) => self.refused(error),
         }
@@ -259,13 +287,18 @@ impl Call<'_> {
         if int(nbytes).is_none() {
             return Reply::status(Status::EINVAL);
         }
-        let kernel = eaddr >= layout::KERNEL_START && eaddr.checked_add(nbytes).is_some();
-        if !kernel {
+        if eaddr < layout::KERNEL_START || eaddr.checked_add(nbytes).is_none() {
             let why = format!("vm_cflush of {nbytes} bytes at {eaddr:#x}: only kernel addresses may be flushed");
             return self.refuse(ViolationKind::VmmCflushNotKernel, why, Status::EINVAL);
         }
         Reply::ok(0)
     }
+}
+
+/// The objects and the books a region change touches, borrowed from the kernel.
+pub(crate) fn split<'a>(state: &'a VmState, k: &'a mut Kernel) -> (&'a mut AixVmm, Books<'a>) {
+    let books = Books { memory: state.ram.memory(), kernel: &state.space, processes: &mut k.processes, frames: &mut k.frames };
+    (&mut k.vmm, books)
 }
 
 #[cfg(test)]
