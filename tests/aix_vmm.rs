@@ -1,5 +1,6 @@
 //! AIX virtual memory manager services under real KVM: the conformance
-//! guest, the misuse guest and its exact violations, a store to a page
+//! guest (the `as_*64` services in a process included), the misuse guest
+//! and its exact violations, a store to a page
 //! `vm_protectp` made read-only, and the halt of a `vm_att` with no free region.
 
 mod common;
@@ -30,7 +31,7 @@ fn each_misuse_is_refused_and_is_one_violation() {
     }
     let r = run("aix-vmm-misuse", &[]);
     r.expect_status(65);
-    assert!(r.stdout.contains("9 misuses made, each refused"), "{}", r.stdout);
+    assert!(r.stdout.contains("12 misuses made, each refused"), "{}", r.stdout);
     let at = printed_address(&r.stdout, "attached at ");
     assert_eq!(at, layout::vm_region_va(0));
     let v = violations(&r);
@@ -48,8 +49,14 @@ fn each_misuse_is_refused_and_is_one_violation() {
             ("vm_cflush", "vmm.cflush-not-kernel"),
             ("vm_makep", "vmm.at-interrupt-level"),
             ("vm_releasep", "aix.free-pinned"),
+            ("as_puth64", "vmm.puth-without-geth"),
+            ("as_puth64", "vmm.puth-while-attached"),
+            ("vms_delete", "vmm.delete-held"),
         ]
     );
+    let user = printed_address(&r.stdout, "in process 1 at ");
+    assert_eq!(user, layout::USER_REGIONS_VA);
+    assert_eq!(v[9]["args"][0], format!("{user:#x}"));
     assert_eq!(v[3]["args"][0], format!("{:#x}", at + layout::VM_REGION_SIZE));
     assert!(v[4]["message"].as_str().is_some_and(|m| m.contains("mapped by vm_att")), "{}", v[4]);
 }

@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 
 use kmemvisor_abi::aix_vmm::{FILEKEY, VM_KEY_UNLIMITED, VM_MAKEP_POISON, VM_MAX_OBJECTS, VM_OBJECT_MAX_SIZE};
-use kmemvisor_abi::layout::{PAGE_SIZE, USER_END, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, VM_REGIONS_VA, user_region_va, vm_region_va};
+use kmemvisor_abi::layout::{
+    PAGE_SIZE, USER_END, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, VM_REGIONS_VA, user_region_va, vm_region_va,
+};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
@@ -338,7 +340,9 @@ impl AixVmm {
     pub fn detach(&mut self, books: &mut Books, place: Place) -> Result<Mapping, VmError> {
         let mapping = self.region(place).ok_or(VmError::NotAttached(place.base()))?;
         let pnos: Vec<u64> = match mapping {
-            Mapping::Object { vmid, .. } => self.objects.get(&vmid).map(|o| o.pages.keys().copied().collect()).unwrap_or_default(),
+            Mapping::Object { vmid, .. } => {
+                self.objects.get(&vmid).map(|o| o.pages.keys().copied().collect()).unwrap_or_default()
+            }
             Mapping::Device { pages, .. } => (0..pages).collect(),
         };
         let mut zapped = Ok(());

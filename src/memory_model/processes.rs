@@ -138,7 +138,15 @@ impl Processes {
     /// Maps the user page `va` of `pid` to `gpa` (a frame that is not the
     /// process's own: an AIX object's page), its page tables going back
     /// with the process; false when `pid` is gone or no table frame is left.
-    pub fn map_foreign(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, pid: u64, va: u64, gpa: u64, flags: PteFlags) -> bool {
+    pub fn map_foreign(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        frames: &mut FrameLedger,
+        pid: u64,
+        va: u64,
+        gpa: u64,
+        flags: PteFlags,
+    ) -> bool {
         let Some(process) = self.all.get_mut(&pid) else { return false };
         process.space.map(memory, &mut Recording { frames, taken: &mut process.tables }, va, gpa, flags).is_ok()
     }

@@ -117,7 +117,8 @@ services! {
     /// addresses become reachable); 0 leaves process context.
     ProcessSwitch = 0x00b, "process_switch", returns: true;
     /// `(va, bytes, prot)`: maps zeroed user memory at `va` in the current
-    /// process (`prot`: bit 0 read, bit 1 write, bit 2 execute).
+    /// process (`prot`: bit 0 read, bit 1 write, bit 2 execute), below the
+    /// AIX `as_att64` regions (`layout::USER_REGIONS_VA`).
     ProcessMap = 0x00c, "process_map", returns: true;
     /// `()`: this vCPU enters interrupt level (nests).
     InterruptEnter = 0x00d, "interrupt_enter", returns: true;

@@ -8,7 +8,11 @@
 //! (they read as zeros), [`vm_protectp`] makes them read-only or read-write,
 //! [`vm_makep`] makes a page without reading it in, and [`vm_qmodify`] says
 //! whether any was stored to. [`io_att`] maps a device window (the DMA
-//! engine's registers, say) the same way, [`io_det`] gives it back.
+//! engine's registers, say) the same way, [`io_det`] gives it back. The
+//! `as_*64` services map objects into the current process's own regions
+//! (the top 4 GiB of its user half): [`as_att64`], [`as_seth64`],
+//! [`as_det64`]; [`as_geth64`] names the object at an address and protects
+//! it from deletion until [`as_puth64`], [`as_getsrval64`] names it only.
 //!
 //! | AIX type | here |
 //! |---|---|
@@ -37,6 +41,14 @@
 //! | [`vm_makep`] | `EINVAL` (bad vmid, negative); `EFBIG` (page 65536 or above); `ENOMEM` | a deleted vmid |
 //! | [`vm_cflush`] | — | a range outside kernel memory (`EINVAL`) |
 //! | [`io_att`] | — | a window outside the device window (`EINVAL`, null) |
+//! | [`as_att64`] | `EINVAL` (no current process); `ENOMEM` (no free region) | a handle of no live object (`EINVAL`) |
+//! | [`as_det64`] | `EINVAL` (no current process, or no mapped region there) | — |
+//! | [`as_seth64`] | `EINVAL` (no current process, or outside the regions) | a handle of no live object (`EINVAL`) |
+//! | [`as_geth64`], [`as_getsrval64`] | `EINVAL` (no mapped region there): [`VmHandle::INVALID`] | — |
+//! | [`as_puth64`] | `EINVAL` (outside the regions) | no hold there (`EINVAL`); the region still maps the object (`EBUSY`) |
+//!
+//! A held object cannot be deleted ([`vms_delete`]: `EBUSY`, a violation).
+//! A destroyed process's regions are detached and its holds dropped.
 //!
 //! `docs/ABI.md` ("AIX virtual memory manager services") has the rules in full.
 
@@ -148,6 +160,46 @@ pub mod raw {
     /// `io_att(iohandle, offset)`: the status and the address.
     pub fn io_att(handle: u64, offset: u64) -> (Status, u64) {
         pure(Service::IoAtt, [handle, offset, 0, 0, 0, 0])
+    }
+
+    /// `as_att64(vmhandle, offset)`: the status and the address.
+    pub fn as_att64(handle: u64, offset: u64) -> (Status, u64) {
+        pure(Service::AsAtt64, [handle, offset, 0, 0, 0, 0])
+    }
+
+    /// `as_det64(addr64)`: the status.
+    ///
+    /// # Safety
+    ///
+    /// As for [`vm_det`].
+    pub unsafe fn as_det64(addr64: u64) -> (Status, u64) {
+        // SAFETY: the caller gives up the region.
+        unsafe { call(Service::AsDet64, [addr64, 0, 0, 0, 0, 0]) }
+    }
+
+    /// `as_seth64(addr64, vmhandle)`: the status.
+    ///
+    /// # Safety
+    ///
+    /// As for [`vm_det`]: what the region mapped before is unmapped.
+    pub unsafe fn as_seth64(addr64: u64, handle: u64) -> (Status, u64) {
+        // SAFETY: the caller gives up what the region mapped.
+        unsafe { call(Service::AsSeth64, [addr64, handle, 0, 0, 0, 0]) }
+    }
+
+    /// `as_geth64(addr64)`: the status and the handle.
+    pub fn as_geth64(addr64: u64) -> (Status, u64) {
+        pure(Service::AsGeth64, [addr64, 0, 0, 0, 0, 0])
+    }
+
+    /// `as_getsrval64(addr64)`: the status and the handle.
+    pub fn as_getsrval64(addr64: u64) -> (Status, u64) {
+        pure(Service::AsGetsrval64, [addr64, 0, 0, 0, 0, 0])
+    }
+
+    /// `as_puth64(addr64, vmhandle)`: the status.
+    pub fn as_puth64(addr64: u64, handle: u64) -> (Status, u64) {
+        pure(Service::AsPuth64, [addr64, handle, 0, 0, 0, 0])
     }
 
     /// `io_det(eaddr)`: the status.
@@ -278,4 +330,61 @@ pub fn io_att(iohandle: u64, offset: u64) -> *mut u8 {
 pub unsafe fn io_det(eaddr: *const u8) {
     // SAFETY: the caller gives up the region; AIX's io_det returns nothing.
     let _ = unsafe { raw::io_det(eaddr as u64) };
+}
+
+/// Maps the object into a free region of the current process (the top
+/// 4 GiB of its user half); the address of `offset` there (its bits inside
+/// 256 MiB), or 0 (AIX's NULL) for no current process, no free region
+/// (`ENOMEM`) or a handle of no live object (a violation).
+pub fn as_att64(handle: VmHandle, offset: i32) -> u64 {
+    match raw::as_att64(handle.0, u64::from(offset as u32)) {
+        (Status::OK, at) => at,
+        _ => 0,
+    }
+}
+
+/// Unmaps the current process's region holding `addr64`; `EINVAL` for an
+/// address in no mapped region.
+///
+/// # Safety
+///
+/// Nothing may reference the region's memory any more.
+pub unsafe fn as_det64(addr64: u64) -> Status {
+    // SAFETY: the caller gives up the region.
+    unsafe { raw::as_det64(addr64).0 }
+}
+
+/// Maps the object into the current process's region holding `addr64`,
+/// replacing what it mapped; `EINVAL` for an address outside the regions.
+///
+/// # Safety
+///
+/// What the region mapped before may no longer be referenced.
+pub unsafe fn as_seth64(addr64: u64, handle: VmHandle) -> Status {
+    // SAFETY: the caller gives up what the region mapped.
+    unsafe { raw::as_seth64(addr64, handle.0).0 }
+}
+
+/// The handle of the object mapped at `addr64` in the current process,
+/// which cannot be deleted until [`as_puth64`]; [`VmHandle::INVALID`] for an
+/// address in no mapped region.
+pub fn as_geth64(addr64: u64) -> VmHandle {
+    match raw::as_geth64(addr64) {
+        (Status::OK, handle) => VmHandle(handle),
+        _ => VmHandle::INVALID,
+    }
+}
+
+/// As [`as_geth64`], without the protection (never [`as_puth64`] it).
+pub fn as_getsrval64(addr64: u64) -> VmHandle {
+    match raw::as_getsrval64(addr64) {
+        (Status::OK, handle) => VmHandle(handle),
+        _ => VmHandle::INVALID,
+    }
+}
+
+/// Ends the protection [`as_geth64`] at `addr64` took, once the object is
+/// detached there.
+pub fn as_puth64(addr64: u64, handle: VmHandle) -> Status {
+    raw::as_puth64(addr64, handle.0).0
 }

@@ -123,3 +123,95 @@ fn put(call: &Call, addr: u64, handle: u64) -> Outcome {
     }
     Reply::ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use kmemvisor_abi::aix_vmm::V_CLIENT;
+    use kmemvisor_abi::layout::{PAGE_SIZE, USER_REGIONS_VA, VM_REGIONS, user_region_va};
+    use kmemvisor_abi::{Service, Status};
+
+    use crate::state::VmState;
+    use crate::testing::{kinds, ok, reply, state, status};
+
+    /// An object of one page and its unlimited handle.
+    fn object(s: &VmState) -> (u64, u64) {
+        let vmid = ok(s, Service::VmsCreate, &[V_CLIENT, 0, PAGE_SIZE, 0, 0]);
+        (vmid, ok(s, Service::VmHandle, &[vmid, 0]))
+    }
+
+    /// A process, current on vCPU 0.
+    fn process(s: &VmState) -> u64 {
+        let pid = ok(s, Service::ProcessCreate, &[]);
+        assert_eq!(status(s, Service::ProcessSwitch, &[pid]), Status::OK);
+        pid
+    }
+
+    fn user_flags(s: &VmState, pid: u64, va: u64) -> Option<u64> {
+        let k = s.kernel.lock().expect("lock");
+        k.processes.get(pid).and_then(|p| p.space().translate(s.ram.memory(), va)).map(|t| t.flags.bits())
+    }
+
+    #[test]
+    fn an_object_in_a_process_is_held_until_its_put_and_put_only_once_detached() {
+        let s = state();
+        let (vmid, handle) = object(&s);
+        let pid = process(&s);
+        let at = ok(&s, Service::AsAtt64, &[handle, 0x77]);
+        assert_eq!(at, USER_REGIONS_VA + 0x77);
+        assert!(user_flags(&s, pid, USER_REGIONS_VA).is_some(), "mapped in the process");
+        assert_eq!(reply(&s, Service::AsGetsrval64, &[at]), (Status::OK, handle));
+        assert_eq!(status(&s, Service::AsPuth64, &[at, handle]), Status::EINVAL, "as_getsrval64 holds nothing");
+        assert_eq!(reply(&s, Service::AsGeth64, &[at + PAGE_SIZE]), (Status::OK, handle));
+        assert_eq!(status(&s, Service::AsPuth64, &[at, handle]), Status::EBUSY, "still attached");
+        assert_eq!(status(&s, Service::AsDet64, &[at]), Status::OK);
+        assert!(user_flags(&s, pid, USER_REGIONS_VA).is_none());
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::EBUSY, "held");
+        assert_eq!(status(&s, Service::AsPuth64, &[at, handle]), Status::OK);
+        assert_eq!(status(&s, Service::AsPuth64, &[at, handle]), Status::EINVAL, "put once");
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        assert_eq!(kinds(&s), ["vmm.puth-without-geth", "vmm.puth-while-attached", "vmm.delete-held", "vmm.puth-without-geth"]);
+        assert_eq!(s.kernel.lock().expect("lock").frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_as_services_need_a_process_and_addresses_in_its_regions() {
+        let s = state();
+        let (_, handle) = object(&s);
+        for (service, args) in [(Service::AsAtt64, [handle, 0]), (Service::AsDet64, [USER_REGIONS_VA, 0])] {
+            assert_eq!(status(&s, service, &args), Status::EINVAL, "{} with no process", service.name());
+        }
+        process(&s);
+        assert_eq!(status(&s, Service::AsDet64, &[USER_REGIONS_VA]), Status::EINVAL, "nothing mapped");
+        assert_eq!(status(&s, Service::AsGeth64, &[USER_REGIONS_VA - 1]), Status::EINVAL, "below the regions");
+        assert_eq!(status(&s, Service::AsSeth64, &[u64::MAX, handle]), Status::EINVAL);
+        assert_eq!(status(&s, Service::AsAtt64, &[handle + 8, 0]), Status::EINVAL, "a handle of no object");
+        assert_eq!(kinds(&s), ["vmm.bad-handle"]);
+        for n in 0..VM_REGIONS {
+            assert_eq!(reply(&s, Service::AsAtt64, &[handle, 0]), (Status::OK, user_region_va(n)));
+        }
+        assert_eq!(status(&s, Service::AsAtt64, &[handle, 0]), Status::ENOMEM, "no halt in a process");
+        assert_eq!(status(&s, Service::InterruptEnter, &[]), Status::OK);
+        assert_eq!(status(&s, Service::AsDet64, &[USER_REGIONS_VA]), Status::EPERM);
+        assert_eq!(kinds(&s)[1..], ["vmm.at-interrupt-level"]);
+    }
+
+    #[test]
+    fn as_seth64_replaces_the_region_and_a_destroyed_process_gives_its_regions_and_holds_back() {
+        let s = state();
+        let (first, h1) = object(&s);
+        let (second, h2) = object(&s);
+        let pid = process(&s);
+        let at = user_region_va(3) + 5;
+        assert_eq!(status(&s, Service::AsSeth64, &[at, h1]), Status::OK);
+        assert_eq!(status(&s, Service::AsSeth64, &[at, h2]), Status::OK);
+        assert_eq!(status(&s, Service::VmsDelete, &[first]), Status::OK, "the first was replaced");
+        assert_eq!(reply(&s, Service::AsGeth64, &[at]), (Status::OK, h2));
+        assert_eq!(status(&s, Service::ProcessSwitch, &[0]), Status::OK);
+        let free = s.kernel.lock().expect("lock").frames.free_frames();
+        assert_eq!(status(&s, Service::ProcessDestroy, &[pid]), Status::OK);
+        assert!(s.kernel.lock().expect("lock").frames.free_frames() > free, "the process's tables went back");
+        assert_eq!(status(&s, Service::VmsDelete, &[second]), Status::OK, "detached and no longer held");
+        assert!(s.checker.violations().is_empty());
+        assert_eq!(s.kernel.lock().expect("lock").frames.check(), Ok(()));
+    }
+}

@@ -1,10 +1,11 @@
-//! Nine misuses of the AIX virtual memory manager services, each refused and recorded as a violation (exit status 65).
+//! Twelve misuses of the AIX virtual memory manager services, each refused and recorded as a violation (exit status 65).
 //!
 //! In order: `vms_delete` of a deleted object, `vm_att` of its handle,
 //! `vms_delete` of an attached object, `vm_det` of an address in no region,
 //! `io_det` of a `vm_att` region, `io_att` of a window in RAM, `vm_cflush`
-//! of a user address, `vm_makep` at interrupt level, and `vm_releasep` of a
-//! pinned page. Everything is undone before the exit, so nothing else is left.
+//! of a user address, `vm_makep` at interrupt level, `vm_releasep` of a
+//! pinned page, `as_puth64` without `as_geth64`, `as_puth64` while the
+//! region still maps the object, and `vms_delete` of a held object. Everything is undone before the exit, so nothing else is left.
 #![no_std]
 #![no_main]
 
@@ -12,7 +13,7 @@ use kmemvisor_guest::abi::Status;
 use kmemvisor_guest::aix::{pin, unpin};
 use kmemvisor_guest::aix_vmm::{V_CLIENT, VM_KEY_UNLIMITED, io_handle, raw};
 use kmemvisor_guest::println;
-use kmemvisor_guest::process::{interrupt_enter, interrupt_leave};
+use kmemvisor_guest::process::{interrupt_enter, interrupt_leave, process_create, process_destroy, process_switch};
 
 kmemvisor_firmware::entry!(main);
 
@@ -49,9 +50,22 @@ fn main() -> u32 {
     // SAFETY: the call is refused: the page keeps its contents.
     said("vm_releasep of a pinned page", unsafe { raw::vm_releasep(vmid, 0, 1) }, Status::EBUSY, &mut refused);
     let _ = unpin(at as *const u8, 4096);
-    // SAFETY: nothing references the region any more.
-    let _ = unsafe { raw::vm_det(at) };
+
+    let pid = process_create().unwrap_or(0);
+    // SAFETY: no reference into another process's memory is kept.
+    let _ = unsafe { process_switch(pid) };
+    let (_, user) = raw::as_att64(handle, 0);
+    println!("aix-vmm-misuse: object {vmid} attached in process {pid} at {user:#x}");
+    said("as_puth64 without as_geth64", raw::as_puth64(user, handle), Status::EINVAL, &mut refused);
+    let _ = raw::as_geth64(user);
+    said("as_puth64 while attached", raw::as_puth64(user, handle), Status::EBUSY, &mut refused);
+    // SAFETY: nothing references either region any more.
+    let _ = unsafe { (raw::as_det64(user), raw::vm_det(at)) };
+    said("vms_delete of a held object", raw::vms_delete(vmid), Status::EBUSY, &mut refused);
+    let _ = raw::as_puth64(user, handle);
     let _ = raw::vms_delete(vmid);
+    // SAFETY: as above.
+    let _ = unsafe { (process_switch(0), process_destroy(pid)) };
     println!("aix-vmm-misuse: {refused} misuses made, each refused");
-    if refused == 9 { 0 } else { 1 }
+    if refused == 12 { 0 } else { 1 }
 }

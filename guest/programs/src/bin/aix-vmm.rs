@@ -8,7 +8,9 @@
 //! `vm_protectp` (read-only, then writable again) through unlimited and
 //! limited handles; `vm_makep` (poison, kept pages, `EFBIG`); `vm_cflush`;
 //! `io_att` of the DMA engine's registers (its ID read through the region)
-//! and `io_det`; `vms_delete`. Misuse the VMM records as a violation lives
+//! and `io_det`; the `as_*64` services in a process (attach, set, get with
+//! and without a hold, put, detach, the refusals, the regions a destroyed
+//! process leaves); `vms_delete`. Misuse the VMM records as a violation lives
 //! in the `aix-vmm-misuse`, `aix-vmm-protect` and `aix-vmm-halt` guests, so
 //! this run ends with no violation.
 //!
@@ -24,13 +26,14 @@ use core::ptr::{read_volatile, write_volatile};
 
 use kmemvisor_guest::abi::Status;
 use kmemvisor_guest::abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_ID, REG_ID};
-use kmemvisor_guest::abi::layout::{self, PAGE_SIZE, VM_REGION_SIZE, vm_region_va};
+use kmemvisor_guest::abi::layout::{self, PAGE_SIZE, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, user_region_va, vm_region_va};
 use kmemvisor_guest::aix_vmm::{
     self, FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED, VM_MAKEP_POISON, VmHandle,
     VmId, io_handle, raw,
 };
 use kmemvisor_guest::conformance::{Outcome, Tally};
 use kmemvisor_guest::ensure;
+use kmemvisor_guest::process::{self, PROT_READ, PROT_WRITE};
 
 kmemvisor_firmware::entry!(main);
 
@@ -297,11 +300,117 @@ fn devices(t: &mut Tally) {
     );
 }
 
+/// Makes `pid` the current process (0: none).
+fn switch(pid: u64) -> Outcome {
+    // SAFETY: the cases keep no reference into another process's user memory.
+    let switched = unsafe { process::process_switch(pid) };
+    ensure!(switched.is_ok(), "process_switch({pid}) failed");
+    Ok(())
+}
+
+fn address_spaces(t: &mut Tally) {
+    let Ok(pid) = process::process_create() else {
+        t.case("process_create", Err(kmemvisor_guest::conformance::Why::new(format_args!("no process"))));
+        return;
+    };
+    t.case(
+        "as_att64 and as_det64: the object at the top of the current process's user half, the same bytes as vm_att's",
+        (|| {
+            switch(pid)?;
+            let vmid = create(2)?;
+            let handle = aix_vmm::vm_handle(vmid, VM_KEY_UNLIMITED);
+            let at = aix_vmm::as_att64(handle, 0x123);
+            ensure!(at == USER_REGIONS_VA + 0x123, "as_att64 answered {at:#x}");
+            poke(at - 0x123 + PAGE_SIZE, 0x42);
+            let kernel = attach(vmid, VM_KEY_UNLIMITED)?;
+            ensure!(peek(kernel + PAGE_SIZE) == 0x42, "the kernel region sees the store");
+            detach(kernel);
+            // SAFETY: nothing references the region afterwards.
+            unsafe {
+                status("as_det64", raw::as_det64(at), Status::OK)?;
+                status("as_det64 again", raw::as_det64(at), Status::EINVAL)?;
+            }
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)?;
+            switch(0)
+        })(),
+    );
+    t.case(
+        "as_seth64 replaces a region's object; as_geth64 holds it until as_puth64, as_getsrval64 holds nothing",
+        (|| {
+            switch(pid)?;
+            let (first, second) = (create(1)?, create(1)?);
+            let (h1, h2) = (aix_vmm::vm_handle(first, VM_KEY_UNLIMITED), aix_vmm::vm_handle(second, VM_KEY_LIMITED));
+            let at = user_region_va(5) + 10;
+            // SAFETY: the region maps nothing the cases reference.
+            unsafe {
+                status("as_seth64", raw::as_seth64(at, h1.0), Status::OK)?;
+                poke(user_region_va(5), 7);
+                status("as_seth64 again", raw::as_seth64(at, h2.0), Status::OK)?;
+            }
+            ensure!(peek(user_region_va(5)) == 0, "the second object is mapped now");
+            ensure!(aix_vmm::as_geth64(at) == h2, "as_geth64 names the second object with its key");
+            ensure!(aix_vmm::as_getsrval64(at + 4096) == h2, "as_getsrval64 too");
+            // SAFETY: as above.
+            unsafe { status("as_det64", raw::as_det64(at), Status::OK)? };
+            status("as_puth64", raw::as_puth64(at, h2.0), Status::OK)?;
+            status("vms_delete of the first", raw::vms_delete(first.0), Status::OK)?;
+            status("vms_delete of the second", raw::vms_delete(second.0), Status::OK)?;
+            switch(0)
+        })(),
+    );
+    t.case(
+        "as_* refusals: no current process, addresses outside the regions or unmapped: EINVAL; no free region: ENOMEM",
+        (|| {
+            let vmid = create(1)?;
+            let handle = aix_vmm::vm_handle(vmid, VM_KEY_UNLIMITED).0;
+            reply("as_att64 with no process", raw::as_att64(handle, 0), Status::EINVAL, 0)?;
+            switch(pid)?;
+            reply("as_geth64 unmapped", raw::as_geth64(USER_REGIONS_VA), Status::EINVAL, 0)?;
+            reply("as_getsrval64 outside", raw::as_getsrval64(0x1000_0000), Status::EINVAL, 0)?;
+            status("as_puth64 outside", raw::as_puth64(0x1000_0000, handle), Status::EINVAL)?;
+            // SAFETY: each is refused: nothing is unmapped.
+            unsafe {
+                status("as_det64 outside", raw::as_det64(0x1000_0000), Status::EINVAL)?;
+                status("as_seth64 outside", raw::as_seth64(vm_region_va(0), handle), Status::EINVAL)?;
+            }
+            ensure!(
+                process::process_map(USER_REGIONS_VA, PAGE_SIZE, PROT_READ | PROT_WRITE) == Err(Status::EINVAL),
+                "process_map there"
+            );
+            for n in 0..VM_REGIONS {
+                reply("as_att64", raw::as_att64(handle, 0), Status::OK, user_region_va(n))?;
+            }
+            reply("as_att64 with no free region", raw::as_att64(handle, 0), Status::ENOMEM, 0)?;
+            for n in 0..VM_REGIONS {
+                // SAFETY: nothing references the regions.
+                unsafe { status("as_det64", raw::as_det64(user_region_va(n)), Status::OK)? };
+            }
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)?;
+            switch(0)
+        })(),
+    );
+    t.case(
+        "process_destroy detaches the process's regions and drops its holds",
+        (|| {
+            let vmid = create(1)?;
+            switch(pid)?;
+            let at = aix_vmm::as_att64(aix_vmm::vm_handle(vmid, VM_KEY_UNLIMITED), 0);
+            ensure!(at != 0 && aix_vmm::as_geth64(at) != VmHandle::INVALID, "attached and held");
+            switch(0)?;
+            // SAFETY: nothing references the process's memory.
+            let destroyed = unsafe { process::process_destroy(pid) };
+            ensure!(destroyed.is_ok(), "process_destroy failed");
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)
+        })(),
+    );
+}
+
 fn main() -> u32 {
     let mut t = Tally::default();
     creation(&mut t);
     regions(&mut t);
     protection(&mut t);
     devices(&mut t);
+    address_spaces(&mut t);
     t.finish()
 }
