@@ -38,6 +38,9 @@ pub mod status {
     /// Deadlock: every running vCPU waits for a hidden page that nothing can
     /// unhide, or vCPUs wait for each other in a `vcpu_wait` cycle.
     pub const DEADLOCK: u8 = 75;
+    /// An AIX service that halts the kernel when it cannot go on (`vm_att`
+    /// or `io_att` with every region in use) stopped the VM.
+    pub const AIX_HALT: u8 = 76;
     /// No usable /dev/kvm (missing, or no permission): nothing ran. The
     /// autotools and kvm-unit-tests status for a test that was skipped.
     pub const NO_KVM: u8 = 77;
@@ -194,6 +197,17 @@ pub enum ExitCause {
         /// The alignment code.
         alignment: u64,
     },
+    /// An AIX service halted the kernel as its documentation says it does:
+    /// `vm_att` or `io_att` found no free region.
+    #[serde(rename = "aix-halt")]
+    AixHalt {
+        /// vCPU of the call.
+        vcpu: usize,
+        /// The service.
+        service: &'static str,
+        /// Why it halted.
+        why: String,
+    },
     /// Every running vCPU waits for a hidden page (the others are idle or
     /// wait for them in `vcpu_wait`), so nothing can unhide one.
     #[serde(rename = "hidden-page-deadlock")]
@@ -277,6 +291,7 @@ impl ExitCause {
             ExitCause::Timeout { .. } => status::TIMEOUT,
             ExitCause::Interrupted { .. } => status::INTERRUPTED,
             ExitCause::DgUxAbort { .. } => status::DGUX_ABORT,
+            ExitCause::AixHalt { .. } => status::AIX_HALT,
             ExitCause::HiddenPageDeadlock { .. } | ExitCause::VcpuWaitDeadlock { .. } => status::DEADLOCK,
             ExitCause::UserfaultfdNotPermitted { .. } => status::NO_USERFAULTFD,
         }
@@ -331,6 +346,7 @@ impl fmt::Display for ExitCause {
                 f,
                 "sc_panic({code}) on vCPU {vcpu}: {service}({bytes} bytes, alignment {alignment}) could not be allocated; the kernel halted"
             ),
+            ExitCause::AixHalt { vcpu, service, why } => write!(f, "{service} on vCPU {vcpu} halted the kernel: {why}"),
             ExitCause::HiddenPageDeadlock { vcpus, pages } => {
                 write!(
                     f,
@@ -495,6 +511,7 @@ mod tests {
                 alignment: 0,
             },
             ExitCause::HiddenPageDeadlock { vcpus: 1, pages: vec!["0x1000".into()] },
+            ExitCause::AixHalt { vcpu: 0, service: "vm_att", why: String::new() },
             ExitCause::UserfaultfdNotPermitted { vcpu: 0, why: String::new() },
         ];
         // The two deadlocks share their status.

@@ -26,6 +26,7 @@ use crate::kvm::stop::Stop;
 use crate::kvm::vcpu_pool::Schedule;
 use crate::kvm::vcpu_pool::VcpuPool;
 use crate::loader::{self, Image, LoaderError, Module, ModuleElf, Segment};
+use crate::memory_model::aix_vmm::AixVmm;
 use crate::memory_model::attachments::Attachments;
 use crate::memory_model::heaps::AixMemory;
 use crate::memory_model::inject::FailSpec;
@@ -57,6 +58,8 @@ pub struct Kernel {
     pub aix: AixMemory,
     /// AIX cross-memory attachments.
     pub xmem: Attachments,
+    /// AIX virtual memory objects and the `vm_att`/`io_att` regions.
+    pub vmm: AixVmm,
 }
 
 /// How long a vCPU may wait for a hidden page before that is reported too.
@@ -265,6 +268,8 @@ impl VmState {
                 space.reserve_top_level(memory, &mut pool, va)?;
             }
         }
+        // The vm_att and io_att regions share one top-level entry (layout.rs checks it).
+        space.reserve_top_level(memory, &mut pool, layout::VM_REGIONS_VA)?;
         Ok(VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
@@ -284,6 +289,7 @@ impl VmState {
                 processes: Processes::default(),
                 aix: AixMemory::default(),
                 xmem: Attachments::default(),
+                vmm: AixVmm::default(),
             }),
             contexts: (0..config.vcpus).map(|_| Mutex::new(VcpuContext::default())).collect(),
             interrupt_handler: AtomicBool::new(false),

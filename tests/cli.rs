@@ -306,7 +306,10 @@ fn report_dash_writes_the_report_to_stdout_after_the_guest_output() {
     let r = kmemvisor(&["run", "hello", "--report", "-"]);
     assert_eq!(r.status, 0, "{}", r.stderr);
     let (console, report) = r.stdout.split_once('{').expect("a JSON object after the console");
-    assert_eq!(console, "Hello from kmemvisor: vCPU 0 of 1, ABI v1.4\n");
+    assert_eq!(
+        console,
+        format!("Hello from kmemvisor: vCPU 0 of 1, ABI v{}.{}\n", kmemvisor_abi::ABI_MAJOR, kmemvisor_abi::ABI_MINOR)
+    );
     let report: serde_json::Value = serde_json::from_str(&format!("{{{report}")).expect("JSON");
     assert_eq!(report["exit"]["status"], 0);
     assert_eq!(report["guest"], "hello");

@@ -13,7 +13,10 @@ fn hello_prints_its_greeting_and_exits_zero() {
     }
     let r = run("hello", &[]);
     r.expect_status(0);
-    assert_eq!(r.stdout, "Hello from kmemvisor: vCPU 0 of 1, ABI v1.4\n");
+    assert_eq!(
+        r.stdout,
+        format!("Hello from kmemvisor: vCPU 0 of 1, ABI v{}.{}\n", kmemvisor_abi::ABI_MAJOR, kmemvisor_abi::ABI_MINOR)
+    );
     assert!(r.stderr.contains("guest exited with code 0"), "{}", r.stderr);
     let report = r.report();
     assert_eq!(report["exit"]["cause"], "guest-exit");
@@ -167,7 +170,10 @@ fn any_guest_elf_runs_from_a_path() {
     let path = path.to_str().expect("utf-8 path");
     let r = run(path, &["--vcpus", "2", "--mem", "128M"]);
     r.expect_status(0);
-    assert_eq!(r.stdout, "[vcpu 0] Hello from kmemvisor: vCPU 0 of 2, ABI v1.4\n");
+    assert_eq!(
+        r.stdout,
+        format!("[vcpu 0] Hello from kmemvisor: vCPU 0 of 2, ABI v{}.{}\n", kmemvisor_abi::ABI_MAJOR, kmemvisor_abi::ABI_MINOR)
+    );
     assert_eq!(r.report()["guest"], path);
     assert_eq!(r.report()["memory_bytes"], 128 << 20);
 }

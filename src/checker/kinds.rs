@@ -98,6 +98,26 @@ violation_kinds! {
     XmemUnhideNotHidden => "xmem.unhide-not-hidden",
     /// The VMM could not hide or unhide the pages of an `xmemdma`.
     XmemHidingFailed => "xmem.hiding-failed",
+    /// A process-only AIX virtual memory manager service at interrupt level.
+    VmmAtInterruptLevel => "vmm.at-interrupt-level",
+    /// A vmid used after `vms_delete` deleted its object.
+    VmmDeletedObject => "vmm.deleted-object",
+    /// `vm_att` of a handle that names no live object.
+    VmmBadHandle => "vmm.bad-handle",
+    /// `vms_delete` of an object a region still maps.
+    VmmDeleteAttached => "vmm.delete-attached",
+    /// `vms_delete` of an object a hold of `as_geth64` protects.
+    VmmDeleteHeld => "vmm.delete-held",
+    /// `as_puth64` with no hold of `as_geth64` to end.
+    VmmPuthWithoutGeth => "vmm.puth-without-geth",
+    /// `as_puth64` while the region still maps the object.
+    VmmPuthWhileAttached => "vmm.puth-while-attached",
+    /// `vm_det` or `io_det` of an address in no region its attach mapped.
+    VmmDetachNotAttached => "vmm.detach-not-attached",
+    /// `io_att` of a handle that names no device window.
+    VmmBadIoHandle => "vmm.bad-io-handle",
+    /// `vm_cflush` of a range that is not kernel memory.
+    VmmCflushNotKernel => "vmm.cflush-not-kernel",
     /// `pinu` of user memory at interrupt level.
     AixPinuAtInterruptLevel => "aix.pinu-at-interrupt-level",
     /// `unpinu` of user memory at interrupt level.

@@ -954,6 +954,8 @@ impl KernelMemory {
     pub fn report(&self, frames: &FrameLedger) -> DgUxReport {
         let mut counted: Vec<_> = frames
             .all_counts()
+            // An object page's modified mark is vm_qmodify's, not a DG/UX fact.
+            .filter(|&(frame, _)| frames.role(frame) != Some(Role::VmObject))
             .filter(|(_, c)| c.wires != c.initial_wires || c.marks != Marks::default())
             .map(|(frame, c)| (c.owner, frame, *c))
             .collect();

@@ -3,6 +3,7 @@
 //! hypercall decoding, no VM-state aggregate — so every service and device
 //! consults the same books.
 
+pub mod aix_vmm;
 pub mod arena;
 pub mod attachments;
 pub mod guest_access;

@@ -27,6 +27,9 @@ impl PteFlags {
     /// The CPU (or KVM on its behalf) walked this entry: only then can a
     /// translation through it be cached anywhere.
     pub const ACCESSED: PteFlags = PteFlags(1 << 5);
+    /// The CPU stored through this entry (set by the CPU, read by the VMM
+    /// as the page's modified mark).
+    pub const DIRTY: PteFlags = PteFlags(1 << 6);
     /// Instruction fetches are not allowed (needs EFER.NXE).
     pub const NO_EXECUTE: PteFlags = PteFlags(1 << 63);
     /// Flags of intermediate entries: leaves decide permissions.

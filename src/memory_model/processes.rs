@@ -99,7 +99,8 @@ impl Processes {
     ) -> Status {
         let Some(process) = self.all.get_mut(&pid) else { return Status::ESRCH };
         let Some((first, end)) = crate::memory_model::kernel_memory::page_span(va, bytes) else { return Status::EINVAL };
-        if bytes == 0 || first < layout::USER_START || end > layout::USER_END {
+        // The top of the user half is the AIX as_att64 regions'.
+        if bytes == 0 || first < layout::USER_START || end > layout::USER_REGIONS_VA {
             return Status::EINVAL;
         }
         if process.pages.range(first..end).next().is_some() {
@@ -132,6 +133,22 @@ impl Processes {
             tables.frames.own(frame, Owner { pid, va: page }, 0, false);
         }
         Status::OK
+    }
+
+    /// Maps the user page `va` of `pid` to `gpa` (a frame that is not the
+    /// process's own: an AIX object's page), its page tables going back
+    /// with the process; false when `pid` is gone or no table frame is left.
+    pub fn map_foreign(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        frames: &mut FrameLedger,
+        pid: u64,
+        va: u64,
+        gpa: u64,
+        flags: PteFlags,
+    ) -> bool {
+        let Some(process) = self.all.get_mut(&pid) else { return false };
+        process.space.map(memory, &mut Recording { frames, taken: &mut process.tables }, va, gpa, flags).is_ok()
     }
 
     /// `vm_map_physical_memory` for a user address of `pid` (the caller
@@ -360,15 +377,19 @@ mod tests {
     }
 
     #[test]
-    fn maps_may_start_at_the_first_user_page_and_end_at_the_last() {
+    fn maps_may_start_at_the_first_user_page_and_end_below_the_aix_regions() {
         let (ram, mut frames, kernel) = setup();
         let m = ram.memory();
         let mut processes = Processes::default();
         let pid = processes.create(m, &mut frames, &kernel).expect("create");
         assert_eq!(processes.map(m, &mut frames, pid, layout::USER_START, 1, 0), Status::OK);
-        assert_eq!(processes.map(m, &mut frames, pid, layout::USER_END - PAGE_SIZE, PAGE_SIZE, 0), Status::OK);
+        let last = layout::USER_REGIONS_VA - PAGE_SIZE;
+        assert_eq!(processes.map(m, &mut frames, pid, last, PAGE_SIZE, 0), Status::OK);
         let space = processes.get(pid).expect("live").space();
-        assert!(space.translate(m, layout::USER_START).is_some() && space.translate(m, layout::USER_END - 1).is_some());
+        assert!(space.translate(m, layout::USER_START).is_some() && space.translate(m, last + PAGE_SIZE - 1).is_some());
+        // The top of the user half is the AIX as_att64 regions'.
+        assert_eq!(processes.map(m, &mut frames, pid, last, 2 * PAGE_SIZE, 0), Status::EINVAL);
+        assert_eq!(processes.map(m, &mut frames, pid, layout::USER_END - PAGE_SIZE, PAGE_SIZE, 0), Status::EINVAL);
     }
 
     #[test]

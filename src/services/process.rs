@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::ViolationKind;
+use crate::memory_model::aix_vmm::VmError;
 use crate::memory_model::ledger::LedgerError;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::VmState;
@@ -85,6 +86,14 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             }
             if state.contexts.iter().any(|c| lock(c).pid == pid) || refusal.is_some() {
                 return Reply::status(Status::EBUSY);
+            }
+            // Its AIX regions go with it (as on AIX, an exiting process's segments are detached).
+            let (vmm, mut books) = crate::services::aix::vmm::split(state, k);
+            if let Err(e) = vmm.forget_process(&mut books, pid) {
+                return match e {
+                    VmError::Zap(zap) => zap_failed(caller, service, zap),
+                    _ => Reply::status(Status::EBUSY),
+                };
             }
             match k.processes.destroy(memory, &mut k.frames, args[0]) {
                 Ok(status) => Reply::status(status),

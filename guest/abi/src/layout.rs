@@ -17,11 +17,13 @@
 //! 0xd000_0000  device window (MMIO devices)
 //!
 //! user address spaces: USER_START .. USER_END (the canonical low half)
+//!   USER_REGIONS_VA    AIX as_att64 / as_seth64 regions (the top 4 GiB)
 //! kernel:              KERNEL_START .. (the canonical high half)
 //!   WIRED_ARENA_VA     DG/UX wired kernel memory     (ARENA_SIZE)
 //!   UNWIRED_ARENA_VA   DG/UX unwired kernel memory   (ARENA_SIZE)
 //!   KERNEL_HEAP_VA     AIX kernel_heap (pageable)    (ARENA_SIZE)
 //!   PINNED_HEAP_VA     AIX pinned_heap               (ARENA_SIZE)
+//!   VM_REGIONS_VA      AIX vm_att / io_att regions   (VM_REGIONS × VM_REGION_SIZE)
 //! ```
 //!
 //! The split between user and kernel addresses is the VMM's bookkeeping: the
@@ -97,6 +99,14 @@ pub const ARENA_SIZE: u64 = 1 << 40;
 pub const KERNEL_HEAP_VA: u64 = 0xffff_e000_0000_0000;
 /// Where the VMM places the AIX pinned kernel heap.
 pub const PINNED_HEAP_VA: u64 = 0xffff_e800_0000_0000;
+/// Where the AIX `vm_att` and `io_att` regions start: [`VM_REGIONS`] fixed
+/// slots of [`VM_REGION_SIZE`], each mapping one object or device window.
+pub const VM_REGIONS_VA: u64 = 0xffff_f000_0000_0000;
+/// Size of one region: an AIX segment (256 MiB).
+pub const VM_REGION_SIZE: u64 = 1 << 28;
+/// Number of regions; an attach with none free halts the VM (AIX panics).
+pub const VM_REGIONS: u64 = 16;
+
 /// Base of the vCPU stack slots.
 pub const STACKS_VA: u64 = 0xffff_ffff_7000_0000;
 /// Virtual size of one vCPU's stack slot: a guard of the stack's size, then the stack.
@@ -116,6 +126,13 @@ pub const IMAGE_VA: u64 = IMAGE_VA_OFFSET + IMAGE_GPA;
 /// Guest-virtual address of the module region (the images' offset applies).
 pub const MODULES_VA: u64 = IMAGE_VA_OFFSET + MODULES_GPA;
 
+// The regions follow the pinned heap, share one top-level entry and end
+// far below the stacks.
+const _: () = assert!(PINNED_HEAP_VA + ARENA_SIZE <= VM_REGIONS_VA);
+const _: () = assert!(VM_REGIONS * VM_REGION_SIZE <= 1 << 39 && VM_REGIONS_VA.is_multiple_of(1 << 39));
+const _: () = assert!(VM_REGIONS_VA + VM_REGIONS * VM_REGION_SIZE <= STACKS_VA);
+// The user regions are the top of the user half.
+const _: () = assert!(USER_REGIONS_VA > USER_START && USER_REGIONS_VA.is_multiple_of(VM_REGION_SIZE));
 // The system pages do not run into each other or into the image.
 const _: () = assert!(BOOT_INFO_VA + PAGE_SIZE <= TSS_VA);
 const _: () = assert!(TSS_VA + TSS_FRAMES * PAGE_SIZE <= IMAGE_VA);
@@ -131,6 +148,21 @@ pub const fn module_slot_gpa(n: u64) -> u64 {
 /// Guest-virtual address of module slot `n`, where a module linked for it starts.
 pub const fn module_slot_va(n: u64) -> u64 {
     IMAGE_VA_OFFSET + module_slot_gpa(n)
+}
+
+/// Where the AIX `as_att64`/`as_seth64` regions of a process start: the
+/// top [`VM_REGIONS`] × [`VM_REGION_SIZE`] of the user half, which
+/// `process_map` leaves alone.
+pub const USER_REGIONS_VA: u64 = USER_END - VM_REGIONS * VM_REGION_SIZE;
+
+/// Guest-virtual address of a process's `as_att64` region `n` (0 ≤ n < [`VM_REGIONS`]).
+pub const fn user_region_va(n: u64) -> u64 {
+    USER_REGIONS_VA + n * VM_REGION_SIZE
+}
+
+/// Guest-virtual address of `vm_att`/`io_att` region `n` (0 ≤ n < [`VM_REGIONS`]).
+pub const fn vm_region_va(n: u64) -> u64 {
+    VM_REGIONS_VA + n * VM_REGION_SIZE
 }
 
 /// Guest-virtual address of vCPU `n`'s page.
@@ -219,6 +251,12 @@ mod tests {
             WIRED_ARENA_VA + ARENA_SIZE,
             UNWIRED_ARENA_VA,
             UNWIRED_ARENA_VA + ARENA_SIZE,
+            KERNEL_HEAP_VA,
+            KERNEL_HEAP_VA + ARENA_SIZE,
+            PINNED_HEAP_VA,
+            PINNED_HEAP_VA + ARENA_SIZE,
+            vm_region_va(0),
+            vm_region_va(VM_REGIONS),
             STACKS_VA,
             VCPU_PAGES_VA,
             SYSTEM_TABLES_VA,

@@ -19,6 +19,7 @@
 #![no_std]
 
 pub mod aix;
+pub mod aix_vmm;
 pub mod boot_info;
 pub mod c_header;
 pub mod dgux;
@@ -43,8 +44,9 @@ pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: changes when calls are added (1: the DG/UX and AIX
 /// services, processes and interrupt level; 2: cross-memory services and the
 /// DMA engine; 3: guest modules, their header and the boot-info module table;
-/// 4: `vcpu_yield`).
-pub const ABI_MINOR: u16 = 4;
+/// 4: `vcpu_yield`; 5: the AIX virtual memory manager services of group
+/// `0x04`: virtual memory objects, `vm_att` and `io_att` regions).
+pub const ABI_MINOR: u16 = 5;
 /// The value [`Service::AbiVersion`] returns: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_MAJOR as u64) << 16) | ABI_MINOR as u64;
 

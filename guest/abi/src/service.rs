@@ -117,7 +117,8 @@ services! {
     /// addresses become reachable); 0 leaves process context.
     ProcessSwitch = 0x00b, "process_switch", returns: true;
     /// `(va, bytes, prot)`: maps zeroed user memory at `va` in the current
-    /// process (`prot`: bit 0 read, bit 1 write, bit 2 execute).
+    /// process (`prot`: bit 0 read, bit 1 write, bit 2 execute), below the
+    /// AIX `as_att64` regions (`layout::USER_REGIONS_VA`).
     ProcessMap = 0x00c, "process_map", returns: true;
     /// `()`: this vCPU enters interrupt level (nests).
     InterruptEnter = 0x00d, "interrupt_enter", returns: true;
@@ -189,6 +190,57 @@ services! {
     Ureadc = 0x30f, "ureadc", returns: true;
     /// `(uio)`: takes one character from the `uio`'s buffers; it is the value.
     Uwritec = 0x310, "uwritec", returns: true;
+
+    /// `(type, gnode, size, uplim, downlim)`: creates a client-storage
+    /// virtual memory object of `size` bytes; the value is its `vmid`.
+    VmsCreate = 0x400, "vms_create", returns: true;
+    /// `(vmid)`: deletes the object; `EBUSY` while a region maps it.
+    VmsDelete = 0x401, "vms_delete", returns: true;
+    /// `(vmid, key)`: the value is a handle naming the object with the
+    /// access key (0 unlimited, 1 limited: read-only).
+    VmHandle = 0x402, "vm_handle", returns: true;
+    /// `(vmhandle, offset)`: maps the object into a free kernel region; the
+    /// value is the address of `offset` in it. No free region halts the VM.
+    VmAtt = 0x403, "vm_att", returns: false;
+    /// `(eaddr)`: unmaps the region holding `eaddr` (mapped by `vm_att`).
+    VmDet = 0x404, "vm_det", returns: true;
+    /// `(vaddr, nbytes)`: drops the contents of the object pages that
+    /// `[vaddr, vaddr + nbytes)` maps: they read as zeros afterwards.
+    VmRelease = 0x405, "vm_release", returns: true;
+    /// `(vmid, pfirst, npages)`: as `vm_release`, by page number.
+    VmReleasep = 0x406, "vm_releasep", returns: true;
+    /// `(vmid)`: the value is 1 when a page of the object was modified, else 0.
+    VmQmodify = 0x407, "vm_qmodify", returns: true;
+    /// `(vmid, pfirst, npages, key)`: sets the storage protect key
+    /// (`FILEKEY` read-write, `RDONLY` read-only) of the pages.
+    VmProtectp = 0x408, "vm_protectp", returns: true;
+    /// `(vmid, pno)`: makes page `pno` exist without a page-in (its
+    /// contents are undefined: a poison pattern).
+    VmMakep = 0x409, "vm_makep", returns: true;
+    /// `(eaddr, nbytes)`: writes back the cache lines of a kernel range: a
+    /// no-op on coherent x86 that checks its arguments.
+    VmCflush = 0x40a, "vm_cflush", returns: true;
+    /// `(iohandle, offset)`: maps a device window into a free kernel region;
+    /// the value is the address of `offset` in it. No free region halts the VM.
+    IoAtt = 0x40b, "io_att", returns: false;
+    /// `(eaddr)`: unmaps the region holding `eaddr` (mapped by `io_att`).
+    IoDet = 0x40c, "io_det", returns: true;
+
+    /// `(vmhandle, offset)`: maps the object into a free region of the
+    /// current process; the value is the address of `offset` in it.
+    AsAtt64 = 0x40d, "as_att64", returns: true;
+    /// `(addr64)`: unmaps the current process's region holding `addr64`.
+    AsDet64 = 0x40e, "as_det64", returns: true;
+    /// `(addr64, vmhandle)`: maps the object into the current process's
+    /// region holding `addr64`, replacing what it mapped.
+    AsSeth64 = 0x40f, "as_seth64", returns: true;
+    /// `(addr64)`: the value is the handle of the object mapped at
+    /// `addr64`, which is protected from deletion until `as_puth64`.
+    AsGeth64 = 0x410, "as_geth64", returns: true;
+    /// `(addr64)`: as `as_geth64`, without the protection.
+    AsGetsrval64 = 0x411, "as_getsrval64", returns: true;
+    /// `(addr64, vmhandle)`: ends the protection `as_geth64` took.
+    AsPuth64 = 0x412, "as_puth64", returns: true;
 
     /// `(addr, count, dp, segflag)`: attaches a buffer for cross-memory
     /// moves and fills the [`Xmem`](crate::xmem::Xmem) at `dp`; only under a
@@ -299,7 +351,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x413, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

@@ -67,6 +67,8 @@ statuses! {
     EEXIST = 17,
     /// An invalid argument.
     EINVAL = 22,
+    /// A file-size limit would be passed (`vm_makep`).
+    EFBIG = 27,
     /// No space left.
     ENOSPC = 28,
     /// A value out of range.

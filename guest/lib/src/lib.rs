@@ -30,6 +30,7 @@
 pub use kmemvisor_abi as abi;
 
 pub mod aix;
+pub mod aix_vmm;
 pub mod args;
 pub mod conformance;
 pub mod console;

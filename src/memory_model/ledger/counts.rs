@@ -127,10 +127,12 @@ impl FrameLedger {
         let frame = page_of(gpa);
         match self.role(frame) {
             None => Ok(None),
-            Some(role @ (Role::Free | Role::KernelMemory | Role::ProcessPage)) => match self.counts.get(&frame) {
-                Some(c) if c.wired_memory => Ok(Some((c.wires, c.initial_wires))),
-                _ => Err(LedgerError::Role { frame, role }),
-            },
+            Some(role @ (Role::Free | Role::KernelMemory | Role::ProcessPage | Role::VmObject)) => {
+                match self.counts.get(&frame) {
+                    Some(c) if c.wired_memory => Ok(Some((c.wires, c.initial_wires))),
+                    _ => Err(LedgerError::Role { frame, role }),
+                }
+            }
             Some(_) => Ok(None),
         }
     }
@@ -199,6 +201,15 @@ impl FrameLedger {
             }
         }
         Ok(())
+    }
+
+    /// Sets or clears the modified mark of the frame at `gpa` (a frame with
+    /// counts: kernel memory, a process page or an object page): a store the
+    /// VMM saw through a page-table dirty bit or made itself, or contents dropped.
+    pub fn set_modified(&mut self, gpa: u64, modified: bool) {
+        if let Some(c) = self.counts.get_mut(&page_of(gpa)).filter(|c| c.wired_memory) {
+            c.marks.modified = modified;
+        }
     }
 
     /// The marks of the frame at `gpa`.

@@ -27,8 +27,8 @@
 //! 7. A frame wired above its initial count, pinned above its initial count
 //!    or hidden is never released ([`FrameLedger::release`] refuses, and the
 //!    services ask [`FrameLedger::release_refusal`] before they change anything).
-//! 8. Wire counts and marks exist only for the frames of kernel memory and
-//!    process pages, between their initial count and `MAX_WIRE_COUNT`; every
+//! 8. Wire counts and marks exist only for the frames of kernel memory,
+//!    process pages and virtual memory objects, between their initial count and `MAX_WIRE_COUNT`; every
 //!    other frame (the image, modules, stacks, vCPU pages, boot info) and every
 //!    device window is resident by nature: wiring it counts nothing.
 //! 9. A frame has a first-pin origin exactly when it is pinned above its
@@ -91,13 +91,15 @@ pub enum Role {
     KernelMemory,
     /// A page a process mapped.
     ProcessPage,
+    /// A page of an AIX virtual memory object (`vms_create`, `vm_makep`).
+    VmObject,
 }
 
 impl Role {
     /// Whether a device may read or write the frame, and so whether it may
     /// be hidden for DMA: only memory handed out for data.
     pub fn allows_dma(self) -> bool {
-        matches!(self, Role::KernelMemory | Role::ProcessPage | Role::Stack)
+        matches!(self, Role::KernelMemory | Role::ProcessPage | Role::VmObject | Role::Stack)
     }
 }
 
@@ -115,6 +117,7 @@ impl fmt::Display for Role {
             Role::Free => "a free frame",
             Role::KernelMemory => "kernel memory",
             Role::ProcessPage => "a process page",
+            Role::VmObject => "a page of a virtual memory object",
         })
     }
 }
@@ -427,7 +430,7 @@ impl FrameLedger {
         for (&frame, c) in &self.counts {
             match self.role(frame) {
                 None | Some(Role::Free) => return Err(format!("invariant 6: frame {frame:#x} has counts but is not handed out")),
-                Some(Role::KernelMemory | Role::ProcessPage) if c.wired_memory => {}
+                Some(Role::KernelMemory | Role::ProcessPage | Role::VmObject) if c.wired_memory => {}
                 Some(_) if !c.wired_memory && c.pins > 0 => {}
                 Some(role) => return Err(format!("invariant 8: frame {frame:#x} ({role}) has counts it may not have")),
             }
@@ -578,6 +581,7 @@ pub(super) mod tests {
             Role::Free,
             Role::KernelMemory,
             Role::ProcessPage,
+            Role::VmObject,
         ]
         .iter()
         .map(ToString::to_string)
@@ -595,7 +599,8 @@ pub(super) mod tests {
                 "a guest module",
                 "a free frame",
                 "kernel memory",
-                "a process page"
+                "a process page",
+                "a page of a virtual memory object"
             ]
         );
     }

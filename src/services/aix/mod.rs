@@ -1,8 +1,11 @@
-//! AIX kernel services: heaps, pinning, user memory access and cross-memory services.
+//! AIX kernel services: heaps, pinning, user memory access, the virtual
+//! memory manager and cross-memory services.
 
+pub mod adspace;
 pub mod heaps;
 pub mod pinning;
 pub mod uaccess;
+pub mod vmm;
 pub mod xmem;
 
 use kmemvisor_abi::{Service, ServiceGroup, Status};
@@ -16,6 +19,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         ServiceGroup::AixMemoryManagement => heaps::serve(state, caller, service, args),
         ServiceGroup::AixPinning => pinning::serve(state, caller, service, args),
         ServiceGroup::AixUserMemoryAccess => uaccess::serve(state, caller, service, args),
+        ServiceGroup::AixVirtualMemory => vmm::serve(state, caller, service, args),
         ServiceGroup::AixCrossMemory => xmem::serve(state, caller, service, args),
         _ => Reply::status(Status::ENOSYS),
     }

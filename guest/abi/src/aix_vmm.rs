@@ -1,0 +1,47 @@
+//! AIX virtual memory manager services (group `0x04`): the constants that
+//! cross the boundary.
+//!
+//! AIX publishes none of these values (its `sys/vmuser.h` is not public), so
+//! they are kmemvisor's, part of ABI v1 (docs/ABI.md, "AIX virtual memory
+//! manager services").
+
+/// `vms_create` type: a client-storage object (the only type AIX allows).
+pub const V_CLIENT: u64 = 1 << 0;
+/// `vms_create` option: a page wait on the object may be interrupted
+/// (accepted; no page wait exists without a pager).
+pub const V_INTRSEG: u64 = 1 << 1;
+/// `vms_create` option: `size` counts pages, not bytes.
+pub const V_LARGE: u64 = 1 << 2;
+/// The `vms_create` type bits kmemvisor knows; any other bit is `EINVAL`.
+pub const VMS_CREATE_TYPE_MASK: u64 = V_CLIENT | V_INTRSEG | V_LARGE;
+
+/// `vm_handle` key: unlimited access (the page's protect key decides).
+pub const VM_KEY_UNLIMITED: u64 = 0;
+/// `vm_handle` key: limited access: the object is mapped read-only.
+pub const VM_KEY_LIMITED: u64 = 1;
+
+/// `vm_protectp` storage protect key: read-write, every page's key at creation.
+pub const FILEKEY: u64 = 0;
+/// `vm_protectp` storage protect key: read-only; a store faults.
+pub const RDONLY: u64 = 1;
+
+/// The invalid segment id (`INVLSID`): never a `vmid` or a handle.
+pub const INVLSID: u64 = u64::MAX;
+
+/// Largest object, in bytes: one region, so that `vm_att` maps it whole.
+pub const VM_OBJECT_MAX_SIZE: u64 = crate::layout::VM_REGION_SIZE;
+/// Most objects that exist at once; `vms_create` answers `ENOMEM` past it.
+pub const VM_MAX_OBJECTS: usize = 1024;
+/// The byte a page made by `vm_makep` holds: its contents are undefined,
+/// and a reader that did not overwrite it sees this rather than stale data.
+pub const VM_MAKEP_POISON: u8 = 0xa5;
+
+/// Bits of an `io_att` handle below the page address: the window's page
+/// count minus one.
+pub const IO_HANDLE_PAGES_MASK: u64 = 0xfff;
+
+/// The `io_att` handle of the device window of `pages` pages (1–4096) at
+/// the page-aligned bus (guest-physical) address `bus`.
+pub const fn io_handle(bus: u64, pages: u64) -> u64 {
+    (bus & !IO_HANDLE_PAGES_MASK) | ((pages.wrapping_sub(1)) & IO_HANDLE_PAGES_MASK)
+}
