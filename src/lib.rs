@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod checker;
+pub mod coverage;
 pub mod devices;
 pub mod fuzz;
 pub mod guests;

@@ -90,6 +90,8 @@ pub struct VmConfig {
     pub schedule: Schedule,
     /// Keep the event trace's events, to write them out (`--trace`).
     pub keep_trace: bool,
+    /// Count the behaviour the run reaches, as fuzzing feedback ([`crate::coverage`]).
+    pub coverage: bool,
     /// Guest modules to load next to the image (`--module`), in this order.
     pub modules: Vec<ModuleElf>,
 }
@@ -108,6 +110,7 @@ impl Default for VmConfig {
             dma: DmaConfig::default(),
             schedule: Schedule::Serial { seed: 1, depth: DEFAULT_DEPTH, steps: DEFAULT_STEPS },
             keep_trace: false,
+            coverage: false,
             modules: Vec::new(),
         }
     }
@@ -274,7 +277,7 @@ impl VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
             checker: Checker::new(config.strict),
-            trace: EventTrace::new(config.keep_trace),
+            trace: EventTrace::new(config.keep_trace, config.coverage),
             vcpus: VcpuPool::new(config.vcpus, config.schedule),
             stop: Stop::new().map_err(|_| SetupError::Write("stop"))?,
             first_entry: OnceLock::new(),

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::coverage::Coverage;
 use crate::sync::lock;
 
 /// The timeline row of DMA channel 0; channel n is `DMA_TRACK + n`.
@@ -255,6 +256,7 @@ struct Inner {
     hash: Fnv,
     count: u64,
     kept: Option<Vec<(u64, Event)>>,
+    coverage: Option<Coverage>,
 }
 
 impl std::fmt::Debug for Fnv {
@@ -279,9 +281,11 @@ pub struct TraceSummary {
 }
 
 impl EventTrace {
-    /// An empty trace; `keep` keeps the events for [`EventTrace::write_chrome`].
-    pub fn new(keep: bool) -> EventTrace {
-        EventTrace { inner: Mutex::new(Inner { hash: Fnv(FNV_OFFSET), count: 0, kept: keep.then(Vec::new) }) }
+    /// An empty trace; `keep` keeps the events for [`EventTrace::write_chrome`],
+    /// `cover` counts their edges for [`EventTrace::features`].
+    pub fn new(keep: bool, cover: bool) -> EventTrace {
+        let inner = Inner { hash: Fnv(FNV_OFFSET), count: 0, kept: keep.then(Vec::new), coverage: cover.then(Coverage::default) };
+        EventTrace { inner: Mutex::new(inner) }
     }
 
     /// Records `event` at device time `at`.
@@ -290,9 +294,18 @@ impl EventTrace {
         inner.hash.num(at);
         event.hash_into(&mut inner.hash);
         inner.count += 1;
+        if let Some(coverage) = &mut inner.coverage {
+            coverage.record(&event);
+        }
         if let Some(kept) = &mut inner.kept {
             kept.push((at, event));
         }
+    }
+
+    /// The features of the events so far ([`crate::coverage`]); empty when
+    /// the trace does not count them.
+    pub fn features(&self) -> Vec<u64> {
+        lock(&self.inner).coverage.as_ref().map(Coverage::features).unwrap_or_default()
     }
 
     /// The count and hash so far.
@@ -337,21 +350,21 @@ mod tests {
 
     #[test]
     fn the_same_events_give_the_same_hash_and_any_change_another() {
-        let (a, b) = (EventTrace::new(false), EventTrace::new(true));
+        let (a, b) = (EventTrace::new(false, false), EventTrace::new(true, false));
         sample(&a);
         sample(&b);
         assert_eq!(a.summary(), b.summary());
         assert_eq!(a.summary().events, 9);
-        let c = EventTrace::new(false);
+        let c = EventTrace::new(false, false);
         sample(&c);
         c.record(6, Event::Preemption { vcpu: 0 });
         assert_ne!(c.summary().hash, a.summary().hash);
-        let d = EventTrace::new(false);
+        let d = EventTrace::new(false, false);
         d.record(1, Event::Preemption { vcpu: 1 });
-        let e = EventTrace::new(false);
+        let e = EventTrace::new(false, false);
         e.record(2, Event::Preemption { vcpu: 1 });
         assert_ne!(d.summary().hash, e.summary().hash, "device time counts");
-        assert_eq!(EventTrace::new(false).summary().hash, "0xcbf29ce484222325");
+        assert_eq!(EventTrace::new(false, false).summary().hash, "0xcbf29ce484222325");
     }
 
     #[test]
@@ -363,7 +376,7 @@ mod tests {
 
     #[test]
     fn the_chrome_trace_has_the_formats_fields_and_a_row_per_vcpu_and_channel() {
-        let trace = EventTrace::new(true);
+        let trace = EventTrace::new(true, false);
         sample(&trace);
         let mut out = Vec::new();
         trace.write_chrome(&mut out, 2, 8).expect("write");

@@ -34,7 +34,7 @@ fn a_campaign_finds_the_early_unhide_once_and_its_finding_replays() {
         .expect("dir")
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "stats.json")
+        .filter(|n| n != "stats.json" && n != "corpus")
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let finding = findings.join(&files[0]);
@@ -132,4 +132,45 @@ fn what_cannot_work_is_refused() {
     assert!(r.stderr.contains(&format!("kmemvisor: cannot write {}", file.display())), "{}", r.stderr);
     let r = kmemvisor(&["fuzz", "hello", "--runs", "1"]);
     assert_eq!(r.status, 64, "--findings is required: {}", r.stderr);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn inputs_that_reach_new_behaviour_are_kept_and_the_next_campaign_resumes_from_them() {
+    if !kvm_or_skip("fuzz corpus") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (findings, corpus) = (dir.path().join("findings"), dir.path().join("corpus"));
+    let campaign = |runs: &str| {
+        let args = ["fuzz", "dma-handoff", "--runs", runs, "-j", "1", "--dma-latency", "0", "--dma-jitter", "3"];
+        let dirs = ["--findings", findings.to_str().expect("utf-8"), "--corpus", corpus.to_str().expect("utf-8")];
+        kmemvisor(&[&args[..], &dirs[..], &["--", "aix-unhide-early"]].concat())
+    };
+    let r = campaign("40");
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    let first = stats(&findings);
+    let kept = std::fs::read_dir(&corpus).expect("corpus").count() as u64;
+    // The first run reaches something new; 3 of the 39 later seeds reach
+    // other interleavings of the transfer with the driver's calls.
+    assert_eq!(kept, 4, "{first:#}");
+    assert_eq!(first["features"], 28, "{first:#}");
+    assert_eq!((first["resumed"].as_u64(), first["corpus"].as_u64()), (Some(0), Some(kept)));
+    assert_eq!(first["rechecked"], kept, "every kept input is rerun once");
+    assert_eq!(first["stable"], kept, "and repeats: the verdict depends only on the seed");
+    for file in std::fs::read_dir(&corpus).expect("corpus") {
+        assert_eq!(std::fs::metadata(file.expect("entry").path()).expect("file").len(), 8, "a seed, no guest input");
+    }
+    // The next campaign reruns the corpus first and so knows every feature at once.
+    let r = campaign(&kept.to_string());
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    let second = stats(&findings);
+    assert_eq!((second["resumed"].as_u64(), second["corpus"].as_u64()), (Some(kept), Some(kept)));
+    assert_eq!(second["features"], first["features"], "the corpus's runs reach what the first campaign reached");
+    assert_eq!(second["rechecked"], 0, "nothing new to keep");
+    // A file that is no input is refused, by name.
+    std::fs::write(corpus.join("junk"), b"abc").expect("write");
+    let r = campaign("1");
+    assert_eq!(r.status, 64, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("corpus file {} has 3 byte(s)", corpus.join("junk").display())), "{}", r.stderr);
 }

@@ -164,6 +164,7 @@ fn campaign(
         runs,
         duration,
         jobs,
+        corpus: findings.join("corpus"),
         findings,
         seed,
     })

@@ -68,10 +68,15 @@ pub(crate) enum Command {
     /// than a clean exit 0. Findings are told apart by the first violation's
     /// kind and guest RIP (or the exit cause), and each is written at once to
     /// DIR as the JSON report of `kmemvisor run … --seed S`, which `kmemvisor
-    /// replay` reruns. DIR/stats.json has the campaign's figures. Ctrl-C
-    /// stops after the runs in progress and keeps everything found. Exit
-    /// status 0 with no finding, 1 with findings, 64 for a bad command line,
-    /// 73 when runs cannot be made or DIR cannot be written.
+    /// replay` reruns. DIR/stats.json has the campaign's figures. Inputs
+    /// whose runs reach behaviour no earlier run reached (a new sequence of
+    /// service, status, violation, or of device events among CPU accesses)
+    /// are kept in the corpus (--corpus), rerun once to check they repeat,
+    /// and rerun first by the next campaign. Ctrl-C stops after the runs in
+    /// progress and keeps everything found. Exit status 0 with no finding,
+    /// 1 with findings, 64 for a bad command line or a corpus file that is
+    /// not an input, 73 when runs cannot be made or DIR or the corpus cannot
+    /// be written.
     ///
     /// `kmemvisor fuzz --minimize FINDING [-o FILE]` shrinks a finding
     /// instead: it drops guest arguments and lowers --dma-jitter,
@@ -169,6 +174,11 @@ pub(crate) struct FuzzArgs {
     /// Where the findings and stats.json go (created if missing).
     #[arg(long, value_name = "DIR")]
     pub(crate) findings: PathBuf,
+    /// Where the inputs that reached new behaviour are kept, one file each
+    /// (created if missing; default FINDINGS/corpus). A campaign reruns the
+    /// corpus's inputs first, so it resumes where the last one stopped.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) corpus: Option<PathBuf>,
     /// Runs at once (default: the number of cores).
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) jobs: Option<u16>,

@@ -92,6 +92,7 @@ pub(crate) fn fuzz(args: &FuzzArgs, matches: &clap::ArgMatches) -> ExitCode {
         duration: args.duration,
         jobs,
         findings: args.findings.clone(),
+        corpus: args.corpus.clone().unwrap_or_else(|| args.findings.join("corpus")),
         seed: args.campaign_seed,
     };
     for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -122,16 +123,24 @@ pub(crate) fn fuzz(args: &FuzzArgs, matches: &clap::ArgMatches) -> ExitCode {
             if stats.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(fuzz::FuzzError::Run(e)) => setup_failed(e, &args.run, &origins),
+        Err(e @ fuzz::FuzzError::Corpus(fuzz::corpus::CorpusError::NotAnInput { .. })) => report_error(&e, status::USAGE),
         Err(e) => report_error(&e, status::VMM_ERROR),
     }
 }
 
-/// The live status: runs, their rate, failing runs and distinct findings.
+/// The live status: runs, their rate, the corpus, stability, failing runs
+/// and distinct findings.
 fn status_line(stats: &Stats) -> String {
+    let stability = match stats.rechecked {
+        0 => "-".to_owned(),
+        n => format!("{:.0}%", 100.0 * stats.stable as f64 / n as f64),
+    };
     format!(
-        "{} runs ({:.0}/s), {} failing, {} distinct finding(s), {:.1} s",
+        "{} runs ({:.0}/s), corpus {} ({} features), stability {stability}, {} failing, {} distinct finding(s), {:.1} s",
         stats.runs,
         stats.runs_per_second,
+        stats.corpus,
+        stats.features,
         stats.failing_runs,
         stats.findings.len(),
         stats.seconds

@@ -100,6 +100,7 @@ pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode
             ScheduleMode::Parallel => Schedule::Parallel,
         },
         keep_trace: args.trace.is_some(),
+        coverage: false,
         modules,
     };
     Ok(Prepared { elf, config, invocation, origins })

@@ -62,6 +62,8 @@ pub struct RunOutcome {
     pub status: u8,
     /// The event trace as Chrome trace-event JSON, when it was kept.
     pub chrome_trace: Option<Vec<u8>>,
+    /// The behaviour the run reached (`VmConfig::coverage`; else empty).
+    pub features: Vec<u64>,
 }
 
 /// Why a run could not happen or be completed.
@@ -319,7 +321,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         }
         out
     });
-    RunOutcome { report, status, chrome_trace }
+    RunOutcome { report, status, chrome_trace, features: state.trace.features() }
 }
 
 /// How the run was scheduled, and why its verdict may not repeat.

@@ -9,10 +9,17 @@
 //! call site, or the exit cause — and each is written the moment it is
 //! found, so a stopped campaign loses nothing.
 //!
-//! Each run boots a fresh VM (a few milliseconds here); restoring a snapshot
-//! instead is the next step.
+//! Every run counts the behaviour it reached ([`crate::coverage`]); an input
+//! whose run reached something new is kept in the corpus directory
+//! ([`corpus`]), checked once for stability (its rerun must give the same
+//! trace), and rerun first by the next campaign on that corpus, which so
+//! resumes with what this one learnt.
+//!
+//! Each run boots a fresh VM (a few milliseconds here).
 
-use std::collections::BTreeMap;
+pub mod corpus;
+
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,12 +34,17 @@ use crate::seeded::SplitMix64;
 use crate::state::VmConfig;
 use crate::sync::lock;
 
+use corpus::{Corpus, CorpusError, Input};
+
 /// Why a campaign stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum FuzzError {
     /// A run could not be set up (no KVM, a bad image…).
     #[error("a run could not be made: {0}")]
     Run(#[from] MachineError),
+    /// The corpus cannot be read or written, or holds a file that is not an input.
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
     /// The findings directory cannot be written: nothing found is lost until then.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -61,6 +73,8 @@ pub struct Campaign {
     pub jobs: usize,
     /// Where findings go.
     pub findings: PathBuf,
+    /// Where the inputs that reached new behaviour go (and come from).
+    pub corpus: PathBuf,
     /// The campaign's seed: run `i` gets the `i`-th seed drawn from it.
     pub seed: u64,
 }
@@ -72,6 +86,16 @@ pub struct Stats {
     pub runs: u64,
     /// Runs that failed in some way (a violation, a fault, a stop other than a clean exit).
     pub failing_runs: u64,
+    /// Inputs the corpus held at the start, rerun first.
+    pub resumed: u64,
+    /// Inputs in the corpus now.
+    pub corpus: u64,
+    /// Distinct features (behaviour) reached.
+    pub features: u64,
+    /// Corpus inputs rerun to check that they repeat…
+    pub rechecked: u64,
+    /// …and those whose rerun gave the same trace.
+    pub stable: u64,
     /// Distinct findings, by what went wrong: the runs that failed so.
     pub findings: BTreeMap<String, u64>,
     /// Seconds from the start to each finding's first run.
@@ -98,6 +122,19 @@ pub fn signature(report: &Report) -> Option<String> {
     }
 }
 
+/// What the workers of a campaign share.
+struct Shared<'a> {
+    campaign: &'a Campaign,
+    invocation: &'a (dyn Fn(u64) -> Invocation + Sync),
+    corpus: Corpus,
+    /// The inputs the corpus held at the start.
+    resumed: Vec<Input>,
+    /// Every feature reached so far.
+    seen: Mutex<HashSet<u64>>,
+    stats: Mutex<Stats>,
+    started: Instant,
+}
+
 /// The seed of run `i` of a campaign seeded `seed`.
 pub fn run_seed(seed: u64, i: u64) -> u64 {
     SplitMix64::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64()
@@ -113,15 +150,25 @@ pub fn run(
     progress: &(dyn Fn(&Stats) + Sync),
 ) -> Result<Stats, FuzzError> {
     std::fs::create_dir_all(&campaign.findings).map_err(|source| FuzzError::Write { path: campaign.findings.clone(), source })?;
-    let started = Instant::now();
+    let corpus = Corpus::open(&campaign.corpus)?;
+    let resumed = corpus.load()?;
+    let stats = Stats { resumed: resumed.len() as u64, corpus: resumed.len() as u64, ..Stats::default() };
+    let shared = Shared {
+        campaign,
+        invocation,
+        corpus,
+        resumed,
+        seen: Mutex::new(HashSet::new()),
+        stats: Mutex::new(stats),
+        started: Instant::now(),
+    };
     let next = AtomicU64::new(0);
-    let stats = Mutex::new(Stats::default());
     let failed: Mutex<Option<FuzzError>> = Mutex::new(None);
     let done = |i: u64| {
         stop.load(Ordering::SeqCst)
             || lock(&failed).is_some()
             || campaign.runs.is_some_and(|n| i >= n)
-            || campaign.duration.is_some_and(|d| started.elapsed() >= d)
+            || campaign.duration.is_some_and(|d| shared.started.elapsed() >= d)
     };
     std::thread::scope(|scope| {
         for _ in 0..campaign.jobs.max(1) {
@@ -131,11 +178,11 @@ pub fn run(
                     if done(i) {
                         return;
                     }
-                    if let Err(e) = one(campaign, invocation, i, &stats, started) {
+                    if let Err(e) = shared.iteration(i) {
                         lock(&failed).get_or_insert(e);
                         return;
                     }
-                    progress(&lock(&stats));
+                    progress(&lock(&shared.stats));
                 }
             });
         }
@@ -143,54 +190,81 @@ pub fn run(
     if let Some(e) = lock(&failed).take() {
         return Err(e);
     }
-    let stats = lock(&stats).clone();
+    let stats = lock(&shared.stats).clone();
     write_json(&campaign.findings.join("stats.json"), &stats)?;
     Ok(stats)
 }
 
-/// Run `i`: its report, and a new finding written if it is one.
-fn one(
-    campaign: &Campaign,
-    invocation: &(dyn Fn(u64) -> Invocation + Sync),
-    i: u64,
-    stats: &Mutex<Stats>,
-    started: Instant,
-) -> Result<(), FuzzError> {
-    let seed = run_seed(campaign.seed, i);
-    let mut config = campaign.config.clone();
-    config.dma.seed = seed;
-    if let Schedule::Serial { seed: s, .. } = &mut config.schedule {
-        *s = seed;
+impl Shared<'_> {
+    /// Iteration `i`: the corpus's inputs first, then fresh ones.
+    fn iteration(&self, i: u64) -> Result<(), FuzzError> {
+        let resumed = self.resumed.len() as u64;
+        let input = match self.resumed.get(i as usize) {
+            Some(input) => input.clone(),
+            None => Input { seed: run_seed(self.campaign.seed, i - resumed), bytes: Vec::new() },
+        };
+        let outcome = self.run(&input)?;
+        let new = {
+            let mut seen = lock(&self.seen);
+            outcome.features.iter().fold(false, |new, &f| seen.insert(f) | new)
+        };
+        if new && i >= resumed {
+            self.corpus.add(&input)?;
+            let again = self.run(&input)?;
+            let mut s = lock(&self.stats);
+            s.corpus += 1;
+            s.rechecked += 1;
+            s.stable += u64::from(again.report.determinism.trace == outcome.report.determinism.trace);
+        }
+        self.record(input.seed, outcome.report)
     }
-    let options = RunOptions {
-        name: campaign.name.clone(),
-        elf: campaign.elf.clone(),
-        vm: config,
-        timeout: campaign.timeout,
-        console: Box::new(std::io::sink()),
-        handle_signals: false,
-    };
-    let mut report = machine::run(options)?.report;
-    let finding = signature(&report);
-    let mut s = lock(stats);
-    s.runs += 1;
-    s.seconds = started.elapsed().as_secs_f64();
-    s.runs_per_second = s.runs as f64 / s.seconds.max(1e-9);
-    let Some(finding) = finding else { return Ok(()) };
-    s.failing_runs += 1;
-    let count = s.findings.entry(finding.clone()).or_insert(0);
-    *count += 1;
-    if *count == 1 {
-        let seconds = s.seconds;
-        s.first_found.insert(finding.clone(), seconds);
-        report.invocation = Some(invocation(seed));
-        let objects: Vec<&[u8]> =
-            std::iter::once(&campaign.elf[..]).chain(campaign.config.modules.iter().map(|m| &m.elf[..])).collect();
-        report.locate(&objects);
-        let file = campaign.findings.join(format!("{}.json", file_name(&finding)));
-        write_json(&file, &report)?;
+
+    /// The run of `input`.
+    fn run(&self, input: &Input) -> Result<machine::RunOutcome, FuzzError> {
+        let campaign = self.campaign;
+        let mut config = campaign.config.clone();
+        config.dma.seed = input.seed;
+        if let Schedule::Serial { seed: s, .. } = &mut config.schedule {
+            *s = input.seed;
+        }
+        config.coverage = true;
+        let options = RunOptions {
+            name: campaign.name.clone(),
+            elf: campaign.elf.clone(),
+            vm: config,
+            timeout: campaign.timeout,
+            console: Box::new(std::io::sink()),
+            handle_signals: false,
+        };
+        Ok(machine::run(options)?)
     }
-    Ok(())
+
+    /// Counts a run made with `seed` that ended with `report`, and writes
+    /// it as a new finding if it is one.
+    fn record(&self, seed: u64, mut report: Report) -> Result<(), FuzzError> {
+        let finding = signature(&report);
+        let mut s = lock(&self.stats);
+        s.runs += 1;
+        s.features = lock(&self.seen).len() as u64;
+        s.seconds = self.started.elapsed().as_secs_f64();
+        s.runs_per_second = s.runs as f64 / s.seconds.max(1e-9);
+        let Some(finding) = finding else { return Ok(()) };
+        s.failing_runs += 1;
+        let count = s.findings.entry(finding.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let seconds = s.seconds;
+            s.first_found.insert(finding.clone(), seconds);
+            report.invocation = Some((self.invocation)(seed));
+            let campaign = self.campaign;
+            let objects: Vec<&[u8]> =
+                std::iter::once(&campaign.elf[..]).chain(campaign.config.modules.iter().map(|m| &m.elf[..])).collect();
+            report.locate(&objects);
+            let file = campaign.findings.join(format!("{}.json", file_name(&finding)));
+            write_json(&file, &report)?;
+        }
+        Ok(())
+    }
 }
 
 /// A finding's file name: its signature with only safe characters.
