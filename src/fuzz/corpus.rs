@@ -14,7 +14,7 @@ use crate::trace::content_hash;
 const SEED_BYTES: usize = 8;
 
 /// One input of a run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Input {
     /// The seed of the schedule and of DMA completion times (`--seed`).
     pub seed: u64,

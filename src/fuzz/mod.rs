@@ -18,6 +18,7 @@
 //! Each run boots a fresh VM (a few milliseconds here).
 
 pub mod corpus;
+pub mod mutate;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
