@@ -31,7 +31,7 @@ fn each_misuse_is_refused_and_is_one_violation() {
     }
     let r = run("aix-vmm-misuse", &[]);
     r.expect_status(65);
-    assert!(r.stdout.contains("12 misuses made, each refused"), "{}", r.stdout);
+    assert!(r.stdout.contains("16 misuses made, each refused"), "{}", r.stdout);
     let at = printed_address(&r.stdout, "attached at ");
     assert_eq!(at, layout::vm_region_va(0));
     let v = violations(&r);
@@ -52,6 +52,10 @@ fn each_misuse_is_refused_and_is_one_violation() {
             ("as_puth64", "vmm.puth-without-geth"),
             ("as_puth64", "vmm.puth-while-attached"),
             ("vms_delete", "vmm.delete-held"),
+            ("vm_move", "vmm.deleted-object"),
+            ("as_att", "vmm.bad-adspace"),
+            ("as_geth", "vmm.unmapped-address"),
+            ("as_puth", "vmm.puth-without-geth"),
         ]
     );
     let user = printed_address(&r.stdout, "in process 1 at ");
@@ -59,6 +63,10 @@ fn each_misuse_is_refused_and_is_one_violation() {
     assert_eq!(v[9]["args"][0], format!("{user:#x}"));
     assert_eq!(v[3]["args"][0], format!("{:#x}", at + layout::VM_REGION_SIZE));
     assert!(v[4]["message"].as_str().is_some_and(|m| m.contains("mapped by vm_att")), "{}", v[4]);
+    let adsp = printed_address(&r.stdout, "address space is ");
+    assert_eq!(adsp, kmemvisor_abi::aix_vmm::adspace(1));
+    assert_eq!(v[13]["args"][0], format!("{:#x}", adsp ^ 1));
+    assert_eq!((&v[14]["args"][0], &v[14]["args"][1]), (&format!("{adsp:#x}").into(), &format!("{user:#x}").into()));
 }
 
 #[test]
