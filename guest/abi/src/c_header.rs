@@ -125,6 +125,7 @@ pub fn write_c_header(out: &mut impl Write) -> fmt::Result {
         aix_vmm::VM_MAKEP_POISON,
         aix_vmm::VM_OBJECT_MAX_SIZE,
         aix_vmm::VM_MAX_OBJECTS,
+        aix_vmm::IO_HANDLE_PAGES_MASK,
     );
 
     out.write_str("\n/* The DMA engine (a device window of the VM). */\n")?;
