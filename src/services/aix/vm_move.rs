@@ -4,7 +4,7 @@
 //!
 //! The bytes go straight between the object's frames and the uio's
 //! buffers, with the uio walk and updates of `uiomove`
-//! ([`uaccess`](super::uaccess)). A page the object does not have reads as
+//! ([`uaccess`]). A page the object does not have reads as
 //! zeros, as a hole of a file does; a write into one makes it (zero-filled,
 //! mapped in every region of the object, as `vm_makep` makes a page) and
 //! goes on. Bytes written mark their frames modified, as a store does, so

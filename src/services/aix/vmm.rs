@@ -1,8 +1,8 @@
 //! AIX virtual memory manager services: `vms_create`, `vms_delete`,
 //! `vm_handle`, `vm_att`, `vm_det`, `vm_release`, `vm_releasep`,
 //! `vm_qmodify`, `vm_protectp`, `vm_makep`, `vm_cflush`, `io_att`, `io_det`;
-//! `vm_move` is in [`vm_move`](super::vm_move), the `as_*` services and
-//! `getadsp` in [`adspace`](super::adspace).
+//! `vm_move` is in [`vm_move`], the `as_*` services and
+//! `getadsp` in [`adspace`].
 //!
 //! The objects and regions are the memory model's ([`aix_vmm`]); this
 //! module decodes the arguments (AIX `int`s: 0 to `i32::MAX`), enforces the
