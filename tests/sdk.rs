@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{kmemvisor, kvm_or_skip};
-use kmemvisor_abi::{Service, Status, aix, dgux, dma, layout, xmem};
+use kmemvisor_abi::{Service, ServiceGroup, Status, aix, aix_vmm, dgux, dma, layout, xmem};
 
 /// Installs the SDK under `dir/sdk` and returns the prefix.
 fn install(dir: &Path) -> PathBuf {
@@ -39,7 +39,7 @@ fn expected_numbers() -> BTreeMap<String, u64> {
         .map(|s| (format!("KMV_SERVICE_{}", s.name().to_ascii_uppercase()), s.number()))
         .chain(Status::ALL.iter().map(|s| (s.name().to_owned(), s.code())))
         .collect();
-    let constants: [(&str, u64); 38] = [
+    let constants: [(&str, u64); 42] = [
         ("KMV_ABI_VERSION", kmemvisor_abi::ABI_VERSION),
         ("KMV_HYPERCALL_PORT", u64::from(kmemvisor_abi::HYPERCALL_PORT)),
         ("VM_BYTE_ALIGNED", u64::from(dgux::VM_BYTE_ALIGNED)),
@@ -77,6 +77,10 @@ fn expected_numbers() -> BTreeMap<String, u64> {
         ("KMV_DMA_DIR_FROM_DEVICE", dma::DIR_FROM_DEVICE),
         ("KMV_DMA_STATUS_DONE", dma::STATUS_DONE),
         ("KMV_PAGE_SIZE", layout::PAGE_SIZE),
+        ("V_CLIENT", aix_vmm::V_CLIENT),
+        ("RDONLY", aix_vmm::RDONLY),
+        ("INVLSID", aix_vmm::INVLSID),
+        ("KMV_IO_HANDLE_PAGES_MASK", aix_vmm::IO_HANDLE_PAGES_MASK),
         ("sizeof(struct xmem)", xmem::XMEM_SIZE),
     ];
     numbers.extend(constants.map(|(name, value)| (name.to_owned(), value)));
@@ -118,6 +122,33 @@ fn the_c_headers_numbers_are_the_rust_definitions() {
     let header = std::fs::read_to_string(prefix.join("include/kmemvisor/abi.h")).expect("abi.h");
     let services = header.lines().filter(|line| line.starts_with("#define KMV_SERVICE_")).count();
     assert_eq!(services, Service::ALL.len());
+}
+
+/// Whether C source `text` declares or defines a function `name` outside a comment.
+fn names_function(text: &str, name: &str) -> bool {
+    let (plain, pointer) = (format!(" {name}("), format!("*{name}("));
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with("/*") && !line.trim_start().starts_with('*'))
+        .any(|line| line.contains(&plain) || line.contains(&pointer))
+}
+
+/// Every kernel service (every group but the VMM's own calls, which the C
+/// runtime wraps as `kmv_*`) has a prototype in the installed headers, under
+/// its own name, and a definition in the SDK's runtime.
+#[test]
+fn every_kernel_service_has_a_c_prototype_and_a_definition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let include = install(dir.path()).join("include/kmemvisor");
+    let mut headers = String::new();
+    for entry in std::fs::read_dir(&include).expect("include/kmemvisor") {
+        headers.push_str(&std::fs::read_to_string(entry.expect("entry").path()).expect("a header"));
+    }
+    let runtime = include_str!("../sdk/runtime/common/services.c");
+    let kernel = Service::ALL.iter().filter(|s| s.group() != ServiceGroup::Core);
+    let undeclared: Vec<&str> = kernel.clone().map(|s| s.name()).filter(|name| !names_function(&headers, name)).collect();
+    let undefined: Vec<&str> = kernel.map(|s| s.name()).filter(|name| !names_function(runtime, name)).collect();
+    assert!(undeclared.is_empty(), "no C prototype: {undeclared:?}");
+    assert!(undefined.is_empty(), "no definition in sdk/runtime/common/services.c: {undefined:?}");
 }
 
 const DRIVER: &str = r#"#include <kmemvisor.h>

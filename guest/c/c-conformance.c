@@ -1,4 +1,4 @@
-/* A C conformance subset of both seeds through the SDK's prototypes: DG/UX gets, wiring, marking, physical addresses and mapping; AIX heaps, pinning, user memory access, uio and cross-memory services; no violations. */
+/* A C conformance subset of both seeds through the SDK's prototypes: DG/UX gets, wiring, marking, physical addresses and mapping; AIX heaps, pinning, user memory access, uio, virtual memory objects and cross-memory services; no violations. */
 /*
  * Each case checks what the DG/UX manual page or the AIX kernel-service
  * documentation says a call does, through the C names and types a driver
@@ -155,6 +155,26 @@ static void aix_cross_memory(void)
     xmfree(k, kernel_heap);
 }
 
+static void aix_virtual_memory(void)
+{
+    vmid_t vmid = 0;
+    int s = vms_create(&vmid, V_CLIENT, 0, 2 * PAGE, 0, 0);
+    report(s == 0 && vmid != 0, "vms_create of two pages: 0 and a vmid");
+    vmhandle_t handle = vm_handle(vmid, KMV_VM_KEY_UNLIMITED);
+    caddr_t at = vm_att(handle, 0);
+    report(handle != INVLSID && at != 0 && at[PAGE + 5] == 0, "vm_att of its handle: a region of zeroed pages");
+    report(vm_qmodify(vmid) == FALSE, "vm_qmodify of a new object: FALSE");
+    at[PAGE + 5] = 'c';
+    report(vm_qmodify(vmid) == TRUE, "a store through the region: vm_qmodify TRUE");
+    vm_det(at);
+    char byte = 0;
+    struct iovec iov = { &byte, 1 };
+    struct uio uio = { &iov, 1, 0, 0, 1, UIO_SYSSPACE, 0 };
+    s = vm_move(vmid, (caddr_t)(PAGE + 5), 1, UIO_READ, &uio);
+    report(s == 0 && byte == 'c' && uio.uio_resid == 0, "vm_move reads the stored byte back without a mapping");
+    report(vms_delete(vmid) == 0, "vms_delete once detached: 0");
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -163,6 +183,7 @@ int main(int argc, char **argv)
     dgux_gets();
     dgux_wiring();
     aix_heaps_and_pinning();
+    aix_virtual_memory();
 
     uint64_t pid;
     GUEST_ASSERT_EQ(kmv_process_create(&pid), OK);

@@ -118,6 +118,10 @@ violation_kinds! {
     VmmBadIoHandle => "vmm.bad-io-handle",
     /// `vm_cflush` of a range that is not kernel memory.
     VmmCflushNotKernel => "vmm.cflush-not-kernel",
+    /// A 32-bit `as_*` service given an address-space pointer of no live process.
+    VmmBadAdspace => "vmm.bad-adspace",
+    /// `as_seth`, `as_geth` or `as_getsrval` of an address in no (mapped) region.
+    VmmUnmappedAddress => "vmm.unmapped-address",
     /// `pinu` of user memory at interrupt level.
     AixPinuAtInterruptLevel => "aix.pinu-at-interrupt-level",
     /// `unpinu` of user memory at interrupt level.

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use kmemvisor_abi::aix_vmm::{FILEKEY, VM_KEY_UNLIMITED, VM_MAKEP_POISON, VM_MAX_OBJECTS, VM_OBJECT_MAX_SIZE};
+use kmemvisor_abi::aix_vmm::{FILEKEY, VM_KEY_UNLIMITED, VM_MAX_OBJECTS, VM_OBJECT_MAX_SIZE};
 use kmemvisor_abi::layout::{
     PAGE_SIZE, USER_END, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, VM_REGIONS_VA, user_region_va, vm_region_va,
 };
@@ -107,6 +107,17 @@ impl VmObject {
     /// The frame of page `pno`, if the page exists.
     pub fn frame(&self, pno: u64) -> Option<u64> {
         self.pages.get(&pno).map(|p| p.frame)
+    }
+
+    /// The frame of page `pno` and whether its protect key lets it be
+    /// written ([`FILEKEY`]), if the page exists.
+    pub fn page(&self, pno: u64) -> Option<(u64, bool)> {
+        self.pages.get(&pno).map(|p| (p.frame, p.key == FILEKEY))
+    }
+
+    /// The frames of its existing pages in `[first, first + count)`.
+    pub fn frames_in(&self, first: u64, count: u64) -> impl Iterator<Item = u64> + '_ {
+        self.pages.range(first..first.saturating_add(count)).map(|(_, p)| p.frame)
     }
 
     /// Its pages' frames.
@@ -390,6 +401,11 @@ impl AixVmm {
         self.holds.contains(&(place, vmid))
     }
 
+    /// The regions of process `pid` where a hold on `vmid` was taken and not put yet.
+    pub fn held_places(&self, pid: u64, vmid: u64) -> Vec<Place> {
+        self.holds.iter().filter(|&&(place, v)| place.pid == pid && v == vmid).map(|&(place, _)| place).collect()
+    }
+
     /// `as_puth64`: drops a hold taken at `place` on `vmid`; false if none was.
     pub fn put(&mut self, place: Place, vmid: u64) -> bool {
         let Some(i) = self.holds.iter().position(|&h| h == (place, vmid)) else { return false };
@@ -472,10 +488,11 @@ impl AixVmm {
         Ok(zapped?)
     }
 
-    /// `vm_makep`: page `pno` of `vmid` exists afterwards; a new one holds
-    /// [`VM_MAKEP_POISON`] and appears in every region that maps the object.
-    /// Whether it is new.
-    pub fn make_page(&mut self, books: &mut Books, vmid: u64, pno: u64) -> Result<bool, VmError> {
+    /// `vm_makep` (and `vm_move` into a page the object does not have): page
+    /// `pno` of `vmid` exists afterwards; a new one holds `contents` in
+    /// every byte ([`VM_MAKEP_POISON`](kmemvisor_abi::aix_vmm::VM_MAKEP_POISON) for `vm_makep`, zeros for `vm_move`)
+    /// and appears in every region that maps the object. Whether it is new.
+    pub fn make_page(&mut self, books: &mut Books, vmid: u64, pno: u64, contents: u8) -> Result<bool, VmError> {
         if self.object(vmid)?.pages.contains_key(&pno) {
             return Ok(false);
         }
@@ -484,7 +501,7 @@ impl AixVmm {
         }
         let frame = books.frames.allocate(1, Role::VmObject).and_then(|f| f.first().copied()).ok_or(VmError::NoFrames)?;
         // Filled before any vCPU can reach it.
-        fill(books.memory, frame, VM_MAKEP_POISON);
+        fill(books.memory, frame, contents);
         let regions = self.regions_of(vmid);
         for (i, &(place, key)) in regions.iter().enumerate() {
             if !books.map(place.pid, place.base() + pno * PAGE_SIZE, frame, object_flags(key, FILEKEY)) {

@@ -45,3 +45,17 @@ pub const IO_HANDLE_PAGES_MASK: u64 = 0xfff;
 pub const fn io_handle(bus: u64, pages: u64) -> u64 {
     (bus & !IO_HANDLE_PAGES_MASK) | ((pages.wrapping_sub(1)) & IO_HANDLE_PAGES_MASK)
 }
+
+/// The tag in the upper bits of every address-space pointer
+/// (`adspace_t *`) that `getadsp` returns: a non-canonical address, so
+/// that the pointer is never dereferenced, only handed back to the 32-bit
+/// `as_*` services.
+pub const ADSPACE_TAG: u64 = 0xad5a_ce00_0000_0000;
+/// The bits of an address-space pointer below [`ADSPACE_TAG`]: the process id.
+pub const ADSPACE_PID_MASK: u64 = 0xffff_ffff;
+
+/// The address-space pointer of process `pid`: what `getadsp` returns
+/// while `pid` is the current process.
+pub const fn adspace(pid: u64) -> u64 {
+    ADSPACE_TAG | (pid & ADSPACE_PID_MASK)
+}

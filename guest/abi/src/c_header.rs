@@ -15,7 +15,7 @@ use core::mem::{offset_of, size_of};
 use crate::{
     ABI_MAJOR, ABI_MINOR, ABI_VERSION, ARG_COUNT, BootInfo, HYPERCALL_PORT, MAX_VCPUS, ModuleInfo, Service, Status, VcpuPage,
 };
-use crate::{aix, boot_info, dgux, dma, image, layout, module, xmem};
+use crate::{aix, aix_vmm, boot_info, dgux, dma, image, layout, module, xmem};
 
 /// `#define NAME VALUE` for each `module::NAME`, under `prefix`.
 macro_rules! defines {
@@ -105,6 +105,28 @@ pub fn write_c_header(out: &mut impl Write) -> fmt::Result {
         xmem::XMEMDMA_MAX_PAGES,
     );
     defines!(out, "KMV_", aix::KERNEL_HEAP, aix::PINNED_HEAP, aix::XMALLOC_MAX_ALIGN_LOG2, xmem::XMEM_FAIL);
+
+    out.write_str("\n/* AIX virtual memory manager services. */\n")?;
+    defines!(
+        out,
+        "",
+        aix_vmm::V_CLIENT,
+        aix_vmm::V_INTRSEG,
+        aix_vmm::V_LARGE,
+        aix_vmm::FILEKEY,
+        aix_vmm::RDONLY,
+        aix_vmm::INVLSID
+    );
+    defines!(
+        out,
+        "KMV_",
+        aix_vmm::VM_KEY_UNLIMITED,
+        aix_vmm::VM_KEY_LIMITED,
+        aix_vmm::VM_MAKEP_POISON,
+        aix_vmm::VM_OBJECT_MAX_SIZE,
+        aix_vmm::VM_MAX_OBJECTS,
+        aix_vmm::IO_HANDLE_PAGES_MASK,
+    );
 
     out.write_str("\n/* The DMA engine (a device window of the VM). */\n")?;
     defines!(

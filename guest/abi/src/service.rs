@@ -241,6 +241,32 @@ services! {
     AsGetsrval64 = 0x411, "as_getsrval64", returns: true;
     /// `(addr64, vmhandle)`: ends the protection `as_geth64` took.
     AsPuth64 = 0x412, "as_puth64", returns: true;
+    /// `(vmid, offset, limit, rw, uio)`: moves up to `limit` bytes between
+    /// the object at `offset` and the buffers of the `uio`, updating it;
+    /// the value is the bytes moved.
+    VmMove = 0x413, "vm_move", returns: true;
+
+    /// `(adspacep, vmhandle, offset)`: maps the object into a free region
+    /// of the address space `getadsp` named; the value is the address of
+    /// `offset` in it.
+    AsAtt = 0x414, "as_att", returns: true;
+    /// `(adspacep, eaddr)`: unmaps that address space's region holding `eaddr`.
+    AsDet = 0x415, "as_det", returns: true;
+    /// `(adspacep, vmhandle, addr)`: maps the object into that address
+    /// space's region holding `addr`, replacing what it mapped.
+    AsSeth = 0x416, "as_seth", returns: true;
+    /// `(adspacep, addr)`: the value is the handle of the object mapped at
+    /// `addr`, which is protected from deletion until `as_puth`.
+    AsGeth = 0x417, "as_geth", returns: true;
+    /// `(adspacep, addr)`: as `as_geth`, without the protection; also at
+    /// interrupt level.
+    AsGetsrval = 0x418, "as_getsrval", returns: true;
+    /// `(adspacep, vmhandle)`: ends a protection `as_geth` took in that
+    /// address space.
+    AsPuth = 0x419, "as_puth", returns: true;
+    /// `()`: the value is the current process's address-space pointer,
+    /// which the 32-bit `as_*` services take.
+    Getadsp = 0x41a, "getadsp", returns: true;
 
     /// `(addr, count, dp, segflag)`: attaches a buffer for cross-memory
     /// moves and fills the [`Xmem`](crate::xmem::Xmem) at `dp`; only under a
@@ -351,7 +377,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x413, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x41f, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

@@ -13,11 +13,18 @@
 //! (the top 4 GiB of its user half): [`as_att64`], [`as_seth64`],
 //! [`as_det64`]; [`as_geth64`] names the object at an address and protects
 //! it from deletion until [`as_puth64`], [`as_getsrval64`] names it only.
+//! Their 32-bit forms [`as_att`], [`as_det`], [`as_seth`], [`as_geth`],
+//! [`as_getsrval`] and [`as_puth`] do the same on the address space that
+//! [`getadsp`] named, current or not, in the same regions. [`vm_move`]
+//! moves bytes between an object (by vmid and offset, no mapping needed)
+//! and the buffers of a [`Uio`], as `uiomove` does.
 //!
 //! | AIX type | here |
 //! |---|---|
 //! | `vmid_t` | [`VmId`] |
 //! | `vmhandle_t` | [`VmHandle`]; an `io_att` handle is [`io_handle`]`(bus, pages)` |
+//! | `adspace_t *` | [`AdSpace`] (opaque: never dereferenced) |
+//! | `struct uio` | [`Uio`] |
 //! | `caddr_t` | `*mut u8` / `*const u8` |
 //! | `int` sizes, page numbers | `i32` (negative values are refused) |
 //! | `int` error return | [`Status`] ([`Status::OK`] for 0) |
@@ -46,14 +53,22 @@
 //! | [`as_seth64`] | `EINVAL` (no current process, or outside the regions) | a handle of no live object (`EINVAL`) |
 //! | [`as_geth64`], [`as_getsrval64`] | `EINVAL` (no mapped region there): [`VmHandle::INVALID`] | — |
 //! | [`as_puth64`] | `EINVAL` (outside the regions) | no hold there (`EINVAL`); the region still maps the object (`EBUSY`) |
+//! | [`vm_move`] | `EINVAL` (bad vmid, `rw`, segment flag or iovec count; `limit` not an `int`); `EFAULT` (an offset past 256 MiB, a read-only page written, a bad user byte: the uio says what moved); `ENOMEM` (no frame for a new page) | a deleted vmid; as `uiomove` for the uio |
+//! | [`getadsp`] | `EINVAL` (no current process): [`AdSpace::NULL`] | — |
+//! | [`as_att`] | `ENOMEM` (no free region): null | a pointer of no live process (`EINVAL`); a handle of no live object |
+//! | [`as_det`] | `EINVAL` (no mapped region there) | a pointer of no live process |
+//! | [`as_seth`], [`as_geth`], [`as_getsrval`] | — | a pointer of no live process; an address in no (mapped) region (`EINVAL`); a handle of no live object ([`as_seth`]) |
+//! | [`as_puth`] | — | a pointer of no live process; no hold in that space (`EINVAL`); every region holding it still maps the object (`EBUSY`) |
 //!
 //! A held object cannot be deleted ([`vms_delete`]: `EBUSY`, a violation).
 //! A destroyed process's regions are detached and its holds dropped.
 //!
 //! `docs/ABI.md` ("AIX virtual memory manager services") has the rules in full.
 
+use kmemvisor_abi::aix::Uio;
 use kmemvisor_abi::{Service, Status};
 
+pub use kmemvisor_abi::aix::{UIO_READ, UIO_WRITE};
 pub use kmemvisor_abi::aix_vmm::{
     FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED, VM_MAKEP_POISON, io_handle,
 };
@@ -71,6 +86,17 @@ pub struct VmHandle(pub u64);
 impl VmHandle {
     /// What [`vm_handle`] returns for a vmid it refused (`INVLSID`).
     pub const INVALID: VmHandle = VmHandle(INVLSID);
+}
+
+/// A process's address space as the 32-bit `as_*` services name it (AIX
+/// `adspace_t *`): an opaque value from [`getadsp`], never dereferenced.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdSpace(pub u64);
+
+impl AdSpace {
+    /// What [`getadsp`] returns with no current process.
+    pub const NULL: AdSpace = AdSpace(0);
 }
 
 /// The raw calls: every service with 64-bit arguments, returning the status
@@ -210,6 +236,62 @@ pub mod raw {
     pub unsafe fn io_det(eaddr: u64) -> (Status, u64) {
         // SAFETY: the caller gives up the region.
         unsafe { call(Service::IoDet, [eaddr, 0, 0, 0, 0, 0]) }
+    }
+
+    /// `vm_move(vmid, offset, limit, rw, uio)`: the status and the bytes moved.
+    ///
+    /// # Safety
+    ///
+    /// As for [`aix::raw::uiomove`](crate::aix::raw::uiomove); with
+    /// `UIO_WRITE` the object's bytes also change under any reference to them.
+    pub unsafe fn vm_move(vmid: u64, offset: u64, limit: u64, rw: u64, uio: u64) -> (Status, u64) {
+        // SAFETY: the caller vouches for the uio, its buffers and the object's bytes.
+        unsafe { call(Service::VmMove, [vmid, offset, limit, rw, uio, 0]) }
+    }
+
+    /// `getadsp()`: the status and the current process's address-space pointer.
+    pub fn getadsp() -> (Status, u64) {
+        pure(Service::Getadsp, [0; 6])
+    }
+
+    /// `as_att(adspacep, vmhandle, offset)`: the status and the address.
+    pub fn as_att(adspacep: u64, handle: u64, offset: u64) -> (Status, u64) {
+        pure(Service::AsAtt, [adspacep, handle, offset, 0, 0, 0])
+    }
+
+    /// `as_det(adspacep, eaddr)`: the status.
+    ///
+    /// # Safety
+    ///
+    /// As for [`vm_det`].
+    pub unsafe fn as_det(adspacep: u64, eaddr: u64) -> (Status, u64) {
+        // SAFETY: the caller gives up the region.
+        unsafe { call(Service::AsDet, [adspacep, eaddr, 0, 0, 0, 0]) }
+    }
+
+    /// `as_seth(adspacep, vmhandle, addr)`: the status.
+    ///
+    /// # Safety
+    ///
+    /// As for [`as_seth64`].
+    pub unsafe fn as_seth(adspacep: u64, handle: u64, addr: u64) -> (Status, u64) {
+        // SAFETY: the caller gives up what the region mapped.
+        unsafe { call(Service::AsSeth, [adspacep, handle, addr, 0, 0, 0]) }
+    }
+
+    /// `as_geth(adspacep, addr)`: the status and the handle.
+    pub fn as_geth(adspacep: u64, addr: u64) -> (Status, u64) {
+        pure(Service::AsGeth, [adspacep, addr, 0, 0, 0, 0])
+    }
+
+    /// `as_getsrval(adspacep, addr)`: the status and the handle.
+    pub fn as_getsrval(adspacep: u64, addr: u64) -> (Status, u64) {
+        pure(Service::AsGetsrval, [adspacep, addr, 0, 0, 0, 0])
+    }
+
+    /// `as_puth(adspacep, vmhandle)`: the status.
+    pub fn as_puth(adspacep: u64, handle: u64) -> (Status, u64) {
+        pure(Service::AsPuth, [adspacep, handle, 0, 0, 0, 0])
     }
 }
 
@@ -387,4 +469,90 @@ pub fn as_getsrval64(addr64: u64) -> VmHandle {
 /// detached there.
 pub fn as_puth64(addr64: u64, handle: VmHandle) -> Status {
     raw::as_puth64(addr64, handle.0).0
+}
+
+/// Moves up to `limit` bytes between the object at `offset` and the buffers
+/// of `uio`: [`UIO_READ`] copies the object into them, [`UIO_WRITE`] out of
+/// them into the object, as `uiomove` does with a kernel buffer (the VMM
+/// advances the iovecs and `uio` by what moved). A page the object lacks
+/// reads as zeros, and a write makes it. `limit` ≤ 0 moves nothing. Returns
+/// `OK`, `EFAULT` (past 256 MiB, a read-only page written, a bad user
+/// byte), `ENOMEM` or `EINVAL`.
+///
+/// # Safety
+///
+/// `uio.iov` must point to `uio.iovcnt` writable iovecs, and the buffers
+/// must be valid for what `rw` does to them; with [`UIO_WRITE`] the
+/// object's bytes change under any reference to them.
+pub unsafe fn vm_move(vmid: VmId, offset: u64, limit: i32, rw: u64, uio: &mut Uio) -> Status {
+    // SAFETY: the caller vouches for the iovecs, buffers and object bytes;
+    // `uio` is a live exclusive reference, which the VMM updates in place.
+    unsafe { raw::vm_move(vmid.0, offset, int(limit), rw, uio as *mut Uio as u64).0 }
+}
+
+/// The current process's address space, for the 32-bit `as_*` services;
+/// [`AdSpace::NULL`] with no current process.
+pub fn getadsp() -> AdSpace {
+    match raw::getadsp() {
+        (Status::OK, adspacep) => AdSpace(adspacep),
+        _ => AdSpace::NULL,
+    }
+}
+
+/// Maps the object into a free region of `adspacep` (current or not); the
+/// address of `offset` there (its bits inside 256 MiB), or null when no
+/// region is free or the call is refused.
+pub fn as_att(adspacep: AdSpace, handle: VmHandle, offset: u64) -> *mut u8 {
+    match raw::as_att(adspacep.0, handle.0, offset) {
+        (Status::OK, at) => at as *mut u8,
+        _ => core::ptr::null_mut(),
+    }
+}
+
+/// Unmaps the region of `adspacep` holding `eaddr`; `EINVAL` for an address
+/// in no mapped region.
+///
+/// # Safety
+///
+/// Nothing may reference the region's memory any more.
+pub unsafe fn as_det(adspacep: AdSpace, eaddr: *const u8) -> Status {
+    // SAFETY: the caller gives up the region.
+    unsafe { raw::as_det(adspacep.0, eaddr as u64).0 }
+}
+
+/// Maps the object into the region of `adspacep` holding `addr`, replacing
+/// what it mapped; an address outside the regions is a violation.
+///
+/// # Safety
+///
+/// What the region mapped before may no longer be referenced.
+pub unsafe fn as_seth(adspacep: AdSpace, handle: VmHandle, addr: *const u8) {
+    // SAFETY: the caller gives up what the region mapped; AIX's as_seth returns nothing.
+    let _ = unsafe { raw::as_seth(adspacep.0, handle.0, addr as u64) };
+}
+
+/// The handle of the object mapped at `addr` in `adspacep`, which cannot be
+/// deleted until [`as_puth`]; [`VmHandle::INVALID`] when refused (an address
+/// in no mapped region is a violation).
+pub fn as_geth(adspacep: AdSpace, addr: *const u8) -> VmHandle {
+    match raw::as_geth(adspacep.0, addr as u64) {
+        (Status::OK, handle) => VmHandle(handle),
+        _ => VmHandle::INVALID,
+    }
+}
+
+/// As [`as_geth`], without the protection (never [`as_puth`] it); also at
+/// interrupt level.
+pub fn as_getsrval(adspacep: AdSpace, addr: *const u8) -> VmHandle {
+    match raw::as_getsrval(adspacep.0, addr as u64) {
+        (Status::OK, handle) => VmHandle(handle),
+        _ => VmHandle::INVALID,
+    }
+}
+
+/// Ends a protection [`as_geth`] took in `adspacep` on the handle's
+/// object, once a region where it was taken no longer maps the object.
+pub fn as_puth(adspacep: AdSpace, handle: VmHandle) {
+    // AIX's as_puth returns nothing; its misuse is a violation.
+    let _ = raw::as_puth(adspacep.0, handle.0);
 }

@@ -3,8 +3,12 @@
  * names and with their prototypes: memory management (init_heap, xmalloc,
  * xmfree), pinning (pin, pinu, pincode and their unpins), user memory access
  * (copyin, copyout, copyinstr, fubyte, fuword, subyte, suword and the 64
- * forms, uiomove, ureadc, uwritec) and cross-memory services (xmattach,
- * xmdetach, xmemin, xmemout, xmemdma, xmempin, xmemunpin and the 64 forms).
+ * forms, uiomove, ureadc, uwritec), the virtual memory manager (vms_create,
+ * vms_delete, vm_handle, vm_att, vm_det, vm_release, vm_releasep, vm_qmodify,
+ * vm_protectp, vm_makep, vm_cflush, io_att, io_det, vm_move, getadsp, as_att,
+ * as_det, as_seth, as_geth, as_getsrval, as_puth and the as_*64 forms) and
+ * cross-memory services (xmattach, xmdetach, xmemin, xmemout, xmemdma,
+ * xmempin, xmemunpin and the 64 forms).
  *
  * Differences forced by a 64-bit guest are listed in the SDK's README.
  */
@@ -84,6 +88,61 @@ int suword64(unsigned long long uaddr, int w);
 int uiomove(caddr_t cp, long n, int rw, struct uio *uio);
 int ureadc(int c, struct uio *uio);
 int uwritec(struct uio *uio);
+
+/* Virtual memory manager: objects, regions, process address spaces. */
+typedef uint64_t vmid_t;
+typedef uint64_t vmhandle_t;
+/* An address space as getadsp names it: opaque, never dereferenced. */
+typedef struct kmv_adspace adspace_t;
+/* vms_create's gnode: kept as given, never read. */
+struct gnode;
+
+#ifndef TRUE
+#define TRUE 1
+#endif
+#ifndef FALSE
+#define FALSE 0
+#endif
+
+/* The io_att handle of `pages` pages (1 to 4096) at the bus address `bus`. */
+static inline vmhandle_t io_handle(uint64_t bus, uint64_t pages)
+{
+    return (bus & ~(uint64_t)KMV_IO_HANDLE_PAGES_MASK) | ((pages - 1) & KMV_IO_HANDLE_PAGES_MASK);
+}
+
+int vms_create(vmid_t *vmid, int type, struct gnode *gn, int size, int uplim, int downlim);
+int vms_delete(vmid_t vmid);
+/* INVLSID when refused. */
+vmhandle_t vm_handle(vmid_t vmid, int key);
+/* Null when refused (a violation); no free region halts the VM. */
+caddr_t vm_att(vmhandle_t vmhandle, caddr_t offset);
+void vm_det(caddr_t eaddr);
+int vm_release(caddr_t vaddr, int nbytes);
+int vm_releasep(vmid_t vmid, int pfirst, int npages);
+/* TRUE or FALSE (FALSE also when refused). */
+int vm_qmodify(vmid_t vmid);
+int vm_protectp(vmid_t vmid, int pfirst, int npages, int key);
+int vm_makep(vmid_t vmid, int pno);
+void vm_cflush(caddr_t eaddr, int nbytes);
+caddr_t io_att(vmhandle_t iohandle, caddr_t offset);
+void io_det(caddr_t eaddr);
+int vm_move(vmid_t vmid, caddr_t offset, int limit, int rw, struct uio *uio);
+/* 0 (NULL) when refused. */
+unsigned long long as_att64(vmhandle_t vmhandle, int offset);
+int as_det64(unsigned long long addr64);
+int as_seth64(unsigned long long addr64, vmhandle_t vmhandle);
+/* INVLSID when refused. */
+vmhandle_t as_geth64(unsigned long long addr64);
+vmhandle_t as_getsrval64(unsigned long long addr64);
+int as_puth64(unsigned long long addr64, vmhandle_t vmhandle);
+/* Null with no current process. */
+adspace_t *getadsp(void);
+caddr_t as_att(adspace_t *adspacep, vmhandle_t vmhandle, caddr_t offset);
+int as_det(adspace_t *adspacep, caddr_t eaddr);
+void as_seth(adspace_t *adspacep, vmhandle_t vmhandle, caddr_t addr);
+vmhandle_t as_geth(adspace_t *adspacep, caddr_t addr);
+vmhandle_t as_getsrval(adspace_t *adspacep, caddr_t addr);
+void as_puth(adspace_t *adspacep, vmhandle_t vmhandle);
 
 int xmattach(char *addr, long count, struct xmem *dp, int segflag);
 int xmattach64(unsigned long long addr, long count, struct xmem *dp, int segflag);

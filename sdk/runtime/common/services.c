@@ -174,6 +174,75 @@ int uiomove(caddr_t cp, long n, int rw, struct uio *uio) { return STATUS(UIOMOVE
 int ureadc(int c, struct uio *uio) { return STATUS(UREADC, U32(c), uio, 0, 0, 0, 0); }
 int uwritec(struct uio *uio) { return FETCH(UWRITEC, uio, 0, 0, 0, 0, 0); }
 
+/* ------------------------------------------------------------ AIX virtual memory manager */
+
+int vms_create(vmid_t *vmid, int type, struct gnode *gn, int size, int uplim, int downlim)
+{
+    struct kmv_reply reply = CALL(VMS_CREATE, U32(type), gn, U32(size), U32(uplim), U32(downlim), 0);
+    if (reply.status == 0 && vmid)
+        *vmid = reply.value;
+    return (int)reply.status;
+}
+int vms_delete(vmid_t vmid) { return STATUS(VMS_DELETE, vmid, 0, 0, 0, 0, 0); }
+vmhandle_t vm_handle(vmid_t vmid, int key) { return VALUE_OR(INVLSID, VM_HANDLE, vmid, U32(key), 0, 0, 0, 0); }
+caddr_t vm_att(vmhandle_t vmhandle, caddr_t offset)
+{
+    return (caddr_t)VALUE_OR(0, VM_ATT, vmhandle, offset, 0, 0, 0, 0);
+}
+void vm_det(caddr_t eaddr) { CALL(VM_DET, eaddr, 0, 0, 0, 0, 0); }
+int vm_release(caddr_t vaddr, int nbytes) { return STATUS(VM_RELEASE, vaddr, U32(nbytes), 0, 0, 0, 0); }
+int vm_releasep(vmid_t vmid, int pfirst, int npages)
+{
+    return STATUS(VM_RELEASEP, vmid, U32(pfirst), U32(npages), 0, 0, 0);
+}
+int vm_qmodify(vmid_t vmid) { return VALUE_OR(0, VM_QMODIFY, vmid, 0, 0, 0, 0, 0) ? TRUE : FALSE; }
+int vm_protectp(vmid_t vmid, int pfirst, int npages, int key)
+{
+    return STATUS(VM_PROTECTP, vmid, U32(pfirst), U32(npages), U32(key), 0, 0);
+}
+int vm_makep(vmid_t vmid, int pno) { return STATUS(VM_MAKEP, vmid, U32(pno), 0, 0, 0, 0); }
+void vm_cflush(caddr_t eaddr, int nbytes) { CALL(VM_CFLUSH, eaddr, U32(nbytes), 0, 0, 0, 0); }
+caddr_t io_att(vmhandle_t iohandle, caddr_t offset)
+{
+    return (caddr_t)VALUE_OR(0, IO_ATT, iohandle, offset, 0, 0, 0, 0);
+}
+void io_det(caddr_t eaddr) { CALL(IO_DET, eaddr, 0, 0, 0, 0, 0); }
+int vm_move(vmid_t vmid, caddr_t offset, int limit, int rw, struct uio *uio)
+{
+    return STATUS(VM_MOVE, vmid, offset, U32(limit), U32(rw), uio, 0);
+}
+unsigned long long as_att64(vmhandle_t vmhandle, int offset)
+{
+    return VALUE_OR(0, AS_ATT64, vmhandle, U32(offset), 0, 0, 0, 0);
+}
+int as_det64(unsigned long long addr64) { return STATUS(AS_DET64, addr64, 0, 0, 0, 0, 0); }
+int as_seth64(unsigned long long addr64, vmhandle_t vmhandle)
+{
+    return STATUS(AS_SETH64, addr64, vmhandle, 0, 0, 0, 0);
+}
+vmhandle_t as_geth64(unsigned long long addr64) { return VALUE_OR(INVLSID, AS_GETH64, addr64, 0, 0, 0, 0, 0); }
+vmhandle_t as_getsrval64(unsigned long long addr64) { return VALUE_OR(INVLSID, AS_GETSRVAL64, addr64, 0, 0, 0, 0, 0); }
+int as_puth64(unsigned long long addr64, vmhandle_t vmhandle)
+{
+    return STATUS(AS_PUTH64, addr64, vmhandle, 0, 0, 0, 0);
+}
+adspace_t *getadsp(void) { return (adspace_t *)VALUE_OR(0, GETADSP, 0, 0, 0, 0, 0, 0); }
+caddr_t as_att(adspace_t *adspacep, vmhandle_t vmhandle, caddr_t offset)
+{
+    return (caddr_t)VALUE_OR(0, AS_ATT, adspacep, vmhandle, offset, 0, 0, 0);
+}
+int as_det(adspace_t *adspacep, caddr_t eaddr) { return STATUS(AS_DET, adspacep, eaddr, 0, 0, 0, 0); }
+void as_seth(adspace_t *adspacep, vmhandle_t vmhandle, caddr_t addr)
+{
+    CALL(AS_SETH, adspacep, vmhandle, addr, 0, 0, 0);
+}
+vmhandle_t as_geth(adspace_t *adspacep, caddr_t addr) { return VALUE_OR(INVLSID, AS_GETH, adspacep, addr, 0, 0, 0, 0); }
+vmhandle_t as_getsrval(adspace_t *adspacep, caddr_t addr)
+{
+    return VALUE_OR(INVLSID, AS_GETSRVAL, adspacep, addr, 0, 0, 0, 0);
+}
+void as_puth(adspace_t *adspacep, vmhandle_t vmhandle) { CALL(AS_PUTH, adspacep, vmhandle, 0, 0, 0, 0); }
+
 /* ------------------------------------------------------------ AIX cross-memory services */
 
 #define XMEM(...) (STATUS(__VA_ARGS__) == 0 ? XMEM_SUCC : XMEM_FAIL)

@@ -5,6 +5,7 @@ pub mod adspace;
 pub mod heaps;
 pub mod pinning;
 pub mod uaccess;
+pub mod vm_move;
 pub mod vmm;
 pub mod xmem;
 

@@ -37,33 +37,80 @@ pub(crate) enum Fault {
     User(u64),
     /// At a bad kernel byte: a driver bug, recorded as a violation.
     Kernel(u64),
+    /// At an offset of a virtual memory object that the copy may not use
+    /// (`vm_move`): past the largest object, or a read-only page written.
+    Object(u64),
+    /// At a page that a virtual memory object does not have, written to
+    /// (`vm_move` makes the page and goes on). Read, such a page is zeros.
+    Hole(u64),
 }
 
-/// One side of a copy: a range of one address space.
+/// A page of a virtual memory object, as a copy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ObjectPage {
+    /// The page's frame, and whether its protect key lets it be written.
+    Frame { gpa: u64, writable: bool },
+    /// A page the object does not have.
+    Hole,
+    /// An offset past the largest object.
+    Outside,
+}
+
+/// The page of a virtual memory object that holds a byte offset.
+pub(crate) type ObjectPages<'a> = &'a dyn Fn(u64) -> ObjectPage;
+
+/// How one side of a copy finds the frame behind an address.
+enum Lookup<'a> {
+    /// Through the page tables of an address space, in a region of it.
+    Space { walker: Walker<'a>, region: Region },
+    /// Byte offsets in a virtual memory object (`vm_move`).
+    Object(ObjectPages<'a>),
+}
+
+/// One side of a copy: a range of one address space, or of an object.
 pub(crate) struct Side<'a> {
-    walker: Walker<'a>,
-    region: Region,
+    lookup: Lookup<'a>,
     /// The side is written to.
     write: bool,
 }
 
 impl<'a> Side<'a> {
     pub(crate) fn new(memory: &'a GuestMemoryMmap, space: &'a AddressSpace, region: Region, write: bool) -> Side<'a> {
-        Side { walker: Walker::new(memory, space), region, write }
+        Side { lookup: Lookup::Space { walker: Walker::new(memory, space), region }, write }
+    }
+
+    /// Offsets in a virtual memory object.
+    pub(crate) fn object(pages: ObjectPages<'a>, write: bool) -> Side<'a> {
+        Side { lookup: Lookup::Object(pages), write }
+    }
+
+    /// Whether the side is kernel memory: a bad byte there is a driver bug.
+    fn is_kernel(&self) -> bool {
+        matches!(self.lookup, Lookup::Space { region: Region::Kernel, .. })
     }
 
     /// The guest-physical address of `va`, if this side may use it.
     fn gpa(&mut self, va: u64) -> Result<u64, Fault> {
-        let allowed = match self.region {
+        let (walker, region) = match &mut self.lookup {
+            Lookup::Space { walker, region } => (walker, *region),
+            Lookup::Object(pages) => {
+                return match pages(va) {
+                    ObjectPage::Frame { gpa, writable } if writable || !self.write => Ok(gpa + va % PAGE_SIZE),
+                    ObjectPage::Frame { .. } | ObjectPage::Outside => Err(Fault::Object(va)),
+                    ObjectPage::Hole => Err(Fault::Hole(va)),
+                };
+            }
+        };
+        let allowed = match region {
             Region::User { limit } => (layout::USER_START..limit.min(layout::USER_END)).contains(&va),
             Region::Kernel => !layout::is_user_address(va),
         };
         let needed = if self.write { PteFlags::USER | PteFlags::WRITABLE } else { PteFlags::USER };
-        let fault = match self.region {
+        let fault = match region {
             Region::User { .. } => Fault::User(va),
             Region::Kernel => Fault::Kernel(va),
         };
-        allowed.then(|| self.walker.translate(va)).flatten().filter(|t| t.flags.contains(needed)).map(|t| t.gpa).ok_or(fault)
+        allowed.then(|| walker.translate(va)).flatten().filter(|t| t.flags.contains(needed)).map(|t| t.gpa).ok_or(fault)
     }
 }
 
@@ -72,8 +119,12 @@ fn page_rest(va: u64) -> u64 {
     PAGE_SIZE - va % PAGE_SIZE
 }
 
+/// Zeros: what a page an object does not have reads as.
+static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+
 /// Copies `len` bytes from `from_va` on `from` to `to_va` on `to`; the bytes
-/// copied, and where it stopped if it did.
+/// copied, and where it stopped if it did. A hole of an object read reads
+/// as zeros; one written stops the copy.
 pub(crate) fn copy(
     memory: &GuestMemoryMmap,
     from: &mut Side,
@@ -85,16 +136,20 @@ pub(crate) fn copy(
     let mut done = 0;
     while done < len {
         let (Some(src), Some(dst)) = (from_va.checked_add(done), to_va.checked_add(done)) else {
-            return (done, Some(if from.region == Region::Kernel { Fault::Kernel(to_va) } else { Fault::User(from_va) }));
+            return (done, Some(if from.is_kernel() { Fault::Kernel(to_va) } else { Fault::User(from_va) }));
         };
         let chunk = (len - done).min(page_rest(src)).min(page_rest(dst));
         let (src_gpa, dst_gpa) = match (from.gpa(src), to.gpa(dst)) {
-            (Ok(s), Ok(d)) => (s, d),
-            (Err(fault), _) | (_, Err(fault)) => return (done, Some(fault)),
+            (Ok(s), Ok(d)) => (Some(s), d),
+            (Err(Fault::Hole(_)), Ok(d)) => (None, d),
+            (Err(Fault::Hole(_)), Err(fault)) | (Err(fault), _) | (_, Err(fault)) => return (done, Some(fault)),
         };
-        let copied = memory
-            .get_slice(GuestAddress(src_gpa), chunk as usize)
-            .and_then(|s| memory.get_slice(GuestAddress(dst_gpa), chunk as usize).map(|d| s.copy_to_volatile_slice(d)));
+        let copied = match src_gpa {
+            Some(src_gpa) => memory
+                .get_slice(GuestAddress(src_gpa), chunk as usize)
+                .and_then(|s| memory.get_slice(GuestAddress(dst_gpa), chunk as usize).map(|d| s.copy_to_volatile_slice(d))),
+            None => memory.write_slice(&ZEROS[..chunk as usize], GuestAddress(dst_gpa)),
+        };
         if copied.is_err() {
             return (done, Some(Fault::Kernel(src)));
         }
@@ -148,7 +203,7 @@ pub(crate) fn answer(
 ) -> Outcome {
     match fault {
         None => Reply::ok(done),
-        Some(Fault::User(_)) => Outcome::Reply(Reply { status: Status::EFAULT, value: done }),
+        Some(Fault::User(_) | Fault::Object(_) | Fault::Hole(_)) => Outcome::Reply(Reply { status: Status::EFAULT, value: done }),
         Some(Fault::Kernel(at)) => {
             let why = format!("kernel address {at:#x} is not mapped (writable) kernel memory; {done} bytes were copied");
             match refuse(state, caller, ViolationKind::AixKernelBufferUnmapped, service, args, why, Status::EFAULT) {
@@ -278,10 +333,12 @@ fn copyinstr(state: &VmState, caller: Caller, service: Service, args: &[u64], sp
     }
 }
 
-/// The kernel end of a `uiomove`: a guest buffer or a byte of the VMM's.
-enum Kernel<'a> {
+/// The kernel end of a `uiomove`: a guest buffer, a byte of the VMM's, or
+/// an offset in a virtual memory object (`vm_move`).
+pub(crate) enum Kernel<'a> {
     Guest(u64),
     Byte(&'a mut [u8; 1]),
+    Object(ObjectPages<'a>, u64),
 }
 
 /// Reads `size` bytes of kernel memory at `va` and decodes them.
@@ -310,7 +367,7 @@ fn half(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default())
 }
 
-fn decode_uio(b: &[u8]) -> Uio {
+pub(crate) fn decode_uio(b: &[u8]) -> Uio {
     Uio {
         iov: word(b, 0),
         iovcnt: half(b, 8),
@@ -322,7 +379,7 @@ fn decode_uio(b: &[u8]) -> Uio {
     }
 }
 
-fn encode_uio(u: &Uio) -> Vec<u8> {
+pub(crate) fn encode_uio(u: &Uio) -> Vec<u8> {
     let mut b = Vec::with_capacity(40);
     for part in [
         u.iov.to_le_bytes().as_slice(),
@@ -345,54 +402,77 @@ fn uiomove(
     service: Service,
     args: &[u64],
     processes: &crate::memory_model::processes::Processes,
-    mut kernel: Kernel,
+    kernel: Kernel,
     n: u64,
     rw: u64,
     uio_va: u64,
 ) -> Outcome {
+    match move_uio(state, caller, service, args, processes, kernel, n, rw, uio_va) {
+        Ok((moved, fault)) => answer(state, caller, service, args, moved, fault),
+        Err(refused) => refused,
+    }
+}
+
+/// Moves up to `n` bytes between `kernel` and the buffers of the uio at
+/// `uio_va` and writes the uio back: the bytes moved and where it stopped
+/// if it did, or the answer to a refused uio.
+#[allow(clippy::too_many_arguments)] // the service's four arguments plus the call's context
+pub(crate) fn move_uio(
+    state: &VmState,
+    caller: Caller,
+    service: Service,
+    args: &[u64],
+    processes: &crate::memory_model::processes::Processes,
+    mut kernel: Kernel,
+    n: u64,
+    rw: u64,
+    uio_va: u64,
+) -> Result<(u64, Option<Fault>), Outcome> {
     let memory = state.ram.memory();
     let bad_kernel = |what: &str| {
         let why = format!("the {what} at {uio_va:#x} is not in writable kernel memory");
         refuse(state, caller, ViolationKind::AixUioNotInKernelMemory, service, args, why, Status::EFAULT)
     };
-    let Some(mut uio) = read_kernel(memory, &state.space, uio_va, decode_uio, 40) else { return bad_kernel("uio") };
+    let Some(mut uio) = read_kernel(memory, &state.space, uio_va, decode_uio, 40) else { return Err(bad_kernel("uio")) };
     if rw != UIO_READ && rw != UIO_WRITE || uio.iovcnt > UIO_MAXIOV {
-        return Reply::status(Status::EINVAL);
+        return Err(Reply::status(Status::EINVAL));
     }
     let buffers = match u64::from(uio.segflg) {
         UIO_SYSSPACE => Some(&state.space),
         UIO_USERSPACE | UIO_USERISPACE => match process_context(state, caller, service, args) {
             Ok(pid) => processes.get(pid).map(|p| p.space()),
-            Err(outcome) => return outcome,
+            Err(outcome) => return Err(outcome),
         },
-        _ => return Reply::status(Status::EINVAL),
+        _ => return Err(Reply::status(Status::EINVAL)),
     };
-    let Some(buffer_space) = buffers else { return Reply::status(Status::EFAULT) };
+    let Some(buffer_space) = buffers else { return Err(Reply::status(Status::EFAULT)) };
     if lock(&state.contexts[caller.vcpu]).at_interrupt_level() {
         let why = format!("{} at interrupt level", service.name());
-        return refuse(state, caller, ViolationKind::AixUiomoveAtInterruptLevel, service, args, why, Status::EFAULT);
+        return Err(refuse(state, caller, ViolationKind::AixUiomoveAtInterruptLevel, service, args, why, Status::EFAULT));
     }
     let region = if u64::from(uio.segflg) == UIO_SYSSPACE { Region::Kernel } else { Region::User { limit: layout::USER_END } };
     let total = n.min(uio.resid);
     let mut moved = 0u64;
     let mut fault = None;
     while moved < total && uio.iovdcnt < uio.iovcnt {
-        let Some(iov_va) = uio.iov.checked_add(u64::from(uio.iovdcnt) * 16) else { return bad_kernel("iovec") };
+        let Some(iov_va) = uio.iov.checked_add(u64::from(uio.iovdcnt) * 16) else { return Err(bad_kernel("iovec")) };
         let Some(mut iov) = read_kernel(memory, &state.space, iov_va, |b| IoVec { base: word(b, 0), len: word(b, 8) }, 16) else {
-            return bad_kernel("iovec");
+            return Err(bad_kernel("iovec"));
         };
         let chunk = iov.len.min(total - moved);
-        let (done, stopped) = match &mut kernel {
-            Kernel::Guest(cp) => {
-                let cp = cp.wrapping_add(moved);
-                let mut buffer = Side::new(memory, buffer_space, region, rw == UIO_READ);
-                let mut kside = Side::new(memory, &state.space, Region::Kernel, rw == UIO_WRITE);
-                if rw == UIO_READ {
-                    copy(memory, &mut kside, cp, &mut buffer, iov.base, chunk)
-                } else {
-                    copy(memory, &mut buffer, iov.base, &mut kside, cp, chunk)
-                }
+        // The copy between the kernel end at `at` (the bytes before were moved) and the iovec.
+        let through = |mut kside: Side, at: u64| {
+            let at = at.wrapping_add(moved);
+            let mut buffer = Side::new(memory, buffer_space, region, rw == UIO_READ);
+            if rw == UIO_READ {
+                copy(memory, &mut kside, at, &mut buffer, iov.base, chunk)
+            } else {
+                copy(memory, &mut buffer, iov.base, &mut kside, at, chunk)
             }
+        };
+        let (done, stopped) = match &mut kernel {
+            Kernel::Guest(cp) => through(Side::new(memory, &state.space, Region::Kernel, rw == UIO_WRITE), *cp),
+            Kernel::Object(pages, offset) => through(Side::object(*pages, rw == UIO_WRITE), *offset),
             Kernel::Byte(byte) => {
                 let mut buffer = Side::new(memory, buffer_space, region, rw == UIO_READ);
                 match (chunk, small(memory, &mut buffer, iov.base, &mut byte[..])) {
@@ -412,7 +492,7 @@ fn uiomove(
         }
         let mut encoded = [iov.base.to_le_bytes(), iov.len.to_le_bytes()].concat();
         if !write_kernel(memory, &state.space, iov_va, &mut encoded) {
-            return bad_kernel("iovec");
+            return Err(bad_kernel("iovec"));
         }
         if stopped.is_some() {
             fault = stopped;
@@ -420,9 +500,9 @@ fn uiomove(
         }
     }
     if !write_kernel(memory, &state.space, uio_va, &mut encode_uio(&uio)) {
-        return bad_kernel("uio");
+        return Err(bad_kernel("uio"));
     }
-    answer(state, caller, service, args, moved, fault)
+    Ok((moved, fault))
 }
 
 #[cfg(test)]

@@ -1,19 +1,21 @@
 //! AIX virtual memory manager services: `vms_create`, `vms_delete`,
 //! `vm_handle`, `vm_att`, `vm_det`, `vm_release`, `vm_releasep`,
 //! `vm_qmodify`, `vm_protectp`, `vm_makep`, `vm_cflush`, `io_att`, `io_det`;
-//! the `as_*64` services are in [`adspace`](super::adspace).
+//! `vm_move` is in [`vm_move`], the `as_*` services and
+//! `getadsp` in [`adspace`].
 //!
 //! The objects and regions are the memory model's ([`aix_vmm`]); this
 //! module decodes the arguments (AIX `int`s: 0 to `i32::MAX`), enforces the
-//! environments (only `vm_att`, `vm_det`, `io_att`, `io_det` and `vm_cflush`
-//! at interrupt level) and decides which refusal is a plain status and
+//! environments (only `vm_att`, `vm_det`, `io_att`, `io_det`, `vm_cflush`
+//! and `as_getsrval` at interrupt level) and decides which refusal is a plain status and
 //! which a violation: AIX documents `EINVAL` for a vmid it never made, but
 //! gives `vm_att`, `vm_det`, `io_det` and `vm_cflush` no error return, so
 //! their misuse is a violation; the kernel attaches halt the VM when every
 //! region is in use, as AIX's panic.
 
 use kmemvisor_abi::aix_vmm::{
-    FILEKEY, IO_HANDLE_PAGES_MASK, RDONLY, V_CLIENT, V_LARGE, VM_KEY_LIMITED, VM_OBJECT_MAX_SIZE, VMS_CREATE_TYPE_MASK,
+    FILEKEY, IO_HANDLE_PAGES_MASK, RDONLY, V_CLIENT, V_LARGE, VM_KEY_LIMITED, VM_MAKEP_POISON, VM_OBJECT_MAX_SIZE,
+    VMS_CREATE_TYPE_MASK,
 };
 use kmemvisor_abi::layout::{self, PAGE_SIZE, VM_REGION_SIZE};
 use kmemvisor_abi::{Service, Status};
@@ -22,15 +24,18 @@ use crate::checker::ViolationKind;
 use crate::memory_model::aix_vmm::{self, AixVmm, Books, MAX_PAGES, Mapping, VmError, place_of};
 use crate::memory_model::ledger::LedgerError;
 use crate::report::ExitCause;
-use crate::services::aix::adspace;
+use crate::services::aix::{adspace, vm_move};
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
 /// Serves the virtual memory manager services.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
-    let [a0, a1, a2, a3, ..] = args;
-    let anywhere = matches!(service, Service::VmAtt | Service::VmDet | Service::IoAtt | Service::IoDet | Service::VmCflush);
+    let [a0, a1, a2, a3, a4, _] = args;
+    let anywhere = matches!(
+        service,
+        Service::VmAtt | Service::VmDet | Service::IoAtt | Service::IoDet | Service::VmCflush | Service::AsGetsrval
+    );
     let context = *lock(&state.contexts[caller.vcpu]);
     let call = Call { state, caller, service, args: &args[..arity(service)], pid: context.pid };
     if !anywhere && context.at_interrupt_level() {
@@ -58,7 +63,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             _ => Reply::status(Status::EINVAL),
         },
         Service::VmMakep => match int(a1) {
-            Some(pno) => call.with_kernel(|vmm, books| vmm.make_page(books, a0, pno).map(|_| 0)),
+            Some(pno) => call.with_kernel(|vmm, books| vmm.make_page(books, a0, pno, VM_MAKEP_POISON).map(|_| 0)),
             None => Reply::status(Status::EINVAL),
         },
         Service::VmCflush => call.cflush(a0, a1),
@@ -67,7 +72,15 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         | Service::AsSeth64
         | Service::AsGeth64
         | Service::AsGetsrval64
-        | Service::AsPuth64 => adspace::serve(&call, a0, a1),
+        | Service::AsPuth64
+        | Service::AsAtt
+        | Service::AsDet
+        | Service::AsSeth
+        | Service::AsGeth
+        | Service::AsGetsrval
+        | Service::AsPuth
+        | Service::Getadsp => adspace::serve(&call, [a0, a1, a2]),
+        Service::VmMove => vm_move::serve(&call, a0, a1, a2, a3, a4),
         _ => Reply::status(Status::ENOSYS),
     }
 }
@@ -75,9 +88,9 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
 /// How many arguments a service takes: what a violation reports.
 fn arity(service: Service) -> usize {
     match service {
-        Service::VmsCreate => 5,
+        Service::VmsCreate | Service::VmMove => 5,
         Service::VmProtectp => 4,
-        Service::VmReleasep => 3,
+        Service::VmReleasep | Service::AsAtt | Service::AsSeth => 3,
         Service::VmHandle
         | Service::VmAtt
         | Service::IoAtt
@@ -86,7 +99,12 @@ fn arity(service: Service) -> usize {
         | Service::VmCflush
         | Service::AsAtt64
         | Service::AsSeth64
-        | Service::AsPuth64 => 2,
+        | Service::AsPuth64
+        | Service::AsDet
+        | Service::AsGeth
+        | Service::AsGetsrval
+        | Service::AsPuth => 2,
+        Service::Getadsp => 0,
         _ => 1,
     }
 }

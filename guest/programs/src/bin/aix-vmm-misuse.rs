@@ -1,11 +1,14 @@
-//! Twelve misuses of the AIX virtual memory manager services, each refused and recorded as a violation (exit status 65).
+//! Sixteen misuses of the AIX virtual memory manager services, each refused and recorded as a violation (exit status 65).
 //!
 //! In order: `vms_delete` of a deleted object, `vm_att` of its handle,
 //! `vms_delete` of an attached object, `vm_det` of an address in no region,
 //! `io_det` of a `vm_att` region, `io_att` of a window in RAM, `vm_cflush`
 //! of a user address, `vm_makep` at interrupt level, `vm_releasep` of a
 //! pinned page, `as_puth64` without `as_geth64`, `as_puth64` while the
-//! region still maps the object, and `vms_delete` of a held object. Everything is undone before the exit, so nothing else is left.
+//! region still maps the object, `vms_delete` of a held object, `vm_move`
+//! of the deleted object, `as_att` of a forged address-space pointer,
+//! `as_geth` of an address no region maps, and `as_puth` without `as_geth`.
+//! Everything is undone before the exit, so nothing else is left.
 #![no_std]
 #![no_main]
 
@@ -63,9 +66,16 @@ fn main() -> u32 {
     let _ = unsafe { (raw::as_det64(user), raw::vm_det(at)) };
     said("vms_delete of a held object", raw::vms_delete(vmid), Status::EBUSY, &mut refused);
     let _ = raw::as_puth64(user, handle);
+    // SAFETY: the object is deleted: the call is refused before the uio is read.
+    said("vm_move of the deleted object", unsafe { raw::vm_move(gone, 0, 8, 0, 0) }, Status::EINVAL, &mut refused);
+    let (_, adsp) = raw::getadsp();
+    println!("aix-vmm-misuse: process {pid}'s address space is {adsp:#x}");
+    said("as_att of a forged address-space pointer", raw::as_att(adsp ^ 1, handle, 0), Status::EINVAL, &mut refused);
+    said("as_geth of an address no region maps", raw::as_geth(adsp, user), Status::EINVAL, &mut refused);
+    said("as_puth without as_geth", raw::as_puth(adsp, handle), Status::EINVAL, &mut refused);
     let _ = raw::vms_delete(vmid);
     // SAFETY: as above.
     let _ = unsafe { (process_switch(0), process_destroy(pid)) };
     println!("aix-vmm-misuse: {refused} misuses made, each refused");
-    if refused == 12 { 0 } else { 1 }
+    if refused == 16 { 0 } else { 1 }
 }

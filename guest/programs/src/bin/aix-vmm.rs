@@ -10,7 +10,9 @@
 //! `io_att` of the DMA engine's registers (its ID read through the region)
 //! and `io_det`; the `as_*64` services in a process (attach, set, get with
 //! and without a hold, put, detach, the refusals, the regions a destroyed
-//! process leaves); `vms_delete`. Misuse the VMM records as a violation lives
+//! process leaves); `vm_move` both ways, through holes, into user buffers,
+//! and its refusals; `getadsp` and the 32-bit `as_*` forms, also on a
+//! process that is not current; `vms_delete`. Misuse the VMM records as a violation lives
 //! in the `aix-vmm-misuse`, `aix-vmm-protect` and `aix-vmm-halt` guests, so
 //! this run ends with no violation.
 //!
@@ -27,9 +29,10 @@ use core::ptr::{read_volatile, write_volatile};
 use kmemvisor_guest::abi::Status;
 use kmemvisor_guest::abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_ID, REG_ID};
 use kmemvisor_guest::abi::layout::{self, PAGE_SIZE, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, user_region_va, vm_region_va};
+use kmemvisor_guest::aix::{IoVec, UIO_READ, UIO_SYSSPACE, UIO_USERSPACE, UIO_WRITE, Uio};
 use kmemvisor_guest::aix_vmm::{
-    self, FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED, VM_MAKEP_POISON, VmHandle,
-    VmId, io_handle, raw,
+    self, AdSpace, FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED, VM_MAKEP_POISON,
+    VmHandle, VmId, io_handle, raw,
 };
 use kmemvisor_guest::conformance::{Outcome, Tally};
 use kmemvisor_guest::ensure;
@@ -389,6 +392,7 @@ fn address_spaces(t: &mut Tally) {
             switch(0)
         })(),
     );
+    address_spaces_32(t, pid);
     t.case(
         "process_destroy detaches the process's regions and drops its holds",
         (|| {
@@ -405,12 +409,232 @@ fn address_spaces(t: &mut Tally) {
     );
 }
 
+/// A uio over `iov` in the caller's memory, of `segflg`.
+fn uio(iov: &mut [IoVec], segflg: u64) -> Uio {
+    let resid = iov.iter().map(|i| i.len).sum();
+    Uio { iov: iov.as_mut_ptr() as u64, iovcnt: iov.len() as u32, iovdcnt: 0, offset: 0, resid, segflg: segflg as u32, fmode: 0 }
+}
+
+/// `vm_move` on a uio of the caller's.
+fn vm_move(vmid: VmId, offset: u64, limit: u64, rw: u64, uio: &mut Uio) -> (Status, u64) {
+    // SAFETY: the uio, its iovecs and buffers are the caller's live memory;
+    // no reference into the object is held across the call.
+    unsafe { raw::vm_move(vmid.0, offset, limit, rw, uio as *mut Uio as u64) }
+}
+
+fn moves(t: &mut Tally) {
+    t.case(
+        "vm_move: UIO_WRITE from two iovecs into an object across a page boundary, UIO_READ back; the uio updated; modified",
+        (|| {
+            let vmid = create(2)?;
+            let (mut head, mut tail) = (*b"hello, ", *b"object");
+            let mut iov = [IoVec { base: head.as_mut_ptr() as u64, len: 7 }, IoVec { base: tail.as_mut_ptr() as u64, len: 6 }];
+            let mut u = uio(&mut iov, UIO_SYSSPACE);
+            ensure!(!aix_vmm::vm_qmodify(vmid), "a new object is clean");
+            reply("vm_move UIO_WRITE", vm_move(vmid, PAGE_SIZE - 5, 100, UIO_WRITE, &mut u), Status::OK, 13)?;
+            ensure!(
+                u.resid == 0 && u.offset == 13 && u.iovdcnt == 2,
+                "uio resid {} offset {} iovdcnt {}",
+                u.resid,
+                u.offset,
+                u.iovdcnt
+            );
+            ensure!(aix_vmm::vm_qmodify(vmid), "vm_move's stores mark the object modified");
+            let base = attach(vmid, VM_KEY_UNLIMITED)?;
+            ensure!(peek(base + PAGE_SIZE - 5) == b'h' && peek(base + PAGE_SIZE + 7) == b't', "the bytes are in the object");
+            detach(base);
+            let mut back = [0u8; 16];
+            let mut iov = [IoVec { base: back.as_mut_ptr() as u64, len: 16 }];
+            let mut u = uio(&mut iov, UIO_SYSSPACE);
+            let (got, n) = vm_move(vmid, PAGE_SIZE - 5, 9, UIO_READ, &mut u);
+            ensure!(got == Status::OK && n == 9 && &back[..9] == b"hello, ob" && u.resid == 7, "read back {} {n}", got.name());
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)
+        })(),
+    );
+    t.case(
+        "vm_move: a page the object lacks reads as zeros; a write makes it, zero-filled, in the region that maps the object",
+        (|| {
+            let vmid = create(1)?;
+            let base = attach(vmid, VM_KEY_UNLIMITED)?;
+            let mut buffer = [0xeeu8; 8];
+            let mut iov = [IoVec { base: buffer.as_mut_ptr() as u64, len: 8 }];
+            let mut u = uio(&mut iov, UIO_SYSSPACE);
+            reply("vm_move of a hole", vm_move(vmid, 9 * PAGE_SIZE, 8, UIO_READ, &mut u), Status::OK, 8)?;
+            ensure!(buffer == [0; 8], "a hole reads as zeros");
+            buffer = *b"new page";
+            let mut iov = [IoVec { base: buffer.as_mut_ptr() as u64, len: 8 }];
+            let mut u = uio(&mut iov, UIO_SYSSPACE);
+            reply("vm_move into a hole", vm_move(vmid, 6 * PAGE_SIZE - 4, 8, UIO_WRITE, &mut u), Status::OK, 8)?;
+            let at = base + 6 * PAGE_SIZE;
+            ensure!(
+                peek(at - 5) == 0 && peek(at - 4) == b'n' && peek(at + 3) == b'e' && peek(at + 4) == 0,
+                "zeros around the bytes"
+            );
+            detach(base);
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)
+        })(),
+    );
+    t.case(
+        "vm_move refusals: limit 0 or negative moves nothing; past 256 MiB and into a RDONLY page EFAULT; rw, limit and vmid EINVAL",
+        (|| {
+            let vmid = create(2)?;
+            let mut buffer = [7u8; 16];
+            let mut iov = [IoVec { base: buffer.as_mut_ptr() as u64, len: 16 }];
+            let mut u = uio(&mut iov, UIO_SYSSPACE);
+            for nothing in [0, u64::MAX, 0x8000_0000] {
+                reply("limit 0 or negative", vm_move(vmid, 0, nothing, UIO_WRITE, &mut u), Status::OK, 0)?;
+            }
+            reply("offset 256 MiB", vm_move(vmid, VM_REGION_SIZE, 8, UIO_READ, &mut u), Status::EFAULT, 0)?;
+            reply("across 256 MiB", vm_move(vmid, VM_REGION_SIZE - 3, 8, UIO_WRITE, &mut u), Status::EFAULT, 3)?;
+            status("RDONLY", raw::vm_protectp(vmid.0, 1, 1, RDONLY), Status::OK)?;
+            reply("into a RDONLY page", vm_move(vmid, PAGE_SIZE - 2, 8, UIO_WRITE, &mut u), Status::EFAULT, 2)?;
+            reply("from a RDONLY page", vm_move(vmid, PAGE_SIZE, 4, UIO_READ, &mut u), Status::OK, 4)?;
+            reply("rw 2", vm_move(vmid, 0, 8, 2, &mut u), Status::EINVAL, 0)?;
+            reply("limit not an int", vm_move(vmid, 0, 1 << 32, UIO_READ, &mut u), Status::EINVAL, 0)?;
+            reply("a vmid never made", vm_move(VmId(INVLSID), 0, 8, UIO_READ, &mut u), Status::EINVAL, 0)?;
+            u.segflg = 9;
+            reply("segflg 9", vm_move(vmid, 0, 8, UIO_READ, &mut u), Status::EINVAL, 0)?;
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)
+        })(),
+    );
+    t.case(
+        "vm_move with no free frame for a page the object lacks: ENOMEM",
+        (|| {
+            // Take every free frame with objects, the largest that fit first.
+            let mut taken = [0u64; 64];
+            let (mut count, mut pages) = (0, MAX_PAGES / 2);
+            while pages > 0 && count < taken.len() {
+                match raw::vms_create(V_CLIENT | V_LARGE, 0, pages, 0, 0) {
+                    (Status::OK, vmid) => {
+                        taken[count] = vmid;
+                        count += 1;
+                    }
+                    _ => pages /= 2,
+                }
+            }
+            let vmid = taken[0];
+            let mut buffer = [1u8; 8];
+            let mut iov = [IoVec { base: buffer.as_mut_ptr() as u64, len: 8 }];
+            let mut u = uio(&mut iov, UIO_SYSSPACE);
+            let got = vm_move(VmId(vmid), MAX_PAGES / 2 * PAGE_SIZE, 8, UIO_WRITE, &mut u);
+            for &vmid in &taken[..count] {
+                status("vms_delete", raw::vms_delete(vmid), Status::OK)?;
+            }
+            ensure!(pages == 0, "{count} objects did not take every frame");
+            reply("vm_move", got, Status::ENOMEM, 0)
+        })(),
+    );
+}
+
+fn address_spaces_32(t: &mut Tally, pid: u64) {
+    t.case(
+        "getadsp: no current process EINVAL and null; the current process's pointer otherwise",
+        (|| {
+            reply("getadsp with no process", raw::getadsp(), Status::EINVAL, 0)?;
+            ensure!(aix_vmm::getadsp() == AdSpace::NULL, "null from the typed call");
+            switch(pid)?;
+            let adsp = aix_vmm::getadsp();
+            ensure!(adsp != AdSpace::NULL, "getadsp in a process");
+            reply("getadsp again", raw::getadsp(), Status::OK, adsp.0)?;
+            switch(0)
+        })(),
+    );
+    t.case(
+        "as_att, as_getsrval, as_geth, as_det, as_puth on the process getadsp named, from kernel context; the *64 forms share the regions",
+        (|| {
+            switch(pid)?;
+            let adsp = aix_vmm::getadsp();
+            let vmid = create(1)?;
+            let handle = aix_vmm::vm_handle(vmid, VM_KEY_UNLIMITED);
+            let at = aix_vmm::as_att(adsp, handle, 0x10) as u64;
+            ensure!(at == USER_REGIONS_VA + 0x10, "as_att answered {at:#x}");
+            poke(USER_REGIONS_VA, 0x33);
+            switch(0)?;
+            ensure!(aix_vmm::as_getsrval(adsp, at as *const u8) == handle, "as_getsrval from kernel context");
+            ensure!(aix_vmm::as_geth(adsp, at as *const u8) == handle, "as_geth");
+            reply("as_geth64 with no process", raw::as_geth64(at), Status::EINVAL, 0)?;
+            // SAFETY: nothing references the region afterwards.
+            unsafe {
+                status("as_det", raw::as_det(adsp.0, at), Status::OK)?;
+                status("as_det again", raw::as_det(adsp.0, at), Status::EINVAL)?;
+            }
+            status("as_puth", raw::as_puth(adsp.0, handle.0), Status::OK)?;
+            switch(pid)?;
+            let again = aix_vmm::as_att64(handle, 0);
+            ensure!(again == USER_REGIONS_VA && peek(again) == 0x33, "as_att64 takes the freed region: the same object");
+            ensure!(aix_vmm::as_geth(adsp, again as *const u8) == handle, "as_geth of an as_att64 region");
+            // SAFETY: as above.
+            unsafe { status("as_det64", raw::as_det64(again), Status::OK)? };
+            aix_vmm::as_puth(adsp, handle);
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)?;
+            switch(0)
+        })(),
+    );
+    t.case(
+        "as_seth replaces a region's object; as_att with no free region ENOMEM and null; as_getsrval at interrupt level",
+        (|| {
+            switch(pid)?;
+            let adsp = aix_vmm::getadsp();
+            switch(0)?;
+            let (first, second) = (create(1)?, create(1)?);
+            let (h1, h2) = (aix_vmm::vm_handle(first, VM_KEY_UNLIMITED), aix_vmm::vm_handle(second, VM_KEY_UNLIMITED));
+            let at = user_region_va(4);
+            // SAFETY: the region maps nothing the cases reference.
+            unsafe {
+                aix_vmm::as_seth(adsp, h1, at as *const u8);
+                aix_vmm::as_seth(adsp, h2, (at + 8) as *const u8);
+            }
+            ensure!(aix_vmm::as_getsrval(adsp, at as *const u8) == h2, "the second object is mapped");
+            status("vms_delete of the replaced object", raw::vms_delete(first.0), Status::OK)?;
+            for n in 0..VM_REGIONS {
+                if n != 4 {
+                    reply("as_att", raw::as_att(adsp.0, h2.0, 0), Status::OK, user_region_va(n))?;
+                }
+            }
+            reply("as_att with no free region", raw::as_att(adsp.0, h2.0, 0), Status::ENOMEM, 0)?;
+            ensure!(aix_vmm::as_att(adsp, h2, 0).is_null(), "null from the typed call");
+            let _ = kmemvisor_guest::process::interrupt_enter();
+            let srval = raw::as_getsrval(adsp.0, at);
+            let _ = kmemvisor_guest::process::interrupt_leave();
+            reply("as_getsrval at interrupt level", srval, Status::OK, h2.0)?;
+            for n in 0..VM_REGIONS {
+                // SAFETY: nothing references the regions.
+                unsafe { status("as_det", raw::as_det(adsp.0, user_region_va(n)), Status::OK)? };
+            }
+            status("vms_delete", raw::vms_delete(second.0), Status::OK)
+        })(),
+    );
+    t.case(
+        "vm_move to and from user buffers of the current process; a buffer mapped through a limited handle is not written: EFAULT",
+        (|| {
+            switch(pid)?;
+            let vmid = create(1)?;
+            let user = 0x2000_0000;
+            ensure!(process::process_map(user, PAGE_SIZE, PROT_READ | PROT_WRITE).is_ok(), "process_map");
+            poke(user, b'u');
+            let mut iov = [IoVec { base: user, len: 1 }];
+            let mut u = uio(&mut iov, UIO_USERSPACE);
+            reply("vm_move from user memory", vm_move(vmid, 3, 1, UIO_WRITE, &mut u), Status::OK, 1)?;
+            let limited = aix_vmm::as_att64(aix_vmm::vm_handle(vmid, VM_KEY_LIMITED), 0);
+            ensure!(peek(limited + 3) == b'u', "the object holds the byte");
+            let mut iov = [IoVec { base: limited, len: 4 }];
+            let mut u = uio(&mut iov, UIO_USERSPACE);
+            reply("vm_move into a read-only user buffer", vm_move(vmid, 0, 4, UIO_READ, &mut u), Status::EFAULT, 0)?;
+            // SAFETY: nothing references the region afterwards.
+            unsafe { status("as_det64", raw::as_det64(limited), Status::OK)? };
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)?;
+            switch(0)
+        })(),
+    );
+}
+
 fn main() -> u32 {
     let mut t = Tally::default();
     creation(&mut t);
     regions(&mut t);
     protection(&mut t);
     devices(&mut t);
+    moves(&mut t);
     address_spaces(&mut t);
     t.finish()
 }
