@@ -13,6 +13,8 @@ pub mod checker;
 pub mod devices;
 pub mod fuzz;
 pub mod guests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod invariants;
 pub mod kvm;
 pub mod loader;
 pub mod memory_model;

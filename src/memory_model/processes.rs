@@ -23,6 +23,13 @@ fn alias_key(pid: u64, va: u64) -> u64 {
     (pid << 48) | va
 }
 
+/// Whose page an alias key of the ledger names: (0, the kernel page) or
+/// (the process, its user page).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn alias_owner(key: u64) -> (u64, u64) {
+    if key >> 48 == 0xffff { (0, key) } else { (key >> 48, key & ((1 << 48) - 1)) }
+}
+
 /// Page-table frames drawn for one process, so that they go back with it.
 struct Recording<'a> {
     frames: &'a mut FrameLedger,
