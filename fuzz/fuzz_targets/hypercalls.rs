@@ -95,10 +95,15 @@ enum Arg {
 
 /// What earlier steps left the guest.
 struct Known {
+    /// The scratch pages' first byte.
     scratch: u64,
+    /// Every reply's value so far (RDX): pointers, ids, frames, counts.
     returned: Vec<u64>,
 }
 
+/// Addresses a hostile guest aims at: the ends of the address spaces and of
+/// RAM, the frames the VMM keeps for itself (page tables, CPU tables, the
+/// image, vCPU pages), the DMA engine's window, and every region's start.
 fn places(config: &VmConfig) -> [u64; 24] {
     [
         0,
