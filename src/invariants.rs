@@ -16,8 +16,10 @@
 //! 3. the ledger's hides agree with the cross-memory attachments' books, and
 //!    every hidden frame is trapped from the vCPUs where hiding works.
 //!
-//! A hidden frame need not be pinned: unpinning it is answered `OK` with a
-//! `dma.unpin-during-transfer` violation (docs/VIOLATIONS.md).
+//! Hidden frames are not checked to be pinned: the services let a driver
+//! unpin a hidden page (`OK`, with a `dma.unpin-during-transfer` violation
+//! when a queued or running transfer touches it, docs/VIOLATIONS.md), so
+//! "hides ⊆ pinned" is a rule for drivers, not an invariant of the model.
 //!
 //! [`FrameLedger::check`]: crate::memory_model::ledger::FrameLedger::check
 
