@@ -26,6 +26,15 @@ echo "== guest library unit tests (on the host)"
 echo "== cargo test"
 cargo test 2>&1 | tee -a "$log"
 
+# The libFuzzer targets (fuzz/, docs/FUZZING.md) need cargo-fuzz, which CI
+# machines may lack: they are built and run briefly only where it is installed.
+if cargo fuzz --version >/dev/null 2>&1; then
+    echo "== libFuzzer targets (fuzz/smoke.sh)"
+    fuzz/smoke.sh
+else
+    echo "== libFuzzer targets: skipped (cargo-fuzz is not installed)"
+fi
+
 # Only cargo's `test result:` lines count; ignored tests (the KVM tests under
 # KMEMVISOR_SKIP_KVM=1, see build.rs) are the skipped ones.
 count() {

@@ -14,6 +14,8 @@ pub mod coverage;
 pub mod devices;
 pub mod fuzz;
 pub mod guests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod invariants;
 pub mod kvm;
 pub mod loader;
 pub mod memory_model;

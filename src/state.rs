@@ -349,6 +349,23 @@ impl VmState {
         self.checker.record(violation, &self.stop);
     }
 
+    /// Records what a guest that exited by itself left behind: memory still
+    /// allocated, wired, pinned, attached or hidden, and transfers still
+    /// queued. Under `--strict` only the first leak is kept; the cause stays
+    /// the guest's exit.
+    pub fn record_leaks(&self, kernel: &Kernel) {
+        let leaks = kernel
+            .dgux
+            .leaks(&kernel.frames)
+            .into_iter()
+            .chain(kernel.aix.leaks(&kernel.frames, &kernel.dgux.origins))
+            .chain(kernel.xmem.leaks())
+            .chain(self.dma.leaks());
+        for leak in leaks {
+            self.record_violation(crate::checker::Violation::from(leak));
+        }
+    }
+
     /// Records `event` in the trace at the current device time.
     pub fn trace(&self, event: Event) {
         self.trace.record(self.dma.now(), event);

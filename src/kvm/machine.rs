@@ -11,7 +11,6 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, register_signal_handler};
 
-use crate::checker::Violation;
 use crate::devices::helpers::HelperStarter;
 use crate::kvm::bus::PortBus;
 use crate::kvm::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
@@ -279,17 +278,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
     let kernel = lock(&state.kernel);
     // What a guest that exits by itself leaves behind is misuse too.
     if matches!(cause, ExitCause::GuestExit { .. }) {
-        let leaks = kernel
-            .dgux
-            .leaks(&kernel.frames)
-            .into_iter()
-            .chain(kernel.aix.leaks(&kernel.frames, &kernel.dgux.origins))
-            .chain(kernel.xmem.leaks())
-            .chain(state.dma.leaks());
-        // Under --strict only the first leak is kept; the cause stays the guest's exit.
-        for leak in leaks {
-            state.record_violation(Violation::from(leak));
-        }
+        state.record_leaks(&kernel);
     }
     let violations = state.checker.violations();
     let status = cause.exit_status(violations.len());

@@ -160,7 +160,7 @@ impl Attachments {
     }
 
     /// Hides not yet undone through every attachment, by guest-physical frame.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn hidden_frames(&self) -> BTreeMap<u64, u32> {
         let mut frames = BTreeMap::new();
         for hidden in self.live.values().flat_map(|a| a.hidden.values()) {

@@ -305,7 +305,7 @@ impl AddressSpace {
     /// Every table frame reachable from the root (the root included) and
     /// every present leaf as (virtual page, translation): what the CPU can
     /// walk, for the memory model's invariant checks.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn walk(&self, memory: &GuestMemoryMmap) -> (Vec<u64>, Vec<(u64, Translation)>) {
         let (mut tables, mut leaves) = (Vec::new(), Vec::new());
         let mut pending = vec![(self.root, 3u32, 0u64)];

@@ -15,12 +15,24 @@ use crate::memory_model::ram::{ZapError, zap_frame};
 
 /// Most processes alive at once.
 pub const MAX_PROCESSES: usize = 64;
+/// The highest process id. Ids are not reused within a run, and the ledger
+/// keys a process's alias by its id above bit 48 ([`alias_key`]): a higher
+/// one would be lost from the key or (0xffff) read as a kernel page, and
+/// two owners' aliases would mix.
+pub const MAX_PID: u64 = 0xfffe;
 
 /// The ledger's name for user page `va` of process `pid` as an alias of a
 /// frame: the process id above bit 48 (user addresses are below 2^47,
 /// kernel ones have bits 48–63 set), so two processes' pages stay apart.
 fn alias_key(pid: u64, va: u64) -> u64 {
     (pid << 48) | va
+}
+
+/// Whose page an alias key of the ledger names: (0, the kernel page) or
+/// (the process, its user page).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn alias_owner(key: u64) -> (u64, u64) {
+    if key >> 48 == 0xffff { (0, key) } else { (key >> 48, key & ((1 << 48) - 1)) }
 }
 
 /// Page-table frames drawn for one process, so that they go back with it.
@@ -77,7 +89,7 @@ impl Processes {
 
     /// A new process sharing `kernel`'s kernel half; its id.
     pub fn create(&mut self, memory: &GuestMemoryMmap, frames: &mut FrameLedger, kernel: &AddressSpace) -> Result<u64, Status> {
-        if self.all.len() >= MAX_PROCESSES {
+        if self.all.len() >= MAX_PROCESSES || self.next >= MAX_PID {
             return Err(Status::ENOSPC);
         }
         let mut tables = Vec::new();
@@ -309,6 +321,28 @@ mod tests {
         assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::OK));
         assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::ESRCH));
         assert_eq!(frames.free_frames(), free, "pages and page tables are all back");
+    }
+
+    #[test]
+    fn process_ids_stop_before_their_aliases_would_mix_with_another_owners() {
+        let (ram, mut frames, kernel) = setup();
+        let m = ram.memory();
+        // As if 0xfffd processes had come and gone: ids are not reused.
+        let mut processes = Processes { next: MAX_PID - 1, ..Processes::default() };
+        let pid = processes.create(m, &mut frames, &kernel).expect("create");
+        assert_eq!(pid, MAX_PID);
+        let va = 0x1000_0000;
+        assert_eq!(processes.map(m, &mut frames, pid, va, PAGE_SIZE, PROT_WRITE), Status::OK);
+        let frame = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
+        let mapped = processes.map_physical(m, &mut frames, pid, va, frame, PAGE_SIZE, flags, layout::MIN_RAM_SIZE);
+        assert_eq!(mapped, Ok(Status::OK));
+        let aliases: Vec<(u64, (u64, u64))> = frames.all_aliases().map(|(f, key)| (f, alias_owner(key))).collect();
+        assert_eq!(aliases, [(frame, (MAX_PID, va))], "the alias names its process, not the kernel");
+        assert_eq!(processes.destroy(m, &mut frames, pid), Ok(Status::OK));
+        // The next id (0xffff) would alias as a kernel page, 0x10001 as process 1's.
+        assert_eq!(processes.create(m, &mut frames, &kernel), Err(Status::ENOSPC));
+        assert_eq!(alias_owner(alias_key(1, va)), (1, va));
     }
 
     #[test]

@@ -6,8 +6,6 @@
 //! invariant of the frame ledger holds, and what the guest can reach agrees
 //! with it.
 
-use std::collections::BTreeMap;
-
 use kmemvisor_abi::aix::{KERNEL_HEAP, PINNED_HEAP, PROT_READ, PROT_WRITE};
 use kmemvisor_abi::dgux::{VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK, VM_MUNMAP_IS_KERNEL_ADDRESS_SPACE_MASK, VM_PAGE_ALIGNED};
 use kmemvisor_abi::dma::DMA_ENGINE_GPA;
@@ -17,8 +15,6 @@ use kmemvisor_abi::{Service, Status};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
-use crate::memory_model::ledger::Role;
-use crate::memory_model::paging::PteFlags;
 use crate::services::{Caller, Outcome, Request, dispatch};
 use crate::state::{VmConfig, VmState};
 
@@ -187,39 +183,6 @@ fn remember(state: &VmState, pool: &mut Pool, service: Service, args: &[u64; 6],
     }
 }
 
-/// Every invariant of the model, said once: the ledger's own, and that
-/// what the guest can reach agrees with it.
-fn check_invariants(state: &VmState) -> Result<(), String> {
-    let k = crate::sync::lock(&state.kernel);
-    k.frames.check()?;
-    let memory = state.ram.memory();
-    let spaces = std::iter::once(&state.space)
-        .chain(k.processes.ids().into_iter().filter_map(|pid| k.processes.get(pid).map(|p| p.space())));
-    for space in spaces {
-        let (tables, leaves) = space.walk(memory);
-        if let Some(table) = tables.iter().find(|&&t| k.frames.role(t) != Some(Role::PageTable)) {
-            return Err(format!("table {table:#x} of root {:#x} is {:?} in the ledger", space.root(), k.frames.role(*table)));
-        }
-        for (va, t) in leaves {
-            let frame = t.gpa & !(PAGE_SIZE - 1);
-            if t.flags.contains(PteFlags::USER) && k.frames.role(frame) == Some(Role::PageTable) {
-                return Err(format!("the guest reaches page table {frame:#x} at {va:#x}"));
-            }
-        }
-    }
-    let ledger: BTreeMap<u64, u32> = k.frames.hidden().collect();
-    let books = k.xmem.hidden_frames();
-    if ledger != books {
-        return Err(format!("the ledger hides {ledger:x?}, the attachments say {books:x?}"));
-    }
-    if state.hiding.trap().is_ok()
-        && let Some((&frame, _)) = ledger.iter().find(|&(&f, _)| !state.hiding.is_trapped(f))
-    {
-        return Err(format!("hidden frame {frame:#x} is not trapped from the vCPUs"));
-    }
-    Ok(())
-}
-
 fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     let hello = crate::guests::find("hello").ok_or_else(|| TestCaseError::fail("no hello guest"))?.elf;
     let config = VmConfig { memory: layout::MIN_RAM_SIZE, vcpus: VCPUS, ..VmConfig::default() };
@@ -239,7 +202,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
         {
             remember(&state, &mut pool, service, &args, reply.value);
         }
-        if let Err(broken) = check_invariants(&state) {
+        if let Err(broken) = crate::invariants::check(&state) {
             return Err(TestCaseError::fail(format!("after {service:?} {args:x?} from vCPU {}: {broken}", c.vcpu)));
         }
     }
@@ -268,18 +231,6 @@ proptest! {
 }
 
 #[test]
-fn the_invariant_check_sees_a_page_table_the_guest_reaches() {
-    // The check itself can fail: alias a page table behind the ledger's back.
-    let state = crate::testing::state();
-    let va = crate::testing::ok(&state, Service::VmGetUnwiredMemory, &[PAGE_SIZE, u64::from(VM_PAGE_ALIGNED)]);
-    assert_eq!(check_invariants(&state), Ok(()));
-    let flags = PteFlags::USER | PteFlags::WRITABLE;
-    state.space.remap(state.ram.memory(), va, layout::PAGE_TABLES_GPA, flags).expect("remap");
-    let broken = check_invariants(&state).expect_err("a reachable page table");
-    assert!(broken.starts_with("the guest reaches page table 0x100000 at 0xffffd00000000000"), "{broken}");
-}
-
-#[test]
 fn a_page_hidden_again_after_a_remap_gives_back_each_frame_it_hid() {
     use crate::testing::{ok, reply, state};
     let s = state();
@@ -304,9 +255,9 @@ fn a_page_hidden_again_after_a_remap_gives_back_each_frame_it_hid() {
     ok(&s, Service::Pin, &[page, PAGE_SIZE]);
     assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_HIDE]), (Status::OK, second));
     assert_eq!((hides(first), hides(second)), (1, 1));
-    assert_eq!(check_invariants(&s), Ok(()));
+    assert_eq!(crate::invariants::check(&s), Ok(()));
     assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_UNHIDE]), (Status::OK, second), "the newest hide first");
     assert_eq!(reply(&s, Service::Xmemdma64, &[dp, page, XMEM_UNHIDE]), (Status::OK, first));
     assert_eq!((hides(first), hides(second)), (0, 0));
-    assert_eq!(check_invariants(&s), Ok(()));
+    assert_eq!(crate::invariants::check(&s), Ok(()));
 }

@@ -265,7 +265,7 @@ impl Hiding {
 
     /// Whether the page holding `gpa` is trapped from the vCPUs now (for the
     /// model's invariant checks; the services ask the ledger).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn is_trapped(&self, gpa: u64) -> bool {
         lock(&self.hidden).pages.contains_key(&(gpa - gpa % PAGE_SIZE))
     }

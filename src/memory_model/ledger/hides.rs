@@ -102,6 +102,13 @@ impl FrameLedger {
         }
     }
 
+    /// Every alias as (frame, kernel page or process page key), for the
+    /// invariant checks: the services only add and remove them.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn all_aliases(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.aliases.iter().flat_map(|(&frame, vas)| vas.iter().map(move |&va| (frame, va)))
+    }
+
     /// The aliases of the frame at `gpa` (for tests: the services only add and remove them).
     #[cfg(test)]
     pub fn aliases(&self, gpa: u64) -> impl Iterator<Item = u64> + '_ {
