@@ -37,6 +37,7 @@ use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
+use crate::snapshot::port::FuzzPort;
 use crate::sync::lock;
 use crate::trace::{Event, EventTrace};
 
@@ -46,7 +47,7 @@ const KERNEL_REGIONS: [u64; 4] =
 
 /// The kernel's memory, behind one lock: exits cost far more than the
 /// contention, and one lock keeps every check-then-change whole.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Kernel {
     /// Free guest frames.
     pub frames: FrameLedger,
@@ -195,7 +196,10 @@ pub struct VmState {
     pub dma: DmaEngine,
     /// Written once, when the guest first needs the helper threads (src/devices/helpers.rs).
     pub helpers_wanted: Arc<EventFd>,
-    helpers_requested: AtomicBool,
+    /// Whether the guest asked for them (see [`VmState::want_helpers`]).
+    pub(crate) helpers_requested: AtomicBool,
+    /// The fuzzing snapshot point and input (`fuzz_snapshot`, `fuzz_input`).
+    pub fuzz: FuzzPort,
 }
 
 impl VmState {
@@ -300,6 +304,7 @@ impl VmState {
             dma: DmaEngine::new(config.dma),
             helpers_wanted: Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|_| SetupError::Write("helper request"))?),
             helpers_requested: AtomicBool::new(false),
+            fuzz: FuzzPort::default(),
 
             ram,
             space,
@@ -361,6 +366,11 @@ impl VmState {
             let what = format!("cannot ask the main thread for the helper threads: {e}");
             self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
         }
+    }
+
+    /// Whether the guest asked for the helper threads (hid a page, drove the DMA engine).
+    pub fn helpers_requested(&self) -> bool {
+        self.helpers_requested.load(Ordering::SeqCst)
     }
 
     /// Sends the kick signal to vCPU `vcpu`'s thread: if it is in KVM_RUN, it

@@ -38,7 +38,7 @@ impl TableFrames for Recording<'_> {
 }
 
 /// One user address space.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Process {
     space: AddressSpace,
     /// Mapped user pages and their frames.
@@ -63,7 +63,7 @@ impl Process {
 }
 
 /// Every live process.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Processes {
     next: u64,
     all: BTreeMap<u64, Process>,

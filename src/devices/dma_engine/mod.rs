@@ -133,6 +133,7 @@ struct Job {
 }
 
 /// What the vCPUs share, under one short-held lock.
+#[derive(Clone, Debug)]
 struct State {
     channels: [Channel; DMA_CHANNELS as usize],
     // FIFO over all channels: the jobs run in doorbell order.
@@ -152,6 +153,18 @@ pub struct DmaEngine {
     device_memory: Mutex<Vec<u8>>,
 }
 
+impl Clone for DmaEngine {
+    fn clone(&self) -> DmaEngine {
+        DmaEngine {
+            config: self.config,
+            state: Mutex::new(lock(&self.state).clone()),
+            clock: AtomicU64::new(self.clock.load(Ordering::SeqCst)),
+            next_due: AtomicU64::new(self.next_due.load(Ordering::SeqCst)),
+            device_memory: Mutex::new(lock(&self.device_memory).clone()),
+        }
+    }
+}
+
 impl fmt::Debug for DmaEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DmaEngine").field("config", &self.config).finish_non_exhaustive()
@@ -169,6 +182,34 @@ impl DmaEngine {
             next_due: AtomicU64::new(u64::MAX),
             device_memory: Mutex::new(vec![0; DMA_DEVICE_MEMORY as usize]),
         }
+    }
+
+    /// Everything the engine holds, as text (for state fingerprints).
+    pub fn describe(&self) -> String {
+        let memory = crate::snapshot::fingerprint::fnv1a(&lock(&self.device_memory));
+        format!(
+            "{:?} clock {} next_due {} memory {memory:#x} {:?}",
+            lock(&self.state),
+            self.clock.load(Ordering::SeqCst),
+            self.next_due.load(Ordering::SeqCst),
+            self.config
+        )
+    }
+
+    /// Whether a transfer's delay was drawn from the seed so far.
+    pub fn delays_drawn(&self) -> bool {
+        lock(&self.state).delays.drawn()
+    }
+
+    /// The engine as it is now, but with `seed` drawing the delays from now
+    /// on: the engine of a run with that seed as long as none was drawn yet
+    /// ([`DmaEngine::delays_drawn`]).
+    pub fn reseeded(&self, seed: u64) -> DmaEngine {
+        let config = DmaConfig { seed, ..self.config };
+        let mut engine = self.clone();
+        engine.config = config;
+        lock(&engine.state).delays = config.delays();
+        engine
     }
 
     /// An MMIO load of `size` bytes at `offset` into the window (0..DMA_ENGINE_SIZE). Misuse (size other than 8,

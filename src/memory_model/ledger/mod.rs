@@ -188,7 +188,7 @@ pub enum LedgerError {
 }
 
 /// Every guest frame.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FrameLedger {
     /// The role of every frame of RAM, by frame number.
     roles: Vec<Role>,
