@@ -9,8 +9,8 @@
 //! call site, or the exit cause — and each is written the moment it is
 //! found, so a stopped campaign loses nothing.
 //!
-//! Each run boots a fresh VM (a few milliseconds here); restoring a snapshot
-//! instead is the next step.
+//! Each worker thread boots its VM once and restores it from a snapshot for
+//! every run (`crate::snapshot`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::kvm::machine::{self, MachineError, RunOptions};
-use crate::kvm::vcpu_pool::Schedule;
+use crate::kvm::machine::MachineError;
 use crate::report::{ExitCause, Invocation, Report};
 use crate::seeded::SplitMix64;
+use crate::snapshot::worker::{self, Iteration};
 use crate::state::VmConfig;
 use crate::sync::lock;
 
@@ -157,20 +157,15 @@ fn one(
     started: Instant,
 ) -> Result<(), FuzzError> {
     let seed = run_seed(campaign.seed, i);
-    let mut config = campaign.config.clone();
-    config.dma.seed = seed;
-    if let Schedule::Serial { seed: s, .. } = &mut config.schedule {
-        *s = seed;
-    }
-    let options = RunOptions {
-        name: campaign.name.clone(),
-        elf: campaign.elf.clone(),
-        vm: config,
+    let iteration = Iteration {
+        name: &campaign.name,
+        elf: &campaign.elf,
+        config: &campaign.config,
         timeout: campaign.timeout,
-        console: Box::new(std::io::sink()),
-        handle_signals: false,
+        seed,
+        input: campaign.config.input.clone(),
     };
-    let mut report = machine::run(options)?.report;
+    let mut report = worker::run(iteration)?;
     let finding = signature(&report);
     let mut s = lock(stats);
     s.runs += 1;

@@ -37,7 +37,7 @@ use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
-use crate::snapshot::port::FuzzPort;
+use crate::snapshot::port::{FuzzPort, MAX_INPUT};
 use crate::sync::lock;
 use crate::trace::{Event, EventTrace};
 
@@ -93,6 +93,8 @@ pub struct VmConfig {
     pub keep_trace: bool,
     /// Guest modules to load next to the image (`--module`), in this order.
     pub modules: Vec<ModuleElf>,
+    /// What `fuzz_input` gives (`--input`; a fuzzing iteration's input).
+    pub input: Arc<[u8]>,
 }
 
 impl Default for VmConfig {
@@ -110,6 +112,7 @@ impl Default for VmConfig {
             schedule: Schedule::Serial { seed: 1, depth: DEFAULT_DEPTH, steps: DEFAULT_STEPS },
             keep_trace: false,
             modules: Vec::new(),
+            input: Arc::from(Vec::new()),
         }
     }
 }
@@ -144,6 +147,9 @@ pub enum SetupError {
     /// The page tables could not be built.
     #[error("Cannot build the guest page tables")]
     Paging(#[from] PagingError),
+    /// The fuzzing input is longer than `fuzz_input` gives.
+    #[error("The input is {0} bytes; at most {MAX_INPUT} are given to the guest")]
+    InputTooLong(usize),
     /// A fixed region could not be written.
     #[error("Cannot write the {0} into guest RAM")]
     Write(&'static str),
@@ -214,6 +220,9 @@ impl VmState {
         if config.modules.len() > MAX_MODULES {
             return Err(SetupError::ModuleCount(config.modules.len()));
         }
+        if config.input.len() > MAX_INPUT {
+            return Err(SetupError::InputTooLong(config.input.len()));
+        }
         let ram = GuestRam::new(config.memory)?;
         let image = loader::load(ram.memory(), elf)?;
         let mut modules: Vec<Module> = Vec::with_capacity(config.modules.len());
@@ -274,6 +283,8 @@ impl VmState {
         }
         // The vm_att and io_att regions share one top-level entry (layout.rs checks it).
         space.reserve_top_level(memory, &mut pool, layout::VM_REGIONS_VA)?;
+        let fuzz = FuzzPort::default();
+        fuzz.set_input(config.input.clone());
         Ok(VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
@@ -304,7 +315,7 @@ impl VmState {
             dma: DmaEngine::new(config.dma),
             helpers_wanted: Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|_| SetupError::Write("helper request"))?),
             helpers_requested: AtomicBool::new(false),
-            fuzz: FuzzPort::default(),
+            fuzz,
 
             ram,
             space,

@@ -155,6 +155,39 @@ impl GuestRam {
     pub fn frames(&self) -> u64 {
         self.size / PAGE_SIZE
     }
+
+    /// The page-aligned byte ranges of RAM that hold pages, in order: the
+    /// rest are holes of the memfd, which read as zeros and were never
+    /// written (dropping a view's mapping never makes a hole).
+    pub fn populated(&self) -> std::io::Result<Vec<std::ops::Range<u64>>> {
+        let Some(file) = self.memory.iter().next().and_then(|r| r.file_offset()) else { return Ok(vec![0..self.size]) };
+        let fd = file.file().as_raw_fd();
+        let mut ranges = Vec::new();
+        let mut at: i64 = 0;
+        let size = self.size as i64;
+        while at < size {
+            // SAFETY: lseek on the memfd this GuestRam owns; results are checked.
+            let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+            if data < 0 {
+                let e = std::io::Error::last_os_error();
+                // ENXIO: no data at or after `at`.
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    break;
+                }
+                return Err(e);
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            if hole < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let (start, end) =
+                (data as u64 / PAGE_SIZE * PAGE_SIZE, (hole as u64).min(self.size).div_ceil(PAGE_SIZE) * PAGE_SIZE);
+            ranges.push(start..end);
+            at = end as i64;
+        }
+        Ok(ranges)
+    }
 }
 
 /// Drops the stage-2 mappings of the guest frame at `gpa` on every vCPU; the

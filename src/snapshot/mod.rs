@@ -12,3 +12,4 @@ pub mod port;
 pub mod ram;
 pub mod vcpu_state;
 pub mod vmm_state;
+pub mod worker;

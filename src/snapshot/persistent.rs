@@ -17,6 +17,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kmemvisor_abi::layout::PAGE_SIZE;
+
 use crate::kvm::events::ConsoleSink;
 use crate::kvm::machine::{Machine, MachineError};
 use crate::kvm::stop::Stop;
@@ -44,6 +46,9 @@ pub enum PersistentError {
     /// A restored page table's old frames could not be dropped from the vCPUs.
     #[error("cannot drop a frame from the vCPUs' mappings after restoring a page table")]
     Zap(#[from] ZapError),
+    /// The pages of guest RAM could not be listed.
+    #[error("cannot list the pages of guest RAM")]
+    Ram(#[from] std::io::Error),
     /// A vCPU thread of the last run did not end: the VM cannot run again.
     #[error("a vCPU thread of the last run did not end; the VM cannot be restored")]
     Stuck,
@@ -133,7 +138,9 @@ impl PersistentVm {
     /// returns its report: the report of `kmemvisor run … --seed S` with that input.
     pub fn run(&mut self, seed: u64, input: Arc<[u8]>) -> Result<Report, PersistentError> {
         self.restore(seed)?;
-        self.machine.state.fuzz.set_input(input);
+        let state = state_mut(&mut self.machine)?;
+        state.fuzz.set_input(input.clone());
+        state.config.input = input;
         let started = Instant::now();
         self.ran = true;
         self.machine.drive(&self.sink, self.timeout, false)?;
@@ -166,13 +173,10 @@ impl PersistentVm {
                 vcpu_state::settle(fd)?;
             }
             let state = &self.machine.state;
-            let frames = state.ram.frames();
-            ram = self.snapshot.ram.restore(
-                &state.ram,
-                0..frames,
-                &lock(&state.kernel).frames,
-                &self.snapshot.vmm.kernel().frames,
-            )?;
+            // Every page that differs from the snapshot's is in the memfd now.
+            let pages = state.ram.populated()?.into_iter().flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE);
+            ram =
+                self.snapshot.ram.restore(&state.ram, pages, &lock(&state.kernel).frames, &self.snapshot.vmm.kernel().frames)?;
             for (fd, saved) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus) {
                 saved.restore(fd)?;
             }
@@ -188,7 +192,7 @@ impl PersistentVm {
     /// fingerprint the snapshot had under the same seed.
     pub fn at_snapshot(&mut self, vmm: u64) -> Result<bool, PersistentError> {
         let ram = crate::snapshot::fingerprint::ram(self.snapshot.ram.bytes());
-        let live = RamCopy::capture(&self.machine.state.ram);
+        let live = RamCopy::capture(&self.machine.state.ram)?;
         let mut same = crate::snapshot::fingerprint::ram(live.bytes()) == ram;
         for (fd, saved) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus) {
             vcpu_state::settle(fd)?;
@@ -209,5 +213,5 @@ fn capture(machine: &mut Machine) -> Result<Snapshot, PersistentError> {
         return Err(PersistentError::Stuck);
     }
     let state = &machine.state;
-    Ok(Snapshot { ram: RamCopy::capture(&state.ram), vcpus, vmm: VmmState::capture(state)? })
+    Ok(Snapshot { ram: RamCopy::capture(&state.ram)?, vcpus, vmm: VmmState::capture(state)? })
 }

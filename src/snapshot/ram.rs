@@ -1,8 +1,9 @@
 //! Guest RAM at the snapshot point, and putting it back.
 //!
 //! The copy is kept whole. Putting it back touches only the pages that may
-//! differ — the candidates the caller names (every page, or the pages KVM's
-//! dirty log and the VMM's own write log name) — and copies those that do.
+//! differ — the candidates the caller names (every page the memfd holds, or
+//! the pages KVM's dirty log and the VMM's own write log name) — and copies
+//! those that do.
 //!
 //! Page tables need more than their bytes: with shadow paging KVM keeps its
 //! own translations of the guest's tables and trusts them until the guest
@@ -55,9 +56,16 @@ fn view(ram: &GuestRam) -> &mut [u8] {
 }
 
 impl RamCopy {
-    /// Copies all of `ram` (the VM must be still).
-    pub fn capture(ram: &GuestRam) -> RamCopy {
-        RamCopy { bytes: view(ram).to_vec() }
+    /// Copies all of `ram` (the VM must be still). Only the pages the memfd
+    /// holds are read; the copy's other pages stay untouched zeros.
+    pub fn capture(ram: &GuestRam) -> std::io::Result<RamCopy> {
+        let live = view(ram);
+        let mut bytes = vec![0u8; live.len()];
+        for range in ram.populated()? {
+            let range = range.start as usize..range.end as usize;
+            bytes[range.clone()].copy_from_slice(&live[range]);
+        }
+        Ok(RamCopy { bytes })
     }
 
     /// The copy's bytes.
@@ -118,7 +126,7 @@ mod tests {
         ledger.assign(layout::PAGE_TABLES_GPA, 1, crate::memory_model::ledger::Role::PageTable);
         let memory = ram.memory();
         memory.write_obj(0x1234_u64, GuestAddress(layout::FREE_RAM_GPA)).expect("write");
-        let copy = RamCopy::capture(&ram);
+        let copy = RamCopy::capture(&ram).expect("capture");
         memory.write_obj(0x5678_u64, GuestAddress(layout::FREE_RAM_GPA)).expect("write");
         memory.write_obj(0x9abc_u64, GuestAddress(layout::FREE_RAM_GPA + 3 * PAGE_SIZE)).expect("write");
         // A page-table entry pointing at a frame: its change zaps the old frame.
