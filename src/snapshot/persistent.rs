@@ -25,6 +25,7 @@ use crate::kvm::stop::Stop;
 use crate::kvm::vm::KvmError;
 use crate::memory_model::ram::ZapError;
 use crate::report::{ExitCause, Report};
+use crate::snapshot::fingerprint::{self, describe_vmm};
 use crate::snapshot::ram::{RamCopy, Restored};
 use crate::snapshot::vcpu_state::{self, VcpuState};
 use crate::snapshot::vmm_state::{StateError, VmmState};
@@ -71,6 +72,8 @@ struct Snapshot {
     ram: RamCopy,
     vcpus: Vec<VcpuState>,
     vmm: VmmState,
+    /// The VMM state as the iterations start from it, as text (`fingerprint::describe_vmm`).
+    described: String,
 }
 
 /// What the last restore did, for the benchmark.
@@ -104,7 +107,8 @@ impl PersistentVm {
     /// takes the snapshot at its first instruction.
     pub fn boot(name: &str, elf: &[u8], config: VmConfig, timeout: Option<Duration>) -> Result<PersistentVm, PersistentError> {
         let mut machine = Machine::boot(config, elf)?;
-        let snapshot = capture(&mut machine)?;
+        let mut snapshot = capture(&mut machine)?;
+        snapshot.described = describe_vmm(&machine.state);
         machine.state.fuzz.arm();
         let sink: ConsoleSink = Arc::new(Mutex::new(Box::new(std::io::sink()) as Box<dyn Write + Send>));
         Ok(PersistentVm {
@@ -151,6 +155,7 @@ impl PersistentVm {
             let state = state_mut(&mut self.machine)?;
             state.stop = Stop::new().map_err(|e| StateError::Eventfd("stop request", e))?;
             state.hiding.reset().map_err(StateError::Hiding)?;
+            self.snapshot.described = describe_vmm(state);
             self.machine.drive(&self.sink, self.timeout, false)?;
         } else if self.point == SnapshotPoint::Pending {
             self.point = SnapshotPoint::FirstInstruction(self.machine.state.fuzz.refusal());
@@ -187,18 +192,27 @@ impl PersistentVm {
         Ok(())
     }
 
-    /// Whether the VM is exactly at its snapshot (after [`PersistentVm::restore`]):
-    /// guest RAM, every vCPU and the VMM state. `vmm` is the VMM-state
-    /// fingerprint the snapshot had under the same seed.
-    pub fn at_snapshot(&mut self, vmm: u64) -> Result<bool, PersistentError> {
-        let ram = crate::snapshot::fingerprint::ram(self.snapshot.ram.bytes());
+    /// What differs between the VM now and its snapshot, after
+    /// [`PersistentVm::restore`] with the seed the snapshot was taken
+    /// under: "guest RAM", "vCPU N", or the first differing line of the
+    /// VMM state. Empty when the VM is exactly at its snapshot.
+    pub fn differences(&mut self) -> Result<Vec<String>, PersistentError> {
+        let mut differ = Vec::new();
         let live = RamCopy::capture(&self.machine.state.ram)?;
-        let mut same = crate::snapshot::fingerprint::ram(live.bytes()) == ram;
-        for (fd, saved) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus) {
-            vcpu_state::settle(fd)?;
-            same &= saved.matches(fd)?;
+        if fingerprint::ram(live.bytes()) != fingerprint::ram(self.snapshot.ram.bytes()) {
+            differ.push("guest RAM".to_owned());
         }
-        Ok(same && crate::snapshot::fingerprint::vmm(&self.machine.state) == vmm)
+        for (n, (fd, saved)) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus).enumerate() {
+            vcpu_state::settle(fd)?;
+            if !saved.matches(fd)? {
+                differ.push(format!("vCPU {n}"));
+            }
+        }
+        let now = describe_vmm(&self.machine.state);
+        if let Some((was, is)) = self.snapshot.described.lines().zip(now.lines()).find(|(a, b)| a != b) {
+            differ.push(format!("VMM state: {was} → {is}"));
+        }
+        Ok(differ)
     }
 }
 
@@ -213,5 +227,5 @@ fn capture(machine: &mut Machine) -> Result<Snapshot, PersistentError> {
         return Err(PersistentError::Stuck);
     }
     let state = &machine.state;
-    Ok(Snapshot { ram: RamCopy::capture(&state.ram)?, vcpus, vmm: VmmState::capture(state)? })
+    Ok(Snapshot { ram: RamCopy::capture(&state.ram)?, vcpus, vmm: VmmState::capture(state)?, described: String::new() })
 }

@@ -188,7 +188,7 @@ pub enum LedgerError {
 }
 
 /// Every guest frame.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct FrameLedger {
     /// The role of every frame of RAM, by frame number.
     roles: Vec<Role>,
@@ -213,6 +213,47 @@ pub struct FrameLedger {
     transfers: Vec<std::ops::Range<u64>>,
     /// Frame ranges the DMA engine wrote, until each frame is unwired or freed.
     written: Vec<std::ops::Range<u64>>,
+}
+
+/// A copy of `v` with the same capacity: the report's bookkeeping size
+/// counts capacities, and a copy must report what the original does.
+fn same_capacity<T: Clone>(v: &[T], capacity: usize) -> Vec<T> {
+    let mut copy = Vec::with_capacity(capacity);
+    copy.extend_from_slice(v);
+    copy
+}
+
+impl Clone for FrameLedger {
+    fn clone(&self) -> FrameLedger {
+        let FrameLedger {
+            roles,
+            base,
+            free_list,
+            free,
+            contiguous,
+            hides,
+            aliases,
+            counts,
+            first_pins,
+            pinned,
+            transfers,
+            written,
+        } = self;
+        FrameLedger {
+            roles: same_capacity(roles, roles.capacity()),
+            base: *base,
+            free_list: same_capacity(free_list, free_list.capacity()),
+            free: *free,
+            contiguous: *contiguous,
+            hides: hides.clone(),
+            aliases: aliases.clone(),
+            counts: counts.clone(),
+            first_pins: first_pins.clone(),
+            pinned: *pinned,
+            transfers: same_capacity(transfers, transfers.capacity()),
+            written: same_capacity(written, written.capacity()),
+        }
+    }
 }
 
 impl FrameLedger {
