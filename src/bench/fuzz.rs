@@ -127,12 +127,14 @@ pub struct FuzzFigures {
     pub twins: Vec<(&'static str, u64, usize)>,
     /// Runs per second of a correct twin's campaign on one worker; each run is one hand-off.
     pub handoffs_per_second: f64,
-    /// Microseconds per run spent outside the guest's own work: each run boots a fresh VM.
+    /// Microseconds per run, guest work and snapshot reset together.
     pub reset_us: f64,
     /// Runs per second with `-j 2` over `-j 1`.
     pub speedup: f64,
     /// Runs per second of a shell loop of `kmemvisor run` processes.
     pub shell_runs_per_second: f64,
+    /// What a snapshot reset costs, against a fresh boot.
+    pub reset: super::reset::ResetFigures,
 }
 
 fn config(vcpus: usize, jitter: u64, cmdline: &str) -> VmConfig {
@@ -231,6 +233,7 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         }
     }
     let shell_runs_per_second = f64::from(SHELL_RUNS) / started.elapsed().as_secs_f64();
+    let reset = super::reset::measure()?;
     Ok(FuzzFigures {
         bugs,
         twins,
@@ -238,6 +241,7 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         reset_us: 1e6 / one_worker.max(1e-9),
         speedup: two.runs_per_second / one_worker.max(1e-9),
         shell_runs_per_second,
+        reset,
     })
 }
 
@@ -252,9 +256,10 @@ pub fn print(f: &FuzzFigures) {
         println!("  {name:<42} {runs} runs, {findings} finding(s)");
     }
     println!(
-        "  campaign: {:.0} hand-offs/s on one worker ({:.0} µs per run, a fresh VM each); -j 2 {:.2}×; shell loop of `kmemvisor run`: {:.0} runs/s",
+        "  campaign: {:.0} hand-offs/s on one worker ({:.0} µs per run, reset from a snapshot); -j 2 {:.2}×; shell loop of `kmemvisor run`: {:.0} runs/s",
         f.handoffs_per_second, f.reset_us, f.speedup, f.shell_runs_per_second
     );
+    super::reset::print(&f.reset);
 }
 
 /// The summary lines of part 9.
@@ -276,4 +281,5 @@ pub fn summary(f: &FuzzFigures) {
         verdict(f.handoffs_per_second >= HANDOFF_TARGET)
     );
     println!("  {:<40} {:>7.2}×  target ≥ 1.80×  {}", "fuzz -j 2 speed-up", f.speedup, verdict(f.speedup >= SPEEDUP_TARGET));
+    super::reset::summary(&f.reset);
 }

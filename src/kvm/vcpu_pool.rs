@@ -567,7 +567,14 @@ mod tests {
     /// A pool whose vCPU `i` is in `slots[i]`.
     fn pool_of(slots: Vec<Slot>) -> VcpuPool {
         let count = slots.len();
-        let pool = Pool { stalled: vec![false; count], kicked_out: vec![0; count], unstopped_stalls: 0, slots, turn: None };
+        let pool = Pool {
+            stalled: vec![false; count],
+            kicked_out: vec![0; count],
+            unstopped_stalls: 0,
+            slots,
+            turn: None,
+            decided: false,
+        };
         VcpuPool { pool: Mutex::new(pool), changed: Condvar::new() }
     }
 

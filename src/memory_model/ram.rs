@@ -160,7 +160,9 @@ impl GuestRam {
     /// rest are holes of the memfd, which read as zeros and were never
     /// written (dropping a view's mapping never makes a hole).
     pub fn populated(&self) -> std::io::Result<Vec<std::ops::Range<u64>>> {
-        let Some(file) = self.memory.iter().next().and_then(|r| r.file_offset()) else { return Ok(vec![0..self.size]) };
+        let Some(file) = self.memory.iter().next().and_then(|r| r.file_offset()) else {
+            return Ok(std::iter::once(0..self.size).collect());
+        };
         let fd = file.file().as_raw_fd();
         let mut ranges = Vec::new();
         let mut at: i64 = 0;

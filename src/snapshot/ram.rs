@@ -46,24 +46,35 @@ pub struct Restored {
     pub zapped: u64,
 }
 
-/// The VMM view of all guest RAM as bytes.
-fn view(ram: &GuestRam) -> &mut [u8] {
-    // SAFETY: the VMM view is `ram.size()` readable and writable bytes that
-    // live as long as `ram`. The caller holds the VM still: no vCPU thread
-    // runs and no device works, so nothing else reads or writes guest RAM
-    // while the slice lives.
-    unsafe { std::slice::from_raw_parts_mut(ram.vmm_view() as *mut u8, ram.size() as usize) }
+/// `len` bytes of guest RAM from `offset`, through the VMM view (the caller
+/// keeps the range inside RAM).
+fn read(ram: &GuestRam, offset: usize, len: usize) -> &[u8] {
+    debug_assert!(offset + len <= ram.size() as usize);
+    // SAFETY: the range lies in the VMM view, `ram.size()` readable bytes
+    // that live as long as `ram`. The caller holds the VM still: no vCPU
+    // thread runs and no device works, so nothing writes guest RAM while
+    // the slice lives (this module's own writes come after its reads).
+    unsafe { std::slice::from_raw_parts((ram.vmm_view() as usize + offset) as *const u8, len) }
+}
+
+/// Writes `bytes` into guest RAM at `offset` through the VMM view (the
+/// caller keeps the range inside RAM and holds the VM still).
+fn write(ram: &GuestRam, offset: usize, bytes: &[u8]) {
+    debug_assert!(offset + bytes.len() <= ram.size() as usize);
+    // SAFETY: the range lies in the VMM view, writable and alive as long as
+    // `ram`; no slice of it is alive (see `read`) and `bytes` is the copy's
+    // own memory, so the two do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (ram.vmm_view() as usize + offset) as *mut u8, bytes.len()) }
 }
 
 impl RamCopy {
     /// Copies all of `ram` (the VM must be still). Only the pages the memfd
     /// holds are read; the copy's other pages stay untouched zeros.
     pub fn capture(ram: &GuestRam) -> std::io::Result<RamCopy> {
-        let live = view(ram);
-        let mut bytes = vec![0u8; live.len()];
+        let mut bytes = vec![0u8; ram.size() as usize];
         for range in ram.populated()? {
             let range = range.start as usize..range.end as usize;
-            bytes[range.clone()].copy_from_slice(&live[range]);
+            bytes[range.clone()].copy_from_slice(read(ram, range.start, range.len()));
         }
         Ok(RamCopy { bytes })
     }
@@ -84,13 +95,11 @@ impl RamCopy {
         now: &FrameLedger,
         then: &FrameLedger,
     ) -> Result<Restored, ZapError> {
-        let current = view(ram);
         let mut done = Restored::default();
         for page in candidates {
             let start = page as usize * PAGE;
-            let (Some(live), Some(saved)) = (current.get_mut(start..start + PAGE), self.bytes.get(start..start + PAGE)) else {
-                continue;
-            };
+            let Some(saved) = self.bytes.get(start..start + PAGE) else { continue };
+            let live = read(ram, start, PAGE);
             done.candidates += 1;
             if live == saved {
                 continue;
@@ -106,7 +115,7 @@ impl RamCopy {
                     }
                 }
             }
-            live.copy_from_slice(saved);
+            write(ram, start, saved);
             done.copied += 1;
         }
         Ok(done)
@@ -135,6 +144,6 @@ mod tests {
         let done = copy.restore(&ram, all, &ledger, &ledger).expect("restore");
         assert_eq!(done, Restored { candidates: ram.frames(), copied: 3, zapped: 1 });
         assert_eq!(memory.read_obj::<u64>(GuestAddress(layout::FREE_RAM_GPA)).expect("read"), 0x1234);
-        assert_eq!(view(&ram), copy.bytes());
+        assert_eq!(read(&ram, 0, ram.size() as usize), copy.bytes());
     }
 }
