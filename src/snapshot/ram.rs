@@ -96,6 +96,8 @@ impl RamCopy {
         then: &FrameLedger,
     ) -> Result<Restored, ZapError> {
         let mut done = Restored::default();
+        // Each frame is dropped once, after every table is back.
+        let mut stale = std::collections::BTreeSet::new();
         for page in candidates {
             let start = page as usize * PAGE;
             let Some(saved) = self.bytes.get(start..start + PAGE) else { continue };
@@ -110,14 +112,17 @@ impl RamCopy {
                     let old = u64::from_le_bytes(old.try_into().unwrap_or_default());
                     let new = u64::from_le_bytes(new.try_into().unwrap_or_default());
                     if old != new && old & PRESENT != 0 {
-                        zap_frame(ram.memory(), old & ADDRESS_MASK)?;
-                        done.zapped += 1;
+                        stale.insert(old & ADDRESS_MASK);
                     }
                 }
             }
             write(ram, start, saved);
             done.copied += 1;
         }
+        for &frame in &stale {
+            zap_frame(ram.memory(), frame)?;
+        }
+        done.zapped = stale.len() as u64;
         Ok(done)
     }
 }

@@ -168,7 +168,7 @@ impl VmmState {
         *cr3 = self.cr3.iter().map(|&c| AtomicU64::new(c)).collect();
         *call_site = self.call_site.clone();
         *vcpu_tids = (0..self.cr3.len()).map(|_| AtomicU32::new(0)).collect();
-        *dma = self.dma.reseeded(seed);
+        dma.restore(&self.dma, seed);
         // A request of the run that ended, if any, is void.
         let _ = helpers_wanted.read();
         *helpers_requested = AtomicBool::new(false);
