@@ -36,7 +36,6 @@ pub struct Iteration<'a> {
 }
 
 /// What the worker's VM was built for: iterations of anything else need another.
-#[derive(PartialEq)]
 struct Key {
     name: String,
     elf: Vec<u8>,
@@ -46,9 +45,17 @@ struct Key {
 
 impl Key {
     fn of(iteration: &Iteration<'_>) -> Key {
-        let mut config = iteration.config.clone();
-        config.input = Arc::from(Vec::new());
+        let config = iteration.config.clone();
         Key { name: iteration.name.to_owned(), elf: iteration.elf.to_vec(), config, timeout: iteration.timeout }
+    }
+
+    /// Whether `iteration` can run on the VM built for this key (compared
+    /// in place: no copy per iteration).
+    fn fits(&self, iteration: &Iteration<'_>) -> bool {
+        self.name == iteration.name
+            && self.timeout == iteration.timeout
+            && self.config == *iteration.config
+            && self.elf[..] == *iteration.elf
     }
 }
 
@@ -74,8 +81,8 @@ fn note_once(message: String) {
 /// `kmemvisor run … --seed S --input FILE`.
 pub fn run(iteration: Iteration<'_>) -> Result<Report, MachineError> {
     WORKER_VM.with_borrow_mut(|slot| {
-        let key = Key::of(&iteration);
-        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+        if slot.as_ref().is_none_or(|(k, _)| !k.fits(&iteration)) {
+            let key = Key::of(&iteration);
             let mut config = iteration.config.clone();
             config.input = Arc::from(Vec::new());
             let vm = match PersistentVm::boot(iteration.name, iteration.elf, config, iteration.timeout) {
