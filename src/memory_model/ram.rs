@@ -208,12 +208,21 @@ impl GuestRam {
 /// returned, never ignored: a vCPU could go on using the old translation,
 /// so the caller stops the VM.
 pub fn zap_frame(memory: &GuestMemoryMmap, gpa: u64) -> Result<(), ZapError> {
+    zap_frames(memory, gpa, 1)
+}
+
+/// [`zap_frame`] of `pages` frames from `gpa` on, in one call: the part of
+/// the range inside RAM.
+pub fn zap_frames(memory: &GuestMemoryMmap, gpa: u64, pages: u64) -> Result<(), ZapError> {
     let frame = gpa - gpa % PAGE_SIZE;
-    if let Some(host) = cpu_address(memory, frame) {
-        // SAFETY: `host` is the start of one page of the CPU view of guest
-        // RAM; MADV_DONTNEED only drops the page-table entries of that page
-        // (its memfd contents stay) and cannot affect other memory.
-        if unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) } != 0 {
+    let Some(size) = memory.iter().next().map(|r| r.len()) else { return Ok(()) };
+    let end = frame.saturating_add(pages.saturating_mul(PAGE_SIZE)).min(size);
+    if let Some(host) = cpu_address(memory, frame).filter(|_| end > frame) {
+        // SAFETY: `host` is the start of `end - frame` bytes of the CPU view
+        // of guest RAM (the range ends inside RAM); MADV_DONTNEED only drops
+        // the page-table entries of those pages (their memfd contents stay)
+        // and cannot affect other memory.
+        if unsafe { libc::madvise(host as *mut libc::c_void, (end - frame) as usize, libc::MADV_DONTNEED) } != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             return Err(ZapError { frame, errno });
         }

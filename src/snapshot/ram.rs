@@ -10,14 +10,14 @@
 //! writes a table through its own mapping, which the VMM's copy bypasses.
 //! So for every entry of a page-table frame that the copy changes, the frame
 //! the old entry pointed at is dropped from the vCPUs' mappings
-//! (`ram::zap_frame`): the next access walks the restored tables. (On
+//! (`ram::zap_frames`): the next access walks the restored tables. (On
 //! EPT/NPT the same drop flushes the TLBs.) The VMM's own table edits do
 //! the same during a run.
 
 use kmemvisor_abi::layout::PAGE_SIZE;
 
 use crate::memory_model::ledger::FrameLedger;
-use crate::memory_model::ram::{GuestRam, ZapError, zap_frame};
+use crate::memory_model::ram::{GuestRam, ZapError, zap_frames};
 
 const PAGE: usize = PAGE_SIZE as usize;
 /// Bits of a page-table entry that hold the frame address.
@@ -119,8 +119,20 @@ impl RamCopy {
             write(ram, start, saved);
             done.copied += 1;
         }
+        // Runs of neighbouring frames go in one call.
+        let mut run: Option<(u64, u64)> = None;
         for &frame in &stale {
-            zap_frame(ram.memory(), frame)?;
+            run = match run {
+                Some((start, pages)) if start + pages * PAGE_SIZE == frame => Some((start, pages + 1)),
+                Some((start, pages)) => {
+                    zap_frames(ram.memory(), start, pages)?;
+                    Some((frame, 1))
+                }
+                None => Some((frame, 1)),
+            };
+        }
+        if let Some((start, pages)) = run {
+            zap_frames(ram.memory(), start, pages)?;
         }
         done.zapped = stale.len() as u64;
         Ok(done)
