@@ -112,6 +112,12 @@ pub struct Checker {
     strict: bool,
 }
 
+impl Clone for Checker {
+    fn clone(&self) -> Checker {
+        Checker { violations: Mutex::new(lock(&self.violations).clone()), strict: self.strict }
+    }
+}
+
 impl Checker {
     /// A checker; `strict` makes every violation stop the guest.
     pub fn new(strict: bool) -> Checker {

@@ -18,7 +18,7 @@ use crate::trace::Event;
 type Actor = Option<usize>;
 
 /// The edges of one run and their hit counts.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Coverage {
     edges: HashMap<u64, u32>,
     last: Option<(u64, Actor)>,

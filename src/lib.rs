@@ -26,6 +26,7 @@ pub mod report;
 pub mod sdk;
 pub mod seeded;
 pub mod services;
+pub mod snapshot;
 pub mod state;
 pub mod symbols;
 pub mod sync;

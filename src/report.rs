@@ -229,6 +229,13 @@ pub enum ExitCause {
         /// The signal number.
         signal: i32,
     },
+    /// The guest reached its fuzzing snapshot point (`fuzz_snapshot`) in a
+    /// persistent VM, which pauses there to capture its state and then runs
+    /// on: never the end of a run, so never in a report.
+    SnapshotPoint {
+        /// The vCPU that called `fuzz_snapshot`.
+        vcpu: usize,
+    },
     /// The guest hid a page for DMA and hiding cannot work on this host.
     UserfaultfdNotPermitted {
         /// The vCPU that hid.
@@ -294,6 +301,8 @@ impl ExitCause {
             ExitCause::AixHalt { .. } => status::AIX_HALT,
             ExitCause::HiddenPageDeadlock { .. } | ExitCause::VcpuWaitDeadlock { .. } => status::DEADLOCK,
             ExitCause::UserfaultfdNotPermitted { .. } => status::NO_USERFAULTFD,
+            // Only a persistent VM that failed to go on past it could end there.
+            ExitCause::SnapshotPoint { .. } => status::VM_FAILURE,
         }
     }
 }
@@ -337,6 +346,7 @@ impl fmt::Display for ExitCause {
             }
             ExitCause::Timeout { seconds } => write!(f, "timed out after {seconds} s (--timeout); the vCPUs were stopped"),
             ExitCause::Interrupted { signal } => write!(f, "interrupted by signal {signal}"),
+            ExitCause::SnapshotPoint { vcpu } => write!(f, "paused at the fuzzing snapshot point (fuzz_snapshot on vCPU {vcpu})"),
             ExitCause::UserfaultfdNotPermitted { vcpu, why } => write!(
                 f,
                 "vCPU {vcpu} hid a page for DMA, but userfaultfd, which hiding needs, is not permitted here ({why}): a setup \

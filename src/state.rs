@@ -37,6 +37,7 @@ use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
+use crate::snapshot::port::{FuzzPort, MAX_INPUT};
 use crate::sync::lock;
 use crate::trace::{Event, EventTrace};
 
@@ -46,7 +47,7 @@ const KERNEL_REGIONS: [u64; 4] =
 
 /// The kernel's memory, behind one lock: exits cost far more than the
 /// contention, and one lock keeps every check-then-change whole.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Kernel {
     /// Free guest frames.
     pub frames: FrameLedger,
@@ -94,6 +95,8 @@ pub struct VmConfig {
     pub coverage: bool,
     /// Guest modules to load next to the image (`--module`), in this order.
     pub modules: Vec<ModuleElf>,
+    /// What `fuzz_input` gives (`--input`; a fuzzing iteration's input).
+    pub input: Arc<[u8]>,
 }
 
 impl Default for VmConfig {
@@ -112,6 +115,7 @@ impl Default for VmConfig {
             keep_trace: false,
             coverage: false,
             modules: Vec::new(),
+            input: Arc::from(Vec::new()),
         }
     }
 }
@@ -146,6 +150,9 @@ pub enum SetupError {
     /// The page tables could not be built.
     #[error("Cannot build the guest page tables")]
     Paging(#[from] PagingError),
+    /// The fuzzing input is longer than `fuzz_input` gives.
+    #[error("The input is {0} bytes; at most {MAX_INPUT} are given to the guest")]
+    InputTooLong(usize),
     /// A fixed region could not be written.
     #[error("Cannot write the {0} into guest RAM")]
     Write(&'static str),
@@ -198,7 +205,10 @@ pub struct VmState {
     pub dma: DmaEngine,
     /// Written once, when the guest first needs the helper threads (src/devices/helpers.rs).
     pub helpers_wanted: Arc<EventFd>,
-    helpers_requested: AtomicBool,
+    /// Whether the guest asked for them (see [`VmState::want_helpers`]).
+    pub(crate) helpers_requested: AtomicBool,
+    /// The fuzzing snapshot point and input (`fuzz_snapshot`, `fuzz_input`).
+    pub fuzz: FuzzPort,
 }
 
 impl VmState {
@@ -212,6 +222,9 @@ impl VmState {
         }
         if config.modules.len() > MAX_MODULES {
             return Err(SetupError::ModuleCount(config.modules.len()));
+        }
+        if config.input.len() > MAX_INPUT {
+            return Err(SetupError::InputTooLong(config.input.len()));
         }
         let ram = GuestRam::new(config.memory)?;
         let image = loader::load(ram.memory(), elf)?;
@@ -273,6 +286,8 @@ impl VmState {
         }
         // The vm_att and io_att regions share one top-level entry (layout.rs checks it).
         space.reserve_top_level(memory, &mut pool, layout::VM_REGIONS_VA)?;
+        let fuzz = FuzzPort::default();
+        fuzz.set_input(config.input.clone());
         Ok(VmState {
             console: Console::new(config.vcpus).map_err(|_| SetupError::Write("console"))?,
             calls: CallCounts::default(),
@@ -303,6 +318,7 @@ impl VmState {
             dma: DmaEngine::new(config.dma),
             helpers_wanted: Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|_| SetupError::Write("helper request"))?),
             helpers_requested: AtomicBool::new(false),
+            fuzz,
 
             ram,
             space,
@@ -381,6 +397,11 @@ impl VmState {
             let what = format!("cannot ask the main thread for the helper threads: {e}");
             self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
         }
+    }
+
+    /// Whether the guest asked for the helper threads (hid a page, drove the DMA engine).
+    pub fn helpers_requested(&self) -> bool {
+        self.helpers_requested.load(Ordering::SeqCst)
     }
 
     /// Sends the kick signal to vCPU `vcpu`'s thread: if it is in KVM_RUN, it

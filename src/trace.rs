@@ -207,6 +207,7 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// FNV-1a, 64 bits, over bytes for text and over whole words for numbers:
 /// small, stable across versions and platforms.
+#[derive(Clone, Copy)]
 struct Fnv(u64);
 
 impl Fnv {
@@ -251,7 +252,7 @@ struct ChromeEvent {
     args: serde_json::Value,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Inner {
     hash: Fnv,
     count: u64,
@@ -269,6 +270,12 @@ impl std::fmt::Debug for Fnv {
 #[derive(Debug)]
 pub struct EventTrace {
     inner: Mutex<Inner>,
+}
+
+impl Clone for EventTrace {
+    fn clone(&self) -> EventTrace {
+        EventTrace { inner: Mutex::new(lock(&self.inner).clone()) }
+    }
 }
 
 /// What the report says of the trace.

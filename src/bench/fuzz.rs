@@ -127,12 +127,14 @@ pub struct FuzzFigures {
     pub twins: Vec<(&'static str, u64, usize)>,
     /// Runs per second of a correct twin's campaign on one worker; each run is one hand-off.
     pub handoffs_per_second: f64,
-    /// Microseconds per run spent outside the guest's own work: each run boots a fresh VM.
+    /// Microseconds per run, guest work and snapshot reset together.
     pub reset_us: f64,
     /// Runs per second with `-j 2` over `-j 1`.
     pub speedup: f64,
     /// Runs per second of a shell loop of `kmemvisor run` processes.
     pub shell_runs_per_second: f64,
+    /// What a snapshot reset costs, against a fresh boot.
+    pub reset: super::reset::ResetFigures,
 }
 
 fn config(vcpus: usize, jitter: u64, cmdline: &str) -> VmConfig {
@@ -173,7 +175,7 @@ fn campaign(
 /// Runs `campaign` to its end, or until `stop_at` is found; the stats.
 fn run(campaign: &Campaign, stop_at: Option<&str>) -> Result<fuzz::Stats, BenchError> {
     let stop = AtomicBool::new(false);
-    let invocation = |_seed: u64| Invocation::default();
+    let invocation = |_seed: u64, _input: Option<&std::path::Path>| Invocation::default();
     let progress = |stats: &fuzz::Stats| {
         if stop_at.is_some_and(|kind| stats.findings.keys().any(|f| f.starts_with(kind))) {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -232,6 +234,7 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         }
     }
     let shell_runs_per_second = f64::from(SHELL_RUNS) / started.elapsed().as_secs_f64();
+    let reset = super::reset::measure()?;
     Ok(FuzzFigures {
         bugs,
         twins,
@@ -239,6 +242,7 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         reset_us: 1e6 / one_worker.max(1e-9),
         speedup: two.runs_per_second / one_worker.max(1e-9),
         shell_runs_per_second,
+        reset,
     })
 }
 
@@ -253,9 +257,10 @@ pub fn print(f: &FuzzFigures) {
         println!("  {name:<42} {runs} runs, {findings} finding(s)");
     }
     println!(
-        "  campaign: {:.0} hand-offs/s on one worker ({:.0} µs per run, a fresh VM each); -j 2 {:.2}×; shell loop of `kmemvisor run`: {:.0} runs/s",
+        "  campaign: {:.0} hand-offs/s on one worker ({:.0} µs per run, reset from a snapshot); -j 2 {:.2}×; shell loop of `kmemvisor run`: {:.0} runs/s",
         f.handoffs_per_second, f.reset_us, f.speedup, f.shell_runs_per_second
     );
+    super::reset::print(&f.reset);
 }
 
 /// The summary lines of part 9.
@@ -277,4 +282,5 @@ pub fn summary(f: &FuzzFigures) {
         verdict(f.handoffs_per_second >= HANDOFF_TARGET)
     );
     println!("  {:<40} {:>7.2}×  target ≥ 1.80×  {}", "fuzz -j 2 speed-up", f.speedup, verdict(f.speedup >= SPEEDUP_TARGET));
+    super::reset::summary(&f.reset);
 }

@@ -8,6 +8,7 @@
 mod aix;
 mod dgux;
 mod fuzz;
+mod reset;
 mod schedule;
 mod suite;
 mod xmem;

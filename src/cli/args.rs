@@ -318,6 +318,12 @@ pub(crate) struct RunArgs {
     /// (PCT k): about the number of exits of the run.
     #[arg(long, default_value_t = DEFAULT_STEPS, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) pct_steps: u64,
+    /// The bytes the guest's fuzz_input calls get (at most 1 MiB): the input
+    /// of a fuzzing iteration, so that a finding replays with
+    /// `kmemvisor run GUEST --seed S --input FILE`. Without it fuzz_input
+    /// gives none.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) input: Option<std::path::PathBuf>,
     /// Load a guest module next to GUEST; repeat to load several (at most 8).
     ///
     /// MODULE is the name of a bundled module (`kmemvisor list` marks them

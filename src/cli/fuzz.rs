@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +26,8 @@ extern "C" fn on_stop(_: libc::c_int) {
 }
 
 /// The `run` options a fuzz command line gave, as `run` arguments, without
-/// the ones the campaign decides (`--seed`) or that do not apply (`--report`,
-/// `--trace`).
+/// the ones the campaign decides (`--seed`, `--input`) or that do not apply
+/// (`--report`, `--trace`).
 fn run_arguments(matches: &clap::ArgMatches) -> Vec<String> {
     let command = Cli::command();
     let Some(run) = command.find_subcommand("run") else { return Vec::new() };
@@ -34,7 +35,7 @@ fn run_arguments(matches: &clap::ArgMatches) -> Vec<String> {
     for arg in run.get_arguments() {
         let id = arg.get_id().as_str();
         let (Some(long), Some(ValueSource::CommandLine)) = (arg.get_long(), matches.value_source(id)) else { continue };
-        if ["seed", "report", "trace"].contains(&long) {
+        if ["seed", "input", "report", "trace"].contains(&long) {
             continue;
         }
         let values: Vec<String> =
@@ -61,26 +62,32 @@ pub(crate) fn fuzz(args: &FuzzArgs, matches: &clap::ArgMatches) -> ExitCode {
     }
     let options = run_arguments(matches);
     let guest_args = args.run.guest_args.clone();
-    let command_line = move |seed: u64| -> Vec<String> {
+    let command_line = move |seed: u64, input: Option<&Path>| -> Vec<String> {
         let mut line = vec!["run".to_owned(), args.run.guest.clone()];
         line.extend(options.iter().cloned());
         line.extend(["--seed".to_owned(), seed.to_string()]);
+        if let Some(input) = input {
+            line.extend(["--input".to_owned(), input.display().to_string()]);
+        }
         if !guest_args.is_empty() {
             line.push("--".to_owned());
             line.extend(guest_args.iter().cloned());
         }
         line
     };
-    let given = Given { command_line: command_line(args.run.seed), options: BTreeMap::new() };
+    let given = Given { command_line: command_line(args.run.seed, None), options: BTreeMap::new() };
     let Prepared { elf, config, invocation, origins } = match prepare(&args.run, given) {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
     let base = invocation;
-    let invocation = |seed: u64| {
+    let invocation = |seed: u64, input: Option<&Path>| {
         let mut options = base.options.clone();
         options.insert("seed".to_owned(), vec![seed.to_string()]);
-        Invocation { command_line: command_line(seed), options, ..base.clone() }
+        if let Some(input) = input {
+            options.insert("input".to_owned(), vec![input.display().to_string()]);
+        }
+        Invocation { command_line: command_line(seed, input), options, ..base.clone() }
     };
     let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let campaign = Campaign {

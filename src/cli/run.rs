@@ -78,6 +78,16 @@ pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode
             Err(e) => return Err(report_error(&e, e.status())),
         }
     }
+    let input: std::sync::Arc<[u8]> = match &args.input {
+        None => std::sync::Arc::from(Vec::new()),
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => std::sync::Arc::from(bytes),
+            Err(e) => {
+                eprintln!("kmemvisor: --input: cannot read {}: {e}", path.display());
+                return Err(ExitCode::from(status::USAGE));
+            }
+        },
+    };
     let invocation = Invocation {
         command_line: given.command_line,
         options: given.options,
@@ -102,6 +112,7 @@ pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode
         keep_trace: args.trace.is_some(),
         coverage: false,
         modules,
+        input,
     };
     Ok(Prepared { elf, config, invocation, origins })
 }

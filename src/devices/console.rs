@@ -35,6 +35,22 @@ impl Console {
         })
     }
 
+    /// A console holding what this one holds, with its own wake-up eventfd.
+    pub fn try_clone(&self) -> std::io::Result<Console> {
+        Ok(Console {
+            partial: self.partial.iter().map(|p| Mutex::new(lock(p).clone())).collect(),
+            lines: Mutex::new(lock(&self.lines).clone()),
+            prefix: self.prefix,
+            wake: EventFd::new(EFD_NONBLOCK)?,
+        })
+    }
+
+    /// What the console holds, as text (for state fingerprints).
+    pub fn describe(&self) -> String {
+        let partial: Vec<Vec<u8>> = self.partial.iter().map(|p| lock(p).clone()).collect();
+        format!("{partial:?} {:?}", lock(&self.lines))
+    }
+
     /// The eventfd that becomes readable when lines are queued.
     pub fn wake_fd(&self) -> &EventFd {
         &self.wake

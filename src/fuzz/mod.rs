@@ -13,25 +13,28 @@
 //! whose run reached something new is kept in the corpus directory
 //! ([`corpus`]), checked once for stability (its rerun must give the same
 //! trace), and rerun first by the next campaign on that corpus, which so
-//! resumes with what this one learnt.
+//! resumes with what this one learnt. Inputs of guests that read theirs
+//! (`fuzz_input`) are bred from the corpus ([`mutate`]); the others get a
+//! fresh schedule seed each run.
 //!
-//! Each run boots a fresh VM (a few milliseconds here).
+//! Each worker thread boots its VM once and restores it from a snapshot for
+//! every run (`crate::snapshot`).
 
 pub mod corpus;
 pub mod mutate;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::kvm::machine::{self, MachineError, RunOptions};
-use crate::kvm::vcpu_pool::Schedule;
+use crate::kvm::machine::{MachineError, RunOutcome};
 use crate::report::{ExitCause, Invocation, Report};
 use crate::seeded::SplitMix64;
+use crate::snapshot::worker::{self, Iteration};
 use crate::state::VmConfig;
 use crate::sync::lock;
 
@@ -123,13 +126,21 @@ pub fn signature(report: &Report) -> Option<String> {
     }
 }
 
+/// The `run` command line of a run with this seed and, when the guest
+/// input is not empty, this file of it (for replay).
+pub type InvocationOf<'a> = dyn Fn(u64, Option<&Path>) -> Invocation + Sync + 'a;
+
 /// What the workers of a campaign share.
 struct Shared<'a> {
     campaign: &'a Campaign,
-    invocation: &'a (dyn Fn(u64) -> Invocation + Sync),
+    /// The campaign's run options, counting coverage.
+    config: VmConfig,
+    invocation: &'a InvocationOf<'a>,
     corpus: Corpus,
     /// The inputs the corpus held at the start.
     resumed: Vec<Input>,
+    /// The inputs kept whose guest read its input: the ones worth breeding.
+    parents: Mutex<Vec<Input>>,
     /// Every feature reached so far.
     seen: Mutex<HashSet<u64>>,
     stats: Mutex<Stats>,
@@ -146,7 +157,7 @@ pub fn run_seed(seed: u64, i: u64) -> u64 {
 /// and then. Returns the stats.
 pub fn run(
     campaign: &Campaign,
-    invocation: &(dyn Fn(u64) -> Invocation + Sync),
+    invocation: &InvocationOf<'_>,
     stop: &AtomicBool,
     progress: &(dyn Fn(&Stats) + Sync),
 ) -> Result<Stats, FuzzError> {
@@ -156,9 +167,11 @@ pub fn run(
     let stats = Stats { resumed: resumed.len() as u64, corpus: resumed.len() as u64, ..Stats::default() };
     let shared = Shared {
         campaign,
+        config: VmConfig { coverage: true, ..campaign.config.clone() },
         invocation,
         corpus,
         resumed,
+        parents: Mutex::new(Vec::new()),
         seen: Mutex::new(HashSet::new()),
         stats: Mutex::new(stats),
         started: Instant::now(),
@@ -197,18 +210,19 @@ pub fn run(
 }
 
 impl Shared<'_> {
-    /// Iteration `i`: the corpus's inputs first, then fresh ones.
+    /// Iteration `i`: the corpus's inputs first, then new ones.
     fn iteration(&self, i: u64) -> Result<(), FuzzError> {
         let resumed = self.resumed.len() as u64;
         let input = match self.resumed.get(i as usize) {
             Some(input) => input.clone(),
-            None => Input { seed: run_seed(self.campaign.seed, i - resumed), bytes: Vec::new() },
+            None => self.new_input(i - resumed),
         };
         let outcome = self.run(&input)?;
         let new = {
             let mut seen = lock(&self.seen);
             outcome.features.iter().fold(false, |new, &f| seen.insert(f) | new)
         };
+        let reads_input = outcome.report.calls.get("fuzz_input").is_some_and(|&n| n > 0);
         if new && i >= resumed {
             self.corpus.add(&input)?;
             let again = self.run(&input)?;
@@ -217,32 +231,46 @@ impl Shared<'_> {
             s.rechecked += 1;
             s.stable += u64::from(again.report.determinism.trace == outcome.report.determinism.trace);
         }
-        self.record(input.seed, outcome.report)
+        if (new || i < resumed) && reads_input {
+            lock(&self.parents).push(input.clone());
+        }
+        self.record(&input, outcome.report)
+    }
+
+    /// New input `n`: bred from two kept inputs three times in four once
+    /// the guest is known to read its input, else a fresh schedule seed with
+    /// the campaign's input (`--input`).
+    fn new_input(&self, n: u64) -> Input {
+        let mut draws = SplitMix64::new(run_seed(self.campaign.seed, n));
+        let fresh = Input { seed: draws.next_u64(), bytes: self.config.input.to_vec() };
+        let parents = lock(&self.parents);
+        if parents.is_empty() || draws.up_to(3) == 0 {
+            return fresh;
+        }
+        let pick = |draws: &mut SplitMix64| &parents[draws.up_to(parents.len() as u64 - 1) as usize];
+        // Half the time the newest: it reached the most recent behaviour.
+        let newest = &parents[parents.len() - 1];
+        let parent = if draws.up_to(1) == 0 { newest } else { pick(&mut draws) };
+        let other = pick(&mut draws);
+        mutate::mutate(parent, other, &mut draws)
     }
 
     /// The run of `input`.
-    fn run(&self, input: &Input) -> Result<machine::RunOutcome, FuzzError> {
-        let campaign = self.campaign;
-        let mut config = campaign.config.clone();
-        config.dma.seed = input.seed;
-        if let Schedule::Serial { seed: s, .. } = &mut config.schedule {
-            *s = input.seed;
-        }
-        config.coverage = true;
-        let options = RunOptions {
-            name: campaign.name.clone(),
-            elf: campaign.elf.clone(),
-            vm: config,
-            timeout: campaign.timeout,
-            console: Box::new(std::io::sink()),
-            handle_signals: false,
+    fn run(&self, input: &Input) -> Result<RunOutcome, FuzzError> {
+        let iteration = Iteration {
+            name: &self.campaign.name,
+            elf: &self.campaign.elf,
+            config: &self.config,
+            timeout: self.campaign.timeout,
+            seed: input.seed,
+            input: Arc::from(&input.bytes[..]),
         };
-        Ok(machine::run(options)?)
+        Ok(worker::run(iteration)?)
     }
 
-    /// Counts a run made with `seed` that ended with `report`, and writes
-    /// it as a new finding if it is one.
-    fn record(&self, seed: u64, mut report: Report) -> Result<(), FuzzError> {
+    /// Counts a run of `input` that ended with `report`, and writes it as a
+    /// new finding if it is one (with its guest input beside it, if any).
+    fn record(&self, input: &Input, mut report: Report) -> Result<(), FuzzError> {
         let finding = signature(&report);
         let mut s = lock(&self.stats);
         s.runs += 1;
@@ -256,12 +284,18 @@ impl Shared<'_> {
         if *count == 1 {
             let seconds = s.seconds;
             s.first_found.insert(finding.clone(), seconds);
-            report.invocation = Some((self.invocation)(seed));
             let campaign = self.campaign;
+            let stem = file_name(&finding);
+            let input_file = campaign.findings.join(format!("{stem}.input"));
+            if !input.bytes.is_empty() {
+                std::fs::write(&input_file, &input.bytes)
+                    .map_err(|source| FuzzError::Write { path: input_file.clone(), source })?;
+            }
+            report.invocation = Some((self.invocation)(input.seed, (!input.bytes.is_empty()).then_some(&input_file)));
             let objects: Vec<&[u8]> =
                 std::iter::once(&campaign.elf[..]).chain(campaign.config.modules.iter().map(|m| &m.elf[..])).collect();
             report.locate(&objects);
-            let file = campaign.findings.join(format!("{}.json", file_name(&finding)));
+            let file = campaign.findings.join(format!("{stem}.json"));
             write_json(&file, &report)?;
         }
         Ok(())

@@ -19,7 +19,7 @@ use crate::memory_model::paging::AddressSpace;
 const OUT_DX_EAX: u8 = 0xef;
 
 /// Whether RIP at a port-I/O exit points past the `out`, once told.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CallSite {
     past_out: OnceLock<bool>,
 }

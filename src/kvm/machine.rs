@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use kvm_ioctls::VcpuFd;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, register_signal_handler};
 
@@ -16,7 +17,7 @@ use crate::kvm::bus::PortBus;
 use crate::kvm::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
 use crate::kvm::vcpu::{self, kick_signal};
 use crate::kvm::vcpu_pool::Schedule;
-use crate::kvm::vm::{self, KvmError};
+use crate::kvm::vm::{self, KvmError, Vm};
 use crate::report::{Determinism, ExitCause, ExitReport, Report};
 use crate::state::{SetupError, VmConfig, VmState};
 use crate::symbols::Symbols;
@@ -102,92 +103,134 @@ fn subscriber(s: impl MutEventSubscriber + Send + 'static) -> Subscriber {
 
 /// Runs a guest to its end.
 pub fn run(options: RunOptions) -> Result<RunOutcome, MachineError> {
-    let created = Instant::now();
-    install_kick_handler()?;
-    let state = Arc::new(VmState::new(options.vm, &options.elf)?);
-    let (vm, vcpu_fds) = vm::create(&state)?;
+    let mut machine = Machine::boot(options.vm, &options.elf)?;
     let sink: ConsoleSink = Arc::new(Mutex::new(options.console));
+    machine.drive(&sink, options.timeout, options.handle_signals)?;
+    Ok(machine.outcome(options.name))
+}
 
-    let mut events: EventManager<Subscriber> = EventManager::new().map_err(MachineError::Events)?;
-    events.add_subscriber(subscriber(ConsoleFlusher::new(state.clone(), sink.clone())));
-    events.add_subscriber(subscriber(Wakeup::new(state.clone(), state.stop.wake_fd(), "stop request")));
-    let thread_ended = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Host("vCPU thread wake-up", e))?);
-    events.add_subscriber(subscriber(Wakeup::new(state.clone(), thread_ended.clone(), "vCPU thread ends")));
-    if let Some(limit) = options.timeout {
-        let watchdog = Watchdog::new(state.clone(), limit).map_err(|e| MachineError::Host("watchdog timer", e))?;
-        events.add_subscriber(subscriber(watchdog));
+/// A built VM — its state and its KVM objects — that runs until it stops,
+/// and can be run again from where it stopped (`crate::snapshot` restores
+/// it in between).
+pub struct Machine {
+    /// The state the vCPU threads share.
+    pub state: Arc<VmState>,
+    /// The KVM VM.
+    pub vm: Vm,
+    /// One fd per vCPU, while no thread runs it; empty once a thread was
+    /// left behind stuck (the machine cannot run again).
+    pub vcpus: Vec<VcpuFd>,
+    created: Instant,
+    ended: Instant,
+}
+
+impl Machine {
+    /// Builds the VM state for `elf` and the KVM VM, ready at the guest's first instruction.
+    pub fn boot(config: VmConfig, elf: &[u8]) -> Result<Machine, MachineError> {
+        let created = Instant::now();
+        install_kick_handler()?;
+        let state = Arc::new(VmState::new(config, elf)?);
+        let (vm, vcpus) = vm::create(&state)?;
+        Ok(Machine { state, vm, vcpus, created, ended: created })
     }
-    let signals = if options.handle_signals {
-        let watcher = subscriber(SignalWatcher::new(state.clone()).map_err(|e| MachineError::Host("signal handling", e))?);
-        events.add_subscriber(watcher.clone());
-        Some(watcher)
-    } else {
-        None
-    };
 
-    let helpers = Arc::new(Mutex::new(None));
-    events.add_subscriber(subscriber(HelperStarter::new(state.clone(), helpers.clone())));
-    let bus = Arc::new(PortBus::default());
-    let mut threads: Vec<VcpuThread> = Vec::new();
-    for (id, fd) in vcpu_fds.into_iter().enumerate() {
-        let ended = EndedGuard { ended: Arc::new(AtomicBool::new(false)), wake: thread_ended.clone() };
-        let flag = ended.ended.clone();
-        let (shared, bus) = (state.clone(), bus.clone());
-        let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
-            let _ended = ended;
-            vcpu::run(id, fd, shared, bus);
-        });
-        match spawned {
-            Ok(handle) => threads.push(VcpuThread { handle, ended: flag }),
-            Err(e) => {
-                state.stop.request(ExitCause::VmFailure {
-                    vcpu: id,
-                    what: format!("cannot start its thread: {e}"),
-                    registers: None,
-                });
-                break;
+    /// Runs the vCPUs until the VM stops, console lines going to `sink`.
+    /// Afterwards every thread and event subscriber is gone: the state is
+    /// the machine's alone again, unless a vCPU thread was stuck (then
+    /// `vcpus` is empty).
+    pub fn drive(&mut self, sink: &ConsoleSink, timeout: Option<Duration>, handle_signals: bool) -> Result<(), MachineError> {
+        let state = &self.state;
+        let mut events: EventManager<Subscriber> = EventManager::new().map_err(MachineError::Events)?;
+        events.add_subscriber(subscriber(ConsoleFlusher::new(state.clone(), sink.clone())));
+        events.add_subscriber(subscriber(Wakeup::new(state.clone(), state.stop.wake_fd(), "stop request")));
+        let thread_ended = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| MachineError::Host("vCPU thread wake-up", e))?);
+        events.add_subscriber(subscriber(Wakeup::new(state.clone(), thread_ended.clone(), "vCPU thread ends")));
+        if let Some(limit) = timeout {
+            let watchdog = Watchdog::new(state.clone(), limit).map_err(|e| MachineError::Host("watchdog timer", e))?;
+            events.add_subscriber(subscriber(watchdog));
+        }
+        let signals = if handle_signals {
+            let watcher = subscriber(SignalWatcher::new(state.clone()).map_err(|e| MachineError::Host("signal handling", e))?);
+            events.add_subscriber(watcher.clone());
+            Some(watcher)
+        } else {
+            None
+        };
+
+        let helpers = Arc::new(Mutex::new(None));
+        events.add_subscriber(subscriber(HelperStarter::new(state.clone(), helpers.clone())));
+        let bus = Arc::new(PortBus::default());
+        let mut threads: Vec<VcpuThread> = Vec::new();
+        for (id, fd) in std::mem::take(&mut self.vcpus).into_iter().enumerate() {
+            let ended = EndedGuard { ended: Arc::new(AtomicBool::new(false)), wake: thread_ended.clone() };
+            let flag = ended.ended.clone();
+            let (shared, bus) = (state.clone(), bus.clone());
+            let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
+                let _ended = ended;
+                vcpu::run(id, fd, shared, bus)
+            });
+            match spawned {
+                Ok(handle) => threads.push(VcpuThread { handle, ended: flag }),
+                Err(e) => {
+                    state.stop.request(ExitCause::VmFailure {
+                        vcpu: id,
+                        what: format!("cannot start its thread: {e}"),
+                        registers: None,
+                    });
+                    break;
+                }
             }
         }
+
+        let stuck = serve(&mut events, state, &threads)?;
+        if let Some(e) = state.stop.take_wake_failure() {
+            eprintln!("kmemvisor: the stop request could not wake the main thread ({e}); it saw the stop at its next poll");
+        }
+        if !stuck.is_empty() {
+            let list: Vec<String> = stuck.iter().map(|v| v.to_string()).collect();
+            eprintln!(
+                "kmemvisor: vCPU(s) {} did not end within {STOP_GRACE:?} of the stop; their threads are left behind",
+                list.join(", ")
+            );
+        }
+        let mut fds = Vec::with_capacity(threads.len());
+        for (id, thread) in threads.into_iter().enumerate() {
+            // Dropping the handle of a stuck thread detaches it; the process ends it.
+            if stuck.contains(&id) {
+                continue;
+            }
+            match thread.handle.join() {
+                Ok(fd) => fds.push(fd),
+                Err(_) => {
+                    state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
+                }
+            }
+        }
+        // A vCPU whose thread is gone cannot run again: neither can the machine.
+        if fds.len() == self.state.config.vcpus {
+            self.vcpus = fds;
+        }
+        if let Some(helpers) = lock(&helpers).take() {
+            helpers.join(state);
+        }
+        self.ended = Instant::now();
+        drop(signals);
+        drop(events);
+        state.console.close_lines();
+        let mut sink = lock(sink);
+        let _ = state.console.flush_to(&mut **sink);
+        Ok(())
     }
 
-    let stuck = serve(&mut events, &state, &threads)?;
-    if let Some(e) = state.stop.take_wake_failure() {
-        eprintln!("kmemvisor: the stop request could not wake the main thread ({e}); it saw the stop at its next poll");
+    /// The report of the run that ended last.
+    pub fn outcome(&self, name: String) -> RunOutcome {
+        account(&self.state, name, self.vm.slot_zap_all_disabled, self.created, self.ended)
     }
-    if !stuck.is_empty() {
-        let list: Vec<String> = stuck.iter().map(|v| v.to_string()).collect();
-        eprintln!(
-            "kmemvisor: vCPU(s) {} did not end within {STOP_GRACE:?} of the stop; their threads are left behind",
-            list.join(", ")
-        );
-    }
-    for (id, thread) in threads.into_iter().enumerate() {
-        // Dropping the handle of a stuck thread detaches it; the process ends it.
-        if stuck.contains(&id) {
-            continue;
-        }
-        if thread.handle.join().is_err() {
-            state.stop.request(ExitCause::VmFailure { vcpu: id, what: "its thread panicked".into(), registers: None });
-        }
-    }
-    if let Some(helpers) = lock(&helpers).take() {
-        helpers.join(&state);
-    }
-    let ended = Instant::now();
-    drop(signals);
-    let slot_zap_all_quirk_disabled = vm.slot_zap_all_disabled;
-    drop(vm);
-    state.console.close_lines();
-    {
-        let mut sink = lock(&sink);
-        let _ = state.console.flush_to(&mut **sink);
-    }
-    Ok(account(&state, options.name, slot_zap_all_quirk_disabled, created, ended))
 }
 
 /// A vCPU thread and whether it has ended.
-struct VcpuThread {
-    handle: JoinHandle<()>,
+struct VcpuThread<T = VcpuFd> {
+    handle: JoinHandle<T>,
     ended: Arc<AtomicBool>,
 }
 
@@ -215,7 +258,11 @@ impl Drop for EndedGuard {
 /// then releases the vCPUs stalled on hidden pages (after the kick, so that
 /// a released vCPU leaves KVM_RUN instead of running on) and wakes those
 /// blocked in `vcpu_wait` or idle.
-fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[VcpuThread]) -> Result<Vec<usize>, MachineError> {
+fn serve<T>(
+    events: &mut EventManager<Subscriber>,
+    state: &VmState,
+    threads: &[VcpuThread<T>],
+) -> Result<Vec<usize>, MachineError> {
     let mut stopping_since: Option<Instant> = None;
     let mut reported_kick = false;
     loop {
@@ -223,7 +270,7 @@ fn serve(events: &mut EventManager<Subscriber>, state: &VmState, threads: &[Vcpu
         // Serial schedules are watched for spinning holders at the kick pace.
         let pace = if stopping || state.config.vcpus > 1 { KICK_MS } else { POLL_MS };
         events.run_with_timeout(pace).map_err(MachineError::Events)?;
-        let running: Vec<(usize, &VcpuThread)> =
+        let running: Vec<(usize, &VcpuThread<T>)> =
             threads.iter().enumerate().filter(|(_, t)| !t.ended.load(Ordering::SeqCst)).collect();
         if running.is_empty() {
             return Ok(Vec::new());
@@ -357,7 +404,7 @@ mod tests {
     use crate::state::VmConfig;
 
     /// A "vCPU thread" that ends only when told to, or never.
-    fn thread(release: std::sync::mpsc::Receiver<()>) -> VcpuThread {
+    fn thread(release: std::sync::mpsc::Receiver<()>) -> VcpuThread<()> {
         let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
         let handle = std::thread::spawn(move || {

@@ -49,6 +49,22 @@ impl Pct {
         Pct { priorities, change_points, lowest: 0, step: 0 }
     }
 
+    /// The schedule of `seed` after `taken` scheduling points at which vCPU
+    /// 0 alone ran: what `new` followed by `taken` calls of `next(Some(0), …)`
+    /// with only vCPU 0 runnable gives, without the calls. (vCPU 0 keeps
+    /// the priority of the last change point it passed.)
+    pub fn replayed_on_first(vcpus: usize, seed: u64, depth: u32, steps: u64, taken: u64) -> Pct {
+        let mut pct = Pct::new(vcpus, seed, depth, steps);
+        let mut passed: Vec<(u64, i64)> = pct.change_points.iter().copied().filter(|&(at, _)| at <= taken).collect();
+        // Stable: change points at the same step apply in their order.
+        passed.sort_by_key(|&(at, _)| at);
+        if let (Some(&(_, lowered)), Some(p)) = (passed.last(), pct.priorities.first_mut()) {
+            *p = lowered;
+        }
+        pct.step = taken;
+        pct
+    }
+
     /// `vcpu` was taken off the host for running without an exit (it spins,
     /// waiting for another): it goes below every other, so the others run.
     pub fn demote(&mut self, vcpu: usize) {
@@ -108,6 +124,23 @@ mod tests {
         assert_eq!(pct.change_points.len(), 2);
         assert!(pct.change_points.iter().all(|&(at, lowered)| (1..=100).contains(&at) && lowered < 3));
         assert_eq!(pct.change_points.iter().map(|&(_, l)| l).collect::<Vec<_>>(), vec![2, 1]);
+    }
+
+    #[test]
+    fn a_replay_on_vcpu_0_equals_the_steps_it_skips() {
+        for seed in 0..50 {
+            for taken in [0, 1, 5, 30, 99, 100, 250] {
+                let mut stepped = Pct::new(3, seed, 4, 100);
+                for _ in 0..taken {
+                    assert_eq!(stepped.next(Some(0), &[true, false, false]), Some(0));
+                }
+                let replayed = Pct::replayed_on_first(3, seed, 4, 100, taken);
+                assert_eq!(
+                    (replayed.priorities, replayed.step, replayed.lowest),
+                    (stepped.priorities, stepped.step, stepped.lowest)
+                );
+            }
+        }
     }
 
     #[test]

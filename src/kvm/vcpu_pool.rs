@@ -74,7 +74,7 @@ pub enum Schedule {
 }
 
 /// The turn under the serial schedule.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Turn {
     pct: Pct,
     /// The vCPU that may run, if any may.
@@ -92,7 +92,7 @@ struct Turn {
 }
 
 /// Everything under the pool's lock.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Pool {
     slots: Vec<Slot>,
     /// vCPUs stalled on a hidden page.
@@ -102,6 +102,9 @@ struct Pool {
     /// Stalled vCPUs a kick did not bring out of KVM_RUN in time.
     unstopped_stalls: u64,
     turn: Option<Turn>,
+    /// The schedule chose between vCPUs (or demoted one) at least once:
+    /// the seed decided something (a fuzzing snapshot point must come before).
+    decided: bool,
 }
 
 impl Pool {
@@ -124,6 +127,7 @@ impl Pool {
     /// one held it: no scheduling point.
     fn settle(&mut self) {
         let runnable = self.runnable();
+        self.decided |= runnable.iter().filter(|&&r| r).count() > 1;
         if let Some(turn) = &mut self.turn
             && turn.holder.is_none_or(|h| !runnable.get(h).copied().unwrap_or(false))
         {
@@ -165,7 +169,8 @@ impl VcpuPool {
             }),
             _ => None,
         };
-        let pool = Pool { slots, stalled: vec![false; count], kicked_out: vec![0; count], unstopped_stalls: 0, turn };
+        let pool =
+            Pool { slots, stalled: vec![false; count], kicked_out: vec![0; count], unstopped_stalls: 0, turn, decided: false };
         VcpuPool { pool: Mutex::new(pool), changed: Condvar::new() }
     }
 
@@ -193,6 +198,7 @@ impl VcpuPool {
     pub fn exited(&self, vcpu: usize) {
         let mut pool = self.pool();
         let runnable = pool.runnable();
+        pool.decided |= runnable.iter().filter(|&&r| r).count() > 1;
         let Some(turn) = &mut pool.turn else { return };
         let next = turn.pct.next(Some(vcpu), &runnable);
         turn.preempt = false;
@@ -231,8 +237,10 @@ impl VcpuPool {
     /// Whether a kick asked `vcpu` to give the turn back; counts it.
     pub fn take_preemption(&self, vcpu: usize) -> bool {
         let mut pool = self.pool();
+        let pool = &mut *pool;
         match &mut pool.turn {
             Some(turn) if turn.preempt && turn.holder == Some(vcpu) => {
+                pool.decided = true;
                 turn.preempt = false;
                 turn.preemptions += 1;
                 // It spins for another: let the others run first.
@@ -247,9 +255,40 @@ impl VcpuPool {
     /// runnable vCPU runs before it again, from the scheduling point its exit
     /// ends with.
     pub fn yield_turn(&self, vcpu: usize) {
-        if let Some(turn) = &mut self.pool().turn {
+        let mut pool = self.pool();
+        if let Some(turn) = &mut pool.turn {
             turn.pct.demote(vcpu);
+            pool.decided = true;
         }
+    }
+
+    /// The pool's state as text, host times left out (for state fingerprints).
+    pub fn describe(&self) -> String {
+        let pool = self.pool();
+        let turn = pool.turn.as_ref().map(|t| (&t.pct, t.holder, t.preempt, t.preemptions));
+        format!(
+            "{:?} stalled {:?} kicked {:?} unstopped {} decided {} turn {turn:?}",
+            pool.slots, pool.stalled, pool.kicked_out, pool.unstopped_stalls, pool.decided
+        )
+    }
+
+    /// Whether the schedule has chosen between vCPUs so far: the seed decided something.
+    pub fn schedule_decided(&self) -> bool {
+        self.pool().decided
+    }
+
+    /// The pool as it is now, but scheduled by `seed` (depth and steps unchanged)
+    /// as if it had been from the start: right only while the seed decided
+    /// nothing yet ([`VcpuPool::schedule_decided`]), i.e. while vCPU 0
+    /// alone has run.
+    pub fn reseeded(&self, schedule: Schedule) -> VcpuPool {
+        let mut pool = self.pool().clone();
+        if let (Some(turn), Schedule::Serial { seed, depth, steps }) = (&mut pool.turn, schedule) {
+            turn.pct = Pct::replayed_on_first(pool.slots.len(), seed, depth, steps, turn.pct.steps());
+            turn.since = Instant::now();
+            turn.cpu_baseline = None;
+        }
+        VcpuPool { pool: Mutex::new(pool), changed: Condvar::new() }
     }
 
     /// Turns the spin fallback took back: the run's order depended on host time.
@@ -528,7 +567,14 @@ mod tests {
     /// A pool whose vCPU `i` is in `slots[i]`.
     fn pool_of(slots: Vec<Slot>) -> VcpuPool {
         let count = slots.len();
-        let pool = Pool { stalled: vec![false; count], kicked_out: vec![0; count], unstopped_stalls: 0, slots, turn: None };
+        let pool = Pool {
+            stalled: vec![false; count],
+            kicked_out: vec![0; count],
+            unstopped_stalls: 0,
+            slots,
+            turn: None,
+            decided: false,
+        };
         VcpuPool { pool: Mutex::new(pool), changed: Condvar::new() }
     }
 

@@ -91,7 +91,7 @@ struct Page {
 }
 
 /// One virtual memory object.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmObject {
     /// The `gnode` of `vms_create`, kept as given (never dereferenced).
     pub gnode: u64,
@@ -217,7 +217,7 @@ impl Books<'_> {
 }
 
 /// Every object, region and hold of a VM.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AixVmm {
     objects: BTreeMap<u64, VmObject>,
     /// The last vmid handed out (vmids start at 1).

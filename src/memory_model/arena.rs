@@ -7,7 +7,7 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 /// Free ranges of one arena, coalesced, keyed by their end: taking from the
 /// front of a range or giving back in front of one changes a value, not a
 /// key, so the usual get and release reshape no tree node.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Arena {
     /// end -> start.
     free: BTreeMap<u64, u64>,

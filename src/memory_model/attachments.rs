@@ -80,7 +80,7 @@ pub enum Named {
 }
 
 /// Every live attachment.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Attachments {
     live: BTreeMap<u64, Attachment>,
     next: u64,

@@ -25,7 +25,7 @@ pub const MIN_HEAP_SIZE: u64 = 64;
 pub const MAX_HEAP_SIZE: u64 = u32::MAX as u64;
 
 /// The AIX kernel's VMM-side memory state: heaps and pin counts.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AixMemory {
     /// The heaps.
     pub heaps: Heaps,
@@ -46,7 +46,7 @@ impl AixMemory {
 }
 
 /// The most recent frees of one heap, bounded.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct RecentFrees {
     pub(crate) order: VecDeque<u64>,
     pub(crate) count: HashMap<u64, u32>,
@@ -82,14 +82,14 @@ pub(crate) struct Allocation {
 }
 
 /// A heap over a caller's region.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct AreaHeap {
     pub(crate) start: u64,
     pub(crate) arena: Arena,
     pub(crate) allocations: BTreeMap<u64, Allocation>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Backing {
     /// A boot heap: page-backed kernel memory.
     Boot(Region),
@@ -97,14 +97,14 @@ pub(crate) enum Backing {
     Area(AreaHeap),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Heap {
     pub(crate) backing: Backing,
     pub(crate) recent: RecentFrees,
 }
 
 /// Every heap, by handle.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Heaps {
     pub(crate) heaps: BTreeMap<u64, Heap>,
     /// `init_heap` regions: start → end.

@@ -43,7 +43,7 @@ impl FailSpec {
 }
 
 /// Decides, get by get, whether to fail.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Injector {
     spec: FailSpec,
     gets: u64,

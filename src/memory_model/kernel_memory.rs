@@ -455,7 +455,7 @@ pub struct GuestView<'a> {
 /// All page-backed kernel memory of a VM (DG/UX memory and the AIX boot
 /// heaps); its frames come from the VM's [`FrameLedger`], passed to the
 /// calls that need them.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct KernelMemory {
     wired: Arena,
     unwired: Arena,

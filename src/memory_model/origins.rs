@@ -22,7 +22,7 @@ pub type CallStack = [u64; DEPTH];
 pub const MAX_ORIGINS: usize = 1 << 16;
 
 /// The interned stacks.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Origins {
     ids: HashMap<CallStack, u32>,
     stacks: Vec<CallStack>,

@@ -169,7 +169,7 @@ impl Translation {
 }
 
 /// One address space: a PML4 and everything below it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct AddressSpace {
     root: u64,
 }

@@ -19,7 +19,7 @@ pub const MAX_PIN_LENGTH: u64 = i32::MAX as u64;
 pub(crate) const KERNEL: u64 = 0;
 
 /// The `pincode` counts.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Pins {
     /// Loaded object (0: the main image, then the modules, as
     /// [`VmState::objects`](crate::state::VmState::objects)) → its `pincode`

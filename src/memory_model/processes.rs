@@ -50,7 +50,7 @@ impl TableFrames for Recording<'_> {
 }
 
 /// One user address space.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Process {
     space: AddressSpace,
     /// Mapped user pages and their frames.
@@ -75,7 +75,7 @@ impl Process {
 }
 
 /// Every live process.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Processes {
     next: u64,
     all: BTreeMap<u64, Process>,

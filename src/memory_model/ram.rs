@@ -155,6 +155,41 @@ impl GuestRam {
     pub fn frames(&self) -> u64 {
         self.size / PAGE_SIZE
     }
+
+    /// The page-aligned byte ranges of RAM that hold pages, in order: the
+    /// rest are holes of the memfd, which read as zeros and were never
+    /// written (dropping a view's mapping never makes a hole).
+    pub fn populated(&self) -> std::io::Result<Vec<std::ops::Range<u64>>> {
+        let Some(file) = self.memory.iter().next().and_then(|r| r.file_offset()) else {
+            return Ok(std::iter::once(0..self.size).collect());
+        };
+        let fd = file.file().as_raw_fd();
+        let mut ranges = Vec::new();
+        let mut at: i64 = 0;
+        let size = self.size as i64;
+        while at < size {
+            // SAFETY: lseek on the memfd this GuestRam owns; results are checked.
+            let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+            if data < 0 {
+                let e = std::io::Error::last_os_error();
+                // ENXIO: no data at or after `at`.
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    break;
+                }
+                return Err(e);
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            if hole < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let (start, end) =
+                (data as u64 / PAGE_SIZE * PAGE_SIZE, (hole as u64).min(self.size).div_ceil(PAGE_SIZE) * PAGE_SIZE);
+            ranges.push(start..end);
+            at = end as i64;
+        }
+        Ok(ranges)
+    }
 }
 
 /// Drops the stage-2 mappings of the guest frame at `gpa` on every vCPU; the
@@ -173,12 +208,21 @@ impl GuestRam {
 /// returned, never ignored: a vCPU could go on using the old translation,
 /// so the caller stops the VM.
 pub fn zap_frame(memory: &GuestMemoryMmap, gpa: u64) -> Result<(), ZapError> {
+    zap_frames(memory, gpa, 1)
+}
+
+/// [`zap_frame`] of `pages` frames from `gpa` on, in one call: the part of
+/// the range inside RAM.
+pub fn zap_frames(memory: &GuestMemoryMmap, gpa: u64, pages: u64) -> Result<(), ZapError> {
     let frame = gpa - gpa % PAGE_SIZE;
-    if let Some(host) = cpu_address(memory, frame) {
-        // SAFETY: `host` is the start of one page of the CPU view of guest
-        // RAM; MADV_DONTNEED only drops the page-table entries of that page
-        // (its memfd contents stay) and cannot affect other memory.
-        if unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) } != 0 {
+    let Some(size) = memory.iter().next().map(|r| r.len()) else { return Ok(()) };
+    let end = frame.saturating_add(pages.saturating_mul(PAGE_SIZE)).min(size);
+    if let Some(host) = cpu_address(memory, frame).filter(|_| end > frame) {
+        // SAFETY: `host` is the start of `end - frame` bytes of the CPU view
+        // of guest RAM (the range ends inside RAM); MADV_DONTNEED only drops
+        // the page-table entries of those pages (their memfd contents stay)
+        // and cannot affect other memory.
+        if unsafe { libc::madvise(host as *mut libc::c_void, (end - frame) as usize, libc::MADV_DONTNEED) } != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             return Err(ZapError { frame, errno });
         }

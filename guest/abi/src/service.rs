@@ -133,6 +133,14 @@ services! {
     /// `()`: the firmware's interrupt stub: the handler returned; the vCPU
     /// leaves the interrupt level the injection entered.
     InterruptReturn = 0x011, "interrupt_return", returns: true;
+    /// `()`: the guest's setup is done: a fuzzing campaign snapshots the VM
+    /// here and starts every iteration from this point. Outside fuzzing it
+    /// does nothing. The value is 0.
+    FuzzSnapshot = 0x012, "fuzz_snapshot", returns: true;
+    /// `(buf, len)`: copies up to `len` bytes of the iteration's input to
+    /// `buf`; the value is the count copied (outside fuzzing: the bytes of
+    /// `--input FILE`, or none).
+    FuzzInput = 0x013, "fuzz_input", returns: true;
 
     /// `(area, size, flags)`: makes a heap of the mapped kernel region; the value is its handle.
     InitHeap = 0x100, "init_heap", returns: true;
@@ -377,7 +385,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x012, 0x0ff, 0x103, 0x206, 0x311, 0x41f, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x014, 0x0ff, 0x103, 0x206, 0x311, 0x41f, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

@@ -17,6 +17,7 @@
 //! - the [`process`] module: processes (user address spaces) and interrupt
 //!   level, the contexts the AIX services check;
 //! - [`vcpu_id`] and [`vcpu_count`] from the per-vCPU page (no exit);
+//! - the [`fuzz`] module: the fuzzing snapshot point and the iteration's input;
 //! - [`args()`], the guest's command line from the boot-info page;
 //! - [`modules()`] and [`module_call`]: the guest modules loaded next to the
 //!   image (`--module`), from the boot-info page's module table;
@@ -36,6 +37,7 @@ pub mod conformance;
 pub mod console;
 pub mod dgux;
 pub mod dma;
+pub mod fuzz;
 pub mod hypercall;
 pub mod interrupts;
 pub mod module;

@@ -100,6 +100,14 @@ int kmv_interrupt_leave(void);
 int kmv_interrupt_register(void (*handler)(void));
 int kmv_interrupt_unregister(void);
 
+/* Fuzzing: kmv_fuzz_snapshot marks the end of the setup (a fuzzing campaign
+ * starts every iteration there; outside fuzzing it does nothing);
+ * kmv_fuzz_input copies up to `length` bytes of the iteration's input to
+ * `buffer` and returns how many (outside fuzzing: the bytes of
+ * `kmemvisor run --input FILE`, or none). */
+int kmv_fuzz_snapshot(void);
+size_t kmv_fuzz_input(void *buffer, size_t length);
+
 /* The freestanding string functions the compiler may call. */
 void *memcpy(void *destination, const void *source, size_t n);
 void *memmove(void *destination, const void *source, size_t n);

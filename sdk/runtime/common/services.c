@@ -295,3 +295,11 @@ int kmv_process_map(uint64_t address, uint64_t bytes, uint64_t prot)
 int kmv_process_destroy(uint64_t pid) { return STATUS(PROCESS_DESTROY, pid, 0, 0, 0, 0, 0); }
 int kmv_interrupt_enter(void) { return STATUS(INTERRUPT_ENTER, 0, 0, 0, 0, 0, 0); }
 int kmv_interrupt_leave(void) { return STATUS(INTERRUPT_LEAVE, 0, 0, 0, 0, 0, 0); }
+
+/* ------------------------------------------------------------ fuzzing */
+
+int kmv_fuzz_snapshot(void) { return STATUS(FUZZ_SNAPSHOT, 0, 0, 0, 0, 0, 0); }
+size_t kmv_fuzz_input(void *buffer, size_t length)
+{
+    return (size_t)VALUE_OR(0, FUZZ_INPUT, buffer, length, 0, 0, 0, 0);
+}

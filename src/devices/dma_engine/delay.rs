@@ -12,12 +12,21 @@ pub struct Delays {
     latency: u64,
     jitter: u64,
     draws: SplitMix64,
+    /// A delay was drawn from the seed.
+    drawn: bool,
 }
 
 impl Delays {
     /// The sequence `config` gives.
     pub fn new(config: DmaConfig) -> Delays {
-        Delays { latency: config.latency, jitter: config.jitter, draws: SplitMix64::new(config.seed) }
+        Delays { latency: config.latency, jitter: config.jitter, draws: SplitMix64::new(config.seed), drawn: false }
+    }
+}
+
+impl Delays {
+    /// Whether a delay was drawn from the seed (with jitter only).
+    pub fn drawn(&self) -> bool {
+        self.drawn
     }
 }
 
@@ -28,6 +37,7 @@ impl Iterator for Delays {
         if self.jitter == 0 {
             return Some(self.latency);
         }
+        self.drawn = true;
         Some(self.latency.saturating_add(self.draws.up_to(self.jitter)))
     }
 }

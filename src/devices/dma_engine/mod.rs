@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kmemvisor_abi::dma::*;
 
@@ -133,6 +133,7 @@ struct Job {
 }
 
 /// What the vCPUs share, under one short-held lock.
+#[derive(Clone, Debug)]
 struct State {
     channels: [Channel; DMA_CHANNELS as usize],
     // FIFO over all channels: the jobs run in doorbell order.
@@ -150,6 +151,23 @@ pub struct DmaEngine {
     /// with nothing due skip the lock.
     next_due: AtomicU64,
     device_memory: Mutex<Vec<u8>>,
+    /// A transfer to the device ran (and may have written device memory)
+    /// since the engine was built or restored: a restore copies device
+    /// memory back only then.
+    transferred: AtomicBool,
+}
+
+impl Clone for DmaEngine {
+    fn clone(&self) -> DmaEngine {
+        DmaEngine {
+            config: self.config,
+            state: Mutex::new(lock(&self.state).clone()),
+            clock: AtomicU64::new(self.clock.load(Ordering::SeqCst)),
+            next_due: AtomicU64::new(self.next_due.load(Ordering::SeqCst)),
+            device_memory: Mutex::new(lock(&self.device_memory).clone()),
+            transferred: AtomicBool::new(self.transferred.load(Ordering::SeqCst)),
+        }
+    }
 }
 
 impl fmt::Debug for DmaEngine {
@@ -168,6 +186,40 @@ impl DmaEngine {
             clock: AtomicU64::new(0),
             next_due: AtomicU64::new(u64::MAX),
             device_memory: Mutex::new(vec![0; DMA_DEVICE_MEMORY as usize]),
+            transferred: AtomicBool::new(false),
+        }
+    }
+
+    /// Everything the engine holds, as text (for state fingerprints).
+    pub fn describe(&self) -> String {
+        let memory = crate::snapshot::fingerprint::fnv1a(&lock(&self.device_memory));
+        format!(
+            "{:?} clock {} next_due {} memory {memory:#x} {:?}",
+            lock(&self.state),
+            self.clock.load(Ordering::SeqCst),
+            self.next_due.load(Ordering::SeqCst),
+            self.config
+        )
+    }
+
+    /// Whether a transfer's delay was drawn from the seed so far.
+    pub fn delays_drawn(&self) -> bool {
+        lock(&self.state).delays.drawn()
+    }
+
+    /// Makes this engine what `saved` is, but with `seed` drawing the
+    /// delays: the engine of a run with that seed, as long as `saved` drew
+    /// none yet ([`DmaEngine::delays_drawn`]). Device memory is copied in
+    /// place, and only if a transfer to the device ran since (it is 1 MiB).
+    pub fn restore(&mut self, saved: &DmaEngine, seed: u64) {
+        self.config = DmaConfig { seed, ..saved.config };
+        let mut state = lock(&saved.state).clone();
+        state.delays = self.config.delays();
+        *self.state.get_mut().unwrap_or_else(|e| e.into_inner()) = state;
+        self.clock.store(saved.clock.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.next_due.store(saved.next_due.load(Ordering::SeqCst), Ordering::SeqCst);
+        if self.transferred.swap(false, Ordering::SeqCst) || saved.transferred.load(Ordering::SeqCst) {
+            self.device_memory.get_mut().unwrap_or_else(|e| e.into_inner()).copy_from_slice(&lock(&saved.device_memory));
         }
     }
 
@@ -243,6 +295,7 @@ impl DmaEngine {
                 job
             };
             let Some(job) = job else { return };
+            self.transferred.fetch_or(job.transfer.direction == DIR_TO_DEVICE, Ordering::SeqCst);
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
             let t = &job.transfer;
             host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0), [t.source, t.destination, t.length, t.direction]);
@@ -308,6 +361,7 @@ impl DmaEngine {
         direction: u64,
     ) -> Result<(), u64> {
         let transfer = Transfer { source, destination, length, direction };
+        self.transferred.fetch_or(direction == DIR_TO_DEVICE, Ordering::SeqCst);
         transfer::run(host, access, &self.device_memory, &transfer).map_err(TransferError::code)
     }
 }

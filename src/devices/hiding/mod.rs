@@ -364,6 +364,29 @@ impl Hiding {
         Err(error)
     }
 
+    /// Gives every page back to the vCPUs and forgets them, their stalls and
+    /// the release: hiding as a new VM has it (a persistent VM restores its
+    /// snapshot, which hides nothing).
+    pub fn reset(&self) -> Result<(), HideError> {
+        let released = self.release_all();
+        *lock(&self.hidden) = Hidden::default();
+        released
+    }
+
+    /// Whether no page is hidden and no vCPU waits for one.
+    pub fn hides_nothing(&self) -> bool {
+        let hidden = lock(&self.hidden);
+        hidden.pages.is_empty() && hidden.stalls.is_empty()
+    }
+
+    /// The hidden pages and the stalls, as text (for state fingerprints).
+    pub fn describe(&self) -> String {
+        let hidden = lock(&self.hidden);
+        let stalls: Vec<(u64, Option<usize>)> = hidden.stalls.iter().map(|s| (s.page, s.vcpu)).collect();
+        let pages: Vec<(&u64, &HideOrigin)> = hidden.pages.iter().map(|(p, h)| (p, &h.origin)).collect();
+        format!("{pages:?} {stalls:?} released {}", hidden.released)
+    }
+
     /// Whether [`release_all`](Hiding::release_all) ran.
     pub fn released(&self) -> bool {
         lock(&self.hidden).released

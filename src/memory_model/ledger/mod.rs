@@ -215,6 +215,47 @@ pub struct FrameLedger {
     written: Vec<std::ops::Range<u64>>,
 }
 
+/// A copy of `v` with the same capacity: the report's bookkeeping size
+/// counts capacities, and a copy must report what the original does.
+fn same_capacity<T: Clone>(v: &[T], capacity: usize) -> Vec<T> {
+    let mut copy = Vec::with_capacity(capacity);
+    copy.extend_from_slice(v);
+    copy
+}
+
+impl Clone for FrameLedger {
+    fn clone(&self) -> FrameLedger {
+        let FrameLedger {
+            roles,
+            base,
+            free_list,
+            free,
+            contiguous,
+            hides,
+            aliases,
+            counts,
+            first_pins,
+            pinned,
+            transfers,
+            written,
+        } = self;
+        FrameLedger {
+            roles: same_capacity(roles, roles.capacity()),
+            base: *base,
+            free_list: same_capacity(free_list, free_list.capacity()),
+            free: *free,
+            contiguous: *contiguous,
+            hides: hides.clone(),
+            aliases: aliases.clone(),
+            counts: counts.clone(),
+            first_pins: first_pins.clone(),
+            pinned: *pinned,
+            transfers: same_capacity(transfers, transfers.capacity()),
+            written: same_capacity(written, written.capacity()),
+        }
+    }
+}
+
 impl FrameLedger {
     /// A ledger of `ram_size` bytes of RAM whose frames from `first_free` on
     /// are free and handed out; every frame below is `Unused` until

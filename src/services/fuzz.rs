@@ -1,0 +1,109 @@
+//! `fuzz_snapshot` and `fuzz_input`: the guest's side of fuzzing
+//! (`crate::snapshot::port`).
+
+use kmemvisor_abi::{Service, Status};
+
+use crate::memory_model::guest_access;
+use crate::report::ExitCause;
+use crate::services::{Caller, Outcome, Reply};
+use crate::state::VmState;
+
+/// Serves `fuzz_snapshot` and `fuzz_input`.
+pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    match service {
+        Service::FuzzSnapshot => {
+            if state.fuzz.take_armed() {
+                match seed_decided(state, caller.vcpu) {
+                    None => {
+                        state.stop.request(ExitCause::SnapshotPoint { vcpu: caller.vcpu });
+                    }
+                    Some(why) => state.fuzz.refuse(why),
+                }
+            }
+            Reply::ok(0)
+        }
+        Service::FuzzInput => {
+            let input = state.fuzz.input();
+            let count = input.len().min(usize::try_from(args[1]).unwrap_or(usize::MAX));
+            match guest_access::write(state.ram.memory(), &state.space, args[0], &input[..count]) {
+                Ok(()) => Reply::ok(count as u64),
+                Err(_) => Reply::status(Status::EFAULT),
+            }
+        }
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+/// What, before a `fuzz_snapshot` of `vcpu`, the seed has decided already,
+/// if anything: then an iteration from here under another seed would not be
+/// the run with that seed.
+fn seed_decided(state: &VmState, vcpu: usize) -> Option<String> {
+    if vcpu != 0 {
+        return Some(format!("it was called on vCPU {vcpu}; the snapshot point is vCPU 0's, while the others are idle"));
+    }
+    if state.vcpus.schedule_decided() {
+        return Some("another vCPU has run before it: the seed's schedule decided already".into());
+    }
+    if state.dma.delays_drawn() {
+        return Some("a DMA transfer's delay was drawn before it (--dma-jitter): the seed decided already".into());
+    }
+    if state.helpers_requested() {
+        return Some("a page was hidden or the DMA engine was used before it; move it before the driver's first I/O".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{Request, dispatch};
+    use crate::state::VmConfig;
+    use kmemvisor_abi::layout;
+    use std::sync::Arc;
+    use vm_memory::{Bytes, GuestAddress};
+
+    fn call(state: &VmState, vcpu: usize, service: Service, args: [u64; 6]) -> Outcome {
+        dispatch(state, Caller { vcpu, rip: 0x1000, rbp: 0, rsp: 0 }, Request { number: service.number(), args })
+    }
+
+    #[test]
+    fn outside_fuzzing_the_snapshot_point_does_nothing() {
+        let s = crate::testing::state_with(VmConfig::default());
+        assert!(matches!(call(&s, 0, Service::FuzzSnapshot, [0; 6]), Outcome::Reply(Reply { status: Status::OK, value: 0 })));
+        assert!(!s.stop.is_stopping());
+    }
+
+    #[test]
+    fn an_armed_snapshot_point_pauses_the_vm_once() {
+        let s = crate::testing::state_with(VmConfig::default());
+        s.fuzz.arm();
+        assert!(matches!(call(&s, 0, Service::FuzzSnapshot, [0; 6]), Outcome::Reply(Reply { status: Status::OK, .. })));
+        assert_eq!(s.stop.cause(), Some(ExitCause::SnapshotPoint { vcpu: 0 }));
+        assert!(!s.fuzz.take_armed(), "one snapshot point per VM");
+    }
+
+    #[test]
+    fn a_snapshot_point_after_the_seed_decided_is_refused_but_returns_ok() {
+        let s = crate::testing::state_with(VmConfig { vcpus: 2, ..VmConfig::default() });
+        s.fuzz.arm();
+        assert!(matches!(call(&s, 1, Service::FuzzSnapshot, [0; 6]), Outcome::Reply(Reply { status: Status::OK, .. })));
+        assert!(!s.stop.is_stopping());
+        assert!(s.fuzz.refusal().expect("refused").contains("vCPU 1"));
+    }
+
+    #[test]
+    fn the_input_is_copied_up_to_the_buffer_and_a_bad_buffer_is_efault() {
+        let s = crate::testing::state_with(VmConfig::default());
+        let buffer = layout::stack_bottom(0);
+        let none = call(&s, 0, Service::FuzzInput, [buffer, 16, 0, 0, 0, 0]);
+        assert!(matches!(none, Outcome::Reply(Reply { status: Status::OK, value: 0 })));
+        s.fuzz.set_input(Arc::from(&b"hello fuzz"[..]));
+        let some = call(&s, 0, Service::FuzzInput, [buffer, 5, 0, 0, 0, 0]);
+        assert!(matches!(some, Outcome::Reply(Reply { status: Status::OK, value: 5 })));
+        let mut bytes = [0u8; 6];
+        s.ram.memory().read_slice(&mut bytes, GuestAddress(layout::stack_gpa(0))).expect("read");
+        assert_eq!(&bytes, b"hello\0");
+        let bad = call(&s, 0, Service::FuzzInput, [0x10, 5, 0, 0, 0, 0]);
+        assert!(matches!(bad, Outcome::Reply(Reply { status: Status::EFAULT, .. })));
+    }
+}

@@ -1,0 +1,231 @@
+//! A persistent VM: booted once, run to its snapshot point, then restored
+//! and run again for every iteration.
+//!
+//! The snapshot is first taken at the guest's first instruction, right
+//! after the boot; the VM is armed for the guest's own snapshot point
+//! (`fuzz_snapshot`). The first iteration runs from the boot: if the guest
+//! reaches its snapshot point there, the VM pauses, the snapshot is taken
+//! again at that point, and the iteration goes on. Every later iteration
+//! starts from the snapshot: guest RAM, the vCPUs and the VMM state are put
+//! back, the iteration's seed and input are set, and the vCPU threads run
+//! until the VM stops (an exit, a violation under `--strict`, a timeout).
+//! Its report is the one `kmemvisor run … --seed S` would give (the
+//! snapshot point is refused where the seed decided something already;
+//! `crate::services::fuzz`).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kmemvisor_abi::layout::PAGE_SIZE;
+
+use crate::kvm::events::ConsoleSink;
+use crate::kvm::machine::{Machine, MachineError, RunOutcome};
+use crate::kvm::stop::Stop;
+use crate::kvm::vm::KvmError;
+use crate::memory_model::ram::ZapError;
+use crate::report::ExitCause;
+use crate::snapshot::fingerprint::{self, describe_vmm};
+use crate::snapshot::ram::{RamCopy, Restored};
+use crate::snapshot::vcpu_state::{self, VcpuState};
+use crate::snapshot::vmm_state::{StateError, VmmState};
+use crate::state::{VmConfig, VmState};
+use crate::sync::lock;
+
+/// Why a persistent VM cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistentError {
+    /// The VM could not be built or run.
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// KVM refused to give or take a vCPU's state.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// The VMM state could not be captured or put back.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A restored page table's old frames could not be dropped from the vCPUs.
+    #[error("cannot drop a frame from the vCPUs' mappings after restoring a page table")]
+    Zap(#[from] ZapError),
+    /// The pages of guest RAM could not be listed.
+    #[error("cannot list the pages of guest RAM")]
+    Ram(#[from] std::io::Error),
+    /// A vCPU thread of the last run did not end: the VM cannot run again.
+    #[error("a vCPU thread of the last run did not end; the VM cannot be restored")]
+    Stuck,
+}
+
+/// Where the iterations start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotPoint {
+    /// Not known yet: the first iteration has not run.
+    Pending,
+    /// The guest's `fuzz_snapshot`.
+    Guest,
+    /// The guest's first instruction: it never called `fuzz_snapshot` in
+    /// its first iteration, or the call was refused for the reason given.
+    FirstInstruction(Option<String>),
+}
+
+/// Everything a snapshot holds.
+struct Snapshot {
+    ram: RamCopy,
+    vcpus: Vec<VcpuState>,
+    vmm: VmmState,
+    /// The VMM state as the iterations start from it, as text (`fingerprint::describe_vmm`).
+    described: String,
+}
+
+/// What the last restore did, for the benchmark.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResetFigures {
+    /// How long the restore took.
+    pub time: Duration,
+    /// What it did to guest RAM.
+    pub ram: Restored,
+}
+
+/// A VM that runs iteration after iteration from one snapshot.
+pub struct PersistentVm {
+    machine: Machine,
+    snapshot: Snapshot,
+    point: SnapshotPoint,
+    name: String,
+    timeout: Option<Duration>,
+    sink: ConsoleSink,
+    /// The VM ran since the snapshot was taken (or since the boot).
+    ran: bool,
+    last_reset: ResetFigures,
+}
+
+fn state_mut(machine: &mut Machine) -> Result<&mut VmState, PersistentError> {
+    Arc::get_mut(&mut machine.state).ok_or(PersistentError::Stuck)
+}
+
+impl PersistentVm {
+    /// Boots `elf` under `config` (its seeds are replaced per iteration) and
+    /// takes the snapshot at its first instruction.
+    pub fn boot(name: &str, elf: &[u8], config: VmConfig, timeout: Option<Duration>) -> Result<PersistentVm, PersistentError> {
+        let mut machine = Machine::boot(config, elf)?;
+        let mut snapshot = capture(&mut machine)?;
+        snapshot.described = describe_vmm(&machine.state);
+        machine.state.fuzz.arm();
+        let sink: ConsoleSink = Arc::new(Mutex::new(Box::new(std::io::sink()) as Box<dyn Write + Send>));
+        Ok(PersistentVm {
+            machine,
+            snapshot,
+            point: SnapshotPoint::Pending,
+            name: name.to_owned(),
+            timeout,
+            sink,
+            ran: false,
+            last_reset: ResetFigures::default(),
+        })
+    }
+
+    /// Where the iterations start.
+    pub fn point(&self) -> &SnapshotPoint {
+        &self.point
+    }
+
+    /// What the last restore did.
+    pub fn last_reset(&self) -> ResetFigures {
+        self.last_reset
+    }
+
+    /// The VM's state (for checks between iterations).
+    pub fn state(&self) -> &VmState {
+        &self.machine.state
+    }
+
+    /// Runs one iteration under `seed` with `input` for `fuzz_input`, and
+    /// returns its outcome: that of `kmemvisor run … --seed S` with that input.
+    pub fn run(&mut self, seed: u64, input: Arc<[u8]>) -> Result<RunOutcome, PersistentError> {
+        self.restore(seed)?;
+        let state = state_mut(&mut self.machine)?;
+        state.fuzz.set_input(input.clone());
+        state.config.input = input;
+        let started = Instant::now();
+        self.ran = true;
+        self.machine.drive(&self.sink, self.timeout, false)?;
+        if let Some(ExitCause::SnapshotPoint { .. }) = self.machine.state.stop.cause() {
+            self.snapshot = capture(&mut self.machine)?;
+            self.point = SnapshotPoint::Guest;
+            // The pause is no part of the run: it goes on as if there had been none.
+            let state = state_mut(&mut self.machine)?;
+            state.stop = Stop::new().map_err(|e| StateError::Eventfd("stop request", e))?;
+            state.hiding.reset().map_err(StateError::Hiding)?;
+            self.snapshot.described = describe_vmm(state);
+            self.machine.drive(&self.sink, self.timeout, false)?;
+        } else if self.point == SnapshotPoint::Pending {
+            self.point = SnapshotPoint::FirstInstruction(self.machine.state.fuzz.refusal());
+        }
+        if self.machine.vcpus.is_empty() {
+            return Err(PersistentError::Stuck);
+        }
+        let mut outcome = self.machine.outcome(self.name.clone());
+        outcome.report.boot_time_us = 0;
+        outcome.report.run_time_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Ok(outcome)
+    }
+
+    /// Puts the snapshot back, scheduled and timed by `seed`.
+    pub fn restore(&mut self, seed: u64) -> Result<(), PersistentError> {
+        let started = Instant::now();
+        let mut ram = Restored::default();
+        if self.ran {
+            for fd in &mut self.machine.vcpus {
+                vcpu_state::settle(fd)?;
+            }
+            let state = &self.machine.state;
+            // Every page that differs from the snapshot's is in the memfd now.
+            let pages = state.ram.populated()?.into_iter().flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE);
+            ram =
+                self.snapshot.ram.restore(&state.ram, pages, &lock(&state.kernel).frames, &self.snapshot.vmm.kernel().frames)?;
+            for (fd, saved) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus) {
+                saved.restore(fd)?;
+            }
+            self.ran = false;
+        }
+        self.snapshot.vmm.restore(state_mut(&mut self.machine)?, seed)?;
+        self.last_reset = ResetFigures { time: started.elapsed(), ram };
+        Ok(())
+    }
+
+    /// What differs between the VM now and its snapshot, after
+    /// [`PersistentVm::restore`] with the seed the snapshot was taken
+    /// under: "guest RAM", "vCPU N", or the first differing line of the
+    /// VMM state. Empty when the VM is exactly at its snapshot.
+    pub fn differences(&mut self) -> Result<Vec<String>, PersistentError> {
+        let mut differ = Vec::new();
+        let live = RamCopy::capture(&self.machine.state.ram)?;
+        if fingerprint::ram(live.bytes()) != fingerprint::ram(self.snapshot.ram.bytes()) {
+            differ.push("guest RAM".to_owned());
+        }
+        for (n, (fd, saved)) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus).enumerate() {
+            vcpu_state::settle(fd)?;
+            if !saved.matches(fd)? {
+                differ.push(format!("vCPU {n}"));
+            }
+        }
+        let now = describe_vmm(&self.machine.state);
+        if let Some((was, is)) = self.snapshot.described.lines().zip(now.lines()).find(|(a, b)| a != b) {
+            differ.push(format!("VMM state: {was} → {is}"));
+        }
+        Ok(differ)
+    }
+}
+
+/// Takes the snapshot of a still machine.
+fn capture(machine: &mut Machine) -> Result<Snapshot, PersistentError> {
+    let mut vcpus = Vec::with_capacity(machine.vcpus.len());
+    for fd in &mut machine.vcpus {
+        vcpu_state::settle(fd)?;
+        vcpus.push(VcpuState::capture(fd)?);
+    }
+    if vcpus.is_empty() {
+        return Err(PersistentError::Stuck);
+    }
+    let state = &machine.state;
+    Ok(Snapshot { ram: RamCopy::capture(&state.ram)?, vcpus, vmm: VmmState::capture(state)?, described: String::new() })
+}
