@@ -4,6 +4,7 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -19,6 +20,7 @@ use crate::checker::{Checker, ViolationKind};
 use crate::devices::console::Console;
 use crate::devices::dma_engine::{DmaConfig, DmaEngine};
 use crate::devices::hiding::Hiding;
+use crate::devices::pager::{Pager, PagerError, PagingDir};
 use crate::kvm::call_site::CallSite;
 use crate::kvm::cpu;
 use crate::kvm::pct::{DEFAULT_DEPTH, DEFAULT_STEPS};
@@ -60,6 +62,8 @@ pub struct Kernel {
     pub xmem: Attachments,
     /// AIX virtual memory objects and the `vm_att`/`io_att` regions.
     pub vmm: AixVmm,
+    /// The paging devices and the page-outs and page-ins.
+    pub pager: Pager,
 }
 
 /// How long a vCPU may wait for a hidden page before that is reported too.
@@ -80,6 +84,9 @@ pub struct VmConfig {
     pub fail_alloc: FailSpec,
     /// Page-ins that fail on purpose (`--fail-pagein`).
     pub fail_pagein: FailSpec,
+    /// Where paging devices' files go (`--paging-dir`); `None`: a
+    /// temporary directory removed with the VM.
+    pub paging_dir: Option<PathBuf>,
     /// Hand out physically contiguous frames (`--contiguous-frames`).
     pub contiguous_frames: bool,
     /// How long a vCPU may wait for a hidden page before it is reported (`--hidden-stall-timeout`).
@@ -103,6 +110,7 @@ impl Default for VmConfig {
             cmdline: String::new(),
             fail_alloc: FailSpec::default(),
             fail_pagein: FailSpec::default(),
+            paging_dir: None,
             contiguous_frames: false,
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
@@ -146,6 +154,9 @@ pub enum SetupError {
     /// A fixed region could not be written.
     #[error("Cannot write the {0} into guest RAM")]
     Write(&'static str),
+    /// The paging directory cannot be used.
+    #[error("Cannot set up the pager")]
+    Pager(#[from] PagerError),
 }
 
 /// The state shared by the vCPU threads and the main thread.
@@ -285,7 +296,8 @@ impl VmState {
                     &modules,
                     config.vcpus,
                 ),
-                dgux: KernelMemory::new(config.fail_alloc.clone(), config.fail_pagein.clone()),
+                dgux: KernelMemory::new(config.fail_alloc.clone()),
+                pager: Pager::new(PagingDir::new(config.paging_dir.as_deref())?, config.fail_pagein.clone()),
                 processes: Processes::default(),
                 aix: AixMemory::default(),
                 xmem: Attachments::default(),

@@ -261,10 +261,17 @@ pub(crate) struct RunArgs {
     pub(crate) fail_alloc: Option<FailSpec>,
     /// Make bringing a pageable page in fail, to exercise a driver's I/O-error
     /// path: wiring an unwired page (vm_check_access_and_wire_memory,
-    /// vm_wire_memory) answers VM_EIO and wires nothing. SPEC as for
-    /// --fail-alloc, counting page-ins.
+    /// vm_wire_memory) answers VM_EIO and wires nothing; the pager's read of
+    /// a page that is out fails (the service that needed it answers EIO; a
+    /// vCPU's touch halts the VM, exit status 76). SPEC as for --fail-alloc,
+    /// counting page-ins.
     #[arg(long, value_name = "SPEC", value_parser = FailSpec::parse)]
     pub(crate) fail_pagein: Option<FailSpec>,
+    /// Put the files of paging devices (vm_mount) in DIR, which must be a
+    /// writable directory (else a usage error, exit status 64). By default
+    /// they go to a temporary directory removed at exit.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) paging_dir: Option<PathBuf>,
     /// Give multi-page allocations physically contiguous frames. By default
     /// they are deliberately not contiguous, as the DG/UX page warns drivers.
     #[arg(long)]

@@ -268,15 +268,8 @@ impl AixVmm {
     /// Deletes `vmid` and gives its frames back: refused while a region maps
     /// it, a hold protects it, or a frame is pinned, hidden or in a DMA transfer.
     pub fn delete(&mut self, frames: &mut FrameLedger, vmid: u64) -> Result<(), VmError> {
-        let object = self.object(vmid)?;
-        if object.regions > 0 {
-            return Err(VmError::Attached { vmid, regions: object.regions });
-        }
-        if object.holds > 0 {
-            return Err(VmError::Held { vmid, holds: object.holds });
-        }
-        if let Some(refusal) = frames.release_refusal(object.frames()) {
-            return Err(VmError::Busy(refusal));
+        if let Some(refusal) = self.delete_refusal(frames, vmid) {
+            return Err(refusal);
         }
         let object = self.objects.remove(&vmid).ok_or(VmError::Forged(vmid))?;
         for frame in object.frames() {
@@ -284,6 +277,42 @@ impl AixVmm {
             let _ = frames.release(frame);
         }
         Ok(())
+    }
+
+    /// Why `vms_delete` of `vmid` must be refused, if it must. A page that
+    /// is out does not count: the caller drops it first (its contents go
+    /// with the object either way).
+    pub fn delete_refusal(&self, frames: &FrameLedger, vmid: u64) -> Option<VmError> {
+        let object = match self.object(vmid) {
+            Ok(object) => object,
+            Err(error) => return Some(error),
+        };
+        if object.regions > 0 {
+            return Some(VmError::Attached { vmid, regions: object.regions });
+        }
+        if object.holds > 0 {
+            return Some(VmError::Held { vmid, holds: object.holds });
+        }
+        frames.release_refusal(object.frames().filter(|&f| !frames.is_paged_out(f))).map(VmError::Busy)
+    }
+
+    /// The frames of the existing pages of `[first, first + count)` of
+    /// `vmid`, once the dirty bits of their mappings are folded into the
+    /// frames' modified marks (the entries are rewritten clean, and zapped):
+    /// what a page-out asks to know whether a page must be written.
+    pub fn settle(&self, books: &mut Books, vmid: u64, first: u64, count: u64) -> Result<Vec<u64>, VmError> {
+        let pages = self.pages_in(vmid, first, count)?;
+        let mut zapped = Ok(());
+        for &(pno, page) in &pages {
+            zapped = zapped.and(self.remap(books, vmid, pno, page));
+        }
+        zapped?;
+        Ok(pages.into_iter().map(|(_, p)| p.frame).collect())
+    }
+
+    /// The frames of the existing pages of `[first, first + count)` of `vmid`.
+    pub fn frames_in(&self, vmid: u64, first: u64, count: u64) -> Result<Vec<u64>, VmError> {
+        Ok(self.pages_in(vmid, first, count)?.into_iter().map(|(_, p)| p.frame).collect())
     }
 
     /// What the region at `place` maps.

@@ -101,12 +101,14 @@ pub struct HideOrigin {
     pub rip: u64,
 }
 
-/// A page trapped from the vCPUs. How many times it is hidden is the frame
-/// ledger's fact (src/memory_model/ledger.rs); this layer only traps a page
-/// at its first hide and releases it at its last.
+/// A page trapped from the vCPUs. How many times it is hidden, or whether
+/// it is paged out, is the frame ledger's fact (src/memory_model/ledger);
+/// this layer only traps a page at its first hide (or its page-out) and
+/// releases it at its last unhide (or its page-in).
 #[derive(Debug)]
 struct HiddenPage {
-    origin: HideOrigin,
+    /// Who hid it; `None` for a page that is paged out.
+    origin: Option<HideOrigin>,
 }
 
 /// A vCPU waiting for a hidden page.
@@ -132,6 +134,14 @@ pub enum Touch {
     Resumed,
     /// A vCPU already stalled on the page faulted on it again: it still waits.
     Again,
+    /// A vCPU touched a page that is paged out: it waits until the pager
+    /// brings the page in ([`Hiding::bring_in`]).
+    PagedOut {
+        /// The guest-physical page.
+        page: u64,
+        /// The vCPU, if its thread is known.
+        vcpu: Option<usize>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -233,7 +243,53 @@ impl Hiding {
                 };
             }
         }
-        hidden.pages.insert(page, HiddenPage { origin: origin.clone() });
+        hidden.pages.insert(page, HiddenPage { origin: Some(origin.clone()) });
+        Ok(())
+    }
+
+    /// Takes `page` (guest-physical, page-aligned RAM, just written to a
+    /// paging device) from the vCPUs and frees its contents: the host page
+    /// is punched out of the memfd, so the memory really goes back to the
+    /// host. A touch is then a missing fault, trapped until [`Hiding::bring_in`].
+    pub fn take_out(&self, page: u64) -> Result<(), HideError> {
+        let trap = self.trap()?;
+        if !page.is_multiple_of(PAGE_SIZE) || page >= self.size {
+            return Err(HideError::NotRam(page));
+        }
+        let mut hidden = lock(&self.hidden);
+        // A stopping VM traps nothing: the page keeps its contents, which
+        // are the device's copy's. A hidden page is never paged out (the
+        // frame ledger refuses), so there is nothing to take twice.
+        if hidden.released || hidden.pages.contains_key(&page) {
+            return Ok(());
+        }
+        let host = self.host(page);
+        // Missing faults for the hole punched below; minor ones for a page a
+        // VMM access may populate again before the page-in.
+        trap.register_missing_and_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+        let dropped = advise(host, libc::MADV_DONTNEED).and_then(|()| advise(self.vmm_view + page, libc::MADV_REMOVE));
+        if let Err(source) = dropped {
+            let failed = Box::new(HideError::Trap { page, source });
+            return match trap.unregister_and_wake(host, PAGE_SIZE) {
+                Ok(()) => Err(*failed),
+                Err(source) => Err(HideError::Undo { failed, page, source }),
+            };
+        }
+        hidden.pages.insert(page, HiddenPage { origin: None });
+        Ok(())
+    }
+
+    /// Gives `page`, paged out and now holding its contents again (written
+    /// through the VMM view), back to the vCPUs; a vCPU waiting for it goes on.
+    pub fn bring_in(&self, page: u64) -> Result<(), HideError> {
+        let mut hidden = lock(&self.hidden);
+        if !matches!(hidden.pages.get(&page), Some(HiddenPage { origin: None })) {
+            return Ok(());
+        }
+        if !hidden.released {
+            self.trap()?.unregister_and_wake(self.host(page), PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+        }
+        hidden.pages.remove(&page);
         Ok(())
     }
 
@@ -281,8 +337,9 @@ impl Hiding {
             // signal (the serial schedule's kick) interrupted its wait and its
             // fault was retried. It is the same touch, not a new one.
             Some(_) if vcpu.is_some() && hidden.stalls.iter().any(|s| s.page == page && s.vcpu == vcpu) => Ok(Touch::Again),
-            Some(entry) if offset < self.size && !hidden.released => {
-                let stall = Stall { page, vcpu, since: Instant::now(), origin: entry.origin.clone(), overdue: false };
+            Some(HiddenPage { origin: None }) if offset < self.size && !hidden.released => Ok(Touch::PagedOut { page, vcpu }),
+            Some(HiddenPage { origin: Some(origin) }) if offset < self.size && !hidden.released => {
+                let stall = Stall { page, vcpu, since: Instant::now(), origin: origin.clone(), overdue: false };
                 hidden.stalls.push(stall.clone());
                 Ok(Touch::Stalled(stall))
             }

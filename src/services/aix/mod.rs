@@ -3,6 +3,7 @@
 
 pub mod adspace;
 pub mod heaps;
+pub mod paging;
 pub mod pinning;
 pub mod uaccess;
 pub mod vmm;
