@@ -497,6 +497,30 @@ mod tests {
     }
 
     #[test]
+    fn a_touch_of_a_page_taken_out_waits_for_its_contents_to_come_back() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_millis(1));
+        let trap = hiding.trap().expect("userfaultfd");
+        let page = 0x24_0000;
+        ram.memory().write_obj(0x1111_u64, GuestAddress(page)).expect("write");
+        hiding.take_out(page).expect("take out");
+        assert!(hiding.is_trapped(page));
+        assert_eq!(ram.memory().read_obj::<u64>(GuestAddress(page)).expect("read"), 0, "the contents are gone from RAM");
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = toucher(ram.cpu_view() + page, done.clone());
+        let fault = next_fault(trap);
+        assert_eq!(hiding.fault(fault, Some(1)).expect("fault"), Touch::PagedOut { page, vcpu: Some(1) });
+        assert_eq!(hiding.stalled_vcpus(), 0, "a page-in is no stall on a hidden page");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!done.load(Ordering::SeqCst), "the toucher waits for the page-in");
+        ram.memory().write_obj(0x2222_u64, GuestAddress(page)).expect("the pager writes the page back");
+        hiding.bring_in(page).expect("bring in");
+        assert_eq!(thread.join().expect("toucher").0, 0x2222, "the touch sees the page-in's data");
+        assert!(!hiding.is_trapped(page));
+        hiding.bring_in(page).expect("a page not out is left alone");
+    }
+
+    #[test]
     fn release_all_frees_waiting_threads_and_keeps_the_counts() {
         let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
         let hiding = Hiding::new(&ram, Duration::from_secs(60));
