@@ -308,6 +308,7 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         unknown_calls: state.calls.unknown(),
         violations,
         dgux: kernel.dgux.report(&kernel.frames, kernel.pager.counts().injected_pagein_failures),
+        pager: kernel.pager.counts(),
         determinism,
         invocation: None,
     };

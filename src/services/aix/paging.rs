@@ -130,6 +130,8 @@ fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
             Err(error) => return call.refused(error),
         }
     };
+    // A touch of a page that is out is served by the helper threads.
+    call.state.want_helpers();
     for frame in frames {
         if let Err(error) = page_out_if_modified(call, k, frame) {
             tell(&error);
