@@ -1,0 +1,57 @@
+//! The pager under real KVM: paging devices in `--paging-dir`, a vCPU's
+//! touch of a page that is out when the page-in fails (`--fail-pagein`),
+//! and an unusable paging directory.
+
+mod common;
+
+use common::{kvm_or_skip, run};
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn paging_devices_live_in_the_paging_dir_and_go_with_their_unmount() {
+    if !kvm_or_skip("aix-vmm") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().to_str().expect("a UTF-8 path");
+    let r = run("aix-vmm", &["--paging-dir", path]);
+    r.expect_status(0);
+    assert_eq!(r.report()["pager"]["page_outs"], 8);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("the directory stays").collect();
+    assert!(left.is_empty(), "every device was unmounted, and its file removed: {left:?}");
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_touch_whose_page_in_fails_halts_the_vm() {
+    if !kvm_or_skip("aix-vmm") {
+        return;
+    }
+    // The first page-in is the touch of page 0 after vm_writep and vm_write.
+    let r = run("aix-vmm", &["--fail-pagein", "nth=1"]);
+    r.expect_status(76);
+    let exit = &r.report()["exit"];
+    assert_eq!(exit["cause"], "aix-halt", "{exit}");
+    assert_eq!(exit["service"], "page fault", "{exit}");
+    let why = exit["why"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("vCPU 0 touched guest-physical page 0x") && why.ends_with("failed on purpose (--fail-pagein)"),
+        "{why}"
+    );
+    assert_eq!(r.report()["pager"]["injected_pagein_failures"], 1);
+    assert_eq!(r.report()["pager"]["page_ins"], 0);
+}
+
+#[test]
+fn an_unwritable_paging_dir_is_a_usage_error() {
+    let r = run("hello", &["--paging-dir", "/proc/kmemvisor-no-such-directory"]);
+    r.expect_status(64);
+    assert!(
+        r.stderr.starts_with(
+            "kmemvisor: --paging-dir: the paging directory /proc/kmemvisor-no-such-directory is not a writable directory: "
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.report.is_none(), "nothing ran");
+}
