@@ -388,7 +388,8 @@ EXIT STATUS:
      74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic
      75  deadlock: every running vCPU waits for a page hidden by xmemdma,
          or vCPUs wait for each other in a vcpu_wait cycle
-     76  an AIX service halted the kernel: vm_att or io_att found every region in use
+     76  an AIX service halted the kernel: vm_att or io_att found every region in use,
+         or a page-in of a page a vCPU touched failed
      77  no usable /dev/kvm (missing, or no permission): nothing ran
      78  the guest image or a module is not a loadable kmemvisor ELF, or unreadable
      79  the report or trace file cannot be written
