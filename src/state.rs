@@ -87,6 +87,8 @@ pub struct VmConfig {
     /// Where paging devices' files go (`--paging-dir`); `None`: a
     /// temporary directory removed with the VM.
     pub paging_dir: Option<PathBuf>,
+    /// Most bytes of object pages in memory at once (`--memory-limit`).
+    pub memory_limit: Option<u64>,
     /// Hand out physically contiguous frames (`--contiguous-frames`).
     pub contiguous_frames: bool,
     /// How long a vCPU may wait for a hidden page before it is reported (`--hidden-stall-timeout`).
@@ -111,6 +113,7 @@ impl Default for VmConfig {
             fail_alloc: FailSpec::default(),
             fail_pagein: FailSpec::default(),
             paging_dir: None,
+            memory_limit: None,
             contiguous_frames: false,
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
@@ -297,7 +300,11 @@ impl VmState {
                     config.vcpus,
                 ),
                 dgux: KernelMemory::new(config.fail_alloc.clone()),
-                pager: Pager::new(PagingDir::new(config.paging_dir.as_deref())?, config.fail_pagein.clone()),
+                pager: Pager::new(
+                    PagingDir::new(config.paging_dir.as_deref())?,
+                    config.fail_pagein.clone(),
+                    config.memory_limit.map(|bytes| (bytes / PAGE_SIZE).max(1)),
+                ),
                 processes: Processes::default(),
                 aix: AixMemory::default(),
                 xmem: Attachments::default(),

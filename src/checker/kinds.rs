@@ -118,6 +118,8 @@ violation_kinds! {
     VmmBadIoHandle => "vmm.bad-io-handle",
     /// `vm_cflush` of a range that is not kernel memory.
     VmmCflushNotKernel => "vmm.cflush-not-kernel",
+    /// The pager took out, as clean, a page the device wrote and no one marked modified: its data is lost.
+    PagingLostModification => "paging.lost-modification",
     /// `pinu` of user memory at interrupt level.
     AixPinuAtInterruptLevel => "aix.pinu-at-interrupt-level",
     /// `unpinu` of user memory at interrupt level.

@@ -272,6 +272,12 @@ pub(crate) struct RunArgs {
     /// they go to a temporary directory removed at exit.
     #[arg(long, value_name = "DIR")]
     pub(crate) paging_dir: Option<PathBuf>,
+    /// Keep at most SIZE (64K, 1M, …; at least one page) of AIX object pages
+    /// in memory: past it, the pager pages unwired, unpinned object pages out
+    /// to the first paging device mounted (vm_mount), chosen by second chance
+    /// on their referenced bits. Without a paging device nothing is paged.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memory_limit: Option<u64>,
     /// Give multi-page allocations physically contiguous frames. By default
     /// they are deliberately not contiguous, as the DG/UX page warns drivers.
     #[arg(long)]

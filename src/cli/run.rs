@@ -100,6 +100,7 @@ pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode
         fail_alloc: args.fail_alloc.clone().unwrap_or_default(),
         fail_pagein: args.fail_pagein.clone().unwrap_or_default(),
         paging_dir: args.paging_dir.clone(),
+        memory_limit: args.memory_limit,
         contiguous_frames: args.contiguous_frames,
         hidden_stall_timeout: args.hidden_stall_timeout,
         dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },

@@ -310,6 +310,34 @@ impl AixVmm {
         Ok(pages.into_iter().map(|(_, p)| p.frame).collect())
     }
 
+    /// Every page of every object as (frame, vmid, page number), by frame:
+    /// the order of the pager's second-chance clock.
+    pub fn pages_by_frame(&self) -> Vec<(u64, u64, u64)> {
+        let mut pages: Vec<(u64, u64, u64)> =
+            self.objects.iter().flat_map(|(&vmid, o)| o.pages.iter().map(move |(&pno, p)| (p.frame, vmid, pno))).collect();
+        pages.sort_unstable();
+        pages
+    }
+
+    /// Whether a vCPU reached page `pno` of `vmid` through a region since
+    /// this was last asked: an accessed bit in one of its entries, which are
+    /// then rewritten without it (their dirty bits folded into the mark,
+    /// the old translations zapped) — the pager's referenced bit.
+    pub fn take_accessed(&self, books: &mut Books, vmid: u64, pno: u64) -> Result<bool, VmError> {
+        let Some(&page) = self.object(vmid)?.pages.get(&pno) else { return Ok(false) };
+        let accessed = self.regions_of(vmid).into_iter().any(|(place, _)| {
+            books.space(place.pid).is_some_and(|space| {
+                Walker::new(books.memory, space)
+                    .translate(place.base() + pno * PAGE_SIZE)
+                    .is_some_and(|t| t.flags.contains(PteFlags::ACCESSED))
+            })
+        });
+        if accessed {
+            self.remap(books, vmid, pno, page)?;
+        }
+        Ok(accessed)
+    }
+
     /// The frames of the existing pages of `[first, first + count)` of `vmid`.
     pub fn frames_in(&self, vmid: u64, first: u64, count: u64) -> Result<Vec<u64>, VmError> {
         Ok(self.pages_in(vmid, first, count)?.into_iter().map(|(_, p)| p.frame).collect())

@@ -108,13 +108,20 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
 /// that cannot be resolved: AIX halts the system, and so does the run.
 fn page_in_touched(state: &VmState, page: u64, vcpu: Option<usize>) {
     let k = &mut *crate::sync::lock(&state.kernel);
-    if let Err(e) = k.pager.page_in(state.ram.memory(), &state.hiding, &mut k.frames, page) {
-        let who = vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"));
-        state.stop.request(ExitCause::AixHalt {
-            vcpu: vcpu.unwrap_or(0),
-            service: "page fault",
-            why: format!("{who} touched guest-physical page {page:#x}, which is paged out, and its {e}"),
-        });
+    match k.pager.page_in(state.ram.memory(), &state.hiding, &mut k.frames, page) {
+        Ok(()) => {
+            // The page came in past the limit: another goes out, never this one.
+            let who = crate::services::aix::paging::Evictor { vcpu: vcpu.unwrap_or(0), rip: 0, keep: Some(page) };
+            crate::services::aix::paging::enforce_memory_limit(state, k, who);
+        }
+        Err(e) => {
+            let who = vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"));
+            state.stop.request(ExitCause::AixHalt {
+                vcpu: vcpu.unwrap_or(0),
+                service: "page fault",
+                why: format!("{who} touched guest-physical page {page:#x}, which is paged out, and its {e}"),
+            });
+        }
     }
 }
 

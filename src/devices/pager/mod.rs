@@ -151,6 +151,8 @@ struct Device {
 pub struct PagerCounts {
     /// Pages written to a paging device.
     pub page_outs: u64,
+    /// Clean pages taken out without a write (`--memory-limit`).
+    pub clean_evictions: u64,
     /// Pages read back.
     pub page_ins: u64,
     /// Page-ins that `--fail-pagein` made fail.
@@ -170,11 +172,16 @@ pub struct Pager {
     /// Objects (vmids) with a page-out that failed since their last `vms_iowait`.
     failed_writes: BTreeSet<u64>,
     counts: PagerCounts,
+    /// Most object pages in memory at once (`--memory-limit`), in pages.
+    limit: Option<u64>,
+    /// The second-chance clock's hand: the frame evicted last.
+    hand: u64,
 }
 
 impl Pager {
-    /// A pager with no device, its files going to `dir`, failing page-ins as `pagein` says.
-    pub fn new(dir: PagingDir, pagein: FailSpec) -> Pager {
+    /// A pager with no device, its files going to `dir`, failing page-ins
+    /// as `pagein` says, keeping at most `limit` object pages in memory.
+    pub fn new(dir: PagingDir, pagein: FailSpec, limit: Option<u64>) -> Pager {
         Pager {
             dir,
             devices: BTreeMap::new(),
@@ -182,7 +189,45 @@ impl Pager {
             pagein: Injector::new(pagein),
             failed_writes: BTreeSet::new(),
             counts: PagerCounts::default(),
+            limit,
+            hand: 0,
         }
+    }
+
+    /// Most object pages in memory at once (`--memory-limit`), if limited.
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    /// The second-chance clock's hand: the frame evicted last.
+    pub fn hand(&self) -> u64 {
+        self.hand
+    }
+
+    /// Takes out the page of frame `page`, whose copy on its device is
+    /// current (it is clean), without writing it. Returns whether the
+    /// device (DMA) wrote the frame since: then the copy is *not* current,
+    /// and the device's data is lost — the kernel did not know.
+    pub fn evict_clean(&mut self, hiding: &Hiding, frames: &mut FrameLedger, page: u64) -> Result<bool, PagerError> {
+        let device =
+            frames.backing(page).map(|b| b.device).filter(|d| self.devices.contains_key(d)).ok_or(PagerError::NoDevice)?;
+        hiding.take_out(page)?;
+        let lost = frames.take_device_write(page);
+        frames.paged_out(page, device);
+        self.hand = page;
+        self.counts.clean_evictions += 1;
+        Ok(lost)
+    }
+
+    /// Whether the clean page of frame `page` can be taken out without a
+    /// write: its device still holds a current copy.
+    pub fn has_copy(&self, frames: &FrameLedger, page: u64) -> bool {
+        frames.backing(page).is_some_and(|b| self.devices.contains_key(&b.device))
+    }
+
+    /// Moves the clock's hand to `page`, just evicted with a write.
+    pub fn advance_hand(&mut self, page: u64) {
+        self.hand = page;
     }
 
     /// The paging directory.
@@ -305,6 +350,8 @@ impl Pager {
         memory.write_slice(&bytes, GuestAddress(page)).map_err(|_| HideError::NotRam(page))?;
         hiding.bring_in(page)?;
         frames.paged_in(page);
+        // Just brought in for a touch: the clock passes it over once.
+        frames.set_referenced(page, true);
         self.counts.page_ins += 1;
         Ok(())
     }

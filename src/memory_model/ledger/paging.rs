@@ -69,6 +69,19 @@ impl FrameLedger {
         self.set_modified(gpa, false);
     }
 
+    /// Sets or clears the referenced mark of the frame at `gpa` (the
+    /// pager's second-chance bit; DG/UX unwires only ever set it).
+    pub fn set_referenced(&mut self, gpa: u64, referenced: bool) {
+        if let Some(c) = self.counts.get_mut(&page_of(gpa)).filter(|c| c.wired_memory) {
+            c.marks.referenced = referenced;
+        }
+    }
+
+    /// Object pages in memory: frames of role [`Role::VmObject`] whose page is not out.
+    pub fn resident_object_pages(&self) -> u64 {
+        self.roles.iter().filter(|&&r| r == Role::VmObject).count() as u64 - self.pages_out()
+    }
+
     /// The page of the frame at `gpa` is in again; the device keeps its copy.
     pub fn paged_in(&mut self, gpa: u64) {
         if let Some(b) = self.backing.get_mut(&page_of(gpa)) {

@@ -16,11 +16,12 @@ use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE, VM_KEY_LIMITED};
 use kmemvisor_abi::layout::{PAGE_SIZE, VM_REGION_SIZE};
 use kmemvisor_abi::{Service, Status};
 
+use crate::checker::{Violation, ViolationKind};
 use crate::devices::pager::{MountRefusal, PagerError};
 use crate::memory_model::aix_vmm::{Mapping, VmError, place_of};
 use crate::services::aix::vmm::{Call, int, pages, split};
 use crate::services::{Outcome, Reply};
-use crate::state::Kernel;
+use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
 /// Serves the paging services.
@@ -163,6 +164,94 @@ pub(super) fn discard_out(call: &Call, k: &mut Kernel, frames: &[u64]) -> Result
     Ok(())
 }
 
+/// Who made the pager evict: a service's caller, or a vCPU's touch.
+#[derive(Clone, Copy, Debug)]
+pub struct Evictor {
+    /// The vCPU.
+    pub vcpu: usize,
+    /// Its RIP (0 when the vCPU waits inside KVM_RUN for a page-in).
+    pub rip: u64,
+    /// A frame just brought in that must stay (its touch has not completed yet).
+    pub keep: Option<u64>,
+}
+
+/// `--memory-limit`: while more object pages are in memory than the limit,
+/// takes pages out by second chance — the clock goes round the object
+/// pages by frame from where it stopped; a page a vCPU reached since the
+/// hand last passed (an accessed bit, or a fresh page-in) loses that bit and
+/// is passed over, the first one that did not goes out. A modified page, or
+/// one with no current copy on a mounted device, is written first; a clean
+/// one with a copy is taken out without a write — and if the device wrote
+/// it meanwhile, unmarked, its data is lost: a violation says so. Pinned,
+/// wired, hidden and in-transfer pages are never candidates. Without a
+/// paging device nothing is paged.
+pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
+    let Some(limit) = k.pager.limit() else { return };
+    if k.pager.target().is_none() {
+        return;
+    }
+    let mut excess = k.frames.resident_object_pages().saturating_sub(limit);
+    if excess == 0 {
+        return;
+    }
+    let pages = k.vmm.pages_by_frame();
+    let start = pages.iter().position(|&(frame, ..)| frame > k.pager.hand()).unwrap_or(0);
+    // Two turns: the first may only clear referenced bits.
+    let turn = pages.iter().cycle().skip(start).take(2 * pages.len());
+    for &(frame, vmid, pno) in turn {
+        if excess == 0 {
+            return;
+        }
+        if Some(frame) == who.keep || k.frames.page_out_refusal(frame).is_some() {
+            continue;
+        }
+        let accessed = {
+            let (vmm, mut books) = split(state, k);
+            vmm.take_accessed(&mut books, vmid, pno)
+        };
+        let referenced = k.frames.marks(frame).referenced;
+        match accessed {
+            Ok(accessed) if accessed || referenced => {
+                k.frames.set_referenced(frame, false);
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                eprintln!("kmemvisor: the pager cannot clear the accessed bits of frame {frame:#x}: {error}");
+                return;
+            }
+        }
+        let evicted = if k.frames.marks(frame).modified || !k.pager.has_copy(&k.frames, frame) {
+            k.pager.page_out(state.ram.memory(), &state.hiding, &mut k.frames, frame).map(|()| {
+                k.pager.advance_hand(frame);
+                false
+            })
+        } else {
+            k.pager.evict_clean(&state.hiding, &mut k.frames, frame)
+        };
+        match evicted {
+            Ok(lost) => {
+                excess -= 1;
+                if lost {
+                    let message = format!(
+                        "the pager took out page {pno} of object {vmid} (frame {frame:#x}) as clean, without writing it: the \
+                         DMA engine wrote the frame after its copy on the paging device was made, and nothing marked it \
+                         modified (AIX sets the modified bit at the last XMEM_UNHIDE of a page whose key is not read-only; a \
+                         DG/UX driver unwires with vm_mark_and_unwire_memory and SC_WRITE_ACCESS). The device's data is lost: \
+                         the next page-in brings the old data back"
+                    );
+                    let kind = ViolationKind::PagingLostModification;
+                    state.record_violation(Violation::new(kind, "pager", &[frame, vmid, pno], who.vcpu, who.rip, message));
+                }
+            }
+            Err(error) => {
+                tell(&error);
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE, V_CLIENT, VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES};
@@ -170,6 +259,7 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
+    use super::{Evictor, enforce_memory_limit};
     use crate::memory_model::inject::FailSpec;
     use crate::state::{VmConfig, VmState};
     use crate::sync::lock;
@@ -284,5 +374,36 @@ mod tests {
         assert_eq!(lock(&s.kernel).pager.counts().io_errors, 1);
         assert!(lock(&s.kernel).frames.is_paged_out(frames[0]));
         assert_eq!(status(&s, Service::VmsIowait, &[vmid]), Status::OK);
+    }
+
+    #[test]
+    fn the_memory_limit_evicts_by_second_chance_and_a_clean_eviction_loses_an_unmarked_device_write() {
+        let s = state_with(VmConfig { memory_limit: Some(PAGE_SIZE), ..VmConfig::default() });
+        let (_, frames) = object(&s, 2);
+        let [a, b] = frames[..] else { panic!("two frames") };
+        let (a, b) = (a.min(b), a.max(b));
+        assert_eq!(lock(&s.kernel).frames.pages_out(), 0, "no paging device: nothing is paged");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        let touch = |page: u64| {
+            let k = &mut *lock(&s.kernel);
+            k.pager.page_in(s.ram.memory(), &s.hiding, &mut k.frames, page).expect("page-in");
+            enforce_memory_limit(&s, k, Evictor { vcpu: 0, rip: 0, keep: Some(page) });
+        };
+        assert!(lock(&s.kernel).frames.is_paged_out(a), "the clock starts at the lowest frame: a goes, written");
+        touch(a);
+        assert!(lock(&s.kernel).frames.is_paged_out(b), "a stays for its touch; b goes, written");
+        // The device writes a, which is clean with a current copy; no one marks it modified.
+        s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(a)).expect("device write");
+        lock(&s.kernel).frames.device_wrote(&(a..a + PAGE_SIZE));
+        touch(b);
+        {
+            let k = lock(&s.kernel);
+            assert!(k.frames.is_paged_out(a), "a's second chance went on the first turn; taken out on the second");
+            assert_eq!((k.pager.counts().page_outs, k.pager.counts().clean_evictions), (2, 1), "a went clean: no write");
+        }
+        assert_eq!(kinds(&s), ["paging.lost-modification"]);
+        touch(a);
+        assert_eq!(page(&s, a), vec![1; PAGE_SIZE as usize], "the old data is back: the device's is lost");
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
     }
 }
