@@ -55,3 +55,39 @@ fn an_unwritable_paging_dir_is_a_usage_error() {
     );
     assert!(r.report.is_none(), "nothing ran");
 }
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_working_set_four_times_the_memory_limit_comes_back_byte_for_byte() {
+    if !kvm_or_skip("paging-stress") {
+        return;
+    }
+    let r = run("paging-stress", &["--memory-limit", "64K"]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("paging-stress: 1 vCPUs, 4 rounds of 64 pages each, 0 errors"), "{}", r.stdout);
+    assert_eq!(r.report()["violations"], serde_json::json!([]));
+    // 48 pages go at vm_mount (64 made, 16 allowed); then every touch of a
+    // page that is out brings it in and takes another out: written when the
+    // fill modified it, clean (no write) when the check only read it.
+    let pager = &r.report()["pager"];
+    let counts = ["page_outs", "clean_evictions", "page_ins", "io_errors"].map(|k| pager[k].as_u64());
+    assert_eq!(counts, [Some(320), Some(240), Some(512), Some(0)], "{pager}");
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn two_vcpus_paging_under_the_serial_schedule_repeat_exactly() {
+    if !kvm_or_skip("paging-stress") {
+        return;
+    }
+    let runs = [1, 2].map(|_| run("paging-stress", &["--memory-limit", "64K", "--vcpus", "2"]));
+    for r in &runs {
+        r.expect_status(0);
+        assert!(r.stdout.contains("paging-stress: 2 vCPUs, 4 rounds of 32 pages each, 0 errors"), "{}", r.stdout);
+        let pager = &r.report()["pager"];
+        let counts = ["page_outs", "clean_evictions", "page_ins"].map(|k| pager[k].as_u64());
+        assert_eq!(counts, [Some(320), Some(224), Some(512)], "{pager}");
+        assert_eq!(r.report()["determinism"]["reproducible"], true);
+    }
+    assert_eq!(runs[0].report()["determinism"]["trace"], runs[1].report()["determinism"]["trace"]);
+}

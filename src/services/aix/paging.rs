@@ -194,6 +194,8 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
     if excess == 0 {
         return;
     }
+    // A touch of a page that is out is served by the helper threads.
+    state.want_helpers();
     let pages = k.vmm.pages_by_frame();
     let start = pages.iter().position(|&(frame, ..)| frame > k.pager.hand()).unwrap_or(0);
     // Two turns: the first may only clear referenced bits.
