@@ -91,3 +91,21 @@ fn two_vcpus_paging_under_the_serial_schedule_repeat_exactly() {
     }
     assert_eq!(runs[0].report()["determinism"]["trace"], runs[1].report()["determinism"]["trace"]);
 }
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn a_device_write_the_kernel_never_heard_of_is_lost_for_real_and_reported() {
+    if !kvm_or_skip("aix-lost-modification") {
+        return;
+    }
+    let r = run("aix-lost-modification", &["--memory-limit", "4K"]);
+    r.expect_status(65);
+    assert!(r.stdout.contains("the device wrote 0x00 into page 0 (it held 0x11)"), "{}", r.stdout);
+    assert!(r.stdout.contains("after the pager needed its frame, page 0 reads 0x11"), "{}", r.stdout);
+    let v = common::violations(&r);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!((v[0]["kind"].as_str(), v[0]["service"].as_str()), (Some("paging.lost-modification"), Some("pager")));
+    let message = v[0]["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("the pager took out page 0 of object 1 (frame 0x"), "{message}");
+    assert_eq!(r.report()["pager"]["clean_evictions"], 1);
+}

@@ -338,6 +338,11 @@ impl AixVmm {
         Ok(accessed)
     }
 
+    /// The storage protect key of the object page the frame at `frame` holds, if it holds one.
+    pub fn key_of_frame(&self, frame: u64) -> Option<u64> {
+        self.objects.values().flat_map(|o| o.pages.values()).find(|p| p.frame == frame).map(|p| p.key)
+    }
+
     /// The frames of the existing pages of `[first, first + count)` of `vmid`.
     pub fn frames_in(&self, vmid: u64, first: u64, count: u64) -> Result<Vec<u64>, VmError> {
         Ok(self.pages_in(vmid, first, count)?.into_iter().map(|(_, p)| p.frame).collect())

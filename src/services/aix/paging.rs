@@ -243,7 +243,9 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
                          the next page-in brings the old data back"
                     );
                     let kind = ViolationKind::PagingLostModification;
-                    state.record_violation(Violation::new(kind, "pager", &[frame, vmid, pno], who.vcpu, who.rip, message));
+                    let violation = Violation::new(kind, "pager", &[frame, vmid, pno], who.vcpu, who.rip, message);
+                    // A touch's vCPU waits inside KVM_RUN: its RIP is filled in when it comes out.
+                    state.record_violation(if who.rip == 0 { violation.unplaced() } else { violation });
                 }
             }
             Err(error) => {
