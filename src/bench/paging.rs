@@ -1,4 +1,4 @@
-//! Part 9 of `kmemvisor bench`: the pager.
+//! Part 10 of `kmemvisor bench`: the pager.
 //!
 //! Measured in the same run, each beside its floor:
 //! - a page-out and page-in of one object page (the pager's own code, as a
@@ -150,7 +150,7 @@ pub fn measure(rounds: u32, exit_us: f64) -> Result<PagingFigures, BenchError> {
 
 /// Prints part 7.
 pub fn print(f: &PagingFigures) {
-    println!("\n9. The pager: VMM work per call (in-process dispatch), beside the raw I/O it stands on");
+    println!("\n10. The pager: VMM work per call (in-process dispatch), beside the raw I/O it stands on");
     super::row("raw: 4 KiB pwrite+pread + userfaultfd cycle", f.raw_cycle_ns, "ns");
     super::row("page-out + page-in of one page", f.cycle_ns, "ns");
     let verdict = super::verdict(f.cycle_ratio, CYCLE_TARGET);
