@@ -107,5 +107,7 @@ fn a_device_write_the_kernel_never_heard_of_is_lost_for_real_and_reported() {
     assert_eq!((v[0]["kind"].as_str(), v[0]["service"].as_str()), (Some("paging.lost-modification"), Some("pager")));
     let message = v[0]["message"].as_str().unwrap_or("");
     assert!(message.starts_with("the pager took out page 0 of object 1 (frame 0x"), "{message}");
-    assert_eq!(r.report()["pager"]["clean_evictions"], 1);
+    // Every AIX call that reaches memory brings the pages that are out in, and
+    // the one-page limit takes them out again, clean: six clean evictions in all.
+    assert_eq!(r.report()["pager"]["clean_evictions"], 6);
 }

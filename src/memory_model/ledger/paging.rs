@@ -100,6 +100,11 @@ impl FrameLedger {
         self.backing.iter().filter(|(_, b)| b.device == device).map(|(&f, b)| (f, b.out)).collect()
     }
 
+    /// The frames whose pages are out.
+    pub fn frames_out(&self) -> Vec<u64> {
+        self.backing.iter().filter(|(_, b)| b.out).map(|(&f, _)| f).collect()
+    }
+
     /// Frames whose pages are out.
     pub fn pages_out(&self) -> u64 {
         self.backing.values().filter(|b| b.out).count() as u64

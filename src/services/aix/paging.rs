@@ -164,6 +164,27 @@ pub(super) fn discard_out(call: &Call, k: &mut Kernel, frames: &[u64]) -> Result
     Ok(())
 }
 
+/// Brings every page that is out back in, before a service that reaches
+/// guest memory through the VMM's own view — a copy, a pin, a hand-off to a
+/// device — which the pager does not trap: without this the VMM would read
+/// a page that is out as zeros, or pin it out. Blunt (every page, not just
+/// the service's) but rare: only runs that page have pages out, and
+/// `--memory-limit` takes the unpinned ones out again after the call. A
+/// page-in that fails is the call's `EIO`.
+pub fn bring_all_in(state: &VmState) -> Result<(), Outcome> {
+    let k = &mut *lock(&state.kernel);
+    if k.frames.pages_out() == 0 {
+        return Ok(());
+    }
+    let out = k.frames.frames_out();
+    k.pager.page_in_all(state.ram.memory(), &state.hiding, &mut k.frames, out).map_err(|error| {
+        if !matches!(error, PagerError::Injected(_)) {
+            tell(&error);
+        }
+        Reply::status(Status::EIO)
+    })
+}
+
 /// Who made the pager evict: a service's caller, or a vCPU's touch.
 #[derive(Clone, Copy, Debug)]
 pub struct Evictor {
@@ -409,5 +430,23 @@ mod tests {
         touch(a);
         assert_eq!(page(&s, a), vec![1; PAGE_SIZE as usize], "the old data is back: the device's is lost");
         assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_pin_or_a_copy_through_the_vmm_brings_pages_that_are_out_in_first() {
+        let s = state();
+        let (vmid, frames) = object(&s, 1);
+        let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
+        let at = ok(&s, Service::VmAtt, &[handle, 0]);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 1]), Status::OK);
+        assert!(lock(&s.kernel).frames.is_paged_out(frames[0]));
+        assert_eq!(status(&s, Service::Pin, &[at, PAGE_SIZE]), Status::OK);
+        let k = lock(&s.kernel);
+        assert!(!k.frames.is_paged_out(frames[0]), "a pinned page is in");
+        assert_eq!(k.frames.check(), Ok(()));
+        drop(k);
+        assert_eq!(page(&s, frames[0]), vec![1; PAGE_SIZE as usize]);
+        assert_eq!(status(&s, Service::Unpin, &[at, PAGE_SIZE]), Status::OK);
     }
 }

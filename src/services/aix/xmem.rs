@@ -40,6 +40,9 @@ const PLAIN_LIMIT: u64 = 1 << 32;
 /// Serves the cross-memory services.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, a4, _] = args;
+    if let Err(answer) = super::paging::bring_all_in(state) {
+        return answer;
+    }
     match service {
         Service::Xmattach | Service::Xmattach64 => attach(state, caller, service, &args[..4]),
         Service::Xmdetach => detach(state, caller, &args[..1]),

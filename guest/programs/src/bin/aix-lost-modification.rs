@@ -7,8 +7,8 @@
 //!    `xmemdma(XMEM_UNHIDE)`, `xmdetach`, `unpin`. AIX sets the modified bit
 //!    at the last unhide *unless the page has a read-only storage key*: the
 //!    kernel still thinks page 0 clean. The guest reads the device's data.
-//! 3. Page 1 is touched: the pager needs a frame, and page 0 — clean, with
-//!    a copy — goes out without a write.
+//! 3. The limit is one page: as soon as another page comes in (page 1 is
+//!    touched), page 0 — clean, with a copy — goes out without a write.
 //! 4. Page 0 is read again: the pager brings back the old `0x11`. The
 //!    device's data is gone, as on the real system, and the violation says so.
 //!
