@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::checker::Violation;
+use crate::devices::pager::PagerCounts;
 use crate::memory_model::kernel_memory::DgUxReport;
 use crate::symbols::{Place, Symbols};
 
@@ -430,6 +431,8 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// DG/UX kernel memory at the end of the run.
     pub dgux: DgUxReport,
+    /// What the pager did: page-outs, page-ins and their failures.
+    pub pager: PagerCounts,
     /// How the vCPUs and the device were scheduled, and whether a rerun
     /// gives the same verdict.
     pub determinism: Determinism,

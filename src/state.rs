@@ -4,6 +4,7 @@
 //! Being KVM-free, the whole state — and the hypercall dispatch over it — is
 //! unit-tested on machines without /dev/kvm.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -19,6 +20,7 @@ use crate::checker::{Checker, ViolationKind};
 use crate::devices::console::Console;
 use crate::devices::dma_engine::{DmaConfig, DmaEngine};
 use crate::devices::hiding::Hiding;
+use crate::devices::pager::{Pager, PagerError, PagingDir};
 use crate::kvm::call_site::CallSite;
 use crate::kvm::cpu;
 use crate::kvm::pct::{DEFAULT_DEPTH, DEFAULT_STEPS};
@@ -61,6 +63,8 @@ pub struct Kernel {
     pub xmem: Attachments,
     /// AIX virtual memory objects and the `vm_att`/`io_att` regions.
     pub vmm: AixVmm,
+    /// The paging devices and the page-outs and page-ins.
+    pub pager: Pager,
 }
 
 /// How long a vCPU may wait for a hidden page before that is reported too.
@@ -81,6 +85,11 @@ pub struct VmConfig {
     pub fail_alloc: FailSpec,
     /// Page-ins that fail on purpose (`--fail-pagein`).
     pub fail_pagein: FailSpec,
+    /// Where paging devices' files go (`--paging-dir`); `None`: a
+    /// temporary directory removed with the VM.
+    pub paging_dir: Option<PathBuf>,
+    /// Most bytes of object pages in memory at once (`--memory-limit`).
+    pub memory_limit: Option<u64>,
     /// Hand out physically contiguous frames (`--contiguous-frames`).
     pub contiguous_frames: bool,
     /// How long a vCPU may wait for a hidden page before it is reported (`--hidden-stall-timeout`).
@@ -108,6 +117,8 @@ impl Default for VmConfig {
             cmdline: String::new(),
             fail_alloc: FailSpec::default(),
             fail_pagein: FailSpec::default(),
+            paging_dir: None,
+            memory_limit: None,
             contiguous_frames: false,
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
@@ -156,6 +167,9 @@ pub enum SetupError {
     /// A fixed region could not be written.
     #[error("Cannot write the {0} into guest RAM")]
     Write(&'static str),
+    /// The paging directory cannot be used.
+    #[error("Cannot set up the pager")]
+    Pager(#[from] PagerError),
 }
 
 /// The state shared by the vCPU threads and the main thread.
@@ -303,7 +317,12 @@ impl VmState {
                     &modules,
                     config.vcpus,
                 ),
-                dgux: KernelMemory::new(config.fail_alloc.clone(), config.fail_pagein.clone()),
+                dgux: KernelMemory::new(config.fail_alloc.clone()),
+                pager: Pager::new(
+                    PagingDir::new(config.paging_dir.as_deref())?,
+                    config.fail_pagein.clone(),
+                    config.memory_limit.map(|bytes| (bytes / PAGE_SIZE).max(1)),
+                ),
                 processes: Processes::default(),
                 aix: AixMemory::default(),
                 xmem: Attachments::default(),

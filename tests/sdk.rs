@@ -39,7 +39,7 @@ fn expected_numbers() -> BTreeMap<String, u64> {
         .map(|s| (format!("KMV_SERVICE_{}", s.name().to_ascii_uppercase()), s.number()))
         .chain(Status::ALL.iter().map(|s| (s.name().to_owned(), s.code())))
         .collect();
-    let constants: [(&str, u64); 42] = [
+    let constants: [(&str, u64); 44] = [
         ("KMV_ABI_VERSION", kmemvisor_abi::ABI_VERSION),
         ("KMV_HYPERCALL_PORT", u64::from(kmemvisor_abi::HYPERCALL_PORT)),
         ("VM_BYTE_ALIGNED", u64::from(dgux::VM_BYTE_ALIGNED)),
@@ -80,6 +80,8 @@ fn expected_numbers() -> BTreeMap<String, u64> {
         ("V_CLIENT", aix_vmm::V_CLIENT),
         ("RDONLY", aix_vmm::RDONLY),
         ("INVLSID", aix_vmm::INVLSID),
+        ("D_REMOTE", aix_vmm::D_REMOTE),
+        ("KMV_VM_MAX_PAGING_BUFS", aix_vmm::VM_MAX_PAGING_BUFS),
         ("KMV_IO_HANDLE_PAGES_MASK", aix_vmm::IO_HANDLE_PAGES_MASK),
         ("sizeof(struct xmem)", xmem::XMEM_SIZE),
     ];

@@ -115,7 +115,7 @@ pub fn measure(rounds: u32, exit_us: f64) -> Result<DgUxFigures, BenchError> {
             services.push(ServiceCost { service: name, live, ns, ratio: cost });
         }
         let kernel = lock(&state.kernel);
-        bookkeeping_bytes = kernel.dgux.report(&kernel.frames).bookkeeping_bytes;
+        bookkeeping_bytes = kernel.dgux.report(&kernel.frames, 0).bookkeeping_bytes;
         memory_bytes = state.ram.size();
     }
     Ok(DgUxFigures { pairs: Vec::new(), null_ns: Stats::of(&null_samples), services, bookkeeping_bytes, memory_bytes })

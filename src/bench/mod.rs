@@ -8,6 +8,7 @@
 mod aix;
 mod dgux;
 mod fuzz;
+mod paging;
 mod reset;
 mod schedule;
 mod suite;
@@ -194,6 +195,7 @@ struct Results {
     dgux: dgux::DgUxFigures,
     aix: aix::AixFigures,
     xmem: xmem::XmemFigures,
+    paging: paging::PagingFigures,
     schedule: schedule::ScheduleFigures,
     suite: suite::SuiteFigures,
     fuzz: fuzz::FuzzFigures,
@@ -220,6 +222,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     aix.heap = aix::measure_heap(args.rounds, hypercall.baseline.median)?;
     progress("hiding pages and the DMA engine, in-process");
     let xmem = xmem::measure(args.rounds, hypercall.baseline.median)?;
+    progress("the pager, in-process");
+    let paging = paging::measure(args.rounds, hypercall.baseline.median)?;
     let schedule = schedule::measure(args.rounds, args.calls)?;
     let suite = suite::measure(args.rounds)?;
     let fuzz = fuzz::measure()?;
@@ -235,6 +239,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         dgux,
         aix,
         xmem,
+        paging,
         schedule,
         suite,
         fuzz,
@@ -497,6 +502,7 @@ fn print_results(r: &Results) {
     schedule::print(&r.schedule);
     suite::print(&r.suite);
     fuzz::print(&r.fuzz);
+    paging::print(&r.paging);
     println!("\nSummary — command: {}", r.command);
     for c in [&r.hypercall, &r.boot, &r.schedule.hypercall] {
         let (ratio, target) = (format_ratio(c.ratio), format_ratio(c.target));
@@ -529,6 +535,15 @@ fn print_results(r: &Results) {
         format_ratio(xmem::TOGGLE_TARGET),
         verdict(toggle, xmem::TOGGLE_TARGET)
     );
+    let p = &r.paging;
+    for (what, ratio, target) in [
+        ("page-out+page-in / raw I/O and uffd", p.cycle_ratio, paging::CYCLE_TARGET),
+        ("vm_att+vm_det / two null calls", p.attach_ratio, paging::ATTACH_TARGET),
+    ] {
+        println!("  {what:<40} {:>8}  target ≤ {:<6} {}", format_ratio(ratio), format_ratio(target), verdict(ratio, target));
+    }
+    let what = "vm_writep 1 MiB / raw pwrite bandwidth";
+    println!("  {what:<40} {:>7.0}%  target ≥ 70%    {}", 100.0 * p.write_share, paging::write_verdict(p));
     let share = r.schedule.bookkeeping_share;
     let met = if share <= schedule::BOOKKEEPING_TARGET { "PASS" } else { "MISS" };
     println!("  {:<40} {:>7.1}%  target ≤ 10%    {met}", "DMA transfer bookkeeping / 64 KiB copy", 100.0 * share);

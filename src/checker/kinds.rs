@@ -122,6 +122,8 @@ violation_kinds! {
     VmmBadAdspace => "vmm.bad-adspace",
     /// `as_seth`, `as_geth` or `as_getsrval` of an address in no (mapped) region.
     VmmUnmappedAddress => "vmm.unmapped-address",
+    /// The pager took out, as clean, a page the device wrote and no one marked modified: its data is lost.
+    PagingLostModification => "paging.lost-modification",
     /// `pinu` of user memory at interrupt level.
     AixPinuAtInterruptLevel => "aix.pinu-at-interrupt-level",
     /// `unpinu` of user memory at interrupt level.

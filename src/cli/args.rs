@@ -271,10 +271,23 @@ pub(crate) struct RunArgs {
     pub(crate) fail_alloc: Option<FailSpec>,
     /// Make bringing a pageable page in fail, to exercise a driver's I/O-error
     /// path: wiring an unwired page (vm_check_access_and_wire_memory,
-    /// vm_wire_memory) answers VM_EIO and wires nothing. SPEC as for
-    /// --fail-alloc, counting page-ins.
+    /// vm_wire_memory) answers VM_EIO and wires nothing; the pager's read of
+    /// a page that is out fails (the service that needed it answers EIO; a
+    /// vCPU's touch halts the VM, exit status 76). SPEC as for --fail-alloc,
+    /// counting page-ins.
     #[arg(long, value_name = "SPEC", value_parser = FailSpec::parse)]
     pub(crate) fail_pagein: Option<FailSpec>,
+    /// Put the files of paging devices (vm_mount) in DIR, which must be a
+    /// writable directory (else a usage error, exit status 64). By default
+    /// they go to a temporary directory removed at exit.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) paging_dir: Option<PathBuf>,
+    /// Keep at most SIZE (64K, 1M, …; at least one page) of AIX object pages
+    /// in memory: past it, the pager pages unwired, unpinned object pages out
+    /// to the first paging device mounted (vm_mount), chosen by second chance
+    /// on their referenced bits. Without a paging device nothing is paged.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memory_limit: Option<u64>,
     /// Give multi-page allocations physically contiguous frames. By default
     /// they are deliberately not contiguous, as the DG/UX page warns drivers.
     #[arg(long)]
@@ -397,7 +410,8 @@ EXIT STATUS:
      74  a DG/UX demand get (vm_get_(un)wired_memory) could not allocate: sc_panic
      75  deadlock: every running vCPU waits for a page hidden by xmemdma,
          or vCPUs wait for each other in a vcpu_wait cycle
-     76  an AIX service halted the kernel: vm_att or io_att found every region in use
+     76  an AIX service halted the kernel: vm_att or io_att found every region in use,
+         or a page-in of a page a vCPU touched failed
      77  no usable /dev/kvm (missing, or no permission): nothing ran
      78  the guest image or a module is not a loadable kmemvisor ELF, or unreadable
      79  the report or trace file cannot be written

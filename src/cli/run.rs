@@ -10,6 +10,7 @@ use crate::cli::inputs::{name_the_input, resolve};
 use crate::cli::report_error;
 use clap::CommandFactory;
 use kmemvisor::devices::dma_engine::DmaConfig;
+use kmemvisor::devices::pager::check_writable;
 use kmemvisor::guests::{self, Kind};
 use kmemvisor::kvm::machine::{self, MachineError, RunOptions};
 use kmemvisor::kvm::vcpu_pool::Schedule;
@@ -57,6 +58,12 @@ pub(crate) struct Prepared {
 /// Reads the guest and modules `args` name and builds the run's
 /// configuration, or says why it cannot.
 pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode> {
+    if let Some(dir) = &args.paging_dir
+        && let Err(e) = check_writable(dir)
+    {
+        eprintln!("kmemvisor: --paging-dir: {e}");
+        return Err(ExitCode::from(status::USAGE));
+    }
     let elf = match resolve(&args.guest, Kind::Guest) {
         Ok((_, elf)) => elf,
         Err(e) => return Err(report_error(&e, e.status())),
@@ -102,6 +109,8 @@ pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode
         cmdline: args.guest_args.join(" "),
         fail_alloc: args.fail_alloc.clone().unwrap_or_default(),
         fail_pagein: args.fail_pagein.clone().unwrap_or_default(),
+        paging_dir: args.paging_dir.clone(),
+        memory_limit: args.memory_limit,
         contiguous_frames: args.contiguous_frames,
         hidden_stall_timeout: args.hidden_stall_timeout,
         dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },

@@ -6,3 +6,4 @@ pub mod console;
 pub mod dma_engine;
 pub mod helpers;
 pub mod hiding;
+pub mod pager;

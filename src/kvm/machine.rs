@@ -345,7 +345,8 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         calls: state.calls.snapshot().into_iter().map(|(s, n)| (s.name(), n)).collect(),
         unknown_calls: state.calls.unknown(),
         violations,
-        dgux: kernel.dgux.report(&kernel.frames),
+        dgux: kernel.dgux.report(&kernel.frames, kernel.pager.counts().injected_pagein_failures),
+        pager: kernel.pager.counts(),
         determinism,
         invocation: None,
     };

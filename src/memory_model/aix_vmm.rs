@@ -279,15 +279,8 @@ impl AixVmm {
     /// Deletes `vmid` and gives its frames back: refused while a region maps
     /// it, a hold protects it, or a frame is pinned, hidden or in a DMA transfer.
     pub fn delete(&mut self, frames: &mut FrameLedger, vmid: u64) -> Result<(), VmError> {
-        let object = self.object(vmid)?;
-        if object.regions > 0 {
-            return Err(VmError::Attached { vmid, regions: object.regions });
-        }
-        if object.holds > 0 {
-            return Err(VmError::Held { vmid, holds: object.holds });
-        }
-        if let Some(refusal) = frames.release_refusal(object.frames()) {
-            return Err(VmError::Busy(refusal));
+        if let Some(refusal) = self.delete_refusal(frames, vmid) {
+            return Err(refusal);
         }
         let object = self.objects.remove(&vmid).ok_or(VmError::Forged(vmid))?;
         for frame in object.frames() {
@@ -295,6 +288,75 @@ impl AixVmm {
             let _ = frames.release(frame);
         }
         Ok(())
+    }
+
+    /// Why `vms_delete` of `vmid` must be refused, if it must. A page that
+    /// is out does not count: the caller drops it first (its contents go
+    /// with the object either way).
+    pub fn delete_refusal(&self, frames: &FrameLedger, vmid: u64) -> Option<VmError> {
+        let object = match self.object(vmid) {
+            Ok(object) => object,
+            Err(error) => return Some(error),
+        };
+        if object.regions > 0 {
+            return Some(VmError::Attached { vmid, regions: object.regions });
+        }
+        if object.holds > 0 {
+            return Some(VmError::Held { vmid, holds: object.holds });
+        }
+        frames.release_refusal(object.frames().filter(|&f| !frames.is_paged_out(f))).map(VmError::Busy)
+    }
+
+    /// The frames of the existing pages of `[first, first + count)` of
+    /// `vmid`, once the dirty bits of their mappings are folded into the
+    /// frames' modified marks (the entries are rewritten clean, and zapped):
+    /// what a page-out asks to know whether a page must be written.
+    pub fn settle(&self, books: &mut Books, vmid: u64, first: u64, count: u64) -> Result<Vec<u64>, VmError> {
+        let pages = self.pages_in(vmid, first, count)?;
+        let mut zapped = Ok(());
+        for &(pno, page) in &pages {
+            zapped = zapped.and(self.remap(books, vmid, pno, page));
+        }
+        zapped?;
+        Ok(pages.into_iter().map(|(_, p)| p.frame).collect())
+    }
+
+    /// Every page of every object as (frame, vmid, page number), by frame:
+    /// the order of the pager's second-chance clock.
+    pub fn pages_by_frame(&self) -> Vec<(u64, u64, u64)> {
+        let mut pages: Vec<(u64, u64, u64)> =
+            self.objects.iter().flat_map(|(&vmid, o)| o.pages.iter().map(move |(&pno, p)| (p.frame, vmid, pno))).collect();
+        pages.sort_unstable();
+        pages
+    }
+
+    /// Whether a vCPU reached page `pno` of `vmid` through a region since
+    /// this was last asked: an accessed bit in one of its entries, which are
+    /// then rewritten without it (their dirty bits folded into the mark,
+    /// the old translations zapped) — the pager's referenced bit.
+    pub fn take_accessed(&self, books: &mut Books, vmid: u64, pno: u64) -> Result<bool, VmError> {
+        let Some(&page) = self.object(vmid)?.pages.get(&pno) else { return Ok(false) };
+        let accessed = self.regions_of(vmid).into_iter().any(|(place, _)| {
+            books.space(place.pid).is_some_and(|space| {
+                Walker::new(books.memory, space)
+                    .translate(place.base() + pno * PAGE_SIZE)
+                    .is_some_and(|t| t.flags.contains(PteFlags::ACCESSED))
+            })
+        });
+        if accessed {
+            self.remap(books, vmid, pno, page)?;
+        }
+        Ok(accessed)
+    }
+
+    /// The storage protect key of the object page the frame at `frame` holds, if it holds one.
+    pub fn key_of_frame(&self, frame: u64) -> Option<u64> {
+        self.objects.values().flat_map(|o| o.pages.values()).find(|p| p.frame == frame).map(|p| p.key)
+    }
+
+    /// The frames of the existing pages of `[first, first + count)` of `vmid`.
+    pub fn frames_in(&self, vmid: u64, first: u64, count: u64) -> Result<Vec<u64>, VmError> {
+        Ok(self.pages_in(vmid, first, count)?.into_iter().map(|(_, p)| p.frame).collect())
     }
 
     /// What the region at `place` maps.

@@ -464,15 +464,13 @@ pub struct KernelMemory {
     allocations: BTreeMap<u64, Allocation>,
     pages: BTreeMap<u64, Page>,
     injector: Injector,
-    /// Decides which page-ins fail (`--fail-pagein`).
-    pagein: Injector,
     /// Where the live allocations (and the `init_heap` heaps') came from.
     pub origins: Origins,
 }
 
 impl KernelMemory {
-    /// No kernel memory yet; gets fail as `fail` says, page-ins as `pagein` says.
-    pub fn new(fail: FailSpec, pagein: FailSpec) -> KernelMemory {
+    /// No kernel memory yet; gets fail as `fail` says.
+    pub fn new(fail: FailSpec) -> KernelMemory {
         KernelMemory {
             wired: Arena::new(layout::WIRED_ARENA_VA, layout::ARENA_SIZE),
             unwired: Arena::new(layout::UNWIRED_ARENA_VA, layout::ARENA_SIZE),
@@ -481,7 +479,6 @@ impl KernelMemory {
             allocations: BTreeMap::new(),
             pages: BTreeMap::new(),
             injector: Injector::new(fail),
-            pagein: Injector::new(pagein),
             origins: Origins::default(),
         }
     }
@@ -734,15 +731,17 @@ impl KernelMemory {
 
     /// `vm_check_access_and_wire_memory`: kernel addresses (`owner` None) in
     /// the kernel space, user addresses of process `owner` in its space. The
-    /// counts are the frames' the pages map now.
+    /// counts are the frames' the pages map now. A pageable page that is
+    /// wired is brought in first: `page_in_fails` says whether that fails
+    /// (the pager's `--fail-pagein`).
     pub fn wire(
-        &mut self,
         GuestView { memory, space }: GuestView,
         frames: &mut FrameLedger,
         owner: Option<u64>,
         start: u64,
         bytes: u64,
         access: u64,
+        mut page_in_fails: impl FnMut() -> bool,
     ) -> Status {
         let Some((first, end)) = page_span(start, bytes) else { return Status::VM_EFAULT_INVALID_ADDRESS };
         if bytes == 0 {
@@ -779,7 +778,7 @@ impl KernelMemory {
         let mut failed = false;
         for _ in 0..plan.pageable() {
             // One draw per page-in, whatever the others gave: runs stay reproducible.
-            failed |= self.pagein.should_fail();
+            failed |= page_in_fails();
         }
         if failed {
             return Status::VM_EIO;
@@ -950,8 +949,9 @@ impl KernelMemory {
 
     /// The report's `dgux` object: the frames of kernel memory and process
     /// pages whose wire count is not the initial one or that are marked, by
-    /// owner and address.
-    pub fn report(&self, frames: &FrameLedger) -> DgUxReport {
+    /// owner and address; `injected_pagein_failures` are the pager's
+    /// (src/devices/pager), which serves DG/UX page-ins too.
+    pub fn report(&self, frames: &FrameLedger, injected_pagein_failures: u64) -> DgUxReport {
         let mut counted: Vec<_> = frames
             .all_counts()
             // An object page's modified mark is vm_qmodify's, not a DG/UX fact.
@@ -986,7 +986,7 @@ impl KernelMemory {
             );
         DgUxReport {
             injected_failures: self.injector.injected(),
-            injected_pagein_failures: self.pagein.injected(),
+            injected_pagein_failures,
             live_allocations: self.allocations.values().filter(|a| a.kind.is_dgux()).count(),
             pages,
             bookkeeping_bytes: frames.bookkeeping_bytes() + tables,

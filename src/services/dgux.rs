@@ -11,7 +11,7 @@ use kmemvisor_abi::{Service, Status};
 
 use crate::checker::ViolationKind;
 use crate::memory_model::guest_access;
-use crate::memory_model::kernel_memory::{GetError, GuestView, Kind, Marks, ReleaseError};
+use crate::memory_model::kernel_memory::{GetError, GuestView, KernelMemory, Kind, Marks, ReleaseError};
 use crate::memory_model::ledger::FrameLedger;
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
@@ -138,11 +138,13 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
     let k = &mut *kernel(state);
     let status = match owner(state, caller, user) {
         None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
-        Some(None) => k.dgux.wire(view(state), &mut k.frames, None, start, bytes, access),
+        Some(None) => {
+            KernelMemory::wire(view(state), &mut k.frames, None, start, bytes, access, || k.pager.nominal_page_in_fails())
+        }
         Some(Some(pid)) => match k.processes.get(pid) {
             Some(process) => {
                 let view = GuestView { memory: state.ram.memory(), space: process.space() };
-                k.dgux.wire(view, &mut k.frames, Some(pid), start, bytes, access)
+                KernelMemory::wire(view, &mut k.frames, Some(pid), start, bytes, access, || k.pager.nominal_page_in_fails())
             }
             None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
         },
@@ -341,7 +343,7 @@ mod tests {
 
     fn report(s: &VmState) -> crate::memory_model::kernel_memory::DgUxReport {
         let k = s.kernel.lock().expect("lock");
-        k.dgux.report(&k.frames)
+        k.dgux.report(&k.frames, k.pager.counts().injected_pagein_failures)
     }
 
     #[test]

@@ -50,6 +50,10 @@ fn seed_decided(state: &VmState, vcpu: usize) -> Option<String> {
     if state.helpers_requested() {
         return Some("a page was hidden or the DMA engine was used before it; move it before the driver's first I/O".into());
     }
+    if crate::sync::lock(&state.kernel).pager.has_devices() {
+        // A restore would share the device's file with the iterations that wrote it.
+        return Some("a paging device is mounted before it (vm_mount); move it after the snapshot point".into());
+    }
     None
 }
 

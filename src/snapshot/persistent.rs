@@ -70,6 +70,10 @@ pub enum SnapshotPoint {
 /// Everything a snapshot holds.
 struct Snapshot {
     ram: RamCopy,
+    /// The pages the memfd held then: a page the pager took out since
+    /// (punched out of the memfd) is no longer among the memfd's pages, and
+    /// must come back all the same.
+    populated: Vec<std::ops::Range<u64>>,
     vcpus: Vec<VcpuState>,
     vmm: VmmState,
     /// The VMM state as the iterations start from it, as text (`fingerprint::describe_vmm`).
@@ -179,7 +183,14 @@ impl PersistentVm {
             }
             let state = &self.machine.state;
             // Every page that differs from the snapshot's is in the memfd now.
-            let pages = state.ram.populated()?.into_iter().flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE);
+            let held: std::collections::BTreeSet<u64> = state
+                .ram
+                .populated()?
+                .into_iter()
+                .chain(self.snapshot.populated.iter().cloned())
+                .flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE)
+                .collect();
+            let pages = held.into_iter();
             ram =
                 self.snapshot.ram.restore(&state.ram, pages, &lock(&state.kernel).frames, &self.snapshot.vmm.kernel().frames)?;
             for (fd, saved) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus) {
@@ -227,5 +238,11 @@ fn capture(machine: &mut Machine) -> Result<Snapshot, PersistentError> {
         return Err(PersistentError::Stuck);
     }
     let state = &machine.state;
-    Ok(Snapshot { ram: RamCopy::capture(&state.ram)?, vcpus, vmm: VmmState::capture(state)?, described: String::new() })
+    Ok(Snapshot {
+        ram: RamCopy::capture(&state.ram)?,
+        populated: state.ram.populated()?,
+        vcpus,
+        vmm: VmmState::capture(state)?,
+        described: String::new(),
+    })
 }

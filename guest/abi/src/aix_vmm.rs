@@ -59,3 +59,15 @@ pub const ADSPACE_PID_MASK: u64 = 0xffff_ffff;
 pub const fn adspace(pid: u64) -> u64 {
     ADSPACE_TAG | (pid & ADSPACE_PID_MASK)
 }
+
+/// `vm_mount`/`vm_umount` type: a remote (client) paging device, the only
+/// type AIX documents.
+pub const D_REMOTE: u64 = 1 << 0;
+/// `vm_umount` option: return at once. kmemvisor's page-outs are complete
+/// when their call returns, so there is never anything to wait for and the
+/// option changes nothing.
+pub const D_NOWAIT: u64 = 1 << 1;
+/// Most paging devices mounted at once; one more `vm_mount` is `ENOMEM`.
+pub const VM_MAX_PAGING_DEVICES: usize = 16;
+/// Largest `nbufstr` of `vm_mount`; more is `ENOMEM` (no memory for the bufs).
+pub const VM_MAX_PAGING_BUFS: u64 = 4096;

@@ -115,7 +115,9 @@ pub fn write_c_header(out: &mut impl Write) -> fmt::Result {
         aix_vmm::V_LARGE,
         aix_vmm::FILEKEY,
         aix_vmm::RDONLY,
-        aix_vmm::INVLSID
+        aix_vmm::INVLSID,
+        aix_vmm::D_REMOTE,
+        aix_vmm::D_NOWAIT
     );
     defines!(
         out,
@@ -126,6 +128,8 @@ pub fn write_c_header(out: &mut impl Write) -> fmt::Result {
         aix_vmm::VM_OBJECT_MAX_SIZE,
         aix_vmm::VM_MAX_OBJECTS,
         aix_vmm::IO_HANDLE_PAGES_MASK,
+        aix_vmm::VM_MAX_PAGING_DEVICES,
+        aix_vmm::VM_MAX_PAGING_BUFS,
     );
 
     out.write_str("\n/* The DMA engine (a device window of the VM). */\n")?;

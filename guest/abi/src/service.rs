@@ -276,6 +276,21 @@ services! {
     /// which the 32-bit `as_*` services take.
     Getadsp = 0x41a, "getadsp", returns: true;
 
+    /// `(type, strategy, nbufstr)`: adds a paging device (`type` must be
+    /// `D_REMOTE`): a file the VMM's pager writes object pages to.
+    /// `EINVAL` when `strategy` is in the table already.
+    VmMount = 0x420, "vm_mount", returns: true;
+    /// `(type, strategy)`: pages every page on the device back in, then
+    /// removes it; `EINVAL` when `strategy` is not in the table.
+    VmUmount = 0x421, "vm_umount", returns: true;
+    /// `(vaddr, nbytes, force)`: starts the page-out of the modified object
+    /// pages that `[vaddr, vaddr + nbytes)` of a region maps.
+    VmWrite = 0x422, "vm_write", returns: true;
+    /// `(vmid, pfirst, npages)`: as `vm_write`, by page number.
+    VmWritep = 0x423, "vm_writep", returns: true;
+    /// `(vmid)`: waits for the object's page-outs; `EIO` if one failed.
+    VmsIowait = 0x424, "vms_iowait", returns: true;
+
     /// `(addr, count, dp, segflag)`: attaches a buffer for cross-memory
     /// moves and fills the [`Xmem`](crate::xmem::Xmem) at `dp`; only under a
     /// process; 32-bit user address.

@@ -65,6 +65,8 @@ statuses! {
     EBUSY = 16,
     /// The object exists already.
     EEXIST = 17,
+    /// No such device (no paging device is mounted).
+    ENODEV = 19,
     /// An invalid argument.
     EINVAL = 22,
     /// A file-size limit would be passed (`vm_makep`).

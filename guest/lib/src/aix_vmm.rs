@@ -59,9 +59,21 @@
 //! | [`as_det`] | `EINVAL` (no mapped region there) | a pointer of no live process |
 //! | [`as_seth`], [`as_geth`], [`as_getsrval`] | — | a pointer of no live process; an address in no (mapped) region (`EINVAL`); a handle of no live object ([`as_seth`]) |
 //! | [`as_puth`] | — | a pointer of no live process; no hold in that space (`EINVAL`); every region holding it still maps the object (`EBUSY`) |
+//! | [`vm_mount`] | `EINVAL` (type not [`D_REMOTE`]; a null strategy; `nbufstr` ≤ 0; the strategy mounted already); `ENOMEM` (16 devices, or more than 4096 bufs) | — |
+//! | [`vm_umount`] | `EINVAL` (type not [`D_REMOTE`], with or without [`D_NOWAIT`]; a strategy not mounted); `EIO` (a page on the device cannot be read back: it stays mounted) | — |
+//! | [`vm_write`] | `EINVAL` (not an object region; negative; past the region); `EACCES` (a limited handle); `ENODEV` (no device mounted) | — |
+//! | [`vm_writep`] | `EINVAL` (bad vmid, negative, past 65536 pages); `ENODEV` | a deleted vmid |
+//! | [`vms_iowait`] | `EINVAL` (bad vmid); `EIO` (a page-out failed since the last wait) | a deleted vmid |
 //!
 //! A held object cannot be deleted ([`vms_delete`]: `EBUSY`, a violation).
 //! A destroyed process's regions are detached and its holds dropped.
+//!
+//! Paging: [`vm_mount`] adds a paging device, a file the VMM's pager
+//! writes pages to; [`vm_write`] and [`vm_writep`] page the modified pages
+//! of a range out (unchanged, pinned or hidden pages stay in), and
+//! [`vms_iowait`] says whether that went well. A page that is out comes
+//! back in, byte for byte, when it is touched (the touching CPU waits for
+//! it) or when its device is unmounted.
 //!
 //! `docs/ABI.md` ("AIX virtual memory manager services") has the rules in full.
 
@@ -70,7 +82,8 @@ use kmemvisor_abi::{Service, Status};
 
 pub use kmemvisor_abi::aix::{UIO_READ, UIO_WRITE};
 pub use kmemvisor_abi::aix_vmm::{
-    FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED, VM_MAKEP_POISON, io_handle,
+    D_NOWAIT, D_REMOTE, FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED,
+    VM_MAKEP_POISON, VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES, io_handle,
 };
 
 /// A virtual memory object's id (AIX `vmid_t`).
@@ -292,6 +305,33 @@ pub mod raw {
     /// `as_puth(adspacep, vmhandle)`: the status.
     pub fn as_puth(adspacep: u64, handle: u64) -> (Status, u64) {
         pure(Service::AsPuth, [adspacep, handle, 0, 0, 0, 0])
+    }
+
+    /// `vm_mount(type, strategy, nbufstr)`: the status.
+    pub fn vm_mount(kind: u64, strategy: u64, nbufstr: u64) -> (Status, u64) {
+        pure(Service::VmMount, [kind, strategy, nbufstr, 0, 0, 0])
+    }
+
+    /// `vm_umount(type, strategy)`: the status.
+    pub fn vm_umount(kind: u64, strategy: u64) -> (Status, u64) {
+        pure(Service::VmUmount, [kind, strategy, 0, 0, 0, 0])
+    }
+
+    /// `vm_write(vaddr, nbytes, force)`: the status. The pages' contents
+    /// stay what they are: a page-out, and the page-in a later touch makes,
+    /// keep every byte.
+    pub fn vm_write(vaddr: u64, nbytes: u64, force: u64) -> (Status, u64) {
+        pure(Service::VmWrite, [vaddr, nbytes, force, 0, 0, 0])
+    }
+
+    /// `vm_writep(vmid, pfirst, npages)`: the status.
+    pub fn vm_writep(vmid: u64, pfirst: u64, npages: u64) -> (Status, u64) {
+        pure(Service::VmWritep, [vmid, pfirst, npages, 0, 0, 0])
+    }
+
+    /// `vms_iowait(vmid)`: the status.
+    pub fn vms_iowait(vmid: u64) -> (Status, u64) {
+        pure(Service::VmsIowait, [vmid, 0, 0, 0, 0, 0])
     }
 }
 
@@ -555,4 +595,35 @@ pub fn as_getsrval(adspacep: AdSpace, addr: *const u8) -> VmHandle {
 pub fn as_puth(adspacep: AdSpace, handle: VmHandle) {
     // AIX's as_puth returns nothing; its misuse is a violation.
     let _ = raw::as_puth(adspacep.0, handle.0);
+}
+
+/// Adds a paging device named by `strategy` (the strategy routine, never
+/// called: the VMM's pager does the I/O) with `nbufstr` bufs; `kind` must be
+/// [`D_REMOTE`].
+pub fn vm_mount(kind: u64, strategy: u64, nbufstr: i32) -> Status {
+    raw::vm_mount(kind, strategy, int(nbufstr)).0
+}
+
+/// Brings every page that is out on the device `strategy` names back in,
+/// then removes it.
+pub fn vm_umount(kind: u64, strategy: u64) -> Status {
+    raw::vm_umount(kind, strategy).0
+}
+
+/// Starts the page-out of the modified object pages `[vaddr, vaddr +
+/// nbytes)` touches, through a region; `force` is accepted and changes
+/// nothing (every page-out is made at once).
+pub fn vm_write(vaddr: *const u8, nbytes: i32, force: i32) -> Status {
+    raw::vm_write(vaddr as u64, int(nbytes), int(force)).0
+}
+
+/// As [`vm_write`], for pages `pfirst .. pfirst + npages` of the object.
+pub fn vm_writep(vmid: VmId, pfirst: i32, npages: i32) -> Status {
+    raw::vm_writep(vmid.0, int(pfirst), int(npages)).0
+}
+
+/// Waits for the object's page-outs: [`Status::EIO`] if one failed since
+/// the last wait.
+pub fn vms_iowait(vmid: VmId) -> Status {
+    raw::vms_iowait(vmid.0).0
 }

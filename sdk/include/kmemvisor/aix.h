@@ -6,7 +6,8 @@
  * forms, uiomove, ureadc, uwritec), the virtual memory manager (vms_create,
  * vms_delete, vm_handle, vm_att, vm_det, vm_release, vm_releasep, vm_qmodify,
  * vm_protectp, vm_makep, vm_cflush, io_att, io_det, vm_move, getadsp, as_att,
- * as_det, as_seth, as_geth, as_getsrval, as_puth and the as_*64 forms) and
+ * as_det, as_seth, as_geth, as_getsrval, as_puth and the as_*64 forms, and the
+ * paging services vm_mount, vm_umount, vm_write, vm_writep, vms_iowait) and
  * cross-memory services (xmattach, xmdetach, xmemin, xmemout, xmemdma,
  * xmempin, xmemunpin and the 64 forms).
  *
@@ -124,6 +125,14 @@ int vm_qmodify(vmid_t vmid);
 int vm_protectp(vmid_t vmid, int pfirst, int npages, int key);
 int vm_makep(vmid_t vmid, int pno);
 void vm_cflush(caddr_t eaddr, int nbytes);
+/* Paging devices: the VMM's pager writes pages to host files itself and
+ * never calls the strategy routine, which only names the device. */
+int vm_mount(int type, int (*ptr)(), int nbufstr);
+int vm_umount(int type, int (*ptr)());
+/* vaddr: an address in a vm_att region (AIX's int holds a 32-bit one). */
+int vm_write(caddr_t vaddr, int nbytes, int force);
+int vm_writep(vmid_t vmid, int pfirst, int npages);
+int vms_iowait(vmid_t vmid);
 caddr_t io_att(vmhandle_t iohandle, caddr_t offset);
 void io_det(caddr_t eaddr);
 int vm_move(vmid_t vmid, caddr_t offset, int limit, int rw, struct uio *uio);

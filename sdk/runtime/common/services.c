@@ -202,6 +202,14 @@ int vm_protectp(vmid_t vmid, int pfirst, int npages, int key)
 }
 int vm_makep(vmid_t vmid, int pno) { return STATUS(VM_MAKEP, vmid, U32(pno), 0, 0, 0, 0); }
 void vm_cflush(caddr_t eaddr, int nbytes) { CALL(VM_CFLUSH, eaddr, U32(nbytes), 0, 0, 0, 0); }
+int vm_mount(int type, int (*ptr)(), int nbufstr) { return STATUS(VM_MOUNT, U32(type), ptr, U32(nbufstr), 0, 0, 0); }
+int vm_umount(int type, int (*ptr)()) { return STATUS(VM_UMOUNT, U32(type), ptr, 0, 0, 0, 0); }
+int vm_write(caddr_t vaddr, int nbytes, int force) { return STATUS(VM_WRITE, vaddr, U32(nbytes), U32(force), 0, 0, 0); }
+int vm_writep(vmid_t vmid, int pfirst, int npages)
+{
+    return STATUS(VM_WRITEP, vmid, U32(pfirst), U32(npages), 0, 0, 0);
+}
+int vms_iowait(vmid_t vmid) { return STATUS(VMS_IOWAIT, vmid, 0, 0, 0, 0, 0); }
 caddr_t io_att(vmhandle_t iohandle, caddr_t offset)
 {
     return (caddr_t)VALUE_OR(0, IO_ATT, iohandle, offset, 0, 0, 0, 0);

@@ -101,12 +101,14 @@ pub struct HideOrigin {
     pub rip: u64,
 }
 
-/// A page trapped from the vCPUs. How many times it is hidden is the frame
-/// ledger's fact (src/memory_model/ledger.rs); this layer only traps a page
-/// at its first hide and releases it at its last.
+/// A page trapped from the vCPUs. How many times it is hidden, or whether
+/// it is paged out, is the frame ledger's fact (src/memory_model/ledger);
+/// this layer only traps a page at its first hide (or its page-out) and
+/// releases it at its last unhide (or its page-in).
 #[derive(Debug)]
 struct HiddenPage {
-    origin: HideOrigin,
+    /// Who hid it; `None` for a page that is paged out.
+    origin: Option<HideOrigin>,
 }
 
 /// A vCPU waiting for a hidden page.
@@ -132,6 +134,14 @@ pub enum Touch {
     Resumed,
     /// A vCPU already stalled on the page faulted on it again: it still waits.
     Again,
+    /// A vCPU touched a page that is paged out: it waits until the pager
+    /// brings the page in ([`Hiding::bring_in`]).
+    PagedOut {
+        /// The guest-physical page.
+        page: u64,
+        /// The vCPU, if its thread is known.
+        vcpu: Option<usize>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -233,7 +243,53 @@ impl Hiding {
                 };
             }
         }
-        hidden.pages.insert(page, HiddenPage { origin: origin.clone() });
+        hidden.pages.insert(page, HiddenPage { origin: Some(origin.clone()) });
+        Ok(())
+    }
+
+    /// Takes `page` (guest-physical, page-aligned RAM, just written to a
+    /// paging device) from the vCPUs and frees its contents: the host page
+    /// is punched out of the memfd, so the memory really goes back to the
+    /// host. A touch is then a missing fault, trapped until [`Hiding::bring_in`].
+    pub fn take_out(&self, page: u64) -> Result<(), HideError> {
+        let trap = self.trap()?;
+        if !page.is_multiple_of(PAGE_SIZE) || page >= self.size {
+            return Err(HideError::NotRam(page));
+        }
+        let mut hidden = lock(&self.hidden);
+        // A stopping VM traps nothing: the page keeps its contents, which
+        // are the device's copy's. A hidden page is never paged out (the
+        // frame ledger refuses), so there is nothing to take twice.
+        if hidden.released || hidden.pages.contains_key(&page) {
+            return Ok(());
+        }
+        let host = self.host(page);
+        // Missing faults for the hole punched below; minor ones for a page a
+        // VMM access may populate again before the page-in.
+        trap.register_missing_and_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+        let dropped = advise(host, libc::MADV_DONTNEED).and_then(|()| advise(self.vmm_view + page, libc::MADV_REMOVE));
+        if let Err(source) = dropped {
+            let failed = Box::new(HideError::Trap { page, source });
+            return match trap.unregister_and_wake(host, PAGE_SIZE) {
+                Ok(()) => Err(*failed),
+                Err(source) => Err(HideError::Undo { failed, page, source }),
+            };
+        }
+        hidden.pages.insert(page, HiddenPage { origin: None });
+        Ok(())
+    }
+
+    /// Gives `page`, paged out and now holding its contents again (written
+    /// through the VMM view), back to the vCPUs; a vCPU waiting for it goes on.
+    pub fn bring_in(&self, page: u64) -> Result<(), HideError> {
+        let mut hidden = lock(&self.hidden);
+        if !matches!(hidden.pages.get(&page), Some(HiddenPage { origin: None })) {
+            return Ok(());
+        }
+        if !hidden.released {
+            self.trap()?.unregister_and_wake(self.host(page), PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+        }
+        hidden.pages.remove(&page);
         Ok(())
     }
 
@@ -281,8 +337,9 @@ impl Hiding {
             // signal (the serial schedule's kick) interrupted its wait and its
             // fault was retried. It is the same touch, not a new one.
             Some(_) if vcpu.is_some() && hidden.stalls.iter().any(|s| s.page == page && s.vcpu == vcpu) => Ok(Touch::Again),
-            Some(entry) if offset < self.size && !hidden.released => {
-                let stall = Stall { page, vcpu, since: Instant::now(), origin: entry.origin.clone(), overdue: false };
+            Some(HiddenPage { origin: None }) if offset < self.size && !hidden.released => Ok(Touch::PagedOut { page, vcpu }),
+            Some(HiddenPage { origin: Some(origin) }) if offset < self.size && !hidden.released => {
+                let stall = Stall { page, vcpu, since: Instant::now(), origin: origin.clone(), overdue: false };
                 hidden.stalls.push(stall.clone());
                 Ok(Touch::Stalled(stall))
             }
@@ -383,7 +440,7 @@ impl Hiding {
     pub fn describe(&self) -> String {
         let hidden = lock(&self.hidden);
         let stalls: Vec<(u64, Option<usize>)> = hidden.stalls.iter().map(|s| (s.page, s.vcpu)).collect();
-        let pages: Vec<(&u64, &HideOrigin)> = hidden.pages.iter().map(|(p, h)| (p, &h.origin)).collect();
+        let pages: Vec<(&u64, &Option<HideOrigin>)> = hidden.pages.iter().map(|(p, h)| (p, &h.origin)).collect();
         format!("{pages:?} {stalls:?} released {}", hidden.released)
     }
 
@@ -460,6 +517,30 @@ mod tests {
         assert_eq!(tid, fault.tid);
         assert!(!hiding.is_trapped(page));
         assert_eq!(hiding.stalled_vcpus(), 0);
+    }
+
+    #[test]
+    fn a_touch_of_a_page_taken_out_waits_for_its_contents_to_come_back() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_millis(1));
+        let trap = hiding.trap().expect("userfaultfd");
+        let page = 0x24_0000;
+        ram.memory().write_obj(0x1111_u64, GuestAddress(page)).expect("write");
+        hiding.take_out(page).expect("take out");
+        assert!(hiding.is_trapped(page));
+        assert_eq!(ram.memory().read_obj::<u64>(GuestAddress(page)).expect("read"), 0, "the contents are gone from RAM");
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = toucher(ram.cpu_view() + page, done.clone());
+        let fault = next_fault(trap);
+        assert_eq!(hiding.fault(fault, Some(1)).expect("fault"), Touch::PagedOut { page, vcpu: Some(1) });
+        assert_eq!(hiding.stalled_vcpus(), 0, "a page-in is no stall on a hidden page");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!done.load(Ordering::SeqCst), "the toucher waits for the page-in");
+        ram.memory().write_obj(0x2222_u64, GuestAddress(page)).expect("the pager writes the page back");
+        hiding.bring_in(page).expect("bring in");
+        assert_eq!(thread.join().expect("toucher").0, 0x2222, "the touch sees the page-in's data");
+        assert!(!hiding.is_trapped(page));
+        hiding.bring_in(page).expect("a page not out is left alone");
     }
 
     #[test]

@@ -94,8 +94,33 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                     state.vcpus.pass_turn();
                 }
             }
+            Ok(Touch::PagedOut { page, vcpu }) => page_in_touched(state, page, vcpu),
             Ok(Touch::Resumed | Touch::Again) => {}
             Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),
+        }
+    }
+}
+
+/// A vCPU touched a page that is out: the pager brings it in now, and the
+/// vCPU goes on with the page's data. It keeps its turn: the touch is a
+/// point of its own execution, and nothing else runs meanwhile. A page-in
+/// that fails (a real I/O error, or `--fail-pagein`) is a kernel page fault
+/// that cannot be resolved: AIX halts the system, and so does the run.
+fn page_in_touched(state: &VmState, page: u64, vcpu: Option<usize>) {
+    let k = &mut *crate::sync::lock(&state.kernel);
+    match k.pager.page_in(state.ram.memory(), &state.hiding, &mut k.frames, page) {
+        Ok(()) => {
+            // The page came in past the limit: another goes out, never this one.
+            let who = crate::services::aix::paging::Evictor { vcpu: vcpu.unwrap_or(0), rip: 0, keep: Some(page) };
+            crate::services::aix::paging::enforce_memory_limit(state, k, who);
+        }
+        Err(e) => {
+            let who = vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"));
+            state.stop.request(ExitCause::AixHalt {
+                vcpu: vcpu.unwrap_or(0),
+                service: "page fault",
+                why: format!("{who} touched guest-physical page {page:#x}, which is paged out, and its {e}"),
+            });
         }
     }
 }

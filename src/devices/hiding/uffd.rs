@@ -12,6 +12,7 @@ const UFFDIO_UNREGISTER: libc::c_ulong = 0x8010_aa01;
 const UFFDIO_WAKE: libc::c_ulong = 0x8010_aa02;
 const UFFD_FEATURE_THREAD_ID: u64 = 1 << 8;
 const UFFD_FEATURE_MINOR_SHMEM: u64 = 1 << 10;
+const UFFDIO_REGISTER_MODE_MISSING: u64 = 1 << 0;
 const UFFDIO_REGISTER_MODE_MINOR: u64 = 1 << 2;
 const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
 
@@ -95,6 +96,15 @@ impl Userfaultfd {
     /// Traps minor faults in `[start, start + len)` of a shared mapping.
     pub fn register_minor(&self, start: u64, len: u64) -> io::Result<()> {
         let mut register = UffdioRegister { range: UffdioRange { start, len }, mode: UFFDIO_REGISTER_MODE_MINOR, ioctls: 0 };
+        self.ioctl(UFFDIO_REGISTER, &mut register)
+    }
+
+    /// Traps both missing and minor faults in `[start, start + len)` of a
+    /// shared mapping: a page punched out of the file, or one present in the
+    /// file but absent from the mapping.
+    pub fn register_missing_and_minor(&self, start: u64, len: u64) -> io::Result<()> {
+        let mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
+        let mut register = UffdioRegister { range: UffdioRange { start, len }, mode, ioctls: 0 };
         self.ioctl(UFFDIO_REGISTER, &mut register)
     }
 

@@ -20,6 +20,7 @@ impl FrameLedger {
         match self.role(frame) {
             None => Err(LedgerError::NotRam(gpa)),
             Some(role) if !role.allows_dma() => Err(LedgerError::Role { frame, role }),
+            Some(_) if self.is_paged_out(frame) => Err(LedgerError::PagedOut(frame)),
             Some(_) => Ok(()),
         }
     }

@@ -34,6 +34,11 @@
 //! 9. A frame has a first-pin origin exactly when it is pinned above its
 //!    initial count, and the pinned count equals the frames pinned from birth
 //!    or above.
+//! 10. Only pages of virtual memory objects have paging-device copies, and a
+//!     page that is out is neither hidden, pinned nor wired: it cannot be
+//!     hidden or released while out ([`FrameLedger::may_hide`],
+//!     [`FrameLedger::release_refusal`]), and only a pageable page goes out
+//!     ([`FrameLedger::page_out_refusal`]).
 //!
 //! # Counts follow the frame
 //!
@@ -62,8 +67,10 @@ use kmemvisor_abi::layout::{PAGE_SHIFT, PAGE_SIZE};
 mod counts;
 mod dma;
 mod hides;
+mod paging;
 
 pub use counts::{Counts, MAX_PIN_COUNT, Marks, Owner, PinOrigin};
+pub use paging::{Backing, DeviceId};
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,6 +192,9 @@ pub enum LedgerError {
     /// Pinning would pass the limit of pinned frames.
     #[error("pinning would pass the limit of {0} pinned frames")]
     PinLimit(u64),
+    /// The frame's page is out on a paging device.
+    #[error("guest-physical frame {0:#x} is paged out")]
+    PagedOut(u64),
 }
 
 /// Every guest frame.
@@ -213,6 +223,8 @@ pub struct FrameLedger {
     transfers: Vec<std::ops::Range<u64>>,
     /// Frame ranges the DMA engine wrote, until each frame is unwired or freed.
     written: Vec<std::ops::Range<u64>>,
+    /// Frames a paging device holds a copy of, and whether each page is out.
+    backing: BTreeMap<u64, Backing>,
 }
 
 /// A copy of `v` with the same capacity: the report's bookkeeping size
@@ -238,6 +250,7 @@ impl Clone for FrameLedger {
             pinned,
             transfers,
             written,
+            backing,
         } = self;
         FrameLedger {
             roles: same_capacity(roles, roles.capacity()),
@@ -252,6 +265,7 @@ impl Clone for FrameLedger {
             pinned: *pinned,
             transfers: same_capacity(transfers, transfers.capacity()),
             written: same_capacity(written, written.capacity()),
+            backing: backing.clone(),
         }
     }
 }
@@ -282,6 +296,7 @@ impl FrameLedger {
             first_pins: BTreeMap::new(),
             transfers: Vec::new(),
             written: Vec::new(),
+            backing: BTreeMap::new(),
             pinned: 0,
         }
     }
@@ -412,8 +427,10 @@ impl FrameLedger {
         if self.counts.remove(&gpa).is_some_and(|c| c.pinned_from_birth) {
             self.pinned -= 1;
         }
-        // A freed frame's next owner is not blamed for this one's DMA.
+        // A freed frame's next owner is not blamed for this one's DMA, nor
+        // handed its paging-device copy.
         self.take_device_write(gpa);
+        self.backing.remove(&gpa);
         self.roles[i] = Role::Free;
         self.free += 1;
         if let Ok(offset) = u32::try_from(i as u64 - self.base) {
@@ -435,6 +452,9 @@ impl FrameLedger {
             }
             if hidden.is_none() && self.transfers_on(frame) > 0 {
                 hidden = Some(LedgerError::InTransfer(frame));
+            }
+            if hidden.is_none() && self.is_paged_out(frame) {
+                hidden = Some(LedgerError::PagedOut(frame));
             }
             if let Some(c) = self.counts.get(&frame) {
                 if wired.is_none() && c.wires > c.initial_wires {
@@ -493,6 +513,15 @@ impl FrameLedger {
         }
         if let Some(frame) = self.first_pins.keys().find(|f| !self.counts.contains_key(f)) {
             return Err(format!("invariant 9: frame {frame:#x} has a pin origin but no pins"));
+        }
+        for (&frame, b) in &self.backing {
+            if self.role(frame) != Some(Role::VmObject) {
+                return Err(format!("invariant 10: frame {frame:#x} has a paging-device copy but is not an object page"));
+            }
+            if b.out && (self.hides(frame) > 0 || self.counts(frame).is_some_and(|c| c.is_pinned() || c.wires > c.initial_wires))
+            {
+                return Err(format!("invariant 10: frame {frame:#x} is paged out but hidden, pinned or wired"));
+            }
         }
         if pinned != self.pinned {
             return Err(format!("invariant 9: {pinned} frames are pinned but the count says {}", self.pinned));

@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(read(&s, q, 64), vec![0; 64]);
         assert!(violations(&s).is_empty());
         let k = s.kernel.lock().expect("lock");
-        assert_eq!(k.dgux.report(&k.frames).live_allocations, 0, "heap allocations are not DG/UX memory");
+        assert_eq!(k.dgux.report(&k.frames, 0).live_allocations, 0, "heap allocations are not DG/UX memory");
     }
 
     #[test]
@@ -269,7 +269,7 @@ mod tests {
         let heap = call(&s, Service::InitHeap, &[area, 64, 0]).value;
         assert_eq!(call(&s, Service::Xmalloc, &[8, 3, heap]), Reply { status: Status::ENOMEM, value: 0 }, "init_heap heaps too");
         let k = s.kernel.lock().expect("lock");
-        assert_eq!(k.dgux.report(&k.frames).injected_failures, 1);
+        assert_eq!(k.dgux.report(&k.frames, 0).injected_failures, 1);
     }
 
     #[test]

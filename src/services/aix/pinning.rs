@@ -38,6 +38,10 @@ use crate::sync::lock;
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, ..] = args;
     let origin = Origin { service: service.name(), vcpu: caller.vcpu, rip: caller.rip };
+    // A page is pinned in memory: one that is out comes in first.
+    if let Err(answer) = super::paging::bring_all_in(state) {
+        return answer;
+    }
     match service {
         Service::Pin => Reply::status(kernel_range(state, a0, a1, Change::Pin(origin))),
         Service::Unpin => Reply::status(kernel_range(state, a0, a1, Change::Unpin(origin))),

@@ -223,6 +223,9 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
             Err(outcome) => return outcome,
         },
     };
+    if let Err(answer) = super::paging::bring_all_in(state) {
+        return answer;
+    }
     let kernel = lock(&state.kernel);
     let memory = state.ram.memory();
     let user_space = pid.and_then(|pid| kernel.processes.get(pid)).map(|p| p.space());

@@ -24,7 +24,7 @@ use crate::checker::ViolationKind;
 use crate::memory_model::aix_vmm::{self, AixVmm, Books, MAX_PAGES, Mapping, VmError, place_of};
 use crate::memory_model::ledger::LedgerError;
 use crate::report::ExitCause;
-use crate::services::aix::{adspace, vm_move};
+use crate::services::aix::{adspace, paging, vm_move};
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
@@ -44,7 +44,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
     }
     match service {
         Service::VmsCreate => call.create(a0, a1, a2),
-        Service::VmsDelete => call.with_kernel(|vmm, books| vmm.delete(books.frames, a0).map(|()| 0)),
+        Service::VmsDelete => call.delete(a0),
         Service::VmHandle if a1 > VM_KEY_LIMITED => Reply::status(Status::EINVAL),
         Service::VmHandle => call.with_kernel(|vmm, _| vmm.object(a0).map(|_| aix_vmm::handle(a0, a1))),
         Service::VmAtt => call.attach(a0, a1),
@@ -52,7 +52,7 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         Service::VmDet | Service::IoDet => call.detach(a0),
         Service::VmRelease => call.release_range(a0, a1),
         Service::VmReleasep => match pages(a1, a2) {
-            Some((first, count)) => call.with_kernel(|vmm, books| vmm.release(books, a0, first, count).map(|()| 0)),
+            Some((first, count)) => call.release_pages(&mut lock(&state.kernel), a0, first, count),
             None => Reply::status(Status::EINVAL),
         },
         Service::VmQmodify => call.with_kernel(|vmm, books| vmm.modified(books, a0).map(u64::from)),
@@ -81,6 +81,9 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
         | Service::AsPuth
         | Service::Getadsp => adspace::serve(&call, [a0, a1, a2]),
         Service::VmMove => vm_move::serve(&call, a0, a1, a2, a3, a4),
+        Service::VmMount | Service::VmUmount | Service::VmWrite | Service::VmWritep | Service::VmsIowait => {
+            paging::serve(&call, &args)
+        }
         _ => Reply::status(Status::ENOSYS),
     }
 }
@@ -90,7 +93,7 @@ fn arity(service: Service) -> usize {
     match service {
         Service::VmsCreate | Service::VmMove => 5,
         Service::VmProtectp => 4,
-        Service::VmReleasep | Service::AsAtt | Service::AsSeth => 3,
+        Service::VmReleasep | Service::AsAtt | Service::AsSeth | Service::VmMount | Service::VmWrite | Service::VmWritep => 3,
         Service::VmHandle
         | Service::VmAtt
         | Service::IoAtt
@@ -103,7 +106,8 @@ fn arity(service: Service) -> usize {
         | Service::AsDet
         | Service::AsGeth
         | Service::AsGetsrval
-        | Service::AsPuth => 2,
+        | Service::AsPuth
+        | Service::VmUmount => 2,
         Service::Getadsp => 0,
         _ => 1,
     }
@@ -111,14 +115,14 @@ fn arity(service: Service) -> usize {
 
 /// An AIX `int` that may not be negative: 0 to `i32::MAX`, whatever the
 /// register's upper half says (a sign-extended negative value is refused).
-fn int(value: u64) -> Option<u64> {
+pub(super) fn int(value: u64) -> Option<u64> {
     (value <= i32::MAX as u64).then_some(value)
 }
 
 /// The page range `(pfirst, npages)` of a `vm_*p` service: both
 /// non-negative `int`s, ending inside the largest object (a range that
 /// crosses the object's boundary is `EINVAL`, as AIX documents).
-fn pages(pfirst: u64, npages: u64) -> Option<(u64, u64)> {
+pub(super) fn pages(pfirst: u64, npages: u64) -> Option<(u64, u64)> {
     let (first, count) = (int(pfirst)?, int(npages)?);
     (first + count <= MAX_PAGES).then_some((first, count))
 }
@@ -277,8 +281,7 @@ impl Call<'_> {
     fn release_range(&self, vaddr: u64, nbytes: u64) -> Outcome {
         let Some(nbytes) = int(nbytes) else { return Reply::status(Status::EINVAL) };
         let k = &mut *lock(&self.state.kernel);
-        let (vmm, mut books) = split(self.state, k);
-        let found = place_of(self.pid, vaddr).and_then(|place| vmm.region(place).map(|m| (place.base(), m)));
+        let found = place_of(self.pid, vaddr).and_then(|place| k.vmm.region(place).map(|m| (place.base(), m)));
         // Not mapped, or an I/O region: EINVAL, as AIX documents.
         let Some((base, Mapping::Object { vmid, key })) = found else { return Reply::status(Status::EINVAL) };
         if vaddr + nbytes > base + VM_REGION_SIZE {
@@ -289,7 +292,39 @@ impl Call<'_> {
         }
         let first = (vaddr - base) / PAGE_SIZE;
         let end = (vaddr - base + nbytes).div_ceil(PAGE_SIZE);
-        match vmm.release(&mut books, vmid, first, end - first) {
+        self.release_pages(k, vmid, first, end - first)
+    }
+
+    /// `vm_releasep` of the existing pages of `[first, first + count)`:
+    /// pages that are out are dropped unread when the release goes ahead.
+    fn release_pages(&self, k: &mut Kernel, vmid: u64, first: u64, count: u64) -> Outcome {
+        let frames = match k.vmm.frames_in(vmid, first, count) {
+            Ok(frames) => frames,
+            Err(error) => return self.refused(error),
+        };
+        if k.frames.release_refusal(frames.iter().copied().filter(|&f| !k.frames.is_paged_out(f))).is_none()
+            && let Err(answer) = paging::discard_out(self, k, &frames)
+        {
+            return answer;
+        }
+        let (vmm, mut books) = split(self.state, k);
+        match vmm.release(&mut books, vmid, first, count) {
+            Ok(()) => Reply::ok(0),
+            Err(error) => self.refused(error),
+        }
+    }
+
+    /// `vms_delete(vmid)`: pages that are out are dropped unread when the
+    /// delete goes ahead.
+    fn delete(&self, vmid: u64) -> Outcome {
+        let k = &mut *lock(&self.state.kernel);
+        if k.vmm.delete_refusal(&k.frames, vmid).is_none() {
+            let frames: Vec<u64> = k.vmm.object(vmid).map(|o| o.frames().collect()).unwrap_or_default();
+            if let Err(answer) = paging::discard_out(self, k, &frames) {
+                return answer;
+            }
+        }
+        match k.vmm.delete(&mut k.frames, vmid) {
             Ok(()) => Reply::ok(0),
             Err(error) => self.refused(error),
         }

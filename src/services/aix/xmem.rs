@@ -12,6 +12,7 @@
 //! `xmemout` at interrupt level only when both buffers are resident (pinned,
 //! on the pinned heap, or DG/UX-wired).
 
+use kmemvisor_abi::aix_vmm::RDONLY;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::xmem::{
     SYS_ADSPACE, USER_ADSPACE, XMEM_ACC_CHK, XMEM_HIDE, XMEM_SIZE, XMEM_UNHIDE, XMEM_WRITE_ONLY, XMEMDMA_MAX_PAGES, Xmem,
@@ -39,6 +40,9 @@ const PLAIN_LIMIT: u64 = 1 << 32;
 /// Serves the cross-memory services.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, a4, _] = args;
+    if let Err(answer) = super::paging::bring_all_in(state) {
+        return answer;
+    }
     match service {
         Service::Xmattach | Service::Xmattach64 => attach(state, caller, service, &args[..4]),
         Service::Xmdetach => detach(state, caller, &args[..1]),
@@ -311,6 +315,14 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
         }
         match k.frames.unhide(&gpas) {
             Ok(last_hides) => {
+                // AIX: the last unhide sets the modified bit, unless the
+                // page's storage key is read-only. Object pages only: their
+                // marks are what the pager trusts.
+                for &frame in &last_hides {
+                    if k.vmm.key_of_frame(frame).is_some_and(|key| key != RDONLY) {
+                        k.frames.set_modified(frame, true);
+                    }
+                }
                 if let Some(frame) = k.frames.first_in_transfer(last_hides.iter().copied()) {
                     let va = pages.iter().zip(&gpas).find(|&(_, &gpa)| gpa == frame).map_or(first, |(&(va, _), _)| va);
                     let message = format!(

@@ -31,8 +31,8 @@ use kmemvisor_guest::abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_ID, REG_ID};
 use kmemvisor_guest::abi::layout::{self, PAGE_SIZE, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, user_region_va, vm_region_va};
 use kmemvisor_guest::aix::{IoVec, UIO_READ, UIO_SYSSPACE, UIO_USERSPACE, UIO_WRITE, Uio};
 use kmemvisor_guest::aix_vmm::{
-    self, AdSpace, FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED, VM_MAKEP_POISON,
-    VmHandle, VmId, io_handle, raw,
+    self, AdSpace, D_NOWAIT, D_REMOTE, FILEKEY, INVLSID, RDONLY, V_CLIENT, V_INTRSEG, V_LARGE, VM_KEY_LIMITED, VM_KEY_UNLIMITED,
+    VM_MAKEP_POISON, VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES, VmHandle, VmId, io_handle, raw,
 };
 use kmemvisor_guest::conformance::{Outcome, Tally};
 use kmemvisor_guest::ensure;
@@ -628,6 +628,135 @@ fn address_spaces_32(t: &mut Tally, pid: u64) {
     );
 }
 
+/// The strategy routine that names the paging device of the paging cases.
+const STRATEGY: u64 = 0xffff_c000_0010_0000;
+
+/// A sign-extended -1: a negative AIX `int`.
+const NEGATIVE: u64 = u64::MAX;
+
+/// The byte at offset `i` of page `page` of the paging cases' pattern.
+fn pattern(page: u64, i: u64) -> u8 {
+    (page * 7 + i * 13 % 251) as u8
+}
+
+/// Fills pages `pages` of the object at `at` with the pattern.
+fn fill(at: u64, pages: core::ops::Range<u64>) {
+    for page in pages {
+        for i in 0..PAGE_SIZE {
+            poke(at + page * PAGE_SIZE + i, pattern(page, i));
+        }
+    }
+}
+
+/// Checks pages `pages` of the object at `at` hold the pattern, byte for byte.
+fn holds_pattern(at: u64, pages: core::ops::Range<u64>) -> Outcome {
+    for page in pages {
+        for i in 0..PAGE_SIZE {
+            let got = peek(at + page * PAGE_SIZE + i);
+            ensure!(got == pattern(page, i), "page {page} byte {i} reads {got:#x}, expected {:#x}", pattern(page, i));
+        }
+    }
+    Ok(())
+}
+
+fn paging(t: &mut Tally) {
+    t.case(
+        "vm_mount and vm_umount: D_REMOTE only, a strategy once, 1 to 4096 bufs, at most 16 devices; vm_umount of one not mounted: EINVAL",
+        (|| {
+            status("type 0", raw::vm_mount(0, STRATEGY, 8), Status::EINVAL)?;
+            status("null strategy", raw::vm_mount(D_REMOTE, 0, 8), Status::EINVAL)?;
+            status("no bufs", raw::vm_mount(D_REMOTE, STRATEGY, 0), Status::EINVAL)?;
+            status("negative bufs", raw::vm_mount(D_REMOTE, STRATEGY, NEGATIVE), Status::EINVAL)?;
+            status("too many bufs", raw::vm_mount(D_REMOTE, STRATEGY, VM_MAX_PAGING_BUFS + 1), Status::ENOMEM)?;
+            status("vm_mount", raw::vm_mount(D_REMOTE, STRATEGY, VM_MAX_PAGING_BUFS), Status::OK)?;
+            status("vm_mount again", raw::vm_mount(D_REMOTE, STRATEGY, 8), Status::EINVAL)?;
+            for n in 1..VM_MAX_PAGING_DEVICES as u64 {
+                status("vm_mount", raw::vm_mount(D_REMOTE, STRATEGY + n, 1), Status::OK)?;
+            }
+            status("one device too many", raw::vm_mount(D_REMOTE, STRATEGY + 99, 1), Status::ENOMEM)?;
+            status("vm_umount not mounted", raw::vm_umount(D_REMOTE, STRATEGY + 99), Status::EINVAL)?;
+            status("vm_umount type 0", raw::vm_umount(0, STRATEGY), Status::EINVAL)?;
+            status("vm_umount D_NOWAIT", raw::vm_umount(D_REMOTE | D_NOWAIT, STRATEGY), Status::OK)?;
+            for n in 1..VM_MAX_PAGING_DEVICES as u64 {
+                status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY + n), Status::OK)?;
+            }
+            status("vm_umount twice", raw::vm_umount(D_REMOTE, STRATEGY), Status::EINVAL)
+        })(),
+    );
+    t.case(
+        "vm_writep and vm_write page stored pages out, clean; each touch brings its page back byte for byte; vms_iowait: 0",
+        (|| {
+            let vmid = create(4)?;
+            let at = attach(vmid, VM_KEY_UNLIMITED)?;
+            fill(at, 0..4);
+            ensure!(aix_vmm::vm_mount(D_REMOTE, STRATEGY, 8) == Status::OK, "vm_mount refused");
+            status("vm_writep", raw::vm_writep(vmid.0, 0, 2), Status::OK)?;
+            // Pages 2 and 3: the range ends one byte into page 3.
+            ensure!(
+                aix_vmm::vm_write((at + 2 * PAGE_SIZE) as *const u8, PAGE_SIZE as i32 + 1, 1) == Status::OK,
+                "vm_write refused"
+            );
+            status("vms_iowait", raw::vms_iowait(vmid.0), Status::OK)?;
+            ensure!(!aix_vmm::vm_qmodify(vmid), "pages written out are clean");
+            holds_pattern(at, 0..4)?;
+            // Nothing modified: nothing to write, every page stays in.
+            status("vm_writep of clean pages", raw::vm_writep(vmid.0, 0, 4), Status::OK)?;
+            holds_pattern(at, 0..4)?;
+            detach(at);
+            status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY), Status::OK)?;
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)
+        })(),
+    );
+    t.case(
+        "vm_write and vm_writep refusals: ENODEV with no device; EINVAL negative, past the region or the largest object, unmapped, an I/O region, a vmid never made; EACCES through a limited handle; vms_iowait of a vmid never made: EINVAL",
+        (|| {
+            let vmid = create(1)?;
+            status("no device", raw::vm_writep(vmid.0, 0, 1), Status::ENODEV)?;
+            ensure!(aix_vmm::vm_mount(D_REMOTE, STRATEGY, 8) == Status::OK, "vm_mount refused");
+            status("negative first", raw::vm_writep(vmid.0, NEGATIVE, 1), Status::EINVAL)?;
+            status("negative count", raw::vm_writep(vmid.0, 0, NEGATIVE), Status::EINVAL)?;
+            status("past the largest object", raw::vm_writep(vmid.0, MAX_PAGES, 1), Status::EINVAL)?;
+            status("vmid never made", raw::vm_writep(9999, 0, 1), Status::EINVAL)?;
+            let limited = attach(vmid, VM_KEY_LIMITED)?;
+            status("limited handle", raw::vm_write(limited, 1, 0), Status::EACCES)?;
+            detach(limited);
+            let at = attach(vmid, VM_KEY_UNLIMITED)?;
+            status("negative length", raw::vm_write(at, NEGATIVE, 0), Status::EINVAL)?;
+            status("past the region", raw::vm_write(at + VM_REGION_SIZE - 1, 2, 0), Status::EINVAL)?;
+            detach(at);
+            status("unmapped", raw::vm_write(at, 1, 0), Status::EINVAL)?;
+            let io = raw::io_att(io_handle(DMA_ENGINE_GPA, 1), 0).1;
+            status("an I/O region", raw::vm_write(io, 1, 0), Status::EINVAL)?;
+            // SAFETY: nothing references the device window's region.
+            unsafe { raw::io_det(io) };
+            status("vms_iowait of a vmid never made", raw::vms_iowait(9999), Status::EINVAL)?;
+            status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY), Status::OK)?;
+            status("vms_delete", raw::vms_delete(vmid.0), Status::OK)
+        })(),
+    );
+    t.case(
+        "vm_umount brings its pages back in; vm_releasep and vms_delete drop pages that are out unread",
+        (|| {
+            let vmid = create(3)?;
+            let at = attach(vmid, VM_KEY_UNLIMITED)?;
+            fill(at, 0..3);
+            ensure!(aix_vmm::vm_mount(D_REMOTE, STRATEGY, 8) == Status::OK, "vm_mount refused");
+            status("vm_writep", raw::vm_writep(vmid.0, 0, 3), Status::OK)?;
+            // SAFETY: nothing references page 0's contents.
+            status("vm_releasep of a page out", unsafe { raw::vm_releasep(vmid.0, 0, 1) }, Status::OK)?;
+            status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY), Status::OK)?;
+            ensure!(sum(at, PAGE_SIZE) == 0, "a released page reads as zeros");
+            holds_pattern(at, 1..3)?;
+            ensure!(aix_vmm::vm_mount(D_REMOTE, STRATEGY, 8) == Status::OK, "vm_mount refused");
+            poke(at + PAGE_SIZE, 1);
+            status("vm_writep", raw::vm_writep(vmid.0, 1, 1), Status::OK)?;
+            detach(at);
+            status("vms_delete of an object with a page out", raw::vms_delete(vmid.0), Status::OK)?;
+            status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY), Status::OK)
+        })(),
+    );
+}
+
 fn main() -> u32 {
     let mut t = Tally::default();
     creation(&mut t);
@@ -636,5 +765,6 @@ fn main() -> u32 {
     devices(&mut t);
     moves(&mut t);
     address_spaces(&mut t);
+    paging(&mut t);
     t.finish()
 }

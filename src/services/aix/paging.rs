@@ -1,0 +1,452 @@
+//! AIX paging devices and page-outs: `vm_mount`, `vm_umount`, `vm_write`,
+//! `vm_writep`, `vms_iowait`.
+//!
+//! The devices and the transfers are the pager's (src/devices/pager); this
+//! module decodes the arguments and answers as AIX documents. A page-out is
+//! complete when its call returns (the pager's transfers are synchronous),
+//! so `vms_iowait` never sleeps: it answers `EIO` if a page-out of the
+//! object failed since the last wait. kmemvisor's choices where AIX is
+//! silent (docs/ABI.md): a strategy pointer of 0 or an `nbufstr` of 0 is
+//! `EINVAL`; pages go to the first device mounted that is still mounted, and
+//! `vm_write`/`vm_writep` with no device mounted answer `ENODEV`;
+//! `vm_umount` brings every page that is out on the device back in first,
+//! and answers `EIO` (the device stays) if one cannot be read.
+
+use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE, VM_KEY_LIMITED};
+use kmemvisor_abi::layout::{PAGE_SIZE, VM_REGION_SIZE};
+use kmemvisor_abi::{Service, Status};
+
+use crate::checker::{Violation, ViolationKind};
+use crate::devices::pager::{MountRefusal, PagerError};
+use crate::memory_model::aix_vmm::{Mapping, VmError, place_of};
+use crate::services::aix::vmm::{Call, int, pages, split};
+use crate::services::{Outcome, Reply};
+use crate::state::{Kernel, VmState};
+use crate::sync::lock;
+
+/// Serves the paging services.
+pub(super) fn serve(call: &Call, args: &[u64]) -> Outcome {
+    let [a0, a1, a2, ..] = *args else { return Reply::status(Status::EINVAL) };
+    match call.service {
+        Service::VmMount => mount(call, a0, a1, a2),
+        Service::VmUmount => unmount(call, a0, a1),
+        Service::VmWrite => write_range(call, a0, a1),
+        Service::VmWritep => match pages(a1, a2) {
+            Some((first, count)) => write_pages(call, a0, first, count),
+            None => Reply::status(Status::EINVAL),
+        },
+        Service::VmsIowait => {
+            let k = &mut *lock(&call.state.kernel);
+            match k.vmm.object(a0) {
+                Ok(_) if k.pager.take_failed_write(a0) => Reply::status(Status::EIO),
+                Ok(_) => Reply::ok(0),
+                Err(error) => call.refused(error),
+            }
+        }
+        _ => Reply::status(Status::ENOSYS),
+    }
+}
+
+/// Tells a real host I/O error: it is no fault of the guest's, which gets
+/// its error return, but whoever runs kmemvisor must know.
+fn tell(error: &PagerError) {
+    eprintln!("kmemvisor: {error}");
+}
+
+/// `vm_mount(type, strategy, nbufstr)`.
+fn mount(call: &Call, kind: u64, strategy: u64, nbufstr: u64) -> Outcome {
+    if kind != D_REMOTE || strategy == 0 || int(nbufstr).is_none_or(|n| n == 0) {
+        return Reply::status(Status::EINVAL);
+    }
+    let k = &mut *lock(&call.state.kernel);
+    match k.pager.mount(strategy, nbufstr) {
+        Ok(Ok(_)) => Reply::ok(0),
+        Ok(Err(MountRefusal::Duplicate)) => Reply::status(Status::EINVAL),
+        Ok(Err(MountRefusal::NoRoom)) => Reply::status(Status::ENOMEM),
+        Err(error) => {
+            tell(&error);
+            Reply::status(Status::ENOMEM)
+        }
+    }
+}
+
+/// `vm_umount(type, strategy)`: every page out on the device comes back in
+/// first (AIX waits for the device's I/O; its pages must not be lost).
+fn unmount(call: &Call, kind: u64, strategy: u64) -> Outcome {
+    if kind & !D_NOWAIT != D_REMOTE {
+        return Reply::status(Status::EINVAL);
+    }
+    let k = &mut *lock(&call.state.kernel);
+    let Some(id) = k.pager.device_of(strategy) else { return Reply::status(Status::EINVAL) };
+    let out = k.frames.backed_by(id).into_iter().filter(|&(_, out)| out).map(|(frame, _)| frame);
+    let out: Vec<u64> = out.collect();
+    if let Err(error) = k.pager.page_in_all(call.state.ram.memory(), &call.state.hiding, &mut k.frames, out) {
+        if !matches!(error, PagerError::Injected(_)) {
+            tell(&error);
+        }
+        return Reply::status(Status::EIO);
+    }
+    k.pager.unmount(&mut k.frames, id);
+    Reply::ok(0)
+}
+
+/// `vm_write(vaddr, nbytes, force)`: the object pages that the range of a
+/// region (the kernel's, or the current process's) maps. `force` changes
+/// nothing: every page-out is made at once.
+fn write_range(call: &Call, vaddr: u64, nbytes: u64) -> Outcome {
+    let Some(nbytes) = int(nbytes) else { return Reply::status(Status::EINVAL) };
+    let found = {
+        let k = lock(&call.state.kernel);
+        place_of(call.pid, vaddr).and_then(|place| k.vmm.region(place).map(|m| (place.base(), m)))
+    };
+    // Not mapped, or an I/O region: EINVAL, as AIX documents.
+    let Some((base, Mapping::Object { vmid, key })) = found else { return Reply::status(Status::EINVAL) };
+    if vaddr + nbytes > base + VM_REGION_SIZE {
+        return Reply::status(Status::EINVAL);
+    }
+    if key == VM_KEY_LIMITED {
+        return Reply::status(Status::EACCES);
+    }
+    let first = (vaddr - base) / PAGE_SIZE;
+    let end = (vaddr - base + nbytes).div_ceil(PAGE_SIZE);
+    write_pages(call, vmid, first, end - first)
+}
+
+/// Pages out the modified pages of `[first, first + count)` of `vmid`.
+/// Pinned, hidden or in-transfer pages are never paged (they stay, still
+/// modified); an unchanged page stays in. A failed write leaves its page
+/// in and modified, and makes the next `vms_iowait` answer `EIO`.
+fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
+    let k = &mut *lock(&call.state.kernel);
+    if let Err(error) = k.vmm.object(vmid) {
+        return call.refused(error);
+    }
+    if k.pager.target().is_none() {
+        return Reply::status(Status::ENODEV);
+    }
+    let frames = {
+        let (vmm, mut books) = split(call.state, k);
+        match vmm.settle(&mut books, vmid, first, count) {
+            Ok(frames) => frames,
+            Err(error) => return call.refused(error),
+        }
+    };
+    // A touch of a page that is out is served by the helper threads.
+    call.state.want_helpers();
+    for frame in frames {
+        if let Err(error) = page_out_if_modified(call, k, frame) {
+            tell(&error);
+            k.pager.write_failed(vmid);
+        }
+    }
+    Reply::ok(0)
+}
+
+fn page_out_if_modified(call: &Call, k: &mut Kernel, frame: u64) -> Result<(), PagerError> {
+    if !k.frames.marks(frame).modified || k.frames.page_out_refusal(frame).is_some() {
+        return Ok(());
+    }
+    k.pager.page_out(call.state.ram.memory(), &call.state.hiding, &mut k.frames, frame)
+}
+
+/// Drops the pages of `frames` that are out, whose contents a release or a
+/// delete throws away; a failure to give one back to the vCPUs is the
+/// answer to `error`'s call.
+pub(super) fn discard_out(call: &Call, k: &mut Kernel, frames: &[u64]) -> Result<(), Outcome> {
+    for &frame in frames {
+        if k.frames.is_paged_out(frame)
+            && let Err(error) = k.pager.discard(&call.state.hiding, &mut k.frames, frame)
+        {
+            tell(&error);
+            return Err(call.refused(VmError::Busy(crate::memory_model::ledger::LedgerError::PagedOut(frame))));
+        }
+    }
+    Ok(())
+}
+
+/// Brings every page that is out back in, before a service that reaches
+/// guest memory through the VMM's own view — a copy, a pin, a hand-off to a
+/// device — which the pager does not trap: without this the VMM would read
+/// a page that is out as zeros, or pin it out. Blunt (every page, not just
+/// the service's) but rare: only runs that page have pages out, and
+/// `--memory-limit` takes the unpinned ones out again after the call. A
+/// page-in that fails is the call's `EIO`.
+pub fn bring_all_in(state: &VmState) -> Result<(), Outcome> {
+    let k = &mut *lock(&state.kernel);
+    if k.frames.pages_out() == 0 {
+        return Ok(());
+    }
+    let out = k.frames.frames_out();
+    k.pager.page_in_all(state.ram.memory(), &state.hiding, &mut k.frames, out).map_err(|error| {
+        if !matches!(error, PagerError::Injected(_)) {
+            tell(&error);
+        }
+        Reply::status(Status::EIO)
+    })
+}
+
+/// Who made the pager evict: a service's caller, or a vCPU's touch.
+#[derive(Clone, Copy, Debug)]
+pub struct Evictor {
+    /// The vCPU.
+    pub vcpu: usize,
+    /// Its RIP (0 when the vCPU waits inside KVM_RUN for a page-in).
+    pub rip: u64,
+    /// A frame just brought in that must stay (its touch has not completed yet).
+    pub keep: Option<u64>,
+}
+
+/// `--memory-limit`: while more object pages are in memory than the limit,
+/// takes pages out by second chance — the clock goes round the object
+/// pages by frame from where it stopped; a page a vCPU reached since the
+/// hand last passed (an accessed bit, or a fresh page-in) loses that bit and
+/// is passed over, the first one that did not goes out. A modified page, or
+/// one with no current copy on a mounted device, is written first; a clean
+/// one with a copy is taken out without a write — and if the device wrote
+/// it meanwhile, unmarked, its data is lost: a violation says so. Pinned,
+/// wired, hidden and in-transfer pages are never candidates. Without a
+/// paging device nothing is paged.
+pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
+    let Some(limit) = k.pager.limit() else { return };
+    if k.pager.target().is_none() {
+        return;
+    }
+    let mut excess = k.frames.resident_object_pages().saturating_sub(limit);
+    if excess == 0 {
+        return;
+    }
+    // A touch of a page that is out is served by the helper threads.
+    state.want_helpers();
+    let pages = k.vmm.pages_by_frame();
+    let start = pages.iter().position(|&(frame, ..)| frame > k.pager.hand()).unwrap_or(0);
+    // Two turns: the first may only clear referenced bits.
+    let turn = pages.iter().cycle().skip(start).take(2 * pages.len());
+    for &(frame, vmid, pno) in turn {
+        if excess == 0 {
+            return;
+        }
+        if Some(frame) == who.keep || k.frames.page_out_refusal(frame).is_some() {
+            continue;
+        }
+        let accessed = {
+            let (vmm, mut books) = split(state, k);
+            vmm.take_accessed(&mut books, vmid, pno)
+        };
+        let referenced = k.frames.marks(frame).referenced;
+        match accessed {
+            Ok(accessed) if accessed || referenced => {
+                k.frames.set_referenced(frame, false);
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                eprintln!("kmemvisor: the pager cannot clear the accessed bits of frame {frame:#x}: {error}");
+                return;
+            }
+        }
+        let evicted = if k.frames.marks(frame).modified || !k.pager.has_copy(&k.frames, frame) {
+            k.pager.page_out(state.ram.memory(), &state.hiding, &mut k.frames, frame).map(|()| {
+                k.pager.advance_hand(frame);
+                false
+            })
+        } else {
+            k.pager.evict_clean(&state.hiding, &mut k.frames, frame)
+        };
+        match evicted {
+            Ok(lost) => {
+                excess -= 1;
+                if lost {
+                    let message = format!(
+                        "the pager took out page {pno} of object {vmid} (frame {frame:#x}) as clean, without writing it: the \
+                         DMA engine wrote the frame after its copy on the paging device was made, and nothing marked it \
+                         modified (AIX sets the modified bit at the last XMEM_UNHIDE of a page whose key is not read-only; a \
+                         DG/UX driver unwires with vm_mark_and_unwire_memory and SC_WRITE_ACCESS). The device's data is lost: \
+                         the next page-in brings the old data back"
+                    );
+                    let kind = ViolationKind::PagingLostModification;
+                    let violation = Violation::new(kind, "pager", &[frame, vmid, pno], who.vcpu, who.rip, message);
+                    // A touch's vCPU waits inside KVM_RUN: its RIP is filled in when it comes out.
+                    state.record_violation(if who.rip == 0 { violation.unplaced() } else { violation });
+                }
+            }
+            Err(error) => {
+                tell(&error);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE, V_CLIENT, VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES};
+    use kmemvisor_abi::layout::PAGE_SIZE;
+    use kmemvisor_abi::{Service, Status};
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::{Evictor, enforce_memory_limit};
+    use crate::memory_model::inject::FailSpec;
+    use crate::state::{VmConfig, VmState};
+    use crate::sync::lock;
+    use crate::testing::{kinds, ok, state, state_with, status};
+
+    const STRATEGY: u64 = 0xffff_c000_0000_1000;
+
+    /// An object of `pages` pages, each filled with its page number + 1 and marked modified; its vmid and frames.
+    fn object(s: &VmState, pages: u64) -> (u64, Vec<u64>) {
+        let vmid = ok(s, Service::VmsCreate, &[V_CLIENT, 0x9000, pages * PAGE_SIZE, 0, 0]);
+        let k = &mut *lock(&s.kernel);
+        let frames = k.vmm.frames_in(vmid, 0, pages).expect("frames");
+        for (n, &frame) in frames.iter().enumerate() {
+            s.ram.memory().write_slice(&[n as u8 + 1; PAGE_SIZE as usize], GuestAddress(frame)).expect("fill");
+            k.frames.set_modified(frame, true);
+        }
+        (vmid, frames)
+    }
+
+    fn page(s: &VmState, frame: u64) -> Vec<u8> {
+        let mut bytes = vec![0u8; PAGE_SIZE as usize];
+        s.ram.memory().read_slice(&mut bytes, GuestAddress(frame)).expect("read");
+        bytes
+    }
+
+    #[test]
+    fn mount_and_unmount_check_their_arguments() {
+        let s = state();
+        assert_eq!(status(&s, Service::VmMount, &[0, STRATEGY, 8]), Status::EINVAL, "not D_REMOTE");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, 0, 8]), Status::EINVAL, "no strategy");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 0]), Status::EINVAL, "no bufs");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, u64::MAX]), Status::EINVAL, "a negative int");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, VM_MAX_PAGING_BUFS + 1]), Status::ENOMEM);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::EINVAL, "in the table already");
+        for n in 1..VM_MAX_PAGING_DEVICES as u64 {
+            assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY + n, 1]), Status::OK);
+        }
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY + 99, 1]), Status::ENOMEM, "the table is full");
+        let dir = lock(&s.kernel).pager.dir().to_path_buf();
+        assert!(dir.join("paging-device-1").is_file());
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY + 99]), Status::EINVAL, "not in the table");
+        assert_eq!(status(&s, Service::VmUmount, &[0, STRATEGY]), Status::EINVAL, "not D_REMOTE");
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE | D_NOWAIT, STRATEGY]), Status::OK);
+        assert!(!dir.join("paging-device-1").exists(), "its file goes with it");
+        drop(s);
+        assert!(!dir.exists(), "the temporary paging directory goes with the VM");
+    }
+
+    #[test]
+    fn a_page_out_writes_the_file_frees_the_frame_and_a_page_in_restores_it_byte_for_byte() {
+        let s = state();
+        let (vmid, frames) = object(&s, 3);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 3]), Status::ENODEV, "no paging device");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        lock(&s.kernel).frames.set_modified(frames[2], false);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, u64::MAX]), Status::EINVAL);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid + 1, 0, 1]), Status::EINVAL, "a forged vmid");
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 3]), Status::OK);
+        {
+            let k = lock(&s.kernel);
+            assert!(k.frames.is_paged_out(frames[0]) && k.frames.is_paged_out(frames[1]));
+            assert!(!k.frames.is_paged_out(frames[2]), "an unchanged page stays in");
+            assert_eq!(k.pager.counts().page_outs, 2);
+            assert_eq!(k.frames.check(), Ok(()));
+        }
+        assert_eq!(page(&s, frames[0]), vec![0; PAGE_SIZE as usize], "the host page is punched out");
+        let file = std::fs::read(lock(&s.kernel).pager.dir().join("paging-device-1")).expect("device file");
+        let at = frames[1] as usize;
+        assert_eq!(&file[at..at + PAGE_SIZE as usize], &[2u8; PAGE_SIZE as usize][..], "the page is in the file");
+        assert_eq!(status(&s, Service::VmsIowait, &[vmid]), Status::OK);
+        {
+            let k = &mut *lock(&s.kernel);
+            k.pager.page_in(s.ram.memory(), &s.hiding, &mut k.frames, frames[1]).expect("page-in");
+            assert!(!k.frames.is_paged_out(frames[1]));
+        }
+        assert_eq!(page(&s, frames[1]), vec![2; PAGE_SIZE as usize], "byte for byte");
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::OK, "brings page 0 in first");
+        assert_eq!(page(&s, frames[0]), vec![1; PAGE_SIZE as usize]);
+        assert_eq!(lock(&s.kernel).frames.backing(frames[1]), None, "the device's copies go with it");
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        assert!(kinds(&s).is_empty());
+    }
+
+    #[test]
+    fn released_and_deleted_pages_that_are_out_are_dropped_unread() {
+        let s = state_with(VmConfig { fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() }, ..VmConfig::default() });
+        let (vmid, frames) = object(&s, 2);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 2]), Status::OK);
+        assert_eq!(status(&s, Service::VmReleasep, &[vmid, 0, 1]), Status::OK);
+        assert_eq!(page(&s, frames[0]), vec![0; PAGE_SIZE as usize]);
+        assert_eq!(lock(&s.kernel).frames.backing(frames[0]), None);
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK, "page 1 is out: dropped, never read");
+        assert_eq!(lock(&s.kernel).pager.counts().page_ins, 0);
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn io_errors_are_status_codes_and_leave_no_page_lost() {
+        let s = state_with(VmConfig { fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() }, ..VmConfig::default() });
+        let (vmid, frames) = object(&s, 1);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 1]), Status::OK);
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::EIO, "--fail-pagein: nth=1");
+        assert!(lock(&s.kernel).frames.is_paged_out(frames[0]), "still out, still on the device");
+        assert_eq!(lock(&s.kernel).pager.counts().injected_pagein_failures, 1);
+        // The file is cut short behind the VMM's back: the read is short.
+        let path = lock(&s.kernel).pager.dir().join("paging-device-1");
+        std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len(0).expect("truncate");
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::EIO, "a real I/O error");
+        assert_eq!(lock(&s.kernel).pager.counts().io_errors, 1);
+        assert!(lock(&s.kernel).frames.is_paged_out(frames[0]));
+        assert_eq!(status(&s, Service::VmsIowait, &[vmid]), Status::OK);
+    }
+
+    #[test]
+    fn the_memory_limit_evicts_by_second_chance_and_a_clean_eviction_loses_an_unmarked_device_write() {
+        let s = state_with(VmConfig { memory_limit: Some(PAGE_SIZE), ..VmConfig::default() });
+        let (_, frames) = object(&s, 2);
+        let [a, b] = frames[..] else { panic!("two frames") };
+        let (a, b) = (a.min(b), a.max(b));
+        assert_eq!(lock(&s.kernel).frames.pages_out(), 0, "no paging device: nothing is paged");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        let touch = |page: u64| {
+            let k = &mut *lock(&s.kernel);
+            k.pager.page_in(s.ram.memory(), &s.hiding, &mut k.frames, page).expect("page-in");
+            enforce_memory_limit(&s, k, Evictor { vcpu: 0, rip: 0, keep: Some(page) });
+        };
+        assert!(lock(&s.kernel).frames.is_paged_out(a), "the clock starts at the lowest frame: a goes, written");
+        touch(a);
+        assert!(lock(&s.kernel).frames.is_paged_out(b), "a stays for its touch; b goes, written");
+        // The device writes a, which is clean with a current copy; no one marks it modified.
+        s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(a)).expect("device write");
+        lock(&s.kernel).frames.device_wrote(&(a..a + PAGE_SIZE));
+        touch(b);
+        {
+            let k = lock(&s.kernel);
+            assert!(k.frames.is_paged_out(a), "a's second chance went on the first turn; taken out on the second");
+            assert_eq!((k.pager.counts().page_outs, k.pager.counts().clean_evictions), (2, 1), "a went clean: no write");
+        }
+        assert_eq!(kinds(&s), ["paging.lost-modification"]);
+        touch(a);
+        assert_eq!(page(&s, a), vec![1; PAGE_SIZE as usize], "the old data is back: the device's is lost");
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_pin_or_a_copy_through_the_vmm_brings_pages_that_are_out_in_first() {
+        let s = state();
+        let (vmid, frames) = object(&s, 1);
+        let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
+        let at = ok(&s, Service::VmAtt, &[handle, 0]);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 1]), Status::OK);
+        assert!(lock(&s.kernel).frames.is_paged_out(frames[0]));
+        assert_eq!(status(&s, Service::Pin, &[at, PAGE_SIZE]), Status::OK);
+        let k = lock(&s.kernel);
+        assert!(!k.frames.is_paged_out(frames[0]), "a pinned page is in");
+        assert_eq!(k.frames.check(), Ok(()));
+        drop(k);
+        assert_eq!(page(&s, frames[0]), vec![1; PAGE_SIZE as usize]);
+        assert_eq!(status(&s, Service::Unpin, &[at, PAGE_SIZE]), Status::OK);
+    }
+}
