@@ -14,10 +14,9 @@
 //! (the stack grows down, so a caller's frame is always higher), and after
 //! [`MAX_FRAMES`] addresses.
 
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory_model::guest_access;
-use crate::memory_model::paging::{AddressSpace, is_canonical};
+use crate::memory_model::paging::{AddressSpace, PteFlags, Walker, is_canonical};
 
 /// The most addresses captured: the instruction and 15 callers.
 pub const MAX_FRAMES: usize = 16;
@@ -62,14 +61,15 @@ fn capture_above(
     max: usize,
 ) -> Vec<u64> {
     let mut stack = vec![rip];
+    let mut reader = Reader::new(memory, space);
     if max > 1 {
-        stack.extend(leaf_return(memory, space, rip, rsp));
+        stack.extend(leaf_return(&mut reader, rip, rsp));
     }
     let mut frame = rbp;
     let mut walked = 0;
     while stack.len() < max && walked < 2 * MAX_FRAMES && frame != 0 && frame.is_multiple_of(8) && is_canonical(frame) {
         walked += 1;
-        let Some((caller_frame, ret)) = read_frame(memory, space, frame) else { break };
+        let Some((caller_frame, ret)) = read_frame(&mut reader, frame) else { break };
         if ret == 0 || !is_canonical(ret) {
             break;
         }
@@ -84,29 +84,54 @@ fn capture_above(
     stack
 }
 
+/// Guest memory as the guest reads it at CPL3, through the VMM's page
+/// tables: one walker for the stack and one for code, so that each keeps
+/// its last page table (an allocation's origin is read on every call).
+struct Reader<'a> {
+    memory: &'a GuestMemoryMmap,
+    stack: Walker<'a>,
+    code: Walker<'a>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(memory: &'a GuestMemoryMmap, space: &'a AddressSpace) -> Reader<'a> {
+        Reader { memory, stack: Walker::new(memory, space), code: Walker::new(memory, space) }
+    }
+
+    /// `N` bytes at `va` (`code`: through the code walker), if the guest may read them all.
+    fn read<const N: usize>(&mut self, va: u64, code: bool) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        let mut done = 0;
+        while done < N {
+            let address = va.checked_add(done as u64)?;
+            let walker = if code { &mut self.code } else { &mut self.stack };
+            let translation = walker.translate(address).filter(|t| t.flags.contains(PteFlags::USER))?;
+            let chunk = ((PAGE_SIZE - address % PAGE_SIZE) as usize).min(N - done);
+            self.memory.read_slice(&mut out[done..done + chunk], GuestAddress(translation.gpa)).ok()?;
+            done += chunk;
+        }
+        Some(out)
+    }
+}
+
+const PAGE_SIZE: u64 = kmemvisor_abi::layout::PAGE_SIZE;
+
 /// The return address at `rsp` if the function at `rip` has pushed nothing:
 /// the word there follows a direct `call` to an address at or before `rip`
 /// and less than `LEAF_MAX` before it. In a function with a frame, the word
 /// at RSP is a local or a saved register, which is not such an address.
-fn leaf_return(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64) -> Option<u64> {
-    let ret = read_word(memory, space, rsp)?;
-    let call = guest_access::read(memory, space, ret.checked_sub(5)?, 5).ok()?;
-    let (&opcode, offset) = call.split_first()?;
-    let offset = i32::from_le_bytes(offset.try_into().ok()?);
-    let target = ret.wrapping_add_signed(i64::from(offset));
+fn leaf_return(reader: &mut Reader<'_>, rip: u64, rsp: u64) -> Option<u64> {
+    let ret = u64::from_le_bytes(reader.read::<8>(rsp, false)?);
+    let [opcode, offset @ ..] = reader.read::<5>(ret.checked_sub(5)?, true)?;
+    let target = ret.wrapping_add_signed(i64::from(i32::from_le_bytes(offset)));
     (opcode == CALL_REL32 && target <= rip && rip - target < LEAF_MAX).then_some(ret)
 }
 
-fn read_word(memory: &GuestMemoryMmap, space: &AddressSpace, at: u64) -> Option<u64> {
-    let bytes = guest_access::read(memory, space, at, 8).ok()?;
-    Some(u64::from_le_bytes(bytes.try_into().ok()?))
-}
-
 /// The saved RBP and the return address of the frame at `frame`.
-fn read_frame(memory: &GuestMemoryMmap, space: &AddressSpace, frame: u64) -> Option<(u64, u64)> {
-    let bytes = guest_access::read(memory, space, frame, 16).ok()?;
-    let word = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-    Some((word(0)?, word(8)?))
+fn read_frame(reader: &mut Reader<'_>, frame: u64) -> Option<(u64, u64)> {
+    let bytes = reader.read::<16>(frame, false)?;
+    let (saved, ret) = bytes.split_at(8);
+    Some((u64::from_le_bytes(saved.try_into().ok()?), u64::from_le_bytes(ret.try_into().ok()?)))
 }
 
 #[cfg(test)]
