@@ -12,14 +12,13 @@
 //! `vm_umount` brings every page that is out on the device back in first,
 //! and answers `EIO` (the device stays) if one cannot be read.
 
-use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE, VM_KEY_LIMITED};
-use kmemvisor_abi::layout::{PAGE_SIZE, VM_REGION_SIZE};
+use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE};
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::{Violation, ViolationKind};
 use crate::devices::pager::{MountRefusal, PagerError};
-use crate::memory_model::aix_vmm::{Mapping, VmError, place_of};
-use crate::services::aix::vmm::{Call, int, pages, split};
+use crate::memory_model::aix_vmm::VmError;
+use crate::services::aix::vmm::{Call, int, object_range, pages, split};
 use crate::services::{Outcome, Reply};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
@@ -94,22 +93,11 @@ fn unmount(call: &Call, kind: u64, strategy: u64) -> Outcome {
 /// region (the kernel's, or the current process's) maps. `force` changes
 /// nothing: every page-out is made at once.
 fn write_range(call: &Call, vaddr: u64, nbytes: u64) -> Outcome {
-    let Some(nbytes) = int(nbytes) else { return Reply::status(Status::EINVAL) };
-    let found = {
-        let k = lock(&call.state.kernel);
-        place_of(call.pid, vaddr).and_then(|place| k.vmm.region(place).map(|m| (place.base(), m)))
-    };
-    // Not mapped, or an I/O region: EINVAL, as AIX documents.
-    let Some((base, Mapping::Object { vmid, key })) = found else { return Reply::status(Status::EINVAL) };
-    if vaddr + nbytes > base + VM_REGION_SIZE {
-        return Reply::status(Status::EINVAL);
+    let range = object_range(&lock(&call.state.kernel), call.pid, vaddr, nbytes);
+    match range {
+        Ok((vmid, first, count)) => write_pages(call, vmid, first, count),
+        Err(status) => Reply::status(status),
     }
-    if key == VM_KEY_LIMITED {
-        return Reply::status(Status::EACCES);
-    }
-    let first = (vaddr - base) / PAGE_SIZE;
-    let end = (vaddr - base + nbytes).div_ceil(PAGE_SIZE);
-    write_pages(call, vmid, first, end - first)
 }
 
 /// Pages out the modified pages of `[first, first + count)` of `vmid`.

@@ -119,6 +119,27 @@ pub(super) fn int(value: u64) -> Option<u64> {
     (value <= i32::MAX as u64).then_some(value)
 }
 
+/// The object and the page range `(vmid, first, count)` that `[vaddr,
+/// vaddr + nbytes)` covers in the region holding `vaddr` (the kernel's, or
+/// process `pid`'s), for `vm_release` and `vm_write`: `EINVAL` when
+/// `nbytes` is no non-negative `int`, the region maps no object (not
+/// mapped, or an I/O region, as AIX documents) or the range passes its
+/// end; `EACCES` through a limited handle.
+pub(super) fn object_range(k: &Kernel, pid: u64, vaddr: u64, nbytes: u64) -> Result<(u64, u64, u64), Status> {
+    let nbytes = int(nbytes).ok_or(Status::EINVAL)?;
+    let found = place_of(pid, vaddr).and_then(|place| k.vmm.region(place).map(|m| (place.base(), m)));
+    let Some((base, Mapping::Object { vmid, key })) = found else { return Err(Status::EINVAL) };
+    if vaddr + nbytes > base + VM_REGION_SIZE {
+        return Err(Status::EINVAL);
+    }
+    if key == VM_KEY_LIMITED {
+        return Err(Status::EACCES);
+    }
+    let first = (vaddr - base) / PAGE_SIZE;
+    let end = (vaddr - base + nbytes).div_ceil(PAGE_SIZE);
+    Ok((vmid, first, end - first))
+}
+
 /// The page range `(pfirst, npages)` of a `vm_*p` service: both
 /// non-negative `int`s, ending inside the largest object (a range that
 /// crosses the object's boundary is `EINVAL`, as AIX documents).
@@ -279,20 +300,11 @@ impl Call<'_> {
     /// `vm_release(vaddr, nbytes)`: the object pages that the range of a
     /// region (the kernel's, or the current process's) maps.
     fn release_range(&self, vaddr: u64, nbytes: u64) -> Outcome {
-        let Some(nbytes) = int(nbytes) else { return Reply::status(Status::EINVAL) };
         let k = &mut *lock(&self.state.kernel);
-        let found = place_of(self.pid, vaddr).and_then(|place| k.vmm.region(place).map(|m| (place.base(), m)));
-        // Not mapped, or an I/O region: EINVAL, as AIX documents.
-        let Some((base, Mapping::Object { vmid, key })) = found else { return Reply::status(Status::EINVAL) };
-        if vaddr + nbytes > base + VM_REGION_SIZE {
-            return Reply::status(Status::EINVAL);
+        match object_range(k, self.pid, vaddr, nbytes) {
+            Ok((vmid, first, count)) => self.release_pages(k, vmid, first, count),
+            Err(status) => Reply::status(status),
         }
-        if key == VM_KEY_LIMITED {
-            return Reply::status(Status::EACCES);
-        }
-        let first = (vaddr - base) / PAGE_SIZE;
-        let end = (vaddr - base + nbytes).div_ceil(PAGE_SIZE);
-        self.release_pages(k, vmid, first, end - first)
     }
 
     /// `vm_releasep` of the existing pages of `[first, first + count)`:
