@@ -8,7 +8,7 @@
 use kmemvisor_abi::layout::PAGE_SIZE;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory_model::paging::{AddressSpace, PteFlags};
+use crate::memory_model::paging::{AddressSpace, PteFlags, Translation};
 
 /// The guest pointer does not lead to readable guest memory.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -40,17 +40,28 @@ pub fn write(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, bytes: &[u
 /// Reads `len` bytes at guest-virtual `va` of `space`.
 pub fn read(memory: &GuestMemoryMmap, space: &AddressSpace, va: u64, len: usize) -> Result<Vec<u8>, BadAddress> {
     let mut out = vec![0u8; len];
+    read_into(memory, |address| space.translate(memory, address), va, &mut out)?;
+    Ok(out)
+}
+
+/// Fills `out` from guest-virtual `va` on, each page translated by
+/// `translate` (an [`AddressSpace`]'s walk, or a [`Walker`](crate::memory_model::paging::Walker)
+/// that keeps its last table) and mapped for the guest.
+pub fn read_into(
+    memory: &GuestMemoryMmap,
+    mut translate: impl FnMut(u64) -> Option<Translation>,
+    va: u64,
+    out: &mut [u8],
+) -> Result<(), BadAddress> {
     let mut done = 0usize;
-    while done < len {
+    while done < out.len() {
         let address = va.checked_add(done as u64).ok_or(BadAddress { address: va })?;
-        let translation =
-            space.translate(memory, address).filter(|t| t.flags.contains(PteFlags::USER)).ok_or(BadAddress { address })?;
-        let in_page = (PAGE_SIZE - address % PAGE_SIZE) as usize;
-        let chunk = in_page.min(len - done);
+        let translation = translate(address).filter(|t| t.flags.contains(PteFlags::USER)).ok_or(BadAddress { address })?;
+        let chunk = ((PAGE_SIZE - address % PAGE_SIZE) as usize).min(out.len() - done);
         memory.read_slice(&mut out[done..done + chunk], GuestAddress(translation.gpa)).map_err(|_| BadAddress { address })?;
         done += chunk;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@
 //! (the stack grows down, so a caller's frame is always higher), and after
 //! [`MAX_FRAMES`] addresses.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
-use crate::memory_model::paging::{AddressSpace, PteFlags, Walker, is_canonical};
+use crate::memory_model::guest_access;
+use crate::memory_model::paging::{AddressSpace, Walker, is_canonical};
 
 /// The most addresses captured: the instruction and 15 callers.
 pub const MAX_FRAMES: usize = 16;
@@ -100,21 +101,12 @@ impl<'a> Reader<'a> {
 
     /// `N` bytes at `va` (`code`: through the code walker), if the guest may read them all.
     fn read<const N: usize>(&mut self, va: u64, code: bool) -> Option<[u8; N]> {
+        let walker = if code { &mut self.code } else { &mut self.stack };
         let mut out = [0u8; N];
-        let mut done = 0;
-        while done < N {
-            let address = va.checked_add(done as u64)?;
-            let walker = if code { &mut self.code } else { &mut self.stack };
-            let translation = walker.translate(address).filter(|t| t.flags.contains(PteFlags::USER))?;
-            let chunk = ((PAGE_SIZE - address % PAGE_SIZE) as usize).min(N - done);
-            self.memory.read_slice(&mut out[done..done + chunk], GuestAddress(translation.gpa)).ok()?;
-            done += chunk;
-        }
+        guest_access::read_into(self.memory, |address| walker.translate(address), va, &mut out).ok()?;
         Some(out)
     }
 }
-
-const PAGE_SIZE: u64 = kmemvisor_abi::layout::PAGE_SIZE;
 
 /// The return address at `rsp` if the function at `rip` has pushed nothing:
 /// the word there follows a direct `call` to an address at or before `rip`
