@@ -287,9 +287,21 @@ pub fn build(manifest_dir: &Path, out_dir: &Path) -> Sdk {
     Sdk { dir, files, cc }
 }
 
+/// The second line of a C guest whose edges the fuzzer counts.
+const COVERAGE_MARK: &str = "/* kmemvisor: coverage */";
+
+/// The coverage instrumentation `cc` has: clang's guards, else gcc's
+/// per-block calls (the SDK's runtime has the callbacks of both).
+fn coverage_flag(cc: &str) -> &'static str {
+    const GUARDS: &str = "-fsanitize-coverage=trace-pc-guard";
+    let probe = Command::new(cc).args([GUARDS, "-x", "c", "-c", "/dev/null", "-o", "/dev/null"]).output();
+    if probe.is_ok_and(|out| out.status.success()) { GUARDS } else { "-fsanitize-coverage=trace-pc" }
+}
+
 /// Builds each guest/c/NAME.c into `$OUT_DIR/c-guests/NAME` with the SDK;
 /// returns (name, summary, elf path) sorted by name. The summary is the text
-/// of the file's first line, a `/* ... */` comment.
+/// of the file's first line, a `/* ... */` comment; a second line
+/// [`COVERAGE_MARK`] adds the coverage instrumentation.
 pub fn build_c_guests(sdk: &Sdk, guest_dir: &Path, out_dir: &Path) -> Vec<(String, String, PathBuf)> {
     let elf_dir = out_dir.join("c-guests");
     fs::create_dir_all(&elf_dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", elf_dir.display())));
@@ -306,10 +318,12 @@ pub fn build_c_guests(sdk: &Sdk, guest_dir: &Path, out_dir: &Path) -> Vec<(Strin
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| fail(&format!("{} must start with a one-line `/* summary */`", source.display())));
         let elf = elf_dir.join(&name);
+        let coverage = text.lines().nth(1).is_some_and(|line| line.trim() == COVERAGE_MARK);
         run(
             Command::new(&sdk.cc)
                 .args(flags(CFLAGS, &sdk.dir))
                 .args(["-O2", "-Wall", "-Wextra", "-Werror"])
+                .args(coverage.then(|| coverage_flag(&sdk.cc)))
                 .arg(&source)
                 .arg("-o")
                 .arg(&elf)

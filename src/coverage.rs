@@ -7,6 +7,10 @@
 //! edge counts once per bucket of hits (1, 2, 3, 4–7, 8–15, 16–31, 32–127,
 //! 128+), so a loop that runs longer is new behaviour too, as in AFL.
 //!
+//! A guest compiled with `-fsanitize-coverage` also counts its own edges in
+//! a map it names with `fuzz_coverage`; each counter that is not zero is a
+//! feature with the bucket of its count ([`guest_features`]).
+//!
 //! A run's features are a set of 64-bit hashes; an input is kept in the
 //! corpus when its run has a feature no earlier run had.
 
@@ -45,6 +49,19 @@ impl Coverage {
         features
     }
 }
+
+/// The features of the guest's own edge counters: each counter that is not
+/// zero, with the bucket of its count (a byte counter wraps, as in AFL).
+pub fn guest_features(counters: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    counters
+        .iter()
+        .enumerate()
+        .filter(|&(_, &hits)| hits != 0)
+        .map(|(edge, &hits)| mix(mix(GUEST_EDGE, edge as u64), bucket(u32::from(hits))))
+}
+
+/// The tag of a guest edge: apart from every event's kind ([`abstraction`]).
+const GUEST_EDGE: u64 = 10;
 
 /// AFL's hit-count buckets.
 fn bucket(hits: u32) -> u64 {
@@ -99,6 +116,21 @@ mod tests {
         let mut coverage = Coverage::default();
         events.iter().for_each(|e| coverage.record(e));
         coverage.features()
+    }
+
+    #[test]
+    fn each_guest_counter_that_is_not_zero_is_a_feature_with_its_bucket() {
+        assert_eq!(guest_features(&[0, 0, 0]).count(), 0);
+        let one: Vec<u64> = guest_features(&[0, 1, 0]).collect();
+        assert_eq!(one, [mix(mix(GUEST_EDGE, 1), 1)]);
+        // Another edge, another bucket: other features; the same bucket: the same one.
+        assert_ne!(one, guest_features(&[1, 0, 0]).collect::<Vec<_>>());
+        assert_ne!(one, guest_features(&[0, 4, 0]).collect::<Vec<_>>());
+        assert_eq!(guest_features(&[0, 4, 0]).collect::<Vec<_>>(), guest_features(&[0, 7, 0]).collect::<Vec<_>>());
+        assert_eq!(guest_features(&[5, 0, 200]).count(), 2);
+        // Apart from every event's features.
+        let events = features(&[call(0, 1, 0), call(0, 2, 0)]);
+        assert!(one.iter().all(|f| !events.contains(f)));
     }
 
     #[test]

@@ -358,7 +358,20 @@ fn account(state: &VmState, name: String, slot_zap_all_quirk_disabled: bool, cre
         }
         out
     });
-    RunOutcome { report, status, chrome_trace, features: state.trace.features() }
+    RunOutcome { report, status, chrome_trace, features: features(state) }
+}
+
+/// What the run reached, for a fuzzing campaign: the edges of its trace,
+/// and the guest's own edge counters if it named them (`fuzz_coverage`).
+fn features(state: &VmState) -> Vec<u64> {
+    let mut features = state.trace.features();
+    if state.config.coverage
+        && let Some(counters) = crate::services::fuzz::coverage_counters(state)
+    {
+        features.extend(crate::coverage::guest_features(&counters));
+        features.sort_unstable();
+    }
+    features
 }
 
 /// How the run was scheduled, and why its verdict may not repeat.

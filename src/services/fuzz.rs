@@ -1,14 +1,15 @@
-//! `fuzz_snapshot` and `fuzz_input`: the guest's side of fuzzing
-//! (`crate::snapshot::port`).
+//! `fuzz_snapshot`, `fuzz_input` and `fuzz_coverage`: the guest's side of
+//! fuzzing (`crate::snapshot::port`).
 
 use kmemvisor_abi::{Service, Status};
 
 use crate::memory_model::guest_access;
 use crate::report::ExitCause;
 use crate::services::{Caller, Outcome, Reply};
+use crate::snapshot::port::{CoverageMap, MAX_COVERAGE_MAP};
 use crate::state::VmState;
 
-/// Serves `fuzz_snapshot` and `fuzz_input`.
+/// Serves `fuzz_snapshot`, `fuzz_input` and `fuzz_coverage`.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     match service {
         Service::FuzzSnapshot => {
@@ -30,8 +31,31 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
                 Err(_) => Reply::status(Status::EFAULT),
             }
         }
+        Service::FuzzCoverage => {
+            let [va, len, ..] = args;
+            if len == 0 || len > MAX_COVERAGE_MAP {
+                return Reply::status(Status::EINVAL);
+            }
+            // Read once now, so that a map the guest cannot read is refused
+            // here rather than lost silently after each run.
+            match guest_access::read(state.ram.memory(), &state.space, va, len as usize) {
+                Ok(_) => {
+                    state.fuzz.set_coverage_map(Some(CoverageMap { va, len }));
+                    Reply::ok(0)
+                }
+                Err(_) => Reply::status(Status::EFAULT),
+            }
+        }
         _ => Reply::status(Status::ENOSYS),
     }
+}
+
+/// The guest's edge counters now, if it named readable ones: what a run's
+/// features add to those of its trace (`crate::coverage::guest_features`).
+pub fn coverage_counters(state: &VmState) -> Option<Vec<u8>> {
+    let map = state.fuzz.coverage_map()?;
+    // The map was checked when named; a remap since makes it unreadable, and then it counts nothing.
+    guest_access::read(state.ram.memory(), &state.space, map.va, usize::try_from(map.len).ok()?).ok()
 }
 
 /// What, before a `fuzz_snapshot` of `vcpu`, the seed has decided already,
@@ -109,5 +133,24 @@ mod tests {
         assert_eq!(&bytes, b"hello\0");
         let bad = call(&s, 0, Service::FuzzInput, [0x10, 5, 0, 0, 0, 0]);
         assert!(matches!(bad, Outcome::Reply(Reply { status: Status::EFAULT, .. })));
+    }
+
+    #[test]
+    fn the_coverage_map_is_named_once_readable_and_read_after_the_run() {
+        let s = crate::testing::state_with(VmConfig::default());
+        let map = layout::stack_bottom(0);
+        assert_eq!(coverage_counters(&s), None, "no map named");
+        for (len, status) in [(0, Status::EINVAL), (MAX_COVERAGE_MAP + 1, Status::EINVAL)] {
+            let r = call(&s, 0, Service::FuzzCoverage, [map, len, 0, 0, 0, 0]);
+            assert!(matches!(r, Outcome::Reply(Reply { status: st, .. }) if st == status), "{len}");
+        }
+        let unreadable = call(&s, 0, Service::FuzzCoverage, [0x10, 4, 0, 0, 0, 0]);
+        assert!(matches!(unreadable, Outcome::Reply(Reply { status: Status::EFAULT, .. })));
+        assert_eq!(s.fuzz.coverage_map(), None, "a refused map is not named");
+        s.ram.memory().write_slice(&[0, 3, 0, 1], GuestAddress(layout::stack_gpa(0))).expect("write");
+        let named = call(&s, 0, Service::FuzzCoverage, [map, 4, 0, 0, 0, 0]);
+        assert!(matches!(named, Outcome::Reply(Reply { status: Status::OK, value: 0 })));
+        assert_eq!(s.fuzz.coverage_map(), Some(CoverageMap { va: map, len: 4 }));
+        assert_eq!(coverage_counters(&s), Some(vec![0, 3, 0, 1]));
     }
 }

@@ -1,5 +1,6 @@
-//! What the guest sees of fuzzing: its snapshot point (`fuzz_snapshot`) and
-//! the iteration's input (`fuzz_input`).
+//! What the guest sees of fuzzing: its snapshot point (`fuzz_snapshot`),
+//! the iteration's input (`fuzz_input`) and where it counts its edges
+//! (`fuzz_coverage`).
 //!
 //! The snapshot point is taken only where nothing that the seed decides has
 //! happened yet: vCPU 0 alone has run, no DMA delay has been drawn, no page
@@ -17,6 +18,18 @@ use crate::sync::lock;
 /// The most input bytes an iteration carries (`--input FILE` included).
 pub const MAX_INPUT: usize = 1 << 20;
 
+/// The largest edge-counter map a guest may name: AFL's 64 KiB.
+pub const MAX_COVERAGE_MAP: u64 = 1 << 16;
+
+/// Where the guest counts its edges: guest-virtual address and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoverageMap {
+    /// The first counter.
+    pub va: u64,
+    /// Counters (bytes), at most [`MAX_COVERAGE_MAP`].
+    pub len: u64,
+}
+
 /// The fuzzing side of one VM.
 #[derive(Debug, Default)]
 pub struct FuzzPort {
@@ -26,6 +39,8 @@ pub struct FuzzPort {
     armed: AtomicBool,
     /// Why the guest's `fuzz_snapshot` could not be the snapshot point.
     refusal: Mutex<Option<String>>,
+    /// The guest's edge counters, once it named them.
+    coverage_map: Mutex<Option<CoverageMap>>,
 }
 
 impl FuzzPort {
@@ -57,5 +72,15 @@ impl FuzzPort {
     /// Why the guest's `fuzz_snapshot` was refused, if it was.
     pub fn refusal(&self) -> Option<String> {
         lock(&self.refusal).clone()
+    }
+
+    /// Where the guest counts its edges from now on (`None`: nowhere).
+    pub fn set_coverage_map(&self, map: Option<CoverageMap>) {
+        *lock(&self.coverage_map) = map;
+    }
+
+    /// Where the guest counts its edges, if it said.
+    pub fn coverage_map(&self) -> Option<CoverageMap> {
+        *lock(&self.coverage_map)
     }
 }

@@ -26,6 +26,7 @@ use crate::kvm::stop::Stop;
 use crate::kvm::vcpu_pool::{Schedule, VcpuPool};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
+use crate::snapshot::port::CoverageMap;
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 use crate::trace::EventTrace;
@@ -59,6 +60,7 @@ pub struct VmmState {
     cr3: Vec<u64>,
     call_site: CallSite,
     dma: DmaEngine,
+    coverage_map: Option<CoverageMap>,
 }
 
 impl VmmState {
@@ -92,8 +94,9 @@ impl VmmState {
             dma,
             helpers_wanted: _,
             helpers_requested,
-            // The input is set per iteration; the snapshot point is taken once.
-            fuzz: _,
+            // The input is set per iteration; the snapshot point is taken
+            // once; the edge counters' place is the guest's, restored.
+            fuzz,
         } = state;
         if helpers_requested.load(Ordering::SeqCst) {
             return Err(StateError::NotQuiet("the helper threads were started (a page was hidden or the DMA engine used)"));
@@ -114,6 +117,7 @@ impl VmmState {
             cr3: cr3.iter().map(|c| c.load(Ordering::SeqCst)).collect(),
             call_site: call_site.clone(),
             dma: dma.clone(),
+            coverage_map: fuzz.coverage_map(),
         })
     }
 
@@ -148,7 +152,7 @@ impl VmmState {
             dma,
             helpers_wanted,
             helpers_requested,
-            fuzz: _,
+            fuzz,
         } = state;
         config.dma.seed = seed;
         if let Schedule::Serial { seed: s, .. } = &mut config.schedule {
@@ -172,6 +176,7 @@ impl VmmState {
         // A request of the run that ended, if any, is void.
         let _ = helpers_wanted.read();
         *helpers_requested = AtomicBool::new(false);
+        fuzz.set_coverage_map(self.coverage_map);
         Ok(())
     }
 }

@@ -46,7 +46,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// DMA engine; 3: guest modules, their header and the boot-info module table;
 /// 4: `vcpu_yield`; 5: the AIX virtual memory manager services of group
 /// `0x04`: virtual memory objects, `vm_att` and `io_att` regions).
-pub const ABI_MINOR: u16 = 6;
+pub const ABI_MINOR: u16 = 7;
 /// The value [`Service::AbiVersion`] returns: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_MAJOR as u64) << 16) | ABI_MINOR as u64;
 

@@ -141,6 +141,10 @@ services! {
     /// `buf`; the value is the count copied (outside fuzzing: the bytes of
     /// `--input FILE`, or none).
     FuzzInput = 0x013, "fuzz_input", returns: true;
+    /// `(counters, len)`: the guest's edge counters (one byte per edge, as
+    /// a C guest built with `-fsanitize-coverage` keeps them): a fuzzing
+    /// campaign reads them after each run as feedback. The value is 0.
+    FuzzCoverage = 0x014, "fuzz_coverage", returns: true;
 
     /// `(area, size, flags)`: makes a heap of the mapped kernel region; the value is its handle.
     InitHeap = 0x100, "init_heap", returns: true;
@@ -400,7 +404,7 @@ mod tests {
 
     #[test]
     fn numbers_outside_every_service_are_refused() {
-        for number in [0x014, 0x0ff, 0x103, 0x206, 0x311, 0x41f, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
+        for number in [0x015, 0x0ff, 0x103, 0x206, 0x311, 0x41f, 0x50a, 0x7ff, 0x700, 1 << 32, u64::MAX] {
             assert_eq!(Service::try_from(number), Err(number));
         }
         assert_eq!(ServiceGroup::of(0x700), None);

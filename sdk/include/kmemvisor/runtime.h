@@ -108,6 +108,12 @@ int kmv_interrupt_unregister(void);
 int kmv_fuzz_snapshot(void);
 size_t kmv_fuzz_input(void *buffer, size_t length);
 
+/* Names `length` bytes at `counters` as the driver's edge counters, which a
+ * fuzzing campaign reads after each run. A driver compiled with
+ * `-fsanitize-coverage=trace-pc-guard` (clang) or `=trace-pc` (gcc) does
+ * not call it: the runtime's coverage callbacks do, on the first edge. */
+int kmv_fuzz_coverage(void *counters, size_t length);
+
 /* The freestanding string functions the compiler may call. */
 void *memcpy(void *destination, const void *source, size_t n);
 void *memmove(void *destination, const void *source, size_t n);

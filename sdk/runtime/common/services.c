@@ -311,3 +311,7 @@ size_t kmv_fuzz_input(void *buffer, size_t length)
 {
     return (size_t)VALUE_OR(0, FUZZ_INPUT, buffer, length, 0, 0, 0, 0);
 }
+int kmv_fuzz_coverage(void *counters, size_t length)
+{
+    return STATUS(FUZZ_COVERAGE, counters, length, 0, 0, 0, 0);
+}
