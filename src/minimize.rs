@@ -1,7 +1,8 @@
 //! Shrinking a fuzz finding (`kmemvisor fuzz --minimize`): the edits of a
-//! `run` command line that make a run simpler — fewer guest arguments, no
-//! DMA jitter, fewer PCT change points and steps, fewer vCPUs — tried one at
-//! a time and kept when the run still fails the same way.
+//! `run` command line that make a run simpler — a shorter guest input, fewer
+//! guest arguments, no DMA jitter, fewer PCT change points and steps, fewer
+//! vCPUs — tried one at a time and kept when the run still fails the same
+//! way.
 //!
 //! This module only edits command lines; the caller runs them.
 
@@ -45,7 +46,7 @@ fn separator(line: &[String]) -> Option<usize> {
 /// `line` with `--long` set to `value`: the existing value replaced (as
 /// `--long V` or `--long=V`), else the option added before the guest's
 /// arguments.
-pub fn with_option(line: &[String], long: &str, value: u64) -> Vec<String> {
+pub fn with_option(line: &[String], long: &str, value: impl std::fmt::Display) -> Vec<String> {
     let flag = format!("--{long}");
     let joined = format!("--{long}=");
     let end = separator(line).unwrap_or(line.len());
@@ -62,6 +63,41 @@ pub fn with_option(line: &[String], long: &str, value: u64) -> Vec<String> {
     }
     out.splice(end..end, [flag, value.to_string()]);
     out
+}
+
+/// The value of `--long` in `line` (before the guest's arguments), as
+/// `--long V` or `--long=V`.
+pub fn option_value<'a>(line: &'a [String], long: &str) -> Option<&'a str> {
+    let flag = format!("--{long}");
+    let joined = format!("--{long}=");
+    let options = &line[..separator(line).unwrap_or(line.len())];
+    options.iter().enumerate().find_map(
+        |(i, a)| {
+            if *a == flag { options.get(i + 1).map(String::as_str) } else { a.strip_prefix(&joined) }
+        },
+    )
+}
+
+/// The sizes of the cuts to try on an input of `len` bytes, largest first:
+/// half of it (rounded up), half of that, …, one byte.
+pub fn cut_sizes(len: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut size = len;
+    while size > 1 {
+        size = size.div_ceil(2);
+        sizes.push(size);
+    }
+    if len == 1 {
+        sizes.push(1);
+    }
+    sizes
+}
+
+/// `input` without the `size` bytes from `start` on (fewer at its end).
+pub fn without(input: &[u8], start: usize, size: usize) -> Vec<u8> {
+    let start = start.min(input.len());
+    let end = start.saturating_add(size).min(input.len());
+    [&input[..start], &input[end..]].concat()
 }
 
 /// The guest's arguments of `line`.
@@ -98,6 +134,28 @@ mod tests {
         assert_eq!(with_option(&l, "dma-jitter", 0), line("run g --pct-depth 3 --dma-jitter=0 -- --pct-depth 9"));
         assert_eq!(with_option(&l, "vcpus", 2), line("run g --pct-depth 3 --dma-jitter=7 --vcpus 2 -- --pct-depth 9"));
         assert_eq!(with_option(&line("run g"), "vcpus", 1), line("run g --vcpus 1"));
+    }
+
+    #[test]
+    fn option_values_are_found_in_either_form_before_the_guest_args() {
+        assert_eq!(option_value(&line("run g --input a.bin -- --input b"), "input"), Some("a.bin"));
+        assert_eq!(option_value(&line("run g --input=a.bin"), "input"), Some("a.bin"));
+        assert_eq!(option_value(&line("run g -- --input b"), "input"), None);
+        assert_eq!(option_value(&line("run g --input"), "input"), None);
+        assert_eq!(with_option(&line("run g --input a"), "input", "b.min"), line("run g --input b.min"));
+    }
+
+    #[test]
+    fn cuts_halve_down_to_one_byte_and_remove_what_they_cover() {
+        assert_eq!(cut_sizes(0), Vec::<usize>::new());
+        assert_eq!(cut_sizes(1), [1]);
+        assert_eq!(cut_sizes(2), [1]);
+        assert_eq!(cut_sizes(5), [3, 2, 1]);
+        assert_eq!(cut_sizes(8), [4, 2, 1]);
+        assert_eq!(without(b"KV!junk", 3, 4), b"KV!");
+        assert_eq!(without(b"KV!junk", 0, 1), b"V!junk");
+        assert_eq!(without(b"KV!junk", 5, 9), b"KV!ju");
+        assert_eq!(without(b"KV!", 7, 1), b"KV!");
     }
 
     #[test]

@@ -78,6 +78,29 @@ fn minimize_refuses_what_is_no_finding() {
 
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn minimize_cuts_the_input_down_to_the_bytes_the_bug_needs() {
+    if !kvm_or_skip("fuzz minimize input") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let input = dir.path().join("command.bin");
+    std::fs::write(&input, b"KV!junk that the bug does not need").expect("input");
+    let report = dir.path().join("magic.json");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+    let r = kmemvisor(&["run", "fuzz-magic", "--input", &path(&input), "--report", &path(&report)]);
+    assert_eq!(r.status, 65, "{}", r.stderr);
+    let r = kmemvisor(&["fuzz", "--minimize", &path(&report)]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let shrunk = dir.path().join("magic.min.input");
+    assert!(r.stderr.contains(&format!("input 34 → 3 byte(s), in {}", shrunk.display())), "{}", r.stderr);
+    assert_eq!(std::fs::read(&shrunk).expect("the shrunk input"), b"KV!");
+    assert_eq!(std::fs::read(&input).expect("the original input"), b"KV!junk that the bug does not need", "left alone");
+    let replay = kmemvisor(&["replay", &path(&dir.path().join("magic.min.json"))]);
+    assert_eq!(replay.status, 0, "{}", replay.stderr);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn minimize_refuses_a_clean_run() {
     if !kvm_or_skip("fuzz minimize clean") {
         return;

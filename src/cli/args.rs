@@ -70,8 +70,9 @@ pub(crate) enum Command {
     /// DIR as the JSON report of `kmemvisor run … --seed S`, which `kmemvisor
     /// replay` reruns. DIR/stats.json has the campaign's figures. Inputs
     /// whose runs reach behaviour no earlier run reached (a new sequence of
-    /// service, status, violation, or of device events among CPU accesses)
-    /// are kept in the corpus (--corpus), rerun once to check they repeat,
+    /// service, status, violation, or of device events among CPU accesses;
+    /// or a new edge of a C driver built with -fsanitize-coverage) are kept
+    /// in the corpus (--corpus), rerun once to check they repeat,
     /// and rerun first by the next campaign. Ctrl-C stops after the runs in
     /// progress and keeps everything found. Exit status 0 with no finding,
     /// 1 with findings, 64 for a bad command line or a corpus file that is
@@ -79,10 +80,11 @@ pub(crate) enum Command {
     /// be written.
     ///
     /// `kmemvisor fuzz --minimize FINDING [-o FILE]` shrinks a finding
-    /// instead: it drops guest arguments and lowers --dma-jitter,
-    /// --pct-depth, --pct-steps and --vcpus while the run still fails the
-    /// same way (first violation kind and call site, or exit cause), and
-    /// writes that run's report to FILE (default FINDING.min.json). Exit
+    /// instead: it cuts its --input bytes (the shortest to FILE's .input),
+    /// drops guest arguments and lowers --dma-jitter, --pct-depth,
+    /// --pct-steps and --vcpus while the run still fails the same way (first
+    /// violation kind and call site, or exit cause), and writes that run's
+    /// report to FILE (default FINDING.min.json). Exit
     /// status 0 when written, 1 when the finding does not reproduce, 64 when
     /// it cannot be replayed at all.
     Fuzz(Box<FuzzArgs>),

@@ -1,15 +1,16 @@
 //! `kmemvisor fuzz --minimize FINDING [--output FILE]`: shrinks a finding's
-//! run — its guest arguments and its schedule (DMA jitter, PCT depth and
-//! steps, vCPUs) — to the simplest that still fails the same way (the same
-//! first violation kind and call site, or the same exit cause), and writes
-//! that run's report, which `kmemvisor replay` reruns.
+//! run — its guest input (`--input`), its guest arguments and its schedule
+//! (DMA jitter, PCT depth and steps, vCPUs) — to the simplest that still
+//! fails the same way (the same first violation kind and call site, or the
+//! same exit cause), and writes that run's report, which `kmemvisor replay`
+//! reruns, with the shrunk input beside it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use kmemvisor::fuzz::signature;
-use kmemvisor::minimize::{KNOBS, guest_args, lower_values, with_option, without_guest_arg};
+use kmemvisor::minimize::{KNOBS, cut_sizes, guest_args, lower_values, option_value, with_option, without, without_guest_arg};
 use kmemvisor::replay as recorded;
 use kmemvisor::report::{Report, status};
 
@@ -78,16 +79,60 @@ struct Shrinker {
 impl Shrinker {
     /// Runs `candidate`; keeps it (and says `what` changed) when it fails the same way.
     fn try_edit(&mut self, candidate: Vec<String>, what: String) -> bool {
+        let kept = self.try_quietly(candidate);
+        if kept {
+            self.changes.push(what);
+        }
+        kept
+    }
+
+    /// Runs `candidate`; keeps it when it fails the same way.
+    fn try_quietly(&mut self, candidate: Vec<String>) -> bool {
         self.trials += 1;
         match trial(&candidate) {
             Some(report) if signature(&report).as_deref() == Some(self.target.as_str()) => {
                 self.line = candidate;
                 self.best = report;
-                self.changes.push(what);
                 true
             }
             _ => false,
         }
+    }
+
+    /// Cuts the run's `--input` bytes down, half of them first, then
+    /// smaller pieces, while the run fails the same way; the candidates and
+    /// then the shortest go to `file`, which the line names from then on.
+    fn shrink_input(&mut self, file: &Path) -> Result<(), String> {
+        let Some(path) = option_value(&self.line, "input").map(PathBuf::from) else { return Ok(()) };
+        let original = std::fs::read(&path).map_err(|e| format!("cannot read the input {}: {e}", path.display()))?;
+        let write = |bytes: &[u8]| std::fs::write(file, bytes).map_err(|e| format!("cannot write {}: {e}", file.display()));
+        let candidate_line = with_option(&self.line, "input", file.display());
+        let mut input = original.clone();
+        let mut cut = true;
+        while cut && self.trials < MAX_TRIALS {
+            cut = false;
+            for size in cut_sizes(input.len()) {
+                let mut start = 0;
+                while start < input.len() && self.trials < MAX_TRIALS {
+                    let candidate = without(&input, start, size);
+                    write(&candidate)?;
+                    if self.try_quietly(candidate_line.clone()) {
+                        input = candidate;
+                        cut = true;
+                    } else {
+                        start += size;
+                    }
+                }
+            }
+        }
+        if input.len() < original.len() {
+            write(&input)?;
+            self.changes.push(format!("input {} → {} byte(s), in {}", original.len(), input.len(), file.display()));
+        } else {
+            // Nothing shorter fails the same way: the line still names the original input.
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
     }
 }
 
@@ -114,7 +159,11 @@ fn minimize(finding: &Path, output: Option<&Path>) -> ExitCode {
         return fail(format!("{} records a clean run: nothing to minimize", finding.display()), status::USAGE);
     };
     eprintln!("kmemvisor: fuzz --minimize: {target}: {}", line.join(" "));
+    let out = output.map_or_else(|| finding.with_extension("min.json"), Path::to_path_buf);
     let mut shrinker = Shrinker { target, line, best: first, trials: 1, changes: Vec::new() };
+    if let Err(why) = shrinker.shrink_input(&out.with_extension("input")) {
+        return fail(why, status::CANNOT_WRITE);
+    }
     // Passes until nothing shrinks: each edit is kept only if the run still fails the same way.
     let mut shrunk = true;
     while shrunk && shrinker.trials < MAX_TRIALS {
@@ -135,7 +184,6 @@ fn minimize(finding: &Path, output: Option<&Path>) -> ExitCode {
         }
     }
     let Shrinker { line, best, trials, changes, .. } = shrinker;
-    let out = output.map_or_else(|| finding.with_extension("min.json"), Path::to_path_buf);
     if let Err(e) = std::fs::write(&out, best.to_json() + "\n") {
         return fail(format!("cannot write {}: {e}", out.display()), status::CANNOT_WRITE);
     }
