@@ -67,6 +67,20 @@ pub struct Kernel {
     pub pager: Pager,
 }
 
+impl Kernel {
+    /// The failure injectors (`--fail-alloc`, `--fail-pagein`) without a
+    /// seed of their own follow `run_seed` from now on.
+    pub fn reseed_injectors(&mut self, run_seed: u64) {
+        self.dgux.injector().reseed(run_seed);
+        self.pager.pagein_injector().reseed(run_seed);
+    }
+
+    /// Whether a failure injector drew from the run's seed already.
+    pub fn injectors_drew_from_run_seed(&mut self) -> bool {
+        self.dgux.injector().drew_from_run_seed() || self.pager.pagein_injector().drew_from_run_seed()
+    }
+}
+
 /// How long a vCPU may wait for a hidden page before that is reported too.
 pub const DEFAULT_HIDDEN_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -317,10 +331,12 @@ impl VmState {
                     &modules,
                     config.vcpus,
                 ),
-                dgux: KernelMemory::new(config.fail_alloc.clone()),
+                // The DMA engine's seed is the run's `--seed`.
+                dgux: KernelMemory::new(config.fail_alloc.clone(), config.dma.seed),
                 pager: Pager::new(
                     PagingDir::new(config.paging_dir.as_deref())?,
                     config.fail_pagein.clone(),
+                    config.dma.seed,
                     config.memory_limit.map(|bytes| (bytes / PAGE_SIZE).max(1)),
                 ),
                 processes: Processes::default(),

@@ -1,6 +1,7 @@
 //! Part 9 of `kmemvisor bench`: the seeded-bug benchmark of `kmemvisor
-//! fuzz`. Buggy DMA drivers — each one hand-off mistake — are fuzzed from
-//! scratch under several campaign seeds: how long until the campaign finds
+//! fuzz`. Buggy drivers — each one hand-off mistake, or a leak on an error
+//! path that `--fail-alloc` opens — are fuzzed from scratch under several
+//! campaign seeds: how long until the campaign finds
 //! the bug (the violation kind that names it), and how many findings the
 //! correct twins give (there must be none). Beside them: the campaign's
 //! rate of hand-offs per second on one core, `-j 2` against `-j 1`, and the
@@ -19,6 +20,7 @@ use crate::fuzz::{self, Campaign};
 use crate::guests;
 use crate::kvm::pct::{DEFAULT_DEPTH, DEFAULT_STEPS};
 use crate::kvm::vcpu_pool::Schedule;
+use crate::memory_model::inject::FailSpec;
 use crate::report::Invocation;
 use crate::state::VmConfig;
 
@@ -45,19 +47,22 @@ struct SeededBug {
     args: &'static str,
     vcpus: usize,
     jitter: u64,
+    /// `--fail-alloc`'s spec ("": none).
+    fail_alloc: &'static str,
     kind: &'static str,
 }
 
 /// The hand-off mistakes. Timing-dependent ones run with DMA latency 0 and a
 /// jitter, so that whether the device is done at the driver's next call is
 /// the schedule's to choose.
-const BUGS: [SeededBug; 6] = [
+const BUGS: [SeededBug; 7] = [
     SeededBug {
         name: "AIX unhide during the transfer",
         guest: "dma-handoff",
         args: "aix-unhide-early",
         vcpus: 1,
         jitter: 3,
+        fail_alloc: "",
         kind: "dma.unhide-during-transfer",
     },
     SeededBug {
@@ -66,6 +71,7 @@ const BUGS: [SeededBug; 6] = [
         args: "dgux-unwire-early",
         vcpus: 1,
         jitter: 3,
+        fail_alloc: "",
         kind: "dma.unwire-during-transfer",
     },
     SeededBug {
@@ -74,6 +80,7 @@ const BUGS: [SeededBug; 6] = [
         args: "dgux-release-early",
         vcpus: 1,
         jitter: 3,
+        fail_alloc: "",
         kind: "dma.release-during-transfer",
     },
     SeededBug {
@@ -82,6 +89,7 @@ const BUGS: [SeededBug; 6] = [
         args: "dgux-no-modify",
         vcpus: 1,
         jitter: 3,
+        fail_alloc: "",
         kind: "dma.unwire-without-modified-mark",
     },
     SeededBug {
@@ -90,6 +98,7 @@ const BUGS: [SeededBug; 6] = [
         args: "dgux-unwired-target",
         vcpus: 1,
         jitter: 3,
+        fail_alloc: "",
         kind: "dma.page-not-handed-off",
     },
     SeededBug {
@@ -98,12 +107,38 @@ const BUGS: [SeededBug; 6] = [
         args: "",
         vcpus: 2,
         jitter: 3,
+        fail_alloc: "",
         kind: "hidden-page.touched",
+    },
+    SeededBug {
+        name: "leak on an error path (--fail-alloc)",
+        guest: "alloc-error-path",
+        args: "leak",
+        vcpus: 1,
+        jitter: 0,
+        fail_alloc: FAIL_ALLOC,
+        kind: "leak.dgux-allocation",
     },
 ];
 
-/// The correct twins: no campaign may find anything in them.
-const TWINS: [(&str, &str); 2] = [("AIX hand-off, correct", "aix-correct"), ("DG/UX hand-off, correct", "dgux-correct")];
+/// The failure rate of the error-path bug and its twin: each run's gets
+/// fail as its seed draws.
+const FAIL_ALLOC: &str = "rate=0.3";
+
+/// A correct twin: no campaign may find anything in it.
+struct Twin {
+    name: &'static str,
+    guest: &'static str,
+    args: &'static str,
+    fail_alloc: &'static str,
+}
+
+/// The correct twins; the hand-off rate is the DMA ones'.
+const TWINS: [Twin; 3] = [
+    Twin { name: "AIX hand-off, correct", guest: "dma-handoff", args: "aix-correct", fail_alloc: "" },
+    Twin { name: "DG/UX hand-off, correct", guest: "dma-handoff", args: "dgux-correct", fail_alloc: "" },
+    Twin { name: "error path, correct (--fail-alloc)", guest: "alloc-error-path", args: "correct", fail_alloc: FAIL_ALLOC },
+];
 
 /// One seeded bug's figures.
 #[derive(Debug, Serialize)]
@@ -137,14 +172,15 @@ pub struct FuzzFigures {
     pub reset: super::reset::ResetFigures,
 }
 
-fn config(vcpus: usize, jitter: u64, cmdline: &str) -> VmConfig {
-    VmConfig {
+fn config(vcpus: usize, jitter: u64, cmdline: &str, fail_alloc: &str) -> Result<VmConfig, BenchError> {
+    Ok(VmConfig {
         vcpus,
         cmdline: cmdline.to_owned(),
+        fail_alloc: FailSpec::parse(fail_alloc).map_err(BenchError::Fuzz)?,
         dma: DmaConfig { latency: 0, jitter, seed: 1 },
         schedule: Schedule::Serial { seed: 1, depth: DEFAULT_DEPTH, steps: DEFAULT_STEPS },
         ..VmConfig::default()
-    }
+    })
 }
 
 /// A campaign of `guest` in a scratch findings directory.
@@ -193,7 +229,8 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         progress(&format!("seeded bug: {} ({CAMPAIGN_SEEDS} campaigns)", bug.name));
         let mut seconds = Vec::new();
         for seed in 1..=CAMPAIGN_SEEDS {
-            let c = campaign(bug.guest, config(bug.vcpus, bug.jitter, bug.args), seed, None, Some(GIVE_UP), 1)?;
+            let vm = config(bug.vcpus, bug.jitter, bug.args, bug.fail_alloc)?;
+            let c = campaign(bug.guest, vm, seed, None, Some(GIVE_UP), 1)?;
             let stats = run(&c, Some(bug.kind))?;
             seconds.push(stats.first_found.iter().find(|(f, _)| f.starts_with(bug.kind)).map(|(_, s)| *s));
         }
@@ -202,14 +239,17 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
     }
     let mut twins = Vec::new();
     let mut one_worker = 0.0;
-    for (name, args) in TWINS {
-        progress(&format!("correct twin: {name} ({TWIN_RUNS} runs)"));
-        let stats = run(&campaign("dma-handoff", config(1, 3, args), 1, Some(TWIN_RUNS), None, 1)?, None)?;
-        one_worker = stats.runs_per_second;
-        twins.push((name, stats.runs, stats.findings.len()));
+    for twin in &TWINS {
+        progress(&format!("correct twin: {} ({TWIN_RUNS} runs)", twin.name));
+        let vm = config(1, 3, twin.args, twin.fail_alloc)?;
+        let stats = run(&campaign(twin.guest, vm, 1, Some(TWIN_RUNS), None, 1)?, None)?;
+        if twin.guest == "dma-handoff" {
+            one_worker = stats.runs_per_second;
+        }
+        twins.push((twin.name, stats.runs, stats.findings.len()));
     }
     progress("correct twin with -j 2");
-    let two = run(&campaign("dma-handoff", config(1, 3, "aix-correct"), 1, Some(2 * TWIN_RUNS), None, 2)?, None)?;
+    let two = run(&campaign("dma-handoff", config(1, 3, "aix-correct", "")?, 1, Some(2 * TWIN_RUNS), None, 2)?, None)?;
     progress(&format!("shell loop: {SHELL_RUNS} `kmemvisor run` processes"));
     let exe = std::env::current_exe().map_err(|e| BenchError::Fuzz(e.to_string()))?;
     let started = Instant::now();

@@ -469,8 +469,8 @@ pub struct KernelMemory {
 }
 
 impl KernelMemory {
-    /// No kernel memory yet; gets fail as `fail` says.
-    pub fn new(fail: FailSpec) -> KernelMemory {
+    /// No kernel memory yet; gets fail as `fail` says (in a run with seed `run_seed`).
+    pub fn new(fail: FailSpec, run_seed: u64) -> KernelMemory {
         KernelMemory {
             wired: Arena::new(layout::WIRED_ARENA_VA, layout::ARENA_SIZE),
             unwired: Arena::new(layout::UNWIRED_ARENA_VA, layout::ARENA_SIZE),
@@ -478,7 +478,7 @@ impl KernelMemory {
             pinned_heap: Arena::new(layout::PINNED_HEAP_VA, layout::ARENA_SIZE),
             allocations: BTreeMap::new(),
             pages: BTreeMap::new(),
-            injector: Injector::new(fail),
+            injector: Injector::new(fail, run_seed),
             origins: Origins::default(),
         }
     }
@@ -514,6 +514,12 @@ impl KernelMemory {
             return refuse(GetRefusal::NoPageCrossTooLarge { bytes });
         }
         self.allocate(view, frames, kind.into(), demand, bytes, align, no_page_cross, caller)
+    }
+
+    /// The failure injector, to reseed it for a fuzzing iteration or ask
+    /// whether the run's seed decided a failure.
+    pub fn injector(&mut self) -> &mut Injector {
+        &mut self.injector
     }
 
     /// Whether `--fail-alloc` makes this get fail; every get asks once.

@@ -74,6 +74,12 @@ fn seed_decided(state: &VmState, vcpu: usize) -> Option<String> {
     if state.helpers_requested() {
         return Some("a page was hidden or the DMA engine was used before it; move it before the driver's first I/O".into());
     }
+    if crate::sync::lock(&state.kernel).injectors_drew_from_run_seed() {
+        return Some(
+            "a get or page-in drew its --fail-alloc/--fail-pagein rate from the run's seed before it: the seed decided already (give the rate its own seed=, or move fuzz_snapshot before the first get)"
+                .into(),
+        );
+    }
     if crate::sync::lock(&state.kernel).pager.has_devices() {
         // A restore would share the device's file with the iterations that wrote it.
         return Some("a paging device is mounted before it (vm_mount); move it after the snapshot point".into());
@@ -152,5 +158,20 @@ mod tests {
         assert!(matches!(named, Outcome::Reply(Reply { status: Status::OK, value: 0 })));
         assert_eq!(s.fuzz.coverage_map(), Some(CoverageMap { va: map, len: 4 }));
         assert_eq!(coverage_counters(&s), Some(vec![0, 3, 0, 1]));
+    }
+
+    #[test]
+    fn a_snapshot_point_after_a_failure_drawn_from_the_run_s_seed_is_refused() {
+        use crate::memory_model::inject::FailSpec;
+        let drawn = |seed| {
+            let fail_alloc = FailSpec { rate: 0.5, seed, ..FailSpec::default() };
+            let s = crate::testing::state_with(VmConfig { fail_alloc, ..VmConfig::default() });
+            call(&s, 0, Service::VmPerhapsGetWiredMemory, [64, 0, 0, 0, 0, 0]);
+            s.fuzz.arm();
+            call(&s, 0, Service::FuzzSnapshot, [0; 6]);
+            s.fuzz.refusal()
+        };
+        assert!(drawn(None).expect("refused").contains("--fail-alloc"));
+        assert_eq!(drawn(Some(7)), None, "a rate with its own seed is not the run's to decide");
     }
 }

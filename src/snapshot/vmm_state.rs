@@ -8,8 +8,9 @@
 //! to the state does not compile until it is decided here.
 //!
 //! The seed of an iteration is applied on the way back: the serial
-//! schedule and the DMA engine's delays become those of the new seed, as
-//! they would be in a run started with it. That is exact because the
+//! schedule, the DMA engine's delays and the failure injectors without a
+//! seed of their own become those of the new seed, as they would be in a
+//! run started with it. That is exact because the
 //! snapshot point is taken only before the seed decided anything
 //! (`crate::services::fuzz`).
 
@@ -166,7 +167,9 @@ impl VmmState {
         *vcpus = self.vcpus.reseeded(config.schedule);
         *stop = Stop::new().map_err(|e| StateError::Eventfd("stop request", e))?;
         *first_entry = self.first_entry.clone();
-        *kernel = Mutex::new(self.kernel.clone());
+        let mut books = self.kernel.clone();
+        books.reseed_injectors(seed);
+        *kernel = Mutex::new(books);
         *contexts = self.contexts.iter().map(|&c| Mutex::new(c)).collect();
         *interrupt_handler = AtomicBool::new(self.interrupt_handler);
         *cr3 = self.cr3.iter().map(|&c| AtomicU64::new(c)).collect();

@@ -186,13 +186,14 @@ pub struct Pager {
 
 impl Pager {
     /// A pager with no device, its files going to `dir`, failing page-ins
-    /// as `pagein` says, keeping at most `limit` object pages in memory.
-    pub fn new(dir: PagingDir, pagein: FailSpec, limit: Option<u64>) -> Pager {
+    /// as `pagein` says (in a run with seed `run_seed`), keeping at most
+    /// `limit` object pages in memory.
+    pub fn new(dir: PagingDir, pagein: FailSpec, run_seed: u64, limit: Option<u64>) -> Pager {
         Pager {
             dir: Arc::new(dir),
             devices: BTreeMap::new(),
             next_id: 1,
-            pagein: Injector::new(pagein),
+            pagein: Injector::new(pagein, run_seed),
             failed_writes: BTreeSet::new(),
             counts: PagerCounts::default(),
             limit,
@@ -239,6 +240,12 @@ impl Pager {
     /// The paging directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The page-in failure injector, to reseed it for a fuzzing iteration
+    /// or ask whether the run's seed decided a failure.
+    pub fn pagein_injector(&mut self) -> &mut Injector {
+        &mut self.pagein
     }
 
     /// What the pager did so far.
