@@ -27,7 +27,7 @@ fn main() -> u32 {
         println!("alloc-error-path: fuzz_snapshot failed");
         return 1;
     }
-    let alignment = u32::from(VM_DEFAULT_ALIGNMENT);
+    let alignment = VM_DEFAULT_ALIGNMENT;
     let commands = vm_perhaps_get_wired_memory(BUFFER, alignment);
     if commands.is_null() {
         println!("alloc-error-path: no command buffer: open fails");
