@@ -479,7 +479,7 @@ impl VmState {
 }
 
 impl crate::devices::dma_engine::DmaHost for VmState {
-    fn memory(&self) -> &vm_memory::GuestMemoryMmap {
+    fn memory(&self) -> &crate::memory_model::ram::GuestMemoryMmap {
         self.ram.memory()
     }
 

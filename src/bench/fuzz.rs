@@ -164,8 +164,14 @@ pub struct FuzzFigures {
     pub handoffs_per_second: f64,
     /// Microseconds per run, guest work and snapshot reset together.
     pub reset_us: f64,
-    /// Runs per second with `-j 2` over `-j 1`.
+    /// Runs per second with `-j 2` over `-j 1`, the same campaign for the same time.
     pub speedup: f64,
+    /// CPU time (user and system, every thread) per run with `-j 1` and
+    /// with `-j 2`, in µs: what the workers cost each other, whatever else
+    /// the host runs.
+    pub cpu_per_run_us: (f64, f64),
+    /// Cores the campaign kept busy with `-j 1` and with `-j 2`.
+    pub cores_used: (f64, f64),
     /// Runs per second of a shell loop of `kmemvisor run` processes.
     pub shell_runs_per_second: f64,
     /// What a snapshot reset costs, against a fresh boot.
@@ -222,6 +228,52 @@ fn run(campaign: &Campaign, stop_at: Option<&str>) -> Result<fuzz::Stats, BenchE
     stats
 }
 
+/// Seconds of each `-j 1` and `-j 2` campaign; [`JOBS_ROUNDS`] of each, alternated.
+const JOBS_SECONDS: u64 = 2;
+const JOBS_ROUNDS: u64 = 3;
+
+/// `-j 1` against `-j 2` (index 0 and 1).
+struct JobsFigures {
+    runs_per_second: [f64; 2],
+    cpu_per_run_us: [f64; 2],
+    cores: [f64; 2],
+}
+
+/// User and system time of the whole process so far, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes only the struct it is given; a zeroed rusage is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The same campaign (a correct hand-off) with one and two workers, for the
+/// same time, alternated so that both see the same host.
+fn measure_jobs() -> Result<JobsFigures, BenchError> {
+    let (mut runs, mut wall, mut cpu) = ([0u64; 2], [0.0f64; 2], [0.0f64; 2]);
+    for round in 0..JOBS_ROUNDS {
+        for jobs in [1, 2] {
+            progress(&format!("correct twin with -j {jobs} for {JOBS_SECONDS} s (round {} of {JOBS_ROUNDS})", round + 1));
+            let c = campaign("dma-handoff", config(1, 3, "aix-correct", "")?, 1, None, Some(Duration::from_secs(JOBS_SECONDS)), jobs)?;
+            let (started, cpu_before) = (Instant::now(), cpu_seconds());
+            let stats = run(&c, None)?;
+            wall[jobs - 1] += started.elapsed().as_secs_f64();
+            cpu[jobs - 1] += cpu_seconds() - cpu_before;
+            runs[jobs - 1] += stats.runs;
+        }
+    }
+    let per = |i: usize, x: f64| x / (runs[i].max(1) as f64);
+    Ok(JobsFigures {
+        runs_per_second: [0, 1].map(|i| runs[i] as f64 / wall[i].max(1e-9)),
+        cpu_per_run_us: [0, 1].map(|i| per(i, cpu[i]) * 1e6),
+        cores: [0, 1].map(|i| cpu[i] / wall[i].max(1e-9)),
+    })
+}
+
 /// Measures part 9.
 pub fn measure() -> Result<FuzzFigures, BenchError> {
     let mut bugs = Vec::new();
@@ -248,8 +300,7 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         }
         twins.push((twin.name, stats.runs, stats.findings.len()));
     }
-    progress("correct twin with -j 2");
-    let two = run(&campaign("dma-handoff", config(1, 3, "aix-correct", "")?, 1, Some(2 * TWIN_RUNS), None, 2)?, None)?;
+    let jobs = measure_jobs()?;
     progress(&format!("shell loop: {SHELL_RUNS} `kmemvisor run` processes"));
     let exe = std::env::current_exe().map_err(|e| BenchError::Fuzz(e.to_string()))?;
     let started = Instant::now();
@@ -280,7 +331,9 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         twins,
         handoffs_per_second: one_worker,
         reset_us: 1e6 / one_worker.max(1e-9),
-        speedup: two.runs_per_second / one_worker.max(1e-9),
+        speedup: jobs.runs_per_second[1] / jobs.runs_per_second[0].max(1e-9),
+        cpu_per_run_us: (jobs.cpu_per_run_us[0], jobs.cpu_per_run_us[1]),
+        cores_used: (jobs.cores[0], jobs.cores[1]),
         shell_runs_per_second,
         reset,
     })
@@ -299,6 +352,14 @@ pub fn print(f: &FuzzFigures) {
     println!(
         "  campaign: {:.0} hand-offs/s on one worker ({:.0} µs per run, reset from a snapshot); -j 2 {:.2}×; shell loop of `kmemvisor run`: {:.0} runs/s",
         f.handoffs_per_second, f.reset_us, f.speedup, f.shell_runs_per_second
+    );
+    println!(
+        "  -j 1 / -j 2: {:.0} / {:.0} µs of CPU per run ({:.2}×), {:.2} / {:.2} cores busy",
+        f.cpu_per_run_us.0,
+        f.cpu_per_run_us.1,
+        super::ratio(f.cpu_per_run_us.1, f.cpu_per_run_us.0),
+        f.cores_used.0,
+        f.cores_used.1
     );
     super::reset::print(&f.reset);
 }

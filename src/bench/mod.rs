@@ -18,12 +18,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{ARG_COUNT, NULL_DEVICE_PORT, Service, Status};
 use kvm_bindings::{kvm_regs, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit};
 use serde::Serialize;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::guests;
 use crate::kvm::cpu;
@@ -413,7 +414,7 @@ fn floor_boot(kvm: &Kvm) -> Result<f64, BenchError> {
     let vm = kvm.create_vm().map_err(kvm_err("create a VM"))?;
     let ranges = [(GuestAddress(0), layout::DEFAULT_RAM_SIZE as usize)];
     let memory =
-        GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| BenchError::GuestMemory("bare boot-floor VM", e.to_string()))?;
+        GuestMemoryMmap::from_ranges(&ranges).map_err(|e| BenchError::GuestMemory("bare boot-floor VM", e.to_string()))?;
     let root = floor_image(&memory)?;
     let host =
         memory.get_host_address(GuestAddress(0)).map_err(|e| BenchError::GuestMemory("bare boot-floor VM", e.to_string()))?;

@@ -1,13 +1,12 @@
 //! `kmemvisor fuzz`: a campaign of seeded runs (the library's `fuzz`), with a
-//! status line, Ctrl-C, and findings that replay as `kmemvisor run`s.
+//! live status line (`fuzz_status`), Ctrl-C, and findings that replay as
+//! `kmemvisor run`s.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
 use clap::parser::ValueSource;
@@ -15,6 +14,7 @@ use kmemvisor::fuzz::{self, Campaign, Stats};
 use kmemvisor::report::{Invocation, status};
 
 use crate::cli::args::{Cli, FuzzArgs};
+use crate::cli::fuzz_status::{StatusLine, status_line};
 use crate::cli::report_error;
 use crate::cli::run::{Given, Prepared, prepare, setup_failed};
 
@@ -110,17 +110,10 @@ pub(crate) fn fuzz(args: &FuzzArgs, matches: &clap::ArgMatches) -> ExitCode {
             );
         }
     }
-    let last_line = Mutex::new(Instant::now() - Duration::from_secs(1));
-    let progress = |stats: &Stats| {
-        let mut last = last_line.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.elapsed() >= Duration::from_millis(500) {
-            *last = Instant::now();
-            eprint!("\r{}", status_line(stats));
-            let _ = std::io::stderr().flush();
-        }
-    };
+    let status = StatusLine::new(std::io::stderr().is_terminal());
+    let progress = |stats: &Stats| status.update(stats);
     let result = fuzz::run(&campaign, &invocation, &STOP, &progress);
-    eprintln!();
+    status.finish();
     match result {
         Ok(stats) => {
             eprintln!("kmemvisor: fuzz: {}", status_line(&stats));
@@ -133,23 +126,4 @@ pub(crate) fn fuzz(args: &FuzzArgs, matches: &clap::ArgMatches) -> ExitCode {
         Err(e @ fuzz::FuzzError::Corpus(fuzz::corpus::CorpusError::NotAnInput { .. })) => report_error(&e, status::USAGE),
         Err(e) => report_error(&e, status::VMM_ERROR),
     }
-}
-
-/// The live status: runs, their rate, the corpus, stability, failing runs
-/// and distinct findings.
-fn status_line(stats: &Stats) -> String {
-    let stability = match stats.rechecked {
-        0 => "-".to_owned(),
-        n => format!("{:.0}%", 100.0 * stats.stable as f64 / n as f64),
-    };
-    format!(
-        "{} runs ({:.0}/s), corpus {} ({} features), stability {stability}, {} failing, {} distinct finding(s), {:.1} s",
-        stats.runs,
-        stats.runs_per_second,
-        stats.corpus,
-        stats.features,
-        stats.failing_runs,
-        stats.findings.len(),
-        stats.seconds
-    )
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod args;
 pub(crate) mod fuzz;
+pub(crate) mod fuzz_status;
 pub(crate) mod inputs;
 pub(crate) mod minimize;
 pub(crate) mod replay;

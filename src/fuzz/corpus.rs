@@ -7,6 +7,7 @@
 //! the same input is one file however often it is found.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::trace::content_hash;
 
@@ -103,8 +104,12 @@ impl Corpus {
         let bytes = input.encode();
         let path = self.dir.join(content_hash(&bytes).trim_start_matches("0x"));
         if !path.exists() {
-            // Written aside and renamed, so that a stop mid-write leaves no torn input.
-            let partial = self.dir.join(format!(".{}.partial", std::process::id()));
+            // Written aside and renamed, so that a stop mid-write leaves no
+            // torn input; aside under a name of its own, as the workers of
+            // one campaign (`-j N`) may add the same input at the same time.
+            static WRITES: AtomicU64 = AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, Ordering::Relaxed);
+            let partial = self.dir.join(format!(".{}.{n}.partial", std::process::id()));
             std::fs::write(&partial, &bytes).map_err(|source| CorpusError::Io { path: partial.clone(), source })?;
             std::fs::rename(&partial, &path).map_err(|source| CorpusError::Io { path: path.clone(), source })?;
         }
@@ -136,6 +141,13 @@ mod tests {
         let mut loaded = corpus.load().expect("load");
         loaded.sort_by_key(|i| i.seed);
         assert_eq!(loaded, [a, b]);
+        // Workers adding the same input at once each write it aside under their own name.
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| (0..50).for_each(|seed| drop(corpus.add(&Input { seed, bytes: vec![4] }).expect("add at once"))));
+            }
+        });
+        assert_eq!(corpus.load().expect("load").len(), 52);
         std::fs::write(dir.path().join("corpus/short"), [1, 2, 3]).expect("write");
         let error = corpus.load().expect_err("a 3-byte file");
         assert!(matches!(error, CorpusError::NotAnInput { length: 3, .. }), "{error}");

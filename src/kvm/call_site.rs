@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use vm_memory::GuestMemoryMmap;
+use crate::memory_model::ram::GuestMemoryMmap;
 
 use crate::memory_model::guest_access;
 use crate::memory_model::paging::AddressSpace;

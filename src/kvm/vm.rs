@@ -2,7 +2,8 @@
 
 use kmemvisor_abi::layout;
 use kvm_bindings::{
-    KVM_CAP_DISABLE_QUIRKS2, KVM_MAX_CPUID_ENTRIES, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvm_enable_cap, kvm_userspace_memory_region,
+    KVM_CAP_DISABLE_QUIRKS2, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_X86_QUIRK_SLOT_ZAP_ALL, kvm_enable_cap,
+    kvm_userspace_memory_region,
 };
 use std::sync::OnceLock;
 
@@ -10,6 +11,7 @@ use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
 
 use crate::kvm::cpu;
+use crate::memory_model::ram::{GuestRam, page_numbers};
 use crate::state::VmState;
 
 /// What went wrong talking to KVM.
@@ -77,6 +79,41 @@ fn host() -> Result<&'static Host, KvmError> {
     Ok(HOST.get_or_init(|| Host { kvm, cpuid }))
 }
 
+/// The memslot of guest RAM.
+const RAM_SLOT: u32 = 0;
+
+/// Registers guest RAM as the memslot [`RAM_SLOT`] with `flags`, or changes
+/// the flags of that slot in place (KVM allows it for `KVM_MEM_LOG_DIRTY_PAGES`).
+fn register_ram(fd: &VmFd, ram: &GuestRam, flags: u32) -> Result<(), kvm_ioctls::Error> {
+    // The vCPUs reach RAM through the CPU view, which hiding can trap.
+    let region = kvm_userspace_memory_region {
+        slot: RAM_SLOT,
+        flags,
+        guest_phys_addr: 0,
+        memory_size: ram.size(),
+        userspace_addr: ram.cpu_view(),
+    };
+    // SAFETY: the region is guest RAM's CPU view, which the VM state keeps
+    // alive for as long as the VM exists (the VM is dropped before the state).
+    unsafe { fd.set_user_memory_region(region) }
+}
+
+impl Vm {
+    /// Turns KVM's log of the pages the vCPUs write in guest RAM on or off.
+    /// Turned on, it starts empty.
+    pub fn log_dirty_pages(&self, ram: &GuestRam, on: bool) -> Result<(), KvmError> {
+        let flags = if on { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+        register_ram(&self.fd, ram, flags).map_err(|e| KvmError::Ioctl("change the dirty logging of guest RAM", e))
+    }
+
+    /// The page numbers the vCPUs wrote in guest RAM since the last call
+    /// (or since the log was turned on), in order; the log starts empty again.
+    pub fn dirty_pages(&self, ram: &GuestRam) -> Result<Vec<u64>, KvmError> {
+        let words = self.fd.get_dirty_log(RAM_SLOT, ram.size() as usize).map_err(|e| KvmError::Ioctl("give its dirty log", e))?;
+        Ok(page_numbers(&words))
+    }
+}
+
 /// Creates the VM for `state` and its vCPUs, ready to run.
 pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
     let Host { kvm, cpuid } = host()?;
@@ -92,17 +129,7 @@ pub fn create(state: &VmState) -> Result<(Vm, Vec<VcpuFd>), KvmError> {
         };
         fd.enable_cap(&cap).map_err(|e| KvmError::Ioctl("turn off KVM_X86_QUIRK_SLOT_ZAP_ALL", e))?;
     }
-    // The vCPUs reach RAM through the CPU view, which hiding can trap.
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: state.ram.size(),
-        userspace_addr: state.ram.cpu_view(),
-    };
-    // SAFETY: the region is guest RAM's CPU view, which `state` keeps alive
-    // for as long as the VM exists (the VM is dropped before the state).
-    unsafe { fd.set_user_memory_region(region) }.map_err(|e| KvmError::Ioctl("register guest RAM", e))?;
+    register_ram(&fd, &state.ram, 0).map_err(|e| KvmError::Ioctl("register guest RAM", e))?;
     let mut vcpus = Vec::with_capacity(state.config.vcpus);
     for id in 0..state.config.vcpus as u64 {
         let vcpu = fd.create_vcpu(id).map_err(|e| KvmError::Ioctl("create a vCPU", e))?;

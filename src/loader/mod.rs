@@ -11,12 +11,13 @@ pub mod module;
 
 use std::io::Cursor;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::image::{IMAGE_MAGIC, VECTOR_COUNT, VECTOR_STRIDE, header_fields};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{ABI_MAJOR, ABI_VERSION};
 use linux_loader::elf::{Elf64_Ehdr, Elf64_Phdr, PF_W, PF_X, PT_LOAD};
 use linux_loader::loader::{KernelLoader, elf::Elf};
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress};
 
 use crate::memory_model::paging::PteFlags;
 

@@ -12,11 +12,11 @@
 use std::fmt;
 use std::io::Cursor;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::ModuleHeader;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::module::MODULE_MAGIC;
 use linux_loader::loader::{KernelLoader, elf::Elf};
-use vm_memory::GuestMemoryMmap;
 
 use super::{Image, LoaderError, ObjectKind, Segment, executable, header_address, segments};
 

@@ -20,11 +20,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::aix_vmm::{FILEKEY, VM_KEY_UNLIMITED, VM_MAX_OBJECTS, VM_OBJECT_MAX_SIZE};
 use kmemvisor_abi::layout::{
     PAGE_SIZE, USER_END, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, VM_REGIONS_VA, user_region_va, vm_region_va,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, Translation, Walker};

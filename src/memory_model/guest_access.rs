@@ -5,8 +5,9 @@
 //! itself could read. Nothing outside guest RAM is ever touched: vm-memory
 //! bounds-checks every frame.
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::layout::PAGE_SIZE;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory_model::paging::{AddressSpace, PteFlags, Translation};
 

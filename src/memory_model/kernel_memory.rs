@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::Status;
 use kmemvisor_abi::dgux::{SC_EXECUTE_ACCESS, SC_WRITE_ACCESS, VM_DEFAULT_ALIGNMENT_NO_PAGE_CROSS, alignment_bytes};
 use kmemvisor_abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_SIZE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use serde::Serialize;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};

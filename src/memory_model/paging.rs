@@ -6,8 +6,9 @@
 //! guest: the guest cannot change its own translations. Because the tables are
 //! the VMM's, a walk of them is also how the VMM reads guest-virtual memory.
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Bits of a page-table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,7 +410,12 @@ fn swap_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<u64, Pagi
     // dirty bits with locked read-modify-writes, so an atomic swap is the
     // right way to share the entry with it.
     let atomic = unsafe { std::sync::atomic::AtomicU64::from_ptr(host.cast::<u64>()) };
-    Ok(atomic.swap(entry, std::sync::atomic::Ordering::SeqCst))
+    let old = atomic.swap(entry, std::sync::atomic::Ordering::SeqCst);
+    // Past vm-memory: the write is recorded here (`ram::WrittenPages`).
+    if let Some(region) = memory.iter().next() {
+        region.bitmap().mark(at, 8);
+    }
+    Ok(old)
 }
 
 fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::Status;
 use kmemvisor_abi::aix::{PROT_EXEC, PROT_WRITE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory_model::ledger::{FrameLedger, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, TableFrames};

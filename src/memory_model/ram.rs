@@ -11,13 +11,83 @@
 //!
 //! The CPU view sits right after the VMM view in one reservation, so the CPU
 //! address of a guest-physical address is its VMM address plus the RAM size.
+//!
+//! Every page the VMM writes is recorded ([`WrittenPages`]): vm-memory marks
+//! it on each write through the VMM view, and the two writes that bypass
+//! vm-memory (a page-table entry swapped in place, a page punched out of the
+//! memfd) mark it themselves. KVM's dirty log sees the vCPUs' writes only;
+//! with this record a snapshot reset knows every page an iteration changed.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::Arc;
 
 use kmemvisor_abi::layout::{MAX_RAM_SIZE, MIN_RAM_SIZE, PAGE_SIZE};
+use vm_memory::bitmap::{AtomicBitmap, Bitmap, NewBitmap, RefSlice, WithBitmapSlice};
 use vm_memory::mmap::{MmapRegionBuilder, MmapRegionError};
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+/// Guest memory as the VMM reaches it: vm-memory's mmap backend, recording
+/// the pages written through it.
+pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<WrittenPages>;
+type GuestRegionMmap = vm_memory::GuestRegionMmap<WrittenPages>;
+
+/// The pages of guest RAM the VMM wrote, one bit per page, shared by every
+/// holder (the memory map and the hiding of pages; a clone is the same record).
+#[derive(Clone, Debug, Default)]
+pub struct WrittenPages(Arc<AtomicBitmap>);
+
+impl<'a> WithBitmapSlice<'a> for WrittenPages {
+    type S = RefSlice<'a, AtomicBitmap>;
+}
+
+impl Bitmap for WrittenPages {
+    fn mark_dirty(&self, offset: usize, len: usize) {
+        self.0.mark_dirty(offset, len);
+    }
+
+    fn dirty_at(&self, offset: usize) -> bool {
+        self.0.dirty_at(offset)
+    }
+
+    fn slice_at(&self, offset: usize) -> RefSlice<'_, AtomicBitmap> {
+        RefSlice::new(&self.0, offset)
+    }
+}
+
+impl NewBitmap for WrittenPages {
+    fn with_len(len: usize) -> Self {
+        WrittenPages(Arc::new(AtomicBitmap::with_len(len)))
+    }
+}
+
+impl WrittenPages {
+    /// Records that the VMM wrote `len` bytes from guest-physical `gpa`
+    /// other than through vm-memory.
+    pub fn mark(&self, gpa: u64, len: u64) {
+        self.0.mark_dirty(gpa as usize, len as usize);
+    }
+
+    /// The page numbers written since the last call, in order; the record
+    /// starts empty again.
+    pub fn take(&self) -> Vec<u64> {
+        page_numbers(&self.0.get_and_reset())
+    }
+}
+
+/// The pages a bitmap of one bit a page (bit `b` of word `w` is page
+/// `64·w + b`, as in KVM's dirty log) names, in order.
+pub fn page_numbers(words: &[u64]) -> Vec<u64> {
+    let mut pages = Vec::new();
+    for (n, &word) in words.iter().enumerate() {
+        let mut rest = word;
+        while rest != 0 {
+            pages.push(n as u64 * 64 + u64::from(rest.trailing_zeros()));
+            rest &= rest - 1;
+        }
+    }
+    pages
+}
 
 /// What went wrong creating guest RAM.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +116,7 @@ pub enum MemoryError {
 #[derive(Debug)]
 pub struct GuestRam {
     memory: GuestMemoryMmap,
+    written: WrittenPages,
     size: u64,
     /// Start of the reservation holding both views (VMM view first).
     base: usize,
@@ -96,7 +167,8 @@ impl GuestRam {
             return Err(MemoryError::Reserve(std::io::Error::last_os_error()));
         }
         // Unmaps the reservation if a later step fails.
-        let mut ram = GuestRam { memory: GuestMemoryMmap::default(), size, base: base as usize };
+        let written = WrittenPages::with_len(len);
+        let mut ram = GuestRam { memory: GuestMemoryMmap::default(), written: written.clone(), size, base: base as usize };
         for view in [0, len] {
             // SAFETY: both views replace parts of the reservation made above
             // (MAP_FIXED inside memory this function owns), each `len` bytes
@@ -118,7 +190,7 @@ impl GuestRam {
         // SAFETY: the VMM view is `len` readable and writable bytes that `ram`
         // owns and unmaps only when dropped, after vm-memory's region (a field of it).
         let region = unsafe {
-            MmapRegionBuilder::new(len)
+            MmapRegionBuilder::new_with_bitmap(len, written)
                 .with_raw_mmap_pointer(base.cast())
                 .with_file_offset(FileOffset::new(file, 0))
                 .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
@@ -144,6 +216,11 @@ impl GuestRam {
     /// The vm-memory view of guest RAM.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.memory
+    }
+
+    /// The record of the pages the VMM wrote.
+    pub fn written(&self) -> &WrittenPages {
+        &self.written
     }
 
     /// Size in bytes.
@@ -260,6 +337,27 @@ pub fn cpu_address(memory: &GuestMemoryMmap, gpa: u64) -> Option<u64> {
 mod tests {
     use super::*;
     use vm_memory::Bytes;
+
+    #[test]
+    fn bitmaps_name_pages_from_the_first_word_s_lowest_bit() {
+        assert_eq!(page_numbers(&[0b1001, 0, 1 << 63, 2]), vec![0, 3, 191, 193]);
+        assert_eq!(page_numbers(&[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn every_vmm_write_is_recorded_once() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let memory = ram.memory();
+        memory.write_obj(1u64, GuestAddress(3 * PAGE_SIZE + 8)).expect("write");
+        memory.store(2u64, GuestAddress(5 * PAGE_SIZE), std::sync::atomic::Ordering::Relaxed).expect("store");
+        memory.write_slice(&[7u8; 16], GuestAddress(8 * PAGE_SIZE - 8)).expect("write across a page boundary");
+        let source = memory.get_slice(GuestAddress(0), 8).expect("source");
+        source.copy_to_volatile_slice(memory.get_slice(GuestAddress(10 * PAGE_SIZE), 8).expect("destination"));
+        ram.written().mark(12 * PAGE_SIZE, PAGE_SIZE);
+        let _: u64 = memory.read_obj(GuestAddress(20 * PAGE_SIZE)).expect("a read is no write");
+        assert_eq!(ram.written().take(), vec![3, 5, 7, 8, 10, 12]);
+        assert_eq!(ram.written().take(), Vec::<u64>::new(), "taken: the record starts empty");
+    }
 
     #[test]
     fn ram_outside_the_layout_is_refused() {

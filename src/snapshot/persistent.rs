@@ -12,6 +12,9 @@
 //! Its report is the one `kmemvisor run … --seed S` would give (the
 //! snapshot point is refused where the seed decided something already;
 //! `crate::services::fuzz`).
+//!
+//! Which pages of RAM a restore compares is chosen by measuring both ways
+//! (`super::dirty`), unless the caller fixes it.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,7 @@ use crate::kvm::stop::Stop;
 use crate::kvm::vm::KvmError;
 use crate::memory_model::ram::ZapError;
 use crate::report::ExitCause;
+use crate::snapshot::dirty::{Choice, DirtyPages};
 use crate::snapshot::fingerprint::{self, describe_vmm};
 use crate::snapshot::ram::{RamCopy, Restored};
 use crate::snapshot::vcpu_state::{self, VcpuState};
@@ -87,6 +91,9 @@ pub struct ResetFigures {
     pub time: Duration,
     /// What it did to guest RAM.
     pub ram: Restored,
+    /// Pages that only the VMM's record of its writes named, KVM's dirty
+    /// log not (0 unless the pages were logged).
+    pub vmm_only: u64,
 }
 
 /// A VM that runs iteration after iteration from one snapshot.
@@ -100,6 +107,12 @@ pub struct PersistentVm {
     /// The VM ran since the snapshot was taken (or since the boot).
     ran: bool,
     last_reset: ResetFigures,
+    /// How the pages of the next iteration are tracked.
+    choice: Choice,
+    /// How those of the last run were (whether KVM's dirty log is on).
+    tracked: DirtyPages,
+    /// How long the last run took, counted for the choice with the reset after it.
+    last_run: Option<Duration>,
 }
 
 fn state_mut(machine: &mut Machine) -> Result<&mut VmState, PersistentError> {
@@ -111,7 +124,7 @@ impl PersistentVm {
     /// takes the snapshot at its first instruction.
     pub fn boot(name: &str, elf: &[u8], config: VmConfig, timeout: Option<Duration>) -> Result<PersistentVm, PersistentError> {
         let mut machine = Machine::boot(config, elf)?;
-        let mut snapshot = capture(&mut machine)?;
+        let mut snapshot = capture(&mut machine, DirtyPages::Held)?;
         snapshot.described = describe_vmm(&machine.state);
         machine.state.fuzz.arm();
         let sink: ConsoleSink = Arc::new(Mutex::new(Box::new(std::io::sink()) as Box<dyn Write + Send>));
@@ -124,7 +137,21 @@ impl PersistentVm {
             sink,
             ran: false,
             last_reset: ResetFigures::default(),
+            choice: Choice::measured(),
+            tracked: DirtyPages::Held,
+            last_run: None,
         })
+    }
+
+    /// Tracks the pages of every iteration from the next on `way` instead
+    /// of measuring which way is faster.
+    pub fn track_dirty_pages(&mut self, way: DirtyPages) {
+        self.choice = Choice::Fixed(way);
+    }
+
+    /// How the pages of the last run were tracked.
+    pub fn tracked(&self) -> DirtyPages {
+        self.tracked
     }
 
     /// Where the iterations start.
@@ -146,14 +173,22 @@ impl PersistentVm {
     /// returns its outcome: that of `kmemvisor run … --seed S` with that input.
     pub fn run(&mut self, seed: u64, input: Arc<[u8]>) -> Result<RunOutcome, PersistentError> {
         self.restore(seed)?;
+        let way = self.choice.next();
+        if way != self.tracked {
+            let state = &self.machine.state;
+            self.machine.vm.log_dirty_pages(&state.ram, way == DirtyPages::Logged)?;
+            self.tracked = way;
+        }
         let state = state_mut(&mut self.machine)?;
         state.fuzz.set_input(input.clone());
         state.config.input = input;
         let started = Instant::now();
         self.ran = true;
         self.machine.drive(&self.sink, self.timeout, false)?;
+        // The first run (from the boot, maybe through the snapshot point) is no iteration like the others.
+        let measured = self.point != SnapshotPoint::Pending;
         if let Some(ExitCause::SnapshotPoint { .. }) = self.machine.state.stop.cause() {
-            self.snapshot = capture(&mut self.machine)?;
+            self.snapshot = capture(&mut self.machine, self.tracked)?;
             self.point = SnapshotPoint::Guest;
             // The pause is no part of the run: it goes on as if there had been none.
             let state = state_mut(&mut self.machine)?;
@@ -170,6 +205,7 @@ impl PersistentVm {
         let mut outcome = self.machine.outcome(self.name.clone());
         outcome.report.boot_time_us = 0;
         outcome.report.run_time_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_run = measured.then(|| started.elapsed());
         Ok(outcome)
     }
 
@@ -177,29 +213,47 @@ impl PersistentVm {
     pub fn restore(&mut self, seed: u64) -> Result<(), PersistentError> {
         let started = Instant::now();
         let mut ram = Restored::default();
+        let mut vmm_only = 0;
         if self.ran {
             for fd in &mut self.machine.vcpus {
                 vcpu_state::settle(fd)?;
             }
             let state = &self.machine.state;
-            // Every page that differs from the snapshot's is in the memfd now.
-            let held: std::collections::BTreeSet<u64> = state
-                .ram
-                .populated()?
-                .into_iter()
-                .chain(self.snapshot.populated.iter().cloned())
-                .flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE)
-                .collect();
-            let pages = held.into_iter();
-            ram =
-                self.snapshot.ram.restore(&state.ram, pages, &lock(&state.kernel).frames, &self.snapshot.vmm.kernel().frames)?;
+            let written = state.ram.written().take();
+            let pages: std::collections::BTreeSet<u64> = match self.tracked {
+                // Every page that differs from the snapshot's is in the memfd now.
+                DirtyPages::Held => state
+                    .ram
+                    .populated()?
+                    .into_iter()
+                    .chain(self.snapshot.populated.iter().cloned())
+                    .flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE)
+                    .collect(),
+                DirtyPages::Logged => {
+                    let mut pages: std::collections::BTreeSet<u64> =
+                        self.machine.vm.dirty_pages(&state.ram)?.into_iter().collect();
+                    for page in written {
+                        vmm_only += u64::from(pages.insert(page));
+                    }
+                    pages
+                }
+            };
+            ram = self.snapshot.ram.restore(
+                &state.ram,
+                pages.into_iter(),
+                &lock(&state.kernel).frames,
+                &self.snapshot.vmm.kernel().frames,
+            )?;
             for (fd, saved) in self.machine.vcpus.iter_mut().zip(&self.snapshot.vcpus) {
                 saved.restore(fd)?;
             }
             self.ran = false;
         }
         self.snapshot.vmm.restore(state_mut(&mut self.machine)?, seed)?;
-        self.last_reset = ResetFigures { time: started.elapsed(), ram };
+        self.last_reset = ResetFigures { time: started.elapsed(), ram, vmm_only };
+        if let Some(run) = self.last_run.take() {
+            self.choice.count(self.tracked, run + self.last_reset.time);
+        }
         Ok(())
     }
 
@@ -227,8 +281,9 @@ impl PersistentVm {
     }
 }
 
-/// Takes the snapshot of a still machine.
-fn capture(machine: &mut Machine) -> Result<Snapshot, PersistentError> {
+/// Takes the snapshot of a still machine: what was written before is in
+/// the copy, so the records of writes start empty.
+fn capture(machine: &mut Machine, tracked: DirtyPages) -> Result<Snapshot, PersistentError> {
     let mut vcpus = Vec::with_capacity(machine.vcpus.len());
     for fd in &mut machine.vcpus {
         vcpu_state::settle(fd)?;
@@ -238,6 +293,10 @@ fn capture(machine: &mut Machine) -> Result<Snapshot, PersistentError> {
         return Err(PersistentError::Stuck);
     }
     let state = &machine.state;
+    state.ram.written().take();
+    if tracked == DirtyPages::Logged {
+        machine.vm.dirty_pages(&state.ram)?;
+    }
     Ok(Snapshot {
         ram: RamCopy::capture(&state.ram)?,
         populated: state.ram.populated()?,

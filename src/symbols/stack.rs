@@ -14,7 +14,7 @@
 //! (the stack grows down, so a caller's frame is always higher), and after
 //! [`MAX_FRAMES`] addresses.
 
-use vm_memory::GuestMemoryMmap;
+use crate::memory_model::ram::GuestMemoryMmap;
 
 use crate::memory_model::guest_access;
 use crate::memory_model::paging::{AddressSpace, Walker, is_canonical};

@@ -66,7 +66,7 @@ impl DmaConfig {
 /// What the engine needs from the VM. The VM state implements it.
 pub trait DmaHost: Sync {
     /// Guest RAM, through the VMM's own mapping (reachable even while a page is hidden from the vCPUs).
-    fn memory(&self) -> &vm_memory::GuestMemoryMmap;
+    fn memory(&self) -> &crate::memory_model::ram::GuestMemoryMmap;
     /// Whether the guest-physical page at `page` (4 KiB aligned) is currently
     /// handed off to the device: hidden with xmemdma (AIX), or wired (DG/UX).
     fn handed_off(&self, page: u64) -> bool;

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Mutex;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use crate::memory_model::ram::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress};
 
 use super::{Access, DmaHost};
 use crate::checker::ViolationKind;

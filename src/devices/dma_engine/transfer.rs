@@ -8,9 +8,10 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::dma::*;
 use kmemvisor_abi::layout::PAGE_SIZE;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::{Access, DmaHost};
 use crate::checker::ViolationKind;

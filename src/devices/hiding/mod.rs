@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use kmemvisor_abi::layout::PAGE_SIZE;
 use std::sync::Mutex;
 
-use crate::memory_model::ram::GuestRam;
+use crate::memory_model::ram::{GuestRam, WrittenPages};
 use crate::sync::lock;
 
 pub use uffd::{Fault, Userfaultfd};
@@ -158,6 +158,8 @@ pub struct Hiding {
     trap: Result<Userfaultfd, String>,
     cpu_view: u64,
     vmm_view: u64,
+    /// Where punching a page out is recorded as a VMM write.
+    written: WrittenPages,
     size: u64,
     stall_timeout: Duration,
     hidden: Mutex<Hidden>,
@@ -171,6 +173,7 @@ impl Hiding {
             trap,
             cpu_view: ram.cpu_view(),
             vmm_view: ram.vmm_view(),
+            written: ram.written().clone(),
             size: ram.size(),
             stall_timeout,
             hidden: Mutex::new(Hidden::default()),
@@ -275,6 +278,8 @@ impl Hiding {
                 Err(source) => Err(HideError::Undo { failed, page, source }),
             };
         }
+        // The page now reads as zeros: a write past vm-memory.
+        self.written.mark(page, PAGE_SIZE);
         hidden.pages.insert(page, HiddenPage { origin: None });
         Ok(())
     }

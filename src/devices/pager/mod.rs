@@ -21,9 +21,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::aix_vmm::{VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES};
 use kmemvisor_abi::layout::PAGE_SIZE;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::devices::hiding::{HideError, Hiding};
 use crate::memory_model::inject::{FailSpec, Injector};

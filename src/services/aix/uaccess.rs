@@ -7,10 +7,11 @@
 //! the first bad user byte the copy stops: what came before it was copied, and
 //! the status is EFAULT with the count as the value (the partial-copy rule).
 
+use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::aix::{IoVec, UIO_MAXIOV, UIO_READ, UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE, UIO_WRITE, Uio};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::checker::ViolationKind;
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
