@@ -258,7 +258,14 @@ fn measure_jobs() -> Result<JobsFigures, BenchError> {
     for round in 0..JOBS_ROUNDS {
         for jobs in [1, 2] {
             progress(&format!("correct twin with -j {jobs} for {JOBS_SECONDS} s (round {} of {JOBS_ROUNDS})", round + 1));
-            let c = campaign("dma-handoff", config(1, 3, "aix-correct", "")?, 1, None, Some(Duration::from_secs(JOBS_SECONDS)), jobs)?;
+            let c = campaign(
+                "dma-handoff",
+                config(1, 3, "aix-correct", "")?,
+                1,
+                None,
+                Some(Duration::from_secs(JOBS_SECONDS)),
+                jobs,
+            )?;
             let (started, cpu_before) = (Instant::now(), cpu_seconds());
             let stats = run(&c, None)?;
             wall[jobs - 1] += started.elapsed().as_secs_f64();

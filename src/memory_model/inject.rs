@@ -70,10 +70,16 @@ impl Injector {
     }
 
     /// Follows `run_seed` from now on, if the spec names no seed of its
-    /// own: a fuzzing iteration's run seed, from its snapshot point.
+    /// own, as if the run had had it from the start: a fuzzing iteration's
+    /// run seed, from its snapshot point. The draws made so far are drawn
+    /// again from it (one per get), so that the next is the one a run with
+    /// that seed would draw.
     pub fn reseed(&mut self, run_seed: u64) {
         if self.spec.seed.is_none() {
             self.state = start(run_seed);
+            for _ in 0..self.gets {
+                self.next_unit();
+            }
         }
     }
 
@@ -175,6 +181,12 @@ mod tests {
         let after: Vec<bool> = (0..64).map(|_| a.should_fail()).collect();
         assert_eq!(after, draws(&follows, 8));
         assert!(a.drew_from_run_seed());
+        // After 10 draws under seed 1, reseeding with 8 goes on with seed 8's 11th draw.
+        let mut c = Injector::new(follows.clone(), 1);
+        (0..10).for_each(|_| drop(c.should_fail()));
+        c.reseed(8);
+        let rest: Vec<bool> = (0..54).map(|_| c.should_fail()).collect();
+        assert_eq!(rest, draws(&follows, 8)[10..]);
         let mut b = Injector::new(own.clone(), 1);
         b.reseed(8);
         assert_eq!((0..64).map(|_| b.should_fail()).collect::<Vec<bool>>(), draws(&own, 1));

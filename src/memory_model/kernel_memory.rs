@@ -1019,4 +1019,36 @@ mod tests {
         assert_eq!(tree_bytes::<u64, u64>(5), 106);
         assert_eq!(tree_bytes::<u64, u64>(0), 0);
     }
+
+    #[test]
+    fn zeroing_follows_the_mapping_page_by_page_and_stops_at_a_read_only_page() {
+        use crate::memory_model::paging::TablePool;
+        use crate::memory_model::ram::GuestRam;
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let mut pool = TablePool::new();
+        let space = AddressSpace::new(m, &mut pool).expect("space");
+        let va = 0x40_0000;
+        // Two virtually adjacent pages on frames that are not adjacent, then a read-only one.
+        let writable = PteFlags::USER | PteFlags::WRITABLE;
+        space.map(m, &mut pool, va, 0x50_0000, writable).expect("map");
+        space.map(m, &mut pool, va + PAGE_SIZE, 0x30_0000, writable).expect("map");
+        space.map(m, &mut pool, va + 2 * PAGE_SIZE, 0x60_0000, PteFlags::USER).expect("map");
+        for frame in [0x50_0000, 0x50_1000, 0x30_0000, 0x60_0000] {
+            m.write_slice(&[0xff; PAGE_SIZE as usize], GuestAddress(frame)).expect("fill");
+        }
+        let byte = |gpa: u64| m.read_obj::<u8>(GuestAddress(gpa)).expect("read");
+        assert!(zero_range(m, &space, va + 0xf00, 0x200));
+        assert_eq!([byte(0x50_0eff), byte(0x50_0f00), byte(0x50_0fff)], [0xff, 0, 0]);
+        assert_eq!([byte(0x30_0000), byte(0x30_00ff), byte(0x30_0100)], [0, 0, 0xff]);
+        assert_eq!(byte(0x50_1000), 0xff, "the frame after the first is not the next page's");
+        // Over a whole page and more from an unaligned start.
+        assert!(zero_range(m, &space, va + 0x10, PAGE_SIZE + 0x120));
+        assert_eq!([byte(0x50_000f), byte(0x50_0010), byte(0x30_012f), byte(0x30_0130)], [0xff, 0, 0, 0xff]);
+        // A read-only page ends it: false, and nothing of that page is written.
+        assert!(!zero_range(m, &space, va + 2 * PAGE_SIZE - 8, 16));
+        assert_eq!([byte(0x30_0ff8), byte(0x60_0000)], [0, 0xff]);
+        assert!(!zero_range(m, &space, u64::MAX, 2), "past the end of the address space");
+        assert!(zero_range(m, &space, 0x1000, 0), "nothing to zero");
+    }
 }
