@@ -183,7 +183,9 @@ mod tests {
         assert!(a.drew_from_run_seed());
         // After 10 draws under seed 1, reseeding with 8 goes on with seed 8's 11th draw.
         let mut c = Injector::new(follows.clone(), 1);
-        (0..10).for_each(|_| drop(c.should_fail()));
+        for _ in 0..10 {
+            c.should_fail();
+        }
         c.reseed(8);
         let rest: Vec<bool> = (0..54).map(|_| c.should_fail()).collect();
         assert_eq!(rest, draws(&follows, 8)[10..]);
