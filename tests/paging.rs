@@ -107,6 +107,16 @@ fn a_device_write_the_kernel_never_heard_of_is_lost_for_real_and_reported() {
     assert_eq!((v[0]["kind"].as_str(), v[0]["service"].as_str()), (Some("paging.lost-modification"), Some("pager")));
     let message = v[0]["message"].as_str().unwrap_or("");
     assert!(message.starts_with("the pager took out page 0 of object 1 (frame 0x"), "{message}");
+    // It names the transfer that wrote the frame and the unhide that left it clean, and sits at the unhide.
+    assert!(message.contains("the DMA engine wrote the frame (transfer on channel 0 rung at 0xffffffff8"), "{message}");
+    assert!(message.contains("and xmemdma at 0xffffffff8"), "{message}");
+    assert!(message.contains(" ended the hand-off without marking it modified"), "{message}");
+    let location = &v[0]["location"];
+    let file = location["file"].as_str().unwrap_or_default();
+    let source = std::fs::read_to_string(file).expect("the guest's source");
+    let unhide = source.lines().position(|l| l.contains("xmem::xmemdma(&d, at, XMEM_UNHIDE)")).map(|i| i + 1);
+    assert!(file.ends_with("aix-lost-modification.rs") && unhide.is_some(), "{location}");
+    assert_eq!(location["line"].as_u64().map(|l| l as usize), unhide, "at the unhide: {location}");
     // Every AIX call that reaches memory brings the pages that are out in, and
     // the one-page limit takes them out again, clean: six clean evictions in all.
     assert_eq!(r.report()["pager"]["clean_evictions"], 6);

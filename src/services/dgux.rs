@@ -12,7 +12,7 @@ use kmemvisor_abi::{Service, Status};
 use crate::checker::ViolationKind;
 use crate::memory_model::guest_access;
 use crate::memory_model::kernel_memory::{GetError, GuestView, KernelMemory, Kind, Marks, ReleaseError};
-use crate::memory_model::ledger::FrameLedger;
+use crate::memory_model::ledger::{FrameLedger, HandOffEnd};
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
@@ -179,7 +179,10 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
     };
     match result {
         Ok(unwired) => {
-            for (kind, message) in dma_findings(&mut k.frames, service, &unwired, marks) {
+            // The call's origin, kept only when a device write stays unaccounted for.
+            let unmarked_write = !marks.modified && unwired.iter().any(|&(_, frame)| k.frames.device_write(frame).is_some());
+            let end = unmarked_write.then(|| HandOffEnd { service, origin: k.dgux.origins.intern(&caller.origin(state)) });
+            for (kind, message) in dma_findings(&mut k.frames, service, &unwired, end) {
                 state.record_violation(caller.violation(state, kind, service.name(), args, message));
             }
             Reply::ok(0)
@@ -193,12 +196,13 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
 
 /// What an unwire of `unwired` (page, frame) pairs did wrong with the DMA
 /// engine, each with its kind: it ended the hand-off of a frame a queued or
-/// running transfer touches, or it did not mark modified a frame the device wrote.
+/// running transfer touches, or it did not mark modified a frame the device
+/// wrote. `end` is the unwire, when it left a device write unmarked.
 fn dma_findings(
     frames: &mut FrameLedger,
     service: Service,
     unwired: &[(u64, u64)],
-    marks: Marks,
+    end: Option<HandOffEnd>,
 ) -> Vec<(ViolationKind, String)> {
     let mut findings = Vec::new();
     if let Some(&(page, frame)) = unwired.iter().find(|&&(_, frame)| frames.transfers_on(frame) > 0) {
@@ -209,9 +213,19 @@ fn dma_findings(
         );
         findings.push((ViolationKind::DmaUnwireDuringTransfer, message));
     }
-    // Every written frame forgets the write, so a later unwire is not blamed again.
-    let written: Vec<(u64, u64)> = unwired.iter().copied().filter(|&(_, frame)| frames.take_device_write(frame)).collect();
-    if let Some(&(page, frame)) = written.first().filter(|_| !marks.modified) {
+    // A write marked modified is accounted for and forgotten; an unmarked
+    // one remembers this unwire (a lost modification names it), and a
+    // later unwire is not blamed again.
+    let written: Vec<(u64, u64)> = match end {
+        None => {
+            for &(_, frame) in unwired {
+                frames.take_device_write(frame);
+            }
+            Vec::new()
+        }
+        Some(end) => unwired.iter().copied().filter(|&(_, frame)| frames.end_unmarked(frame, end).is_some()).collect(),
+    };
+    if let Some(&(page, frame)) = written.first() {
         let message = format!(
             "{} unwires page {page:#x} (frame {frame:#x}) and {} other page(s) that the DMA engine wrote without marking \
              them modified: DMA transfers do not set the referenced or modified bits, and failure to appropriately set \

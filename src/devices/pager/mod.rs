@@ -27,7 +27,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::devices::hiding::{HideError, Hiding};
 use crate::memory_model::inject::{FailSpec, Injector};
-use crate::memory_model::ledger::{DeviceId, FrameLedger};
+use crate::memory_model::ledger::{DeviceId, DeviceWrite, FrameLedger};
 
 /// What went wrong with a paging device or a transfer.
 #[derive(Debug, thiserror::Error)]
@@ -211,10 +211,15 @@ impl Pager {
     }
 
     /// Takes out the page of frame `page`, whose copy on its device is
-    /// current (it is clean), without writing it. Returns whether the
-    /// device (DMA) wrote the frame since: then the copy is *not* current,
-    /// and the device's data is lost — the kernel did not know.
-    pub fn evict_clean(&mut self, hiding: &Hiding, frames: &mut FrameLedger, page: u64) -> Result<bool, PagerError> {
+    /// current (it is clean), without writing it. Returns the device's
+    /// (DMA) write to the frame since, if there was one: then the copy is
+    /// *not* current, and the device's data is lost — the kernel did not know.
+    pub fn evict_clean(
+        &mut self,
+        hiding: &Hiding,
+        frames: &mut FrameLedger,
+        page: u64,
+    ) -> Result<Option<DeviceWrite>, PagerError> {
         let device =
             frames.backing(page).map(|b| b.device).filter(|d| self.devices.contains_key(d)).ok_or(PagerError::NoDevice)?;
         hiding.take_out(page)?;
@@ -331,6 +336,8 @@ impl Pager {
             return Err(PagerError::Write { page, device: id, path: device.path.clone(), source });
         }
         hiding.take_out(page)?;
+        // The copy holds whatever the device wrote: that write is accounted for.
+        frames.take_device_write(page);
         frames.paged_out(page, id);
         self.counts.page_outs += 1;
         Ok(())

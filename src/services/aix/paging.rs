@@ -18,6 +18,7 @@ use kmemvisor_abi::{Service, Status};
 use crate::checker::{Violation, ViolationKind};
 use crate::devices::pager::{MountRefusal, PagerError};
 use crate::memory_model::aix_vmm::VmError;
+use crate::memory_model::ledger::DeviceWrite;
 use crate::services::aix::vmm::{Call, int, object_range, pages, split};
 use crate::services::{Outcome, Reply};
 use crate::state::{Kernel, VmState};
@@ -235,7 +236,7 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
         let evicted = if k.frames.marks(frame).modified || !k.pager.has_copy(&k.frames, frame) {
             k.pager.page_out(state.ram.memory(), &state.hiding, &mut k.frames, frame).map(|()| {
                 k.pager.advance_hand(frame);
-                false
+                None
             })
         } else {
             k.pager.evict_clean(&state.hiding, &mut k.frames, frame)
@@ -243,18 +244,9 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
         match evicted {
             Ok(lost) => {
                 excess -= 1;
-                if lost {
-                    let message = format!(
-                        "the pager took out page {pno} of object {vmid} (frame {frame:#x}) as clean, without writing it: the \
-                         DMA engine wrote the frame after its copy on the paging device was made, and nothing marked it \
-                         modified (AIX sets the modified bit at the last XMEM_UNHIDE of a page whose key is not read-only; a \
-                         DG/UX driver unwires with vm_mark_and_unwire_memory and SC_WRITE_ACCESS). The device's data is lost: \
-                         the next page-in brings the old data back"
-                    );
-                    let kind = ViolationKind::PagingLostModification;
-                    let violation = Violation::new(kind, "pager", &[frame, vmid, pno], who.vcpu, who.rip, message);
-                    // A touch's vCPU waits inside KVM_RUN: its RIP is filled in when it comes out.
-                    state.record_violation(if who.rip == 0 { violation.unplaced() } else { violation });
+                if let Some(write) = lost {
+                    let page = format!("page {pno} of object {vmid}");
+                    state.record_violation(lost_modification(k, who, &page, &[frame, vmid, pno], frame, write));
                 }
             }
             Err(error) => {
@@ -262,6 +254,36 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
                 return;
             }
         }
+    }
+}
+
+/// The violation for the device's `write` to `frame`, holding `page`,
+/// lost by a clean eviction that `who` caused. It names the transfer and
+/// the call that ended the hand-off without a modified mark, and is placed
+/// at that call: the line a driver author must fix.
+pub fn lost_modification(k: &Kernel, who: Evictor, page: &str, args: &[u64], frame: u64, write: DeviceWrite) -> Violation {
+    let origins = &k.dgux.origins;
+    let transfer = format!("transfer on channel {} rung at {:#x}", write.channel, origins.rip(write.doorbell));
+    let end = match write.unmarked_end {
+        Some(end) => {
+            format!("{} at {:#x} ended the hand-off without marking it modified", end.service.name(), origins.rip(end.origin))
+        }
+        None => "no call that ended a hand-off marked it modified".to_string(),
+    };
+    let message = format!(
+        "the pager took out {page} (frame {frame:#x}) as clean, without writing it: the DMA engine wrote the frame \
+         ({transfer}) after its copy on the paging device was made, and {end} (AIX sets the modified bit at the last \
+         XMEM_UNHIDE of a page whose key is not read-only; a DG/UX driver unwires with vm_mark_and_unwire_memory and \
+         SC_WRITE_ACCESS). The device's data is lost: the next page-in brings the old data back"
+    );
+    let kind = ViolationKind::PagingLostModification;
+    match write.unmarked_end {
+        Some(end) => {
+            Violation::new(kind, "pager", args, who.vcpu, origins.rip(end.origin), message).with_stack(origins.stack(end.origin))
+        }
+        // A touch's vCPU waits inside KVM_RUN: its RIP is filled in when it comes out.
+        None if who.rip == 0 => Violation::new(kind, "pager", args, who.vcpu, 0, message).unplaced(),
+        None => Violation::new(kind, "pager", args, who.vcpu, who.rip, message),
     }
 }
 
@@ -274,6 +296,7 @@ mod tests {
 
     use super::{Evictor, enforce_memory_limit};
     use crate::memory_model::inject::FailSpec;
+    use crate::memory_model::ledger::{DeviceWrite, HandOffEnd};
     use crate::state::{VmConfig, VmState};
     use crate::sync::lock;
     use crate::testing::{kinds, ok, state, state_with, status};
@@ -407,7 +430,13 @@ mod tests {
         assert!(lock(&s.kernel).frames.is_paged_out(b), "a stays for its touch; b goes, written");
         // The device writes a, which is clean with a current copy; no one marks it modified.
         s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(a)).expect("device write");
-        lock(&s.kernel).frames.device_wrote(&(a..a + PAGE_SIZE));
+        {
+            let k = &mut *lock(&s.kernel);
+            let doorbell = k.dgux.origins.intern(&[0x40_1000]);
+            k.frames.device_wrote(&(a..a + PAGE_SIZE), DeviceWrite { channel: 3, doorbell, unmarked_end: None });
+            let end = HandOffEnd { service: Service::Xmemdma64, origin: k.dgux.origins.intern(&[0x40_2000, 0x40_3000]) };
+            assert!(k.frames.end_unmarked(a, end).is_some());
+        }
         touch(b);
         {
             let k = lock(&s.kernel);
@@ -415,6 +444,20 @@ mod tests {
             assert_eq!((k.pager.counts().page_outs, k.pager.counts().clean_evictions), (2, 1), "a went clean: no write");
         }
         assert_eq!(kinds(&s), ["paging.lost-modification"]);
+        let v = &s.checker.violations()[0];
+        assert_eq!(
+            v.message,
+            format!(
+                "the pager took out page 0 of object 1 (frame {a:#x}) as clean, without writing it: the DMA engine wrote \
+                 the frame (transfer on channel 3 rung at 0x401000) after its copy on the paging device was made, and \
+                 xmemdma64 at 0x402000 ended the hand-off without marking it modified (AIX sets the modified bit at the \
+                 last XMEM_UNHIDE of a page whose key is not read-only; a DG/UX driver unwires with \
+                 vm_mark_and_unwire_memory and SC_WRITE_ACCESS). The device's data is lost: the next page-in brings \
+                 the old data back"
+            )
+        );
+        assert_eq!((v.rip.as_str(), &v.stack[..]), ("0x402000", &[0x40_2000, 0x40_3000][..]), "placed at the unhide");
+        assert_eq!(lock(&s.kernel).frames.device_write(a), None, "reported once");
         touch(a);
         assert_eq!(page(&s, a), vec![1; PAGE_SIZE as usize], "the old data is back: the device's is lost");
         assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
