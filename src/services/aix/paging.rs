@@ -13,6 +13,7 @@
 //! and answers `EIO` (the device stays) if one cannot be read.
 
 use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE};
+use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::{Violation, ViolationKind};
@@ -103,8 +104,9 @@ fn write_range(call: &Call, vaddr: u64, nbytes: u64) -> Outcome {
 
 /// Pages out the modified pages of `[first, first + count)` of `vmid`.
 /// Pinned, hidden or in-transfer pages are never paged (they stay, still
-/// modified); an unchanged page stays in. A failed write leaves its page
-/// in and modified, and makes the next `vms_iowait` answer `EIO`.
+/// modified); an unchanged page stays in. Frames that follow each other go
+/// out together, one write and one take-out per run. A failed write leaves
+/// its run in and modified, and makes the next `vms_iowait` answer `EIO`.
 fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     let k = &mut *lock(&call.state.kernel);
     if let Err(error) = k.vmm.object(vmid) {
@@ -113,17 +115,19 @@ fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     if k.pager.target().is_none() {
         return Reply::status(Status::ENODEV);
     }
-    let frames = {
+    let mut frames = {
         let (vmm, mut books) = split(call.state, k);
         match vmm.settle(&mut books, vmid, first, count) {
             Ok(frames) => frames,
             Err(error) => return call.refused(error),
         }
     };
+    frames.retain(|&frame| k.frames.marks(frame).modified && k.frames.page_out_refusal(frame).is_none());
+    frames.sort_unstable();
     // A touch of a page that is out is served by the helper threads.
     call.state.want_helpers();
-    for frame in frames {
-        if let Err(error) = page_out_if_modified(call, k, frame) {
+    for (start, pages) in runs(&frames) {
+        if let Err(error) = k.pager.page_out_run(call.state.ram.memory(), &call.state.hiding, &mut k.frames, start, pages) {
             tell(&error);
             k.pager.write_failed(vmid);
         }
@@ -131,11 +135,17 @@ fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     Reply::ok(0)
 }
 
-fn page_out_if_modified(call: &Call, k: &mut Kernel, frame: u64) -> Result<(), PagerError> {
-    if !k.frames.marks(frame).modified || k.frames.page_out_refusal(frame).is_some() {
-        return Ok(());
+/// The runs of contiguous frames of `frames` (sorted, distinct), each as
+/// its first frame and length in pages.
+fn runs(frames: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &frame in frames {
+        match runs.last_mut() {
+            Some((start, pages)) if *start + *pages * PAGE_SIZE == frame => *pages += 1,
+            _ => runs.push((frame, 1)),
+        }
     }
-    k.pager.page_out(call.state.ram.memory(), &call.state.hiding, &mut k.frames, frame)
+    runs
 }
 
 /// Drops the pages of `frames` that are out, whose contents a release or a
@@ -294,7 +304,7 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
-    use super::{Evictor, enforce_memory_limit};
+    use super::{Evictor, enforce_memory_limit, runs};
     use crate::memory_model::inject::FailSpec;
     use crate::memory_model::ledger::{DeviceWrite, HandOffEnd};
     use crate::state::{VmConfig, VmState};
@@ -378,6 +388,35 @@ mod tests {
         assert_eq!(lock(&s.kernel).frames.backing(frames[1]), None, "the device's copies go with it");
         assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
         assert!(kinds(&s).is_empty());
+    }
+
+    #[test]
+    fn contiguous_frames_go_out_as_one_run_and_come_back_byte_for_byte() {
+        assert_eq!(runs(&[0x1000, 0x2000, 0x4000, 0x5000, 0x6000, 0x9000]), [(0x1000, 2), (0x4000, 3), (0x9000, 1)]);
+        assert_eq!(runs(&[]), []);
+        let s = state_with(VmConfig { contiguous_frames: true, ..VmConfig::default() });
+        let (vmid, frames) = object(&s, 4);
+        assert!(frames.windows(2).all(|w| w[1] == w[0] + PAGE_SIZE), "contiguous: {frames:x?}");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        lock(&s.kernel).frames.set_modified(frames[2], false);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 4]), Status::OK);
+        {
+            let k = lock(&s.kernel);
+            let out = frames.iter().map(|&f| k.frames.is_paged_out(f)).collect::<Vec<_>>();
+            assert_eq!(out, [true, true, false, true], "two runs around the unchanged page");
+            assert_eq!(k.pager.counts().page_outs, 3);
+        }
+        let file = std::fs::read(lock(&s.kernel).pager.dir().join("paging-device-1")).expect("device file");
+        let at = frames[0] as usize;
+        assert_eq!(&file[at..at + 2 * PAGE_SIZE as usize], [[1u8; PAGE_SIZE as usize], [2; PAGE_SIZE as usize]].concat());
+        for &frame in &frames {
+            assert_eq!(page(&s, frame) == vec![0; PAGE_SIZE as usize], frame != frames[2], "punched out, or left in");
+        }
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::OK);
+        for (n, &frame) in frames.iter().enumerate() {
+            assert_eq!(page(&s, frame), vec![n as u8 + 1; PAGE_SIZE as usize], "page {n}");
+        }
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
     }
 
     #[test]
