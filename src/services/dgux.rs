@@ -10,18 +10,57 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::ViolationKind;
+use crate::devices::pager::PagerError;
 use crate::memory_model::guest_access;
 use crate::memory_model::kernel_memory::{GetError, GuestView, KernelMemory, Kind, Marks, ReleaseError};
 use crate::memory_model::ledger::{FrameLedger, HandOffEnd};
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
+use crate::services::aix::paging::{Evictor, enforce_memory_limit};
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
 /// Serves a DG/UX service.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let outcome = serve_one(state, caller, service, args);
+    if state.config.memory_limit.is_some() {
+        let who = Evictor { vcpu: caller.vcpu, rip: caller.rip, keep: None };
+        enforce_memory_limit(state, &mut kernel(state), who);
+    }
+    outcome
+}
+
+/// Brings every page that is out back in before a call that frees or
+/// aliases frames, or stores through the VMM's view (which the pager does
+/// not trap): blunt, but only runs under `--memory-limit` page. A page-in
+/// that fails is the call's `VM_EIO`.
+fn bring_all_in(state: &VmState) -> Result<(), Outcome> {
+    let k = &mut *kernel(state);
+    if k.frames.pages_out() == 0 {
+        return Ok(());
+    }
+    let out = k.frames.frames_out();
+    k.pager.page_in_all(state.ram.memory(), &state.hiding, &mut k.frames, out).map_err(|error| {
+        if !matches!(error, PagerError::Injected(_)) {
+            eprintln!("kmemvisor: {error}");
+        }
+        Reply::status(Status::VM_EIO)
+    })
+}
+
+fn serve_one(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, a4, a5] = args;
+    let reaches_frames = matches!(
+        service,
+        Service::VmReleaseWiredMemory
+            | Service::VmReleaseUnwiredMemory
+            | Service::VmGetPhysicalByteAddress
+            | Service::VmMapPhysicalMemory
+    );
+    if reaches_frames && let Err(answer) = bring_all_in(state) {
+        return answer;
+    }
     match service {
         Service::VmGetWiredMemory => get(state, caller, service, Kind::Wired, true, a0, a1),
         Service::VmGetUnwiredMemory => get(state, caller, service, Kind::Unwired, true, a0, a1),
@@ -136,15 +175,24 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
         return refuse(state, caller, ViolationKind::DgUxAccessModeReservedBits, service, args, why, Status::EINVAL);
     }
     let k = &mut *kernel(state);
+    let pager = &mut k.pager;
+    // A page that is out comes in; a failed read is the call's VM_EIO.
+    let page_in_fails =
+        |frames: &mut FrameLedger, frame: u64| match pager.page_in_to_wire(state.ram.memory(), &state.hiding, frames, frame) {
+            Ok(()) => false,
+            Err(PagerError::Injected(_)) => true,
+            Err(error) => {
+                eprintln!("kmemvisor: {error}");
+                true
+            }
+        };
     let status = match owner(state, caller, user) {
         None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
-        Some(None) => {
-            KernelMemory::wire(view(state), &mut k.frames, None, start, bytes, access, || k.pager.nominal_page_in_fails())
-        }
+        Some(None) => KernelMemory::wire(view(state), &mut k.frames, None, start, bytes, access, page_in_fails),
         Some(Some(pid)) => match k.processes.get(pid) {
             Some(process) => {
                 let view = GuestView { memory: state.ram.memory(), space: process.space() };
-                KernelMemory::wire(view, &mut k.frames, Some(pid), start, bytes, access, || k.pager.nominal_page_in_fails())
+                KernelMemory::wire(view, &mut k.frames, Some(pid), start, bytes, access, page_in_fails)
             }
             None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
         },

@@ -279,10 +279,20 @@ impl Pager {
         PagerCounts { injected_pagein_failures: self.pagein.injected(), ..self.counts }
     }
 
-    /// One draw of `--fail-pagein` for a page-in that moves no data (a DG/UX
-    /// wire of unwired memory that was never paged out): whether it fails.
-    pub fn nominal_page_in_fails(&mut self) -> bool {
-        self.pagein.should_fail()
+    /// A DG/UX wire of the pageable frame `page`: brings its page in if it
+    /// is out, else makes the page-in that moves no data (one draw of
+    /// `--fail-pagein`). Returns the error if the page-in failed.
+    pub fn page_in_to_wire(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        hiding: &Hiding,
+        frames: &mut FrameLedger,
+        page: u64,
+    ) -> Result<(), PagerError> {
+        if frames.is_paged_out(page) {
+            return self.page_in(memory, hiding, frames, page);
+        }
+        if self.pagein.should_fail() { Err(PagerError::Injected(page)) } else { Ok(()) }
     }
 
     /// `vm_mount`: a new device named by `strategy`, with `nbufs` bufs.

@@ -20,6 +20,8 @@ use crate::checker::{Violation, ViolationKind};
 use crate::devices::pager::{MountRefusal, PagerError};
 use crate::memory_model::aix_vmm::VmError;
 use crate::memory_model::ledger::DeviceWrite;
+use crate::memory_model::paging::PteFlags;
+use crate::memory_model::ram::zap_frame;
 use crate::services::aix::vmm::{Call, int, object_range, pages, split};
 use crate::services::{Outcome, Reply};
 use crate::state::{Kernel, VmState};
@@ -195,8 +197,58 @@ pub struct Evictor {
     pub keep: Option<u64>,
 }
 
-/// `--memory-limit`: while more object pages are in memory than the limit,
-/// takes pages out by second chance — the clock goes round the object
+/// A page the pager's clock passes over.
+#[derive(Clone, Copy, Debug)]
+enum Pageable {
+    /// Page `pno` of the AIX virtual memory object `vmid`.
+    Object { vmid: u64, pno: u64 },
+    /// The DG/UX kernel unwired memory page at `va`.
+    Unwired { va: u64 },
+}
+
+impl Pageable {
+    /// What it is, for a message.
+    fn describe(self) -> String {
+        match self {
+            Pageable::Object { vmid, pno } => format!("page {pno} of object {vmid}"),
+            Pageable::Unwired { va } => format!("the DG/UX unwired memory page {va:#x}"),
+        }
+    }
+
+    /// A violation's arguments after the frame.
+    fn args(self) -> [u64; 2] {
+        match self {
+            Pageable::Object { vmid, pno } => [vmid, pno],
+            Pageable::Unwired { va } => [va, 0],
+        }
+    }
+}
+
+/// Whether a vCPU reached the DG/UX unwired page at `va` (frame `frame`)
+/// since this was last asked: its kernel entry's accessed bit, which is
+/// then cleared (its dirty bit folded into the frame's modified mark, the
+/// old translation zapped), as the AIX objects' entries are.
+fn take_accessed_unwired(state: &VmState, k: &mut Kernel, frame: u64, va: u64) -> Result<bool, String> {
+    let memory = state.ram.memory();
+    let Some(t) = state.space.translate(memory, va).filter(|t| t.gpa - t.gpa % PAGE_SIZE == frame) else { return Ok(false) };
+    let used = PteFlags::ACCESSED.union(PteFlags::DIRTY);
+    if t.flags.bits() & used.bits() == 0 {
+        return Ok(false);
+    }
+    let old =
+        state.space.remap(memory, va, frame, PteFlags::from_bits(t.flags.bits() & !used.bits())).map_err(|e| e.to_string())?;
+    if old.flags.contains(PteFlags::DIRTY) {
+        k.frames.set_modified(frame, true);
+    }
+    if old.flags.contains(PteFlags::ACCESSED) {
+        zap_frame(memory, frame).map_err(|e| e.to_string())?;
+    }
+    Ok(old.flags.contains(PteFlags::ACCESSED))
+}
+
+/// `--memory-limit`: while more pageable pages (AIX object pages, DG/UX
+/// kernel unwired memory) are in memory than the limit,
+/// takes pages out by second chance — the clock goes round the pageable
 /// pages by frame from where it stopped; a page a vCPU reached since the
 /// hand last passed (an accessed bit, or a fresh page-in) loses that bit and
 /// is passed over, the first one that did not goes out. A modified page, or
@@ -210,26 +262,32 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
     if k.pager.target().is_none() {
         return;
     }
-    let mut excess = k.frames.resident_object_pages().saturating_sub(limit);
+    let mut excess = k.frames.resident_pageable_pages().saturating_sub(limit);
     if excess == 0 {
         return;
     }
     // A touch of a page that is out is served by the helper threads.
     state.want_helpers();
-    let pages = k.vmm.pages_by_frame();
-    let start = pages.iter().position(|&(frame, ..)| frame > k.pager.hand()).unwrap_or(0);
+    let objects = k.vmm.pages_by_frame().into_iter().map(|(frame, vmid, pno)| (frame, Pageable::Object { vmid, pno }));
+    let unwired = k.frames.dgux_unwired().into_iter().map(|(frame, va)| (frame, Pageable::Unwired { va }));
+    let mut pages: Vec<(u64, Pageable)> = objects.chain(unwired).collect();
+    pages.sort_unstable_by_key(|&(frame, _)| frame);
+    let start = pages.iter().position(|&(frame, _)| frame > k.pager.hand()).unwrap_or(0);
     // Two turns: the first may only clear referenced bits.
     let turn = pages.iter().cycle().skip(start).take(2 * pages.len());
-    for &(frame, vmid, pno) in turn {
+    for &(frame, page) in turn {
         if excess == 0 {
             return;
         }
         if Some(frame) == who.keep || k.frames.page_out_refusal(frame).is_some() {
             continue;
         }
-        let accessed = {
-            let (vmm, mut books) = split(state, k);
-            vmm.take_accessed(&mut books, vmid, pno)
+        let accessed = match page {
+            Pageable::Object { vmid, pno } => {
+                let (vmm, mut books) = split(state, k);
+                vmm.take_accessed(&mut books, vmid, pno).map_err(|e| e.to_string())
+            }
+            Pageable::Unwired { va } => take_accessed_unwired(state, k, frame, va),
         };
         let referenced = k.frames.marks(frame).referenced;
         match accessed {
@@ -255,8 +313,8 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
             Ok(lost) => {
                 excess -= 1;
                 if let Some(write) = lost {
-                    let page = format!("page {pno} of object {vmid}");
-                    state.record_violation(lost_modification(k, who, &page, &[frame, vmid, pno], frame, write));
+                    let [a, b] = page.args();
+                    state.record_violation(lost_modification(k, who, &page.describe(), &[frame, a, b], frame, write));
                 }
             }
             Err(error) => {
