@@ -34,8 +34,9 @@
 //! 9. A frame has a first-pin origin exactly when it is pinned above its
 //!    initial count, and the pinned count equals the frames pinned from birth
 //!    or above.
-//! 10. Only pages of virtual memory objects have paging-device copies, and a
-//!     page that is out is neither hidden, pinned nor wired: it cannot be
+//! 10. Only pages of virtual memory objects and of the DG/UX kernel unwired
+//!     arena have paging-device copies, and a page that is out is neither
+//!     hidden, pinned nor wired: it cannot be
 //!     hidden or released while out ([`FrameLedger::may_hide`],
 //!     [`FrameLedger::release_refusal`]), and only a pageable page goes out
 //!     ([`FrameLedger::page_out_refusal`]).
@@ -517,8 +518,10 @@ impl FrameLedger {
             return Err(format!("invariant 9: frame {frame:#x} has a pin origin but no pins"));
         }
         for (&frame, b) in &self.backing {
-            if self.role(frame) != Some(Role::VmObject) {
-                return Err(format!("invariant 10: frame {frame:#x} has a paging-device copy but is not an object page"));
+            if self.role(frame) != Some(Role::VmObject) && !self.is_dgux_unwired(frame) {
+                return Err(format!(
+                    "invariant 10: frame {frame:#x} has a paging-device copy but is neither an object page nor DG/UX unwired memory"
+                ));
             }
             if b.out && (self.hides(frame) > 0 || self.counts(frame).is_some_and(|c| c.is_pinned() || c.wires > c.initial_wires))
             {

@@ -37,7 +37,8 @@ impl FrameLedger {
         match self.role(frame) {
             None => return Some(LedgerError::NotRam(gpa)),
             Some(Role::VmObject) => {}
-            Some(Role::KernelMemory) if self.is_dgux_unwired(frame) => {}
+            // An alias would be a second entry whose accessed bit the clock does not read.
+            Some(Role::KernelMemory) if self.is_dgux_unwired(frame) && !self.aliases.contains_key(&frame) => {}
             Some(role) => return Some(LedgerError::Role { frame, role }),
         }
         if self.backing(frame).is_some_and(|b| b.out) {
@@ -82,14 +83,13 @@ impl FrameLedger {
     }
 
     /// Whether the frame at `gpa` is a page of the DG/UX kernel unwired
-    /// arena with no guest-visible alias: the DG/UX memory the pager may
-    /// take, whenever its wire count is 0. Its owner's page is the one
+    /// arena: the DG/UX memory the pager may take, whenever its wire count
+    /// is 0 and it has no guest-visible alias. Its owner's page is the
     /// address that maps it, whose accessed bit the pager reads.
     pub fn is_dgux_unwired(&self, gpa: u64) -> bool {
         let frame = page_of(gpa);
         let arena = UNWIRED_ARENA_VA..UNWIRED_ARENA_VA + ARENA_SIZE;
         self.role(frame) == Some(Role::KernelMemory)
-            && !self.aliases.contains_key(&frame)
             && self.counts.get(&frame).is_some_and(|c| c.owner.pid == 0 && arena.contains(&c.owner.va))
     }
 

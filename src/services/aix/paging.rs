@@ -560,6 +560,75 @@ mod tests {
         assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
     }
 
+    /// A page of DG/UX unwired memory, filled with `fill` through the VMM and marked modified; its address and frame.
+    fn unwired_page(s: &VmState, fill: u8) -> (u64, u64) {
+        let va = ok(s, Service::VmGetUnwiredMemory, &[PAGE_SIZE, u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED)]);
+        let k = &mut *lock(&s.kernel);
+        let frame = s.space.translate(s.ram.memory(), va).expect("mapped").gpa;
+        k.pager.page_in_all(s.ram.memory(), &s.hiding, &mut k.frames, [frame]).expect("in");
+        s.ram.memory().write_slice(&[fill; PAGE_SIZE as usize], GuestAddress(frame)).expect("fill");
+        k.frames.set_modified(frame, true);
+        (va, frame)
+    }
+
+    #[test]
+    fn dgux_unwired_memory_pages_wired_memory_never_and_an_unmarked_unwire_loses_the_device_write() {
+        let s = state_with(VmConfig { memory_limit: Some(PAGE_SIZE), ..VmConfig::default() });
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        let wired = ok(&s, Service::VmGetWiredMemory, &[PAGE_SIZE, u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED)]);
+        let (a, frame_a) = unwired_page(&s, 0x11);
+        let (_, frame_b) = unwired_page(&s, 0x22);
+        let wired_frame = s.space.translate(s.ram.memory(), wired).expect("mapped").gpa;
+        // Over the limit of one page, the modified page a goes out, written; wired memory never does.
+        let out = |frame: u64| lock(&s.kernel).frames.is_paged_out(frame);
+        assert_eq!((out(frame_a), out(frame_b), out(wired_frame)), (true, false, false));
+        // The driver wires a (its page comes in), the device writes it, the driver unwires without the mark.
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(page(&s, frame_a), vec![0x11; PAGE_SIZE as usize], "paged in byte for byte");
+        assert!(!out(frame_a), "wired: in, and never taken");
+        {
+            let k = &mut *lock(&s.kernel);
+            s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(frame_a)).expect("device write");
+            let doorbell = k.dgux.origins.intern(&[0x40_1000]);
+            k.frames.device_wrote(&(frame_a..frame_a + PAGE_SIZE), DeviceWrite { channel: 1, doorbell, unmarked_end: None });
+        }
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        // b went out for a's wire; now a's turn comes: clean, with a copy, taken without a write.
+        assert_eq!(status(&s, Service::VmGetPhysicalByteAddress, &[a, 0, 0]), Status::EFAULT, "brings b in, a goes");
+        assert!(out(frame_a));
+        assert_eq!(kinds(&s), ["dma.unwire-without-modified-mark", "paging.lost-modification"]);
+        let v = &s.checker.violations()[1];
+        assert!(
+            v.message
+                .starts_with(&format!("the pager took out the DG/UX unwired memory page {a:#x} (frame {frame_a:#x}) as clean")),
+            "{}",
+            v.message
+        );
+        assert!(v.message.contains("(transfer on channel 1 rung at 0x401000)"), "{}", v.message);
+        assert!(v.message.contains(" and vm_unwire_memory at 0x"), "{}", v.message);
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(page(&s, frame_a), vec![0x11; PAGE_SIZE as usize], "the old data is back: the device's is lost");
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_wire_whose_page_in_fails_answers_vm_eio_and_leaves_the_page_out() {
+        let s = state_with(VmConfig {
+            memory_limit: Some(PAGE_SIZE),
+            fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() },
+            ..VmConfig::default()
+        });
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        let (a, frame_a) = unwired_page(&s, 0x11);
+        unwired_page(&s, 0x22);
+        assert!(lock(&s.kernel).frames.is_paged_out(frame_a));
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::VM_EIO, "--fail-pagein nth=1");
+        assert!(lock(&s.kernel).frames.is_paged_out(frame_a), "still out, unwired");
+        assert_eq!(lock(&s.kernel).frames.counts(frame_a).map(|c| c.wires), Some(0));
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(page(&s, frame_a), vec![0x11; PAGE_SIZE as usize]);
+    }
+
     #[test]
     fn a_pin_or_a_copy_through_the_vmm_brings_pages_that_are_out_in_first() {
         let s = state();
