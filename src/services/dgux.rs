@@ -31,17 +31,25 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
     outcome
 }
 
-/// Brings every page that is out back in before a call that frees or
-/// aliases frames, or stores through the VMM's view (which the pager does
-/// not trap): blunt, but only runs under `--memory-limit` page. A page-in
-/// that fails is the call's `VM_EIO`.
-fn bring_all_in(state: &VmState) -> Result<(), Outcome> {
+/// Brings the pages that are out among the frames a call frees, aliases or
+/// stores to through the VMM's view (which the pager does not trap) back
+/// in first: the frames of `[start, start + bytes)` — guest-physical, or
+/// kernel-virtual when `virtual_range`. A page-in that fails is the call's
+/// `VM_EIO`.
+fn bring_in(state: &VmState, start: u64, bytes: u64, virtual_range: bool) -> Result<(), Outcome> {
     let k = &mut *kernel(state);
     if k.frames.pages_out() == 0 {
         return Ok(());
     }
-    let out = k.frames.frames_out();
-    k.pager.page_in_all(state.ram.memory(), &state.hiding, &mut k.frames, out).map_err(|error| {
+    let first = start - start % PAGE_SIZE;
+    let pages = bytes.saturating_add(start - first).div_ceil(PAGE_SIZE);
+    let memory = state.ram.memory();
+    let frames: Vec<u64> = (0..pages)
+        .filter_map(|i| first.checked_add(i * PAGE_SIZE))
+        .filter_map(|page| if virtual_range { state.space.translate(memory, page).map(|t| t.gpa) } else { Some(page) })
+        .filter(|&frame| k.frames.is_paged_out(frame))
+        .collect();
+    k.pager.page_in_all(memory, &state.hiding, &mut k.frames, frames).map_err(|error| {
         if !matches!(error, PagerError::Injected(_)) {
             eprintln!("kmemvisor: {error}");
         }
@@ -51,14 +59,13 @@ fn bring_all_in(state: &VmState) -> Result<(), Outcome> {
 
 fn serve_one(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, a4, a5] = args;
-    let reaches_frames = matches!(
-        service,
-        Service::VmReleaseWiredMemory
-            | Service::VmReleaseUnwiredMemory
-            | Service::VmGetPhysicalByteAddress
-            | Service::VmMapPhysicalMemory
-    );
-    if reaches_frames && let Err(answer) = bring_all_in(state) {
+    let reached = match service {
+        Service::VmReleaseWiredMemory | Service::VmReleaseUnwiredMemory => bring_in(state, a0, a1.min(u64::from(u32::MAX)), true),
+        Service::VmGetPhysicalByteAddress => bring_in(state, a2, 8, true),
+        Service::VmMapPhysicalMemory => bring_in(state, a1, a2.min(u64::from(u32::MAX)), false),
+        _ => Ok(()),
+    };
+    if let Err(answer) = reached {
         return answer;
     }
     match service {

@@ -227,13 +227,16 @@ impl Pageable {
 /// Whether a vCPU reached the DG/UX unwired page at `va` (frame `frame`)
 /// since this was last asked: its kernel entry's accessed bit, which is
 /// then cleared (its dirty bit folded into the frame's modified mark, the
-/// old translation zapped), as the AIX objects' entries are.
-fn take_accessed_unwired(state: &VmState, k: &mut Kernel, frame: u64, va: u64) -> Result<bool, String> {
+/// old translation zapped), as the AIX objects' entries are. `None` when
+/// `va` no longer maps the frame (a physical mapping replaced it, as the
+/// DMA engine's window does): the guest cannot reach the frame, and the
+/// pager leaves it alone.
+fn take_accessed_unwired(state: &VmState, k: &mut Kernel, frame: u64, va: u64) -> Result<Option<bool>, String> {
     let memory = state.ram.memory();
-    let Some(t) = state.space.translate(memory, va).filter(|t| t.gpa - t.gpa % PAGE_SIZE == frame) else { return Ok(false) };
+    let Some(t) = state.space.translate(memory, va).filter(|t| t.gpa - t.gpa % PAGE_SIZE == frame) else { return Ok(None) };
     let used = PteFlags::ACCESSED.union(PteFlags::DIRTY);
     if t.flags.bits() & used.bits() == 0 {
-        return Ok(false);
+        return Ok(Some(false));
     }
     let old =
         state.space.remap(memory, va, frame, PteFlags::from_bits(t.flags.bits() & !used.bits())).map_err(|e| e.to_string())?;
@@ -243,7 +246,7 @@ fn take_accessed_unwired(state: &VmState, k: &mut Kernel, frame: u64, va: u64) -
     if old.flags.contains(PteFlags::ACCESSED) {
         zap_frame(memory, frame).map_err(|e| e.to_string())?;
     }
-    Ok(old.flags.contains(PteFlags::ACCESSED))
+    Ok(Some(old.flags.contains(PteFlags::ACCESSED)))
 }
 
 /// `--memory-limit`: while more pageable pages (AIX object pages, DG/UX
@@ -287,7 +290,11 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
                 let (vmm, mut books) = split(state, k);
                 vmm.take_accessed(&mut books, vmid, pno).map_err(|e| e.to_string())
             }
-            Pageable::Unwired { va } => take_accessed_unwired(state, k, frame, va),
+            Pageable::Unwired { va } => match take_accessed_unwired(state, k, frame, va) {
+                Ok(None) => continue,
+                Ok(Some(accessed)) => Ok(accessed),
+                Err(error) => Err(error),
+            },
         };
         let referenced = k.frames.marks(frame).referenced;
         match accessed {
