@@ -33,7 +33,7 @@ use crate::memory_model::attachments::Attachments;
 use crate::memory_model::heaps::AixMemory;
 use crate::memory_model::inject::FailSpec;
 use crate::memory_model::kernel_memory::KernelMemory;
-use crate::memory_model::ledger::{FrameLedger, Role};
+use crate::memory_model::ledger::{DeviceWrite, FrameLedger, Role};
 use crate::memory_model::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
@@ -519,11 +519,23 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         self.trace(Event::Transfer { channel, rung, error, registers });
     }
 
-    fn end_transfer(&self, ranges: &[std::ops::Range<u64>], written: Option<std::ops::Range<u64>>) {
-        let frames = &mut lock(&self.kernel).frames;
-        frames.end_transfer(ranges);
+    fn end_transfer(
+        &self,
+        ranges: &[std::ops::Range<u64>],
+        written: Option<std::ops::Range<u64>>,
+        channel: usize,
+        doorbell: crate::devices::dma_engine::Access,
+    ) {
+        let k = &mut *lock(&self.kernel);
+        k.frames.end_transfer(ranges);
         if let Some(written) = written {
-            frames.device_wrote(&written);
+            // The doorbell's site, for a lost modification's message; the channel is one of a few.
+            let write = DeviceWrite {
+                channel: u32::try_from(channel).unwrap_or(u32::MAX),
+                doorbell: k.dgux.origins.intern(&[doorbell.site()]),
+                unmarked_end: None,
+            };
+            k.frames.device_wrote(&written, write);
         }
     }
 }

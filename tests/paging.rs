@@ -107,7 +107,64 @@ fn a_device_write_the_kernel_never_heard_of_is_lost_for_real_and_reported() {
     assert_eq!((v[0]["kind"].as_str(), v[0]["service"].as_str()), (Some("paging.lost-modification"), Some("pager")));
     let message = v[0]["message"].as_str().unwrap_or("");
     assert!(message.starts_with("the pager took out page 0 of object 1 (frame 0x"), "{message}");
+    // It names the transfer that wrote the frame and the unhide that left it clean, and sits at the unhide.
+    assert!(message.contains("the DMA engine wrote the frame (transfer on channel 0 rung at 0xffffffff8"), "{message}");
+    assert!(message.contains("and xmemdma at 0xffffffff8"), "{message}");
+    assert!(message.contains(" ended the hand-off without marking it modified"), "{message}");
+    let location = &v[0]["location"];
+    let file = location["file"].as_str().unwrap_or_default();
+    let source = std::fs::read_to_string(file).expect("the guest's source");
+    let unhide = source.lines().position(|l| l.contains("xmem::xmemdma(&d, at, XMEM_UNHIDE)")).map(|i| i + 1);
+    assert!(file.ends_with("aix-lost-modification.rs") && unhide.is_some(), "{location}");
+    assert_eq!(location["line"].as_u64().map(|l| l as usize), unhide, "at the unhide: {location}");
     // Every AIX call that reaches memory brings the pages that are out in, and
-    // the one-page limit takes them out again, clean: six clean evictions in all.
-    assert_eq!(r.report()["pager"]["clean_evictions"], 6);
+    // the one-page limit takes them out again, clean; the page of DG/UX
+    // unwired memory the DMA engine's window is mapped over is pageable
+    // until then: eight clean evictions in all.
+    assert_eq!(r.report()["pager"]["clean_evictions"], 8);
+}
+
+/// The line of `needle` in bundled guest `name`'s source file `file`.
+fn line_of(file: &str, needle: &str) -> Option<u64> {
+    let source = std::fs::read_to_string(file).expect("the guest's source");
+    source.lines().position(|l| l.contains(needle)).map(|i| i as u64 + 1)
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn dgux_unwired_memory_unwired_without_the_mark_loses_the_device_write_for_real() {
+    if !kvm_or_skip("dgux-lost-modification") {
+        return;
+    }
+    let r = run("dgux-lost-modification", &["--memory-limit", "4K"]);
+    r.expect_status(65);
+    assert!(r.stdout.contains("the device wrote 0x00 into P (it held 0x11)"), "{}", r.stdout);
+    assert!(r.stdout.contains("after the pager needed its frame, P reads 0x11"), "{}", r.stdout);
+    let v = common::violations(&r);
+    let kinds: Vec<_> = v.iter().map(|v| v["kind"].as_str().unwrap_or("")).collect();
+    assert_eq!(kinds, ["dma.unwire-without-modified-mark", "paging.lost-modification"], "{v:#?}");
+    let message = v[1]["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("the pager took out the DG/UX unwired memory page 0xffffd00000000000 (frame 0x"), "{message}");
+    assert!(message.contains("the DMA engine wrote the frame (transfer on channel 0 rung at 0xffffffff8"), "{message}");
+    assert!(message.contains("and vm_unwire_memory at 0xffffffff8"), "{message}");
+    // Both sit at the unwire: the line the driver author must fix.
+    for violation in &v {
+        let location = &violation["location"];
+        let file = location["file"].as_str().unwrap_or_default();
+        assert!(file.ends_with("dgux-lost-modification.rs"), "{location}");
+        assert_eq!(location["line"].as_u64(), line_of(file, "raw::vm_unwire_memory(p, 0, PAGE)"), "{location}");
+    }
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn dgux_unwired_memory_unwired_with_the_mark_keeps_the_device_write() {
+    if !kvm_or_skip("dgux-lost-modification") {
+        return;
+    }
+    let r = run("dgux-lost-modification", &["--memory-limit", "4K", "--", "marked"]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("after the pager needed its frame, P reads 0x00"), "{}", r.stdout);
+    assert_eq!(r.report()["violations"], serde_json::json!([]));
+    assert_eq!(r.report()["pager"]["io_errors"], 0);
 }

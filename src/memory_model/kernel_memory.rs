@@ -739,8 +739,8 @@ impl KernelMemory {
     /// `vm_check_access_and_wire_memory`: kernel addresses (`owner` None) in
     /// the kernel space, user addresses of process `owner` in its space. The
     /// counts are the frames' the pages map now. A pageable page that is
-    /// wired is brought in first: `page_in_fails` says whether that fails
-    /// (the pager's `--fail-pagein`).
+    /// wired is brought in first: `page_in_fails` brings the frame in and
+    /// says whether that failed (the pager's read, or `--fail-pagein`).
     pub fn wire(
         GuestView { memory, space }: GuestView,
         frames: &mut FrameLedger,
@@ -748,7 +748,7 @@ impl KernelMemory {
         start: u64,
         bytes: u64,
         access: u64,
-        mut page_in_fails: impl FnMut() -> bool,
+        mut page_in_fails: impl FnMut(&mut FrameLedger, u64) -> bool,
     ) -> Status {
         let Some((first, end)) = page_span(start, bytes) else { return Status::VM_EFAULT_INVALID_ADDRESS };
         if bytes == 0 {
@@ -780,12 +780,13 @@ impl KernelMemory {
         }
         let Ok(plan) = plan else { return Status::VM_EFAULT_UNWIRE_AND_VALIDATE_REGIONS };
         // A frame at count 0 is pageable: wiring it brings it in first, which
-        // `--fail-pagein` can make fail (the manual page's "bad I/O status"). A frame
-        // named twice (an alias in the range) is wired twice, paged in once.
+        // a real I/O error or `--fail-pagein` can make fail (the manual page's
+        // "bad I/O status"). A frame named twice (an alias in the range) is
+        // wired twice, paged in once.
         let mut failed = false;
-        for _ in 0..plan.pageable() {
-            // One draw per page-in, whatever the others gave: runs stay reproducible.
-            failed |= page_in_fails();
+        for frame in plan.pageable_frames().collect::<Vec<_>>() {
+            // One page-in per frame, whatever the others gave: runs stay reproducible.
+            failed |= page_in_fails(frames, frame);
         }
         if failed {
             return Status::VM_EIO;

@@ -10,18 +10,64 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::ViolationKind;
+use crate::devices::pager::PagerError;
 use crate::memory_model::guest_access;
 use crate::memory_model::kernel_memory::{GetError, GuestView, KernelMemory, Kind, Marks, ReleaseError};
-use crate::memory_model::ledger::FrameLedger;
+use crate::memory_model::ledger::{FrameLedger, HandOffEnd};
 use crate::memory_model::paging::PteFlags;
 use crate::report::ExitCause;
+use crate::services::aix::paging::{Evictor, enforce_memory_limit};
 use crate::services::{Caller, Outcome, Reply, refuse, zap_failed};
 use crate::state::{Kernel, VmState};
 use crate::sync::lock;
 
 /// Serves a DG/UX service.
 pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
+    let outcome = serve_one(state, caller, service, args);
+    if state.config.memory_limit.is_some() {
+        let who = Evictor { vcpu: caller.vcpu, rip: caller.rip, keep: None };
+        enforce_memory_limit(state, &mut kernel(state), who);
+    }
+    outcome
+}
+
+/// Brings the pages that are out among the frames a call frees, aliases or
+/// stores to through the VMM's view (which the pager does not trap) back
+/// in first: the frames of `[start, start + bytes)` — guest-physical, or
+/// kernel-virtual when `virtual_range`. A page-in that fails is the call's
+/// `VM_EIO`.
+fn bring_in(state: &VmState, start: u64, bytes: u64, virtual_range: bool) -> Result<(), Outcome> {
+    let k = &mut *kernel(state);
+    if k.frames.pages_out() == 0 {
+        return Ok(());
+    }
+    let first = start - start % PAGE_SIZE;
+    let pages = bytes.saturating_add(start - first).div_ceil(PAGE_SIZE);
+    let memory = state.ram.memory();
+    let frames: Vec<u64> = (0..pages)
+        .filter_map(|i| first.checked_add(i * PAGE_SIZE))
+        .filter_map(|page| if virtual_range { state.space.translate(memory, page).map(|t| t.gpa) } else { Some(page) })
+        .filter(|&frame| k.frames.is_paged_out(frame))
+        .collect();
+    k.pager.page_in_all(memory, &state.hiding, &mut k.frames, frames).map_err(|error| {
+        if !matches!(error, PagerError::Injected(_)) {
+            eprintln!("kmemvisor: {error}");
+        }
+        Reply::status(Status::VM_EIO)
+    })
+}
+
+fn serve_one(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, a4, a5] = args;
+    let reached = match service {
+        Service::VmReleaseWiredMemory | Service::VmReleaseUnwiredMemory => bring_in(state, a0, a1.min(u64::from(u32::MAX)), true),
+        Service::VmGetPhysicalByteAddress => bring_in(state, a2, 8, true),
+        Service::VmMapPhysicalMemory => bring_in(state, a1, a2.min(u64::from(u32::MAX)), false),
+        _ => Ok(()),
+    };
+    if let Err(answer) = reached {
+        return answer;
+    }
     match service {
         Service::VmGetWiredMemory => get(state, caller, service, Kind::Wired, true, a0, a1),
         Service::VmGetUnwiredMemory => get(state, caller, service, Kind::Unwired, true, a0, a1),
@@ -136,15 +182,24 @@ fn wire(state: &VmState, caller: Caller, service: Service, args: &[u64], access:
         return refuse(state, caller, ViolationKind::DgUxAccessModeReservedBits, service, args, why, Status::EINVAL);
     }
     let k = &mut *kernel(state);
+    let pager = &mut k.pager;
+    // A page that is out comes in; a failed read is the call's VM_EIO.
+    let page_in_fails =
+        |frames: &mut FrameLedger, frame: u64| match pager.page_in_to_wire(state.ram.memory(), &state.hiding, frames, frame) {
+            Ok(()) => false,
+            Err(PagerError::Injected(_)) => true,
+            Err(error) => {
+                eprintln!("kmemvisor: {error}");
+                true
+            }
+        };
     let status = match owner(state, caller, user) {
         None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
-        Some(None) => {
-            KernelMemory::wire(view(state), &mut k.frames, None, start, bytes, access, || k.pager.nominal_page_in_fails())
-        }
+        Some(None) => KernelMemory::wire(view(state), &mut k.frames, None, start, bytes, access, page_in_fails),
         Some(Some(pid)) => match k.processes.get(pid) {
             Some(process) => {
                 let view = GuestView { memory: state.ram.memory(), space: process.space() };
-                KernelMemory::wire(view, &mut k.frames, Some(pid), start, bytes, access, || k.pager.nominal_page_in_fails())
+                KernelMemory::wire(view, &mut k.frames, Some(pid), start, bytes, access, page_in_fails)
             }
             None => Status::VM_STATUS_PROCESS_HAS_NO_VM,
         },
@@ -179,7 +234,10 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
     };
     match result {
         Ok(unwired) => {
-            for (kind, message) in dma_findings(&mut k.frames, service, &unwired, marks) {
+            // The call's origin, kept only when a device write stays unaccounted for.
+            let unmarked_write = !marks.modified && unwired.iter().any(|&(_, frame)| k.frames.device_write(frame).is_some());
+            let end = unmarked_write.then(|| HandOffEnd { service, origin: k.dgux.origins.intern(&caller.origin(state)) });
+            for (kind, message) in dma_findings(&mut k.frames, service, &unwired, end) {
                 state.record_violation(caller.violation(state, kind, service.name(), args, message));
             }
             Reply::ok(0)
@@ -193,12 +251,13 @@ fn unwire(state: &VmState, caller: Caller, service: Service, args: &[u64], acces
 
 /// What an unwire of `unwired` (page, frame) pairs did wrong with the DMA
 /// engine, each with its kind: it ended the hand-off of a frame a queued or
-/// running transfer touches, or it did not mark modified a frame the device wrote.
+/// running transfer touches, or it did not mark modified a frame the device
+/// wrote. `end` is the unwire, when it left a device write unmarked.
 fn dma_findings(
     frames: &mut FrameLedger,
     service: Service,
     unwired: &[(u64, u64)],
-    marks: Marks,
+    end: Option<HandOffEnd>,
 ) -> Vec<(ViolationKind, String)> {
     let mut findings = Vec::new();
     if let Some(&(page, frame)) = unwired.iter().find(|&&(_, frame)| frames.transfers_on(frame) > 0) {
@@ -209,9 +268,19 @@ fn dma_findings(
         );
         findings.push((ViolationKind::DmaUnwireDuringTransfer, message));
     }
-    // Every written frame forgets the write, so a later unwire is not blamed again.
-    let written: Vec<(u64, u64)> = unwired.iter().copied().filter(|&(_, frame)| frames.take_device_write(frame)).collect();
-    if let Some(&(page, frame)) = written.first().filter(|_| !marks.modified) {
+    // A write marked modified is accounted for and forgotten; an unmarked
+    // one remembers this unwire (a lost modification names it), and a
+    // later unwire is not blamed again.
+    let written: Vec<(u64, u64)> = match end {
+        None => {
+            for &(_, frame) in unwired {
+                frames.take_device_write(frame);
+            }
+            Vec::new()
+        }
+        Some(end) => unwired.iter().copied().filter(|&(_, frame)| frames.end_unmarked(frame, end).is_some()).collect(),
+    };
+    if let Some(&(page, frame)) = written.first() {
         let message = format!(
             "{} unwires page {page:#x} (frame {frame:#x}) and {} other page(s) that the DMA engine wrote without marking \
              them modified: DMA transfers do not set the referenced or modified bits, and failure to appropriately set \

@@ -87,9 +87,9 @@ pub trait DmaHost: Sync {
     /// or failed with that `ERROR_*` code; `registers` are its source,
     /// destination, length and direction.
     fn transfer_ran(&self, channel: usize, rung: u64, error: u64, registers: [u64; 4]);
-    /// The transfer announced with `ranges` is over; the device wrote
-    /// `written`, if anything.
-    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>);
+    /// The transfer announced with `ranges`, rung on `channel` by the
+    /// access `doorbell`, is over; the device wrote `written`, if anything.
+    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>, channel: usize, doorbell: Access);
 }
 
 /// The ranges of a transfer as the host hears of them.
@@ -299,7 +299,8 @@ impl DmaEngine {
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
             let t = &job.transfer;
             host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0), [t.source, t.destination, t.length, t.direction]);
-            host.end_transfer(&announced(&job.reads, &job.writes), job.writes.clone().filter(|_| result.is_ok()));
+            let written = job.writes.clone().filter(|_| result.is_ok());
+            host.end_transfer(&announced(&job.reads, &job.writes), written, job.channel, job.access);
             let interrupt = match lock(&self.state).channels.get_mut(job.channel) {
                 Some(c) => {
                     c.finish(result);

@@ -123,7 +123,7 @@ impl DmaHost for TestHost {
         lock(&self.transfers).push(Announced::Interrupt(vcpu, channel));
     }
 
-    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>) {
+    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>, _channel: usize, _doorbell: Access) {
         lock(&self.transfers).push(Announced::End(ranges.to_vec(), written));
     }
 }

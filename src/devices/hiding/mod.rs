@@ -81,10 +81,16 @@ pub enum HideError {
 
 /// `madvise(advice)` of the one page at host address `host`.
 fn advise(host: u64, advice: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: every caller passes one page of a view of guest RAM, which
-    // lives as long as the `Hiding`; the two advices used (populate, drop
-    // the mapping) never change the memfd's contents.
-    if unsafe { libc::madvise(host as *mut libc::c_void, PAGE_SIZE as usize, advice) } != 0 {
+    advise_range(host, PAGE_SIZE, advice)
+}
+
+/// `madvise(advice)` of the `len` bytes (whole pages) at host address `host`.
+fn advise_range(host: u64, len: u64, advice: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: every caller passes whole pages of a view of guest RAM, which
+    // lives as long as the `Hiding`; the advices used populate or drop the
+    // mapping, which never changes the memfd's contents, or (`MADV_REMOVE`)
+    // free the contents of pages the pager has just written to their device.
+    if unsafe { libc::madvise(host as *mut libc::c_void, len as usize, advice) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -255,32 +261,42 @@ impl Hiding {
     /// is punched out of the memfd, so the memory really goes back to the
     /// host. A touch is then a missing fault, trapped until [`Hiding::bring_in`].
     pub fn take_out(&self, page: u64) -> Result<(), HideError> {
+        self.take_out_run(page, 1)
+    }
+
+    /// [`Hiding::take_out`] of the `count` contiguous pages from `first`,
+    /// with one registration and one `madvise` of each kind for the run:
+    /// what makes a page-out of many pages cost about one of one.
+    pub fn take_out_run(&self, first: u64, count: u64) -> Result<(), HideError> {
         let trap = self.trap()?;
-        if !page.is_multiple_of(PAGE_SIZE) || page >= self.size {
-            return Err(HideError::NotRam(page));
+        let len = count.checked_mul(PAGE_SIZE).ok_or(HideError::NotRam(first))?;
+        if !first.is_multiple_of(PAGE_SIZE) || first.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(HideError::NotRam(first));
         }
         let mut hidden = lock(&self.hidden);
-        // A stopping VM traps nothing: the page keeps its contents, which
-        // are the device's copy's. A hidden page is never paged out (the
+        // A stopping VM traps nothing: the pages keep their contents, which
+        // are the device's copies'. A hidden page is never paged out (the
         // frame ledger refuses), so there is nothing to take twice.
-        if hidden.released || hidden.pages.contains_key(&page) {
+        let pages = (0..count).map(|i| first + i * PAGE_SIZE);
+        if hidden.released || pages.clone().any(|page| hidden.pages.contains_key(&page)) {
             return Ok(());
         }
-        let host = self.host(page);
+        let host = self.host(first);
         // Missing faults for the hole punched below; minor ones for a page a
         // VMM access may populate again before the page-in.
-        trap.register_missing_and_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
-        let dropped = advise(host, libc::MADV_DONTNEED).and_then(|()| advise(self.vmm_view + page, libc::MADV_REMOVE));
+        trap.register_missing_and_minor(host, len).map_err(|source| HideError::Trap { page: first, source })?;
+        let dropped = advise_range(host, len, libc::MADV_DONTNEED)
+            .and_then(|()| advise_range(self.vmm_view + first, len, libc::MADV_REMOVE));
         if let Err(source) = dropped {
-            let failed = Box::new(HideError::Trap { page, source });
-            return match trap.unregister_and_wake(host, PAGE_SIZE) {
+            let failed = Box::new(HideError::Trap { page: first, source });
+            return match trap.unregister_and_wake(host, len) {
                 Ok(()) => Err(*failed),
-                Err(source) => Err(HideError::Undo { failed, page, source }),
+                Err(source) => Err(HideError::Undo { failed, page: first, source }),
             };
         }
-        // The page now reads as zeros: a write past vm-memory.
-        self.written.mark(page, PAGE_SIZE);
-        hidden.pages.insert(page, HiddenPage { origin: None });
+        // The pages now read as zeros: a write past vm-memory.
+        self.written.mark(first, len);
+        hidden.pages.extend(pages.map(|page| (page, HiddenPage { origin: None })));
         Ok(())
     }
 

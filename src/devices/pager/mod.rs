@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,11 +25,11 @@ use std::sync::Arc;
 use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::aix_vmm::{VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES};
 use kmemvisor_abi::layout::PAGE_SIZE;
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::devices::hiding::{HideError, Hiding};
 use crate::memory_model::inject::{FailSpec, Injector};
-use crate::memory_model::ledger::{DeviceId, FrameLedger};
+use crate::memory_model::ledger::{DeviceId, DeviceWrite, FrameLedger};
 
 /// What went wrong with a paging device or a transfer.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +140,33 @@ pub fn check_writable(path: &Path) -> Result<(), PagerError> {
         .map_err(|source| PagerError::Dir { path: path.to_path_buf(), source })
 }
 
+/// Writes the `len` bytes at `bytes` to `file` at `offset`, whole: the
+/// short writes a file system may make are continued, an interrupted one
+/// retried.
+fn write_run(file: &File, bytes: *const u8, len: usize, offset: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        let at = offset.checked_add(done as u64).and_then(|at| libc::off_t::try_from(at).ok());
+        let at = at.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+        // SAFETY: `bytes..bytes + len` is a slice of guest RAM's VMM view
+        // (vm-memory checked it lies in one mapped region), mapped for the
+        // VM's life; pwrite only reads it. A vCPU may store to it meanwhile:
+        // the device gets some version of each byte, as from a DMA read.
+        let wrote = unsafe { libc::pwrite(file.as_raw_fd(), bytes.add(done).cast(), len - done, at) };
+        match wrote {
+            n if n > 0 => done += n as usize,
+            0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One mounted paging device.
 #[derive(Debug)]
 struct Device {
@@ -213,10 +241,15 @@ impl Pager {
     }
 
     /// Takes out the page of frame `page`, whose copy on its device is
-    /// current (it is clean), without writing it. Returns whether the
-    /// device (DMA) wrote the frame since: then the copy is *not* current,
-    /// and the device's data is lost — the kernel did not know.
-    pub fn evict_clean(&mut self, hiding: &Hiding, frames: &mut FrameLedger, page: u64) -> Result<bool, PagerError> {
+    /// current (it is clean), without writing it. Returns the device's
+    /// (DMA) write to the frame since, if there was one: then the copy is
+    /// *not* current, and the device's data is lost — the kernel did not know.
+    pub fn evict_clean(
+        &mut self,
+        hiding: &Hiding,
+        frames: &mut FrameLedger,
+        page: u64,
+    ) -> Result<Option<DeviceWrite>, PagerError> {
         let device =
             frames.backing(page).map(|b| b.device).filter(|d| self.devices.contains_key(d)).ok_or(PagerError::NoDevice)?;
         hiding.take_out(page)?;
@@ -254,10 +287,20 @@ impl Pager {
         PagerCounts { injected_pagein_failures: self.pagein.injected(), ..self.counts }
     }
 
-    /// One draw of `--fail-pagein` for a page-in that moves no data (a DG/UX
-    /// wire of unwired memory that was never paged out): whether it fails.
-    pub fn nominal_page_in_fails(&mut self) -> bool {
-        self.pagein.should_fail()
+    /// A DG/UX wire of the pageable frame `page`: brings its page in if it
+    /// is out, else makes the page-in that moves no data (one draw of
+    /// `--fail-pagein`). Returns the error if the page-in failed.
+    pub fn page_in_to_wire(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        hiding: &Hiding,
+        frames: &mut FrameLedger,
+        page: u64,
+    ) -> Result<(), PagerError> {
+        if frames.is_paged_out(page) {
+            return self.page_in(memory, hiding, frames, page);
+        }
+        if self.pagein.should_fail() { Err(PagerError::Injected(page)) } else { Ok(()) }
     }
 
     /// `vm_mount`: a new device named by `strategy`, with `nbufs` bufs.
@@ -330,17 +373,36 @@ impl Pager {
         frames: &mut FrameLedger,
         page: u64,
     ) -> Result<(), PagerError> {
+        self.page_out_run(memory, hiding, frames, page, 1)
+    }
+
+    /// [`Pager::page_out`] of the `count` contiguous frames from `first`:
+    /// one `pwrite` straight from guest RAM (the device holds frame `f` at
+    /// byte `f`, so a run of frames is a run of the file) and one take-out.
+    /// On an error every page of the run stays in, unchanged.
+    pub fn page_out_run(
+        &mut self,
+        memory: &GuestMemoryMmap,
+        hiding: &Hiding,
+        frames: &mut FrameLedger,
+        first: u64,
+        count: u64,
+    ) -> Result<(), PagerError> {
         let id = self.target().ok_or(PagerError::NoDevice)?;
         let device = self.devices.get(&id).ok_or(PagerError::NoDevice)?;
-        let mut bytes = vec![0u8; PAGE_SIZE as usize];
-        memory.read_slice(&mut bytes, GuestAddress(page)).map_err(|_| HideError::NotRam(page))?;
-        if let Err(source) = device.file.write_all_at(&bytes, FrameLedger::device_offset(page)) {
+        let len = count.checked_mul(PAGE_SIZE).and_then(|len| usize::try_from(len).ok()).ok_or(HideError::NotRam(first))?;
+        let run = memory.get_slice(GuestAddress(first), len).map_err(|_| HideError::NotRam(first))?;
+        if let Err(source) = write_run(&device.file, run.ptr_guard().as_ptr(), len, FrameLedger::device_offset(first)) {
             self.counts.io_errors += 1;
-            return Err(PagerError::Write { page, device: id, path: device.path.clone(), source });
+            return Err(PagerError::Write { page: first, device: id, path: device.path.clone(), source });
         }
-        hiding.take_out(page)?;
-        frames.paged_out(page, id);
-        self.counts.page_outs += 1;
+        hiding.take_out_run(first, count)?;
+        for page in (0..count).map(|i| first + i * PAGE_SIZE) {
+            // The copy holds whatever the device wrote: that write is accounted for.
+            frames.take_device_write(page);
+            frames.paged_out(page, id);
+        }
+        self.counts.page_outs += count;
         Ok(())
     }
 

@@ -79,7 +79,12 @@ pub struct WirePlan {
 impl WirePlan {
     /// Frames at wire count 0 now: pageable, so the wire pages them in first.
     pub fn pageable(&self) -> usize {
-        self.frames.iter().filter(|g| g.wires == 0).count()
+        self.pageable_frames().count()
+    }
+
+    /// Those frames, each once.
+    pub fn pageable_frames(&self) -> impl Iterator<Item = u64> + '_ {
+        self.frames.iter().filter(|g| g.wires == 0).map(|g| g.frame)
     }
 }
 

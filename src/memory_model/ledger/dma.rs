@@ -9,9 +9,33 @@
 
 use std::ops::Range;
 
+use kmemvisor_abi::Service;
 use kmemvisor_abi::layout::PAGE_SIZE;
 
 use super::{FrameLedger, page_of};
+
+/// Who wrote a frame: the transfer, and the call that ended the frame's
+/// hand-off without accounting for the write, once one did. Small data
+/// (origin ids of [`crate::memory_model::origins::Origins`]): one is kept
+/// per run of frames, until the write is accounted for or the frame freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceWrite {
+    /// The DMA engine's channel that ran the transfer.
+    pub channel: u32,
+    /// The origin of the transfer's doorbell (its site).
+    pub doorbell: u32,
+    /// The call that ended the hand-off without a modified mark, if one did.
+    pub unmarked_end: Option<HandOffEnd>,
+}
+
+/// A call that ended a frame's hand-off to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandOffEnd {
+    /// The service (an unwire, an unhide).
+    pub service: Service,
+    /// The origin of the call (its stack).
+    pub origin: u32,
+}
 
 /// The frames of `range`, page-aligned: from the frame of its start to the
 /// end of the frame of its last byte (empty for an empty range).
@@ -61,38 +85,84 @@ impl FrameLedger {
             || self.counts.get(&frame).is_some_and(|c| c.wires > c.initial_wires || (c.wires > 0 && !c.pinned_from_birth))
     }
 
-    /// The device wrote `range`: its frames remember it until they are
-    /// unwired or freed ([`FrameLedger::take_device_write`]). Kept as merged
-    /// ranges: drivers write the same buffers again and again.
-    pub fn device_wrote(&mut self, range: &Range<u64>) {
-        let mut merged = frames_of(range);
-        if merged.is_empty() {
-            return;
-        }
-        self.written.retain(|r| {
-            let touches = r.start <= merged.end && merged.start <= r.end;
-            if touches {
-                merged = merged.start.min(r.start)..merged.end.max(r.end);
-            }
-            !touches
-        });
-        self.written.push(merged);
+    /// The device wrote `range` in the transfer `write` names: its frames
+    /// remember it — the newest write of each frame — until the write is
+    /// accounted for (a page-out, a modified mark at the end of the
+    /// hand-off) or the frame is freed. Kept as runs of frames: drivers
+    /// write the same buffers again and again.
+    pub fn device_wrote(&mut self, range: &Range<u64>, write: DeviceWrite) {
+        self.set_written(frames_of(range), Some(write));
     }
 
-    /// Whether the device wrote the frame at `gpa` since this was last asked,
-    /// and forgets it.
-    pub fn take_device_write(&mut self, gpa: u64) -> bool {
+    /// The newest write of the device to the frame at `gpa` not yet accounted for.
+    pub fn device_write(&self, gpa: u64) -> Option<DeviceWrite> {
         let frame = page_of(gpa);
-        let Some(i) = self.written.iter().position(|r| r.contains(&frame)) else { return false };
-        let r = self.written.swap_remove(i);
-        self.written.extend([r.start..frame, frame + PAGE_SIZE..r.end].into_iter().filter(|r| !r.is_empty()));
-        true
+        self.written.range(..=frame).next_back().filter(|(_, (end, _))| frame < *end).map(|(_, &(_, write))| write)
+    }
+
+    /// The device's write to the frame at `gpa`, which is now accounted for
+    /// (or its frame freed): the frame forgets it.
+    pub fn take_device_write(&mut self, gpa: u64) -> Option<DeviceWrite> {
+        let write = self.device_write(gpa)?;
+        let frame = page_of(gpa);
+        self.set_written(frame..frame + PAGE_SIZE, None);
+        Some(write)
+    }
+
+    /// `end` ended the hand-off of the frame at `gpa` without marking it
+    /// modified: a write of the device to it stays unaccounted for, and
+    /// remembers the call. Returns the write if this call is the first to
+    /// leave it so (a later unwire is not blamed again).
+    pub fn end_unmarked(&mut self, gpa: u64, end: HandOffEnd) -> Option<DeviceWrite> {
+        let write = self.device_write(gpa).filter(|w| w.unmarked_end.is_none())?;
+        let frame = page_of(gpa);
+        self.set_written(frame..frame + PAGE_SIZE, Some(DeviceWrite { unmarked_end: Some(end), ..write }));
+        Some(write)
+    }
+
+    /// Makes `frames` (page-aligned) remember `write`, or nothing; runs
+    /// that meet with equal writes merge.
+    fn set_written(&mut self, frames: Range<u64>, write: Option<DeviceWrite>) {
+        if frames.is_empty() {
+            return;
+        }
+        // Cut the runs that overlap `frames`, keeping their parts outside.
+        let overlapping: Vec<u64> =
+            self.written.range(..frames.end).rev().take_while(|(_, (end, _))| *end > frames.start).map(|(&s, _)| s).collect();
+        for start in overlapping {
+            if let Some((end, old)) = self.written.remove(&start) {
+                if start < frames.start {
+                    self.written.insert(start, (frames.start, old));
+                }
+                if end > frames.end {
+                    self.written.insert(frames.end, (end, old));
+                }
+            }
+        }
+        let Some(write) = write else { return };
+        let (mut start, mut end) = (frames.start, frames.end);
+        if let Some((&before, &(before_end, w))) = self.written.range(..start).next_back()
+            && before_end == start
+            && w == write
+        {
+            self.written.remove(&before);
+            start = before;
+        }
+        if let Some(&(after_end, w)) = self.written.get(&end)
+            && w == write
+        {
+            self.written.remove(&end);
+            end = after_end;
+        }
+        self.written.insert(start, (end, write));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::{FrameLedger, Owner, Role};
+    use super::{DeviceWrite, HandOffEnd};
+    use kmemvisor_abi::Service;
     use kmemvisor_abi::layout::PAGE_SIZE;
 
     fn ledger() -> (FrameLedger, u64, u64) {
@@ -142,20 +212,41 @@ mod tests {
         assert_eq!(handed(&frames), [true, false, false, false]);
     }
 
+    const WRITE: DeviceWrite = DeviceWrite { channel: 1, doorbell: 7, unmarked_end: None };
+
     #[test]
     fn a_device_write_is_remembered_per_frame_once_and_forgotten_at_release() {
         let (mut frames, a, b) = ledger();
-        frames.device_wrote(&(a + 16..a + 32));
-        frames.device_wrote(&(b..b + 1));
-        frames.device_wrote(&(a..a));
-        assert_eq!(frames.written, vec![a..b + PAGE_SIZE], "adjacent writes merge");
-        assert!(frames.take_device_write(b + 5));
-        assert!(!frames.take_device_write(b), "asked once");
-        assert!(frames.take_device_write(a));
+        frames.device_wrote(&(a + 16..a + 32), WRITE);
+        frames.device_wrote(&(b..b + 1), WRITE);
+        frames.device_wrote(&(a..a), WRITE);
+        assert_eq!(frames.written.len(), 1, "adjacent writes of one transfer merge");
+        assert_eq!(frames.take_device_write(b + 5), Some(WRITE));
+        assert_eq!(frames.take_device_write(b), None, "asked once");
+        assert_eq!(frames.take_device_write(a), Some(WRITE));
         assert!(frames.written.is_empty());
-        frames.device_wrote(&(a..b + PAGE_SIZE));
+        frames.device_wrote(&(a..b + PAGE_SIZE), WRITE);
         assert_eq!(frames.release(b), Ok(true));
-        assert!(!frames.take_device_write(b), "a freed frame forgets");
-        assert!(frames.take_device_write(a));
+        assert_eq!(frames.take_device_write(b), None, "a freed frame forgets");
+        assert_eq!(frames.take_device_write(a), Some(WRITE));
+    }
+
+    #[test]
+    fn a_frame_keeps_its_newest_write_and_the_first_unwire_that_left_it_unmarked() {
+        let (mut frames, a, b) = ledger();
+        let other = DeviceWrite { channel: 2, doorbell: 9, unmarked_end: None };
+        frames.device_wrote(&(a..b + PAGE_SIZE), WRITE);
+        frames.device_wrote(&(b + 8..b + 9), other);
+        assert_eq!((frames.device_write(a), frames.device_write(b)), (Some(WRITE), Some(other)), "the newest write wins");
+        let unwire = HandOffEnd { service: Service::VmUnwireMemory, origin: 3 };
+        assert_eq!(frames.end_unmarked(a, unwire), Some(WRITE));
+        assert_eq!(frames.end_unmarked(a, HandOffEnd { origin: 4, ..unwire }), None, "blamed once");
+        assert_eq!(frames.device_write(a + 1), Some(DeviceWrite { unmarked_end: Some(unwire), ..WRITE }));
+        assert_eq!(frames.end_unmarked(b, unwire), Some(other));
+        frames.device_wrote(&(a..a + 1), WRITE);
+        assert_eq!(frames.device_write(a), Some(WRITE), "a new transfer's write is not blamed on the old unwire");
+        assert_eq!(frames.take_device_write(b), Some(DeviceWrite { unmarked_end: Some(unwire), ..other }));
+        assert_eq!(frames.end_unmarked(b, unwire), None, "accounted for: nothing to leave unmarked");
+        assert_eq!(frames.written.len(), 1);
     }
 }

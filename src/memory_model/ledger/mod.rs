@@ -34,8 +34,9 @@
 //! 9. A frame has a first-pin origin exactly when it is pinned above its
 //!    initial count, and the pinned count equals the frames pinned from birth
 //!    or above.
-//! 10. Only pages of virtual memory objects have paging-device copies, and a
-//!     page that is out is neither hidden, pinned nor wired: it cannot be
+//! 10. Only pages of virtual memory objects and of the DG/UX kernel unwired
+//!     arena have paging-device copies, and a page that is out is neither
+//!     hidden, pinned nor wired: it cannot be
 //!     hidden or released while out ([`FrameLedger::may_hide`],
 //!     [`FrameLedger::release_refusal`]), and only a pageable page goes out
 //!     ([`FrameLedger::page_out_refusal`]).
@@ -70,6 +71,7 @@ mod hides;
 mod paging;
 
 pub use counts::{Counts, MAX_PIN_COUNT, Marks, Owner, PinOrigin};
+pub use dma::{DeviceWrite, HandOffEnd};
 pub use paging::{Backing, DeviceId};
 
 /// What a frame is.
@@ -221,8 +223,9 @@ pub struct FrameLedger {
     pinned: u64,
     /// Frame ranges of the transfers queued or running on the DMA engine.
     transfers: Vec<std::ops::Range<u64>>,
-    /// Frame ranges the DMA engine wrote, until each frame is unwired or freed.
-    written: Vec<std::ops::Range<u64>>,
+    /// Runs of frames the DMA engine wrote, by first frame: the end of the
+    /// run and who wrote it, until the write is accounted for or the frame freed.
+    written: BTreeMap<u64, (u64, DeviceWrite)>,
     /// Frames a paging device holds a copy of, and whether each page is out.
     backing: BTreeMap<u64, Backing>,
 }
@@ -264,7 +267,7 @@ impl Clone for FrameLedger {
             first_pins: first_pins.clone(),
             pinned: *pinned,
             transfers: same_capacity(transfers, transfers.capacity()),
-            written: same_capacity(written, written.capacity()),
+            written: written.clone(),
             backing: backing.clone(),
         }
     }
@@ -295,7 +298,7 @@ impl FrameLedger {
             counts: BTreeMap::new(),
             first_pins: BTreeMap::new(),
             transfers: Vec::new(),
-            written: Vec::new(),
+            written: BTreeMap::new(),
             backing: BTreeMap::new(),
             pinned: 0,
         }
@@ -336,10 +339,10 @@ impl FrameLedger {
     pub fn bookkeeping_bytes(&self) -> u64 {
         (self.roles.capacity()
             + self.free_list.capacity() * 4
-            + (self.hides.len() + self.aliases.len()) * 48
+            + (self.hides.len() + self.aliases.len() + self.written.len()) * 48
             + self.counts.len() * (std::mem::size_of::<(u64, Counts)>() * 4 / 3)
             + self.first_pins.len() * 48
-            + (self.transfers.capacity() + self.written.capacity()) * 16) as u64
+            + self.transfers.capacity() * 16) as u64
     }
 
     /// `n` free frames (guest-physical addresses), now `role`, or `None` if
@@ -515,8 +518,10 @@ impl FrameLedger {
             return Err(format!("invariant 9: frame {frame:#x} has a pin origin but no pins"));
         }
         for (&frame, b) in &self.backing {
-            if self.role(frame) != Some(Role::VmObject) {
-                return Err(format!("invariant 10: frame {frame:#x} has a paging-device copy but is not an object page"));
+            if self.role(frame) != Some(Role::VmObject) && !self.is_dgux_unwired(frame) {
+                return Err(format!(
+                    "invariant 10: frame {frame:#x} has a paging-device copy but is neither an object page nor DG/UX unwired memory"
+                ));
             }
             if b.out && (self.hides(frame) > 0 || self.counts(frame).is_some_and(|c| c.is_pinned() || c.wires > c.initial_wires))
             {

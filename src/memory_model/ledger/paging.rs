@@ -10,6 +10,8 @@
 //! again without a write — which is exactly how a modification the kernel
 //! never heard of (a device write without a modified mark) gets lost.
 
+use kmemvisor_abi::layout::{ARENA_SIZE, UNWIRED_ARENA_VA};
+
 use super::{FrameLedger, LedgerError, Role, page_of};
 
 /// A paging device, by the id the pager gave it.
@@ -26,14 +28,17 @@ pub struct Backing {
 
 impl FrameLedger {
     /// Why the page of the frame at `gpa` may not be paged out, if it may
-    /// not: only unpinned, unwired pages of virtual memory objects that no
-    /// device holds or touches are pageable (wired and pinned memory is
-    /// never paged).
+    /// not: only unpinned, unwired pages of virtual memory objects and of
+    /// DG/UX kernel unwired memory (at wire count 0, with no physical
+    /// mapping) that no device holds or touches are pageable (wired and
+    /// pinned memory is never paged).
     pub fn page_out_refusal(&self, gpa: u64) -> Option<LedgerError> {
         let frame = page_of(gpa);
         match self.role(frame) {
             None => return Some(LedgerError::NotRam(gpa)),
             Some(Role::VmObject) => {}
+            // An alias would be a second entry whose accessed bit the clock does not read.
+            Some(Role::KernelMemory) if self.is_dgux_unwired(frame) && !self.aliases.contains_key(&frame) => {}
             Some(role) => return Some(LedgerError::Role { frame, role }),
         }
         if self.backing(frame).is_some_and(|b| b.out) {
@@ -77,9 +82,29 @@ impl FrameLedger {
         }
     }
 
-    /// Object pages in memory: frames of role [`Role::VmObject`] whose page is not out.
-    pub fn resident_object_pages(&self) -> u64 {
-        self.roles.iter().filter(|&&r| r == Role::VmObject).count() as u64 - self.pages_out()
+    /// Whether the frame at `gpa` is a page of the DG/UX kernel unwired
+    /// arena: the DG/UX memory the pager may take, whenever its wire count
+    /// is 0 and it has no guest-visible alias. Its owner's page is the
+    /// address that maps it, whose accessed bit the pager reads.
+    pub fn is_dgux_unwired(&self, gpa: u64) -> bool {
+        let frame = page_of(gpa);
+        let arena = UNWIRED_ARENA_VA..UNWIRED_ARENA_VA + ARENA_SIZE;
+        self.role(frame) == Some(Role::KernelMemory)
+            && self.counts.get(&frame).is_some_and(|c| c.owner.pid == 0 && arena.contains(&c.owner.va))
+    }
+
+    /// The frames of DG/UX kernel unwired memory ([`FrameLedger::is_dgux_unwired`]), with their kernel page.
+    pub fn dgux_unwired(&self) -> Vec<(u64, u64)> {
+        let frames = self.counts.iter().filter(|&(&frame, _)| self.is_dgux_unwired(frame));
+        frames.map(|(&frame, c)| (frame, c.owner.va)).collect()
+    }
+
+    /// Pageable pages in memory: frames of virtual memory objects and of
+    /// DG/UX kernel unwired memory whose page is not out.
+    pub fn resident_pageable_pages(&self) -> u64 {
+        let objects = self.roles.iter().filter(|&&r| r == Role::VmObject).count() as u64;
+        let unwired = self.counts.keys().filter(|&&frame| self.is_dgux_unwired(frame)).count() as u64;
+        (objects + unwired).saturating_sub(self.pages_out())
     }
 
     /// The page of the frame at `gpa` is in again; the device keeps its copy.

@@ -13,11 +13,15 @@
 //! and answers `EIO` (the device stays) if one cannot be read.
 
 use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE};
+use kmemvisor_abi::layout::PAGE_SIZE;
 use kmemvisor_abi::{Service, Status};
 
 use crate::checker::{Violation, ViolationKind};
 use crate::devices::pager::{MountRefusal, PagerError};
 use crate::memory_model::aix_vmm::VmError;
+use crate::memory_model::ledger::DeviceWrite;
+use crate::memory_model::paging::PteFlags;
+use crate::memory_model::ram::zap_frame;
 use crate::services::aix::vmm::{Call, int, object_range, pages, split};
 use crate::services::{Outcome, Reply};
 use crate::state::{Kernel, VmState};
@@ -102,8 +106,9 @@ fn write_range(call: &Call, vaddr: u64, nbytes: u64) -> Outcome {
 
 /// Pages out the modified pages of `[first, first + count)` of `vmid`.
 /// Pinned, hidden or in-transfer pages are never paged (they stay, still
-/// modified); an unchanged page stays in. A failed write leaves its page
-/// in and modified, and makes the next `vms_iowait` answer `EIO`.
+/// modified); an unchanged page stays in. Frames that follow each other go
+/// out together, one write and one take-out per run. A failed write leaves
+/// its run in and modified, and makes the next `vms_iowait` answer `EIO`.
 fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     let k = &mut *lock(&call.state.kernel);
     if let Err(error) = k.vmm.object(vmid) {
@@ -112,17 +117,19 @@ fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     if k.pager.target().is_none() {
         return Reply::status(Status::ENODEV);
     }
-    let frames = {
+    let mut frames = {
         let (vmm, mut books) = split(call.state, k);
         match vmm.settle(&mut books, vmid, first, count) {
             Ok(frames) => frames,
             Err(error) => return call.refused(error),
         }
     };
+    frames.retain(|&frame| k.frames.marks(frame).modified && k.frames.page_out_refusal(frame).is_none());
+    frames.sort_unstable();
     // A touch of a page that is out is served by the helper threads.
     call.state.want_helpers();
-    for frame in frames {
-        if let Err(error) = page_out_if_modified(call, k, frame) {
+    for (start, pages) in runs(&frames) {
+        if let Err(error) = k.pager.page_out_run(call.state.ram.memory(), &call.state.hiding, &mut k.frames, start, pages) {
             tell(&error);
             k.pager.write_failed(vmid);
         }
@@ -130,11 +137,17 @@ fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     Reply::ok(0)
 }
 
-fn page_out_if_modified(call: &Call, k: &mut Kernel, frame: u64) -> Result<(), PagerError> {
-    if !k.frames.marks(frame).modified || k.frames.page_out_refusal(frame).is_some() {
-        return Ok(());
+/// The runs of contiguous frames of `frames` (sorted, distinct), each as
+/// its first frame and length in pages.
+fn runs(frames: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &frame in frames {
+        match runs.last_mut() {
+            Some((start, pages)) if *start + *pages * PAGE_SIZE == frame => *pages += 1,
+            _ => runs.push((frame, 1)),
+        }
     }
-    k.pager.page_out(call.state.ram.memory(), &call.state.hiding, &mut k.frames, frame)
+    runs
 }
 
 /// Drops the pages of `frames` that are out, whose contents a release or a
@@ -184,8 +197,61 @@ pub struct Evictor {
     pub keep: Option<u64>,
 }
 
-/// `--memory-limit`: while more object pages are in memory than the limit,
-/// takes pages out by second chance — the clock goes round the object
+/// A page the pager's clock passes over.
+#[derive(Clone, Copy, Debug)]
+enum Pageable {
+    /// Page `pno` of the AIX virtual memory object `vmid`.
+    Object { vmid: u64, pno: u64 },
+    /// The DG/UX kernel unwired memory page at `va`.
+    Unwired { va: u64 },
+}
+
+impl Pageable {
+    /// What it is, for a message.
+    fn describe(self) -> String {
+        match self {
+            Pageable::Object { vmid, pno } => format!("page {pno} of object {vmid}"),
+            Pageable::Unwired { va } => format!("the DG/UX unwired memory page {va:#x}"),
+        }
+    }
+
+    /// A violation's arguments after the frame.
+    fn args(self) -> [u64; 2] {
+        match self {
+            Pageable::Object { vmid, pno } => [vmid, pno],
+            Pageable::Unwired { va } => [va, 0],
+        }
+    }
+}
+
+/// Whether a vCPU reached the DG/UX unwired page at `va` (frame `frame`)
+/// since this was last asked: its kernel entry's accessed bit, which is
+/// then cleared (its dirty bit folded into the frame's modified mark, the
+/// old translation zapped), as the AIX objects' entries are. `None` when
+/// `va` no longer maps the frame (a physical mapping replaced it, as the
+/// DMA engine's window does): the guest cannot reach the frame, and the
+/// pager leaves it alone.
+fn take_accessed_unwired(state: &VmState, k: &mut Kernel, frame: u64, va: u64) -> Result<Option<bool>, String> {
+    let memory = state.ram.memory();
+    let Some(t) = state.space.translate(memory, va).filter(|t| t.gpa - t.gpa % PAGE_SIZE == frame) else { return Ok(None) };
+    let used = PteFlags::ACCESSED.union(PteFlags::DIRTY);
+    if t.flags.bits() & used.bits() == 0 {
+        return Ok(Some(false));
+    }
+    let old =
+        state.space.remap(memory, va, frame, PteFlags::from_bits(t.flags.bits() & !used.bits())).map_err(|e| e.to_string())?;
+    if old.flags.contains(PteFlags::DIRTY) {
+        k.frames.set_modified(frame, true);
+    }
+    if old.flags.contains(PteFlags::ACCESSED) {
+        zap_frame(memory, frame).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(old.flags.contains(PteFlags::ACCESSED)))
+}
+
+/// `--memory-limit`: while more pageable pages (AIX object pages, DG/UX
+/// kernel unwired memory) are in memory than the limit,
+/// takes pages out by second chance — the clock goes round the pageable
 /// pages by frame from where it stopped; a page a vCPU reached since the
 /// hand last passed (an accessed bit, or a fresh page-in) loses that bit and
 /// is passed over, the first one that did not goes out. A modified page, or
@@ -199,26 +265,36 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
     if k.pager.target().is_none() {
         return;
     }
-    let mut excess = k.frames.resident_object_pages().saturating_sub(limit);
+    let mut excess = k.frames.resident_pageable_pages().saturating_sub(limit);
     if excess == 0 {
         return;
     }
     // A touch of a page that is out is served by the helper threads.
     state.want_helpers();
-    let pages = k.vmm.pages_by_frame();
-    let start = pages.iter().position(|&(frame, ..)| frame > k.pager.hand()).unwrap_or(0);
+    let objects = k.vmm.pages_by_frame().into_iter().map(|(frame, vmid, pno)| (frame, Pageable::Object { vmid, pno }));
+    let unwired = k.frames.dgux_unwired().into_iter().map(|(frame, va)| (frame, Pageable::Unwired { va }));
+    let mut pages: Vec<(u64, Pageable)> = objects.chain(unwired).collect();
+    pages.sort_unstable_by_key(|&(frame, _)| frame);
+    let start = pages.iter().position(|&(frame, _)| frame > k.pager.hand()).unwrap_or(0);
     // Two turns: the first may only clear referenced bits.
     let turn = pages.iter().cycle().skip(start).take(2 * pages.len());
-    for &(frame, vmid, pno) in turn {
+    for &(frame, page) in turn {
         if excess == 0 {
             return;
         }
         if Some(frame) == who.keep || k.frames.page_out_refusal(frame).is_some() {
             continue;
         }
-        let accessed = {
-            let (vmm, mut books) = split(state, k);
-            vmm.take_accessed(&mut books, vmid, pno)
+        let accessed = match page {
+            Pageable::Object { vmid, pno } => {
+                let (vmm, mut books) = split(state, k);
+                vmm.take_accessed(&mut books, vmid, pno).map_err(|e| e.to_string())
+            }
+            Pageable::Unwired { va } => match take_accessed_unwired(state, k, frame, va) {
+                Ok(None) => continue,
+                Ok(Some(accessed)) => Ok(accessed),
+                Err(error) => Err(error),
+            },
         };
         let referenced = k.frames.marks(frame).referenced;
         match accessed {
@@ -235,7 +311,7 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
         let evicted = if k.frames.marks(frame).modified || !k.pager.has_copy(&k.frames, frame) {
             k.pager.page_out(state.ram.memory(), &state.hiding, &mut k.frames, frame).map(|()| {
                 k.pager.advance_hand(frame);
-                false
+                None
             })
         } else {
             k.pager.evict_clean(&state.hiding, &mut k.frames, frame)
@@ -243,18 +319,9 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
         match evicted {
             Ok(lost) => {
                 excess -= 1;
-                if lost {
-                    let message = format!(
-                        "the pager took out page {pno} of object {vmid} (frame {frame:#x}) as clean, without writing it: the \
-                         DMA engine wrote the frame after its copy on the paging device was made, and nothing marked it \
-                         modified (AIX sets the modified bit at the last XMEM_UNHIDE of a page whose key is not read-only; a \
-                         DG/UX driver unwires with vm_mark_and_unwire_memory and SC_WRITE_ACCESS). The device's data is lost: \
-                         the next page-in brings the old data back"
-                    );
-                    let kind = ViolationKind::PagingLostModification;
-                    let violation = Violation::new(kind, "pager", &[frame, vmid, pno], who.vcpu, who.rip, message);
-                    // A touch's vCPU waits inside KVM_RUN: its RIP is filled in when it comes out.
-                    state.record_violation(if who.rip == 0 { violation.unplaced() } else { violation });
+                if let Some(write) = lost {
+                    let [a, b] = page.args();
+                    state.record_violation(lost_modification(k, who, &page.describe(), &[frame, a, b], frame, write));
                 }
             }
             Err(error) => {
@@ -265,6 +332,36 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
     }
 }
 
+/// The violation for the device's `write` to `frame`, holding `page`,
+/// lost by a clean eviction that `who` caused. It names the transfer and
+/// the call that ended the hand-off without a modified mark, and is placed
+/// at that call: the line a driver author must fix.
+pub fn lost_modification(k: &Kernel, who: Evictor, page: &str, args: &[u64], frame: u64, write: DeviceWrite) -> Violation {
+    let origins = &k.dgux.origins;
+    let transfer = format!("transfer on channel {} rung at {:#x}", write.channel, origins.rip(write.doorbell));
+    let end = match write.unmarked_end {
+        Some(end) => {
+            format!("{} at {:#x} ended the hand-off without marking it modified", end.service.name(), origins.rip(end.origin))
+        }
+        None => "no call that ended a hand-off marked it modified".to_string(),
+    };
+    let message = format!(
+        "the pager took out {page} (frame {frame:#x}) as clean, without writing it: the DMA engine wrote the frame \
+         ({transfer}) after its copy on the paging device was made, and {end} (AIX sets the modified bit at the last \
+         XMEM_UNHIDE of a page whose key is not read-only; a DG/UX driver unwires with vm_mark_and_unwire_memory and \
+         SC_WRITE_ACCESS). The device's data is lost: the next page-in brings the old data back"
+    );
+    let kind = ViolationKind::PagingLostModification;
+    match write.unmarked_end {
+        Some(end) => {
+            Violation::new(kind, "pager", args, who.vcpu, origins.rip(end.origin), message).with_stack(origins.stack(end.origin))
+        }
+        // A touch's vCPU waits inside KVM_RUN: its RIP is filled in when it comes out.
+        None if who.rip == 0 => Violation::new(kind, "pager", args, who.vcpu, 0, message).unplaced(),
+        None => Violation::new(kind, "pager", args, who.vcpu, who.rip, message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use kmemvisor_abi::aix_vmm::{D_NOWAIT, D_REMOTE, V_CLIENT, VM_MAX_PAGING_BUFS, VM_MAX_PAGING_DEVICES};
@@ -272,8 +369,9 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
     use vm_memory::{Bytes, GuestAddress};
 
-    use super::{Evictor, enforce_memory_limit};
+    use super::{Evictor, enforce_memory_limit, runs};
     use crate::memory_model::inject::FailSpec;
+    use crate::memory_model::ledger::{DeviceWrite, HandOffEnd};
     use crate::state::{VmConfig, VmState};
     use crate::sync::lock;
     use crate::testing::{kinds, ok, state, state_with, status};
@@ -358,6 +456,35 @@ mod tests {
     }
 
     #[test]
+    fn contiguous_frames_go_out_as_one_run_and_come_back_byte_for_byte() {
+        assert_eq!(runs(&[0x1000, 0x2000, 0x4000, 0x5000, 0x6000, 0x9000]), [(0x1000, 2), (0x4000, 3), (0x9000, 1)]);
+        assert_eq!(runs(&[]), []);
+        let s = state_with(VmConfig { contiguous_frames: true, ..VmConfig::default() });
+        let (vmid, frames) = object(&s, 4);
+        assert!(frames.windows(2).all(|w| w[1] == w[0] + PAGE_SIZE), "contiguous: {frames:x?}");
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        lock(&s.kernel).frames.set_modified(frames[2], false);
+        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 4]), Status::OK);
+        {
+            let k = lock(&s.kernel);
+            let out = frames.iter().map(|&f| k.frames.is_paged_out(f)).collect::<Vec<_>>();
+            assert_eq!(out, [true, true, false, true], "two runs around the unchanged page");
+            assert_eq!(k.pager.counts().page_outs, 3);
+        }
+        let file = std::fs::read(lock(&s.kernel).pager.dir().join("paging-device-1")).expect("device file");
+        let at = frames[0] as usize;
+        assert_eq!(&file[at..at + 2 * PAGE_SIZE as usize], [[1u8; PAGE_SIZE as usize], [2; PAGE_SIZE as usize]].concat());
+        for &frame in &frames {
+            assert_eq!(page(&s, frame) == vec![0; PAGE_SIZE as usize], frame != frames[2], "punched out, or left in");
+        }
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::OK);
+        for (n, &frame) in frames.iter().enumerate() {
+            assert_eq!(page(&s, frame), vec![n as u8 + 1; PAGE_SIZE as usize], "page {n}");
+        }
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    #[test]
     fn released_and_deleted_pages_that_are_out_are_dropped_unread() {
         let s = state_with(VmConfig { fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() }, ..VmConfig::default() });
         let (vmid, frames) = object(&s, 2);
@@ -407,7 +534,13 @@ mod tests {
         assert!(lock(&s.kernel).frames.is_paged_out(b), "a stays for its touch; b goes, written");
         // The device writes a, which is clean with a current copy; no one marks it modified.
         s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(a)).expect("device write");
-        lock(&s.kernel).frames.device_wrote(&(a..a + PAGE_SIZE));
+        {
+            let k = &mut *lock(&s.kernel);
+            let doorbell = k.dgux.origins.intern(&[0x40_1000]);
+            k.frames.device_wrote(&(a..a + PAGE_SIZE), DeviceWrite { channel: 3, doorbell, unmarked_end: None });
+            let end = HandOffEnd { service: Service::Xmemdma64, origin: k.dgux.origins.intern(&[0x40_2000, 0x40_3000]) };
+            assert!(k.frames.end_unmarked(a, end).is_some());
+        }
         touch(b);
         {
             let k = lock(&s.kernel);
@@ -415,9 +548,93 @@ mod tests {
             assert_eq!((k.pager.counts().page_outs, k.pager.counts().clean_evictions), (2, 1), "a went clean: no write");
         }
         assert_eq!(kinds(&s), ["paging.lost-modification"]);
+        let v = &s.checker.violations()[0];
+        assert_eq!(
+            v.message,
+            format!(
+                "the pager took out page 0 of object 1 (frame {a:#x}) as clean, without writing it: the DMA engine wrote \
+                 the frame (transfer on channel 3 rung at 0x401000) after its copy on the paging device was made, and \
+                 xmemdma64 at 0x402000 ended the hand-off without marking it modified (AIX sets the modified bit at the \
+                 last XMEM_UNHIDE of a page whose key is not read-only; a DG/UX driver unwires with \
+                 vm_mark_and_unwire_memory and SC_WRITE_ACCESS). The device's data is lost: the next page-in brings \
+                 the old data back"
+            )
+        );
+        assert_eq!((v.rip.as_str(), &v.stack[..]), ("0x402000", &[0x40_2000, 0x40_3000][..]), "placed at the unhide");
+        assert_eq!(lock(&s.kernel).frames.device_write(a), None, "reported once");
         touch(a);
         assert_eq!(page(&s, a), vec![1; PAGE_SIZE as usize], "the old data is back: the device's is lost");
         assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    /// A page of DG/UX unwired memory, filled with `fill` through the VMM and marked modified; its address and frame.
+    fn unwired_page(s: &VmState, fill: u8) -> (u64, u64) {
+        let va = ok(s, Service::VmGetUnwiredMemory, &[PAGE_SIZE, u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED)]);
+        let k = &mut *lock(&s.kernel);
+        let frame = s.space.translate(s.ram.memory(), va).expect("mapped").gpa;
+        k.pager.page_in_all(s.ram.memory(), &s.hiding, &mut k.frames, [frame]).expect("in");
+        s.ram.memory().write_slice(&[fill; PAGE_SIZE as usize], GuestAddress(frame)).expect("fill");
+        k.frames.set_modified(frame, true);
+        (va, frame)
+    }
+
+    #[test]
+    fn dgux_unwired_memory_pages_wired_memory_never_and_an_unmarked_unwire_loses_the_device_write() {
+        let s = state_with(VmConfig { memory_limit: Some(PAGE_SIZE), ..VmConfig::default() });
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        let wired = ok(&s, Service::VmGetWiredMemory, &[PAGE_SIZE, u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED)]);
+        let (a, frame_a) = unwired_page(&s, 0x11);
+        let (b, frame_b) = unwired_page(&s, 0x22);
+        let wired_frame = s.space.translate(s.ram.memory(), wired).expect("mapped").gpa;
+        // Over the limit of one page, the modified page a goes out, written; wired memory never does.
+        let out = |frame: u64| lock(&s.kernel).frames.is_paged_out(frame);
+        assert_eq!((out(frame_a), out(frame_b), out(wired_frame)), (true, false, false));
+        // The driver wires a (its page comes in), the device writes it, the driver unwires without the mark.
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(page(&s, frame_a), vec![0x11; PAGE_SIZE as usize], "paged in byte for byte");
+        assert!(!out(frame_a), "wired: in, and never taken");
+        {
+            let k = &mut *lock(&s.kernel);
+            s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(frame_a)).expect("device write");
+            let doorbell = k.dgux.origins.intern(&[0x40_1000]);
+            k.frames.device_wrote(&(frame_a..frame_a + PAGE_SIZE), DeviceWrite { channel: 1, doorbell, unmarked_end: None });
+        }
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        // b went out for a's wire; b's wire brings it back, and a goes: clean, with a copy, taken without a write.
+        assert!(out(frame_b));
+        assert_eq!(status(&s, Service::VmWireMemory, &[b, 0, PAGE_SIZE]), Status::OK);
+        assert!(out(frame_a) && !out(frame_b));
+        assert_eq!(kinds(&s), ["dma.unwire-without-modified-mark", "paging.lost-modification"]);
+        let v = &s.checker.violations()[1];
+        assert!(
+            v.message
+                .starts_with(&format!("the pager took out the DG/UX unwired memory page {a:#x} (frame {frame_a:#x}) as clean")),
+            "{}",
+            v.message
+        );
+        assert!(v.message.contains("(transfer on channel 1 rung at 0x401000)"), "{}", v.message);
+        assert!(v.message.contains(" and vm_unwire_memory at 0x"), "{}", v.message);
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(page(&s, frame_a), vec![0x11; PAGE_SIZE as usize], "the old data is back: the device's is lost");
+        assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_wire_whose_page_in_fails_answers_vm_eio_and_leaves_the_page_out() {
+        let s = state_with(VmConfig {
+            memory_limit: Some(PAGE_SIZE),
+            fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() },
+            ..VmConfig::default()
+        });
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        let (a, frame_a) = unwired_page(&s, 0x11);
+        unwired_page(&s, 0x22);
+        assert!(lock(&s.kernel).frames.is_paged_out(frame_a));
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::VM_EIO, "--fail-pagein nth=1");
+        assert!(lock(&s.kernel).frames.is_paged_out(frame_a), "still out, unwired");
+        assert_eq!(lock(&s.kernel).frames.counts(frame_a).map(|c| c.wires), Some(0));
+        assert_eq!(status(&s, Service::VmWireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(page(&s, frame_a), vec![0x11; PAGE_SIZE as usize]);
     }
 
     #[test]

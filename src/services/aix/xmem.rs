@@ -23,6 +23,7 @@ use crate::checker::ViolationKind;
 use crate::devices::hiding::{HideError, HideOrigin, touches};
 use crate::memory_model::attachments::{Attachment, HiddenThrough, Named, Origin};
 use crate::memory_model::guest_access;
+use crate::memory_model::ledger::HandOffEnd;
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker};
 use crate::report::ExitCause;
 use crate::services::aix::pinning;
@@ -318,9 +319,18 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                 // AIX: the last unhide sets the modified bit, unless the
                 // page's storage key is read-only. Object pages only: their
                 // marks are what the pager trusts.
+                // A device write to a page marked so is accounted for; one
+                // to a page left clean remembers this call, which a lost
+                // modification names.
+                let mut end = None;
                 for &frame in &last_hides {
                     if k.vmm.key_of_frame(frame).is_some_and(|key| key != RDONLY) {
                         k.frames.set_modified(frame, true);
+                        k.frames.take_device_write(frame);
+                    } else if k.frames.device_write(frame).is_some() {
+                        let end = *end
+                            .get_or_insert_with(|| HandOffEnd { service, origin: k.dgux.origins.intern(&caller.origin(state)) });
+                        k.frames.end_unmarked(frame, end);
                     }
                 }
                 if let Some(frame) = k.frames.first_in_transfer(last_hides.iter().copied()) {
