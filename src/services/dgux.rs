@@ -593,6 +593,7 @@ mod tests {
         assert_eq!(check(unwired, 0, 2 * 4096, SC_READ_ACCESS), Status::VM_EFAULT_INVALID_ADDRESS);
         assert_eq!(check(u64::MAX - 10, 0, 100, SC_READ_ACCESS), Status::VM_EFAULT_INVALID_ADDRESS);
         assert_eq!(check(s.image.entry, 0, 1, SC_WRITE_ACCESS), Status::VM_EFAULT_ACCESS_DENIED, "code is read-only");
+        assert_eq!(check(s.image.entry, 0, 1, SC_READ_ACCESS), Status::OK, "and readable");
         assert_eq!(check(unwired, 0, 1, SC_EXECUTE_ACCESS), Status::VM_EFAULT_ACCESS_DENIED, "data is no-execute");
         assert_eq!(check(layout::SYSTEM_TABLES_VA, 0, 1, SC_READ_ACCESS), Status::VM_EFAULT_ACCESS_DENIED);
         assert_eq!(check(unwired, 0, 1, 8), Status::EINVAL);
@@ -964,5 +965,63 @@ mod tests {
         assert!(report(&s).pages.is_empty());
         assert!(violations(&s).is_empty());
         check_ledger(&s);
+    }
+
+    #[test]
+    fn a_release_names_the_allocation_a_pointer_is_inside_and_no_other() {
+        let s = state();
+        let p = get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p + 8, 64]), Status::EINVAL);
+        assert!(violations(&s)[0].contains(&format!("inside the allocation of 64 bytes at {p:#x}")), "{:?}", violations(&s));
+        // Its end is outside it.
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p + 64, 64]), Status::EINVAL);
+        assert!(violations(&s)[1].contains("no live allocation starts there"), "{:?}", violations(&s));
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 64]), Status::OK);
+    }
+
+    #[test]
+    fn xmfree_of_dgux_memory_frees_nothing() {
+        let s = state();
+        let p = get(&s, Service::VmPerhapsGetWiredMemory, 64, VM_DEFAULT_ALIGNMENT);
+        let kernel_heap = 1;
+        assert_ne!(status(&s, Service::Xmfree, &[p, kernel_heap]), Status::OK);
+        assert_eq!(report(&s).live_allocations, 1, "still live");
+        assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[p, 64]), Status::OK);
+    }
+
+    #[test]
+    fn an_unwire_below_the_floor_names_the_first_page_below_it() {
+        let s = state();
+        let p = get(&s, Service::VmPerhapsGetWiredMemory, 2 * PAGE_SIZE, VM_PAGE_ALIGNED);
+        // Page 2 is wired once more: only page 1 would go below its initial count.
+        assert_eq!(status(&s, Service::VmWireMemory, &[p + PAGE_SIZE, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[p, 0, 2 * PAGE_SIZE]), Status::EINVAL);
+        assert!(violations(&s)[0].starts_with(&format!("unwiring page {p:#x} ")), "{:?}", violations(&s));
+        // Now page 2 alone: it is named, not the range's first page.
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[p + PAGE_SIZE, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::VmWireMemory, &[p, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[p, 0, 2 * PAGE_SIZE]), Status::EINVAL);
+        assert!(violations(&s)[1].starts_with(&format!("unwiring page {:#x} ", p + PAGE_SIZE)), "{:?}", violations(&s));
+    }
+
+    #[test]
+    fn a_get_keeps_frames_for_page_tables_in_reserve() {
+        // A get of N pages needs N - 2 + 4 free frames (its first and last
+        // page may be backed already; 4 are kept for page tables).
+        let pages = 8;
+        for (free, expected) in [(pages + 1, Status::ENOMEM), (pages + 2, Status::OK)] {
+            let s = state();
+            // Warm the arena's page tables up first, so that the get needs only its own frames.
+            let warm = get(&s, Service::VmPerhapsGetWiredMemory, PAGE_SIZE, VM_PAGE_ALIGNED);
+            assert_eq!(status(&s, Service::VmReleaseWiredMemory, &[warm, PAGE_SIZE]), Status::OK);
+            {
+                let mut k = s.kernel.lock().expect("lock");
+                let spare = k.frames.free_frames() - free;
+                k.frames.allocate(spare, crate::memory_model::ledger::Role::KernelMemory).expect("frames to spare");
+                assert_eq!(k.frames.free_frames(), free);
+            }
+            let got = status(&s, Service::VmPerhapsGetWiredMemory, &[pages * PAGE_SIZE, u64::from(VM_PAGE_ALIGNED)]);
+            assert_eq!(got, expected, "{free} free frames");
+        }
     }
 }
