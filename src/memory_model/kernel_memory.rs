@@ -1052,4 +1052,27 @@ mod tests {
         assert!(!zero_range(m, &space, u64::MAX, 2), "past the end of the address space");
         assert!(zero_range(m, &space, 0x1000, 0), "nothing to zero");
     }
+
+    #[test]
+    fn the_bookkeeping_counts_each_tree_once() {
+        use crate::memory_model::paging::TablePool;
+        use crate::memory_model::ram::GuestRam;
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let space = AddressSpace::new(m, &mut TablePool::new()).expect("space");
+        let mut frames = FrameLedger::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
+        let mut kernel = KernelMemory::new(FailSpec::default(), 1);
+        let view = GuestView { memory: m, space: &space };
+        let fragments = |k: &KernelMemory| {
+            k.wired.fragments() + k.unwired.fragments() + k.kernel_heap.fragments() + k.pinned_heap.fragments()
+        };
+        let empty = kernel.report(&frames, 0).bookkeeping_bytes;
+        assert_eq!(empty, frames.bookkeeping_bytes() + tree_bytes::<u64, u64>(fragments(&kernel)));
+        kernel
+            .get(view, &mut frames, Kind::Wired, false, 64, u64::from(kmemvisor_abi::dgux::VM_DEFAULT_ALIGNMENT), (0, &[]))
+            .expect("get");
+        let one = kernel.report(&frames, 0).bookkeeping_bytes;
+        let trees = tree_bytes::<u64, Allocation>(1) + tree_bytes::<u64, Page>(1) + tree_bytes::<u64, u64>(fragments(&kernel));
+        assert_eq!(one, frames.bookkeeping_bytes() + trees);
+    }
 }

@@ -746,6 +746,7 @@ mod tests {
         let map = status(&s, Service::VmMapPhysicalMemory, &[data, frame, 2 * 4096, PROT_READ, MAP_SHARED, 1]);
         assert_eq!(map, Status::OK);
         assert!(!s.space.translate(m, data).expect("mapped").flags.contains(PteFlags::WRITABLE), "no PROT_WRITE");
+        assert_eq!(s.space.translate(m, data + 4096).expect("mapped").gpa, frame + 4096, "page by page from the frame on");
         assert_eq!(unmap(data + 4096, 4096, kernel), Status::OK, "a part may be unmapped");
         assert_eq!(unmap(data, 2 * 4096, kernel), Status::VM_EINVAL_MUNMAP_DATA_NOT_MAPPED);
         assert_eq!(unmap(data, 4096, kernel), Status::OK);
