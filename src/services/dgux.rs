@@ -1025,4 +1025,20 @@ mod tests {
             assert_eq!(got, expected, "{free} free frames");
         }
     }
+
+    #[test]
+    fn an_unwire_over_free_ram_names_the_page_that_maps_it() {
+        use kmemvisor_abi::aix::{PROT_READ, PROT_WRITE};
+        let s = state();
+        let w = get(&s, Service::VmPerhapsGetUnwiredMemory, 2 * PAGE_SIZE, VM_PAGE_ALIGNED);
+        let free = (layout::FREE_RAM_GPA..s.ram.size())
+            .step_by(PAGE_SIZE as usize)
+            .find(|&f| s.kernel.lock().expect("lock").frames.role(f) == Some(crate::memory_model::ledger::Role::Free))
+            .expect("a free frame");
+        let args = [w + PAGE_SIZE, free, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK];
+        assert_eq!(status(&s, Service::VmMapPhysicalMemory, &args), Status::OK);
+        assert_eq!(status(&s, Service::VmWireMemory, &[w, 0, PAGE_SIZE]), Status::OK);
+        assert_eq!(status(&s, Service::VmUnwireMemory, &[w, 0, 2 * PAGE_SIZE]), Status::EINVAL);
+        assert_eq!(violations(&s), [format!("page {:#x} is not allocated memory; nothing was unwired or marked", w + PAGE_SIZE)]);
+    }
 }
