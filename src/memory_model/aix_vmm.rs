@@ -105,11 +105,6 @@ pub struct VmObject {
 }
 
 impl VmObject {
-    /// The frame of page `pno`, if the page exists.
-    pub fn frame(&self, pno: u64) -> Option<u64> {
-        self.pages.get(&pno).map(|p| p.frame)
-    }
-
     /// The frame of page `pno` and whether its protect key lets it be
     /// written ([`FILEKEY`]), if the page exists.
     pub fn page(&self, pno: u64) -> Option<(u64, bool)> {
@@ -587,4 +582,24 @@ impl AixVmm {
 fn fill(memory: &GuestMemoryMmap, gpa: u64, byte: u8) {
     // The frame came from the ledger: it is RAM, so the write cannot fail.
     let _ = memory.write_slice(&[byte; PAGE_SIZE as usize], GuestAddress(gpa));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_is_a_kernel_region_or_else_the_process_s() {
+        let last = VM_REGIONS_VA + (VM_REGIONS - 1) * VM_REGION_SIZE;
+        assert_eq!(place_of(0, VM_REGIONS_VA), Some(Place { pid: 0, n: 0 }));
+        assert_eq!(place_of(7, last + VM_REGION_SIZE - 1), Some(Place { pid: 0, n: VM_REGIONS - 1 }));
+        assert_eq!(place_of(0, last + VM_REGION_SIZE), None, "past the last kernel region");
+        assert_eq!(place_of(0, VM_REGIONS_VA - 1), None);
+        assert_eq!(place_of(0, USER_REGIONS_VA), None, "no process");
+        assert_eq!(place_of(3, USER_REGIONS_VA + VM_REGION_SIZE), Some(Place { pid: 3, n: 1 }));
+        assert_eq!(place_of(3, USER_END), None);
+        assert_eq!(place_of(3, USER_REGIONS_VA - 1), None);
+        assert_eq!(Place { pid: 0, n: 2 }.base(), VM_REGIONS_VA + 2 * VM_REGION_SIZE);
+        assert_eq!(Place { pid: 3, n: 2 }.base(), USER_REGIONS_VA + 2 * VM_REGION_SIZE);
+    }
 }
