@@ -702,11 +702,8 @@ impl KernelMemory {
     /// Frees the `region` allocation that starts at `ptr`, whatever its size
     /// (`xmfree`); its byte count on success.
     pub fn free(&mut self, view: GuestView, frames: &mut FrameLedger, region: Region, ptr: u64) -> Result<u64, ReleaseError> {
-        let bytes = match self.allocations.get(&ptr) {
-            Some(a) if a.kind == region => u64::from(a.bytes),
-            Some(a) => return Err(ReleaseRefusal::WrongKind { actual: a.kind }.into()),
-            None => return Err(ReleaseRefusal::NoAllocation.into()),
-        };
+        let Some(bytes) = self.allocation_bytes(ptr) else { return Err(ReleaseRefusal::NoAllocation.into()) };
+        // The release refuses an allocation of another kind.
         self.release_region(view, frames, region, ptr, bytes).map(|()| bytes)
     }
 
