@@ -373,7 +373,7 @@ mod tests {
     use kmemvisor_abi::layout::{self, PAGE_SIZE, VM_REGION_SIZE, VM_REGIONS, vm_region_va};
     use kmemvisor_abi::{Service, Status};
 
-    use crate::memory_model::aix_vmm::MAX_PAGES;
+    use crate::memory_model::aix_vmm::{Books, MAX_PAGES};
     use crate::memory_model::guest_access;
     use crate::memory_model::paging::PteFlags;
     use crate::report::ExitCause;
@@ -687,5 +687,34 @@ mod tests {
         let io = ok(&s, Service::IoAtt, &[io_handle(DMA_ENGINE_GPA, 1), 0]);
         assert_eq!(status(&s, Service::IoDet, &[io]), Status::OK);
         assert_eq!(s.checker.violations().len(), 8);
+    }
+
+    #[test]
+    fn the_pager_sees_an_accessed_page_once_and_the_key_of_each_frame() {
+        let s = state();
+        let vmid = object(&s, 3);
+        let base = attach(&s, vmid, 0);
+        // Every page touched once, so that it exists; then the accessed bits cleared.
+        for pno in 0..3 {
+            poke(&s, base + pno * PAGE_SIZE, b"x");
+        }
+        let take = |pno: u64| {
+            let k = &mut *s.kernel.lock().expect("lock");
+            let mut books =
+                Books { memory: s.ram.memory(), kernel: &s.space, processes: &mut k.processes, frames: &mut k.frames };
+            k.vmm.take_accessed(&mut books, vmid, pno).expect("an object page")
+        };
+        for pno in 0..3 {
+            take(pno);
+        }
+        cpu_store(&s, base + 2 * PAGE_SIZE);
+        assert_eq!([take(0), take(1), take(2)], [false, false, true], "page 2 alone was accessed");
+        assert!(!take(2), "a second chance clears the bit");
+        assert!(!take(9), "no such page");
+        let frame = |pno: u64| s.space.translate(s.ram.memory(), base + pno * PAGE_SIZE).expect("mapped").gpa;
+        assert_eq!(ok(&s, Service::VmProtectp, &[vmid, 1, 1, RDONLY]), 0);
+        let k = s.kernel.lock().expect("lock");
+        assert_eq!([k.vmm.key_of_frame(frame(0)), k.vmm.key_of_frame(frame(1))], [Some(FILEKEY), Some(RDONLY)]);
+        assert_eq!(k.vmm.key_of_frame(s.image.segments[0].gpa), None, "the image is no object's");
     }
 }
