@@ -698,19 +698,27 @@ mod tests {
         for pno in 0..3 {
             poke(&s, base + pno * PAGE_SIZE, b"x");
         }
-        let take = |pno: u64| {
+        // Another object's region, touched too: its bits are not this object's.
+        let other = object(&s, 1);
+        let other_base = attach(&s, other, 0);
+        poke(&s, other_base, b"y");
+        let take_of = |vmid: u64, pno: u64| {
             let k = &mut *s.kernel.lock().expect("lock");
             let mut books =
                 Books { memory: s.ram.memory(), kernel: &s.space, processes: &mut k.processes, frames: &mut k.frames };
             k.vmm.take_accessed(&mut books, vmid, pno).expect("an object page")
         };
+        let take = |pno: u64| take_of(vmid, pno);
         for pno in 0..3 {
             take(pno);
         }
+        take_of(other, 0);
         cpu_store(&s, base + 2 * PAGE_SIZE);
+        cpu_store(&s, other_base);
         assert_eq!([take(0), take(1), take(2)], [false, false, true], "page 2 alone was accessed");
         assert!(!take(2), "a second chance clears the bit");
         assert!(!take(9), "no such page");
+        assert!(take_of(other, 0));
         let frame = |pno: u64| s.space.translate(s.ram.memory(), base + pno * PAGE_SIZE).expect("mapped").gpa;
         assert_eq!(ok(&s, Service::VmProtectp, &[vmid, 1, 1, RDONLY]), 0);
         let k = s.kernel.lock().expect("lock");
