@@ -725,4 +725,25 @@ mod tests {
         assert_eq!([k.vmm.key_of_frame(frame(0)), k.vmm.key_of_frame(frame(1))], [Some(FILEKEY), Some(RDONLY)]);
         assert_eq!(k.vmm.key_of_frame(s.image.segments[0].gpa), None, "the image is no object's");
     }
+
+    #[test]
+    fn an_attach_that_runs_out_of_page_tables_midway_maps_nothing() {
+        let s = state();
+        // A first attach builds the region's upper tables and its first leaf table, which stay.
+        let small = object(&s, 1);
+        let base = attach(&s, small, 0);
+        assert_eq!(status(&s, Service::VmDet, &[base]), Status::OK);
+        // 513 pages need a second leaf table after the first 512, and no frame is left for it.
+        let big = object(&s, 513);
+        {
+            let mut k = s.kernel.lock().expect("lock");
+            let free = k.frames.free_frames();
+            k.frames.allocate(free, crate::memory_model::ledger::Role::KernelMemory).expect("every free frame");
+        }
+        let handle = ok(&s, Service::VmHandle, &[big, 0]);
+        assert_eq!(status(&s, Service::VmAtt, &[handle, 0]), Status::ENOMEM);
+        let mapped = (0..513).filter(|pno| flags(&s, base + pno * PAGE_SIZE).is_some()).count();
+        assert_eq!(mapped, 0, "the pages mapped before the failure are unmapped again");
+        check_ledger(&s);
+    }
 }
