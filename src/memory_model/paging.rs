@@ -566,4 +566,11 @@ mod tests {
         assert!(is_canonical(0xffff_8000_0000_0000));
         assert!(!is_canonical(0xfff0_0000_0000_0000));
     }
+
+    #[test]
+    fn the_table_pool_hands_out_each_frame_of_its_range_once_in_order() {
+        let mut pool = TablePool::with_range(0x8000, 0xa000);
+        let frames: Vec<Option<u64>> = (0..3).map(|_| pool.table_frame()).collect();
+        assert_eq!(frames, [Some(0x8000), Some(0x9000), None]);
+    }
 }
