@@ -547,6 +547,14 @@ mod tests {
         for va in [0, 0x8000_0000_0000, 0xffff_7fff_ffff_ffff, u64::MAX] {
             assert_eq!(space.translate(ram.memory(), va), None, "{va:#x}");
         }
+        // A table entry that is not present is never followed: not even to
+        // frame 0 (its address bits' zero), whatever frame 0 holds — here
+        // entries that would map frame 0 at every level.
+        for slot in 0..PAGE_SIZE / 8 {
+            ram.memory().write_obj(0x7u64, GuestAddress(slot * 8)).expect("fill frame 0");
+        }
+        assert_eq!(space.translate(ram.memory(), 0x40_0000), None);
+        assert_eq!(Walker::new(ram.memory(), &space).translate(0x40_0000), None);
     }
 
     #[test]
