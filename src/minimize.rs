@@ -43,39 +43,52 @@ fn separator(line: &[String]) -> Option<usize> {
     line.iter().position(|a| a == "--")
 }
 
+/// Where the value of `--long` is in `line`, before the guest's arguments.
+enum ValueAt {
+    /// The word at this index (`--long V`).
+    Word(usize),
+    /// After the `=` of the word at this index (`--long=V`).
+    Joined(usize),
+}
+
+/// The first `--long V` or `--long=V` before the guest's arguments: what
+/// [`option_value`] reads and [`with_option`] replaces.
+fn value_at(line: &[String], long: &str) -> Option<ValueAt> {
+    let flag = format!("--{long}");
+    let joined = format!("--{long}=");
+    let end = separator(line).unwrap_or(line.len());
+    line[..end].iter().enumerate().find_map(|(i, a)| {
+        if *a == flag {
+            (i + 1 < end).then_some(ValueAt::Word(i + 1))
+        } else {
+            a.starts_with(&joined).then_some(ValueAt::Joined(i))
+        }
+    })
+}
+
 /// `line` with `--long` set to `value`: the existing value replaced (as
 /// `--long V` or `--long=V`), else the option added before the guest's
 /// arguments.
 pub fn with_option(line: &[String], long: &str, value: impl std::fmt::Display) -> Vec<String> {
-    let flag = format!("--{long}");
-    let joined = format!("--{long}=");
-    let end = separator(line).unwrap_or(line.len());
     let mut out = line.to_vec();
-    if let Some(i) = out[..end].iter().position(|a| *a == flag)
-        && i + 1 < end
-    {
-        out[i + 1] = value.to_string();
-        return out;
+    match value_at(line, long) {
+        Some(ValueAt::Word(i)) => out[i] = value.to_string(),
+        Some(ValueAt::Joined(i)) => out[i] = format!("--{long}={value}"),
+        None => {
+            let end = separator(line).unwrap_or(line.len());
+            out.splice(end..end, [format!("--{long}"), value.to_string()]);
+        }
     }
-    if let Some(i) = out[..end].iter().position(|a| a.starts_with(&joined)) {
-        out[i] = format!("{joined}{value}");
-        return out;
-    }
-    out.splice(end..end, [flag, value.to_string()]);
     out
 }
 
 /// The value of `--long` in `line` (before the guest's arguments), as
 /// `--long V` or `--long=V`.
 pub fn option_value<'a>(line: &'a [String], long: &str) -> Option<&'a str> {
-    let flag = format!("--{long}");
-    let joined = format!("--{long}=");
-    let options = &line[..separator(line).unwrap_or(line.len())];
-    options.iter().enumerate().find_map(
-        |(i, a)| {
-            if *a == flag { options.get(i + 1).map(String::as_str) } else { a.strip_prefix(&joined) }
-        },
-    )
+    match value_at(line, long)? {
+        ValueAt::Word(i) => Some(&line[i]),
+        ValueAt::Joined(i) => line[i].split_once('=').map(|(_, value)| value),
+    }
 }
 
 /// The sizes of the cuts to try on an input of `len` bytes, largest first:
