@@ -35,9 +35,8 @@ pub fn serve(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) 
 /// stores to through the VMM's view (which the pager does not trap) back
 /// in first: the frames of `[start, start + bytes)` — guest-physical, or
 /// kernel-virtual when `virtual_range`. A page-in that fails is the call's
-/// `VM_EIO`.
-fn bring_in(state: &VmState, start: u64, bytes: u64, virtual_range: bool) -> Result<(), Outcome> {
-    let k = &mut *kernel(state);
+/// `VM_EIO`. It runs under the call's own hold of the kernel lock.
+fn bring_in(state: &VmState, k: &mut Kernel, start: u64, bytes: u64, virtual_range: bool) -> Result<(), Outcome> {
     if k.frames.pages_out() == 0 {
         return Ok(());
     }
@@ -59,15 +58,6 @@ fn bring_in(state: &VmState, start: u64, bytes: u64, virtual_range: bool) -> Res
 
 fn serve_one(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [a0, a1, a2, a3, a4, a5] = args;
-    let reached = match service {
-        Service::VmReleaseWiredMemory | Service::VmReleaseUnwiredMemory => bring_in(state, a0, a1.min(u64::from(u32::MAX)), true),
-        Service::VmGetPhysicalByteAddress => bring_in(state, a2, 8, true),
-        Service::VmMapPhysicalMemory => bring_in(state, a1, a2.min(u64::from(u32::MAX)), false),
-        _ => Ok(()),
-    };
-    if let Err(answer) = reached {
-        return answer;
-    }
     match service {
         Service::VmGetWiredMemory => get(state, caller, service, Kind::Wired, true, a0, a1),
         Service::VmGetUnwiredMemory => get(state, caller, service, Kind::Unwired, true, a0, a1),
@@ -134,6 +124,9 @@ fn get(state: &VmState, caller: Caller, service: Service, kind: Kind, demand: bo
 fn release(state: &VmState, caller: Caller, service: Service, kind: Kind, ptr: u64, bytes: u64) -> Outcome {
     let result = {
         let k = &mut *kernel(state);
+        if let Err(answer) = bring_in(state, k, ptr, bytes.min(u64::from(u32::MAX)), true) {
+            return answer;
+        }
         if let Some(a) = k.xmem.overlapping(0, ptr, bytes) {
             let why = format!(
                 "release of {bytes} bytes at {ptr:#x}, which are attached for cross-memory (xmattach on vCPU {} at RIP {:#x}): xmdetach first",
@@ -297,7 +290,10 @@ fn dma_findings(
 fn physical_address(state: &VmState, caller: Caller, logical: u64, user: u64, out: u64) -> Outcome {
     let memory = state.ram.memory();
     let physical = {
-        let k = kernel(state);
+        let k = &mut *kernel(state);
+        if let Err(answer) = bring_in(state, k, out, 8, true) {
+            return answer;
+        }
         let space = match owner(state, caller, user != 0) {
             Some(None) => Some(&state.space),
             Some(Some(pid)) if kmemvisor_abi::layout::is_user_address(logical) => k.processes.get(pid).map(|p| p.space()),
@@ -325,6 +321,9 @@ fn reserved_bits(state: &VmState, caller: Caller, service: Service, args: &[u64]
 
 fn map_physical(state: &VmState, caller: Caller, service: Service, args: [u64; 6]) -> Outcome {
     let [logical, physical, bytes, access, sharing, control] = args;
+    if let Err(answer) = bring_in(state, &mut kernel(state), physical, bytes.min(u64::from(u32::MAX)), false) {
+        return answer;
+    }
     let known = VM_MMAP_IS_KERNEL_ADDRESS_SPACE_MASK | VM_MMAP_WRITE_THROUGH_MASK;
     if let Some(stop) = reserved_bits(state, caller, service, &args, control, known) {
         return stop;
