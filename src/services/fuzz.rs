@@ -74,13 +74,14 @@ fn seed_decided(state: &VmState, vcpu: usize) -> Option<String> {
     if state.helpers_requested() {
         return Some("a page was hidden or the DMA engine was used before it; move it before the driver's first I/O".into());
     }
-    if crate::sync::lock(&state.kernel).injectors_drew_from_run_seed() {
+    let k = &mut *crate::sync::lock(&state.kernel);
+    if k.injectors_drew_from_run_seed() {
         return Some(
             "a get or page-in drew its --fail-alloc/--fail-pagein rate from the run's seed before it: the seed decided already (give the rate its own seed=, or move fuzz_snapshot before the first get)"
                 .into(),
         );
     }
-    if crate::sync::lock(&state.kernel).pager.has_devices() {
+    if k.pager.has_devices() {
         // A restore would share the device's file with the iterations that wrote it.
         return Some("a paging device is mounted before it (vm_mount); move it after the snapshot point".into());
     }
