@@ -33,7 +33,7 @@ use crate::memory_model::attachments::Attachments;
 use crate::memory_model::heaps::AixMemory;
 use crate::memory_model::inject::FailSpec;
 use crate::memory_model::kernel_memory::KernelMemory;
-use crate::memory_model::ledger::{DeviceWrite, FrameLedger, Role};
+use crate::memory_model::ledger::{DeviceWrite, FrameLedger, Role, TransferRanges};
 use crate::memory_model::paging::{AddressSpace, PagingError, PteFlags, TablePool};
 use crate::memory_model::processes::Processes;
 use crate::memory_model::ram::{GuestRam, MemoryError};
@@ -434,6 +434,13 @@ impl VmState {
         }
     }
 
+    /// The pages a transfer writes could not be watched for double fetches
+    /// (or given back): the check cannot be kept, so the run stops.
+    fn cannot_watch(&self, e: crate::devices::hiding::HideError) {
+        let what = format!("cannot watch the pages a DMA transfer writes: {e}");
+        self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
+    }
+
     /// Whether the guest asked for the helper threads (hid a page, drove the DMA engine).
     pub fn helpers_requested(&self) -> bool {
         self.helpers_requested.load(Ordering::SeqCst)
@@ -496,8 +503,17 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         self.record_violation(violation.with_stack(vec![access.site()]));
     }
 
-    fn begin_transfer(&self, ranges: &[std::ops::Range<u64>]) {
-        lock(&self.kernel).frames.begin_transfer(ranges);
+    fn begin_transfer(&self, ranges: &TransferRanges) {
+        let k = &mut *lock(&self.kernel);
+        k.frames.begin_transfer(ranges);
+        let written = ranges.written_frames();
+        if !written.is_empty() {
+            // The watch's touches are served by the helper threads.
+            self.want_helpers();
+            if let Err(e) = self.hiding.watch(written) {
+                self.cannot_watch(e);
+            }
+        }
     }
 
     fn raise_interrupt(&self, vcpu: usize, channel: usize) {
@@ -519,23 +535,24 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         self.trace(Event::Transfer { channel, rung, error, registers });
     }
 
-    fn end_transfer(
-        &self,
-        ranges: &[std::ops::Range<u64>],
-        written: Option<std::ops::Range<u64>>,
-        channel: usize,
-        doorbell: crate::devices::dma_engine::Access,
-    ) {
+    fn end_transfer(&self, ranges: &TransferRanges, wrote: bool, channel: usize, doorbell: crate::devices::dma_engine::Access) {
         let k = &mut *lock(&self.kernel);
         k.frames.end_transfer(ranges);
-        if let Some(written) = written {
+        let written = ranges.written_frames();
+        if wrote && let Some(range) = &ranges.writes {
             // The doorbell's site, for a lost modification's message; the channel is one of a few.
             let write = DeviceWrite {
                 channel: u32::try_from(channel).unwrap_or(u32::MAX),
                 doorbell: k.dgux.origins.intern(&[doorbell.site()]),
                 unmarked_end: None,
             };
-            k.frames.device_wrote(&written, write);
+            k.frames.device_wrote(range, write);
+        }
+        if !written.is_empty() {
+            let frames = &k.frames;
+            if let Err(e) = self.hiding.device_wrote(written, wrote, |page| frames.write_pending(page)) {
+                self.cannot_watch(e);
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Run, kvm_or_skip, run, violations};
+use common::{Run, kvm_or_skip, line_of, run, violations};
 
 fn mode(mode: &str, options: &[&str]) -> Run {
     let mut args: Vec<&str> = options.to_vec();
@@ -92,6 +92,35 @@ fn unwiring_a_page_the_device_wrote_without_marking_it_modified_warns_of_lost_da
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn dma_into_unwired_memory_is_not_a_hand_off() {
     expect("dgux-unwired-target", 65, &[NOT_HANDED_OFF]);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn reading_the_device_s_data_before_and_after_its_write_is_a_double_fetch_at_the_second_read() {
+    expect("dgux-double-fetch", 65, &[("dma", "dma.double-fetch", "vCPU 0 read guest-physical page 0x")]);
+    if !kvm_or_skip("dgux-double-fetch place") {
+        return;
+    }
+    let r = mode("dgux-double-fetch", &[]);
+    assert!(r.stdout.contains("dma-handoff: checked length 0x0, used length 0x40"), "{}", r.stdout);
+    let v = &violations(&r)[0];
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("and vCPU 0 had read it before that write landed")), "{v}");
+    assert_eq!(v["location"]["function"], "dma_handoff::length_at", "{v}");
+    let second_read = line_of("dma-handoff", "let used = length_at(page);");
+    assert_eq!(v["frames"][2]["line"], second_read, "the second read, not the first: {v}");
+    // When the write lands before the first read or after the second, the
+    // two reads see the same data: no double fetch.
+    for latency in ["0", "3"] {
+        let r = mode("dgux-double-fetch", &["--dma-latency", latency]);
+        r.expect_status(0);
+        assert!(violations(&r).is_empty(), "latency {latency}: {}", r.stdout);
+    }
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn reading_the_device_s_data_twice_after_the_completion_is_no_double_fetch() {
+    expect("dgux-fetch-after-completion", 0, &[]);
 }
 
 #[test]

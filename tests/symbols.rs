@@ -4,23 +4,13 @@
 
 mod common;
 
-use common::{Run, kvm_or_skip, run, violations};
+use common::{Run, kvm_or_skip, line_of, run, violations};
 use object::{Object, ObjectSegment};
 use serde_json::Value;
 
 /// The source of bundled guest program `name`.
 fn source_path(name: &str) -> String {
     format!("guest/programs/src/bin/{name}.rs")
-}
-
-/// The 1-based line of `source_path(name)` that contains `marker`, which
-/// must appear exactly once.
-fn line_of(name: &str, marker: &str) -> u64 {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(source_path(name));
-    let text = std::fs::read_to_string(&path).expect("guest source");
-    let lines: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.contains(marker)).map(|(i, _)| i + 1).collect();
-    assert_eq!(lines.len(), 1, "`{marker}` in {}: {lines:?}", path.display());
-    lines[0] as u64
 }
 
 fn hex(value: &Value) -> u64 {

@@ -24,7 +24,7 @@ use libfuzzer_sys::fuzz_target;
 
 /// The modes of `dma-handoff` (its first guest argument). `irq-stuck` is
 /// left out: it ends only on the timeout, a second per iteration.
-const MODES: [&str; 9] = [
+const MODES: [&str; 11] = [
     "aix-correct",
     "aix-unhide-early",
     "dgux-correct",
@@ -32,6 +32,8 @@ const MODES: [&str; 9] = [
     "dgux-no-modify",
     "dgux-unwired-target",
     "dgux-release-early",
+    "dgux-double-fetch",
+    "dgux-fetch-after-completion",
     "irq-no-handler",
     "irq-return-outside",
 ];

@@ -55,7 +55,7 @@ struct SeededBug {
 /// The hand-off mistakes. Timing-dependent ones run with DMA latency 0 and a
 /// jitter, so that whether the device is done at the driver's next call is
 /// the schedule's to choose.
-const BUGS: [SeededBug; 7] = [
+const BUGS: [SeededBug; 8] = [
     SeededBug {
         name: "AIX unhide during the transfer",
         guest: "dma-handoff",
@@ -102,6 +102,15 @@ const BUGS: [SeededBug; 7] = [
         kind: "dma.page-not-handed-off",
     },
     SeededBug {
+        name: "DG/UX double fetch of the device's data",
+        guest: "dma-handoff",
+        args: "dgux-double-fetch",
+        vcpus: 1,
+        jitter: 3,
+        fail_alloc: "",
+        kind: "dma.double-fetch",
+    },
+    SeededBug {
         name: "read before the completion (2 vCPUs)",
         guest: "dma-race",
         args: "",
@@ -131,13 +140,28 @@ struct Twin {
     guest: &'static str,
     args: &'static str,
     fail_alloc: &'static str,
+    /// Its runs are one hand-off each: their rate is the hand-off rate.
+    one_handoff: bool,
 }
 
-/// The correct twins; the hand-off rate is the DMA ones'.
-const TWINS: [Twin; 3] = [
-    Twin { name: "AIX hand-off, correct", guest: "dma-handoff", args: "aix-correct", fail_alloc: "" },
-    Twin { name: "DG/UX hand-off, correct", guest: "dma-handoff", args: "dgux-correct", fail_alloc: "" },
-    Twin { name: "error path, correct (--fail-alloc)", guest: "alloc-error-path", args: "correct", fail_alloc: FAIL_ALLOC },
+/// The correct twins.
+const TWINS: [Twin; 4] = [
+    Twin { name: "AIX hand-off, correct", guest: "dma-handoff", args: "aix-correct", fail_alloc: "", one_handoff: false },
+    Twin { name: "DG/UX hand-off, correct", guest: "dma-handoff", args: "dgux-correct", fail_alloc: "", one_handoff: true },
+    Twin {
+        name: "DG/UX receive, reads after completion",
+        guest: "dma-handoff",
+        args: "dgux-fetch-after-completion",
+        fail_alloc: "",
+        one_handoff: false,
+    },
+    Twin {
+        name: "error path, correct (--fail-alloc)",
+        guest: "alloc-error-path",
+        args: "correct",
+        fail_alloc: FAIL_ALLOC,
+        one_handoff: false,
+    },
 ];
 
 /// One seeded bug's figures.
@@ -302,7 +326,7 @@ pub fn measure() -> Result<FuzzFigures, BenchError> {
         progress(&format!("correct twin: {} ({TWIN_RUNS} runs)", twin.name));
         let vm = config(1, 3, twin.args, twin.fail_alloc)?;
         let stats = run(&campaign(twin.guest, vm, 1, Some(TWIN_RUNS), None, 1)?, None)?;
-        if twin.guest == "dma-handoff" {
+        if twin.one_handoff {
             one_worker = stats.runs_per_second;
         }
         twins.push((twin.name, stats.runs, stats.findings.len()));

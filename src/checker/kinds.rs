@@ -64,6 +64,8 @@ violation_kinds! {
     DmaUnwireWithoutModifiedMark => "dma.unwire-without-modified-mark",
     /// A channel finished a transfer whose STATUS the driver never read.
     DmaCompletionNotAcknowledged => "dma.completion-not-acknowledged",
+    /// A vCPU read a page a transfer writes before and again after the device's write.
+    DmaDoubleFetch => "dma.double-fetch",
     /// A vCPU touched a page hidden for DMA.
     HiddenPageTouched => "hidden-page.touched",
     /// A vCPU has waited longer than `--hidden-stall-timeout` for a hidden page.

@@ -83,6 +83,16 @@ impl Run {
     }
 }
 
+/// The 1-based line of bundled guest `name`'s source that contains
+/// `marker`, which must appear exactly once.
+pub fn line_of(name: &str, marker: &str) -> u64 {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("guest/programs/src/bin/{name}.rs"));
+    let text = std::fs::read_to_string(&path).expect("guest source");
+    let lines: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.contains(marker)).map(|(i, _)| i + 1).collect();
+    assert_eq!(lines.len(), 1, "`{marker}` in {}: {lines:?}", path.display());
+    lines[0] as u64
+}
+
 /// The violations of a run.
 pub fn violations(r: &Run) -> Vec<serde_json::Value> {
     r.report()["violations"].as_array().expect("violations").clone()

@@ -20,7 +20,6 @@ mod transfer;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -30,6 +29,7 @@ use self::channel::{Channel, Op, Register};
 pub use self::delay::Delays;
 use self::transfer::{Transfer, TransferError};
 use crate::checker::{Leak, ViolationKind};
+use crate::memory_model::ledger::TransferRanges;
 use crate::sync::lock;
 
 /// The default latency: a transfer runs at the end of the exit after its
@@ -79,7 +79,7 @@ pub trait DmaHost: Sync {
     /// caused it; `args` are register values.
     fn violation(&self, kind: ViolationKind, access: Access, args: &[u64], message: String);
     /// A queued transfer will touch these guest-physical ranges.
-    fn begin_transfer(&self, ranges: &[Range<u64>]);
+    fn begin_transfer(&self, ranges: &TransferRanges);
     /// `channel`'s transfer ended and its `REG_INTERRUPT` asked for the
     /// completion interrupt on `vcpu`, the doorbell's.
     fn raise_interrupt(&self, vcpu: usize, channel: usize);
@@ -88,13 +88,9 @@ pub trait DmaHost: Sync {
     /// destination, length and direction.
     fn transfer_ran(&self, channel: usize, rung: u64, error: u64, registers: [u64; 4]);
     /// The transfer announced with `ranges`, rung on `channel` by the
-    /// access `doorbell`, is over; the device wrote `written`, if anything.
-    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>, channel: usize, doorbell: Access);
-}
-
-/// The ranges of a transfer as the host hears of them.
-fn announced(reads: &Option<Range<u64>>, writes: &Option<Range<u64>>) -> Vec<Range<u64>> {
-    reads.iter().chain(writes).cloned().collect()
+    /// access `doorbell`, is over: it ran and the device wrote `ranges.writes`
+    /// (`wrote`), or it failed and touched nothing.
+    fn end_transfer(&self, ranges: &TransferRanges, wrote: bool, channel: usize, doorbell: Access);
 }
 
 /// Who touched the register window (for violations).
@@ -128,8 +124,7 @@ struct Job {
     /// The exit count at whose end it runs.
     due: u64,
     /// The guest ranges it reads and writes, as announced to the host.
-    reads: Option<Range<u64>>,
-    writes: Option<Range<u64>>,
+    ranges: TransferRanges,
 }
 
 /// What the vCPUs share, under one short-held lock.
@@ -259,14 +254,14 @@ impl DmaEngine {
                 // This exit ends at clock + 1; a delay of 0 runs the job then.
                 let rung = self.clock.load(Ordering::SeqCst);
                 let due = (rung + 1).saturating_add(delay);
-                let (reads, writes) = transfer::touched(host.memory(), &transfer);
+                let ranges = transfer::touched(host.memory(), &transfer);
                 // Announced under the engine lock, before the job can run:
                 // lock order is always engine, then the host's.
-                host.begin_transfer(&announced(&reads, &writes));
+                host.begin_transfer(&ranges);
                 if state.queue.is_empty() {
                     self.next_due.store(due, Ordering::SeqCst);
                 }
-                state.queue.push_back(Job { channel, access, transfer, rung, due, reads, writes });
+                state.queue.push_back(Job { channel, access, transfer, rung, due, ranges });
             }
             None => {
                 // Recorded outside the lock: the host may stop the VM.
@@ -299,8 +294,7 @@ impl DmaEngine {
             let result = transfer::run(host, job.access, &self.device_memory, &job.transfer).map_err(TransferError::code);
             let t = &job.transfer;
             host.transfer_ran(job.channel, job.rung, result.err().unwrap_or(0), [t.source, t.destination, t.length, t.direction]);
-            let written = job.writes.clone().filter(|_| result.is_ok());
-            host.end_transfer(&announced(&job.reads, &job.writes), written, job.channel, job.access);
+            host.end_transfer(&job.ranges, result.is_ok(), job.channel, job.access);
             let interrupt = match lock(&self.state).channels.get_mut(job.channel) {
                 Some(c) => {
                     c.finish(result);
@@ -531,7 +525,8 @@ mod tests {
         engine.advance(&host);
         // Rung during exit 2: due at the end of exit 2 + 3.
         start(&engine, &host, 7, [0x1000, 0x2ff0, 0x40, DIR_MEMORY_TO_MEMORY]);
-        assert_eq!(host.announced(), vec![Announced::Begin(vec![0x1000..0x1040, 0x2ff0..0x3030])]);
+        let ranges = TransferRanges { reads: Some(0x1000..0x1040), writes: Some(0x2ff0..0x3030) };
+        assert_eq!(host.announced(), vec![Announced::Begin(ranges.clone())]);
         for exit in 2..=4 {
             engine.advance(&host);
             assert_eq!(read(&engine, &host, 7, REG_STATUS), STATUS_BUSY, "after exit {exit}");
@@ -540,7 +535,7 @@ mod tests {
         engine.advance(&host);
         assert_eq!((engine.now(), read(&engine, &host, 7, REG_STATUS)), (5, STATUS_DONE));
         assert_eq!(host.bytes(0x2ff0, 0x40), host.bytes(0x1000, 0x40));
-        assert_eq!(host.announced()[1], Announced::End(vec![0x1000..0x1040, 0x2ff0..0x3030], Some(0x2ff0..0x3030)));
+        assert_eq!(host.announced()[1], Announced::End(ranges, true));
     }
 
     #[test]
@@ -556,10 +551,10 @@ mod tests {
         assert_eq!(
             host.announced(),
             vec![
-                Announced::Begin(std::iter::once(0x1000..0x1010).collect()),
-                Announced::End(std::iter::once(0x1000..0x1010).collect(), None),
-                Announced::Begin(vec![]),
-                Announced::End(vec![], None)
+                Announced::Begin(TransferRanges { reads: Some(0x1000..0x1010), writes: None }),
+                Announced::End(TransferRanges { reads: Some(0x1000..0x1010), writes: None }, true),
+                Announced::Begin(TransferRanges::default()),
+                Announced::End(TransferRanges::default(), false)
             ]
         );
     }

@@ -2,7 +2,6 @@
 //! set and inspect.
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::memory_model::ram::GuestMemoryMmap;
@@ -10,6 +9,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::{Access, DmaHost};
 use crate::checker::ViolationKind;
+use crate::memory_model::ledger::TransferRanges;
 use crate::sync::lock;
 
 /// The access the tests make.
@@ -32,9 +32,9 @@ pub(super) struct TestHost {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Announced {
     /// The ranges a queued transfer will touch.
-    Begin(Vec<Range<u64>>),
-    /// The ranges of a transfer that is over, and what it wrote.
-    End(Vec<Range<u64>>, Option<Range<u64>>),
+    Begin(TransferRanges),
+    /// The ranges of a transfer that is over, and whether it wrote.
+    End(TransferRanges, bool),
     /// A completion interrupt for a vCPU, from a channel.
     Interrupt(usize, usize),
 }
@@ -113,8 +113,8 @@ impl DmaHost for TestHost {
         lock(&self.violations).push((access.vcpu, access.rip, args.to_vec(), message, kind));
     }
 
-    fn begin_transfer(&self, ranges: &[Range<u64>]) {
-        lock(&self.transfers).push(Announced::Begin(ranges.to_vec()));
+    fn begin_transfer(&self, ranges: &TransferRanges) {
+        lock(&self.transfers).push(Announced::Begin(ranges.clone()));
     }
 
     fn transfer_ran(&self, _channel: usize, _rung: u64, _error: u64, _registers: [u64; 4]) {}
@@ -123,7 +123,7 @@ impl DmaHost for TestHost {
         lock(&self.transfers).push(Announced::Interrupt(vcpu, channel));
     }
 
-    fn end_transfer(&self, ranges: &[Range<u64>], written: Option<Range<u64>>, _channel: usize, _doorbell: Access) {
-        lock(&self.transfers).push(Announced::End(ranges.to_vec(), written));
+    fn end_transfer(&self, ranges: &TransferRanges, wrote: bool, _channel: usize, _doorbell: Access) {
+        lock(&self.transfers).push(Announced::End(ranges.clone(), wrote));
     }
 }

@@ -5,7 +5,6 @@
 //! so a page hidden from the vCPUs is still reachable, and a range is only
 //! ever used after `check_range` accepted it.
 
-use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::memory_model::ram::GuestMemoryMmap;
@@ -15,6 +14,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::{Access, DmaHost};
 use crate::checker::ViolationKind;
+use crate::memory_model::ledger::TransferRanges;
 use crate::sync::lock;
 
 /// Bounce buffer size for RAM-to-RAM copies, so that a 1 MiB transfer does
@@ -126,11 +126,11 @@ fn check(memory: &GuestMemoryMmap, t: &Transfer) -> Result<(Plan, usize), Transf
 
 /// The guest-physical ranges a transfer will read and write, if it passes
 /// the checks (none if it fails them: it touches nothing).
-pub(super) fn touched(memory: &GuestMemoryMmap, t: &Transfer) -> (Option<Range<u64>>, Option<Range<u64>>) {
-    let Ok((plan, len)) = check(memory, t) else { return (None, None) };
+pub(super) fn touched(memory: &GuestMemoryMmap, t: &Transfer) -> TransferRanges {
+    let Ok((plan, len)) = check(memory, t) else { return TransferRanges::default() };
     let (read, written) = plan.guest_ranges();
     let range = |start: Option<u64>| start.map(|start| start..start + len as u64);
-    (range(read), range(written))
+    TransferRanges { reads: range(read), writes: range(written) }
 }
 
 /// The guest pages of `[start, start + len)`; the checks guarantee that it

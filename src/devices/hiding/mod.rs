@@ -24,6 +24,7 @@
 
 pub mod touches;
 mod uffd;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ use crate::memory_model::ram::{GuestRam, WrittenPages};
 use crate::sync::lock;
 
 pub use uffd::{Fault, Userfaultfd};
+pub use watch::DoubleFetch;
 
 /// What went wrong hiding or unhiding.
 #[derive(Debug, thiserror::Error)]
@@ -148,12 +150,17 @@ pub enum Touch {
         /// The vCPU, if its thread is known.
         vcpu: Option<usize>,
     },
+    /// A vCPU touched a page a queued transfer writes again after the
+    /// device's write: it waits until [`Hiding::end_double_fetch`].
+    DoubleFetch(DoubleFetch),
 }
 
 #[derive(Debug, Default)]
 struct Hidden {
     pages: BTreeMap<u64, HiddenPage>,
     stalls: Vec<Stall>,
+    /// Pages queued transfers write, watched for double fetches (never in `pages`).
+    watches: BTreeMap<u64, watch::Watch>,
     /// Set when the VM stops: nothing is trapped any more.
     released: bool,
 }
@@ -233,6 +240,7 @@ impl Hiding {
         if hidden.pages.contains_key(&page) {
             return Ok(());
         }
+        self.unwatch(hidden, page)?;
         if !hidden.released {
             // MINOR mode traps only pages the file holds: a page never
             // written must get one first (through the VMM view, data
@@ -280,6 +288,9 @@ impl Hiding {
         let pages = (0..count).map(|i| first + i * PAGE_SIZE);
         if hidden.released || pages.clone().any(|page| hidden.pages.contains_key(&page)) {
             return Ok(());
+        }
+        for page in pages.clone() {
+            self.unwatch(&mut hidden, page)?;
         }
         let host = self.host(first);
         // Missing faults for the hole punched below; minor ones for a page a
@@ -344,7 +355,15 @@ impl Hiding {
     /// model's invariant checks; the services ask the ledger).
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn is_trapped(&self, gpa: u64) -> bool {
-        lock(&self.hidden).pages.contains_key(&(gpa - gpa % PAGE_SIZE))
+        let hidden = lock(&self.hidden);
+        let page = gpa - gpa % PAGE_SIZE;
+        hidden.pages.contains_key(&page) || hidden.watches.get(&page).is_some_and(|w| !matches!(w, watch::Watch::Fetched { .. }))
+    }
+
+    /// Whether the page holding `gpa` is watched for a double fetch.
+    #[cfg(test)]
+    pub fn is_watched(&self, gpa: u64) -> bool {
+        lock(&self.hidden).watches.contains_key(&(gpa - gpa % PAGE_SIZE))
     }
 
     /// Handles one fault from the userfaultfd; `vcpu` is the faulting thread's
@@ -363,6 +382,9 @@ impl Hiding {
                 let stall = Stall { page, vcpu, since: Instant::now(), origin: origin.clone(), overdue: false };
                 hidden.stalls.push(stall.clone());
                 Ok(Touch::Stalled(stall))
+            }
+            None if hidden.watches.contains_key(&page) && !hidden.released => {
+                Ok(self.watched_fault(&mut hidden, page, vcpu)?.map_or(Touch::Resumed, Touch::DoubleFetch))
             }
             _ => {
                 // Unhidden between the fault and now: its unregister woke the
@@ -430,7 +452,9 @@ impl Hiding {
         hidden.stalls.clear();
         let Ok(trap) = self.trap() else { return Ok(()) };
         let mut first_error = None;
-        for &page in hidden.pages.keys() {
+        let watched = std::mem::take(&mut hidden.watches);
+        let trapped_for_watch = watched.iter().filter(|(_, w)| !matches!(w, watch::Watch::Fetched { .. })).map(|(p, _)| p);
+        for &page in hidden.pages.keys().chain(trapped_for_watch) {
             if let Err(source) = trap.unregister_and_wake(self.host(page), PAGE_SIZE) {
                 first_error.get_or_insert(HideError::Trap { page, source });
             }
@@ -451,10 +475,10 @@ impl Hiding {
         released
     }
 
-    /// Whether no page is hidden and no vCPU waits for one.
+    /// Whether no page is hidden or watched and no vCPU waits for one.
     pub fn hides_nothing(&self) -> bool {
         let hidden = lock(&self.hidden);
-        hidden.pages.is_empty() && hidden.stalls.is_empty()
+        hidden.pages.is_empty() && hidden.stalls.is_empty() && hidden.watches.is_empty()
     }
 
     /// The hidden pages and the stalls, as text (for state fingerprints).
@@ -462,7 +486,7 @@ impl Hiding {
         let hidden = lock(&self.hidden);
         let stalls: Vec<(u64, Option<usize>)> = hidden.stalls.iter().map(|s| (s.page, s.vcpu)).collect();
         let pages: Vec<(&u64, &Option<HideOrigin>)> = hidden.pages.iter().map(|(p, h)| (p, &h.origin)).collect();
-        format!("{pages:?} {stalls:?} released {}", hidden.released)
+        format!("{pages:?} {stalls:?} {:?} released {}", hidden.watches, hidden.released)
     }
 
     /// Whether [`release_all`](Hiding::release_all) ran.
@@ -562,6 +586,65 @@ mod tests {
         assert_eq!(thread.join().expect("toucher").0, 0x2222, "the touch sees the page-in's data");
         assert!(!hiding.is_trapped(page));
         hiding.bring_in(page).expect("a page not out is left alone");
+    }
+
+    #[test]
+    fn a_watched_page_read_before_and_after_the_device_write_is_a_double_fetch() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_secs(60));
+        let trap = hiding.trap().expect("userfaultfd");
+        let page = 0x28_0000;
+        hiding.watch(page..page + 2 * PAGE_SIZE).expect("watch");
+        assert!(hiding.is_trapped(page) && !hiding.hides_nothing() && hiding.is_watched(page + PAGE_SIZE));
+        // The first touch is a fetch: noted, and the page given back at once.
+        let first = toucher(ram.cpu_view() + page, Arc::new(AtomicBool::new(false)));
+        assert_eq!(hiding.fault(next_fault(trap), Some(1)).expect("fault"), Touch::Resumed);
+        assert_eq!(first.join().expect("toucher").0, 0, "it read the page as it was");
+        assert!(!hiding.is_trapped(page) && hiding.is_watched(page));
+        // The device writes both pages; only the fetched one is trapped again.
+        ram.memory().write_obj(0x40_u64, GuestAddress(page)).expect("the device writes");
+        hiding.device_wrote(page..page + 2 * PAGE_SIZE, true, |_| false).expect("written");
+        assert!(hiding.is_trapped(page), "trapped for its second fetch");
+        assert!(!hiding.is_trapped(page + PAGE_SIZE) && !hiding.is_watched(page + PAGE_SIZE), "never fetched: given back");
+        let second = toucher(ram.cpu_view() + page, Arc::new(AtomicBool::new(false)));
+        let fault = next_fault(trap);
+        assert_eq!(
+            hiding.fault(fault, Some(2)).expect("fault"),
+            Touch::DoubleFetch(DoubleFetch { page, vcpu: Some(2), first: Some(1) })
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(hiding.is_trapped(page), "the second toucher waits until its RIP is read");
+        hiding.end_double_fetch(page).expect("give back");
+        assert_eq!(second.join().expect("toucher").0, 0x40, "and then reads what the device wrote");
+        assert!(!hiding.is_trapped(page) && hiding.hides_nothing());
+    }
+
+    #[test]
+    fn a_watch_lasts_while_a_write_is_pending_and_gives_way_to_a_hide_or_a_stop() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_secs(60));
+        let page = 0x2c_0000;
+        hiding.watch(page..page + PAGE_SIZE).expect("watch");
+        hiding.watch(page..page + PAGE_SIZE).expect("a second transfer writing it changes nothing");
+        hiding.device_wrote(page..page + PAGE_SIZE, true, |_| true).expect("written");
+        assert!(hiding.is_trapped(page), "another queued transfer will write it: still armed");
+        hiding.device_wrote(page..page + PAGE_SIZE, false, |_| false).expect("failed");
+        assert!(!hiding.is_trapped(page) && hiding.hides_nothing(), "no write pending: given back");
+        // A hide takes a watched page over; the unhide gives it back.
+        hiding.watch(page..page + PAGE_SIZE).expect("watch");
+        hiding.hide(&[page], &origin()).expect("hide");
+        assert!(hiding.is_trapped(page) && !hiding.is_watched(page));
+        hiding.device_wrote(page..page + PAGE_SIZE, true, |_| false).expect("written");
+        assert!(hiding.is_trapped(page), "still hidden");
+        hiding.unhide(&[page]).expect("unhide");
+        assert!(!hiding.is_trapped(page) && hiding.hides_nothing());
+        // A stop gives back watched pages and forgets them.
+        hiding.watch(page..page + PAGE_SIZE).expect("watch");
+        hiding.release_all().expect("release");
+        assert!(!hiding.is_trapped(page) && hiding.hides_nothing());
+        hiding.watch(page..page + PAGE_SIZE).expect("a stopping VM watches nothing");
+        assert!(hiding.hides_nothing());
+        assert!(matches!(hiding.watch(ram.size()..ram.size() + PAGE_SIZE), Err(HideError::NotRam(_))), "never past RAM");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::checker::{Violation, ViolationKind};
-use crate::devices::hiding::{Stall, Touch};
+use crate::devices::hiding::{DoubleFetch, Stall, Touch};
 use crate::report::ExitCause;
 use crate::state::VmState;
 use crate::trace::Event;
@@ -95,10 +95,47 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
                 }
             }
             Ok(Touch::PagedOut { page, vcpu }) => page_in_touched(state, page, vcpu),
+            Ok(Touch::DoubleFetch(fetch)) => double_fetch(state, &fetch)?,
             Ok(Touch::Resumed | Touch::Again) => {}
             Err(e) => return Err(format!("cannot let a thread go on after its fault: {e}")),
         }
     }
+}
+
+/// A vCPU read a page a transfer wrote a second time, the first read
+/// before the write. It is a double fetch while the frame is still the
+/// buffer the device wrote — its write not yet accounted for (a modified
+/// mark, a page-out) nor the frame freed — which the frame ledger says;
+/// otherwise the frame is another buffer by now. The violation is placed at
+/// the touching instruction: the vCPU is kicked before its page is given
+/// back, so its KVM_RUN returns before that instruction runs, and its
+/// thread reads RIP there.
+fn double_fetch(state: &VmState, fetch: &DoubleFetch) -> Result<(), String> {
+    let write = {
+        let k = crate::sync::lock(&state.kernel);
+        k.frames.device_write(fetch.page).map(|w| (w.channel, k.dgux.origins.rip(w.doorbell)))
+    };
+    if let Some((channel, doorbell)) = write {
+        let who = |vcpu: Option<usize>| vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"));
+        let message = format!(
+            "{} read guest-physical page {:#x} after the DMA engine wrote it (the transfer on channel {channel} rung at \
+             RIP {doorbell:#x}), and {} had read it before that write landed: a double fetch — what the driver checked \
+             first is not what it reads now. Read what the device writes once the transfer is complete, or copy it once \
+             and use the copy",
+            who(fetch.vcpu),
+            fetch.page,
+            who(fetch.first),
+        );
+        let violation = Violation::new(ViolationKind::DmaDoubleFetch, "dma", &[fetch.page], fetch.vcpu.unwrap_or(0), 0, message);
+        match fetch.vcpu {
+            Some(vcpu) => {
+                state.record_violation(violation.unplaced());
+                state.kick(vcpu).map_err(|e| format!("cannot kick vCPU {vcpu} at its double fetch: {e}"))?;
+            }
+            None => state.record_violation(violation),
+        }
+    }
+    state.hiding.end_double_fetch(fetch.page).map_err(|e| format!("cannot give back a page after its double fetch: {e}"))
 }
 
 /// A vCPU touched a page that is out: the pager brings it in now, and the

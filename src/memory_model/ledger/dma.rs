@@ -37,6 +37,28 @@ pub struct HandOffEnd {
     pub origin: u32,
 }
 
+/// The guest-physical ranges one transfer reads and writes (a transfer
+/// between RAM and the device's memory has one of the two).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferRanges {
+    /// What the device reads.
+    pub reads: Option<Range<u64>>,
+    /// What the device writes.
+    pub writes: Option<Range<u64>>,
+}
+
+impl TransferRanges {
+    /// The frames the device writes (page-aligned; empty if none).
+    pub fn written_frames(&self) -> Range<u64> {
+        self.writes.as_ref().map_or(0..0, frames_of)
+    }
+
+    /// Each range, with whether the device writes it.
+    fn sides(&self) -> impl Iterator<Item = (&Range<u64>, bool)> {
+        self.reads.iter().map(|r| (r, false)).chain(self.writes.iter().map(|r| (r, true)))
+    }
+}
+
 /// The frames of `range`, page-aligned: from the frame of its start to the
 /// end of the frame of its last byte (empty for an empty range).
 fn frames_of(range: &Range<u64>) -> Range<u64> {
@@ -51,15 +73,16 @@ impl FrameLedger {
     /// memory. A transfer touches at most two ranges and the engine runs
     /// one per channel, so a short list beats a per-frame table: a doorbell
     /// costs two pushes, not a map update per page.
-    pub fn begin_transfer(&mut self, ranges: &[Range<u64>]) {
-        self.transfers.extend(ranges.iter().map(frames_of).filter(|r| !r.is_empty()));
+    pub fn begin_transfer(&mut self, ranges: &TransferRanges) {
+        let sides = ranges.sides().map(|(r, writes)| (frames_of(r), writes));
+        self.transfers.extend(sides.filter(|(r, _)| !r.is_empty()));
     }
 
     /// The transfer [`FrameLedger::begin_transfer`] announced with `ranges`
     /// ran or was dropped.
-    pub fn end_transfer(&mut self, ranges: &[Range<u64>]) {
-        for range in ranges.iter().map(frames_of) {
-            if let Some(i) = self.transfers.iter().position(|r| *r == range) {
+    pub fn end_transfer(&mut self, ranges: &TransferRanges) {
+        for side in ranges.sides().map(|(r, writes)| (frames_of(r), writes)) {
+            if let Some(i) = self.transfers.iter().position(|t| *t == side) {
                 self.transfers.swap_remove(i);
             }
         }
@@ -67,7 +90,12 @@ impl FrameLedger {
 
     /// Transfers queued or running that touch the frame at `gpa`.
     pub fn transfers_on(&self, gpa: u64) -> u32 {
-        self.transfers.iter().filter(|r| r.contains(&gpa)).count() as u32
+        self.transfers.iter().filter(|(r, _)| r.contains(&gpa)).count() as u32
+    }
+
+    /// Whether a transfer queued or running will write the frame at `gpa`.
+    pub fn write_pending(&self, gpa: u64) -> bool {
+        self.transfers.iter().any(|(r, writes)| *writes && r.contains(&gpa))
     }
 
     /// The first of `frames` that a queued or running transfer touches.
@@ -161,7 +189,7 @@ impl FrameLedger {
 #[cfg(test)]
 mod tests {
     use super::super::{FrameLedger, Owner, Role};
-    use super::{DeviceWrite, HandOffEnd};
+    use super::{DeviceWrite, HandOffEnd, TransferRanges};
     use kmemvisor_abi::Service;
     use kmemvisor_abi::layout::PAGE_SIZE;
 
@@ -172,22 +200,36 @@ mod tests {
         (frames, a, b)
     }
 
+    fn reads(range: std::ops::Range<u64>) -> TransferRanges {
+        TransferRanges { reads: Some(range), writes: None }
+    }
+
+    fn writes(range: std::ops::Range<u64>) -> TransferRanges {
+        TransferRanges { reads: None, writes: Some(range) }
+    }
+
     #[test]
     fn transfers_are_counted_per_frame_until_each_ends() {
         let (mut frames, a, b) = ledger();
         assert_eq!(b, a + PAGE_SIZE, "contiguous frames");
-        // A transfer reading a + 8 .. b + 8 (two frames), and one writing the last byte of b.
-        frames.begin_transfer(&[a + 8..b + 8, 0..0]);
-        let last_byte = b + PAGE_SIZE - 1..b + PAGE_SIZE;
-        frames.begin_transfer(std::slice::from_ref(&last_byte));
+        // A transfer reading a + 8 .. b + 8 (two frames) and writing nothing
+        // in RAM, and one writing the last byte of b.
+        let first = TransferRanges { reads: Some(a + 8..b + 8), writes: Some(0..0) };
+        frames.begin_transfer(&first);
+        let last_byte = writes(b + PAGE_SIZE - 1..b + PAGE_SIZE);
+        frames.begin_transfer(&last_byte);
         assert_eq!((frames.transfers_on(a), frames.transfers_on(b + 100), frames.transfers_on(b + PAGE_SIZE)), (1, 2, 0));
+        assert_eq!((frames.write_pending(a), frames.write_pending(b + 5), frames.write_pending(0)), (false, true, false));
         assert_eq!(frames.first_in_transfer([a + PAGE_SIZE * 40, b]), Some(b));
-        frames.end_transfer(&[a + 8..b + 8, 0..0]);
+        frames.end_transfer(&first);
         assert_eq!((frames.transfers_on(a), frames.transfers_on(b)), (0, 1));
         assert_eq!(frames.first_in_transfer([a]), None);
-        frames.end_transfer(std::slice::from_ref(&last_byte));
-        frames.end_transfer(std::slice::from_ref(&(b..b + 1)));
+        frames.end_transfer(&reads(b + PAGE_SIZE - 1..b + PAGE_SIZE));
+        assert!(frames.write_pending(b), "a read of the same frames is another transfer");
+        frames.end_transfer(&last_byte);
+        frames.end_transfer(&writes(b..b + 1));
         assert_eq!(frames.transfers_on(b), 0, "an end without a begin is ignored");
+        assert!(!frames.write_pending(b));
         assert_eq!(frames.first_in_transfer([a, b]), None);
     }
 

@@ -71,7 +71,7 @@ mod hides;
 mod paging;
 
 pub use counts::{Counts, MAX_PIN_COUNT, Marks, Owner, PinOrigin};
-pub use dma::{DeviceWrite, HandOffEnd};
+pub use dma::{DeviceWrite, HandOffEnd, TransferRanges};
 pub use paging::{Backing, DeviceId};
 
 /// What a frame is.
@@ -221,8 +221,9 @@ pub struct FrameLedger {
     first_pins: BTreeMap<u64, PinOrigin>,
     /// Frames pinned now: from birth or above their initial count (invariant 9).
     pinned: u64,
-    /// Frame ranges of the transfers queued or running on the DMA engine.
-    transfers: Vec<std::ops::Range<u64>>,
+    /// Frame ranges of the transfers queued or running on the DMA engine,
+    /// each with whether the device writes it.
+    transfers: Vec<(std::ops::Range<u64>, bool)>,
     /// Runs of frames the DMA engine wrote, by first frame: the end of the
     /// run and who wrote it, until the write is accounted for or the frame freed.
     written: BTreeMap<u64, (u64, DeviceWrite)>,
@@ -342,7 +343,7 @@ impl FrameLedger {
             + (self.hides.len() + self.aliases.len() + self.written.len()) * 48
             + self.counts.len() * (std::mem::size_of::<(u64, Counts)>() * 4 / 3)
             + self.first_pins.len() * 48
-            + self.transfers.capacity() * 16) as u64
+            + self.transfers.capacity() * 24) as u64
     }
 
     /// `n` free frames (guest-physical addresses), now `role`, or `None` if

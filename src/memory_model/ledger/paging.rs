@@ -144,7 +144,7 @@ impl FrameLedger {
 #[cfg(test)]
 mod tests {
     use super::super::tests::ledger;
-    use super::super::{Owner, PinOrigin};
+    use super::super::{Owner, PinOrigin, TransferRanges};
     use super::*;
 
     #[test]
@@ -166,9 +166,9 @@ mod tests {
         assert_eq!(frames.page_out_refusal(pinned), Some(LedgerError::Pinned { frame: pinned, pins: 1 }));
         assert_eq!(frames.page_out_refusal(hidden), Some(LedgerError::Hidden(hidden)));
         assert_eq!(frames.page_out_refusal(!0xfff), Some(LedgerError::NotRam(!0xfff)));
-        frames.begin_transfer(std::slice::from_ref(&(object..object + 1)));
+        frames.begin_transfer(&TransferRanges { reads: Some(object..object + 1), writes: None });
         assert_eq!(frames.page_out_refusal(object), Some(LedgerError::InTransfer(object)));
-        frames.end_transfer(std::slice::from_ref(&(object..object + 1)));
+        frames.end_transfer(&TransferRanges { reads: Some(object..object + 1), writes: None });
         frames.set_modified(object, true);
         frames.paged_out(object, 3);
         assert_eq!(frames.backing(object + 5), Some(Backing { device: 3, out: true }));

@@ -236,6 +236,7 @@ mod tests {
     use kmemvisor_abi::{Service, Status};
 
     use crate::loader::Segment;
+    use crate::memory_model::ledger::TransferRanges;
     use crate::memory_model::paging::PteFlags;
     use crate::state::VmState;
 
@@ -265,14 +266,22 @@ mod tests {
         let (first, second) = (frame(p), frame(p + PAGE_SIZE));
         assert_eq!(status(&s, Service::Pin, &[p, 2 * PAGE_SIZE]), Status::OK);
         assert_eq!(status(&s, Service::Pin, &[p, 1]), Status::OK, "the first page twice");
-        s.kernel.lock().expect("lock").frames.begin_transfer(&[first..first + 1, second..second + 1]);
+        s.kernel
+            .lock()
+            .expect("lock")
+            .frames
+            .begin_transfer(&TransferRanges { reads: Some(first..first + 1), writes: Some(second..second + 1) });
         assert_eq!(status(&s, Service::Unpin, &[p, 2 * PAGE_SIZE]), Status::OK);
         let v = s.checker.violations();
         assert_eq!(crate::testing::kinds(&s), ["dma.unpin-during-transfer"], "the second page lost its last pin");
         assert!(
             v[0].message.starts_with(&format!("unpin unpins page {:#x} (frame {second:#x}) while a DMA transfer", p + PAGE_SIZE))
         );
-        s.kernel.lock().expect("lock").frames.end_transfer(&[first..first + 1, second..second + 1]);
+        s.kernel
+            .lock()
+            .expect("lock")
+            .frames
+            .end_transfer(&TransferRanges { reads: Some(first..first + 1), writes: Some(second..second + 1) });
         assert_eq!(status(&s, Service::Unpin, &[p, 1]), Status::OK);
         assert_eq!(s.checker.violations().len(), 1, "no transfer any more");
     }

@@ -19,6 +19,13 @@
 //! - `dgux-unwired-target`: DMA into unwired memory (one).
 //! - `dgux-release-early`: releases DG/UX wired memory right after the
 //!   doorbell: `EBUSY`, nothing released (one); released after the wait.
+//! - `dgux-double-fetch`: a receive driver reads the length the device
+//!   writes at the start of its wired buffer to check it, makes two calls,
+//!   and reads it again to use it, all before the transfer is complete: the
+//!   device's write lands between the two reads (with the default latency,
+//!   at the first call), a double fetch (one).
+//! - `dgux-fetch-after-completion`: the same driver, waiting for the
+//!   completion before its two reads: no violation.
 //! - `irq-no-handler`: asks for the completion interrupt (`REG_INTERRUPT`)
 //!   without registering a handler: the interrupt is dropped with a
 //!   violation (one); polling still sees the transfer done.
@@ -33,7 +40,7 @@ use kmemvisor_guest::abi::Status;
 use kmemvisor_guest::abi::dgux::{SC_WRITE_ACCESS, VM_PAGE_ALIGNED};
 use kmemvisor_guest::aix::{self, Heap};
 use kmemvisor_guest::dgux::raw;
-use kmemvisor_guest::dma::{DIR_FROM_DEVICE, DmaEngine};
+use kmemvisor_guest::dma::{DIR_FROM_DEVICE, DIR_TO_DEVICE, DmaEngine};
 use kmemvisor_guest::xmem::{self, SYS_ADSPACE, XMEM_HIDE, XMEM_UNHIDE, Xmem};
 use kmemvisor_guest::{args, println};
 
@@ -51,6 +58,8 @@ fn main() -> u32 {
         "dgux-no-modify" => dgux_flow(Mistake::NoModify),
         "dgux-unwired-target" => dgux_flow(Mistake::Unwired),
         "dgux-release-early" => release_early(),
+        "dgux-double-fetch" => receive(true),
+        "dgux-fetch-after-completion" => receive(false),
         "irq-no-handler" => irq_no_handler(),
         "irq-stuck" => irq_stuck(),
         "irq-return-outside" => {
@@ -61,7 +70,8 @@ fn main() -> u32 {
         _ => {
             println!(
                 "dma-handoff: which mode? aix-correct, aix-unhide-early, dgux-correct, dgux-unwire-early, dgux-no-modify, \
-                 dgux-unwired-target, dgux-release-early, irq-no-handler, irq-return-outside, irq-stuck"
+                 dgux-unwired-target, dgux-release-early, dgux-double-fetch, dgux-fetch-after-completion, irq-no-handler, \
+                 irq-return-outside, irq-stuck"
             );
             return 2;
         }
@@ -157,6 +167,47 @@ fn release_early() -> Result<(), &'static str> {
     // SAFETY: refused while the transfer is queued: nothing is released.
     expect("the early release (EBUSY)", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::EBUSY)?;
     engine.wait(engine.channel(0)).map_err(|_| "the transfer")?;
+    // SAFETY: the transfer is over and the page unused.
+    expect("the release", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::OK)?;
+    // SAFETY: no transfer runs.
+    unsafe { engine.unmap() }.map_err(|_| "unmapping the DMA engine")
+}
+
+/// The length at the start of the receive buffer at `page`.
+fn length_at(page: u64) -> u64 {
+    // SAFETY: the page is wired kernel memory of ours; the device writes it
+    // by DMA, which a volatile load reads as it is now.
+    unsafe { core::ptr::read_volatile(page as *const u64) }
+}
+
+/// A receive: the device fills a wired page; the driver reads the length at
+/// its start twice, before the completion (`early`) or after it.
+fn receive(early: bool) -> Result<(), &'static str> {
+    let engine = DmaEngine::map().map_err(|_| "mapping the DMA engine")?;
+    let (status, page) = raw::vm_get_wired_memory(PAGE, u64::from(VM_PAGE_ALIGNED));
+    expect("vm_get_wired_memory", status, Status::OK)?;
+    let real = kmemvisor_guest::dgux::physical_address_of(page as *const u8).ok_or("vm_get_physical_byte_address")?;
+    // The packet the device will deliver, in its memory: length 0x40.
+    // SAFETY: the page is ours and no transfer runs.
+    unsafe { core::ptr::write_volatile(page as *mut u64, 0x40) };
+    // SAFETY: the page is wired, so handed off; the device only reads it.
+    unsafe { engine.start(engine.channel(0), real, 0, PAGE, DIR_TO_DEVICE) };
+    engine.wait(engine.channel(0)).map_err(|_| "loading the packet")?;
+    // SAFETY: as above; the transfer is over.
+    unsafe { core::ptr::write_volatile(page as *mut u64, 0) };
+    start(engine, real);
+    if !early {
+        engine.wait(engine.channel(0)).map_err(|_| "the transfer")?;
+    }
+    let checked = length_at(page);
+    // The driver's other work: two calls, two exits of device time.
+    let _ = kmemvisor_guest::null();
+    let _ = kmemvisor_guest::null();
+    let used = length_at(page);
+    if early {
+        engine.wait(engine.channel(0)).map_err(|_| "the transfer")?;
+    }
+    println!("dma-handoff: checked length {checked:#x}, used length {used:#x}");
     // SAFETY: the transfer is over and the page unused.
     expect("the release", unsafe { raw::vm_release_wired_memory(page, PAGE) }, Status::OK)?;
     // SAFETY: no transfer runs.
