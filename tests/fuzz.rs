@@ -147,6 +147,44 @@ fn runs_draw_their_allocation_failures_from_their_seeds_so_a_campaign_finds_an_e
 
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
+fn the_device_s_timing_chosen_per_run_finds_a_double_fetch_that_replays_and_not_in_its_twin() {
+    if !kvm_or_skip("fuzz double fetch") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let campaign = |mode: &str| {
+        let findings = dir.path().join(mode);
+        let path = findings.to_str().expect("utf-8");
+        let args = ["--runs", "40", "-j", "1", "--dma-latency", "0", "--dma-jitter", "3", "--findings", path];
+        let r = kmemvisor(&[&["fuzz", "dma-handoff"][..], &args[..], &["--", mode]].concat());
+        (r, findings)
+    };
+    let (r, findings) = campaign("dgux-double-fetch");
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    let s = stats(&findings);
+    let found: Vec<&String> = s["findings"].as_object().expect("findings").keys().collect();
+    assert_eq!(found.len(), 1, "one bug, one finding: {s:#}");
+    assert!(found[0].starts_with("dma.double-fetch@0x"), "{s:#}");
+    // Only the runs whose write lands between the two reads fail (a delay
+    // of 1 or 2 of the 0 to 3 the seeds draw): the same 21 of 40 every time.
+    assert_eq!(s["failing_runs"], 21, "{s:#}");
+    let report = std::fs::read_dir(&findings)
+        .expect("findings")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "json") && p.file_name().is_some_and(|n| n != "stats.json"))
+        .expect("a finding's report");
+    for _ in 0..3 {
+        let r = kmemvisor(&["replay", report.to_str().expect("utf-8")]);
+        assert_eq!(r.status, 0, "the finding replays: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("kmemvisor: replay: the run replayed exactly"), "{}", r.stderr);
+    }
+    let (r, findings) = campaign("dgux-fetch-after-completion");
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(stats(&findings)["failing_runs"], 0);
+}
+
+#[test]
+#[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn minimize_refuses_a_clean_run() {
     if !kvm_or_skip("fuzz minimize clean") {
         return;
