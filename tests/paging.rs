@@ -24,11 +24,11 @@ fn paging_devices_live_in_the_paging_dir_and_go_with_their_unmount() {
 #[test]
 #[cfg_attr(kmemvisor_skip_kvm, ignore = "KMEMVISOR_SKIP_KVM=1")]
 fn a_touch_whose_page_in_fails_halts_the_vm() {
-    if !kvm_or_skip("aix-vmm") {
+    if !kvm_or_skip("paging-stress --fail-pagein") {
         return;
     }
-    // The first page-in is the touch of page 0 after vm_writep and vm_write.
-    let r = run("aix-vmm", &["--fail-pagein", "nth=1"]);
+    // The first page-in is the first touch of a page the limit took out.
+    let r = run("paging-stress", &["--memory-limit", "64K", "--fail-pagein", "nth=1"]);
     r.expect_status(76);
     let exit = &r.report()["exit"];
     assert_eq!(exit["cause"], "aix-halt", "{exit}");

@@ -8,8 +8,8 @@
 //! - `vm_writep` of 1 MiB (256 modified pages, dispatched in-process) beside
 //!   a raw 1 MiB `pwrite`: its share of the file's bandwidth, for an object
 //!   whose frames are contiguous (`--contiguous-frames`: the pager writes
-//!   and takes out a run of frames at once) and, for comparison, for one
-//!   whose frames are scattered (the default allocator: a page per run);
+//!   a run of frames at once) and, for comparison, for one whose frames
+//!   are scattered (the default allocator: a page per run);
 //! - a `vm_att` + `vm_det` pair of a one-page object beside two null
 //!   calls, each with its exit.
 
@@ -89,16 +89,13 @@ impl WriteSubject {
 }
 
 /// Mean time of `vm_writep` of every page of `subject`'s object, each
-/// brought in and marked modified first (untimed), over 20 calls.
+/// marked modified first (untimed), over 20 calls.
 fn writep_ns(subject: &WriteSubject) -> Result<f64, BenchError> {
     let state = &subject.vm;
     let mut took = Vec::new();
     for _ in 0..20 {
         {
             let k = &mut *lock(&state.kernel);
-            k.pager
-                .page_in_all(state.ram.memory(), &state.hiding, &mut k.frames, subject.frames.iter().copied())
-                .map_err(|e| BenchError::Service("pager", e.to_string()))?;
             for &frame in &subject.frames {
                 k.frames.set_modified(frame, true);
             }

@@ -269,45 +269,33 @@ impl Hiding {
     /// is punched out of the memfd, so the memory really goes back to the
     /// host. A touch is then a missing fault, trapped until [`Hiding::bring_in`].
     pub fn take_out(&self, page: u64) -> Result<(), HideError> {
-        self.take_out_run(page, 1)
-    }
-
-    /// [`Hiding::take_out`] of the `count` contiguous pages from `first`,
-    /// with one registration and one `madvise` of each kind for the run:
-    /// what makes a page-out of many pages cost about one of one.
-    pub fn take_out_run(&self, first: u64, count: u64) -> Result<(), HideError> {
         let trap = self.trap()?;
-        let len = count.checked_mul(PAGE_SIZE).ok_or(HideError::NotRam(first))?;
-        if !first.is_multiple_of(PAGE_SIZE) || first.checked_add(len).is_none_or(|end| end > self.size) {
-            return Err(HideError::NotRam(first));
+        if !page.is_multiple_of(PAGE_SIZE) || page >= self.size {
+            return Err(HideError::NotRam(page));
         }
         let mut hidden = lock(&self.hidden);
-        // A stopping VM traps nothing: the pages keep their contents, which
-        // are the device's copies'. A hidden page is never paged out (the
+        // A stopping VM traps nothing: the page keeps its contents, which
+        // are the device's copy's. A hidden page is never paged out (the
         // frame ledger refuses), so there is nothing to take twice.
-        let pages = (0..count).map(|i| first + i * PAGE_SIZE);
-        if hidden.released || pages.clone().any(|page| hidden.pages.contains_key(&page)) {
+        if hidden.released || hidden.pages.contains_key(&page) {
             return Ok(());
         }
-        for page in pages.clone() {
-            self.unwatch(&mut hidden, page)?;
-        }
-        let host = self.host(first);
+        self.unwatch(&mut hidden, page)?;
+        let host = self.host(page);
         // Missing faults for the hole punched below; minor ones for a page a
         // VMM access may populate again before the page-in.
-        trap.register_missing_and_minor(host, len).map_err(|source| HideError::Trap { page: first, source })?;
-        let dropped = advise_range(host, len, libc::MADV_DONTNEED)
-            .and_then(|()| advise_range(self.vmm_view + first, len, libc::MADV_REMOVE));
+        trap.register_missing_and_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
+        let dropped = advise(host, libc::MADV_DONTNEED).and_then(|()| advise(self.vmm_view + page, libc::MADV_REMOVE));
         if let Err(source) = dropped {
-            let failed = Box::new(HideError::Trap { page: first, source });
-            return match trap.unregister_and_wake(host, len) {
+            let failed = Box::new(HideError::Trap { page, source });
+            return match trap.unregister_and_wake(host, PAGE_SIZE) {
                 Ok(()) => Err(*failed),
-                Err(source) => Err(HideError::Undo { failed, page: first, source }),
+                Err(source) => Err(HideError::Undo { failed, page, source }),
             };
         }
-        // The pages now read as zeros: a write past vm-memory.
-        self.written.mark(first, len);
-        hidden.pages.extend(pages.map(|page| (page, HiddenPage { origin: None })));
+        // The page now reads as zeros: a write past vm-memory.
+        self.written.mark(page, PAGE_SIZE);
+        hidden.pages.insert(page, HiddenPage { origin: None });
         Ok(())
     }
 

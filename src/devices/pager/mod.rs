@@ -7,8 +7,11 @@
 //! with `pwrite`, then punches it out of guest RAM and traps it from the
 //! vCPUs ([`Hiding::take_out`]); a page-in reads it back with `pread`,
 //! writes it into the frame through the VMM view and gives it back
-//! ([`Hiding::bring_in`]). Which device holds which page, and whether it is
-//! out, is the frame ledger's record ([`FrameLedger::backing`]).
+//! ([`Hiding::bring_in`]). A write-back (`vm_write`, `vm_writep`) writes
+//! the pages and leaves them in, clean, as AIX does: freeing a page is the
+//! costly part, and the clock does it when `--memory-limit` needs the frame.
+//! Which device holds which page, and whether it is out, is the frame
+//! ledger's record ([`FrameLedger::backing`]).
 //!
 //! Every transfer is synchronous, made by the thread that asked for it at a
 //! point of the guest's own execution — a service call, or the vCPU's touch
@@ -365,7 +368,8 @@ impl Pager {
     }
 
     /// Writes the page of frame `page` to the target device, then takes it
-    /// out of guest RAM. On an error the page stays in, unchanged.
+    /// out of guest RAM. On an error the page stays in: unchanged, or
+    /// clean with its copy if only the take-out failed.
     pub fn page_out(
         &mut self,
         memory: &GuestMemoryMmap,
@@ -373,17 +377,22 @@ impl Pager {
         frames: &mut FrameLedger,
         page: u64,
     ) -> Result<(), PagerError> {
-        self.page_out_run(memory, hiding, frames, page, 1)
+        let id = self.target().ok_or(PagerError::NoDevice)?;
+        self.write_back_run(memory, frames, page, 1)?;
+        hiding.take_out(page)?;
+        frames.paged_out(page, id);
+        Ok(())
     }
 
-    /// [`Pager::page_out`] of the `count` contiguous frames from `first`:
-    /// one `pwrite` straight from guest RAM (the device holds frame `f` at
-    /// byte `f`, so a run of frames is a run of the file) and one take-out.
-    /// On an error every page of the run stays in, unchanged.
-    pub fn page_out_run(
+    /// Writes the `count` contiguous frames from `first` to the target
+    /// device with one `pwrite` straight from guest RAM (the device holds
+    /// frame `f` at byte `f`, so a run of frames is a run of the file), and
+    /// leaves them in:
+    /// clean, with their copy, unreferenced (`vm_write`, `vm_writep`). On an
+    /// error every page of the run stays as it was, modified.
+    pub fn write_back_run(
         &mut self,
         memory: &GuestMemoryMmap,
-        hiding: &Hiding,
         frames: &mut FrameLedger,
         first: u64,
         count: u64,
@@ -396,11 +405,10 @@ impl Pager {
             self.counts.io_errors += 1;
             return Err(PagerError::Write { page: first, device: id, path: device.path.clone(), source });
         }
-        hiding.take_out_run(first, count)?;
         for page in (0..count).map(|i| first + i * PAGE_SIZE) {
             // The copy holds whatever the device wrote: that write is accounted for.
             frames.take_device_write(page);
-            frames.paged_out(page, id);
+            frames.written_back(page, id);
         }
         self.counts.page_outs += count;
         Ok(())

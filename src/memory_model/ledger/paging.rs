@@ -12,7 +12,7 @@
 
 use kmemvisor_abi::layout::{ARENA_SIZE, UNWIRED_ARENA_VA};
 
-use super::{FrameLedger, LedgerError, Role, page_of};
+use super::{Counts, FrameLedger, LedgerError, Role, page_of};
 
 /// A paging device, by the id the pager gave it.
 pub type DeviceId = u32;
@@ -44,7 +44,14 @@ impl FrameLedger {
         if self.backing(frame).is_some_and(|b| b.out) {
             return Some(LedgerError::PagedOut(frame));
         }
-        if let Some(c) = self.counts(frame) {
+        self.held(frame, self.counts(frame))
+    }
+
+    /// Why the page of `frame` (whose counts are `counts`) must stay as it
+    /// is in memory: pinned, wired above its initial count, hidden, or in a
+    /// DMA transfer.
+    fn held(&self, frame: u64, counts: Option<&Counts>) -> Option<LedgerError> {
+        if let Some(c) = counts {
             if c.is_pinned() {
                 return Some(LedgerError::Pinned { frame, pins: c.pins.max(1) });
             }
@@ -56,6 +63,18 @@ impl FrameLedger {
             return Some(LedgerError::Hidden(frame));
         }
         (self.transfers_on(frame) > 0).then_some(LedgerError::InTransfer(frame))
+    }
+
+    /// Keeps of `frames` (pages in memory of virtual memory objects) those
+    /// `vm_writep` writes: modified, and not held (pinned, wired, hidden or
+    /// in a transfer). One lookup of each frame's counts: a flush of many
+    /// pages is one pass.
+    pub fn retain_write_back(&self, frames: &mut Vec<u64>) {
+        frames.retain(|&gpa| {
+            let frame = page_of(gpa);
+            let counts = self.counts.get(&frame);
+            counts.is_some_and(|c| c.marks.modified) && self.held(frame, counts).is_none()
+        });
     }
 
     /// The paging state of the frame at `gpa`, if a device holds a copy of it.
@@ -72,6 +91,18 @@ impl FrameLedger {
     pub fn paged_out(&mut self, gpa: u64, device: DeviceId) {
         self.backing.insert(page_of(gpa), Backing { device, out: true });
         self.set_modified(gpa, false);
+    }
+
+    /// The page of the frame at `gpa` was written to `device` and stays in:
+    /// clean, with a current copy, and unreferenced — the first the clock
+    /// takes, without a write (AIX: a page `vm_writep` wrote is a
+    /// replacement candidate).
+    pub fn written_back(&mut self, gpa: u64, device: DeviceId) {
+        self.backing.insert(page_of(gpa), Backing { device, out: false });
+        if let Some(c) = self.counts.get_mut(&page_of(gpa)).filter(|c| c.wired_memory) {
+            c.marks.modified = false;
+            c.marks.referenced = false;
+        }
     }
 
     /// Sets or clears the referenced mark of the frame at `gpa` (the
@@ -144,7 +175,7 @@ impl FrameLedger {
 #[cfg(test)]
 mod tests {
     use super::super::tests::ledger;
-    use super::super::{Owner, PinOrigin, TransferRanges};
+    use super::super::{Marks, Owner, PinOrigin, TransferRanges};
     use super::*;
 
     #[test]
@@ -183,5 +214,33 @@ mod tests {
         assert_eq!(frames.release(object), Ok(true));
         assert_eq!(frames.backing(object), None, "a released frame forgets its copy");
         assert_eq!(FrameLedger::device_offset(object + 9), object);
+    }
+
+    #[test]
+    fn a_write_back_takes_the_modified_pages_not_held_and_leaves_them_in_clean_and_unreferenced() {
+        let mut frames = ledger(8, false);
+        let all = frames.allocate(6, Role::VmObject).expect("frames");
+        let [clean, modified, pinned, hidden, moving, wired] = all[..] else { panic!("six frames") };
+        let owner = Owner { pid: 0, va: 0x1000 };
+        for &f in &all {
+            frames.own(f, owner, 0, false);
+            frames.set_modified(f, f != clean);
+            frames.set_referenced(f, true);
+        }
+        frames.pin(&[(pinned, owner)], PinOrigin { service: "pin", vcpu: 0, rip: 0 }, 8).expect("pin");
+        frames.hide(&[hidden]).expect("hide");
+        frames.begin_transfer(&TransferRanges { reads: None, writes: Some(moving + 8..moving + 9) });
+        frames.wire(&[wired]).expect("wire");
+        let mut candidates = all.clone();
+        frames.retain_write_back(&mut candidates);
+        assert_eq!(candidates, [modified], "only the modified page that nothing holds");
+        frames.written_back(modified + 5, 2);
+        assert_eq!(frames.backing(modified), Some(Backing { device: 2, out: false }), "in, with its copy");
+        assert_eq!(frames.marks(modified), Marks::default(), "clean and unreferenced");
+        assert_eq!(frames.pages_out(), 0);
+        let mut again = all.clone();
+        frames.retain_write_back(&mut again);
+        assert_eq!(again, Vec::<u64>::new(), "written: nothing left to write");
+        assert_eq!(frames.check(), Ok(()));
     }
 }

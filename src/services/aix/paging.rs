@@ -104,11 +104,13 @@ fn write_range(call: &Call, vaddr: u64, nbytes: u64) -> Outcome {
     }
 }
 
-/// Pages out the modified pages of `[first, first + count)` of `vmid`.
-/// Pinned, hidden or in-transfer pages are never paged (they stay, still
-/// modified); an unchanged page stays in. Frames that follow each other go
-/// out together, one write and one take-out per run. A failed write leaves
-/// its run in and modified, and makes the next `vms_iowait` answer `EIO`.
+/// Writes the modified pages of `[first, first + count)` of `vmid` to the
+/// paging device and leaves them in, clean and unreferenced, as AIX does:
+/// the clock takes them first, without a write, when `--memory-limit`
+/// needs frames. Pinned, hidden or in-transfer pages are not written (they
+/// stay modified). Frames that follow each other go out together, one
+/// write per run. A failed write leaves its run modified, and makes the
+/// next `vms_iowait` answer `EIO`.
 fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
     let k = &mut *lock(&call.state.kernel);
     if let Err(error) = k.vmm.object(vmid) {
@@ -124,12 +126,10 @@ fn write_pages(call: &Call, vmid: u64, first: u64, count: u64) -> Outcome {
             Err(error) => return call.refused(error),
         }
     };
-    frames.retain(|&frame| k.frames.marks(frame).modified && k.frames.page_out_refusal(frame).is_none());
+    k.frames.retain_write_back(&mut frames);
     frames.sort_unstable();
-    // A touch of a page that is out is served by the helper threads.
-    call.state.want_helpers();
     for (start, pages) in runs(&frames) {
-        if let Err(error) = k.pager.page_out_run(call.state.ram.memory(), &call.state.hiding, &mut k.frames, start, pages) {
+        if let Err(error) = k.pager.write_back_run(call.state.ram.memory(), &mut k.frames, start, pages) {
             tell(&error);
             k.pager.write_failed(vmid);
         }
@@ -371,7 +371,7 @@ mod tests {
 
     use super::{Evictor, enforce_memory_limit, runs};
     use crate::memory_model::inject::FailSpec;
-    use crate::memory_model::ledger::{DeviceWrite, HandOffEnd};
+    use crate::memory_model::ledger::{Backing, DeviceWrite, HandOffEnd, Marks};
     use crate::state::{VmConfig, VmState};
     use crate::sync::lock;
     use crate::testing::{kinds, ok, state, state_with, status};
@@ -420,28 +420,58 @@ mod tests {
         assert!(!dir.exists(), "the temporary paging directory goes with the VM");
     }
 
+    /// The pager's page-out of each of `frames`, as the clock makes it.
+    fn page_out(s: &VmState, frames: &[u64]) {
+        let k = &mut *lock(&s.kernel);
+        for &frame in frames {
+            k.pager.page_out(s.ram.memory(), &s.hiding, &mut k.frames, frame).expect("page-out");
+        }
+    }
+
     #[test]
-    fn a_page_out_writes_the_file_frees_the_frame_and_a_page_in_restores_it_byte_for_byte() {
+    fn vm_writep_writes_the_modified_pages_to_the_file_and_leaves_them_in_clean_and_unreferenced() {
         let s = state();
         let (vmid, frames) = object(&s, 3);
         assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 3]), Status::ENODEV, "no paging device");
         assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
         lock(&s.kernel).frames.set_modified(frames[2], false);
+        lock(&s.kernel).frames.set_referenced(frames[0], true);
         assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, u64::MAX]), Status::EINVAL);
         assert_eq!(status(&s, Service::VmWritep, &[vmid + 1, 0, 1]), Status::EINVAL, "a forged vmid");
         assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 3]), Status::OK);
         {
             let k = lock(&s.kernel);
-            assert!(k.frames.is_paged_out(frames[0]) && k.frames.is_paged_out(frames[1]));
-            assert!(!k.frames.is_paged_out(frames[2]), "an unchanged page stays in");
-            assert_eq!(k.pager.counts().page_outs, 2);
+            let written = Some(Backing { device: 1, out: false });
+            assert_eq!((k.frames.backing(frames[0]), k.frames.backing(frames[1])), (written, written), "in, with a copy");
+            assert_eq!(k.frames.backing(frames[2]), None, "an unchanged page is not written");
+            assert_eq!(k.frames.marks(frames[0]), Marks::default(), "clean, and the clock's first pick");
+            assert_eq!((k.pager.counts().page_outs, k.frames.pages_out()), (2, 0));
             assert_eq!(k.frames.check(), Ok(()));
         }
-        assert_eq!(page(&s, frames[0]), vec![0; PAGE_SIZE as usize], "the host page is punched out");
+        assert_eq!(page(&s, frames[0]), vec![1; PAGE_SIZE as usize], "still in memory");
         let file = std::fs::read(lock(&s.kernel).pager.dir().join("paging-device-1")).expect("device file");
         let at = frames[1] as usize;
         assert_eq!(&file[at..at + PAGE_SIZE as usize], &[2u8; PAGE_SIZE as usize][..], "the page is in the file");
         assert_eq!(status(&s, Service::VmsIowait, &[vmid]), Status::OK);
+        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::OK);
+        assert_eq!(lock(&s.kernel).frames.backing(frames[1]), None, "the device's copies go with it");
+        assert_eq!(status(&s, Service::VmsDelete, &[vmid]), Status::OK);
+        assert!(kinds(&s).is_empty());
+    }
+
+    #[test]
+    fn a_page_out_frees_the_frame_and_a_page_in_restores_it_byte_for_byte() {
+        let s = state();
+        let (vmid, frames) = object(&s, 2);
+        assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
+        page_out(&s, &frames);
+        {
+            let k = lock(&s.kernel);
+            assert!(k.frames.is_paged_out(frames[0]) && k.frames.is_paged_out(frames[1]));
+            assert_eq!(k.pager.counts().page_outs, 2);
+            assert_eq!(k.frames.check(), Ok(()));
+        }
+        assert_eq!(page(&s, frames[0]), vec![0; PAGE_SIZE as usize], "the host page is punched out");
         {
             let k = &mut *lock(&s.kernel);
             k.pager.page_in(s.ram.memory(), &s.hiding, &mut k.frames, frames[1]).expect("page-in");
@@ -456,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn contiguous_frames_go_out_as_one_run_and_come_back_byte_for_byte() {
+    fn contiguous_frames_are_written_as_one_run() {
         assert_eq!(runs(&[0x1000, 0x2000, 0x4000, 0x5000, 0x6000, 0x9000]), [(0x1000, 2), (0x4000, 3), (0x9000, 1)]);
         assert_eq!(runs(&[]), []);
         let s = state_with(VmConfig { contiguous_frames: true, ..VmConfig::default() });
@@ -467,19 +497,17 @@ mod tests {
         assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 4]), Status::OK);
         {
             let k = lock(&s.kernel);
-            let out = frames.iter().map(|&f| k.frames.is_paged_out(f)).collect::<Vec<_>>();
-            assert_eq!(out, [true, true, false, true], "two runs around the unchanged page");
+            let copies = frames.iter().map(|&f| k.frames.backing(f).is_some()).collect::<Vec<_>>();
+            assert_eq!(copies, [true, true, false, true], "two runs around the unchanged page");
             assert_eq!(k.pager.counts().page_outs, 3);
         }
         let file = std::fs::read(lock(&s.kernel).pager.dir().join("paging-device-1")).expect("device file");
         let at = frames[0] as usize;
         assert_eq!(&file[at..at + 2 * PAGE_SIZE as usize], [[1u8; PAGE_SIZE as usize], [2; PAGE_SIZE as usize]].concat());
-        for &frame in &frames {
-            assert_eq!(page(&s, frame) == vec![0; PAGE_SIZE as usize], frame != frames[2], "punched out, or left in");
-        }
-        assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::OK);
+        let at = frames[3] as usize;
+        assert_eq!(&file[at..at + PAGE_SIZE as usize], &[4u8; PAGE_SIZE as usize][..]);
         for (n, &frame) in frames.iter().enumerate() {
-            assert_eq!(page(&s, frame), vec![n as u8 + 1; PAGE_SIZE as usize], "page {n}");
+            assert_eq!(page(&s, frame), vec![n as u8 + 1; PAGE_SIZE as usize], "page {n} stays in");
         }
         assert_eq!(lock(&s.kernel).frames.check(), Ok(()));
     }
@@ -489,7 +517,7 @@ mod tests {
         let s = state_with(VmConfig { fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() }, ..VmConfig::default() });
         let (vmid, frames) = object(&s, 2);
         assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
-        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 2]), Status::OK);
+        page_out(&s, &frames);
         assert_eq!(status(&s, Service::VmReleasep, &[vmid, 0, 1]), Status::OK);
         assert_eq!(page(&s, frames[0]), vec![0; PAGE_SIZE as usize]);
         assert_eq!(lock(&s.kernel).frames.backing(frames[0]), None);
@@ -503,7 +531,7 @@ mod tests {
         let s = state_with(VmConfig { fail_pagein: FailSpec { nth: Some(1), ..FailSpec::default() }, ..VmConfig::default() });
         let (vmid, frames) = object(&s, 1);
         assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
-        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 1]), Status::OK);
+        page_out(&s, &frames);
         assert_eq!(status(&s, Service::VmUmount, &[D_REMOTE, STRATEGY]), Status::EIO, "--fail-pagein: nth=1");
         assert!(lock(&s.kernel).frames.is_paged_out(frames[0]), "still out, still on the device");
         assert_eq!(lock(&s.kernel).pager.counts().injected_pagein_failures, 1);
@@ -644,7 +672,7 @@ mod tests {
         let handle = ok(&s, Service::VmHandle, &[vmid, 0]);
         let at = ok(&s, Service::VmAtt, &[handle, 0]);
         assert_eq!(status(&s, Service::VmMount, &[D_REMOTE, STRATEGY, 8]), Status::OK);
-        assert_eq!(status(&s, Service::VmWritep, &[vmid, 0, 1]), Status::OK);
+        page_out(&s, &frames);
         assert!(lock(&s.kernel).frames.is_paged_out(frames[0]));
         assert_eq!(status(&s, Service::Pin, &[at, PAGE_SIZE]), Status::OK);
         let k = lock(&s.kernel);

@@ -684,7 +684,7 @@ fn paging(t: &mut Tally) {
         })(),
     );
     t.case(
-        "vm_writep and vm_write page stored pages out, clean; each touch brings its page back byte for byte; vms_iowait: 0",
+        "vm_writep and vm_write write the modified pages to the device and leave them in, clean, byte for byte; vms_iowait: 0",
         (|| {
             let vmid = create(4)?;
             let at = attach(vmid, VM_KEY_UNLIMITED)?;
@@ -735,7 +735,7 @@ fn paging(t: &mut Tally) {
         })(),
     );
     t.case(
-        "vm_umount brings its pages back in; vm_releasep and vms_delete drop pages that are out unread",
+        "vm_umount drops the device's copies; vm_releasep and vms_delete drop pages written to a device",
         (|| {
             let vmid = create(3)?;
             let at = attach(vmid, VM_KEY_UNLIMITED)?;
@@ -743,7 +743,7 @@ fn paging(t: &mut Tally) {
             ensure!(aix_vmm::vm_mount(D_REMOTE, STRATEGY, 8) == Status::OK, "vm_mount refused");
             status("vm_writep", raw::vm_writep(vmid.0, 0, 3), Status::OK)?;
             // SAFETY: nothing references page 0's contents.
-            status("vm_releasep of a page out", unsafe { raw::vm_releasep(vmid.0, 0, 1) }, Status::OK)?;
+            status("vm_releasep of a page written out", unsafe { raw::vm_releasep(vmid.0, 0, 1) }, Status::OK)?;
             status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY), Status::OK)?;
             ensure!(sum(at, PAGE_SIZE) == 0, "a released page reads as zeros");
             holds_pattern(at, 1..3)?;
@@ -751,7 +751,7 @@ fn paging(t: &mut Tally) {
             poke(at + PAGE_SIZE, 1);
             status("vm_writep", raw::vm_writep(vmid.0, 1, 1), Status::OK)?;
             detach(at);
-            status("vms_delete of an object with a page out", raw::vms_delete(vmid.0), Status::OK)?;
+            status("vms_delete of an object with a page written out", raw::vms_delete(vmid.0), Status::OK)?;
             status("vm_umount", raw::vm_umount(D_REMOTE, STRATEGY), Status::OK)
         })(),
     );
