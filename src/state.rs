@@ -106,6 +106,8 @@ pub struct VmConfig {
     pub memory_limit: Option<u64>,
     /// Hand out physically contiguous frames (`--contiguous-frames`).
     pub contiguous_frames: bool,
+    /// Watch the pages DMA transfers write for double fetches (unless `--no-double-fetch-watch`).
+    pub double_fetch_watch: bool,
     /// How long a vCPU may wait for a hidden page before it is reported (`--hidden-stall-timeout`).
     pub hidden_stall_timeout: Duration,
     /// The DMA engine's latency, jitter and seed.
@@ -134,6 +136,7 @@ impl Default for VmConfig {
             paging_dir: None,
             memory_limit: None,
             contiguous_frames: false,
+            double_fetch_watch: true,
             hidden_stall_timeout: DEFAULT_HIDDEN_STALL_TIMEOUT,
             dma: DmaConfig::default(),
             schedule: Schedule::Serial { seed: 1, depth: DEFAULT_DEPTH, steps: DEFAULT_STEPS },
@@ -507,7 +510,7 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         let k = &mut *lock(&self.kernel);
         k.frames.begin_transfer(ranges);
         let written = ranges.written_frames();
-        if !written.is_empty() {
+        if self.config.double_fetch_watch && !written.is_empty() {
             // The watch's touches are served by the helper threads.
             self.want_helpers();
             if let Err(e) = self.hiding.watch(written) {
@@ -548,7 +551,7 @@ impl crate::devices::dma_engine::DmaHost for VmState {
             };
             k.frames.device_wrote(range, write);
         }
-        if !written.is_empty() {
+        if self.config.double_fetch_watch && !written.is_empty() {
             let frames = &k.frames;
             if let Err(e) = self.hiding.device_wrote(written, wrote, |page| frames.write_pending(page)) {
                 self.cannot_watch(e);

@@ -115,6 +115,10 @@ fn reading_the_device_s_data_before_and_after_its_write_is_a_double_fetch_at_the
         r.expect_status(0);
         assert!(violations(&r).is_empty(), "latency {latency}: {}", r.stdout);
     }
+    // Unwatched, the same reads go unseen.
+    let r = mode("dgux-double-fetch", &["--no-double-fetch-watch"]);
+    r.expect_status(0);
+    assert!(r.stdout.contains("dma-handoff: checked length 0x0, used length 0x40"), "{}", r.stdout);
 }
 
 #[test]

@@ -294,6 +294,12 @@ pub(crate) struct RunArgs {
     /// they are deliberately not contiguous, as the DG/UX page warns drivers.
     #[arg(long)]
     pub(crate) contiguous_frames: bool,
+    /// Do not watch the pages DMA transfers write for double fetches (a
+    /// vCPU reading one before the device's write and again after). The
+    /// watch traps those pages from the doorbell to the write: a few
+    /// system calls per transfer, about an exit's cost.
+    #[arg(long)]
+    pub(crate) no_double_fetch_watch: bool,
     /// Report a vCPU that waits longer than this for a page hidden by xmemdma
     /// (it touched a buffer it handed to the device; it waits until the page
     /// is unhidden either way). DURATION as 10ms, 500us, 2s or 0.5s.

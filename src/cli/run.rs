@@ -112,6 +112,7 @@ pub(crate) fn prepare(args: &RunArgs, given: Given) -> Result<Prepared, ExitCode
         paging_dir: args.paging_dir.clone(),
         memory_limit: args.memory_limit,
         contiguous_frames: args.contiguous_frames,
+        double_fetch_watch: !args.no_double_fetch_watch,
         hidden_stall_timeout: args.hidden_stall_timeout,
         dma: DmaConfig { latency: args.dma_latency, jitter: args.dma_jitter, seed: args.seed },
         schedule: match args.schedule {
