@@ -546,7 +546,7 @@ impl crate::devices::dma_engine::DmaHost for VmState {
             // The doorbell's site, for a lost modification's message; the channel is one of a few.
             let write = DeviceWrite {
                 channel: u32::try_from(channel).unwrap_or(u32::MAX),
-                doorbell: k.dgux.origins.intern(&[doorbell.site()]),
+                doorbell: doorbell.site(),
                 unmarked_end: None,
             };
             k.frames.device_wrote(range, write);

@@ -113,7 +113,7 @@ pub fn record_touches(state: &VmState) -> Result<(), String> {
 fn double_fetch(state: &VmState, fetch: &DoubleFetch) -> Result<(), String> {
     let write = {
         let k = crate::sync::lock(&state.kernel);
-        k.frames.device_write(fetch.page).map(|w| (w.channel, k.dgux.origins.rip(w.doorbell)))
+        k.frames.device_write(fetch.page).map(|w| (w.channel, w.doorbell))
     };
     if let Some((channel, doorbell)) = write {
         let who = |vcpu: Option<usize>| vcpu.map_or_else(|| "a VMM thread".to_string(), |v| format!("vCPU {v}"));

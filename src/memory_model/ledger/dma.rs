@@ -16,14 +16,16 @@ use super::{FrameLedger, page_of};
 
 /// Who wrote a frame: the transfer, and the call that ended the frame's
 /// hand-off without accounting for the write, once one did. Small data
-/// (origin ids of [`crate::memory_model::origins::Origins`]): one is kept
-/// per run of frames, until the write is accounted for or the frame freed.
+/// (a site, an origin id of [`crate::memory_model::origins::Origins`]):
+/// one is kept per run of frames, until the write is accounted for or the
+/// frame freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceWrite {
     /// The DMA engine's channel that ran the transfer.
     pub channel: u32,
-    /// The origin of the transfer's doorbell (its site).
-    pub doorbell: u32,
+    /// The site of the transfer's doorbell (a guest RIP): one address, kept
+    /// as it is rather than interned, as every transfer records one.
+    pub doorbell: u64,
     /// The call that ended the hand-off without a modified mark, if one did.
     pub unmarked_end: Option<HandOffEnd>,
 }
@@ -152,6 +154,10 @@ impl FrameLedger {
     /// that meet with equal writes merge.
     fn set_written(&mut self, frames: Range<u64>, write: Option<DeviceWrite>) {
         if frames.is_empty() {
+            return;
+        }
+        // A driver's next transfer into the same buffer: nothing changes.
+        if write.is_some() && self.written.get(&frames.start) == write.map(|w| (frames.end, w)).as_ref() {
             return;
         }
         // Cut the runs that overlap `frames`, keeping their parts outside.

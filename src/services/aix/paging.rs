@@ -338,7 +338,7 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
 /// at that call: the line a driver author must fix.
 pub fn lost_modification(k: &Kernel, who: Evictor, page: &str, args: &[u64], frame: u64, write: DeviceWrite) -> Violation {
     let origins = &k.dgux.origins;
-    let transfer = format!("transfer on channel {} rung at {:#x}", write.channel, origins.rip(write.doorbell));
+    let transfer = format!("transfer on channel {} rung at {:#x}", write.channel, write.doorbell);
     let end = match write.unmarked_end {
         Some(end) => {
             format!("{} at {:#x} ended the hand-off without marking it modified", end.service.name(), origins.rip(end.origin))
@@ -564,7 +564,7 @@ mod tests {
         s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(a)).expect("device write");
         {
             let k = &mut *lock(&s.kernel);
-            let doorbell = k.dgux.origins.intern(&[0x40_1000]);
+            let doorbell = 0x40_1000;
             k.frames.device_wrote(&(a..a + PAGE_SIZE), DeviceWrite { channel: 3, doorbell, unmarked_end: None });
             let end = HandOffEnd { service: Service::Xmemdma64, origin: k.dgux.origins.intern(&[0x40_2000, 0x40_3000]) };
             assert!(k.frames.end_unmarked(a, end).is_some());
@@ -624,7 +624,7 @@ mod tests {
         {
             let k = &mut *lock(&s.kernel);
             s.ram.memory().write_slice(&[0xee; PAGE_SIZE as usize], GuestAddress(frame_a)).expect("device write");
-            let doorbell = k.dgux.origins.intern(&[0x40_1000]);
+            let doorbell = 0x40_1000;
             k.frames.device_wrote(&(frame_a..frame_a + PAGE_SIZE), DeviceWrite { channel: 1, doorbell, unmarked_end: None });
         }
         assert_eq!(status(&s, Service::VmUnwireMemory, &[a, 0, PAGE_SIZE]), Status::OK);
