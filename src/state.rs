@@ -510,7 +510,11 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         let k = &mut *lock(&self.kernel);
         k.frames.begin_transfer(ranges);
         let written = ranges.written_frames();
-        if self.config.double_fetch_watch && !written.is_empty() {
+        // A transfer that writes a frame no device may touch is refused
+        // whole when it runs: it writes nothing, so nothing is watched (nor
+        // trapped: a page table or a CPU table must stay the vCPUs').
+        let refused = || written.clone().step_by(PAGE_SIZE as usize).any(|page| k.frames.dma_refusal(page).is_some());
+        if self.config.double_fetch_watch && !written.is_empty() && !refused() {
             // The watch's touches are served by the helper threads.
             self.want_helpers();
             if let Err(e) = self.hiding.watch(written) {
@@ -618,5 +622,44 @@ mod tests {
         let err = VmState::new(VmConfig { modules: vec![not_a_module], ..VmConfig::default() }, hello).expect_err("an image");
         let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
         assert!(source.contains("outside the module region"), "{source}");
+    }
+
+    /// Programs channel 0 to fill the page at `to` from device memory and rings it.
+    fn ring_fill(s: &VmState, to: u64) {
+        use kmemvisor_abi::dma::*;
+        let access = crate::devices::dma_engine::Access { vcpu: 0, rip: 0x1000, completed: true };
+        for (reg, value) in [(REG_SOURCE, 0), (REG_DESTINATION, to), (REG_LENGTH, PAGE_SIZE), (REG_DIRECTION, DIR_FROM_DEVICE)] {
+            s.dma.mmio_write(s, access, reg, 8, value);
+        }
+        s.dma.mmio_write(s, access, REG_DOORBELL, 8, 1);
+    }
+
+    #[test]
+    fn a_transfer_is_watched_for_double_fetches_unless_it_writes_a_frame_no_device_may_touch() {
+        let s = state();
+        let va = crate::testing::ok(
+            &s,
+            kmemvisor_abi::Service::VmGetWiredMemory,
+            &[PAGE_SIZE, u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED)],
+        );
+        let frame = s.space.translate(s.ram.memory(), va).expect("mapped").gpa;
+        ring_fill(&s, frame);
+        assert!(s.hiding.is_trapped(frame) && s.hiding.is_watched(frame), "watched from the doorbell");
+        s.dma.advance(&s);
+        s.dma.advance(&s);
+        assert!(s.hiding.hides_nothing(), "written before any touch: given back");
+        ring_fill(&s, layout::PAGE_TABLES_GPA);
+        assert!(s.hiding.hides_nothing(), "a page table is never trapped for a transfer");
+        s.dma.advance(&s);
+        s.dma.advance(&s);
+        assert_eq!(crate::testing::kinds(&s), ["dma.forbidden-frame"]);
+        let unwatched = crate::testing::state_with(VmConfig { double_fetch_watch: false, ..VmConfig::default() });
+        let va = crate::testing::ok(
+            &unwatched,
+            kmemvisor_abi::Service::VmGetWiredMemory,
+            &[PAGE_SIZE, u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED)],
+        );
+        ring_fill(&unwatched, unwatched.space.translate(unwatched.ram.memory(), va).expect("mapped").gpa);
+        assert!(unwatched.hiding.hides_nothing(), "--no-double-fetch-watch");
     }
 }
