@@ -517,7 +517,8 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         if self.config.double_fetch_watch && !written.is_empty() && !refused() {
             // The watch's touches are served by the helper threads.
             self.want_helpers();
-            if let Err(e) = self.hiding.watch(written) {
+            let frames = &k.frames;
+            if let Err(e) = self.hiding.watch(written, |page| frames.device_write(page).is_none()) {
                 self.cannot_watch(e);
             }
         }

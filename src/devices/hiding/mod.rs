@@ -582,7 +582,7 @@ mod tests {
         let hiding = Hiding::new(&ram, Duration::from_secs(60));
         let trap = hiding.trap().expect("userfaultfd");
         let page = 0x28_0000;
-        hiding.watch(page..page + 2 * PAGE_SIZE).expect("watch");
+        hiding.watch(page..page + 2 * PAGE_SIZE, |_| true).expect("watch");
         assert!(hiding.is_trapped(page) && !hiding.hides_nothing() && hiding.is_watched(page + PAGE_SIZE));
         // The first touch is a fetch: noted, and the page given back at once.
         let first = toucher(ram.cpu_view() + page, Arc::new(AtomicBool::new(false)));
@@ -608,18 +608,48 @@ mod tests {
     }
 
     #[test]
+    fn a_page_trapped_for_a_second_fetch_starts_over_once_its_frame_is_another_buffer() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let hiding = Hiding::new(&ram, Duration::from_secs(60));
+        let trap = hiding.trap().expect("userfaultfd");
+        let page = 0x2e_0000;
+        let rewritten = |hiding: &Hiding| {
+            hiding.watch(page..page + PAGE_SIZE, |_| true).expect("watch");
+            let first = toucher(ram.cpu_view() + page, Arc::new(AtomicBool::new(false)));
+            assert_eq!(hiding.fault(next_fault(trap), Some(0)).expect("fault"), Touch::Resumed);
+            first.join().expect("toucher");
+            hiding.device_wrote(page..page + PAGE_SIZE, true, |_| false).expect("written");
+        };
+        // The device's write is still outstanding: a new transfer keeps the watch.
+        rewritten(&hiding);
+        hiding.watch(page..page + PAGE_SIZE, |_| false).expect("watch");
+        let second = toucher(ram.cpu_view() + page, Arc::new(AtomicBool::new(false)));
+        assert!(matches!(hiding.fault(next_fault(trap), Some(0)), Ok(Touch::DoubleFetch(_))));
+        hiding.end_double_fetch(page).expect("give back");
+        second.join().expect("toucher");
+        // Accounted for (or freed): the frame is another buffer, and its next touch is a first fetch.
+        rewritten(&hiding);
+        hiding.watch(page..page + PAGE_SIZE, |_| true).expect("watch");
+        let again = toucher(ram.cpu_view() + page, Arc::new(AtomicBool::new(false)));
+        assert_eq!(hiding.fault(next_fault(trap), Some(0)).expect("fault"), Touch::Resumed);
+        again.join().expect("toucher");
+        hiding.device_wrote(page..page + PAGE_SIZE, false, |_| false).expect("failed");
+        assert!(hiding.hides_nothing());
+    }
+
+    #[test]
     fn a_watch_lasts_while_a_write_is_pending_and_gives_way_to_a_hide_or_a_stop() {
         let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
         let hiding = Hiding::new(&ram, Duration::from_secs(60));
         let page = 0x2c_0000;
-        hiding.watch(page..page + PAGE_SIZE).expect("watch");
-        hiding.watch(page..page + PAGE_SIZE).expect("a second transfer writing it changes nothing");
+        hiding.watch(page..page + PAGE_SIZE, |_| true).expect("watch");
+        hiding.watch(page..page + PAGE_SIZE, |_| true).expect("a second transfer writing it changes nothing");
         hiding.device_wrote(page..page + PAGE_SIZE, true, |_| true).expect("written");
         assert!(hiding.is_trapped(page), "another queued transfer will write it: still armed");
         hiding.device_wrote(page..page + PAGE_SIZE, false, |_| false).expect("failed");
         assert!(!hiding.is_trapped(page) && hiding.hides_nothing(), "no write pending: given back");
         // A hide takes a watched page over; the unhide gives it back.
-        hiding.watch(page..page + PAGE_SIZE).expect("watch");
+        hiding.watch(page..page + PAGE_SIZE, |_| true).expect("watch");
         hiding.hide(&[page], &origin()).expect("hide");
         assert!(hiding.is_trapped(page) && !hiding.is_watched(page));
         hiding.device_wrote(page..page + PAGE_SIZE, true, |_| false).expect("written");
@@ -627,12 +657,15 @@ mod tests {
         hiding.unhide(&[page]).expect("unhide");
         assert!(!hiding.is_trapped(page) && hiding.hides_nothing());
         // A stop gives back watched pages and forgets them.
-        hiding.watch(page..page + PAGE_SIZE).expect("watch");
+        hiding.watch(page..page + PAGE_SIZE, |_| true).expect("watch");
         hiding.release_all().expect("release");
         assert!(!hiding.is_trapped(page) && hiding.hides_nothing());
-        hiding.watch(page..page + PAGE_SIZE).expect("a stopping VM watches nothing");
+        hiding.watch(page..page + PAGE_SIZE, |_| true).expect("a stopping VM watches nothing");
         assert!(hiding.hides_nothing());
-        assert!(matches!(hiding.watch(ram.size()..ram.size() + PAGE_SIZE), Err(HideError::NotRam(_))), "never past RAM");
+        assert!(
+            matches!(hiding.watch(ram.size()..ram.size() + PAGE_SIZE, |_| true), Err(HideError::NotRam(_))),
+            "never past RAM"
+        );
     }
 
     #[test]

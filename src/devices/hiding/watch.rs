@@ -64,10 +64,13 @@ fn runs(frames: Range<u64>, mut keep: impl FnMut(u64) -> bool) -> Vec<Range<u64>
 
 impl Hiding {
     /// Watches the pages of `frames` (guest-physical, page-aligned) that a
-    /// transfer just queued will write and that nothing traps yet. Without
-    /// userfaultfd nothing is watched (double fetches go unseen); a stopping
-    /// VM watches nothing.
-    pub fn watch(&self, frames: Range<u64>) -> Result<(), HideError> {
+    /// transfer just queued will write and that nothing traps yet. A page
+    /// still trapped for a second fetch of an earlier buffer starts over
+    /// when `unwritten` says no device write to its frame is outstanding
+    /// any more (accounted for, or the frame freed and handed out again):
+    /// the frame is another buffer now. Without userfaultfd nothing is
+    /// watched (double fetches go unseen); a stopping VM watches nothing.
+    pub fn watch(&self, frames: Range<u64>, unwritten: impl Fn(u64) -> bool) -> Result<(), HideError> {
         let Ok(trap) = self.trap() else { return Ok(()) };
         if frames.end > self.size || !frames.start.is_multiple_of(PAGE_SIZE) {
             return Err(HideError::NotRam(frames.start));
@@ -75,6 +78,11 @@ impl Hiding {
         let mut hidden = lock(&self.hidden);
         if hidden.released {
             return Ok(());
+        }
+        for page in frames.clone().step_by(PAGE_SIZE as usize) {
+            if matches!(hidden.watches.get(&page), Some(Watch::Rewritten { .. })) && unwritten(page) {
+                hidden.watches.insert(page, Watch::Armed);
+            }
         }
         let free = |page: u64| !hidden.pages.contains_key(&page) && !hidden.watches.contains_key(&page);
         for run in runs(frames, free) {
