@@ -727,6 +727,18 @@ mod tests {
     }
 
     #[test]
+    fn a_detach_unmaps_every_page_of_its_region_and_no_other() {
+        let s = state();
+        let vmid = object(&s, 3);
+        let first = attach(&s, vmid, 0);
+        let second = attach(&s, vmid, 0);
+        assert_eq!(status(&s, Service::VmDet, &[second]), Status::OK);
+        let mapped = |base: u64| (0..3).map(|pno| flags(&s, base + pno * PAGE_SIZE).is_some()).collect::<Vec<_>>();
+        assert_eq!(mapped(second), [false; 3]);
+        assert_eq!(mapped(first), [true; 3], "the other region keeps its pages");
+    }
+
+    #[test]
     fn an_attach_that_runs_out_of_page_tables_midway_maps_nothing() {
         let s = state();
         // A first attach builds the region's upper tables and its first leaf table, which stay.
