@@ -739,6 +739,30 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_makep_that_runs_out_of_page_tables_in_its_second_region_maps_the_page_nowhere() {
+        let s = state();
+        // The first region keeps the leaf table of pages 512 to 1023 that a larger object had built.
+        let large = object(&s, 513);
+        let first = attach(&s, large, 0);
+        assert_eq!(status(&s, Service::VmDet, &[first]), Status::OK);
+        let vmid = object(&s, 1);
+        assert_eq!(attach(&s, vmid, 0), first);
+        let second = attach(&s, vmid, 0);
+        // One frame is left: the page's; the second region has no table for it.
+        {
+            let mut k = s.kernel.lock().expect("lock");
+            let spare = k.frames.free_frames() - 1;
+            k.frames.allocate(spare, crate::memory_model::ledger::Role::KernelMemory).expect("all frames but one");
+        }
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, 512]), Status::ENOMEM);
+        assert_eq!(flags(&s, first + 512 * PAGE_SIZE), None, "the first region's entry is gone again");
+        assert_eq!(flags(&s, second + 512 * PAGE_SIZE), None);
+        assert!(flags(&s, first).is_some() && flags(&s, second).is_some(), "the existing page stays mapped");
+        assert_eq!(free_frames(&s), 1, "the page's frame is back");
+        check_ledger(&s);
+    }
+
+    #[test]
     fn an_attach_that_runs_out_of_page_tables_midway_maps_nothing() {
         let s = state();
         // A first attach builds the region's upper tables and its first leaf table, which stay.
