@@ -562,6 +562,32 @@ mod tests {
     }
 
     #[test]
+    fn the_walker_tells_apart_pages_that_differ_only_in_their_top_bits() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let (user, kernel) = (0x1000, 0xffff_8000_0000_1000);
+        space.map(m, &mut pool, user, 0x40_0000, PteFlags::USER).expect("map");
+        space.map(m, &mut pool, kernel, 0x41_0000, PteFlags::USER).expect("map");
+        let mut walker = Walker::new(m, &space);
+        assert_eq!([user, kernel].map(|va| walker.translate(va).map(|t| t.gpa)), [Some(0x40_0000), Some(0x41_0000)]);
+    }
+
+    #[test]
+    fn an_entry_is_swapped_anywhere_in_ram_on_an_8_byte_boundary_only() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let last = layout::MIN_RAM_SIZE - 8;
+        for at in [0, last] {
+            m.write_obj(0x1234u64, GuestAddress(at)).expect("write");
+            assert_eq!(swap_entry(m, at, 0x5678), Ok(0x1234), "{at:#x}");
+            assert_eq!(read_entry(m, at), Ok(0x5678), "{at:#x}");
+        }
+        for at in [4, last + 4, layout::MIN_RAM_SIZE] {
+            assert_eq!(swap_entry(m, at, 1), Err(PagingError::Memory(at)), "{at:#x}");
+        }
+    }
+
+    #[test]
     fn non_canonical_and_unmapped_addresses_do_not_translate() {
         let (ram, _pool, space) = setup();
         for va in [0, 0x8000_0000_0000, 0xffff_7fff_ffff_ffff, u64::MAX] {
