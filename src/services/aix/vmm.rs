@@ -540,6 +540,19 @@ mod tests {
     }
 
     #[test]
+    fn io_att_maps_each_page_of_a_window_to_its_own_bus_page_and_io_det_unmaps_them_all() {
+        let s = state();
+        let bus = layout::DEVICE_WINDOW_GPA + 4 * PAGE_SIZE;
+        let at = ok(&s, Service::IoAtt, &[io_handle(bus, 3), 0]);
+        let gpas =
+            |at: u64| (0..3).map(|i| s.space.translate(s.ram.memory(), at + i * PAGE_SIZE).map(|t| t.gpa)).collect::<Vec<_>>();
+        assert_eq!(gpas(at), [Some(bus), Some(bus + PAGE_SIZE), Some(bus + 2 * PAGE_SIZE)]);
+        assert_eq!(status(&s, Service::IoDet, &[at]), Status::OK);
+        assert_eq!(gpas(at), [None; 3]);
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
     fn stores_mark_pages_modified_and_a_release_zeroes_them_and_clears_the_mark() {
         let s = state();
         let vmid = object(&s, 2);
