@@ -542,6 +542,52 @@ mod tests {
     }
 
     #[test]
+    fn the_walk_finds_every_table_and_every_leaf_at_its_own_address() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        // Table indices below and above 256 at every level, in both halves.
+        let low = 0x1000;
+        let top_of_user = 0x7fff_ffff_f000;
+        let kernel = 0xffff_8000_0000_0000 | 300 << 30 | 100 << 21 | 400 << 12;
+        for (i, va) in (0..).zip([low, top_of_user, kernel]) {
+            space.map(m, &mut pool, va, 0x40_0000 + i * PAGE_SIZE, PteFlags::USER).expect("map");
+        }
+        let (mut tables, mut leaves) = space.walk(m);
+        tables.sort_unstable();
+        leaves.sort_unstable_by_key(|&(va, _)| va);
+        let pool_frames: Vec<u64> = (0..10).map(|i| layout::PAGE_TABLES_GPA + i * PAGE_SIZE).collect();
+        assert_eq!(tables, pool_frames, "the root and three tables below it for each page");
+        let leaf = |i: u64| Translation { gpa: 0x40_0000 + i * PAGE_SIZE, flags: PteFlags::USER | PteFlags::PRESENT };
+        assert_eq!(leaves, [(low, leaf(0)), (top_of_user, leaf(1)), (kernel, leaf(2))]);
+    }
+
+    #[test]
+    fn the_walker_tells_apart_pages_that_differ_only_in_their_top_bits() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let (user, kernel) = (0x1000, 0xffff_8000_0000_1000);
+        space.map(m, &mut pool, user, 0x40_0000, PteFlags::USER).expect("map");
+        space.map(m, &mut pool, kernel, 0x41_0000, PteFlags::USER).expect("map");
+        let mut walker = Walker::new(m, &space);
+        assert_eq!([user, kernel].map(|va| walker.translate(va).map(|t| t.gpa)), [Some(0x40_0000), Some(0x41_0000)]);
+    }
+
+    #[test]
+    fn an_entry_is_swapped_anywhere_in_ram_on_an_8_byte_boundary_only() {
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let last = layout::MIN_RAM_SIZE - 8;
+        for at in [0, last] {
+            m.write_obj(0x1234u64, GuestAddress(at)).expect("write");
+            assert_eq!(swap_entry(m, at, 0x5678), Ok(0x1234), "{at:#x}");
+            assert_eq!(read_entry(m, at), Ok(0x5678), "{at:#x}");
+        }
+        for at in [4, last + 4, layout::MIN_RAM_SIZE] {
+            assert_eq!(swap_entry(m, at, 1), Err(PagingError::Memory(at)), "{at:#x}");
+        }
+    }
+
+    #[test]
     fn non_canonical_and_unmapped_addresses_do_not_translate() {
         let (ram, _pool, space) = setup();
         for va in [0, 0x8000_0000_0000, 0xffff_7fff_ffff_ffff, u64::MAX] {

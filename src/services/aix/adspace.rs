@@ -332,6 +332,24 @@ mod tests {
     }
 
     #[test]
+    fn as_puth_ends_a_hold_of_its_own_process_on_its_own_object_only() {
+        let s = state();
+        let (_, first) = object(&s);
+        let (_, second) = object(&s);
+        process(&s);
+        let holder = ok(&s, Service::Getadsp, &[]);
+        let at = ok(&s, Service::AsAtt64, &[first, 0]);
+        assert_eq!(reply(&s, Service::AsGeth64, &[at]), (Status::OK, first));
+        assert_eq!(status(&s, Service::AsDet64, &[at]), Status::OK);
+        process(&s);
+        let other = ok(&s, Service::Getadsp, &[]);
+        assert_eq!(status(&s, Service::AsPuth, &[other, first]), Status::EINVAL, "the hold is another process's");
+        assert_eq!(status(&s, Service::AsPuth, &[holder, second]), Status::EINVAL, "the hold is on another object");
+        assert_eq!(kinds(&s), ["vmm.puth-without-geth"; 2]);
+        assert_eq!(status(&s, Service::AsPuth, &[holder, first]), Status::OK);
+    }
+
+    #[test]
     fn the_32_bit_forms_reach_a_process_that_is_not_current() {
         let s = state();
         let (_, handle) = object(&s);

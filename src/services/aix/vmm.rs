@@ -540,6 +540,19 @@ mod tests {
     }
 
     #[test]
+    fn io_att_maps_each_page_of_a_window_to_its_own_bus_page_and_io_det_unmaps_them_all() {
+        let s = state();
+        let bus = layout::DEVICE_WINDOW_GPA + 4 * PAGE_SIZE;
+        let at = ok(&s, Service::IoAtt, &[io_handle(bus, 3), 0]);
+        let gpas =
+            |at: u64| (0..3).map(|i| s.space.translate(s.ram.memory(), at + i * PAGE_SIZE).map(|t| t.gpa)).collect::<Vec<_>>();
+        assert_eq!(gpas(at), [Some(bus), Some(bus + PAGE_SIZE), Some(bus + 2 * PAGE_SIZE)]);
+        assert_eq!(status(&s, Service::IoDet, &[at]), Status::OK);
+        assert_eq!(gpas(at), [None; 3]);
+        assert!(s.checker.violations().is_empty());
+    }
+
+    #[test]
     fn stores_mark_pages_modified_and_a_release_zeroes_them_and_clears_the_mark() {
         let s = state();
         let vmid = object(&s, 2);
@@ -724,6 +737,42 @@ mod tests {
         let k = s.kernel.lock().expect("lock");
         assert_eq!([k.vmm.key_of_frame(frame(0)), k.vmm.key_of_frame(frame(1))], [Some(FILEKEY), Some(RDONLY)]);
         assert_eq!(k.vmm.key_of_frame(s.image.segments[0].gpa), None, "the image is no object's");
+    }
+
+    #[test]
+    fn a_detach_unmaps_every_page_of_its_region_and_no_other() {
+        let s = state();
+        let vmid = object(&s, 3);
+        let first = attach(&s, vmid, 0);
+        let second = attach(&s, vmid, 0);
+        assert_eq!(status(&s, Service::VmDet, &[second]), Status::OK);
+        let mapped = |base: u64| (0..3).map(|pno| flags(&s, base + pno * PAGE_SIZE).is_some()).collect::<Vec<_>>();
+        assert_eq!(mapped(second), [false; 3]);
+        assert_eq!(mapped(first), [true; 3], "the other region keeps its pages");
+    }
+
+    #[test]
+    fn a_vm_makep_that_runs_out_of_page_tables_in_its_second_region_maps_the_page_nowhere() {
+        let s = state();
+        // The first region keeps the leaf table of pages 512 to 1023 that a larger object had built.
+        let large = object(&s, 513);
+        let first = attach(&s, large, 0);
+        assert_eq!(status(&s, Service::VmDet, &[first]), Status::OK);
+        let vmid = object(&s, 1);
+        assert_eq!(attach(&s, vmid, 0), first);
+        let second = attach(&s, vmid, 0);
+        // One frame is left: the page's; the second region has no table for it.
+        {
+            let mut k = s.kernel.lock().expect("lock");
+            let spare = k.frames.free_frames() - 1;
+            k.frames.allocate(spare, crate::memory_model::ledger::Role::KernelMemory).expect("all frames but one");
+        }
+        assert_eq!(status(&s, Service::VmMakep, &[vmid, 512]), Status::ENOMEM);
+        assert_eq!(flags(&s, first + 512 * PAGE_SIZE), None, "the first region's entry is gone again");
+        assert_eq!(flags(&s, second + 512 * PAGE_SIZE), None);
+        assert!(flags(&s, first).is_some() && flags(&s, second).is_some(), "the existing page stays mapped");
+        assert_eq!(free_frames(&s), 1, "the page's frame is back");
+        check_ledger(&s);
     }
 
     #[test]
