@@ -517,8 +517,7 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         if self.config.double_fetch_watch && !written.is_empty() && !refused() {
             // The watch's touches are served by the helper threads.
             self.want_helpers();
-            let frames = &k.frames;
-            if let Err(e) = self.hiding.watch(written, |page| frames.device_write(page).is_none()) {
+            if let Err(e) = self.hiding.watch(written, |page| k.frames.device_write(page).is_none()) {
                 self.cannot_watch(e);
             }
         }
@@ -556,11 +555,11 @@ impl crate::devices::dma_engine::DmaHost for VmState {
             };
             k.frames.device_wrote(range, write);
         }
-        if self.config.double_fetch_watch && !written.is_empty() {
-            let frames = &k.frames;
-            if let Err(e) = self.hiding.device_wrote(written, wrote, |page| frames.write_pending(page)) {
-                self.cannot_watch(e);
-            }
+        if self.config.double_fetch_watch
+            && !written.is_empty()
+            && let Err(e) = self.hiding.device_wrote(written, wrote, |page| k.frames.write_pending(page))
+        {
+            self.cannot_watch(e);
         }
     }
 }

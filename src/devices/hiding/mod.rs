@@ -98,6 +98,17 @@ fn advise_range(host: u64, len: u64, advice: libc::c_int) -> std::io::Result<()>
     Ok(())
 }
 
+/// The error of a trap whose drop of the CPU view failed (`source`) after
+/// the `len` bytes at `host` (from guest `page`) were registered: the
+/// registration is undone, or, if that fails too, the page stays trapped.
+fn undo_registration(trap: &Userfaultfd, host: u64, len: u64, page: u64, source: std::io::Error) -> HideError {
+    let failed = Box::new(HideError::Trap { page, source });
+    match trap.unregister_and_wake(host, len) {
+        Ok(()) => *failed,
+        Err(source) => HideError::Undo { failed, page, source },
+    }
+}
+
 /// Who hid a page, for the messages about touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HideOrigin {
@@ -253,11 +264,7 @@ impl Hiding {
             // what takes the page from the vCPUs: if it fails, the page is
             // not hidden, and the trap goes again.
             if let Err(source) = advise(host, libc::MADV_DONTNEED) {
-                let failed = Box::new(HideError::Trap { page, source });
-                return match trap.unregister_and_wake(host, PAGE_SIZE) {
-                    Ok(()) => Err(*failed),
-                    Err(source) => Err(HideError::Undo { failed, page, source }),
-                };
+                return Err(undo_registration(trap, host, PAGE_SIZE, page, source));
             }
         }
         hidden.pages.insert(page, HiddenPage { origin: Some(origin.clone()) });
@@ -287,11 +294,7 @@ impl Hiding {
         trap.register_missing_and_minor(host, PAGE_SIZE).map_err(|source| HideError::Trap { page, source })?;
         let dropped = advise(host, libc::MADV_DONTNEED).and_then(|()| advise(self.vmm_view + page, libc::MADV_REMOVE));
         if let Err(source) = dropped {
-            let failed = Box::new(HideError::Trap { page, source });
-            return match trap.unregister_and_wake(host, PAGE_SIZE) {
-                Ok(()) => Err(*failed),
-                Err(source) => Err(HideError::Undo { failed, page, source }),
-            };
+            return Err(undo_registration(trap, host, PAGE_SIZE, page, source));
         }
         // The page now reads as zeros: a write past vm-memory.
         self.written.mark(page, PAGE_SIZE);
@@ -345,7 +348,7 @@ impl Hiding {
     pub fn is_trapped(&self, gpa: u64) -> bool {
         let hidden = lock(&self.hidden);
         let page = gpa - gpa % PAGE_SIZE;
-        hidden.pages.contains_key(&page) || hidden.watches.get(&page).is_some_and(|w| !matches!(w, watch::Watch::Fetched { .. }))
+        hidden.pages.contains_key(&page) || hidden.watches.get(&page).is_some_and(watch::Watch::traps)
     }
 
     /// Whether the page holding `gpa` is watched for a double fetch.
@@ -441,7 +444,7 @@ impl Hiding {
         let Ok(trap) = self.trap() else { return Ok(()) };
         let mut first_error = None;
         let watched = std::mem::take(&mut hidden.watches);
-        let trapped_for_watch = watched.iter().filter(|(_, w)| !matches!(w, watch::Watch::Fetched { .. })).map(|(p, _)| p);
+        let trapped_for_watch = watched.iter().filter(|(_, w)| w.traps()).map(|(p, _)| p);
         for &page in hidden.pages.keys().chain(trapped_for_watch) {
             if let Err(source) = trap.unregister_and_wake(self.host(page), PAGE_SIZE) {
                 first_error.get_or_insert(HideError::Trap { page, source });

@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use kmemvisor_abi::layout::PAGE_SIZE;
 
-use super::{Hidden, HideError, Hiding, advise_range};
+use super::{Hidden, HideError, Hiding, advise_range, undo_registration};
 use crate::sync::lock;
 
 /// Where a watched page stands.
@@ -34,6 +34,14 @@ pub(super) enum Watch {
     /// Its second fetch was reported; trapped until
     /// [`Hiding::end_double_fetch`] gives it back.
     Reported,
+}
+
+impl Watch {
+    /// Whether the page is trapped from the vCPUs in this state: all but
+    /// a page fetched and given back before the device's write.
+    pub(super) fn traps(&self) -> bool {
+        !matches!(self, Watch::Fetched { .. })
+    }
 }
 
 /// A second fetch: `vcpu` touched `page` after the device wrote it, having
@@ -100,14 +108,7 @@ impl Hiding {
         let (page, len) = (run.start, run.end - run.start);
         let host = self.host(page);
         trap.register_missing_and_minor(host, len).map_err(|source| HideError::Trap { page, source })?;
-        if let Err(source) = advise_range(host, len, libc::MADV_DONTNEED) {
-            let failed = Box::new(HideError::Trap { page, source });
-            return match trap.unregister_and_wake(host, len) {
-                Ok(()) => Err(*failed),
-                Err(source) => Err(HideError::Undo { failed, page, source }),
-            };
-        }
-        Ok(())
+        advise_range(host, len, libc::MADV_DONTNEED).map_err(|source| undo_registration(trap, host, len, page, source))
     }
 
     /// A transfer that was to write `frames` is over: it wrote them
@@ -158,7 +159,7 @@ impl Hiding {
     /// back if it is trapped for the watch.
     pub(super) fn unwatch(&self, hidden: &mut Hidden, page: u64) -> Result<(), HideError> {
         match hidden.watches.remove(&page) {
-            Some(Watch::Armed | Watch::Rewritten { .. } | Watch::Reported) if !hidden.released => {
+            Some(watch) if watch.traps() && !hidden.released => {
                 self.trap()?.unregister_and_wake(self.host(page), PAGE_SIZE).map_err(|source| HideError::Trap { page, source })
             }
             _ => Ok(()),
