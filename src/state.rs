@@ -49,7 +49,7 @@ const KERNEL_REGIONS: [u64; 4] =
 
 /// The kernel's memory, behind one lock: exits cost far more than the
 /// contention, and one lock keeps every check-then-change whole.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Kernel {
     /// Free guest frames.
     pub frames: FrameLedger,
@@ -67,7 +67,42 @@ pub struct Kernel {
     pub pager: Pager,
 }
 
+impl Clone for Kernel {
+    fn clone(&self) -> Kernel {
+        let Kernel { frames, dgux, processes, aix, xmem, vmm, pager } = self;
+        Kernel {
+            frames: frames.clone(),
+            dgux: dgux.clone(),
+            processes: processes.clone(),
+            aix: aix.clone(),
+            xmem: xmem.clone(),
+            vmm: vmm.clone(),
+            pager: pager.clone(),
+        }
+    }
+
+    /// Part by part, so that the frame ledger's per-frame tables are copied
+    /// into the buffers they have (a snapshot reset).
+    fn clone_from(&mut self, source: &Kernel) {
+        let Kernel { frames, dgux, processes, aix, xmem, vmm, pager } = source;
+        self.frames.clone_from(frames);
+        self.dgux.clone_from(dgux);
+        self.processes.clone_from(processes);
+        self.aix.clone_from(aix);
+        self.xmem.clone_from(xmem);
+        self.vmm.clone_from(vmm);
+        self.pager.clone_from(pager);
+    }
+}
+
 impl Kernel {
+    /// A copy that `clone_from` makes the kernel again cheaply: only the
+    /// frames whose ledger entries changed are copied back.
+    pub fn save(&mut self) -> Kernel {
+        self.frames.name_for_copies();
+        self.clone()
+    }
+
     /// The failure injectors (`--fail-alloc`, `--fail-pagein`) without a
     /// seed of their own follow `run_seed` from now on.
     pub fn reseed_injectors(&mut self, run_seed: u64) {

@@ -45,6 +45,19 @@ impl Console {
         })
     }
 
+    /// Makes this console hold what `saved` holds, keeping its own eventfd
+    /// (drained: a wake-up of the run that ended is void).
+    pub fn restore_from(&mut self, saved: &Console) {
+        for (partial, saved) in self.partial.iter_mut().zip(&saved.partial) {
+            partial.get_mut().unwrap_or_else(|e| e.into_inner()).clone_from(&lock(saved));
+        }
+        self.lines.get_mut().unwrap_or_else(|e| e.into_inner()).clone_from(&lock(&saved.lines));
+        self.prefix = saved.prefix;
+        // Nothing to read (WouldBlock) is the usual case; any other failure
+        // leaves at worst one spurious flush of an empty queue.
+        let _ = self.wake.read();
+    }
+
     /// What the console holds, as text (for state fingerprints).
     pub fn describe(&self) -> String {
         let partial: Vec<Vec<u8>> = self.partial.iter().map(|p| lock(p).clone()).collect();
@@ -127,6 +140,20 @@ mod tests {
         assert_eq!(flushed(&console), "hello\n");
         console.close_lines();
         assert_eq!(flushed(&console), "wor\n");
+    }
+
+    #[test]
+    fn a_restored_console_holds_the_saved_text_only() {
+        let saved = Console::new(2).expect("console");
+        saved.write(0, b"done\nhalf");
+        let mut console = Console::new(2).expect("console");
+        console.write(1, b"of the run that ended\nand more");
+        console.restore_from(&saved);
+        assert!(console.wake_fd().read().is_err(), "the run's wake-up is drained");
+        console.write(0, b" a line\n");
+        assert_eq!(flushed(&console), "[vcpu 0] done\n[vcpu 0] half a line\n");
+        console.close_lines();
+        assert_eq!(flushed(&console), "");
     }
 
     #[test]

@@ -29,6 +29,17 @@ impl Stop {
         })
     }
 
+    /// Not stopping any more, for the next run of a VM that was put back to
+    /// a snapshot: no thread of the run that ended is left to see the change.
+    pub fn reset(&mut self) {
+        *self.stopping.get_mut() = false;
+        *self.cause.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.wake_failure.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        // The wake-up of the stop that ended the run, if any; nothing to
+        // read (WouldBlock) when it never came.
+        let _ = self.wake.read();
+    }
+
     /// Asks the VM to stop for `cause`; returns false if another cause came first.
     pub fn request(&self, cause: ExitCause) -> bool {
         let mut slot = lock(&self.cause);
@@ -82,5 +93,19 @@ mod tests {
         assert!(stop.is_stopping());
         assert_eq!(stop.cause(), Some(ExitCause::GuestExit { code: 3 }));
         assert_eq!(stop.wake_fd().read().expect("woken"), 1);
+    }
+
+    #[test]
+    fn a_reset_stop_is_a_new_one_with_the_same_eventfd() {
+        let mut stop = Stop::new().expect("stop");
+        let fd = stop.wake_fd();
+        assert!(stop.request(ExitCause::GuestExit { code: 3 }));
+        stop.reset();
+        assert!(!stop.is_stopping());
+        assert_eq!(stop.cause(), None);
+        assert!(fd.read().is_err(), "the wake-up of the stop before the reset is drained");
+        assert!(stop.request(ExitCause::Timeout { seconds: 1.0 }), "the next stop's cause wins");
+        assert_eq!(stop.cause(), Some(ExitCause::Timeout { seconds: 1.0 }));
+        assert_eq!(fd.read().expect("woken through the same eventfd"), 1);
     }
 }

@@ -11,7 +11,7 @@ use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
 
 use crate::kvm::cpu;
-use crate::memory_model::ram::{GuestRam, page_numbers};
+use crate::memory_model::ram::GuestRam;
 use crate::state::VmState;
 
 /// What went wrong talking to KVM.
@@ -106,11 +106,11 @@ impl Vm {
         register_ram(&self.fd, ram, flags).map_err(|e| KvmError::Ioctl("change the dirty logging of guest RAM", e))
     }
 
-    /// The page numbers the vCPUs wrote in guest RAM since the last call
-    /// (or since the log was turned on), in order; the log starts empty again.
-    pub fn dirty_pages(&self, ram: &GuestRam) -> Result<Vec<u64>, KvmError> {
-        let words = self.fd.get_dirty_log(RAM_SLOT, ram.size() as usize).map_err(|e| KvmError::Ioctl("give its dirty log", e))?;
-        Ok(page_numbers(&words))
+    /// The pages the vCPUs wrote in guest RAM since the last call (or since
+    /// the log was turned on), one bit a page (`page_numbers` names them);
+    /// the log starts empty again.
+    pub fn dirty_log(&self, ram: &GuestRam) -> Result<Vec<u64>, KvmError> {
+        self.fd.get_dirty_log(RAM_SLOT, ram.size() as usize).map_err(|e| KvmError::Ioctl("give its dirty log", e))
     }
 }
 

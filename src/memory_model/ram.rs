@@ -68,10 +68,10 @@ impl WrittenPages {
         self.0.mark_dirty(gpa as usize, len as usize);
     }
 
-    /// The page numbers written since the last call, in order; the record
-    /// starts empty again.
+    /// The pages written since the last call, one bit a page as in KVM's
+    /// dirty log ([`page_numbers`] names them); the record starts empty again.
     pub fn take(&self) -> Vec<u64> {
-        page_numbers(&self.0.get_and_reset())
+        self.0.get_and_reset()
     }
 }
 
@@ -355,8 +355,8 @@ mod tests {
         source.copy_to_volatile_slice(memory.get_slice(GuestAddress(10 * PAGE_SIZE), 8).expect("destination"));
         ram.written().mark(12 * PAGE_SIZE, PAGE_SIZE);
         let _: u64 = memory.read_obj(GuestAddress(20 * PAGE_SIZE)).expect("a read is no write");
-        assert_eq!(ram.written().take(), vec![3, 5, 7, 8, 10, 12]);
-        assert_eq!(ram.written().take(), Vec::<u64>::new(), "taken: the record starts empty");
+        assert_eq!(page_numbers(&ram.written().take()), vec![3, 5, 7, 8, 10, 12]);
+        assert_eq!(page_numbers(&ram.written().take()), Vec::<u64>::new(), "taken: the record starts empty");
     }
 
     #[test]

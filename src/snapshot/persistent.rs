@@ -24,9 +24,8 @@ use kmemvisor_abi::layout::PAGE_SIZE;
 
 use crate::kvm::events::ConsoleSink;
 use crate::kvm::machine::{Machine, MachineError, RunOutcome};
-use crate::kvm::stop::Stop;
 use crate::kvm::vm::KvmError;
-use crate::memory_model::ram::ZapError;
+use crate::memory_model::ram::{ZapError, page_numbers};
 use crate::report::ExitCause;
 use crate::snapshot::dirty::{Choice, DirtyPages};
 use crate::snapshot::fingerprint::{self, describe_vmm};
@@ -192,7 +191,7 @@ impl PersistentVm {
             self.point = SnapshotPoint::Guest;
             // The pause is no part of the run: it goes on as if there had been none.
             let state = state_mut(&mut self.machine)?;
-            state.stop = Stop::new().map_err(|e| StateError::Eventfd("stop request", e))?;
+            state.stop.reset();
             state.hiding.reset().map_err(StateError::Hiding)?;
             self.snapshot.described = describe_vmm(state);
             self.machine.drive(&self.sink, self.timeout, false)?;
@@ -220,7 +219,7 @@ impl PersistentVm {
             }
             let state = &self.machine.state;
             let written = state.ram.written().take();
-            let pages: std::collections::BTreeSet<u64> = match self.tracked {
+            let pages: Vec<u64> = match self.tracked {
                 // Every page that differs from the snapshot's is in the memfd now.
                 DirtyPages::Held => state
                     .ram
@@ -228,14 +227,17 @@ impl PersistentVm {
                     .into_iter()
                     .chain(self.snapshot.populated.iter().cloned())
                     .flat_map(|r| r.start / PAGE_SIZE..r.end / PAGE_SIZE)
+                    .collect::<std::collections::BTreeSet<u64>>()
+                    .into_iter()
                     .collect(),
                 DirtyPages::Logged => {
-                    let mut pages: std::collections::BTreeSet<u64> =
-                        self.machine.vm.dirty_pages(&state.ram)?.into_iter().collect();
-                    for page in written {
-                        vmm_only += u64::from(pages.insert(page));
+                    let mut logged = self.machine.vm.dirty_log(&state.ram)?;
+                    // Both bitmaps have a bit per page of RAM.
+                    for (cpu, vmm) in logged.iter_mut().zip(&written) {
+                        vmm_only += u64::from((vmm & !*cpu).count_ones());
+                        *cpu |= vmm;
                     }
-                    pages
+                    page_numbers(&logged)
                 }
             };
             ram = self.snapshot.ram.restore(
@@ -295,7 +297,7 @@ fn capture(machine: &mut Machine, tracked: DirtyPages) -> Result<Snapshot, Persi
     let state = &machine.state;
     state.ram.written().take();
     if tracked == DirtyPages::Logged {
-        machine.vm.dirty_pages(&state.ram)?;
+        machine.vm.dirty_log(&state.ram)?;
     }
     Ok(Snapshot {
         ram: RamCopy::capture(&state.ram)?,

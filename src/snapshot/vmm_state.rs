@@ -23,7 +23,6 @@ use crate::devices::console::Console;
 use crate::devices::dma_engine::DmaEngine;
 use crate::devices::hiding::HideError;
 use crate::kvm::call_site::CallSite;
-use crate::kvm::stop::Stop;
 use crate::kvm::vcpu_pool::{Schedule, VcpuPool};
 use crate::services::CallCounts;
 use crate::services::process::VcpuContext;
@@ -112,7 +111,7 @@ impl VmmState {
             trace: trace.clone(),
             vcpus: vcpus.reseeded(state.config.schedule),
             first_entry: first_entry.clone(),
-            kernel: lock(kernel).clone(),
+            kernel: lock(kernel).save(),
             contexts: contexts.iter().map(|c| *lock(c)).collect(),
             interrupt_handler: interrupt_handler.load(Ordering::SeqCst),
             cr3: cr3.iter().map(|c| c.load(Ordering::SeqCst)).collect(),
@@ -160,16 +159,16 @@ impl VmmState {
             *s = seed;
         }
         hiding.reset().map_err(StateError::Hiding)?;
-        *console = self.console.try_clone().map_err(|e| StateError::Eventfd("console", e))?;
+        console.restore_from(&self.console);
         *calls = self.calls.clone();
         *checker = self.checker.clone();
         *trace = self.trace.clone();
         *vcpus = self.vcpus.reseeded(config.schedule);
-        *stop = Stop::new().map_err(|e| StateError::Eventfd("stop request", e))?;
+        stop.reset();
         *first_entry = self.first_entry.clone();
-        let mut books = self.kernel.clone();
+        let books = kernel.get_mut().unwrap_or_else(|e| e.into_inner());
+        books.clone_from(&self.kernel);
         books.reseed_injectors(seed);
-        *kernel = Mutex::new(books);
         *contexts = self.contexts.iter().map(|&c| Mutex::new(c)).collect();
         *interrupt_handler = AtomicBool::new(self.interrupt_handler);
         *cr3 = self.cr3.iter().map(|&c| AtomicU64::new(c)).collect();

@@ -65,6 +65,9 @@ use std::fmt;
 
 use kmemvisor_abi::dgux::MAX_WIRE_COUNT;
 use kmemvisor_abi::layout::{PAGE_SHIFT, PAGE_SIZE};
+
+use changes::Changes;
+mod changes;
 mod counts;
 mod dma;
 mod hides;
@@ -229,6 +232,9 @@ pub struct FrameLedger {
     written: BTreeMap<u64, (u64, DeviceWrite)>,
     /// Frames a paging device holds a copy of, and whether each page is out.
     backing: BTreeMap<u64, Backing>,
+    /// Which entries of `roles` and `free_list` changed since the ledger
+    /// was equal to a copy ([`FrameLedger::name_for_copies`]).
+    changes: Changes,
 }
 
 /// A copy of `v` with the same capacity: the report's bookkeeping size
@@ -255,6 +261,7 @@ impl Clone for FrameLedger {
             transfers,
             written,
             backing,
+            changes,
         } = self;
         FrameLedger {
             roles: same_capacity(roles, roles.capacity()),
@@ -270,7 +277,67 @@ impl Clone for FrameLedger {
             transfers: same_capacity(transfers, transfers.capacity()),
             written: written.clone(),
             backing: backing.clone(),
+            changes: changes.clone(),
         }
+    }
+
+    /// In place: the per-frame tables keep their buffers, and when this
+    /// ledger was last equal to `source`, a copy taken after
+    /// [`FrameLedger::name_for_copies`], only their entries that changed
+    /// since are copied back (a snapshot reset).
+    fn clone_from(&mut self, source: &FrameLedger) {
+        let FrameLedger {
+            roles,
+            base,
+            free_list,
+            free,
+            contiguous,
+            hides,
+            aliases,
+            counts,
+            first_pins,
+            pinned,
+            transfers,
+            written,
+            backing,
+            changes,
+        } = source;
+        let same_buffers = self.roles.capacity() == roles.capacity() && self.free_list.capacity() == free_list.capacity();
+        match self.changes.to_copy_from(changes, free_list.len()).filter(|_| same_buffers && self.roles.len() == roles.len()) {
+            Some((changed, free_low)) => {
+                self.roles[changed.clone()].copy_from_slice(&roles[changed]);
+                self.free_list.truncate(free_low);
+                self.free_list.extend_from_slice(&free_list[free_low..]);
+            }
+            None => {
+                copy_into(&mut self.roles, roles);
+                copy_into(&mut self.free_list, free_list);
+            }
+        }
+        // Equal to `source` now, so as far from the named state as it is.
+        self.changes = changes.clone();
+        self.base = *base;
+        self.free = *free;
+        self.contiguous = *contiguous;
+        self.hides.clone_from(hides);
+        self.aliases.clone_from(aliases);
+        self.counts.clone_from(counts);
+        self.first_pins.clone_from(first_pins);
+        self.pinned = *pinned;
+        copy_into(&mut self.transfers, transfers);
+        self.written.clone_from(written);
+        self.backing.clone_from(backing);
+    }
+}
+
+/// Makes `to` a copy of `from` with `from`'s capacity, in `to`'s buffer when
+/// that has the capacity already.
+fn copy_into<T: Clone>(to: &mut Vec<T>, from: &Vec<T>) {
+    if to.capacity() == from.capacity() {
+        to.clear();
+        to.extend_from_slice(from);
+    } else {
+        *to = same_capacity(from, from.capacity());
     }
 }
 
@@ -302,7 +369,17 @@ impl FrameLedger {
             written: BTreeMap::new(),
             backing: BTreeMap::new(),
             pinned: 0,
+            changes: Changes::default(),
         }
+    }
+
+    /// Names the ledger's present state for the copies (`clone`) taken
+    /// before it next changes: from now on the ledger notes which frames'
+    /// roles change and how short its free list gets, and its `clone_from`
+    /// of such a copy, unchanged, copies back only those entries of the
+    /// two per-frame tables (a snapshot reset).
+    pub fn name_for_copies(&mut self) {
+        self.changes = Changes::new_copy(self.free_list.len());
     }
 
     /// The frame number of `gpa` if it is a RAM frame's address.
@@ -322,6 +399,7 @@ impl FrameLedger {
         for page in 0..pages {
             if let Some(i) = self.index(gpa + page * PAGE_SIZE).filter(|&i| (i as u64) < self.base) {
                 self.roles[i] = role;
+                self.changes.role(i);
             }
         }
     }
@@ -366,7 +444,9 @@ impl FrameLedger {
         }
         let offsets = if self.contiguous { self.take_run(n, &eligible)? } else { self.take_scattered(n, &eligible)? };
         for &i in &offsets {
-            self.roles[(self.base + i) as usize] = role;
+            let frame = (self.base + i) as usize;
+            self.roles[frame] = role;
+            self.changes.role(frame);
         }
         self.free -= n;
         // Collected in place: the offsets' buffer becomes the frames'.
@@ -382,6 +462,7 @@ impl FrameLedger {
         let mut passed = Vec::new();
         while (taken.len() as u64) < n {
             let Some(offset) = self.free_list.pop() else { break };
+            self.changes.free_len(self.free_list.len());
             let offset = u64::from(offset);
             if !self.is_free(offset) {
                 continue;
@@ -436,6 +517,7 @@ impl FrameLedger {
         self.take_device_write(gpa);
         self.backing.remove(&gpa);
         self.roles[i] = Role::Free;
+        self.changes.role(i);
         self.free += 1;
         if let Ok(offset) = u32::try_from(i as u64 - self.base) {
             self.free_list.push(offset);
