@@ -6,9 +6,10 @@
 //!
 //! The guest chooses its frames, so it could make every stack distinct: the
 //! table holds at most [`MAX_ORIGINS`] stacks, and a call after that gets
-//! the unknown origin (id 0, no RIP).
+//! the unknown origin (id 0, no RIP). An ordered map, not a hash table: no
+//! hashing of guest-chosen keys on every get, and no collisions to craft.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Addresses kept per call: the RIP and two callers (a service wrapper and
 /// the guest library's typed function may stand between the driver and the
@@ -24,13 +25,13 @@ pub const MAX_ORIGINS: usize = 1 << 16;
 /// The interned stacks.
 #[derive(Clone, Debug)]
 pub struct Origins {
-    ids: HashMap<CallStack, u32>,
+    ids: BTreeMap<CallStack, u32>,
     stacks: Vec<CallStack>,
 }
 
 impl Default for Origins {
     fn default() -> Origins {
-        Origins { ids: HashMap::from([([0; DEPTH], 0)]), stacks: vec![[0; DEPTH]] }
+        Origins { ids: BTreeMap::from([([0; DEPTH], 0)]), stacks: vec![[0; DEPTH]] }
     }
 }
 

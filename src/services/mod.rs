@@ -88,8 +88,10 @@ impl Caller {
 
     /// The first [`origins::DEPTH`] addresses of [`Caller::stack`]: what an
     /// allocation keeps of its call, for a leak at exit.
-    pub fn origin(self, state: &VmState) -> Vec<u64> {
-        stack::capture_at_most(state.ram.memory(), &state.space, self.rip, self.rsp, self.rbp, origins::DEPTH)
+    pub fn origin(self, state: &VmState) -> origins::CallStack {
+        let mut stack = [0; origins::DEPTH];
+        stack::capture_into(state.ram.memory(), &state.space, self.rip, self.rsp, self.rbp, &mut stack);
+        stack
     }
 }
 

@@ -31,13 +31,17 @@ const CALL_REL32: u8 = 0xe8;
 /// `rip`, then the return address of each frame from `rbp` on (`rsp`'s
 /// first, when the function at `rip` has no frame of its own).
 pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
-    capture_above(memory, space, rip, rsp, rbp, 0, MAX_FRAMES)
+    let mut stack = [0; MAX_FRAMES];
+    let n = capture_above(memory, space, rip, rsp, rbp, 0, &mut stack);
+    stack[..n].to_vec()
 }
 
-/// As [`capture`], at most `max` addresses: what an allocation keeps, read
-/// on every call, so the walk stops early.
-pub fn capture_at_most(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64, max: usize) -> Vec<u64> {
-    capture_above(memory, space, rip, rsp, rbp, 0, max.min(MAX_FRAMES))
+/// As [`capture`], at most `stack.len()` addresses, into `stack` (the rest
+/// of it left as it is); how many: what an allocation keeps, read on every
+/// call, so the walk stops early and nothing is allocated.
+pub fn capture_into(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64, stack: &mut [u64]) -> usize {
+    let max = stack.len().min(MAX_FRAMES);
+    capture_above(memory, space, rip, rsp, rbp, 0, &mut stack[..max])
 }
 
 /// The stack of a CPU exception at `rip` with the stack pointer `rsp`, from
@@ -46,12 +50,14 @@ pub fn capture_at_most(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64,
 /// those below `rsp` and are left out; the first frame at or above it is the
 /// faulting function's, whose return address leads to its caller.
 pub fn capture_exception(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
-    capture_above(memory, space, rip, rsp, rbp, rsp, MAX_FRAMES)
+    let mut stack = [0; MAX_FRAMES];
+    let n = capture_above(memory, space, rip, rsp, rbp, rsp, &mut stack);
+    stack[..n].to_vec()
 }
 
-/// `rip`, the return address at `rsp` when the function at `rip` has no
-/// frame, then the return addresses of the frames from `rbp` on that lie at
-/// or above `floor`.
+/// Writes `rip`, the return address at `rsp` when the function at `rip`
+/// has no frame, then the return addresses of the frames from `rbp` on
+/// that lie at or above `floor`, into `stack` until it is full; how many.
 fn capture_above(
     memory: &GuestMemoryMmap,
     space: &AddressSpace,
@@ -59,30 +65,36 @@ fn capture_above(
     rsp: u64,
     rbp: u64,
     floor: u64,
-    max: usize,
-) -> Vec<u64> {
-    let mut stack = vec![rip];
+    stack: &mut [u64],
+) -> usize {
+    let Some(first) = stack.first_mut() else { return 0 };
+    *first = rip;
+    let mut n = 1;
     let mut reader = Reader::new(memory, space);
-    if max > 1 {
-        stack.extend(leaf_return(&mut reader, rip, rsp));
+    if let Some(slot) = stack.get_mut(1)
+        && let Some(ret) = leaf_return(&mut reader, rip, rsp)
+    {
+        *slot = ret;
+        n = 2;
     }
     let mut frame = rbp;
     let mut walked = 0;
-    while stack.len() < max && walked < 2 * MAX_FRAMES && frame != 0 && frame.is_multiple_of(8) && is_canonical(frame) {
+    while n < stack.len() && walked < 2 * MAX_FRAMES && frame != 0 && frame.is_multiple_of(8) && is_canonical(frame) {
         walked += 1;
         let Some((caller_frame, ret)) = read_frame(&mut reader, frame) else { break };
         if ret == 0 || !is_canonical(ret) {
             break;
         }
         if frame >= floor {
-            stack.push(ret);
+            stack[n] = ret;
+            n += 1;
         }
         if caller_frame <= frame {
             break;
         }
         frame = caller_frame;
     }
-    stack
+    n
 }
 
 /// Guest memory as the guest reads it at CPL3, through the VMM's page
