@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use std::time::{Duration, Instant};
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use kmemvisor_abi::boot_info::{CMDLINE_MAX, MAX_MODULES};
 use kmemvisor_abi::layout::{self, PAGE_SIZE, STACK_SIZE};
@@ -269,10 +268,8 @@ pub struct VmState {
     pub vcpu_tids: Vec<AtomicU32>,
     /// The DMA engine.
     pub dma: DmaEngine,
-    /// Written once, when the guest first needs the helper threads (src/devices/helpers.rs).
-    pub helpers_wanted: Arc<EventFd>,
-    /// Whether the guest asked for them (see [`VmState::want_helpers`]).
-    pub(crate) helpers_requested: AtomicBool,
+    /// Whether the guest has had a page trapped (see [`VmState::note_trap_used`]).
+    pub(crate) trap_used: AtomicBool,
     /// The fuzzing snapshot point and input (`fuzz_snapshot`, `fuzz_input`).
     pub fuzz: FuzzPort,
 }
@@ -389,8 +386,7 @@ impl VmState {
             call_site: CallSite::default(),
             vcpu_tids: (0..config.vcpus).map(|_| AtomicU32::new(0)).collect(),
             dma: DmaEngine::new(config.dma),
-            helpers_wanted: Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|_| SetupError::Write("helper request"))?),
-            helpers_requested: AtomicBool::new(false),
+            trap_used: AtomicBool::new(false),
             fuzz,
 
             ram,
@@ -460,16 +456,10 @@ impl VmState {
         self.trace.record(self.dma.now(), event);
     }
 
-    /// Asks the main thread to start the helper threads, once: a page is
-    /// about to be hidden, or the DMA engine is being driven.
-    pub fn want_helpers(&self) {
-        // Without the helpers, touches of hidden pages and DMA would go unserved: stop instead.
-        if !self.helpers_requested.swap(true, Ordering::SeqCst)
-            && let Err(e) = self.helpers_wanted.write(1)
-        {
-            let what = format!("cannot ask the main thread for the helper threads: {e}");
-            self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
-        }
+    /// Notes that a page is about to be trapped (hidden, watched for a
+    /// double fetch, or paged out): a snapshot point after that is refused.
+    pub fn note_trap_used(&self) {
+        self.trap_used.store(true, Ordering::SeqCst);
     }
 
     /// The pages a transfer writes could not be watched for double fetches
@@ -479,9 +469,9 @@ impl VmState {
         self.stop.request(crate::report::ExitCause::VmFailure { vcpu: 0, what, registers: None });
     }
 
-    /// Whether the guest asked for the helper threads (hid a page, drove the DMA engine).
-    pub fn helpers_requested(&self) -> bool {
-        self.helpers_requested.load(Ordering::SeqCst)
+    /// Whether a page was trapped (hidden, watched or paged out) in this run.
+    pub fn trap_used(&self) -> bool {
+        self.trap_used.load(Ordering::SeqCst)
     }
 
     /// Sends the kick signal to vCPU `vcpu`'s thread: if it is in KVM_RUN, it
@@ -550,8 +540,7 @@ impl crate::devices::dma_engine::DmaHost for VmState {
         // trapped: a page table or a CPU table must stay the vCPUs').
         let refused = || written.clone().step_by(PAGE_SIZE as usize).any(|page| k.frames.dma_refusal(page).is_some());
         if self.config.double_fetch_watch && !written.is_empty() && !refused() {
-            // The watch's touches are served by the helper threads.
-            self.want_helpers();
+            self.note_trap_used();
             if let Err(e) = self.hiding.watch(written, |page| k.frames.device_write(page).is_none()) {
                 self.cannot_watch(e);
             }

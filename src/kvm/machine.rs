@@ -12,7 +12,7 @@ use kvm_ioctls::VcpuFd;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, register_signal_handler};
 
-use crate::devices::helpers::HelperStarter;
+use crate::devices::hiding::touches::{STALL_POLL, StallWatch, TouchServer};
 use crate::kvm::bus::PortBus;
 use crate::kvm::events::{ConsoleFlusher, ConsoleSink, SignalWatcher, Wakeup, Watchdog};
 use crate::kvm::vcpu::{self, kick_signal};
@@ -157,8 +157,7 @@ impl Machine {
             None
         };
 
-        let helpers = Arc::new(Mutex::new(None));
-        events.add_subscriber(subscriber(HelperStarter::new(state.clone(), helpers.clone())));
+        events.add_subscriber(subscriber(TouchServer::new(state.clone())));
         let bus = Arc::new(PortBus::default());
         let mut threads: Vec<VcpuThread> = Vec::new();
         for (id, fd) in std::mem::take(&mut self.vcpus).into_iter().enumerate() {
@@ -209,9 +208,6 @@ impl Machine {
         // A vCPU whose thread is gone cannot run again: neither can the machine.
         if fds.len() == self.state.config.vcpus {
             self.vcpus = fds;
-        }
-        if let Some(helpers) = lock(&helpers).take() {
-            helpers.join(state);
         }
         self.ended = Instant::now();
         drop(signals);
@@ -265,11 +261,22 @@ fn serve<T>(
 ) -> Result<Vec<usize>, MachineError> {
     let mut stopping_since: Option<Instant> = None;
     let mut reported_kick = false;
+    let mut stalls = StallWatch::default();
     loop {
         let stopping = state.stop.is_stopping();
-        // Serial schedules are watched for spinning holders at the kick pace.
-        let pace = if stopping || state.config.vcpus > 1 { KICK_MS } else { POLL_MS };
+        // Serial schedules are watched for spinning holders at the kick pace,
+        // and stalls on trapped pages at theirs.
+        let pace = if stopping || state.config.vcpus > 1 {
+            KICK_MS
+        } else if state.trap_used() {
+            STALL_POLL.as_millis() as i32
+        } else {
+            POLL_MS
+        };
         events.run_with_timeout(pace).map_err(MachineError::Events)?;
+        if !state.stop.is_stopping() && state.trap_used() {
+            stalls.check(state);
+        }
         let running: Vec<(usize, &VcpuThread<T>)> =
             threads.iter().enumerate().filter(|(_, t)| !t.ended.load(Ordering::SeqCst)).collect();
         if running.is_empty() {

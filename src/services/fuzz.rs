@@ -71,7 +71,7 @@ fn seed_decided(state: &VmState, vcpu: usize) -> Option<String> {
     if state.dma.delays_drawn() {
         return Some("a DMA transfer's delay was drawn before it (--dma-jitter): the seed decided already".into());
     }
-    if state.helpers_requested() {
+    if state.trap_used() {
         return Some("a page was hidden or the DMA engine was used before it; move it before the driver's first I/O".into());
     }
     let k = &mut *crate::sync::lock(&state.kernel);

@@ -45,7 +45,7 @@ pub fn describe_vmm(state: &VmState) -> String {
         state.hiding.describe(),
         state.call_site.past_port_io(),
         state.dma.describe(),
-        state.helpers_requested(),
+        state.trap_used(),
     )
 }
 

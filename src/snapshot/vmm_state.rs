@@ -92,14 +92,13 @@ impl VmmState {
             // Set by each vCPU thread when it starts.
             vcpu_tids: _,
             dma,
-            helpers_wanted: _,
-            helpers_requested,
+            trap_used,
             // The input is set per iteration; the snapshot point is taken
             // once; the edge counters' place is the guest's, restored.
             fuzz,
         } = state;
-        if helpers_requested.load(Ordering::SeqCst) {
-            return Err(StateError::NotQuiet("the helper threads were started (a page was hidden or the DMA engine used)"));
+        if trap_used.load(Ordering::SeqCst) {
+            return Err(StateError::NotQuiet("a page was trapped (hidden, watched for a double fetch or paged out)"));
         }
         if !hiding.hides_nothing() {
             return Err(StateError::NotQuiet("pages are hidden"));
@@ -150,8 +149,7 @@ impl VmmState {
             call_site,
             vcpu_tids,
             dma,
-            helpers_wanted,
-            helpers_requested,
+            trap_used,
             fuzz,
         } = state;
         config.dma.seed = seed;
@@ -175,9 +173,7 @@ impl VmmState {
         *call_site = self.call_site.clone();
         *vcpu_tids = (0..self.cr3.len()).map(|_| AtomicU32::new(0)).collect();
         dma.restore(&self.dma, seed);
-        // A request of the run that ended, if any, is void.
-        let _ = helpers_wanted.read();
-        *helpers_requested = AtomicBool::new(false);
+        *trap_used = AtomicBool::new(false);
         fuzz.set_coverage_map(self.coverage_map);
         Ok(())
     }

@@ -1,21 +1,24 @@
-//! The thread that serves the userfaultfd: every vCPU touch of a hidden page
-//! becomes a violation, long waits are reported, and a VM whose vCPUs are all
-//! blocked — stalled on hidden pages, or in `vcpu_wait` for a vCPU that is —
-//! is stopped (nothing could unhide the pages).
+//! The server of the userfaultfd, on the main thread's event loop: every
+//! vCPU touch of a hidden page becomes a violation, long waits are reported,
+//! and a VM whose vCPUs are all blocked — stalled on hidden pages, or in
+//! `vcpu_wait` for a vCPU that is — is stopped (nothing could unhide the
+//! pages). No thread of its own: a thread started for each run cost a
+//! fuzzing iteration more than its reset.
 
-use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::eventfd::EventFd;
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 
 use crate::checker::{Violation, ViolationKind};
 use crate::devices::hiding::{DoubleFetch, Stall, Touch};
+use crate::kvm::events::watch;
 use crate::report::ExitCause;
 use crate::state::VmState;
 use crate::trace::Event;
 
-/// How often the thread looks at stalls and the stop request.
-const POLL: Duration = Duration::from_millis(10);
+/// How often the main loop looks at the stalls once a page was trapped.
+pub const STALL_POLL: Duration = Duration::from_millis(10);
 /// How long every vCPU must have been blocked before that is a deadlock: a
 /// margin for a vCPU whose stall has just ended but which is not running yet.
 const DEADLOCK_AFTER: Duration = Duration::from_millis(100);
@@ -183,32 +186,53 @@ fn kick_out(state: &VmState, vcpu: usize) -> Result<(), String> {
     }
 }
 
-/// Serves faults until `done` is readable or the VM stops. The main thread
-/// releases the stalled vCPUs on a stop (`Hiding::release_all`).
-pub fn serve(state: &VmState, done: &EventFd) {
-    let Ok(trap) = state.hiding.trap() else { return };
-    let mut all_stalled_since: Option<Instant> = None;
-    loop {
-        if state.stop.is_stopping() {
+/// Records the touches queued on the userfaultfd whenever it is readable,
+/// until the VM stops; the main loop then gives every page back
+/// (`Hiding::release_all`), which wakes the faulting threads.
+pub struct TouchServer {
+    state: Arc<VmState>,
+}
+
+impl TouchServer {
+    /// The server of `state`'s userfaultfd.
+    pub fn new(state: Arc<VmState>) -> TouchServer {
+        TouchServer { state }
+    }
+}
+
+impl MutEventSubscriber for TouchServer {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Ok(trap) = self.state.hiding.trap() {
+            watch(ops, trap, "userfaultfd", &self.state);
+        }
+    }
+
+    fn process(&mut self, _events: Events, ops: &mut EventOps) {
+        let Ok(trap) = self.state.hiding.trap() else { return };
+        if self.state.stop.is_stopping() {
+            // Nothing is served after the stop, and the userfaultfd stays
+            // readable until the release: the loop must not spin on it.
+            let _ = ops.remove(Events::new(trap, EventSet::IN));
             return;
         }
-        let mut polls = [
-            libc::pollfd { fd: trap.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: done.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        ];
-        // SAFETY: two valid pollfds for the duration of the call.
-        if unsafe { libc::poll(polls.as_mut_ptr(), 2, POLL.as_millis() as i32) } < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return fail(state, format!("cannot poll the userfaultfd: {error}"));
-            }
+        if let Err(e) = record_touches(&self.state) {
+            fail(&self.state, e);
         }
-        if polls[1].revents != 0 {
-            return;
-        }
-        if let Err(e) = record_touches(state) {
-            return fail(state, e);
-        }
+    }
+}
+
+/// The clock of the stalls, which the main loop looks at between its events
+/// (every [`STALL_POLL`] once a page was trapped): a stall that lasts is
+/// reported, and a VM whose vCPUs have all been blocked for
+/// `DEADLOCK_AFTER` is stopped.
+#[derive(Debug, Default)]
+pub struct StallWatch {
+    all_stalled_since: Option<Instant>,
+}
+
+impl StallWatch {
+    /// Reports the overdue stalls and stops a deadlocked VM.
+    pub fn check(&mut self, state: &VmState) {
         let timeout = state.hiding.stall_timeout();
         for stall in state.hiding.overdue(Instant::now()) {
             let message = format!(
@@ -221,8 +245,8 @@ pub fn serve(state: &VmState, done: &EventFd) {
         }
         let stalled = state.hiding.stalled_vcpu_ids();
         if !state.vcpus.all_blocked(&stalled) {
-            all_stalled_since = None;
-        } else if all_stalled_since.get_or_insert_with(Instant::now).elapsed() >= DEADLOCK_AFTER {
+            self.all_stalled_since = None;
+        } else if self.all_stalled_since.get_or_insert_with(Instant::now).elapsed() >= DEADLOCK_AFTER {
             let pages = state.hiding.stalled_pages().iter().map(|p| format!("{p:#x}")).collect();
             state.stop.request(ExitCause::HiddenPageDeadlock { vcpus: stalled.len(), pages });
         }

@@ -269,8 +269,7 @@ pub fn enforce_memory_limit(state: &VmState, k: &mut Kernel, who: Evictor) {
     if excess == 0 {
         return;
     }
-    // A touch of a page that is out is served by the helper threads.
-    state.want_helpers();
+    state.note_trap_used();
     let objects = k.vmm.pages_by_frame().into_iter().map(|(frame, vmid, pno)| (frame, Pageable::Object { vmid, pno }));
     let unwired = k.frames.dgux_unwired().into_iter().map(|(frame, va)| (frame, Pageable::Unwired { va }));
     let mut pages: Vec<(u64, Pageable)> = objects.chain(unwired).collect();

@@ -298,7 +298,7 @@ fn dma(state: &VmState, caller: Caller, service: Service, args: &[u64], p: Pages
                 return refuse(state, caller, ViolationKind::XmemHideForbiddenFrame, service, args, why, Status::EINVAL);
             }
         };
-        state.want_helpers();
+        state.note_trap_used();
         let what =
             if pid == 0 { format!("kernel address {first:#x}") } else { format!("user address {first:#x} of process {pid}") };
         let hide_origin = HideOrigin { what, vcpu: caller.vcpu, rip: caller.rip };
