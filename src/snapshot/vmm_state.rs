@@ -34,7 +34,7 @@ use crate::trace::EventTrace;
 /// Why the VMM state could not be captured or put back.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// A part holds something a snapshot cannot (hidden pages, helper threads).
+    /// A part holds something a snapshot cannot (pages hidden or trapped before).
     #[error("the VM cannot be snapshot here: {0}")]
     NotQuiet(&'static str),
     /// An eventfd for the console or the stop request could not be made.
