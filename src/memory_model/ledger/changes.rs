@@ -52,7 +52,7 @@ impl Changes {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{BASE, ledger};
-    use super::super::{FrameLedger, Role};
+    use super::super::{FrameLedger, Role, copy_into};
     use kmemvisor_abi::layout::PAGE_SIZE;
 
     /// Allocations (of `n` frames, or a page table) and releases (of the
@@ -118,6 +118,14 @@ mod tests {
         assert!(changes.0.contains(&first));
         frames.clone_from(&copy);
         assert!(described(&frames) == described(&copy));
+        // Only what the ledger noted is copied: an entry changed behind its
+        // back (as no code outside a test can) stays as it is.
+        let unnoted = frames.roles.len() - 1;
+        frames.roles[unnoted] = Role::Image;
+        let _ = frames.allocate(1, Role::KernelMemory);
+        frames.clone_from(&copy);
+        assert_eq!((frames.roles[unnoted], copy.roles[unnoted]), (Role::Image, Role::Free), "copied back whole");
+        frames.roles[unnoted] = Role::Free;
         // Another ledger's copy, or a copy that changed since, is copied whole.
         let mut other = ledger(16, false);
         other.name_for_copies();
@@ -127,5 +135,29 @@ mod tests {
         assert_eq!(frames.changes.to_copy_from(&changed_copy.changes, changed_copy.free_list.len()), None);
         frames.clone_from(&changed_copy);
         assert!(described(&frames) == described(&changed_copy));
+    }
+
+    #[test]
+    fn a_copy_keeps_the_capacities_of_what_it_copies() {
+        let (mut to, from) = (Vec::with_capacity(64), Vec::from([7u32, 8]));
+        to.extend([1, 2, 3]);
+        copy_into(&mut to, &from);
+        assert_eq!((to.as_slice(), to.capacity()), (from.as_slice(), from.capacity()));
+        let mut same = Vec::with_capacity(from.capacity());
+        same.push(1);
+        let buffer = same.as_ptr();
+        copy_into(&mut same, &from);
+        assert_eq!((same.as_slice(), same.as_ptr()), (from.as_slice(), buffer), "the buffer it had is kept");
+        // A ledger whose free list has another capacity than the copy it was
+        // equal to gets the copy's, whatever changed.
+        let mut frames = ledger(16, false);
+        frames.name_for_copies();
+        let copy = frames.clone();
+        let _ = frames.allocate(2, Role::KernelMemory);
+        frames.free_list.reserve(1000);
+        frames.clone_from(&copy);
+        assert_eq!(frames.bookkeeping_bytes(), copy.bookkeeping_bytes());
+        assert_eq!(frames.free_list.capacity(), copy.free_list.capacity());
+        assert!(described(&frames) == described(&copy));
     }
 }
