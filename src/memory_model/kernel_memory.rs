@@ -23,7 +23,7 @@ use crate::checker::{Leak, ViolationKind};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags};
-use crate::memory_model::ram::{ZapError, zap_frame};
+use crate::memory_model::ram::{ZapError, zap_frame, zero};
 
 /// DG/UX wired or unwired memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,9 +134,6 @@ pub fn physical_region(frames: &FrameLedger, physical: u64, bytes: u64, ram_end:
     }
     Ok(in_ram)
 }
-
-/// Zeros for a fresh frame, from read-only data rather than a stack buffer.
-static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
 /// Bytes a B-tree map spends per entry of `(K, V)`: the entry and a third more
 /// for partly filled nodes and their links.
@@ -426,7 +423,7 @@ pub fn zero_range(memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, by
         let Some(t) = space.translate(memory, at).filter(|t| t.flags.contains(PteFlags::WRITABLE)) else {
             return false;
         };
-        if memory.write_slice(&ZERO_PAGE[..chunk as usize], GuestAddress(t.gpa)).is_err() {
+        if !zero(memory, t.gpa, chunk as usize) {
             return false;
         }
         done += chunk;
@@ -606,7 +603,7 @@ impl KernelMemory {
         let taken = frames.allocate(new.len() as u64, Role::KernelMemory).ok_or(GetError::OutOfMemory)?;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
-            let zeroed = memory.write_slice(&ZERO_PAGE, GuestAddress(frame)).is_ok();
+            let zeroed = zero(memory, frame, PAGE_SIZE as usize);
             if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
                 for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);
