@@ -361,6 +361,24 @@ mod tests {
     }
 
     #[test]
+    fn zeroing_fills_only_its_bytes_records_them_and_refuses_what_is_not_ram() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let memory = ram.memory();
+        memory.write_slice(&[0xaa; 3 * PAGE_SIZE as usize], GuestAddress(4 * PAGE_SIZE)).expect("fill");
+        let _ = ram.written().take();
+        assert!(zero(memory, 5 * PAGE_SIZE - 8, PAGE_SIZE as usize));
+        let mut bytes = [0u8; 3 * PAGE_SIZE as usize];
+        memory.read_slice(&mut bytes, GuestAddress(4 * PAGE_SIZE)).expect("read");
+        let zeroed = PAGE_SIZE as usize - 8..2 * PAGE_SIZE as usize - 8;
+        assert!(bytes[zeroed.clone()].iter().all(|&b| b == 0));
+        assert!(bytes[..zeroed.start].iter().chain(&bytes[zeroed.end..]).all(|&b| b == 0xaa));
+        assert_eq!(page_numbers(&ram.written().take()), vec![4, 5]);
+        assert!(!zero(memory, MIN_RAM_SIZE - 8, 16), "past the end of RAM");
+        assert!(!zero(memory, MIN_RAM_SIZE, 1));
+        assert_eq!(page_numbers(&ram.written().take()), Vec::<u64>::new(), "nothing written");
+    }
+
+    #[test]
     fn every_vmm_write_is_recorded_once() {
         let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
         let memory = ram.memory();
