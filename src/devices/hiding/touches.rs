@@ -211,7 +211,9 @@ impl MutEventSubscriber for TouchServer {
         let Ok(trap) = self.state.hiding.trap() else { return };
         if self.state.stop.is_stopping() {
             // Nothing is served after the stop, and the userfaultfd stays
-            // readable until the release: the loop must not spin on it.
+            // readable until the release: the loop must not spin on it. If
+            // it cannot be unwatched, the loop only wakes more often until
+            // the vCPUs end, which the stop bounds (`STOP_GRACE`).
             let _ = ops.remove(Events::new(trap, EventSet::IN));
             return;
         }
