@@ -48,10 +48,10 @@ impl Console {
     /// Makes this console hold what `saved` holds, keeping its own eventfd
     /// (drained: a wake-up of the run that ended is void).
     pub fn restore_from(&mut self, saved: &Console) {
-        for (partial, saved) in self.partial.iter_mut().zip(&saved.partial) {
-            partial.get_mut().unwrap_or_else(|e| e.into_inner()).clone_from(&lock(saved));
+        for (partial, saved) in self.partial.iter().zip(&saved.partial) {
+            lock(partial).clone_from(&lock(saved));
         }
-        self.lines.get_mut().unwrap_or_else(|e| e.into_inner()).clone_from(&lock(&saved.lines));
+        lock(&self.lines).clone_from(&lock(&saved.lines));
         self.prefix = saved.prefix;
         // Nothing to read (WouldBlock) is the usual case; any other failure
         // leaves at worst one spurious flush of an empty queue.

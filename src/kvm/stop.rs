@@ -33,8 +33,8 @@ impl Stop {
     /// a snapshot: no thread of the run that ended is left to see the change.
     pub fn reset(&mut self) {
         *self.stopping.get_mut() = false;
-        *self.cause.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.wake_failure.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.cause) = None;
+        *lock(&self.wake_failure) = None;
         // The wake-up of the stop that ended the run, if any; nothing to
         // read (WouldBlock) when it never came.
         let _ = self.wake.read();

@@ -164,7 +164,7 @@ impl VmmState {
         *vcpus = self.vcpus.reseeded(config.schedule);
         stop.reset();
         *first_entry = self.first_entry.clone();
-        let books = kernel.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut books = lock(kernel);
         books.clone_from(&self.kernel);
         books.reseed_injectors(seed);
         *contexts = self.contexts.iter().map(|&c| Mutex::new(c)).collect();
