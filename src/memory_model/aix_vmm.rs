@@ -25,12 +25,11 @@ use kmemvisor_abi::aix_vmm::{FILEKEY, VM_KEY_UNLIMITED, VM_MAX_OBJECTS, VM_OBJEC
 use kmemvisor_abi::layout::{
     PAGE_SIZE, USER_END, USER_REGIONS_VA, VM_REGION_SIZE, VM_REGIONS, VM_REGIONS_VA, user_region_va, vm_region_va,
 };
-use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, Translation, Walker};
 use crate::memory_model::processes::Processes;
-use crate::memory_model::ram::{ZapError, zap_frame};
+use crate::memory_model::ram::{ZapError, fill, zap_frame};
 
 /// Pages of the largest object: one region's.
 pub const MAX_PAGES: u64 = VM_OBJECT_MAX_SIZE / PAGE_SIZE;
@@ -264,7 +263,7 @@ impl AixVmm {
         self.last_vmid += 1;
         let mut object = VmObject { gnode, pages: BTreeMap::new(), regions: 0, holds: 0 };
         for (pno, frame) in (0..).zip(got) {
-            fill(memory, frame, 0);
+            fill_frame(memory, frame, 0);
             frames.own(frame, Owner { pid: 0, va: 0 }, 0, false);
             object.pages.insert(pno, Page { frame, key: FILEKEY });
         }
@@ -504,7 +503,7 @@ impl AixVmm {
             // Dirty bits set before the release are folded in first, then
             // cleared with the mark: the page is a fresh zero page.
             zapped = zapped.and(self.remap(books, vmid, pno, page));
-            fill(books.memory, page.frame, 0);
+            fill_frame(books.memory, page.frame, 0);
             books.frames.set_modified(page.frame, false);
         }
         Ok(zapped?)
@@ -559,7 +558,7 @@ impl AixVmm {
         }
         let frame = books.frames.allocate(1, Role::VmObject).and_then(|f| f.first().copied()).ok_or(VmError::NoFrames)?;
         // Filled before any vCPU can reach it.
-        fill(books.memory, frame, contents);
+        fill_frame(books.memory, frame, contents);
         let regions = self.regions_of(vmid);
         for (i, &(place, key)) in regions.iter().enumerate() {
             if !books.map(place.pid, place.base() + pno * PAGE_SIZE, frame, object_flags(key, FILEKEY)) {
@@ -579,9 +578,9 @@ impl AixVmm {
 }
 
 /// Fills the frame at `gpa` with `byte`.
-fn fill(memory: &GuestMemoryMmap, gpa: u64, byte: u8) {
-    // The frame came from the ledger: it is RAM, so the write cannot fail.
-    let _ = memory.write_slice(&[byte; PAGE_SIZE as usize], GuestAddress(gpa));
+fn fill_frame(memory: &GuestMemoryMmap, gpa: u64, byte: u8) {
+    // The frame came from the ledger: it is RAM, so the fill cannot fail.
+    let _ = fill(memory, gpa, PAGE_SIZE as usize, byte);
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use kmemvisor_abi::dgux::{SC_EXECUTE_ACCESS, SC_WRITE_ACCESS, VM_DEFAULT_ALIGNME
 use kmemvisor_abi::dma::{DMA_ENGINE_GPA, DMA_ENGINE_SIZE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use serde::Serialize;
-use vm_memory::{Bytes, GuestAddress};
 
 use super::arena::Arena;
 use super::inject::{FailSpec, Injector};
@@ -23,7 +22,7 @@ use crate::checker::{Leak, ViolationKind};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags};
-use crate::memory_model::ram::{ZapError, zap_frame, zero};
+use crate::memory_model::ram::{ZapError, fill, zap_frame};
 
 /// DG/UX wired or unwired memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -423,7 +422,7 @@ pub fn zero_range(memory: &GuestMemoryMmap, space: &AddressSpace, start: u64, by
         let Some(t) = space.translate(memory, at).filter(|t| t.flags.contains(PteFlags::WRITABLE)) else {
             return false;
         };
-        if !zero(memory, t.gpa, chunk as usize) {
+        if !fill(memory, t.gpa, chunk as usize, 0) {
             return false;
         }
         done += chunk;
@@ -603,7 +602,7 @@ impl KernelMemory {
         let taken = frames.allocate(new.len() as u64, Role::KernelMemory).ok_or(GetError::OutOfMemory)?;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
-            let zeroed = zero(memory, frame, PAGE_SIZE as usize);
+            let zeroed = fill(memory, frame, PAGE_SIZE as usize, 0);
             if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
                 for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);
@@ -890,7 +889,7 @@ impl KernelMemory {
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for page in pages(logical, logical + bytes) {
             if let Some(p) = self.pages.get_mut(&page) {
-                let _ = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(p.frame));
+                let _ = fill(memory, p.frame, PAGE_SIZE as usize, 0);
                 if let Ok(old) = space.remap(memory, page, p.frame, flags) {
                     if let Some(alias) = p.physical.take() {
                         frames.remove_alias(alias, page);
@@ -999,6 +998,7 @@ impl KernelMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vm_memory::{Bytes, GuestAddress};
 
     #[test]
     fn kinds_and_regions_are_named_as_the_messages_say() {

@@ -6,7 +6,7 @@
 //! guest: the guest cannot change its own translations. Because the tables are
 //! the VMM's, a walk of them is also how the VMM reads guest-virtual memory.
 
-use crate::memory_model::ram::GuestMemoryMmap;
+use crate::memory_model::ram::{GuestMemoryMmap, fill};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
@@ -143,7 +143,9 @@ impl TableFrames for TablePool {
 /// A zeroed page-table frame from `frames`.
 fn new_table(memory: &GuestMemoryMmap, frames: &mut dyn TableFrames) -> Result<u64, PagingError> {
     let frame = frames.table_frame().ok_or(PagingError::PoolExhausted)?;
-    memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).map_err(|_| PagingError::Memory(frame))?;
+    if !fill(memory, frame, PAGE_SIZE as usize, 0) {
+        return Err(PagingError::Memory(frame));
+    }
     Ok(frame)
 }
 

@@ -8,11 +8,10 @@ use crate::memory_model::ram::GuestMemoryMmap;
 use kmemvisor_abi::Status;
 use kmemvisor_abi::aix::{PROT_EXEC, PROT_WRITE};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory_model::ledger::{FrameLedger, Owner, Role};
 use crate::memory_model::paging::{AddressSpace, PteFlags, TableFrames};
-use crate::memory_model::ram::{ZapError, zap_frame};
+use crate::memory_model::ram::{ZapError, fill, zap_frame};
 
 /// Most processes alive at once.
 pub const MAX_PROCESSES: usize = 64;
@@ -134,7 +133,7 @@ impl Processes {
         let mut tables = Recording { frames, taken: &mut process.tables };
         for (i, &frame) in new.iter().enumerate() {
             let page = first + i as u64 * PAGE_SIZE;
-            let zeroed = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(frame)).is_ok();
+            let zeroed = fill(memory, frame, PAGE_SIZE as usize, 0);
             if !zeroed || process.space.map(memory, &mut tables, page, frame, flags).is_err() {
                 for &frame in &new[i..] {
                     // Fresh frames: none can be hidden yet.
@@ -242,7 +241,7 @@ impl Processes {
                 continue;
             };
             frames.remove_alias(mapped, alias_key(pid, page));
-            let _ = memory.write_slice(&[0; PAGE_SIZE as usize], GuestAddress(own));
+            let _ = fill(memory, own, PAGE_SIZE as usize, 0);
             if let Ok(old) = process.space.remap(memory, page, own, flags)
                 && old.flags.contains(PteFlags::ACCESSED)
             {
@@ -294,6 +293,7 @@ mod tests {
     use super::*;
     use crate::memory_model::paging::TablePool;
     use crate::memory_model::ram::GuestRam;
+    use vm_memory::{Bytes, GuestAddress};
 
     fn setup() -> (GuestRam, FrameLedger, AddressSpace) {
         let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");

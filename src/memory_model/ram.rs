@@ -320,18 +320,19 @@ pub struct ZapError {
     pub errno: i32,
 }
 
-/// Zeros the `len` bytes of guest RAM from `gpa` (within one region) and
-/// records them written; false, writing nothing, if they are not all RAM.
-/// A fill, not a copy from a page of zeros: half the memory traffic, on a
-/// path (every fresh page of a get) where the caches are cold after an exit.
-pub fn zero(memory: &GuestMemoryMmap, gpa: u64, len: usize) -> bool {
+/// Sets the `len` bytes of guest RAM from `gpa` (within one region) to
+/// `byte` and records them written; false, writing nothing, if they are
+/// not all RAM. A fill, not a copy from a page of that byte: half the
+/// memory traffic, on paths (every fresh page of a get) where the caches
+/// are cold after an exit.
+pub fn fill(memory: &GuestMemoryMmap, gpa: u64, len: usize, byte: u8) -> bool {
     let Ok(slice) = memory.get_slice(GuestAddress(gpa), len) else { return false };
     let guard = slice.ptr_guard_mut();
     // SAFETY: `guard` points at the `slice.len()` bytes of guest RAM's
     // mapping that `get_slice` checked, alive as long as `memory`; they are
     // plain memory shared with the vCPUs and the device, which vm-memory's
     // own writes also store to with non-atomic copies.
-    unsafe { std::ptr::write_bytes(guard.as_ptr(), 0, slice.len()) };
+    unsafe { std::ptr::write_bytes(guard.as_ptr(), byte, slice.len()) };
     slice.bitmap().mark_dirty(0, slice.len());
     true
 }
@@ -361,20 +362,22 @@ mod tests {
     }
 
     #[test]
-    fn zeroing_fills_only_its_bytes_records_them_and_refuses_what_is_not_ram() {
+    fn a_fill_sets_only_its_bytes_records_them_and_refuses_what_is_not_ram() {
         let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
         let memory = ram.memory();
         memory.write_slice(&[0xaa; 3 * PAGE_SIZE as usize], GuestAddress(4 * PAGE_SIZE)).expect("fill");
         let _ = ram.written().take();
-        assert!(zero(memory, 5 * PAGE_SIZE - 8, PAGE_SIZE as usize));
+        assert!(fill(memory, 5 * PAGE_SIZE - 8, PAGE_SIZE as usize, 0));
+        assert!(fill(memory, 6 * PAGE_SIZE - 8, 4, 0x5c));
         let mut bytes = [0u8; 3 * PAGE_SIZE as usize];
         memory.read_slice(&mut bytes, GuestAddress(4 * PAGE_SIZE)).expect("read");
         let zeroed = PAGE_SIZE as usize - 8..2 * PAGE_SIZE as usize - 8;
         assert!(bytes[zeroed.clone()].iter().all(|&b| b == 0));
-        assert!(bytes[..zeroed.start].iter().chain(&bytes[zeroed.end..]).all(|&b| b == 0xaa));
+        assert_eq!(bytes[zeroed.end..zeroed.end + 5], [0x5c, 0x5c, 0x5c, 0x5c, 0xaa]);
+        assert!(bytes[..zeroed.start].iter().chain(&bytes[zeroed.end + 4..]).all(|&b| b == 0xaa));
         assert_eq!(page_numbers(&ram.written().take()), vec![4, 5]);
-        assert!(!zero(memory, MIN_RAM_SIZE - 8, 16), "past the end of RAM");
-        assert!(!zero(memory, MIN_RAM_SIZE, 1));
+        assert!(!fill(memory, MIN_RAM_SIZE - 8, 16, 0), "past the end of RAM");
+        assert!(!fill(memory, MIN_RAM_SIZE, 1, 0));
         assert_eq!(page_numbers(&ram.written().take()), Vec::<u64>::new(), "nothing written");
     }
 

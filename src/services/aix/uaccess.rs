@@ -7,7 +7,7 @@
 //! the first bad user byte the copy stops: what came before it was copied, and
 //! the status is EFAULT with the count as the value (the partial-copy rule).
 
-use crate::memory_model::ram::GuestMemoryMmap;
+use crate::memory_model::ram::{GuestMemoryMmap, fill};
 use kmemvisor_abi::aix::{IoVec, UIO_MAXIOV, UIO_READ, UIO_SYSSPACE, UIO_USERISPACE, UIO_USERSPACE, UIO_WRITE, Uio};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use kmemvisor_abi::{Service, Status};
@@ -120,9 +120,6 @@ fn page_rest(va: u64) -> u64 {
     PAGE_SIZE - va % PAGE_SIZE
 }
 
-/// Zeros: what a page an object does not have reads as.
-static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
-
 /// Copies `len` bytes from `from_va` on `from` to `to_va` on `to`; the bytes
 /// copied, and where it stopped if it did. A hole of an object read reads
 /// as zeros; one written stops the copy.
@@ -148,10 +145,12 @@ pub(crate) fn copy(
         let copied = match src_gpa {
             Some(src_gpa) => memory
                 .get_slice(GuestAddress(src_gpa), chunk as usize)
-                .and_then(|s| memory.get_slice(GuestAddress(dst_gpa), chunk as usize).map(|d| s.copy_to_volatile_slice(d))),
-            None => memory.write_slice(&ZEROS[..chunk as usize], GuestAddress(dst_gpa)),
+                .and_then(|s| memory.get_slice(GuestAddress(dst_gpa), chunk as usize).map(|d| s.copy_to_volatile_slice(d)))
+                .is_ok(),
+            // What a page an object does not have reads as.
+            None => fill(memory, dst_gpa, chunk as usize, 0),
         };
-        if copied.is_err() {
+        if !copied {
             return (done, Some(Fault::Kernel(src)));
         }
         done += chunk;
