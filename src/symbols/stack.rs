@@ -31,9 +31,7 @@ const CALL_REL32: u8 = 0xe8;
 /// `rip`, then the return address of each frame from `rbp` on (`rsp`'s
 /// first, when the function at `rip` has no frame of its own).
 pub fn capture(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
-    let mut stack = [0; MAX_FRAMES];
-    let n = capture_above(memory, space, rip, rsp, rbp, 0, &mut stack);
-    stack[..n].to_vec()
+    captured_above(memory, space, rip, rsp, rbp, 0)
 }
 
 /// As [`capture`], at most `stack.len()` addresses, into `stack` (the rest
@@ -50,8 +48,13 @@ pub fn capture_into(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rs
 /// those below `rsp` and are left out; the first frame at or above it is the
 /// faulting function's, whose return address leads to its caller.
 pub fn capture_exception(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64) -> Vec<u64> {
+    captured_above(memory, space, rip, rsp, rbp, rsp)
+}
+
+/// [`capture_above`] of up to [`MAX_FRAMES`] addresses, as a vector.
+fn captured_above(memory: &GuestMemoryMmap, space: &AddressSpace, rip: u64, rsp: u64, rbp: u64, floor: u64) -> Vec<u64> {
     let mut stack = [0; MAX_FRAMES];
-    let n = capture_above(memory, space, rip, rsp, rbp, rsp, &mut stack);
+    let n = capture_above(memory, space, rip, rsp, rbp, floor, &mut stack);
     stack[..n].to_vec()
 }
 
