@@ -72,7 +72,7 @@ fn seed_decided(state: &VmState, vcpu: usize) -> Option<String> {
         return Some("a DMA transfer's delay was drawn before it (--dma-jitter): the seed decided already".into());
     }
     if state.trap_used() {
-        return Some("a page was hidden or the DMA engine was used before it; move it before the driver's first I/O".into());
+        return Some("a page was trapped before it (hidden, watched for a DMA double fetch, or paged out); move it before the driver's first I/O".into());
     }
     let k = &mut *crate::sync::lock(&state.kernel);
     if k.injectors_drew_from_run_seed() {

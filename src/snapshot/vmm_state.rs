@@ -37,7 +37,7 @@ pub enum StateError {
     /// A part holds something a snapshot cannot (pages hidden or trapped before).
     #[error("the VM cannot be snapshot here: {0}")]
     NotQuiet(&'static str),
-    /// An eventfd for the console or the stop request could not be made.
+    /// An eventfd for the console's copy could not be made.
     #[error("cannot create the {0}'s eventfd")]
     Eventfd(&'static str, #[source] std::io::Error),
     /// The hidden pages could not all be given back.
