@@ -21,7 +21,7 @@ use super::origins::Origins;
 use crate::checker::{Leak, ViolationKind};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
-use crate::memory_model::paging::{AddressSpace, PteFlags};
+use crate::memory_model::paging::{AddressSpace, LeafSlot, PteFlags};
 use crate::memory_model::ram::{ZapError, fill, zap_frame};
 
 /// DG/UX wired or unwired memory.
@@ -149,6 +149,8 @@ struct Page {
     live: u32,
     /// The frame `vm_map_physical_memory` put in place of `frame`.
     physical: Option<u64>,
+    /// The page's leaf entry in the kernel space.
+    slot: LeafSlot,
 }
 
 /// Why a get failed.
@@ -603,7 +605,9 @@ impl KernelMemory {
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
         for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
             let zeroed = fill(memory, frame, PAGE_SIZE as usize, 0);
-            if !zeroed || space.map(memory, frames, page, frame, flags).is_err() {
+            let mapped =
+                if zeroed { space.map_near(memory, frames, page, frame, flags, self.slot_near(page)).ok() } else { None };
+            let Some(slot) = mapped else {
                 for (&page, &frame) in new.iter().zip(&taken).take(i) {
                     space.unmap(memory, page);
                     self.pages.remove(&page);
@@ -614,11 +618,17 @@ impl KernelMemory {
                     let _ = frames.release(frame);
                 }
                 return Err(GetError::OutOfMemory);
-            }
+            };
             frames.own(frame, Owner { pid: 0, va: page }, region.initial_wire_count(), region == Region::PinnedHeap);
-            self.pages.insert(page, Page { frame, live: 0, physical: None });
+            self.pages.insert(page, Page { frame, live: 0, physical: None, slot });
         }
         Ok(())
+    }
+
+    /// The slot of a mapped page in the 2 MiB region of `page`, if any.
+    fn slot_near(&self, page: u64) -> Option<LeafSlot> {
+        let region = page - page % (1 << 21);
+        self.pages.range(region..region.saturating_add(1 << 21)).next().map(|(_, p)| p.slot)
     }
 
     /// Releases the allocation at `ptr`; pages left without a live allocation
@@ -679,12 +689,12 @@ impl KernelMemory {
             let Some(p) = self.pages.get_mut(&page) else { continue };
             p.live -= 1;
             if p.live == 0 {
-                let (frame, physical) = (p.frame, p.physical);
+                let (frame, physical, slot) = (p.frame, p.physical, p.slot);
                 self.pages.remove(&page);
                 if let Some(alias) = physical {
                     frames.remove_alias(alias, page);
                 }
-                if let Some(old) = space.unmap(memory, page).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
+                if let Some(old) = space.unmap_slot(memory, slot).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
                     zapped = zapped.and(zap_frame(memory, old.gpa));
                 }
                 // Not hidden, wired or pinned: checked above, under the same lock.

@@ -171,6 +171,18 @@ impl Translation {
     }
 }
 
+/// Where a page's leaf entry lives, as [`AddressSpace::map_near`] found it.
+/// It stays that page's entry while the tables above it stay, which in the
+/// kernel space is the VM's life: its tables are never freed, and a
+/// snapshot's restore puts them back with the books that keep slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafSlot {
+    /// The 2 MiB region of the page (its address >> 21).
+    region: u64,
+    /// Guest-physical address of the entry.
+    at: u64,
+}
+
 /// One address space: a PML4 and everything below it.
 #[derive(Clone, Debug)]
 pub struct AddressSpace {
@@ -207,6 +219,22 @@ impl AddressSpace {
         gpa: u64,
         flags: PteFlags,
     ) -> Result<(), PagingError> {
+        self.map_near(memory, frames, va, gpa, flags, None).map(|_| ())
+    }
+
+    /// [`AddressSpace::map`], through the leaf table of `near` when it is
+    /// a slot of the same 2 MiB region (one entry read instead of a walk of
+    /// four tables, each a cold page after a world switch); the new
+    /// mapping's slot.
+    pub fn map_near(
+        &self,
+        memory: &GuestMemoryMmap,
+        frames: &mut dyn TableFrames,
+        va: u64,
+        gpa: u64,
+        flags: PteFlags,
+        near: Option<LeafSlot>,
+    ) -> Result<LeafSlot, PagingError> {
         if !is_canonical(va) {
             return Err(PagingError::NotCanonical(va));
         }
@@ -215,6 +243,20 @@ impl AddressSpace {
                 return Err(PagingError::Unaligned(address));
             }
         }
+        let table = match near.filter(|slot| slot.region == va >> 21) {
+            Some(slot) => slot.at - slot.at % PAGE_SIZE,
+            None => self.leaf_table(memory, frames, va)?,
+        };
+        let slot = table + 8 * index(va, 0);
+        if read_entry(memory, slot)? & PteFlags::PRESENT.0 != 0 {
+            return Err(PagingError::AlreadyMapped(va));
+        }
+        write_entry(memory, slot, gpa | (flags | PteFlags::PRESENT).0)?;
+        Ok(LeafSlot { region: va >> 21, at: slot })
+    }
+
+    /// The leaf table of `va`, made with the tables above it if missing.
+    fn leaf_table(&self, memory: &GuestMemoryMmap, frames: &mut dyn TableFrames, va: u64) -> Result<u64, PagingError> {
         let mut table = self.root;
         for level in (1..4).rev() {
             let slot = table + 8 * index(va, level);
@@ -227,11 +269,7 @@ impl AddressSpace {
                 next
             };
         }
-        let slot = table + 8 * index(va, 0);
-        if read_entry(memory, slot)? & PteFlags::PRESENT.0 != 0 {
-            return Err(PagingError::AlreadyMapped(va));
-        }
-        write_entry(memory, slot, gpa | (flags | PteFlags::PRESENT).0)
+        Ok(table)
     }
 
     /// Maps `count` consecutive pages from `va` to consecutive frames from `gpa`.
@@ -280,6 +318,12 @@ impl AddressSpace {
     pub fn unmap(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
         let slot = self.leaf_slot(memory, va)?;
         let old = swap_entry(memory, slot, 0).ok()?;
+        (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
+    }
+
+    /// [`AddressSpace::unmap`] of the page whose leaf entry is `slot`.
+    pub fn unmap_slot(&self, memory: &GuestMemoryMmap, slot: LeafSlot) -> Option<Translation> {
+        let old = swap_entry(memory, slot.at, 0).ok()?;
         (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
     }
 
@@ -434,6 +478,28 @@ mod tests {
         let mut pool = TablePool::new();
         let space = AddressSpace::new(ram.memory(), &mut pool).expect("space");
         (ram, pool, space)
+    }
+
+    #[test]
+    fn a_slot_of_the_same_region_stands_for_the_walk_and_unmaps_its_own_page() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let va = layout::IMAGE_VA - layout::IMAGE_VA % (1 << 21);
+        let flags = PteFlags::WRITABLE;
+        let first = space.map_near(m, &mut pool, va, 0x30_0000, flags, None).expect("map");
+        let second = space.map_near(m, &mut pool, va + PAGE_SIZE, 0x30_1000, flags, Some(first)).expect("near");
+        assert_eq!(second, LeafSlot { region: va >> 21, at: first.at + 8 }, "the next entry of the same leaf table");
+        assert_eq!(space.translate(m, va + PAGE_SIZE).map(|t| t.gpa), Some(0x30_1000));
+        // A slot of another region is not used: the page gets its own leaf table.
+        let far = va + (1 << 21);
+        let third = space.map_near(m, &mut pool, far, 0x30_2000, flags, Some(first)).expect("far");
+        assert_ne!(third.at - third.at % PAGE_SIZE, first.at - first.at % PAGE_SIZE);
+        assert_eq!(space.translate(m, far).map(|t| t.gpa), Some(0x30_2000));
+        assert_eq!(space.map_near(m, &mut pool, va, 0x30_3000, flags, Some(second)), Err(PagingError::AlreadyMapped(va)));
+        assert_eq!(space.unmap_slot(m, second).map(|t| t.gpa), Some(0x30_1000));
+        assert_eq!(space.translate(m, va + PAGE_SIZE), None);
+        assert_eq!(space.unmap_slot(m, second), None, "already unmapped");
+        assert_eq!(space.translate(m, va).map(|t| t.gpa), Some(0x30_0000), "its neighbour stays");
     }
 
     #[test]
