@@ -1058,6 +1058,28 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_page_is_mapped_through_the_slot_of_a_page_in_its_2_mib_region_only() {
+        use crate::memory_model::paging::TablePool;
+        use crate::memory_model::ram::GuestRam;
+        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let m = ram.memory();
+        let space = AddressSpace::new(m, &mut TablePool::new()).expect("space");
+        let mut frames = FrameLedger::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
+        let mut kernel = KernelMemory::new(FailSpec::default(), 1);
+        let view = GuestView { memory: m, space: &space };
+        let page = u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED);
+        let first = kernel.get(view, &mut frames, Kind::Wired, false, PAGE_SIZE, page, (0, &[])).expect("get");
+        assert_eq!(first % (1 << 21), 0, "the arena starts a region");
+        let slot = kernel.pages[&first].slot;
+        // Every page of the region, its last included, is told that slot; the next region's first is not.
+        for va in [first, first + PAGE_SIZE, first + (1 << 21) - PAGE_SIZE] {
+            assert_eq!(kernel.slot_near(va), Some(slot));
+        }
+        assert_eq!(kernel.slot_near(first + (1 << 21)), None);
+        assert_eq!(kernel.slot_near(first - PAGE_SIZE), None);
+    }
+
+    #[test]
     fn the_bookkeeping_counts_each_tree_once() {
         use crate::memory_model::paging::TablePool;
         use crate::memory_model::ram::GuestRam;

@@ -503,6 +503,21 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_of_the_same_region_is_trusted_without_reading_the_tables_above() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let va = layout::IMAGE_VA - layout::IMAGE_VA % (1 << 21);
+        let first = space.map_near(m, &mut pool, va, 0x30_0000, PteFlags::WRITABLE, None).expect("map");
+        // A slot in another table, as a page of this region would have had it: the entry goes there.
+        let other = pool.table_frame().expect("table");
+        let near = LeafSlot { region: first.region, at: other + 8 * index(va, 0) };
+        let slot = space.map_near(m, &mut pool, va + PAGE_SIZE, 0x30_1000, PteFlags::WRITABLE, Some(near)).expect("map");
+        assert_eq!(slot.at, other + 8 * index(va + PAGE_SIZE, 0));
+        assert_eq!(space.translate(m, va + PAGE_SIZE), None, "the walk's table was not written");
+        assert_eq!(read_entry(m, slot.at).map(|e| e & PteFlags::ADDRESS_MASK), Ok(0x30_1000));
+    }
+
+    #[test]
     fn a_mapped_page_translates_with_its_flags_and_offset() {
         let (ram, mut pool, space) = setup();
         let va = layout::IMAGE_VA;
