@@ -17,7 +17,9 @@
 use crate::memory_model::ram::GuestMemoryMmap;
 
 use crate::memory_model::guest_access;
-use crate::memory_model::paging::{AddressSpace, Walker, is_canonical};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::memory_model::paging::{AddressSpace, PteFlags, Walker, is_canonical};
 
 /// The most addresses captured: the instruction and 15 callers.
 pub const MAX_FRAMES: usize = 16;
@@ -114,6 +116,14 @@ impl<'a> Reader<'a> {
         Reader { memory, stack: Walker::new(memory, space), code: Walker::new(memory, space) }
     }
 
+    /// The 8-aligned stack word at `va`, if the guest may read it: one
+    /// load, where [`Reader::read`]'s copy costs several times as much (the
+    /// words of an origin are read on every get).
+    fn stack_word(&mut self, va: u64) -> Option<u64> {
+        let t = self.stack.translate(va).filter(|t| t.flags.contains(PteFlags::USER))?;
+        self.memory.load(GuestAddress(t.gpa), std::sync::atomic::Ordering::Relaxed).ok()
+    }
+
     /// `N` bytes at `va` (`code`: through the code walker), if the guest may read them all.
     fn read<const N: usize>(&mut self, va: u64, code: bool) -> Option<[u8; N]> {
         let walker = if code { &mut self.code } else { &mut self.stack };
@@ -128,17 +138,15 @@ impl<'a> Reader<'a> {
 /// and less than `LEAF_MAX` before it. In a function with a frame, the word
 /// at RSP is a local or a saved register, which is not such an address.
 fn leaf_return(reader: &mut Reader<'_>, rip: u64, rsp: u64) -> Option<u64> {
-    let ret = u64::from_le_bytes(reader.read::<8>(rsp, false)?);
+    let ret = if rsp.is_multiple_of(8) { reader.stack_word(rsp)? } else { u64::from_le_bytes(reader.read::<8>(rsp, false)?) };
     let [opcode, offset @ ..] = reader.read::<5>(ret.checked_sub(5)?, true)?;
     let target = ret.wrapping_add_signed(i64::from(i32::from_le_bytes(offset)));
     (opcode == CALL_REL32 && target <= rip && rip - target < LEAF_MAX).then_some(ret)
 }
 
-/// The saved RBP and the return address of the frame at `frame`.
+/// The saved RBP and the return address of the frame at `frame` (8-aligned).
 fn read_frame(reader: &mut Reader<'_>, frame: u64) -> Option<(u64, u64)> {
-    let bytes = reader.read::<16>(frame, false)?;
-    let (saved, ret) = bytes.split_at(8);
-    Some((u64::from_le_bytes(saved.try_into().ok()?), u64::from_le_bytes(ret.try_into().ok()?)))
+    Some((reader.stack_word(frame)?, reader.stack_word(frame.checked_add(8)?)?))
 }
 
 #[cfg(test)]
@@ -210,6 +218,17 @@ mod tests {
         }
         words(m, STACK_VA + 0x80, &[ret + 1]);
         assert_eq!(capture(m, &space, leaf, STACK_VA + 0x80, STACK_VA + 0x100), vec![leaf, 0xffff_ffff_8020_3333]);
+    }
+
+    #[test]
+    fn a_return_address_at_an_unaligned_rsp_is_read_as_well() {
+        let (ram, space) = setup(PteFlags::USER | PteFlags::WRITABLE);
+        let m = ram.memory();
+        m.write_slice(&[0xe8, 0xfb, 0x06, 0x00, 0x00], GuestAddress(CODE_GPA + 0x100)).expect("code");
+        let ret = CODE_VA + 0x105;
+        m.write_obj(ret, GuestAddress(STACK_GPA + 0x84)).expect("return address");
+        let leaf = CODE_VA + 0x810;
+        assert_eq!(capture(m, &space, leaf, STACK_VA + 0x84, 0), vec![leaf, ret]);
     }
 
     #[test]
