@@ -1057,16 +1057,18 @@ mod tests {
         assert!(zero_range(m, &space, 0x1000, 0), "nothing to zero");
     }
 
+    /// Guest RAM with a kernel space, its frames and no kernel memory yet.
+    fn empty() -> (crate::memory_model::ram::GuestRam, AddressSpace, FrameLedger, KernelMemory) {
+        let ram = crate::memory_model::ram::GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
+        let space = AddressSpace::new(ram.memory(), &mut crate::memory_model::paging::TablePool::new()).expect("space");
+        let frames = FrameLedger::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
+        (ram, space, frames, KernelMemory::new(FailSpec::default(), 1))
+    }
+
     #[test]
     fn a_fresh_page_is_mapped_through_the_slot_of_a_page_in_its_2_mib_region_only() {
-        use crate::memory_model::paging::TablePool;
-        use crate::memory_model::ram::GuestRam;
-        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
-        let m = ram.memory();
-        let space = AddressSpace::new(m, &mut TablePool::new()).expect("space");
-        let mut frames = FrameLedger::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
-        let mut kernel = KernelMemory::new(FailSpec::default(), 1);
-        let view = GuestView { memory: m, space: &space };
+        let (ram, space, mut frames, mut kernel) = empty();
+        let view = GuestView { memory: ram.memory(), space: &space };
         let page = u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED);
         let first = kernel.get(view, &mut frames, Kind::Wired, false, PAGE_SIZE, page, (0, &[])).expect("get");
         assert_eq!(first % (1 << 21), 0, "the arena starts a region");
@@ -1081,14 +1083,8 @@ mod tests {
 
     #[test]
     fn the_bookkeeping_counts_each_tree_once() {
-        use crate::memory_model::paging::TablePool;
-        use crate::memory_model::ram::GuestRam;
-        let ram = GuestRam::new(layout::MIN_RAM_SIZE).expect("ram");
-        let m = ram.memory();
-        let space = AddressSpace::new(m, &mut TablePool::new()).expect("space");
-        let mut frames = FrameLedger::new(layout::FREE_RAM_GPA, layout::MIN_RAM_SIZE, false);
-        let mut kernel = KernelMemory::new(FailSpec::default(), 1);
-        let view = GuestView { memory: m, space: &space };
+        let (ram, space, mut frames, mut kernel) = empty();
+        let view = GuestView { memory: ram.memory(), space: &space };
         let fragments = |k: &KernelMemory| {
             k.wired.fragments() + k.unwired.fragments() + k.kernel_heap.fragments() + k.pinned_heap.fragments()
         };
