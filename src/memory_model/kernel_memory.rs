@@ -21,7 +21,7 @@ use super::origins::Origins;
 use crate::checker::{Leak, ViolationKind};
 pub use crate::memory_model::ledger::Marks;
 use crate::memory_model::ledger::{FrameLedger, LedgerError, Owner, Role};
-use crate::memory_model::paging::{AddressSpace, LeafSlot, PteFlags};
+use crate::memory_model::paging::{AddressSpace, LEAF_SPAN, LeafSlot, PteFlags};
 use crate::memory_model::ram::{ZapError, fill, zap_frame};
 
 /// DG/UX wired or unwired memory.
@@ -625,10 +625,10 @@ impl KernelMemory {
         Ok(())
     }
 
-    /// The slot of a mapped page in the 2 MiB region of `page`, if any.
+    /// The slot of a mapped page in the leaf table's region of `page`, if any.
     fn slot_near(&self, page: u64) -> Option<LeafSlot> {
-        let region = page - page % (1 << 21);
-        self.pages.range(region..region.saturating_add(1 << 21)).next().map(|(_, p)| p.slot)
+        let region = page - page % LEAF_SPAN;
+        self.pages.range(region..region.saturating_add(LEAF_SPAN)).next().map(|(_, p)| p.slot)
     }
 
     /// Releases the allocation at `ptr`; pages left without a live allocation
@@ -1071,13 +1071,13 @@ mod tests {
         let view = GuestView { memory: ram.memory(), space: &space };
         let page = u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED);
         let first = kernel.get(view, &mut frames, Kind::Wired, false, PAGE_SIZE, page, (0, &[])).expect("get");
-        assert_eq!(first % (1 << 21), 0, "the arena starts a region");
+        assert_eq!(first % LEAF_SPAN, 0, "the arena starts a region");
         let slot = kernel.pages[&first].slot;
         // Every page of the region, its last included, is told that slot; the next region's first is not.
-        for va in [first, first + PAGE_SIZE, first + (1 << 21) - PAGE_SIZE] {
+        for va in [first, first + PAGE_SIZE, first + LEAF_SPAN - PAGE_SIZE] {
             assert_eq!(kernel.slot_near(va), Some(slot));
         }
-        assert_eq!(kernel.slot_near(first + (1 << 21)), None);
+        assert_eq!(kernel.slot_near(first + LEAF_SPAN), None);
         assert_eq!(kernel.slot_near(first - PAGE_SIZE), None);
     }
 

@@ -171,13 +171,16 @@ impl Translation {
     }
 }
 
+/// Bytes one leaf table maps: the 2 MiB region its pages share.
+pub const LEAF_SPAN: u64 = 1 << 21;
+
 /// Where a page's leaf entry lives, as [`AddressSpace::map_near`] found it.
 /// It stays that page's entry while the tables above it stay, which in the
 /// kernel space is the VM's life: its tables are never freed, and a
 /// snapshot's restore puts them back with the books that keep slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeafSlot {
-    /// The 2 MiB region of the page (its address >> 21).
+    /// The region of the page (its address / [`LEAF_SPAN`]).
     region: u64,
     /// Guest-physical address of the entry.
     at: u64,
@@ -243,7 +246,7 @@ impl AddressSpace {
                 return Err(PagingError::Unaligned(address));
             }
         }
-        let table = match near.filter(|slot| slot.region == va >> 21) {
+        let table = match near.filter(|slot| slot.region == va / LEAF_SPAN) {
             Some(slot) => slot.at - slot.at % PAGE_SIZE,
             None => self.leaf_table(memory, frames, va)?,
         };
@@ -252,7 +255,7 @@ impl AddressSpace {
             return Err(PagingError::AlreadyMapped(va));
         }
         write_entry(memory, slot, gpa | (flags | PteFlags::PRESENT).0)?;
-        Ok(LeafSlot { region: va >> 21, at: slot })
+        Ok(LeafSlot { region: va / LEAF_SPAN, at: slot })
     }
 
     /// The leaf table of `va`, made with the tables above it if missing.
@@ -316,15 +319,12 @@ impl AddressSpace {
     /// Removes the mapping of the page at `va` and returns what it was; see
     /// [`AddressSpace::remap`] on cached translations.
     pub fn unmap(&self, memory: &GuestMemoryMmap, va: u64) -> Option<Translation> {
-        let slot = self.leaf_slot(memory, va)?;
-        let old = swap_entry(memory, slot, 0).ok()?;
-        (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
+        clear_entry(memory, self.leaf_slot(memory, va)?)
     }
 
     /// [`AddressSpace::unmap`] of the page whose leaf entry is `slot`.
     pub fn unmap_slot(&self, memory: &GuestMemoryMmap, slot: LeafSlot) -> Option<Translation> {
-        let old = swap_entry(memory, slot.at, 0).ok()?;
-        (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
+        clear_entry(memory, slot.at)
     }
 
     /// Creates the top-level entry that covers `va`, if missing: kernel
@@ -419,7 +419,7 @@ impl<'a> Walker<'a> {
 
     /// What [`AddressSpace::translate`] says of `va`.
     pub fn translate(&mut self, va: u64) -> Option<Translation> {
-        let region = va >> 21;
+        let region = va / LEAF_SPAN;
         let table = match self.cached {
             Some((cached, table)) if cached == region => table,
             _ => {
@@ -464,6 +464,12 @@ fn swap_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<u64, Pagi
     Ok(old)
 }
 
+/// Clears the leaf entry at `at`; what it mapped, if anything.
+fn clear_entry(memory: &GuestMemoryMmap, at: u64) -> Option<Translation> {
+    let old = swap_entry(memory, at, 0).ok()?;
+    (old & PteFlags::PRESENT.0 != 0).then_some(Translation::of_entry(old))
+}
+
 fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {
     memory.store(entry, GuestAddress(at), std::sync::atomic::Ordering::Relaxed).map_err(|_| PagingError::Memory(at))
 }
@@ -484,14 +490,14 @@ mod tests {
     fn a_slot_of_the_same_region_stands_for_the_walk_and_unmaps_its_own_page() {
         let (ram, mut pool, space) = setup();
         let m = ram.memory();
-        let va = layout::IMAGE_VA - layout::IMAGE_VA % (1 << 21);
+        let va = layout::IMAGE_VA - layout::IMAGE_VA % LEAF_SPAN;
         let flags = PteFlags::WRITABLE;
         let first = space.map_near(m, &mut pool, va, 0x30_0000, flags, None).expect("map");
         let second = space.map_near(m, &mut pool, va + PAGE_SIZE, 0x30_1000, flags, Some(first)).expect("near");
-        assert_eq!(second, LeafSlot { region: va >> 21, at: first.at + 8 }, "the next entry of the same leaf table");
+        assert_eq!(second, LeafSlot { region: va / LEAF_SPAN, at: first.at + 8 }, "the next entry of the same leaf table");
         assert_eq!(space.translate(m, va + PAGE_SIZE).map(|t| t.gpa), Some(0x30_1000));
         // A slot of another region is not used: the page gets its own leaf table.
-        let far = va + (1 << 21);
+        let far = va + LEAF_SPAN;
         let third = space.map_near(m, &mut pool, far, 0x30_2000, flags, Some(first)).expect("far");
         assert_ne!(third.at - third.at % PAGE_SIZE, first.at - first.at % PAGE_SIZE);
         assert_eq!(space.translate(m, far).map(|t| t.gpa), Some(0x30_2000));
@@ -506,7 +512,7 @@ mod tests {
     fn a_slot_of_the_same_region_is_trusted_without_reading_the_tables_above() {
         let (ram, mut pool, space) = setup();
         let m = ram.memory();
-        let va = layout::IMAGE_VA - layout::IMAGE_VA % (1 << 21);
+        let va = layout::IMAGE_VA - layout::IMAGE_VA % LEAF_SPAN;
         let first = space.map_near(m, &mut pool, va, 0x30_0000, PteFlags::WRITABLE, None).expect("map");
         // A slot in another table, as a page of this region would have had it: the entry goes there.
         let other = pool.table_frame().expect("table");
