@@ -438,7 +438,7 @@ fn in_owners_range(owner: Option<u64>, first: u64, end: u64) -> bool {
     owner.is_none() || (first >= layout::USER_START && end <= layout::USER_END)
 }
 
-fn pages(first: u64, end: u64) -> impl Iterator<Item = u64> {
+fn pages(first: u64, end: u64) -> impl Iterator<Item = u64> + Clone {
     (first..end).step_by(PAGE_SIZE as usize)
 }
 
@@ -555,21 +555,20 @@ impl KernelMemory {
         let va = self.arena(region).allocate(bytes, align, no_page_cross).ok_or(GetError::OutOfMemory)?;
         let (first, end) = page_span(va, bytes).ok_or(GetError::OutOfMemory)?;
         let GuestView { memory, space } = view;
-        // Pages shared with earlier allocations may hold their old bytes;
-        // fresh pages come zeroed from `back_pages`.
-        let shared: Vec<u64> = pages(first, end).filter(|page| self.pages.contains_key(page)).collect();
         if let Err(e) = self.back_pages(view, frames, region, first, end) {
             self.arena(region).release(va, bytes);
             return Err(e);
         }
         for page in pages(first, end) {
-            if let Some(p) = self.pages.get_mut(&page) {
-                p.live += 1;
+            let Some(p) = self.pages.get_mut(&page) else { continue };
+            // A page shared with earlier allocations (the only ones with a
+            // live count yet) may hold their old bytes; fresh pages come
+            // zeroed from `back_pages`.
+            if p.live > 0 {
+                let (from, to) = (va.max(page), (va + bytes).min(page + PAGE_SIZE));
+                zero_range(memory, space, from, to - from);
             }
-        }
-        for page in shared {
-            let (from, to) = (va.max(page), (va + bytes).min(page + PAGE_SIZE));
-            zero_range(memory, space, from, to - from);
+            p.live += 1;
         }
         let (bytes, vcpu) = (bytes as u32, u16::try_from(caller.0).unwrap_or(u16::MAX));
         let origin = self.origins.intern(caller.1);
@@ -600,23 +599,25 @@ impl KernelMemory {
         if frames.free_frames() < wanted.saturating_sub(2) + 4 {
             return Err(GetError::OutOfMemory);
         }
-        let new: Vec<u64> = pages(first, end).filter(|p| !self.pages.contains_key(p)).collect();
-        let taken = frames.allocate(new.len() as u64, Role::KernelMemory).ok_or(GetError::OutOfMemory)?;
+        let new = pages(first, end).filter(|p| !self.pages.contains_key(p)).count();
+        let taken = frames.allocate(new as u64, Role::KernelMemory).ok_or(GetError::OutOfMemory)?;
         let flags = PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
-        for (i, (&page, &frame)) in new.iter().zip(&taken).enumerate() {
+        let mut unbacked = pages(first, end);
+        for (i, &frame) in taken.iter().enumerate() {
+            // Counted above: as many pages without a frame as frames taken.
+            let Some(page) = unbacked.find(|p| !self.pages.contains_key(p)) else { break };
             let zeroed = fill(memory, frame, PAGE_SIZE as usize, 0);
             let mapped =
                 if zeroed { space.map_near(memory, frames, page, frame, flags, self.slot_near(page)).ok() } else { None };
             let Some(slot) = mapped else {
-                for (&page, &frame) in new.iter().zip(&taken).take(i) {
-                    space.unmap(memory, page);
-                    self.pages.remove(&page);
-                    // Fresh frames: none can be hidden, wired or pinned yet.
-                    let _ = frames.release(frame);
+                for page in pages(first, page) {
+                    if self.pages.get(&page).is_some_and(|p| taken[..i].contains(&p.frame)) {
+                        space.unmap(memory, page);
+                        self.pages.remove(&page);
+                    }
                 }
-                for &frame in &taken[i..] {
-                    let _ = frames.release(frame);
-                }
+                // Fresh frames: none can be hidden, wired or pinned yet.
+                let _ = frames.release_all(taken.iter().copied());
                 return Err(GetError::OutOfMemory);
             };
             frames.own(frame, Owner { pid: 0, va: page }, region.initial_wire_count(), region == Region::PinnedHeap);
@@ -669,18 +670,18 @@ impl KernelMemory {
         // Only the frames of pages this allocation has alone are freed: a page
         // shared with other live allocations may be wired or pinned for them.
         // A frame hidden, wired or pinned — through any mapping of it — cannot be freed.
-        let freed: Vec<(u64, u64)> =
-            pages(first, end).filter_map(|page| self.pages.get(&page).filter(|p| p.live == 1).map(|p| (page, p.frame))).collect();
-        let page_of = |frame: u64| freed.iter().find(|&&(_, f)| f == frame).map_or(frame, |&(page, _)| page);
-        match frames.release_refusal(freed.iter().map(|&(_, frame)| frame)) {
-            None => {}
-            Some(LedgerError::Wired { frame, count, initial }) => {
+        let alone = pages(first, end).filter_map(|page| self.pages.get(&page).filter(|p| p.live == 1).map(|p| (page, p.frame)));
+        let page_of = |frame: u64| alone.clone().find(|&(_, f)| f == frame).map_or(frame, |(page, _)| page);
+        // Freed first, all or none; the books and the mappings follow.
+        match frames.release_all(alone.clone().map(|(_, frame)| frame)) {
+            Ok(()) => {}
+            Err(LedgerError::Wired { frame, count, initial }) => {
                 return Err(ReleaseRefusal::StillWired { page: page_of(frame), count, initial }.into());
             }
-            Some(LedgerError::Pinned { frame, pins }) => return Err(ReleaseRefusal::Pinned { page: page_of(frame), pins }.into()),
-            Some(LedgerError::Hidden(frame)) => return Err(ReleaseRefusal::Hidden { frame }.into()),
-            Some(LedgerError::InTransfer(frame)) => return Err(ReleaseRefusal::InTransfer { frame }.into()),
-            Some(_) => return Err(ReleaseRefusal::NoAllocation.into()),
+            Err(LedgerError::Pinned { frame, pins }) => return Err(ReleaseRefusal::Pinned { page: page_of(frame), pins }.into()),
+            Err(LedgerError::Hidden(frame)) => return Err(ReleaseRefusal::Hidden { frame }.into()),
+            Err(LedgerError::InTransfer(frame)) => return Err(ReleaseRefusal::InTransfer { frame }.into()),
+            Err(_) => return Err(ReleaseRefusal::NoAllocation.into()),
         }
         self.allocations.remove(&ptr);
         self.arena(region).release(ptr, bytes);
@@ -689,7 +690,7 @@ impl KernelMemory {
             let Some(p) = self.pages.get_mut(&page) else { continue };
             p.live -= 1;
             if p.live == 0 {
-                let (frame, physical, slot) = (p.frame, p.physical, p.slot);
+                let (physical, slot) = (p.physical, p.slot);
                 self.pages.remove(&page);
                 if let Some(alias) = physical {
                     frames.remove_alias(alias, page);
@@ -697,8 +698,6 @@ impl KernelMemory {
                 if let Some(old) = space.unmap_slot(memory, slot).filter(|old| old.flags.contains(PteFlags::ACCESSED)) {
                     zapped = zapped.and(zap_frame(memory, old.gpa));
                 }
-                // Not hidden, wired or pinned: checked above, under the same lock.
-                let _ = frames.release(frame);
             }
         }
         // Released all the same: the books are right, the VM must stop.
