@@ -139,9 +139,22 @@ impl<'a> Reader<'a> {
 /// at RSP is a local or a saved register, which is not such an address.
 fn leaf_return(reader: &mut Reader<'_>, rip: u64, rsp: u64) -> Option<u64> {
     let ret = if rsp.is_multiple_of(8) { reader.stack_word(rsp)? } else { u64::from_le_bytes(reader.read::<8>(rsp, false)?) };
+    // Most words at RSP are locals, far from any code: their bytes are not read.
+    if !within_call_reach(ret, rip) {
+        return None;
+    }
     let [opcode, offset @ ..] = reader.read::<5>(ret.checked_sub(5)?, true)?;
     let target = ret.wrapping_add_signed(i64::from(i32::from_le_bytes(offset)));
     (opcode == CALL_REL32 && target <= rip && rip - target < LEAF_MAX).then_some(ret)
+}
+
+/// Whether a `call rel32` that returns to `ret` can have a target at most
+/// `LEAF_MAX` bytes before `rip`: its target is `ret` plus a 32-bit signed
+/// displacement (modulo 2^64), so `rip - ret`, taken as signed, lies in
+/// [-2^31, 2^31 - 1 + LEAF_MAX - 1].
+fn within_call_reach(ret: u64, rip: u64) -> bool {
+    let distance = rip.wrapping_sub(ret) as i64;
+    (i64::from(i32::MIN)..i64::from(i32::MAX) + LEAF_MAX as i64).contains(&distance)
 }
 
 /// The saved RBP and the return address of the frame at `frame` (8-aligned).
@@ -218,6 +231,35 @@ mod tests {
         }
         words(m, STACK_VA + 0x80, &[ret + 1]);
         assert_eq!(capture(m, &space, leaf, STACK_VA + 0x80, STACK_VA + 0x100), vec![leaf, 0xffff_ffff_8020_3333]);
+    }
+
+    #[test]
+    fn a_call_reaches_from_2_gib_before_its_return_to_2_gib_after_plus_a_leaf() {
+        let ret = 0xffff_c000_0020_0105u64;
+        let (lowest, highest) = (ret - (1 << 31), ret + (1 << 31) - 1 + LEAF_MAX - 1);
+        for (rip, reach) in [(lowest, true), (lowest - 1, false), (highest, true), (highest + 1, false), (ret, true)] {
+            assert_eq!(within_call_reach(ret, rip), reach, "rip {rip:#x}");
+        }
+        // The target wraps modulo 2^64, as the CPU computes it.
+        assert!(within_call_reach(0x10, 0xffff_ffff_ffff_fff0));
+        assert!(!within_call_reach(0x10, 0x8000_0000_0000_0000));
+        // Every displacement's target, and the leaf's whole reach past it, is within reach.
+        for rel in [i32::MIN, -1, 0, i32::MAX] {
+            let target = ret.wrapping_add_signed(i64::from(rel));
+            for rip in [target, target + LEAF_MAX - 1] {
+                assert!(within_call_reach(ret, rip), "rel {rel:#x} rip {rip:#x}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_call_that_leaf_return_takes_is_within_reach(ret: u64, rel: i32, past in 0..2 * LEAF_MAX) {
+            let target = ret.wrapping_add_signed(i64::from(rel));
+            let rip = target.wrapping_add(past);
+            let taken = target <= rip && rip - target < LEAF_MAX;
+            proptest::prop_assert!(!taken || within_call_reach(ret, rip));
+        }
     }
 
     #[test]
