@@ -6,7 +6,7 @@
 //! guest: the guest cannot change its own translations. Because the tables are
 //! the VMM's, a walk of them is also how the VMM reads guest-virtual memory.
 
-use crate::memory_model::ram::{GuestMemoryMmap, fill};
+use crate::memory_model::ram::{GuestMemoryMmap, fill, load_word, word};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
@@ -440,28 +440,23 @@ impl<'a> Walker<'a> {
 /// dirty bits, and it is the cheapest read vm-memory offers (a walk is on
 /// every get, release and wire).
 fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
-    memory.load(GuestAddress(at), std::sync::atomic::Ordering::Relaxed).map_err(|_| PagingError::Memory(at))
+    load_word(memory, at).ok_or(PagingError::Memory(at))
 }
 
 /// Replaces the entry at `at` in one atomic step and returns the old one: a
 /// vCPU walking the tables may set the accessed bit at the same moment, and
 /// that bit decides whether the old frame must be zapped.
 fn swap_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<u64, PagingError> {
-    let host = memory.get_host_address(GuestAddress(at)).map_err(|_| PagingError::Memory(at))?;
-    if !(host as usize).is_multiple_of(8) || memory.get_host_address(GuestAddress(at + 7)).is_err() {
-        return Err(PagingError::Memory(at));
-    }
-    // SAFETY: `host` is 8-byte aligned and its 8 bytes lie in guest RAM's
-    // mapping, which lives as long as `memory`; the CPU updates accessed and
-    // dirty bits with locked read-modify-writes, so an atomic swap is the
-    // right way to share the entry with it.
-    let atomic = unsafe { std::sync::atomic::AtomicU64::from_ptr(host.cast::<u64>()) };
-    let old = atomic.swap(entry, std::sync::atomic::Ordering::SeqCst);
-    // Past vm-memory: the write is recorded here (`ram::WrittenPages`).
+    let old = word(memory, at).ok_or(PagingError::Memory(at))?.swap(entry, std::sync::atomic::Ordering::SeqCst);
+    mark_written(memory, at);
+    Ok(old)
+}
+
+/// Past vm-memory: the write of the entry at `at` is recorded here (`ram::WrittenPages`).
+fn mark_written(memory: &GuestMemoryMmap, at: u64) {
     if let Some(region) = memory.iter().next() {
         region.bitmap().mark(at, 8);
     }
-    Ok(old)
 }
 
 /// Clears the leaf entry at `at`; what it mapped, if anything.
@@ -471,7 +466,9 @@ fn clear_entry(memory: &GuestMemoryMmap, at: u64) -> Option<Translation> {
 }
 
 fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {
-    memory.store(entry, GuestAddress(at), std::sync::atomic::Ordering::Relaxed).map_err(|_| PagingError::Memory(at))
+    word(memory, at).ok_or(PagingError::Memory(at))?.store(entry, std::sync::atomic::Ordering::Relaxed);
+    mark_written(memory, at);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -521,6 +518,19 @@ mod tests {
         assert_eq!(slot.at, other + 8 * index(va + PAGE_SIZE, 0));
         assert_eq!(space.translate(m, va + PAGE_SIZE), None, "the walk's table was not written");
         assert_eq!(read_entry(m, slot.at).map(|e| e & PteFlags::ADDRESS_MASK), Ok(0x30_1000));
+    }
+
+    #[test]
+    fn every_entry_written_or_swapped_is_recorded_as_written() {
+        let (ram, mut pool, space) = setup();
+        let m = ram.memory();
+        let va = layout::IMAGE_VA;
+        ram.written().take();
+        let slot = space.map_near(m, &mut pool, va, 0x30_0000, PteFlags::WRITABLE, None).expect("map");
+        let tables = crate::memory_model::ram::page_numbers(&ram.written().take());
+        assert!(tables.contains(&(slot.at / PAGE_SIZE)), "the leaf table {:#x} among {tables:x?}", slot.at);
+        assert_eq!(space.unmap_slot(m, slot).map(|t| t.gpa), Some(0x30_0000));
+        assert_eq!(crate::memory_model::ram::page_numbers(&ram.written().take()), vec![slot.at / PAGE_SIZE]);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kmemvisor_abi::layout::{MAX_RAM_SIZE, MIN_RAM_SIZE, PAGE_SIZE};
 use vm_memory::bitmap::{AtomicBitmap, Bitmap, NewBitmap, RefSlice, WithBitmapSlice};
@@ -337,6 +338,31 @@ pub fn fill(memory: &GuestMemoryMmap, gpa: u64, len: usize, byte: u8) -> bool {
     true
 }
 
+/// The 8-byte word of guest RAM at guest-physical `gpa` (8-aligned), to be
+/// read and written atomically: a page-table entry, which vCPUs update with
+/// locked read-modify-writes, or a word of a stack. Reached from RAM's one
+/// region directly: vm-memory's `Bytes` calls take a word through their
+/// iterator of slices and permission checks, and a page-table walk or a
+/// stack's origin takes several words on every get and release. A write
+/// through it is recorded by the caller ([`WrittenPages::mark`]).
+pub fn word(memory: &GuestMemoryMmap, gpa: u64) -> Option<&AtomicU64> {
+    let region = memory.iter().next()?;
+    if region.start_addr() != GuestAddress(0) || !gpa.is_multiple_of(8) || gpa.checked_add(8)? > region.len() {
+        return None;
+    }
+    let host = region.as_ptr().wrapping_add(usize::try_from(gpa).ok()?);
+    // SAFETY: the region maps guest RAM from guest-physical 0 and starts on a
+    // page boundary, so `host` is 8-byte aligned and its 8 bytes lie in the
+    // mapping, which lives as long as `memory` is borrowed; every access the
+    // VMM makes through the returned reference is atomic.
+    Some(unsafe { AtomicU64::from_ptr(host.cast::<u64>()) })
+}
+
+/// The word at `gpa`, as [`word`] reaches it.
+pub fn load_word(memory: &GuestMemoryMmap, gpa: u64) -> Option<u64> {
+    word(memory, gpa).map(|w| w.load(Ordering::Relaxed))
+}
+
 /// The CPU-view host address of guest-physical `gpa`, for memory made by
 /// [`GuestRam::new`] (the only memory with a memfd behind it); `None` for any
 /// other memory or an address outside RAM.
@@ -394,6 +420,24 @@ mod tests {
         let _: u64 = memory.read_obj(GuestAddress(20 * PAGE_SIZE)).expect("a read is no write");
         assert_eq!(page_numbers(&ram.written().take()), vec![3, 5, 7, 8, 10, 12]);
         assert_eq!(page_numbers(&ram.written().take()), Vec::<u64>::new(), "taken: the record starts empty");
+    }
+
+    #[test]
+    fn a_word_is_an_aligned_word_of_ram_and_nothing_else() {
+        let ram = GuestRam::new(MIN_RAM_SIZE).expect("ram");
+        let memory = ram.memory();
+        memory.write_obj(0x1122_3344_5566_7788u64, GuestAddress(MIN_RAM_SIZE - 8)).expect("last word");
+        assert_eq!(load_word(memory, MIN_RAM_SIZE - 8), Some(0x1122_3344_5566_7788));
+        word(memory, 0x1000).expect("word").store(7, Ordering::Relaxed);
+        assert_eq!(memory.read_obj::<u64>(GuestAddress(0x1000)).expect("read"), 7, "the same bytes as vm-memory's");
+        for gpa in [0x1004, MIN_RAM_SIZE, MIN_RAM_SIZE - 4, u64::MAX - 7] {
+            assert_eq!(load_word(memory, gpa), None, "{gpa:#x}");
+        }
+        assert_eq!(
+            page_numbers(&ram.written().take()),
+            vec![(MIN_RAM_SIZE - 8) / PAGE_SIZE],
+            "its writes are the caller's to record"
+        );
     }
 
     #[test]

@@ -14,10 +14,9 @@
 //! (the stack grows down, so a caller's frame is always higher), and after
 //! [`MAX_FRAMES`] addresses.
 
-use crate::memory_model::ram::GuestMemoryMmap;
+use crate::memory_model::ram::{GuestMemoryMmap, load_word};
 
 use crate::memory_model::guest_access;
-use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker, is_canonical};
 
@@ -121,7 +120,7 @@ impl<'a> Reader<'a> {
     /// words of an origin are read on every get).
     fn stack_word(&mut self, va: u64) -> Option<u64> {
         let t = self.stack.translate(va).filter(|t| t.flags.contains(PteFlags::USER))?;
-        self.memory.load(GuestAddress(t.gpa), std::sync::atomic::Ordering::Relaxed).ok()
+        load_word(self.memory, t.gpa)
     }
 
     /// `N` bytes at `va` (`code`: through the code walker), if the guest may read them all.
