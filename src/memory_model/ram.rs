@@ -327,15 +327,27 @@ pub struct ZapError {
 /// memory traffic, on paths (every fresh page of a get) where the caches
 /// are cold after an exit.
 pub fn fill(memory: &GuestMemoryMmap, gpa: u64, len: usize, byte: u8) -> bool {
-    let Ok(slice) = memory.get_slice(GuestAddress(gpa), len) else { return false };
-    let guard = slice.ptr_guard_mut();
-    // SAFETY: `guard` points at the `slice.len()` bytes of guest RAM's
-    // mapping that `get_slice` checked, alive as long as `memory`; they are
-    // plain memory shared with the vCPUs and the device, which vm-memory's
-    // own writes also store to with non-atomic copies.
-    unsafe { std::ptr::write_bytes(guard.as_ptr(), byte, slice.len()) };
-    slice.bitmap().mark_dirty(0, slice.len());
+    let Some(host) = host_range(memory, gpa, len) else { return false };
+    // SAFETY: `host_range` checked that the `len` bytes at `host` lie in
+    // guest RAM's mapping, alive as long as `memory`; they are plain memory
+    // shared with the vCPUs and the device, which vm-memory's own writes
+    // also store to with non-atomic copies.
+    unsafe { std::ptr::write_bytes(host, byte, len) };
+    if let Some(region) = memory.iter().next() {
+        region.bitmap().mark_dirty(gpa as usize, len);
+    }
     true
+}
+
+/// The VMM-view host address of the `len` bytes of guest RAM from
+/// guest-physical `gpa`, if they all lie in RAM's one region (which
+/// starts at guest-physical 0); taken from the region directly, past
+/// vm-memory's iterator of slices, for the word and page accesses of every
+/// get and release.
+fn host_range(memory: &GuestMemoryMmap, gpa: u64, len: usize) -> Option<*mut u8> {
+    let region = memory.iter().next()?;
+    let end = gpa.checked_add(u64::try_from(len).ok()?)?;
+    (region.start_addr() == GuestAddress(0) && end <= region.len()).then(|| region.as_ptr().wrapping_add(gpa as usize))
 }
 
 /// The 8-byte word of guest RAM at guest-physical `gpa` (8-aligned), to be
@@ -346,15 +358,11 @@ pub fn fill(memory: &GuestMemoryMmap, gpa: u64, len: usize, byte: u8) -> bool {
 /// stack's origin takes several words on every get and release. A write
 /// through it is recorded by the caller ([`WrittenPages::mark`]).
 pub fn word(memory: &GuestMemoryMmap, gpa: u64) -> Option<&AtomicU64> {
-    let region = memory.iter().next()?;
-    if region.start_addr() != GuestAddress(0) || !gpa.is_multiple_of(8) || gpa.checked_add(8)? > region.len() {
-        return None;
-    }
-    let host = region.as_ptr().wrapping_add(usize::try_from(gpa).ok()?);
-    // SAFETY: the region maps guest RAM from guest-physical 0 and starts on a
-    // page boundary, so `host` is 8-byte aligned and its 8 bytes lie in the
-    // mapping, which lives as long as `memory` is borrowed; every access the
-    // VMM makes through the returned reference is atomic.
+    let host = host_range(memory, gpa, 8).filter(|_| gpa.is_multiple_of(8))?;
+    // SAFETY: the region maps guest RAM from guest-physical 0 and starts on
+    // a page boundary, so `host` is 8-byte aligned; its 8 bytes lie in the
+    // mapping (`host_range`), which lives as long as `memory` is borrowed;
+    // every access the VMM makes through the returned reference is atomic.
     Some(unsafe { AtomicU64::from_ptr(host.cast::<u64>()) })
 }
 
