@@ -1081,6 +1081,26 @@ mod tests {
     }
 
     #[test]
+    fn a_get_that_cannot_map_a_page_gives_back_every_frame_and_mapping_it_made() {
+        let (ram, space, mut frames, mut kernel) = empty();
+        let view = GuestView { memory: ram.memory(), space: &space };
+        let page = u64::from(kmemvisor_abi::dgux::VM_PAGE_ALIGNED);
+        // The arena's second page is mapped already, which no page of kernel memory may be: a get of three fails there.
+        let (first, second) = (layout::WIRED_ARENA_VA, layout::WIRED_ARENA_VA + PAGE_SIZE);
+        let stray = frames.allocate(1, Role::KernelMemory).expect("frame")[0];
+        space.map(ram.memory(), &mut frames, second, stray, PteFlags::WRITABLE).expect("map");
+        let free = frames.free_frames();
+        let got = kernel.get(view, &mut frames, Kind::Wired, false, 3 * PAGE_SIZE, page, (0, &[]));
+        assert!(matches!(got, Err(GetError::OutOfMemory)), "{got:?}");
+        assert_eq!(frames.free_frames(), free, "the first page's frame and the two others are free again");
+        assert_eq!(space.translate(ram.memory(), first), None, "the first page is unmapped");
+        assert!(kernel.pages.is_empty() && kernel.allocations.is_empty());
+        assert_eq!(frames.check(), Ok(()));
+        // The arena has its range back: a page fits where the three did not.
+        assert_eq!(kernel.get(view, &mut frames, Kind::Wired, false, PAGE_SIZE, page, (0, &[])), Ok(first));
+    }
+
+    #[test]
     fn the_bookkeeping_counts_each_tree_once() {
         let (ram, space, mut frames, mut kernel) = empty();
         let view = GuestView { memory: ram.memory(), space: &space };
