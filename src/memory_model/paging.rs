@@ -6,9 +6,9 @@
 //! guest: the guest cannot change its own translations. Because the tables are
 //! the VMM's, a walk of them is also how the VMM reads guest-virtual memory.
 
-use crate::memory_model::ram::{GuestMemoryMmap, fill, load_word, word};
+use crate::memory_model::ram::{GuestMemoryMmap, fill, load_word, mark_written, word};
 use kmemvisor_abi::layout::{self, PAGE_SIZE};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::{Bytes, GuestAddress};
 
 /// Bits of a page-table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -436,9 +436,9 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// One aligned load: entries are shared with vCPUs setting accessed and
-/// dirty bits, and it is the cheapest read vm-memory offers (a walk is on
-/// every get, release and wire).
+/// One aligned atomic load ([`load_word`]): entries are shared with vCPUs
+/// setting accessed and dirty bits, and a walk is on every get, release and
+/// wire.
 fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
     load_word(memory, at).ok_or(PagingError::Memory(at))
 }
@@ -448,15 +448,8 @@ fn read_entry(memory: &GuestMemoryMmap, at: u64) -> Result<u64, PagingError> {
 /// that bit decides whether the old frame must be zapped.
 fn swap_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<u64, PagingError> {
     let old = word(memory, at).ok_or(PagingError::Memory(at))?.swap(entry, std::sync::atomic::Ordering::SeqCst);
-    mark_written(memory, at);
+    mark_written(memory, at, 8);
     Ok(old)
-}
-
-/// Past vm-memory: the write of the entry at `at` is recorded here (`ram::WrittenPages`).
-fn mark_written(memory: &GuestMemoryMmap, at: u64) {
-    if let Some(region) = memory.iter().next() {
-        region.bitmap().mark(at, 8);
-    }
 }
 
 /// Clears the leaf entry at `at`; what it mapped, if anything.
@@ -467,7 +460,7 @@ fn clear_entry(memory: &GuestMemoryMmap, at: u64) -> Option<Translation> {
 
 fn write_entry(memory: &GuestMemoryMmap, at: u64, entry: u64) -> Result<(), PagingError> {
     word(memory, at).ok_or(PagingError::Memory(at))?.store(entry, std::sync::atomic::Ordering::Relaxed);
-    mark_written(memory, at);
+    mark_written(memory, at, 8);
     Ok(())
 }
 

@@ -333,10 +333,16 @@ pub fn fill(memory: &GuestMemoryMmap, gpa: u64, len: usize, byte: u8) -> bool {
     // shared with the vCPUs and the device, which vm-memory's own writes
     // also store to with non-atomic copies.
     unsafe { std::ptr::write_bytes(host, byte, len) };
-    if let Some(region) = memory.iter().next() {
-        region.bitmap().mark_dirty(gpa as usize, len);
-    }
+    mark_written(memory, gpa, len as u64);
     true
+}
+
+/// Records in RAM's [`WrittenPages`] that the VMM wrote `len` bytes from
+/// guest-physical `gpa` past vm-memory (a fill, a page-table entry).
+pub fn mark_written(memory: &GuestMemoryMmap, gpa: u64, len: u64) {
+    if let Some(region) = memory.iter().next() {
+        region.bitmap().mark_dirty(gpa as usize, len as usize);
+    }
 }
 
 /// The VMM-view host address of the `len` bytes of guest RAM from
@@ -356,7 +362,7 @@ fn host_range(memory: &GuestMemoryMmap, gpa: u64, len: usize) -> Option<*mut u8>
 /// region directly: vm-memory's `Bytes` calls take a word through their
 /// iterator of slices and permission checks, and a page-table walk or a
 /// stack's origin takes several words on every get and release. A write
-/// through it is recorded by the caller ([`WrittenPages::mark`]).
+/// through it is recorded by the caller ([`mark_written`]).
 pub fn word(memory: &GuestMemoryMmap, gpa: u64) -> Option<&AtomicU64> {
     let host = host_range(memory, gpa, 8).filter(|_| gpa.is_multiple_of(8))?;
     // SAFETY: the region maps guest RAM from guest-physical 0 and starts on

@@ -17,7 +17,6 @@
 use crate::memory_model::ram::{GuestMemoryMmap, load_word};
 
 use crate::memory_model::guest_access;
-
 use crate::memory_model::paging::{AddressSpace, PteFlags, Walker, is_canonical};
 
 /// The most addresses captured: the instruction and 15 callers.

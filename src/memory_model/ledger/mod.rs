@@ -510,8 +510,8 @@ impl FrameLedger {
 
     /// Gives back every frame of `frames` as [`FrameLedger::release`] does,
     /// or none: the first refusal, as [`FrameLedger::release_refusal`] says,
-    /// comes before anything changes. One check for all of them, where a
-    /// release a frame would check each twice.
+    /// comes before anything changes. One check for all of them: a check
+    /// followed by a `release` of each frame would check each twice.
     pub fn release_all<I>(&mut self, frames: I) -> Result<(), LedgerError>
     where
         I: IntoIterator<Item = u64>,
